@@ -1,0 +1,201 @@
+"""One settings object, read from the environment in one place, frozen, with secrets kept out of reprs.
+
+A malformed value raises `SettingsError`, whose message starts with the variable's name; the CLI prints it
+as one line and exits 2 before anything starts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+from schemas.store import StoreTarget, parse_store_url
+from schemas.tokens import Keyring
+
+log = logging.getLogger(__name__)
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+IpStorage = Literal["truncate", "drop", "full"]
+
+
+class SettingsError(ValueError):
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    keyring: Keyring = field(repr=False)
+    api_keys: Mapping[str, str] = field(repr=False)  # bearer key -> account
+    public_url: str
+    trusted_proxies: tuple[Network, ...]
+    data_dir: Path
+    kafka_bootstrap: str | None
+    store: StoreTarget
+    geoip_city_db: Path | None
+    geoip_asn_db: Path | None
+    ip_storage: IpStorage = "truncate"
+    click_window_ms: int = 1500
+    flush_interval_ms: int = 250
+    bus_capacity: int = 100_000
+    secret_generated: bool = False
+    api_keys_generated: bool = False
+
+    @property
+    def accounts(self) -> frozenset[str]:
+        return frozenset(self.api_keys.values())
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(name, f"{raw!r} is not a whole number") from None
+    if not low <= value <= high:
+        raise SettingsError(name, f"{value} is outside {low}..{high}")
+    return value
+
+
+def parse_secret(raw: str) -> Keyring:
+    """``SECRET`` (key id 1) or ``ID:SECRET,ID:SECRET`` (the first signs, all verify)."""
+    keys: list[tuple[int, bytes]] = []
+    for part in raw.split(","):
+        kid_text, sep, secret = part.strip().partition(":")
+        if not sep:
+            kid_text, secret = "1", part.strip()
+        if not kid_text.isdigit() or not 0 <= int(kid_text) <= 255:
+            raise ValueError(f"key id {kid_text!r} is not a number in 0..255")
+        if len(secret) < 16:
+            raise ValueError("each secret must be at least 16 characters")
+        keys.append((int(kid_text), secret.encode()))
+    if len({kid for kid, _ in keys}) != len(keys):
+        raise ValueError("key ids must be unique")
+    return Keyring(tuple(keys))
+
+
+def parse_api_keys(raw: str) -> dict[str, str]:
+    """``account=key,account2=key2`` -> {key: account}."""
+    out: dict[str, str] = {}
+    for part in raw.split(","):
+        account, sep, key = part.strip().partition("=")
+        account, key = account.strip(), key.strip()
+        if not sep or not account or not key:
+            raise ValueError(f"{part.strip()!r} is not account=key")
+        if not account.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"account {account!r} must be letters, digits, '-' and '_'")
+        if len(key) < 8:
+            raise ValueError(f"the key of account {account!r} is shorter than 8 characters")
+        if key in out:
+            raise ValueError("two accounts share a key")
+        out[key] = account
+    return out
+
+
+def parse_networks(raw: str) -> tuple[Network, ...]:
+    nets = []
+    for part in raw.split(","):
+        if part.strip():
+            nets.append(ipaddress.ip_network(part.strip(), strict=False))
+    return tuple(nets)
+
+
+def _file(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name, "")
+    if not raw:
+        return None
+    path = Path(raw)
+    if not path.is_file():
+        raise SettingsError(name, f"{raw} is not a readable file")
+    return path
+
+
+def _persisted_secret(data_dir: Path) -> str:
+    path = data_dir / "secret"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return value
+
+
+def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port: int = 8000) -> Settings:
+    """Read every setting; raise `SettingsError` naming the first variable that is malformed."""
+    env = os.environ if env is None else env
+    data_dir = Path(env.get("PIXELPIPE_DATA_DIR") or "./data")
+
+    secret_raw = env.get("PIXELPIPE_SECRET", "")
+    secret_generated = not secret_raw
+    if secret_generated:
+        try:
+            secret_raw = _persisted_secret(data_dir)
+        except OSError as exc:
+            raise SettingsError("PIXELPIPE_DATA_DIR", f"cannot keep the generated secret there: {exc}") from exc
+    try:
+        keyring = parse_secret(secret_raw)
+    except ValueError as exc:
+        raise SettingsError("PIXELPIPE_SECRET", str(exc)) from None
+
+    keys_raw = env.get("PIXELPIPE_API_KEYS", "")
+    api_keys_generated = not keys_raw
+    try:
+        api_keys = parse_api_keys(keys_raw) if keys_raw else {secrets.token_urlsafe(24): "demo"}
+    except ValueError as exc:
+        raise SettingsError("PIXELPIPE_API_KEYS", str(exc)) from None
+
+    public_url = env.get("PIXELPIPE_PUBLIC_URL") or f"http://{host}:{port}"
+    parsed = urlparse(public_url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.query or parsed.fragment:
+        raise SettingsError("PIXELPIPE_PUBLIC_URL", f"{public_url!r} is not an http(s) base URL")
+
+    try:
+        trusted = parse_networks(env.get("PIXELPIPE_TRUSTED_PROXIES", ""))
+    except ValueError as exc:
+        raise SettingsError("PIXELPIPE_TRUSTED_PROXIES", str(exc)) from None
+
+    bootstrap = env.get("PIXELPIPE_KAFKA_BOOTSTRAP") or None
+    if bootstrap is not None:
+        for server in bootstrap.split(","):
+            hostpart, sep, portpart = server.strip().rpartition(":")
+            if not sep or not hostpart or not portpart.isdigit():
+                raise SettingsError("PIXELPIPE_KAFKA_BOOTSTRAP", f"{server.strip()!r} is not host:port")
+
+    store_url = env.get("PIXELPIPE_CLICKHOUSE_URL") or f"chdb://{data_dir / 'clickhouse'}"
+    try:
+        store = parse_store_url(store_url)
+    except ValueError as exc:
+        raise SettingsError("PIXELPIPE_CLICKHOUSE_URL", str(exc)) from None
+
+    ip_storage = env.get("PIXELPIPE_IP_STORAGE", "truncate")
+    if ip_storage not in ("truncate", "drop", "full"):
+        raise SettingsError("PIXELPIPE_IP_STORAGE", f"{ip_storage!r} is not one of truncate, drop, full")
+
+    return Settings(
+        keyring=keyring,
+        api_keys=api_keys,
+        public_url=public_url.rstrip("/"),
+        trusted_proxies=trusted,
+        data_dir=data_dir,
+        kafka_bootstrap=bootstrap,
+        store=store,
+        geoip_city_db=_file(env, "PIXELPIPE_GEOIP_CITY_DB"),
+        geoip_asn_db=_file(env, "PIXELPIPE_GEOIP_ASN_DB"),
+        ip_storage=ip_storage,  # type: ignore[arg-type]
+        click_window_ms=_int(env, "PIXELPIPE_CLICK_WINDOW_MS", 1500, 0, 10_000),
+        flush_interval_ms=_int(env, "PIXELPIPE_FLUSH_INTERVAL_MS", 250, 10, 5_000),
+        bus_capacity=_int(env, "PIXELPIPE_BUS_CAPACITY", 100_000, 100, 10_000_000),
+        secret_generated=secret_generated,
+        api_keys_generated=api_keys_generated,
+    )

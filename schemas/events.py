@@ -1,0 +1,104 @@
+"""The raw hit: what the edge publishes and the processors consume (orjson on the wire).
+
+The edge has already verified the token (it must, to redirect a click and to key the hit by message), so a
+raw hit carries the decoded claim, or ``token_ok=False`` with the reason and the token's first characters.
+Decoding is strict: anything that is not a raw hit raises `MalformedHit`, which the processors send to the
+dead-letter path instead of stopping.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+
+import orjson
+
+SCHEMA_VERSION: Final = 1
+HitKind = Literal["open", "click"]
+_KINDS: Final = frozenset({"open", "click"})
+
+
+class MalformedHit(ValueError):
+    """Bytes on the bus that are not a raw hit of a version we read."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawHit:
+    """One request to the edge, as the edge saw it. Times are epoch milliseconds (UTC)."""
+
+    hit_id: str
+    kind: HitKind
+    received_at_ms: int
+    ip: str
+    user_agent: str
+    token_ok: bool
+    account: str = ""
+    campaign_id: str = ""
+    message_id: str = ""
+    sent_at: int = 0
+    link_index: int = -1
+    url: str = ""
+    token_error: str = ""
+    token_head: str = ""
+    v: int = SCHEMA_VERSION
+
+    @property
+    def partition_key(self) -> bytes | None:
+        """All hits of one message share a key, so they land on one partition in order."""
+        if not self.token_ok:
+            return None
+        return f"{self.account}\x1f{self.message_id}".encode()
+
+
+_FIELDS: Final = {f.name: f for f in dataclasses.fields(RawHit)}
+_REQUIRED: Final = frozenset(
+    name for name, f in _FIELDS.items() if f.default is dataclasses.MISSING
+)
+_TYPES: Final[dict[str, type | tuple[type, ...]]] = {
+    "hit_id": str,
+    "kind": str,
+    "received_at_ms": int,
+    "ip": str,
+    "user_agent": str,
+    "token_ok": bool,
+    "account": str,
+    "campaign_id": str,
+    "message_id": str,
+    "sent_at": int,
+    "link_index": int,
+    "url": str,
+    "token_error": str,
+    "token_head": str,
+    "v": int,
+}
+
+
+def encode_hit(hit: RawHit) -> bytes:
+    return orjson.dumps(hit)
+
+
+def decode_hit(raw: bytes) -> RawHit:
+    try:
+        obj: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedHit(f"not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise MalformedHit("not a JSON object")
+    if obj.get("v") != SCHEMA_VERSION:
+        raise MalformedHit(f"unknown schema version {obj.get('v')!r}")
+    missing = _REQUIRED - obj.keys()
+    if missing:
+        raise MalformedHit(f"missing fields: {', '.join(sorted(missing))}")
+    fields: dict[str, Any] = {}
+    for name, value in obj.items():
+        expected = _TYPES.get(name)
+        if expected is None:
+            continue  # a newer edge may add fields; older processors ignore them
+        # bool is an int in Python; keep the two apart.
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise MalformedHit(f"field {name} has the wrong type")
+        fields[name] = value
+    if fields["kind"] not in _KINDS:
+        raise MalformedHit(f"unknown kind {fields['kind']!r}")
+    return RawHit(**fields)

@@ -1,0 +1,176 @@
+"""Signed, stateless tracking tokens.
+
+A token is ``base64url(body || tag)`` where ``body`` is a compact binary claim and ``tag`` is the first 16
+bytes of HMAC-SHA256 over ``body`` with the key named by the key id in the body. The edge verifies a token
+with no lookup; tampering any byte (of the body or the tag) makes it invalid. Keys rotate: a keyring signs
+with its first key and verifies with any of them.
+
+Layout of ``body`` (all integers big-endian):
+
+    version:u8  kind:u8  key_id:u8  sent_at:u32 (epoch seconds)
+    account  campaign  message        each a varint length + UTF-8
+    [click only]  link_index:varint  url:varint length + UTF-8
+
+This module is pure: no clock, no randomness, no I/O.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import struct
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import Final
+
+VERSION: Final = 1
+TAG_BYTES: Final = 16
+MAX_TOKEN_CHARS: Final = 4096
+_HEADER = struct.Struct(">BBBI")
+
+
+class TokenKind(IntEnum):
+    OPEN = 1
+    CLICK = 2
+
+
+class InvalidToken(ValueError):
+    """The token is garbled, forged, tampered with, or signed by a key this keyring does not hold."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What a token asserts. ``link_index`` and ``url`` are set for clicks only."""
+
+    kind: TokenKind
+    account: str
+    campaign_id: str
+    message_id: str
+    sent_at: int
+    link_index: int = -1
+    url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Keyring:
+    """Signing keys by id. The first key signs; every key verifies (so old tokens survive a rotation)."""
+
+    keys: tuple[tuple[int, bytes], ...]
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            raise ValueError("a keyring needs at least one key")
+        for key_id, secret in self.keys:
+            if not 0 <= key_id <= 255:
+                raise ValueError(f"key id {key_id} is not in 0..255")
+            if len(secret) < 16:
+                raise ValueError(f"key {key_id} is shorter than 16 bytes")
+
+    @property
+    def signing_key(self) -> tuple[int, bytes]:
+        return self.keys[0]
+
+    def secret_for(self, key_id: int) -> bytes | None:
+        for kid, secret in self.keys:
+            if kid == key_id:
+                return secret
+        return None
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = 0
+    for shift in range(0, 35, 7):
+        if pos >= len(buf):
+            raise InvalidToken("truncated")
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return value, pos
+    raise InvalidToken("varint too long")
+
+
+def _read_str(buf: bytes, pos: int) -> tuple[str, int]:
+    size, pos = _read_varint(buf, pos)
+    end = pos + size
+    if end > len(buf):
+        raise InvalidToken("truncated")
+    try:
+        return buf[pos:end].decode("utf-8"), end
+    except UnicodeDecodeError as exc:
+        raise InvalidToken("not UTF-8") from exc
+
+
+def _str(value: str) -> bytes:
+    raw = value.encode("utf-8")
+    return _varint(len(raw)) + raw
+
+
+def _tag(secret: bytes, body: bytes) -> bytes:
+    return hmac.new(secret, body, hashlib.sha256).digest()[:TAG_BYTES]
+
+
+def sign(claim: Claim, keyring: Keyring) -> str:
+    """Encode and sign a claim; the result is URL-safe (base64url without padding)."""
+    if not 0 <= claim.sent_at < 2**32:
+        raise ValueError("sent_at must fit in 32 bits of epoch seconds")
+    key_id, secret = keyring.signing_key
+    body = bytearray(_HEADER.pack(VERSION, claim.kind, key_id, claim.sent_at))
+    body += _str(claim.account) + _str(claim.campaign_id) + _str(claim.message_id)
+    if claim.kind is TokenKind.CLICK:
+        if claim.link_index < 0:
+            raise ValueError("a click claim needs a link index")
+        body += _varint(claim.link_index) + _str(claim.url)
+    raw = bytes(body) + _tag(secret, bytes(body))
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def verify(token: str, keyring: Keyring, expect: TokenKind | None = None) -> Claim:
+    """Check the tag and decode the claim; raise `InvalidToken` for anything that is not a token we signed."""
+    if not token or len(token) > MAX_TOKEN_CHARS:
+        raise InvalidToken("empty or too long")
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidToken("not base64url") from exc
+    # The canonical form is unpadded base64url; any other spelling of the same bytes is a different token.
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != token:
+        raise InvalidToken("not canonical base64url")
+    if len(raw) < _HEADER.size + TAG_BYTES:
+        raise InvalidToken("too short")
+    body, tag = raw[:-TAG_BYTES], raw[-TAG_BYTES:]
+    version, kind, key_id, sent_at = _HEADER.unpack_from(body)
+    secret = keyring.secret_for(key_id)
+    if version != VERSION or secret is None or not hmac.compare_digest(tag, _tag(secret, body)):
+        raise InvalidToken("bad signature")
+    try:
+        token_kind = TokenKind(kind)
+    except ValueError as exc:
+        raise InvalidToken("unknown kind") from exc
+    if expect is not None and token_kind is not expect:
+        raise InvalidToken(f"expected a {expect.name.lower()} token")
+    pos = _HEADER.size
+    account, pos = _read_str(body, pos)
+    campaign_id, pos = _read_str(body, pos)
+    message_id, pos = _read_str(body, pos)
+    link_index, url = -1, ""
+    if token_kind is TokenKind.CLICK:
+        link_index, pos = _read_varint(body, pos)
+        url, pos = _read_str(body, pos)
+    if pos != len(body):
+        raise InvalidToken("trailing bytes")
+    return Claim(token_kind, account, campaign_id, message_id, sent_at, link_index, url)
