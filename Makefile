@@ -1,0 +1,48 @@
+# pixelpipe — two commands on a fresh machine: `make run` runs the product, `make test` passes the tests.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# uv is bootstrapped with pip when it is missing.
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+export UV_PYTHON_PREFERENCE ?= system
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: help uv install run test lint typecheck unit integration e2e bench fmt clean
+
+help:
+	@echo "make run       install and run pixelpipe serve on $(HOST):$(PORT)"
+	@echo "make test      install, start what the tests need, lint, type-check and run every test"
+	@echo "make kafka-up / kafka-down / kafka-clean   a local Apache Kafka (KRaft) on 127.0.0.1:9092"
+	@echo "make bench     the quick benchmarks"
+
+uv:
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+
+install: uv
+	$(UV) sync --locked
+
+run: install
+	$(UV) run pixelpipe serve --host $(HOST) --port $(PORT)
+
+lint: install
+	$(UV) run ruff check .
+	$(UV) run ruff format --check .
+
+typecheck: install
+	$(UV) run mypy
+
+fmt: install
+	$(UV) run ruff format .
+	$(UV) run ruff check --fix .
+
+test: install lint typecheck
+	$(UV) run pytest
+
+unit: install
+	$(UV) run pytest tests/unit
+
+clean:
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache
+
+include mk/kafka.mk

@@ -1,0 +1,1 @@
+"""The query API: registers sent messages, instruments their HTML, and answers analysts' questions."""

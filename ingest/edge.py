@@ -1,0 +1,214 @@
+"""The edge's hot path: ``GET /o/{token}.gif`` and ``GET /c/{token}`` as a raw ASGI app.
+
+It sits in front of the Litestar app (every other path falls through to it), because a pixel must cost as
+little as possible: no routing table, no request object, no middleware. For each hit it verifies the token
+(HMAC, no lookup), answers, and hands the raw hit to the bus, which never blocks. It must never wait on
+anything slow and never answer a pixel with anything but the GIF: whatever arrives, the handler catches it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any, Final
+from urllib.parse import quote, urlsplit
+
+from ingest import metrics
+from ingest.bus import HitPublisher
+from ingest.client_ip import Network, client_ip
+from schemas.events import HitKind, RawHit
+from schemas.tokens import Claim, InvalidToken, Keyring, TokenKind, verify
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# The smallest transparent 1x1 GIF89a: 43 bytes.
+PIXEL_GIF: Final = (
+    b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
+    b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
+)
+NO_STORE: Final = b"no-store, no-cache, must-revalidate, private"
+_PIXEL_START: Final = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [
+        (b"content-type", b"image/gif"),
+        (b"content-length", b"43"),
+        (b"cache-control", NO_STORE),
+        (b"pragma", b"no-cache"),
+        (b"expires", b"0"),
+    ],
+}
+_PIXEL_BODY: Final = {"type": "http.response.body", "body": PIXEL_GIF}
+_EMPTY_BODY: Final = {"type": "http.response.body", "body": b""}
+_BAD_LINK: Final = b"This link is invalid or has been altered.\n"
+_TOKEN_HEAD_CHARS: Final = 64
+_MAX_UA_CHARS: Final = 1024
+
+
+def _header(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+def _hit_id(received_at_ms: int) -> str:
+    # Time-ordered (ms since epoch, 12 hex digits) + 64 random bits: unique without coordination.
+    return f"{received_at_ms:012x}{os.urandom(8).hex()}"
+
+
+def safe_location(url: str) -> bytes | None:
+    """The Location header for a signed destination, or None if it is not an http(s) URL."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+        return None
+    # Percent-encode anything outside printable ASCII; keep URL syntax as it is.
+    return quote(url, safe="!#$%&'()*+,-./:;=?@[]_~").encode("ascii")
+
+
+class Edge:
+    """The ASGI app for pixels and clicks; everything else goes to ``fallback`` (the Litestar app)."""
+
+    def __init__(
+        self,
+        *,
+        keyring: Keyring,
+        publisher: HitPublisher,
+        trusted_proxies: Sequence[Network],
+        fallback: ASGIApp,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.keyring = keyring
+        self.publisher = publisher
+        self.trusted_proxies = tuple(trusted_proxies)
+        self.fallback = fallback
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path: str = scope["path"]
+            if path.startswith("/o/"):
+                await self._pixel(scope, send, path[3:])
+                return
+            if path.startswith("/c/"):
+                await self._click(scope, send, path[3:])
+                return
+        await self.fallback(scope, receive, send)
+
+    async def _pixel(self, scope: Scope, send: Send, token: str) -> None:
+        method = scope["method"]
+        if method not in ("GET", "HEAD"):
+            await self._plain(send, 405, b"Method Not Allowed\n", [(b"allow", b"GET, HEAD")])
+            return
+        # Answer first: the GIF goes out before anything else happens.
+        await send(_PIXEL_START)
+        await send(_PIXEL_BODY if method == "GET" else _EMPTY_BODY)
+        if method == "GET":
+            try:
+                self._record(scope, "open", token.removesuffix(".gif"), TokenKind.OPEN)
+            except Exception:  # the email is already served; a bug here must not surface
+                log.exception("could not record a pixel hit")
+
+    async def _click(self, scope: Scope, send: Send, token: str) -> None:
+        method = scope["method"]
+        if method not in ("GET", "HEAD"):
+            await self._plain(send, 405, b"Method Not Allowed\n", [(b"allow", b"GET, HEAD")])
+            return
+        claim: Claim | None = None
+        location: bytes | None = None
+        try:
+            claim = self._record(scope, "click", token, TokenKind.CLICK, publish=method == "GET")
+        except Exception:
+            log.exception("could not record a click")
+        if claim is not None:
+            location = safe_location(claim.url)
+        if location is None:
+            await self._plain(send, 400, _BAD_LINK)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 302,
+                "headers": [
+                    (b"location", location),
+                    (b"cache-control", NO_STORE),
+                    (b"content-length", b"0"),
+                    (b"referrer-policy", b"no-referrer"),
+                ],
+            }
+        )
+        await send(_EMPTY_BODY)
+
+    def _record(
+        self, scope: Scope, kind: HitKind, token: str, expect: TokenKind, *, publish: bool = True
+    ) -> Claim | None:
+        """Verify the token, publish the raw hit (valid or not), and return the claim if it verified."""
+        received_at_ms = int(self.clock() * 1000)
+        headers = scope.get("headers") or ()
+        peer = scope.get("client")
+        ip = client_ip(
+            peer[0] if peer else None,
+            _header(headers, b"x-forwarded-for") if self.trusted_proxies else None,
+            self.trusted_proxies,
+        )
+        user_agent = (_header(headers, b"user-agent") or "")[:_MAX_UA_CHARS]
+        try:
+            claim: Claim | None = verify(token, self.keyring, expect)
+            error = ""
+        except InvalidToken as exc:
+            claim, error = None, str(exc)
+        metrics.HITS.labels(kind, "ok" if claim else "invalid").inc()
+        if not publish:
+            return claim
+        if claim is None:
+            hit = RawHit(
+                hit_id=_hit_id(received_at_ms),
+                kind=kind,
+                received_at_ms=received_at_ms,
+                ip=ip,
+                user_agent=user_agent,
+                token_ok=False,
+                token_error=error,
+                token_head=token[:_TOKEN_HEAD_CHARS],
+            )
+        else:
+            hit = RawHit(
+                hit_id=_hit_id(received_at_ms),
+                kind=kind,
+                received_at_ms=received_at_ms,
+                ip=ip,
+                user_agent=user_agent,
+                token_ok=True,
+                account=claim.account,
+                campaign_id=claim.campaign_id,
+                message_id=claim.message_id,
+                sent_at=claim.sent_at,
+                link_index=claim.link_index,
+                url=claim.url,
+            )
+        self.publisher.publish(hit)
+        return claim
+
+    @staticmethod
+    async def _plain(
+        send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
+    ) -> None:
+        headers = [
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", NO_STORE),
+            *(extra or []),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

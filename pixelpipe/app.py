@@ -1,0 +1,230 @@
+"""Assemble the roles into one ASGI app: the edge's fast path in front, Litestar behind it.
+
+Roles: ``edge`` (pixels and clicks → bus), ``process`` (bus → ClickHouse), ``api`` (ClickHouse → answers).
+Any combination runs in one process; every process also answers ``/healthz``, ``/readyz`` and ``/metrics``.
+Without Kafka the bus is in memory, so the edge needs the processor in the same process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from litestar import Litestar, MediaType, Response, get
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components as OpenAPIComponents
+from litestar.openapi.spec import SecurityScheme
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.routes import ApiContext, CampaignController, MessageController
+from ingest.bus import HitPublisher, HitSource, MemoryBus
+from ingest.edge import ASGIApp, Edge
+from pixelpipe.settings import Settings
+from processors.geo import GeoLookup
+from processors.pipeline import HitProcessor
+from processors.ranges import load_ranges
+from processors.runner import DeadLetters, HitRunner, Stored
+from schemas.store import Store
+from schemas.topics import Topics
+
+log = logging.getLogger(__name__)
+
+ROLES = ("edge", "process", "api")
+STOP_DEADLINE_S = 8.0
+
+
+class RoleError(ValueError):
+    pass
+
+
+def parse_roles(text: str) -> frozenset[str]:
+    roles = frozenset(r.strip() for r in text.split(",") if r.strip())
+    unknown = roles - set(ROLES)
+    if not roles or unknown:
+        raise RoleError(f"--roles takes any of {', '.join(ROLES)} (got {text!r})")
+    return roles
+
+
+@dataclass
+class Components:
+    """What one process runs, and how to start and stop it."""
+
+    settings: Settings
+    roles: frozenset[str]
+    store: Store | None = None
+    publisher: HitPublisher | None = None
+    source: HitSource | None = None
+    runner: HitRunner | None = None
+    on_stored: list[Callable[[Stored], None]] = field(default_factory=list)
+    _runner_task: asyncio.Task[None] | None = None
+
+    def readiness(self) -> dict[str, bool]:
+        checks: dict[str, bool] = {}
+        if self.publisher is not None:
+            checks["bus"] = self.publisher.ready()
+        if self.runner is not None:
+            checks["processor"] = self._runner_task is not None and not self._runner_task.done()
+            checks["store_writes"] = self.runner.store_ok
+        if "api" in self.roles and self.store is not None:
+            checks["store"] = self.store.ping()
+        return checks
+
+    async def start(self) -> None:
+        if self.publisher is not None:
+            await self.publisher.start()
+        if self.runner is not None:
+            self._runner_task = asyncio.create_task(self.runner.run(), name="pixelpipe-processor")
+            self._runner_task.add_done_callback(_log_crash)
+
+    async def stop(self) -> None:
+        """Stop taking hits, drain what is in flight, commit, close. Bounded by STOP_DEADLINE_S."""
+        if self.runner is not None and self._runner_task is not None:
+            self.runner.stop()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._runner_task), STOP_DEADLINE_S)
+            except TimeoutError:
+                log.warning("the processor did not drain within %.0fs; stopping it", STOP_DEADLINE_S)
+                self._runner_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._runner_task
+        if self.publisher is not None and self.publisher is not self.source:
+            await self.publisher.stop()
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close)
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the processor stopped", exc_info=task.exception())
+
+
+def _store_stored(components: Components) -> Callable[[Stored], None]:
+    def fan_out(stored: Stored) -> None:
+        for listener in components.on_stored:
+            listener(stored)
+
+    return fan_out
+
+
+def build_components(
+    settings: Settings,
+    roles: frozenset[str],
+    *,
+    topics: Topics | None = None,
+    group_id: str = "pixelpipe-processors",
+    store: Store | None = None,
+) -> Components:
+    topics = topics or Topics()
+    c = Components(settings, roles)
+    if "edge" in roles and "process" not in roles and not settings.kafka_bootstrap:
+        raise RoleError("the edge alone needs Kafka (set PIXELPIPE_KAFKA_BOOTSTRAP) or --roles edge,process")
+    if roles & {"process", "api"}:
+        c.store = store or Store.connect(settings.store)
+    memory: MemoryBus | None = None
+    dead_letters: DeadLetters | None = None
+    if not settings.kafka_bootstrap:
+        memory = MemoryBus(settings.bus_capacity)
+        c.publisher, c.source = memory, memory
+    else:
+        from ingest import kafka_bus  # noqa: PLC0415 - only distributed roles need aiokafka loaded
+
+        if "edge" in roles:
+            c.publisher = kafka_bus.KafkaPublisher(
+                settings.kafka_bootstrap, topics, spool_dir=settings.data_dir / "spool"
+            )
+        if "process" in roles:
+            c.source = kafka_bus.KafkaSource(settings.kafka_bootstrap, topics, group_id=group_id)
+            dead_letters = kafka_bus.DeadLetterPublisher(settings.kafka_bootstrap, topics)
+    if "edge" not in roles and memory is not None:
+        c.publisher = None
+    if "process" in roles and c.source is not None and c.store is not None:
+        geo = GeoLookup(settings.geoip_city_db, settings.geoip_asn_db)
+        if geo.bundled_snapshot:
+            log.warning(
+                "GeoIP: using the bundled GeoLite2-City snapshot from 2018; locations will be dated. "
+                "Point PIXELPIPE_GEOIP_CITY_DB at a current GeoLite2/GeoIP2 City file."
+            )
+        c.runner = HitRunner(
+            source=c.source,
+            store=c.store,
+            processor=HitProcessor(geo, load_ranges()),
+            ip_storage=settings.ip_storage,
+            click_window_ms=settings.click_window_ms,
+            flush_interval_s=settings.flush_interval_ms / 1000,
+            dead_letters=dead_letters,
+            on_stored=_store_stored(c),
+            drain_on_stop=memory is not None,
+        )
+    return c
+
+
+def _health_handlers(components: Components) -> list[Any]:
+    @get("/healthz", include_in_schema=False, sync_to_thread=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @get("/readyz", include_in_schema=False, sync_to_thread=True)
+    def readyz() -> Response[dict[str, Any]]:
+        checks = components.readiness()
+        ready = all(checks.values())
+        return Response({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    @get("/metrics", include_in_schema=False, sync_to_thread=False, media_type=MediaType.TEXT)
+    def metrics() -> Response[bytes]:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return [healthz, readyz, metrics]
+
+
+def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
+    """The ASGI app to serve, and the Litestar app inside it."""
+    settings = components.settings
+    handlers: list[Any] = _health_handlers(components)
+    dependencies: dict[str, Provide] = {}
+    if "api" in components.roles and components.store is not None:
+        ctx = ApiContext(components.store, settings.keyring, settings.public_url, settings.api_keys)
+        handlers += [MessageController, CampaignController]
+        dependencies["ctx"] = Provide(lambda: ctx, use_cache=True, sync_to_thread=False)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        await components.start()
+        try:
+            yield
+        finally:
+            await components.stop()
+
+    litestar = Litestar(
+        route_handlers=handlers,
+        dependencies=dependencies,
+        lifespan=[lifespan],
+        openapi_config=OpenAPIConfig(
+            title="pixelpipe",
+            version="0.1.0",
+            description="Email open and click tracking: register sends, read opens and clicks.",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            components=OpenAPIComponents(
+                security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
+            ),
+            security=[{"bearer": []}],
+            use_handler_docstrings=True,
+        ),
+        debug=False,
+    )
+    if "edge" not in components.roles or components.publisher is None:
+        return litestar, litestar
+    edge = Edge(
+        keyring=settings.keyring,
+        publisher=components.publisher,
+        trusted_proxies=settings.trusted_proxies,
+        fallback=litestar,
+    )
+    return edge, litestar
+

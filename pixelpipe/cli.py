@@ -1,0 +1,101 @@
+"""The ``pixelpipe`` command: ``serve`` (all roles in one process), and the roles ``edge``, ``process``, ``api``.
+
+Settings come from the environment (`pixelpipe.settings`); a malformed one stops start-up with one line that
+names the variable, exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import uvicorn
+
+from pixelpipe import settings as settings_mod
+from pixelpipe.app import RoleError, build_app, build_components, parse_roles
+from schemas.store import StoreError
+
+log = logging.getLogger("pixelpipe")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pixelpipe", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("serve", "run roles in one process (default: all of them, embedded bus and ClickHouse)"),
+        ("edge", "answer pixels and clicks and publish hits to Kafka"),
+        ("process", "consume hits from Kafka, classify them and load ClickHouse"),
+        ("api", "answer the stats API from ClickHouse"),
+    ):
+        cmd = sub.add_parser(name, help=text, description=text)
+        cmd.add_argument("--host", default="127.0.0.1")
+        cmd.add_argument("--port", type=int, default=8000)
+        cmd.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+        if name == "serve":
+            cmd.add_argument("--roles", default="edge,process,api", help="any of edge,process,api")
+    return parser
+
+
+def _banner(s: settings_mod.Settings, roles: frozenset[str], host: str, port: int) -> str:
+    base = f"http://{host}:{port}"
+    lines = [f"pixelpipe: roles {','.join(sorted(roles))} on {base}"]
+    if "edge" in roles:
+        lines += [f"  pixel   {s.public_url}/o/<token>.gif", f"  click   {s.public_url}/c/<token>"]
+    if "api" in roles:
+        lines += [f"  API     {base}/v1   docs {base}/schema   OpenAPI {base}/schema/openapi.json"]
+        if s.api_keys_generated:
+            (key, account), *_ = s.api_keys.items()
+            lines.append(f"  API key (account {account}, generated; set PIXELPIPE_API_KEYS to choose): {key}")
+    lines += [
+        f"  health  {base}/healthz  {base}/readyz  {base}/metrics",
+        f"  bus     {'kafka ' + s.kafka_bootstrap if s.kafka_bootstrap else 'in-process'}",
+        f"  store   {s.store.redacted}",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        roles = parse_roles(args.roles) if args.command == "serve" else frozenset({args.command})
+        settings = settings_mod.load(host=args.host, port=args.port)
+    except (settings_mod.SettingsError, RoleError) as exc:
+        print(f"pixelpipe: {exc}", file=sys.stderr)
+        return 2
+    if settings.secret_generated:
+        log.warning(
+            "PIXELPIPE_SECRET is not set: signing with a generated key kept in %s/secret", settings.data_dir
+        )
+    try:
+        components = build_components(settings, roles)
+    except RoleError as exc:
+        print(f"pixelpipe: {exc}", file=sys.stderr)
+        return 2
+    except StoreError as exc:
+        print(f"pixelpipe: PIXELPIPE_CLICKHOUSE_URL: cannot open the store: {exc}", file=sys.stderr)
+        return 1
+    app, _ = build_app(components)
+    print(_banner(settings, roles, args.host, args.port), flush=True)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        loop="auto",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=8,
+        server_header=False,
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

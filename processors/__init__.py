@@ -1,0 +1,1 @@
+"""Stream processors: decode, enrich, classify and load raw hits."""

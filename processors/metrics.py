@@ -1,0 +1,17 @@
+"""The processors' Prometheus metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HITS = Counter("pixelpipe_processed_hits_total", "Hits classified", ["kind", "verdict"])
+ROWS = Counter("pixelpipe_rows_inserted_total", "Rows stored in ClickHouse", ["table"])
+INSERT_FAILURES = Counter("pixelpipe_insert_failures_total", "Failed inserts (retried)", ["retriable"])
+DEAD_LETTERS = Counter("pixelpipe_dead_letters_total", "Bus records that were not raw hits")
+HELD_CLICKS = Gauge("pixelpipe_held_clicks", "Clicks held in the burst window")
+VISIBLE_LAG = Histogram(
+    "pixelpipe_hit_to_stored_seconds",
+    "From the edge receiving a hit to its row being stored",
+    buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0),
+)
+STORE_UP = Gauge("pixelpipe_store_up", "1 while the last insert succeeded")

@@ -1,0 +1,25 @@
+"""What of a client's address may be stored. Location and ASN are derived first; then the address is cut.
+
+Pure. ``truncate`` (the default) keeps the /24 of IPv4 and the /48 of IPv6, ``drop`` keeps nothing,
+``full`` keeps the address (only for operators who have a reason and a legal basis).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Literal
+
+IpStorage = Literal["truncate", "drop", "full"]
+
+
+def stored_ip(ip: str, policy: IpStorage) -> str:
+    if policy == "drop" or not ip:
+        return ""
+    if policy == "full":
+        return ip
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ""
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)

@@ -1,0 +1,64 @@
+"""Turn a classified hit into a ClickHouse row, and plan the inserts of a batch. Pure.
+
+This is where the client's address leaves memory, so it is cut here (`processors.privacy`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from processors.pipeline import ProcessedHit
+from processors.privacy import IpStorage, stored_ip
+from schemas.verdicts import Classification
+
+EVENT_COLUMNS: Final = (
+    "hit_id", "kind", "account", "campaign_id", "message_id", "sent_at", "received_at", "link_index", "url",
+    "verdict", "reason", "via_proxy", "country", "city", "time_zone", "asn", "as_org", "ip", "device", "os",
+    "client", "user_agent", "source",
+)  # fmt: skip
+FILTERED_COLUMNS: Final = (*EVENT_COLUMNS, "token_head")
+EVENTS_TABLE: Final = "events"
+FILTERED_TABLE: Final = "filtered_hits"
+
+
+def _utc(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def row(p: ProcessedHit, c: Classification, ip_storage: IpStorage) -> tuple[str, list[Any]]:
+    """The table and the row for one hit with its final classification."""
+    h, g, a = p.hit, p.geo, p.agent
+    values: list[Any] = [
+        h.hit_id, h.kind, h.account, h.campaign_id, h.message_id, _utc(h.sent_at * 1000),
+        _utc(h.received_at_ms), h.link_index, h.url, c.verdict.value, c.reason, c.via_proxy, g.country,
+        g.city, g.time_zone, g.asn, g.as_org, stored_ip(h.ip, ip_storage), a.device, a.os, a.client,
+        h.user_agent, p.source,
+    ]  # fmt: skip
+    if c.verdict.counted:
+        return EVENTS_TABLE, values
+    values.append(h.token_head)
+    return FILTERED_TABLE, values
+
+
+@dataclass(frozen=True, slots=True)
+class InsertPlan:
+    table: str
+    columns: Sequence[str]
+    rows: Sequence[Sequence[Any]]
+    dedup_token: str
+
+
+def plan_inserts(rows_by_table: dict[str, list[list[Any]]]) -> list[InsertPlan]:
+    """One insert per table; the dedup token is a digest of the batch's hit ids, so a retry of the same
+    batch (same rows) is stored once however the retry happens."""
+    plans = []
+    for table, columns in ((EVENTS_TABLE, EVENT_COLUMNS), (FILTERED_TABLE, FILTERED_COLUMNS)):
+        rows = rows_by_table.get(table) or []
+        if rows:
+            digest = hashlib.sha256("\n".join(r[0] for r in rows).encode()).hexdigest()[:32]
+            plans.append(InsertPlan(table, columns, rows, f"{table}:{digest}"))
+    return plans

@@ -1,0 +1,38 @@
+"""Helpers for tests that drive a running pixelpipe over HTTP."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+BROWSER = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/119.0.0.0 Safari/537.36"
+)
+RESIDENTIAL = "81.2.69.160"  # GB, London in MaxMind's test City DB
+
+
+def path_of(url: str) -> str:
+    return urlsplit(url).path
+
+
+def wait_for(
+    probe: Callable[[], Any], done: Callable[[Any], bool], timeout_s: float = 3.0, every_s: float = 0.02
+) -> tuple[Any, float]:
+    """Poll until ``done(probe())``; return the last value and the seconds it took. Fails on timeout."""
+    start = time.monotonic()
+    value = probe()
+    while not done(value):
+        if time.monotonic() - start > timeout_s:
+            raise AssertionError(f"not reached within {timeout_s}s; last value: {value!r}")
+        time.sleep(every_s)
+        value = probe()
+    return value, time.monotonic() - start
+
+
+def hit(client: httpx.Client, url: str, *, ua: str = BROWSER, ip: str = RESIDENTIAL) -> httpx.Response:
+    return client.get(path_of(url), headers={"User-Agent": ua, "X-Forwarded-For": ip})

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pixelpipe.settings import SettingsError, load
+
+GOOD = {"PIXELPIPE_SECRET": "s" * 32, "PIXELPIPE_API_KEYS": "acme=key-12345678"}
+
+
+def test_defaults(tmp_path: Path) -> None:
+    s = load({"PIXELPIPE_DATA_DIR": str(tmp_path)}, host="127.0.0.1", port=8000)
+    assert s.public_url == "http://127.0.0.1:8000"
+    assert s.secret_generated
+    assert (tmp_path / "secret").exists()
+    assert s.api_keys_generated
+    assert list(s.api_keys.values()) == ["demo"]
+    assert s.store.embedded
+    assert s.store.path == str((tmp_path / "clickhouse").resolve())
+    assert s.kafka_bootstrap is None
+    # the generated secret is kept: a restart signs with the same key
+    assert load({"PIXELPIPE_DATA_DIR": str(tmp_path)}).keyring == s.keyring
+
+
+def test_secrets_stay_out_of_repr(tmp_path: Path) -> None:
+    s = load({**GOOD, "PIXELPIPE_DATA_DIR": str(tmp_path)})
+    assert "s" * 32 not in repr(s)
+    assert "key-12345678" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PIXELPIPE_SECRET", "short"),
+        ("PIXELPIPE_SECRET", "x:" + "s" * 32),
+        ("PIXELPIPE_API_KEYS", "acme"),
+        ("PIXELPIPE_API_KEYS", "acme=short"),
+        ("PIXELPIPE_API_KEYS", "a=key-12345678,b=key-12345678"),
+        ("PIXELPIPE_PUBLIC_URL", "ftp://x"),
+        ("PIXELPIPE_PUBLIC_URL", "track.example.com"),
+        ("PIXELPIPE_TRUSTED_PROXIES", "10.0.0.0/33"),
+        ("PIXELPIPE_TRUSTED_PROXIES", "localhost"),
+        ("PIXELPIPE_KAFKA_BOOTSTRAP", "localhost"),
+        ("PIXELPIPE_CLICKHOUSE_URL", "mysql://x"),
+        ("PIXELPIPE_CLICKHOUSE_URL", "http://h:notaport/db"),
+        ("PIXELPIPE_CLICKHOUSE_URL", "chdb://"),
+        ("PIXELPIPE_GEOIP_CITY_DB", "/no/such/file.mmdb"),
+        ("PIXELPIPE_GEOIP_ASN_DB", "/no/such/asn.mmdb"),
+        ("PIXELPIPE_IP_STORAGE", "keep"),
+        ("PIXELPIPE_FLUSH_INTERVAL_MS", "fast"),
+        ("PIXELPIPE_CLICK_WINDOW_MS", "-1"),
+    ],
+)
+def test_a_malformed_setting_names_its_variable(tmp_path: Path, variable: str, value: str) -> None:
+    with pytest.raises(SettingsError) as info:
+        load({**GOOD, "PIXELPIPE_DATA_DIR": str(tmp_path), variable: value})
+    assert info.value.variable == variable
+    assert str(info.value).startswith(f"{variable}: ")
+
+
+def test_server_url_and_rotating_keys(tmp_path: Path) -> None:
+    s = load(
+        {
+            **GOOD,
+            "PIXELPIPE_SECRET": "2:" + "n" * 20 + ",1:" + "o" * 20,
+            "PIXELPIPE_CLICKHOUSE_URL": "https://bob:p%40ss@ch.example.com:8443/mail",
+            "PIXELPIPE_DATA_DIR": str(tmp_path),
+        }
+    )
+    assert [kid for kid, _ in s.keyring.keys] == [2, 1]
+    assert (s.store.host, s.store.port, s.store.username, s.store.password) == (
+        "ch.example.com", 8443, "bob", "p@ss",
+    )  # fmt: skip
+    assert s.store.database == "mail"
+    assert s.store.secure
+    assert "p@ss" not in s.store.redacted

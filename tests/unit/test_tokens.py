@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import pytest
+
+from schemas.tokens import Claim, InvalidToken, Keyring, TokenKind, sign, verify
+
+KEYS = Keyring(((1, b"k" * 32),))
+OPEN = Claim(TokenKind.OPEN, "acme", "spring-sale", "msg-123", 1_700_000_000)
+CLICK = Claim(TokenKind.CLICK, "acme", "spring-sale", "msg-123", 1_700_000_000, 2, "https://x.example/a?b=1&c=é")
+
+
+@pytest.mark.parametrize("claim", [OPEN, CLICK])
+def test_round_trip(claim: Claim) -> None:
+    assert verify(sign(claim, KEYS), KEYS) == claim
+
+
+def test_tokens_are_url_safe_and_short() -> None:
+    token = sign(OPEN, KEYS)
+    assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+    # 7 header bytes + 3 length-prefixed strings (25 bytes) + a 16-byte tag = 48 bytes = 64 characters
+    assert len(token) == 64
+
+
+@pytest.mark.parametrize("claim", [OPEN, CLICK])
+def test_every_flipped_bit_is_rejected(claim: Claim) -> None:
+    token = sign(claim, KEYS)
+    raw = bytearray(token.encode())
+    alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    for i in range(len(raw)):
+        for replacement in alphabet:
+            if replacement == raw[i]:
+                continue
+            forged = raw.copy()
+            forged[i] = replacement
+            with pytest.raises(InvalidToken):
+                verify(forged.decode(), KEYS)
+
+
+def test_kind_is_checked() -> None:
+    with pytest.raises(InvalidToken):
+        verify(sign(OPEN, KEYS), KEYS, TokenKind.CLICK)
+
+
+def test_keys_rotate() -> None:
+    old = Keyring(((1, b"a" * 32),))
+    rotated = Keyring(((2, b"b" * 32), (1, b"a" * 32)))
+    assert verify(sign(OPEN, old), rotated) == OPEN
+    with pytest.raises(InvalidToken):
+        verify(sign(OPEN, rotated), old)  # key 2 unknown there
+
+
+def test_another_secret_is_rejected() -> None:
+    with pytest.raises(InvalidToken):
+        verify(sign(OPEN, KEYS), Keyring(((1, b"z" * 32),)))
+
+
+@pytest.mark.parametrize("garbage", ["", "=", "A", "!!!!", "AAAA" * 2000, "A" * 80, "\x00", "é"])
+def test_garbage_is_rejected(garbage: str) -> None:
+    with pytest.raises(InvalidToken):
+        verify(garbage, KEYS)
+
+
+def test_padding_and_truncation_are_rejected() -> None:
+    token = sign(OPEN, KEYS)
+    for variant in (token + "=", token[:-1], token + "A"):
+        with pytest.raises(InvalidToken):
+            verify(variant, KEYS)
+
+
+def test_short_keys_are_refused() -> None:
+    with pytest.raises(ValueError, match="shorter"):
+        Keyring(((1, b"short"),))
