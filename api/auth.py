@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from litestar import Request
 from litestar.exceptions import NotAuthorizedException
 
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="pixelpipe"'}
@@ -20,6 +19,3 @@ def account_of(authorization: str | None, api_keys: Mapping[str, str]) -> str:
         raise NotAuthorizedException("unknown key", headers=_CHALLENGE)
     return account
 
-
-def header(request: Request[object, object, object]) -> str | None:
-    return request.headers.get("authorization")

@@ -7,7 +7,7 @@ same URL, so registering a message again returns the same URLs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -67,8 +67,9 @@ def register(
     distinct = list(dict.fromkeys(check_link(u) for u in links))
     base = Claim(TokenKind.OPEN, account, campaign_id, message_id, seconds)
     pixel_url = f"{public_url}/o/{sign(base, keyring)}.gif"
+    click = Claim(TokenKind.CLICK, account, campaign_id, message_id, seconds)
     tracked = {
-        url: f"{public_url}/c/{sign(Claim(TokenKind.CLICK, account, campaign_id, message_id, seconds, i, url), keyring)}"
+        url: f"{public_url}/c/{sign(replace(click, link_index=i, url=url), keyring)}"
         for i, url in enumerate(distinct)
     }
     row = [account, campaign_id, message_id, recipient, datetime.fromtimestamp(seconds, UTC), now, distinct]

@@ -15,8 +15,9 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, get, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 from litestar.exceptions import ClientException, NotFoundException
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_409_CONFLICT
 
 from api import queries
@@ -50,7 +51,7 @@ class ApiContext:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
-def _account(request: Request[Any, Any, Any], ctx: ApiContext) -> str:
+def _account(request: Request[Any, Any, Any], ctx: NamedDependency[ApiContext]) -> str:
     return account_of(request.headers.get("authorization"), ctx.api_keys)
 
 
@@ -60,12 +61,16 @@ class MessageController(Controller):
     tags = ["messages"]  # noqa: RUF012
 
     @post("/messages", status_code=HTTP_201_CREATED, sync_to_thread=True)
-    def register_message(self, data: MessageIn, account: str, ctx: ApiContext) -> dict[str, Any]:
+    def register_message(
+        self, data: JSONBody[MessageIn], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
+    ) -> dict[str, Any]:
         """Register one sent email: its pixel URL and a tracked URL for each link."""
         return _register(ctx, account, data, data.links).response
 
     @post("/instrument", status_code=HTTP_201_CREATED, sync_to_thread=True)
-    def instrument(self, data: InstrumentIn, account: str, ctx: ApiContext) -> dict[str, Any]:
+    def instrument(
+        self, data: JSONBody[InstrumentIn], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
+    ) -> dict[str, Any]:
         """Register an email and return its HTML with the pixel added and every http(s) link tracked."""
         links = list(dict.fromkeys([*data.links, *find_links(data.html)]))
         done = _register(ctx, account, data, links)
@@ -73,7 +78,9 @@ class MessageController(Controller):
         return {**done.response, "html": html}
 
     @get("/messages/{message_id:str}", sync_to_thread=True)
-    def message_stats(self, message_id: str, account: str, ctx: ApiContext) -> dict[str, Any]:
+    def message_stats(
+        self, message_id: FromPath[str], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
+    ) -> dict[str, Any]:
         """Opens, machine opens, clicks and filtered hits of one message."""
         db = ctx.store.database
         q = queries.send_of_message(db, account, message_id)
@@ -82,7 +89,9 @@ class MessageController(Controller):
             raise NotFoundException(f"no message {message_id!r}")
         campaign_id, recipient, sent_at, links = sends[0]
         q = queries.message_counts(db, account, campaign_id, message_id)
-        opens, machine_opens, first_open, last_open, clicks, first_click = ctx.store.query(q.sql, q.parameters)[0]
+        opens, machine_opens, first_open, last_open, clicks, first_click = ctx.store.query(
+            q.sql, q.parameters
+        )[0]
         q = queries.filtered_breakdown(db, account, campaign_id, message_id)
         filtered = queries.shape_filtered(ctx.store.query(q.sql, q.parameters))
         return {
@@ -109,8 +118,10 @@ class CampaignController(Controller):
     tags = ["campaigns"]  # noqa: RUF012
 
     @get("/{campaign_id:str}/stats", sync_to_thread=True)
-    def campaign_stats(self, campaign_id: str, account: str, ctx: ApiContext) -> dict[str, Any]:
-        """Sends, opens (human), unique opens, machine opens, clicks, rates and filtered hits of a campaign."""
+    def campaign_stats(
+        self, campaign_id: FromPath[str], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
+    ) -> dict[str, Any]:
+        """Sends, opens, unique opens, machine opens, clicks, rates and filtered hits of a campaign."""
         db = ctx.store.database
         q = queries.campaign_sent(db, account, campaign_id)
         sent = ctx.store.query(q.sql, q.parameters)[0][0]
@@ -144,7 +155,7 @@ class _Registered:
     response: dict[str, Any]
 
 
-def _register(ctx: ApiContext, account: str, data: MessageIn, links: list[str]) -> _Registered:
+def _register(ctx: ApiContext, account: str, data: JSONBody[MessageIn], links: list[str]) -> _Registered:
     now = ctx.clock()
     message_id = data.message_id or secrets.token_urlsafe(16)
     sent_at = data.sent_at or now

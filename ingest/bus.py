@@ -97,7 +97,7 @@ class MemoryBus:
                 await asyncio.wait_for(self._wakeup.wait(), timeout_s)
             except TimeoutError:
                 return []
-        batch = []
+        batch: list[BusRecord] = []
         while self._queue and len(batch) < max_records:
             batch.append(self._queue.popleft())
         return batch

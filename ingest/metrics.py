@@ -10,3 +10,28 @@ BUS_DROPPED = Counter(
     "pixelpipe_bus_dropped_total", "Raw hits dropped because the in-process bus was full (overflow)"
 )
 BUS_DEPTH = Gauge("pixelpipe_bus_depth", "Raw hits waiting on the in-process bus")
+
+# -- Kafka publisher and its on-disk spool (ingest.kafka_bus, ingest.spool)
+KAFKA_REACHABLE = Gauge(
+    "pixelpipe_kafka_broker_reachable", "1 while the edge delivers hits straight to Kafka, 0 while it spools"
+)
+KAFKA_ACKED = Counter("pixelpipe_kafka_acked_total", "Raw hits acknowledged by the Kafka broker (acks=all)")
+KAFKA_PUBLISH_FAILED = Counter(
+    "pixelpipe_kafka_publish_failed_total",
+    "Raw hits the broker rejected for good (not retriable, e.g. too large); logged and not retried",
+)
+SPOOL_DEPTH = Gauge("pixelpipe_spool_depth", "Raw hits in the on-disk spool not yet acknowledged by Kafka")
+SPOOL_BYTES = Gauge("pixelpipe_spool_bytes", "Bytes of spool segment files on disk")
+SPOOL_FULL = Gauge("pixelpipe_spool_full", "1 while the spool is at its size bound and new hits are dropped")
+SPOOL_WRITTEN = Counter("pixelpipe_spool_written_total", "Raw hits written to the on-disk spool")
+SPOOL_DROPPED = Counter(
+    "pixelpipe_spool_dropped_total", "Raw hits dropped because the on-disk spool was at its size bound"
+)
+SPOOL_REPLAYED = Counter(
+    "pixelpipe_spool_replayed_total", "Spooled raw hits replayed to Kafka and acknowledged by the broker"
+)
+SPOOL_CORRUPT = Counter(
+    "pixelpipe_spool_corrupt_bytes_total",
+    "Bytes of spool segments skipped at start because a record was truncated or failed its CRC",
+)
+DEAD_LETTERS = Counter("pixelpipe_dead_letter_total", "Records sent to the dead-letter topic")

@@ -12,7 +12,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from litestar import Litestar, MediaType, Response, get
 from litestar.di import Provide
@@ -93,7 +93,7 @@ class Components:
                 self._runner_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await self._runner_task
-        if self.publisher is not None and self.publisher is not self.source:
+        if self.publisher is not None and self.publisher is not cast(object, self.source):
             await self.publisher.stop()
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
@@ -218,13 +218,13 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         ),
         debug=False,
     )
+    inner = cast(ASGIApp, litestar)
     if "edge" not in components.roles or components.publisher is None:
-        return litestar, litestar
+        return inner, litestar
     edge = Edge(
         keyring=settings.keyring,
         publisher=components.publisher,
         trusted_proxies=settings.trusted_proxies,
-        fallback=litestar,
+        fallback=inner,
     )
     return edge, litestar
-

@@ -1,4 +1,5 @@
-"""The ``pixelpipe`` command: ``serve`` (all roles in one process), and the roles ``edge``, ``process``, ``api``.
+"""The ``pixelpipe`` command: ``serve`` (all roles in one process), and the roles ``edge``, ``process``,
+``api``.
 
 Settings come from the environment (`pixelpipe.settings`); a malformed one stops start-up with one line that
 names the variable, exit status 2.
@@ -59,7 +60,9 @@ def _banner(s: settings_mod.Settings, roles: frozenset[str], host: str, port: in
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
     )
     try:
         roles = parse_roles(args.roles) if args.command == "serve" else frozenset({args.command})

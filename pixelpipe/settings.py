@@ -103,11 +103,7 @@ def parse_api_keys(raw: str) -> dict[str, str]:
 
 
 def parse_networks(raw: str) -> tuple[Network, ...]:
-    nets = []
-    for part in raw.split(","):
-        if part.strip():
-            nets.append(ipaddress.ip_network(part.strip(), strict=False))
-    return tuple(nets)
+    return tuple(ipaddress.ip_network(p.strip(), strict=False) for p in raw.split(",") if p.strip())
 
 
 def _file(env: Mapping[str, str], name: str) -> Path | None:
@@ -142,7 +138,9 @@ def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port:
         try:
             secret_raw = _persisted_secret(data_dir)
         except OSError as exc:
-            raise SettingsError("PIXELPIPE_DATA_DIR", f"cannot keep the generated secret there: {exc}") from exc
+            raise SettingsError(
+                "PIXELPIPE_DATA_DIR", f"cannot keep the generated secret there: {exc}"
+            ) from exc
     try:
         keyring = parse_secret(secret_raw)
     except ValueError as exc:

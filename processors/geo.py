@@ -129,9 +129,7 @@ class GeoLookup:
         )
 
     @staticmethod
-    def _get(
-        reader: maxminddb.Reader | None, addr: ipaddress.IPv4Address | ipaddress.IPv6Address
-    ) -> Any:
+    def _get(reader: maxminddb.Reader | None, addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Any:
         if reader is None:
             return None
         try:

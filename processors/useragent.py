@@ -39,7 +39,9 @@ APPLE_MAIL: Final = "Apple Mail"
 
 @dataclass(frozen=True, slots=True)
 class Agent:
-    client: str  # mail client, proxy or browser family: "Apple Mail", "Outlook", "Gmail Image Proxy", "Chrome"
+    """What the User-Agent header says: who fetched (for reports) and ``signal`` (for the classifier)."""
+
+    client: str  # mail client, proxy or browser: "Apple Mail", "Outlook", "Gmail Image Proxy", "Chrome"
     client_version: str
     os: str  # family: "iOS", "Mac OS X", "Windows", "Android"
     device: Device
@@ -49,25 +51,26 @@ class Agent:
 UNKNOWN_AGENT: Final = Agent("", "", "", "unknown", "empty")
 
 # Mail clients recognised by a product token: (token in the lower-cased UA, client, version pattern).
-# Checked before the bot patterns: Outlook's "Microsoft Office" UA is on generic crawler lists.
 _MAIL_CLIENTS: Final[tuple[tuple[str, str, re.Pattern[str]], ...]] = (
-    ("oneoutlook", "New Outlook", re.compile(r"OneOutlook/([\d.]+)", re.I)),
-    ("outlook-windows", "New Outlook", re.compile(r"Outlook-Windows/([\d.]+)", re.I)),
-    ("outlook-ios", "Outlook", re.compile(r"Outlook-iOS/([\d.]+)", re.I)),
-    ("outlook-android", "Outlook", re.compile(r"Outlook-Android/([\d.]+)", re.I)),
-    ("microsoft outlook", "Outlook", re.compile(r"Microsoft Outlook[ /]([\d.]+)", re.I)),
-    ("microsoft office", "Outlook", re.compile(r"Microsoft Office/([\d.]+)", re.I)),
-    ("ms-office", "Outlook", re.compile(r"MSOffice ([\d.]+)", re.I)),
-    ("msoffice", "Outlook", re.compile(r"MSOffice ([\d.]+)", re.I)),
-    ("thunderbird/", "Thunderbird", re.compile(r"Thunderbird/([\d.]+)", re.I)),
-    ("samsungemail", "Samsung Email", re.compile(r"SamsungEmail/([\d.]+)", re.I)),
-    ("superhuman", "Superhuman", re.compile(r"Superhuman/([\d.]+)", re.I)),
-    ("airmail", "Airmail", re.compile(r"Airmail/([\d.]+)", re.I)),
-    ("postbox/", "Postbox", re.compile(r"Postbox/([\d.]+)", re.I)),
-    ("emclient", "eM Client", re.compile(r"eM ?Client/([\d.]+)", re.I)),
-    ("em client", "eM Client", re.compile(r"eM ?Client/([\d.]+)", re.I)),
-    ("mailbird", "Mailbird", re.compile(r"Mailbird/([\d.]+)", re.I)),
+    ("oneoutlook", "New Outlook", re.compile(r"OneOutlook/(\d+(?:\.\d+)*)", re.I)),
+    ("outlook-windows", "New Outlook", re.compile(r"Outlook-Windows/(\d+(?:\.\d+)*)", re.I)),
+    ("outlook-ios", "Outlook", re.compile(r"Outlook-iOS/(\d+(?:\.\d+)*)", re.I)),
+    ("outlook-android", "Outlook", re.compile(r"Outlook-Android/(\d+(?:\.\d+)*)", re.I)),
+    ("microsoft outlook", "Outlook", re.compile(r"Microsoft Outlook[ /](\d+(?:\.\d+)*)", re.I)),
+    ("microsoft office", "Outlook", re.compile(r"Microsoft Office/(\d+(?:\.\d+)*)", re.I)),
+    ("ms-office", "Outlook", re.compile(r"MSOffice (\d+(?:\.\d+)*)", re.I)),
+    ("msoffice", "Outlook", re.compile(r"MSOffice (\d+(?:\.\d+)*)", re.I)),
+    ("thunderbird/", "Thunderbird", re.compile(r"Thunderbird/(\d+(?:\.\d+)*)", re.I)),
+    ("samsungemail", "Samsung Email", re.compile(r"SamsungEmail/(\d+(?:\.\d+)*)", re.I)),
+    ("superhuman", "Superhuman", re.compile(r"Superhuman/(\d+(?:\.\d+)*)", re.I)),
+    ("airmail", "Airmail", re.compile(r"Airmail/(\d+(?:\.\d+)*)", re.I)),
+    ("postbox/", "Postbox", re.compile(r"Postbox/(\d+(?:\.\d+)*)", re.I)),
+    ("emclient", "eM Client", re.compile(r"eM ?Client/(\d+(?:\.\d+)*)", re.I)),
+    ("em client", "eM Client", re.compile(r"eM ?Client/(\d+(?:\.\d+)*)", re.I)),
+    ("mailbird", "Mailbird", re.compile(r"Mailbird/(\d+(?:\.\d+)*)", re.I)),
 )
+
+MAIL_CLIENTS: Final = frozenset({APPLE_MAIL, *(client for _, client, _ in _MAIL_CLIENTS)})
 
 _HEADLESS: Final = re.compile(
     r"headless|phantomjs|puppeteer|playwright|selenium|webdriver|slimerjs|htmlunit|electron-fetch"
@@ -88,7 +91,6 @@ _CRAWLER: Final = re.compile(
     r"|semrush|mj12|petalbot|bingpreview|whatsapp/|skypeuripreview|embedly|quora link preview|ccbot"
     r"|claudebot|anthropic-ai|amazonbot|dataforseo|ia_archiver|httrack|nutch|heritrix|\+https?://"
 )
-_GMAIL_PREFETCH_TOKENS: Final = ("chrome/42.0.2311.135", "edge/12.246")
 _DESKTOP_OS: Final = frozenset({"Windows", "Mac OS X", "Linux", "Ubuntu", "Fedora", "Chrome OS", "FreeBSD"})
 
 
@@ -120,42 +122,60 @@ def _is_apple_mail(low: str) -> bool:
     )
 
 
+_PROVIDER_FETCHERS: Final[tuple[tuple[tuple[str, ...], Agent], ...]] = (
+    (("googleimageproxy",), Agent(GMAIL_IMAGE_PROXY, "", "", "proxy", "gmail_proxy")),
+    (("yahoomailproxy",), Agent(YAHOO_MAIL_PROXY, "", "", "proxy", "yahoo_proxy")),
+    (("chrome/42.0.2311.135", "edge/12.246"), Agent(GMAIL_PREFETCH, "", "", "proxy", "gmail_prefetch")),
+)
+BARE_MOZILLA: Final = Agent("", "", "", "unknown", "bare_mozilla")
+# A program ua-parser does not know still names itself first: "python-httpx/0.27.0".
+_PRODUCT: Final = re.compile(r"^([A-Za-z][\w.-]*)/(\d+(?:\.\d+)*)")
+
+
 def _parse(ua: str) -> Agent:
     text = ua.strip()
     if not text:
         return UNKNOWN_AGENT
     low = text.lower()  # once: every token test below is on the lower-cased header
-
-    # Mail providers fetching for (or ahead of) the reader: recognised by UA, confirmed by address later.
-    if "googleimageproxy" in low:
-        return Agent(GMAIL_IMAGE_PROXY, "", "", "proxy", "gmail_proxy")
-    if "yahoomailproxy" in low:
-        return Agent(YAHOO_MAIL_PROXY, "", "", "proxy", "yahoo_proxy")
-    if all(t in low for t in _GMAIL_PREFETCH_TOKENS):
-        return Agent(GMAIL_PREFETCH, "", "", "proxy", "gmail_prefetch")
+    # Mail providers fetching for (or ahead of) the reader: recognised here, confirmed by address later.
+    for tokens, fetcher in _PROVIDER_FETCHERS:
+        if all(t in low for t in tokens):
+            return fetcher
     if low == "mozilla/5.0":
-        return Agent("", "", "", "unknown", "bare_mozilla")
-
+        return BARE_MOZILLA
     parsed = ua_parser.parse(text)
     os_family = parsed.os.family if parsed.os is not None and parsed.os.family != "Other" else ""
+    return _mail_client(text, low, os_family) or _other(parsed, low, os_family)
 
+
+def _mail_client(text: str, low: str, os_family: str) -> Agent | None:
+    """Checked before the bot patterns: Outlook's "Microsoft Office" UA is on generic crawler lists."""
     for token, client, version in _MAIL_CLIENTS:
         if token in low:
             found = version.search(text)
             device = _device(low, os_family)
             if client == "Outlook" and device == "unknown":
-                device = "desktop"  # "Microsoft Office/16.0 (Microsoft Outlook ...)" names no platform
+                device = "desktop"  # "Microsoft Outlook 16.0.5095; ..." may name no platform
             return Agent(client, found.group(1) if found else "", os_family, device)
     if _is_apple_mail(low):
         return Agent(APPLE_MAIL, "", os_family, _device(low, os_family))
+    return None
 
+
+def _other(parsed: ua_parser.Result, low: str, os_family: str) -> Agent:
+    """Browsers and programs: ua-parser names them; the patterns above say which ones are automated."""
+    signal: UaSignal = ""
     if _HEADLESS.search(low):
-        return Agent(_family(parsed), _ua_version(parsed), os_family, "bot", "headless")
-    if _HTTP_LIBRARY.search(low):
-        return Agent(_family(parsed), _ua_version(parsed), os_family, "bot", "http_library")
-    if (parsed.device is not None and parsed.device.family == "Spider") or _CRAWLER.search(low):
-        return Agent(_family(parsed), _ua_version(parsed), os_family, "bot", "crawler")
-    return Agent(_family(parsed), _ua_version(parsed), os_family, _device(low, os_family))
+        signal = "headless"
+    elif _HTTP_LIBRARY.search(low):
+        signal = "http_library"
+    elif (parsed.device is not None and parsed.device.family == "Spider") or _CRAWLER.search(low):
+        signal = "crawler"
+    device: Device = "bot" if signal else _device(low, os_family)
+    family, version = _family(parsed), _ua_version(parsed)
+    if not family and (product := _PRODUCT.match(parsed.string)) is not None and product[1] != "Mozilla":
+        family, version = product[1], product[2]
+    return Agent(family, version, os_family, device, signal)
 
 
 def _family(parsed: ua_parser.Result) -> str:

@@ -1,10 +1,10 @@
 """The click-burst window: the only state in classification.
 
 A link scanner opens every link of a message within a second or two of the first; a person does not. So a
-click that looks human is *held* for ``window_ms`` before it is counted. If another *distinct* link of the same
-message is clicked within the window, every click of that burst becomes a bot click (reason ``click_burst``);
-otherwise the click is released as it was. Clicks already judged bots are not held but still take part in
-the burst test. Opens are never held.
+click that looks human is *held* for ``window_ms`` before it is counted. If another *distinct* link of the
+same message is clicked within the window, every click of that burst becomes a bot click (reason
+``click_burst``); otherwise the click is released as it was. Clicks already judged bots are not held but
+still take part in the burst test. Opens are never held.
 
 Time is event time (the edge's ``received_at``), so a replay from Kafka judges the same clicks the same way.
 A held click is released when the event-time watermark has passed the end of its window, or, when the
@@ -109,10 +109,7 @@ class ClickBurstWindow(Generic[T]):
     def flush_all(self) -> list[Released[T]]:
         """Release every held click now (shutdown): judged on what was seen so far."""
         out = [
-            Released(c.item, c.classification)
-            for m in self._messages.values()
-            for c in m.clicks
-            if c.held
+            Released(c.item, c.classification) for m in self._messages.values() for c in m.clicks if c.held
         ]
         self._messages.clear()
         return out
@@ -125,4 +122,3 @@ class ClickBurstWindow(Generic[T]):
                 if c.held and (c.partition not in lowest or c.offset < lowest[c.partition]):
                     lowest[c.partition] = c.offset
         return lowest
-

@@ -52,9 +52,7 @@ class RawHit:
 
 
 _FIELDS: Final = {f.name: f for f in dataclasses.fields(RawHit)}
-_REQUIRED: Final = frozenset(
-    name for name, f in _FIELDS.items() if f.default is dataclasses.MISSING
-)
+_REQUIRED: Final = frozenset(name for name, f in _FIELDS.items() if f.default is dataclasses.MISSING)
 _TYPES: Final[dict[str, type | tuple[type, ...]]] = {
     "hit_id": str,
     "kind": str,

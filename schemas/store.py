@@ -28,7 +28,7 @@ DEFAULT_DATABASE = "pixelpipe"
 
 
 class StoreError(Exception):
-    """A store call failed. ``retriable`` says whether the same call may succeed later (the server is away)."""
+    """A store call failed. ``retriable``: the same call may succeed later (the server is away)."""
 
     def __init__(self, message: str, *, retriable: bool) -> None:
         super().__init__(message)
@@ -91,7 +91,7 @@ def _check_database(name: str) -> None:
 
 
 def _wrap(exc: Exception) -> StoreError:
-    retriable = isinstance(exc, OperationalError) or isinstance(exc, OSError)
+    retriable = isinstance(exc, (OperationalError, OSError))
     return StoreError(f"{type(exc).__name__}: {exc}", retriable=retriable)
 
 
@@ -196,7 +196,7 @@ class Store:
         try:
             with self._lock:
                 return bool(self._client.ping())
-        except Exception:  # noqa: BLE001 - a health probe answers yes or no, whatever the failure
+        except Exception:  # a health probe answers yes or no, whatever the failure
             return False
 
     def close(self) -> None:

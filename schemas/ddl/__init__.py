@@ -27,6 +27,10 @@ def migrations(database: str) -> list[Migration]:
         if entry.name.endswith(".sql"):
             number, _, rest = entry.name.partition("_")
             found.append(
-                Migration(int(number), rest.removesuffix(".sql"), _split(entry.read_text().replace("{db}", database)))
+                Migration(
+                    int(number),
+                    rest.removesuffix(".sql"),
+                    _split(entry.read_text().replace("{db}", database)),
+                )
             )
     return sorted(found, key=lambda m: m.version)

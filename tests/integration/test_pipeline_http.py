@@ -107,14 +107,17 @@ def test_every_flipped_byte_is_never_counted_and_never_redirects(client: httpx.C
 
 
 GARBAGE_PATHS = [
-    "/o/.gif", "/o/", "/o/%00%ff.gif", "/o/" + "A" * 5000 + ".gif", "/o/../../etc/passwd", "/o/!!!.gif",
+    "/o/.gif", "/o/", "/o/%00%ff.gif", "/o/" + "A" * 5000 + ".gif", "/o/!!!.gif",
+    "/o/..%2F..%2Fetc%2Fpasswd.gif",
     "/c/", "/c/%2e%2e", "/c/" + "B" * 5000, "/c/AAAA", "/o/a.gif?x=" + "y" * 3000,
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize("path", GARBAGE_PATHS)
 def test_garbage_tokens_never_cause_a_server_error(client: httpx.Client, path: str) -> None:
-    r = client.get(path, headers={"User-Agent": "\x01\x7f" + "Z" * 9000, "X-Forwarded-For": "not-an-ip, ::::"})
+    r = client.get(
+        path, headers={"User-Agent": "\x01\x7f" + "Z" * 9000, "X-Forwarded-For": "not-an-ip, ::::"}
+    )
     assert r.status_code < 500
     if path.startswith("/o/"):
         assert r.status_code == 200
@@ -128,7 +131,7 @@ def test_hostile_headers_never_cause_a_server_error(client: httpx.Client) -> Non
     for headers in (
         {"X-Forwarded-For": "1.2.3.4" + ", 5.6.7.8" * 500},
         {"X-Forwarded-For": "[::1]:80, 999.1.1.1, fe80::1%eth0"},
-        {"User-Agent": "é".encode().decode("latin-1")},
+        {"User-Agent": "é日本".encode()},  # raw UTF-8 bytes in a header
         {"Authorization": "Bearer " + "x" * 10000},
     ):
         r = client.get(path_of(sent["pixel_url"]), headers=headers)

@@ -6,7 +6,9 @@ from schemas.tokens import Claim, InvalidToken, Keyring, TokenKind, sign, verify
 
 KEYS = Keyring(((1, b"k" * 32),))
 OPEN = Claim(TokenKind.OPEN, "acme", "spring-sale", "msg-123", 1_700_000_000)
-CLICK = Claim(TokenKind.CLICK, "acme", "spring-sale", "msg-123", 1_700_000_000, 2, "https://x.example/a?b=1&c=é")
+CLICK = Claim(
+    TokenKind.CLICK, "acme", "spring-sale", "msg-123", 1_700_000_000, 2, "https://x.example/a?b=1&c=é"
+)
 
 
 @pytest.mark.parametrize("claim", [OPEN, CLICK])

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from processors.window import BURST, ClickBurstWindow
+from processors.window import BURST, ClickBurstWindow, Released
 from schemas.verdicts import Classification, Verdict
 
 HUMAN = Classification(Verdict.HUMAN, "ua:client")
@@ -8,8 +8,12 @@ BOT = Classification(Verdict.BOT, "ua:http_library")
 KEY = ("acme", "m1")
 
 
-def admit(w: ClickBurstWindow[str], name: str, at: int, link: int, c: Classification = HUMAN, offset: int = 0):  # type: ignore[no-untyped-def]
-    return w.admit(key=KEY, at_ms=at, link_index=link, item=name, classification=c, partition=0, offset=offset)
+def admit(
+    w: ClickBurstWindow[str], name: str, at: int, link: int, c: Classification = HUMAN, *, offset: int = 0
+) -> list[Released[str]]:
+    return w.admit(
+        key=KEY, at_ms=at, link_index=link, item=name, classification=c, partition=0, offset=offset
+    )
 
 
 def test_a_lone_click_is_held_then_released_as_it_was() -> None:
@@ -61,7 +65,9 @@ def test_event_time_watermark_releases_during_a_replay() -> None:
     admit(w, "a", 1000, 0)
     admit(w, "other-message-open-later", 1000, 0)  # same link: no burst
     assert w.release(0, caught_up=False) == []  # wall clock unknown, watermark not past
-    w.admit(key=("acme", "m2"), at_ms=3000, link_index=0, item="z", classification=HUMAN, partition=0, offset=9)
+    w.admit(
+        key=("acme", "m2"), at_ms=3000, link_index=0, item="z", classification=HUMAN, partition=0, offset=9
+    )
     assert [r.item for r in w.release(0, caught_up=False)] == ["a", "other-message-open-later"]
 
 

@@ -1,0 +1,161 @@
+"""Known address space of the machines that fetch pixels and links for a reader: whose it is and what it does.
+
+Owns the versioned data file `processors/data/ranges.json` (Apple's MPP relays, mail providers' image proxies,
+security gateways; each entry with its public source) and a lookup over it that is fast enough to run on every
+hit. A lookup never raises: a garbled address simply matches nothing. It says whose space an address is in,
+never what the hit was: that is `processors.classify`.
+
+Lookup: per address family, the networks sorted by first address; a binary search finds the last network
+that starts at or before the address, and if that one ends too early, its enclosing networks are tried
+(CIDR blocks either nest or are disjoint, so the deepest block holding the address is on that chain).
+"""
+
+from __future__ import annotations
+
+import bisect
+import importlib.resources
+import ipaddress
+import socket
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_ENTRY_FIELDS: Final = ("network", "owner", "role", "source")
+_MAPPED_PREFIX: Final = 0xFFFF << 32  # ::ffff:0:0/96, IPv4 clients on a dual-stack socket
+_inet_pton: Final = socket.inet_pton
+_AF_INET: Final = socket.AF_INET
+_AF_INET6: Final = socket.AF_INET6
+
+
+class RangeFileError(ValueError):
+    """A ranges file that is not what this module reads: raised at start, naming the file and the entry."""
+
+
+@dataclass(frozen=True, slots=True)
+class RangeEntry:
+    network: Network
+    owner: str  # "apple", "google", "yahoo", "microsoft_eop", "proofpoint", ...
+    role: str  # "mpp_prefetch", "image_proxy", "security_gateway"
+    source: str  # where the range is published
+
+
+@dataclass(frozen=True, slots=True)
+class RangeMatch:
+    owner: str
+    role: str
+    network: str
+
+
+class _FamilyIndex:
+    """The networks of one address family, searchable by integer address."""
+
+    __slots__ = ("_ends", "_matches", "_parents", "_starts")
+
+    def __init__(self, entries: list[RangeEntry]) -> None:
+        # Same first address: the wider block first, so a nested block is always after its parent.
+        ordered = sorted(entries, key=lambda e: (int(e.network.network_address), e.network.prefixlen))
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        self._parents: list[int] = []
+        self._matches: list[RangeMatch] = []
+        open_blocks: list[int] = []  # indexes of the blocks enclosing the current one
+        for i, entry in enumerate(ordered):
+            start = int(entry.network.network_address)
+            end = int(entry.network.broadcast_address)
+            while open_blocks and self._ends[open_blocks[-1]] < start:
+                open_blocks.pop()
+            self._starts.append(start)
+            self._ends.append(end)
+            self._parents.append(open_blocks[-1] if open_blocks else -1)
+            self._matches.append(RangeMatch(entry.owner, entry.role, str(entry.network)))
+            open_blocks.append(i)
+
+    def match(self, address: int) -> RangeMatch | None:
+        i = bisect.bisect_right(self._starts, address) - 1
+        while i >= 0:
+            if address <= self._ends[i]:
+                return self._matches[i]
+            i = self._parents[i]
+        return None
+
+
+class RangeTable:
+    """Which known owner's space an address is in. Built once at start; read-only and thread-safe after."""
+
+    def __init__(self, entries: Iterable[RangeEntry], version: int = 0, updated: str = "") -> None:
+        self.entries: tuple[RangeEntry, ...] = tuple(entries)
+        self.version = version
+        self.updated = updated
+        seen: set[Network] = set()
+        for entry in self.entries:
+            if entry.network in seen:
+                raise RangeFileError(f"{entry.network} is listed twice")
+            seen.add(entry.network)
+        self._v4 = _FamilyIndex([e for e in self.entries if e.network.version == 4])
+        self._v6 = _FamilyIndex([e for e in self.entries if e.network.version == 6])
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def match(self, ip: str) -> RangeMatch | None:
+        """The most specific known network holding ``ip``; None for unknown space or a garbled address.
+
+        On every hit, so: inet_pton (several times faster than `ipaddress`), and the family chosen by the
+        colon rather than by a failed parse (exceptions are the slow path in CPython)."""
+        try:
+            if ":" not in ip:
+                return self._v4.match(int.from_bytes(_inet_pton(_AF_INET, ip), "big"))
+            address = int.from_bytes(_inet_pton(_AF_INET6, ip), "big")
+        except (OSError, TypeError, ValueError):
+            return None
+        if address >> 32 == 0xFFFF:
+            return self._v4.match(address ^ _MAPPED_PREFIX)
+        return self._v6.match(address)
+
+    @classmethod
+    def from_document(cls, doc: Any, origin: str = "ranges") -> RangeTable:
+        if not isinstance(doc, Mapping):
+            raise RangeFileError(f"{origin}: not a JSON object")
+        version, updated, items = doc.get("version"), doc.get("updated"), doc.get("ranges")
+        if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+            raise RangeFileError(f"{origin}: 'version' must be a positive whole number")
+        if not isinstance(updated, str) or not updated:
+            raise RangeFileError(f"{origin}: 'updated' must be a date string")
+        if not isinstance(items, list):
+            raise RangeFileError(f"{origin}: 'ranges' must be a list")
+        return cls((_entry(item, f"{origin}: ranges[{i}]") for i, item in enumerate(items)), version, updated)
+
+
+def _entry(item: Any, where: str) -> RangeEntry:
+    if not isinstance(item, Mapping):
+        raise RangeFileError(f"{where}: not an object")
+    for name in _ENTRY_FIELDS:
+        if not isinstance(item.get(name), str) or not item[name]:
+            raise RangeFileError(f"{where}: {name!r} must be a non-empty string")
+    try:
+        network = ipaddress.ip_network(item["network"], strict=True)
+    except ValueError as exc:
+        raise RangeFileError(f"{where}: {exc}") from exc
+    return RangeEntry(network, item["owner"], item["role"], item["source"])
+
+
+def load_ranges(path: Path | None = None) -> RangeTable:
+    """The table in ``path``, or the one bundled with the package."""
+    if path is None:
+        origin = "processors/data/ranges.json"
+        raw = (importlib.resources.files("processors") / "data" / "ranges.json").read_bytes()
+    else:
+        origin = str(path)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise RangeFileError(f"{origin}: {exc.strerror or exc}") from exc
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise RangeFileError(f"{origin}: not JSON: {exc}") from exc
+    return RangeTable.from_document(doc, origin)
