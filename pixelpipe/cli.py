@@ -8,9 +8,10 @@ names the variable, exit status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import uvicorn
 
@@ -96,8 +97,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         timeout_graceful_shutdown=8,
         server_header=False,
     )
-    uvicorn.Server(config).run()
+    _Server(config).run()
     return 0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, so the process dies of the signal. A
+    drained, clean stop is a success here: exit 0."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            try:
+                yield
+            finally:
+                self._captured_signals.clear()
 
 
 if __name__ == "__main__":

@@ -25,8 +25,8 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
         PIXELPIPE_DATA_DIR=str(tmp_path / "data"),
         PIXELPIPE_GEOIP_CITY_DB=str(DATA / "GeoIP2-City-Test.mmdb"),
         PIXELPIPE_TRUSTED_PROXIES="127.0.0.1/32",
-        **extra,
     )
+    env.update(extra)
     return env
 
 

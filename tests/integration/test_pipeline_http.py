@@ -197,3 +197,42 @@ def test_health_ready_metrics_and_openapi(client: httpx.Client) -> None:
     assert "/v1/messages" in spec["paths"]
     assert "/v1/campaigns/{campaign_id}/stats" in spec["paths"]
     assert client.get("/schema").status_code == 200
+
+
+NEWSLETTER = """<!DOCTYPE html>
+<html><head><meta charset="utf-8"><style>a{color:#c00}</style></head>
+<body><table role="presentation" width="100%"><tr><td align="center">
+<a href="https://shop.example.com/sale?utm_source=mail&amp;utm_medium=email#top"><img src="https://cdn.example.com/b.png" alt="Sale"></a>
+<p>Questions? <a href="mailto:help@example.com">Write to us</a> or <a href='tel:+441234'>call</a>.</p>
+<p><A HREF=http://example.org/plain>Plain</A> · <a href="#footer">jump</a> · Café 日本語 🎉</p>
+</td></tr></table>
+<a href="https://shop.example.com/sale?utm_source=mail&amp;utm_medium=email#top">Again</a>
+"""  # no </body>: the pixel goes at the end
+
+
+def test_instrument_real_world_html(client: httpx.Client) -> None:
+    r = client.post(
+        "/v1/instrument",
+        json={"campaign_id": "news", "recipient": "ann@example.com", "html": NEWSLETTER},
+        headers=ACME,
+    )
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert set(body["links"]) == {
+        "https://shop.example.com/sale?utm_source=mail&utm_medium=email#top",
+        "http://example.org/plain",
+    }
+    html = body["html"]
+    assert html.count(body["pixel_url"]) == 1
+    assert html.rstrip().endswith("/>")
+    assert "mailto:help@example.com" in html
+    assert "tel:+441234" in html
+    assert 'href="#footer"' in html
+    assert "Café 日本語 🎉" in html
+    assert "https://shop.example.com" not in html.replace("https://cdn.example.com", "")
+    # every http(s) link now goes through the edge, and following it lands where the sender meant
+    tracked = body["links"]["https://shop.example.com/sale?utm_source=mail&utm_medium=email#top"]
+    assert html.count(tracked.replace("&", "&amp;")) == 2
+    landed = hit(client, tracked)
+    assert landed.status_code == 302
+    assert landed.headers["location"] == "https://shop.example.com/sale?utm_source=mail&utm_medium=email#top"
