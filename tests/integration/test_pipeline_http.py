@@ -202,7 +202,8 @@ def test_health_ready_metrics_and_openapi(client: httpx.Client) -> None:
 NEWSLETTER = """<!DOCTYPE html>
 <html><head><meta charset="utf-8"><style>a{color:#c00}</style></head>
 <body><table role="presentation" width="100%"><tr><td align="center">
-<a href="https://shop.example.com/sale?utm_source=mail&amp;utm_medium=email#top"><img src="https://cdn.example.com/b.png" alt="Sale"></a>
+<a href="https://shop.example.com/sale?utm_source=mail&amp;utm_medium=email#top"><img
+  src="https://cdn.example.com/b.png" alt="Sale"></a>
 <p>Questions? <a href="mailto:help@example.com">Write to us</a> or <a href='tel:+441234'>call</a>.</p>
 <p><A HREF=http://example.org/plain>Plain</A> · <a href="#footer">jump</a> · Café 日本語 🎉</p>
 </td></tr></table>
