@@ -68,6 +68,7 @@ class MemoryBus:
         self._queue: collections.deque[BusRecord] = collections.deque()
         self._next_offset = 0
         self._wakeup = asyncio.Event()
+        metrics.BUS_DEPTH.set_function(lambda: len(self._queue))
 
     # -- publisher side
     async def start(self) -> None:
