@@ -124,6 +124,10 @@ def build_components(
     c = Components(settings, roles)
     if "edge" in roles and "process" not in roles and not settings.kafka_bootstrap:
         raise RoleError("the edge alone needs Kafka (set PIXELPIPE_KAFKA_BOOTSTRAP) or --roles edge,process")
+    if "process" in roles and "edge" not in roles and not settings.kafka_bootstrap:
+        raise RoleError(
+            "the processor alone needs Kafka (set PIXELPIPE_KAFKA_BOOTSTRAP) or --roles edge,process"
+        )
     if roles & {"process", "api"}:
         c.store = store or Store.connect(settings.store)
     memory: MemoryBus | None = None
