@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from schemas.tokens import Claim, Keyring, TokenKind, sign
+from schemas.tokens import Claim, Keyring, TokenKind, recipient_tag, sign
 
 MAX_LINKS = 1000
 MAX_URL_CHARS = 2048
@@ -65,9 +65,10 @@ def register(
     if not 0 < seconds < 2**32:
         raise BadMessage("sent_at is out of range")
     distinct = list(dict.fromkeys(check_link(u) for u in links))
-    base = Claim(TokenKind.OPEN, account, campaign_id, message_id, seconds)
+    tag = recipient_tag(keyring.signing_key[1], account, recipient)
+    base = Claim(TokenKind.OPEN, account, campaign_id, message_id, seconds, recipient_tag=tag)
     pixel_url = f"{public_url}/o/{sign(base, keyring)}.gif"
-    click = Claim(TokenKind.CLICK, account, campaign_id, message_id, seconds)
+    click = replace(base, kind=TokenKind.CLICK)
     tracked = {
         url: f"{public_url}/c/{sign(replace(click, link_index=i, url=url), keyring)}"
         for i, url in enumerate(distinct)

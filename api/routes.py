@@ -25,6 +25,7 @@ from api.auth import account_of
 from api.instrument import find_links, rewrite_html
 from api.registry import SEND_COLUMNS, BadMessage, register
 from schemas.store import Store
+from schemas.suppression import DoNotTrack
 from schemas.tokens import Keyring
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")]
@@ -48,6 +49,7 @@ class ApiContext:
     keyring: Keyring
     public_url: str
     api_keys: Mapping[str, str]
+    do_not_track: DoNotTrack | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
 
@@ -55,9 +57,13 @@ def _account(request: Request[Any, Any, Any], ctx: NamedDependency[ApiContext]) 
     return account_of(request.headers.get("authorization"), ctx.api_keys)
 
 
+# Every controller of the API resolves the caller's account with this.
+account_dependency = Provide(_account, sync_to_thread=False)
+
+
 class MessageController(Controller):
     path = "/v1"
-    dependencies = {"account": Provide(_account, sync_to_thread=False)}  # noqa: RUF012 - Litestar reads it
+    dependencies = {"account": account_dependency}  # noqa: RUF012 - Litestar reads it
     tags = ["messages"]  # noqa: RUF012
 
     @post("/messages", status_code=HTTP_201_CREATED, sync_to_thread=True)
@@ -114,7 +120,7 @@ class MessageController(Controller):
 
 class CampaignController(Controller):
     path = "/v1/campaigns"
-    dependencies = {"account": Provide(_account, sync_to_thread=False)}  # noqa: RUF012
+    dependencies = {"account": account_dependency}  # noqa: RUF012
     tags = ["campaigns"]  # noqa: RUF012
 
     @get("/{campaign_id:str}/stats", sync_to_thread=True)

@@ -19,6 +19,7 @@ from ingest import metrics
 from ingest.bus import HitPublisher
 from ingest.client_ip import Network, client_ip
 from schemas.events import HitKind, RawHit
+from schemas.suppression import DoNotTrack
 from schemas.tokens import Claim, InvalidToken, Keyring, TokenKind, verify
 
 log = logging.getLogger(__name__)
@@ -87,12 +88,14 @@ class Edge:
         publisher: HitPublisher,
         trusted_proxies: Sequence[Network],
         fallback: ASGIApp,
+        do_not_track: DoNotTrack | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.keyring = keyring
         self.publisher = publisher
         self.trusted_proxies = tuple(trusted_proxies)
         self.fallback = fallback
+        self.do_not_track = do_not_track
         self.clock = clock
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -168,6 +171,9 @@ class Edge:
             error = ""
         except InvalidToken as exc:
             claim, error = None, str(exc)
+        if claim is not None and self.do_not_track is not None and claim.recipient_tag in self.do_not_track:
+            metrics.HITS.labels(kind, "do_not_track").inc()
+            return claim  # answered as usual, recorded nowhere
         metrics.HITS.labels(kind, "ok" if claim else "invalid").inc()
         if not publish:
             return claim
@@ -196,6 +202,7 @@ class Edge:
                 sent_at=claim.sent_at,
                 link_index=claim.link_index,
                 url=claim.url,
+                recipient_tag=claim.recipient_tag.hex(),
             )
         self.publisher.publish(hit)
         return claim

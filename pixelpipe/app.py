@@ -22,6 +22,7 @@ from litestar.openapi.spec import Components as OpenAPIComponents
 from litestar.openapi.spec import SecurityScheme
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.privacy import PrivacyController, load_suppressed
 from api.routes import ApiContext, CampaignController, MessageController
 from ingest.bus import HitPublisher, HitSource, MemoryBus
 from ingest.edge import ASGIApp, Edge
@@ -30,13 +31,15 @@ from processors.geo import GeoLookup
 from processors.pipeline import HitProcessor
 from processors.ranges import load_ranges
 from processors.runner import DeadLetters, HitRunner, Stored
-from schemas.store import Store
+from schemas.store import Store, StoreError
+from schemas.suppression import DoNotTrack
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
 
 ROLES = ("edge", "process", "api")
 STOP_DEADLINE_S = 8.0
+SUPPRESSION_REFRESH_S = 5.0
 
 
 class RoleError(ValueError):
@@ -62,7 +65,9 @@ class Components:
     source: HitSource | None = None
     runner: HitRunner | None = None
     on_stored: list[Callable[[Stored], None]] = field(default_factory=list)
+    do_not_track: DoNotTrack | None = None
     _runner_task: asyncio.Task[None] | None = None
+    _refresh_task: asyncio.Task[None] | None = None
 
     def readiness(self) -> dict[str, bool]:
         checks: dict[str, bool] = {}
@@ -81,9 +86,17 @@ class Components:
         if self.runner is not None:
             self._runner_task = asyncio.create_task(self.runner.run(), name="pixelpipe-processor")
             self._runner_task.add_done_callback(_log_crash)
+        if self.store is not None and self.do_not_track is not None:
+            self._refresh_task = asyncio.create_task(
+                _refresh_suppressions(self.store, self.do_not_track), name="pixelpipe-dnt"
+            )
 
     async def stop(self) -> None:
         """Stop taking hits, drain what is in flight, commit, close. Bounded by STOP_DEADLINE_S."""
+        if self._refresh_task is not None:
+            self._refresh_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresh_task
         if self.runner is not None and self._runner_task is not None:
             self.runner.stop()
             try:
@@ -97,6 +110,16 @@ class Components:
             await self.publisher.stop()
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
+
+
+async def _refresh_suppressions(store: Store, do_not_track: DoNotTrack) -> None:
+    """Another process (the API role) may change do-not-track: reload it from the store now and then."""
+    while True:
+        await asyncio.sleep(SUPPRESSION_REFRESH_S)
+        try:
+            do_not_track.replace(await asyncio.to_thread(load_suppressed, store))
+        except StoreError as exc:
+            log.warning("could not refresh do-not-track (%s); keeping the last list", exc)
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:
@@ -130,6 +153,11 @@ def build_components(
         )
     if roles & {"process", "api"}:
         c.store = store or Store.connect(settings.store)
+        c.store.apply_retention(
+            events_days=settings.retention_days, filtered_days=settings.filtered_retention_days
+        )
+        c.do_not_track = DoNotTrack(settings.keyring)
+        c.do_not_track.replace(load_suppressed(c.store))
     memory: MemoryBus | None = None
     dead_letters: DeadLetters | None = None
     if not settings.kafka_bootstrap:
@@ -164,6 +192,7 @@ def build_components(
             dead_letters=dead_letters,
             on_stored=_store_stored(c),
             drain_on_stop=memory is not None,
+            do_not_track=c.do_not_track,
         )
     return c
 
@@ -192,8 +221,14 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
     handlers: list[Any] = _health_handlers(components)
     dependencies: dict[str, Provide] = {}
     if "api" in components.roles and components.store is not None:
-        ctx = ApiContext(components.store, settings.keyring, settings.public_url, settings.api_keys)
-        handlers += [MessageController, CampaignController]
+        ctx = ApiContext(
+            components.store,
+            settings.keyring,
+            settings.public_url,
+            settings.api_keys,
+            do_not_track=components.do_not_track,
+        )
+        handlers += [MessageController, CampaignController, PrivacyController]
         dependencies["ctx"] = Provide(lambda: ctx, use_cache=True, sync_to_thread=False)
 
     @contextlib.asynccontextmanager
@@ -230,5 +265,6 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         publisher=components.publisher,
         trusted_proxies=settings.trusted_proxies,
         fallback=inner,
+        do_not_track=components.do_not_track,
     )
     return edge, litestar

@@ -46,6 +46,8 @@ class Settings:
     click_window_ms: int = 1500
     flush_interval_ms: int = 250
     bus_capacity: int = 100_000
+    retention_days: int = 396  # sends and counted events: 13 months
+    filtered_retention_days: int = 90
     secret_generated: bool = False
     api_keys_generated: bool = False
 
@@ -194,6 +196,8 @@ def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port:
         click_window_ms=_int(env, "PIXELPIPE_CLICK_WINDOW_MS", 1500, 0, 10_000),
         flush_interval_ms=_int(env, "PIXELPIPE_FLUSH_INTERVAL_MS", 250, 10, 5_000),
         bus_capacity=_int(env, "PIXELPIPE_BUS_CAPACITY", 100_000, 100, 10_000_000),
+        retention_days=_int(env, "PIXELPIPE_RETENTION_DAYS", 396, 1, 36_500),
+        filtered_retention_days=_int(env, "PIXELPIPE_FILTERED_RETENTION_DAYS", 90, 1, 36_500),
         secret_generated=secret_generated,
         api_keys_generated=api_keys_generated,
     )

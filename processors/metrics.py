@@ -14,4 +14,5 @@ VISIBLE_LAG = Histogram(
     "From the edge receiving a hit to its row being stored",
     buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0),
 )
+SUPPRESSED = Counter("pixelpipe_suppressed_hits_total", "Hits of do-not-track recipients, not stored")
 STORE_UP = Gauge("pixelpipe_store_up", "1 while the last insert succeeded")

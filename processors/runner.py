@@ -32,6 +32,7 @@ from processors.rows import InsertPlan, plan_inserts, row
 from processors.window import ClickBurstWindow, Released
 from schemas.events import MalformedHit, decode_hit
 from schemas.store import Store, StoreError
+from schemas.suppression import DoNotTrack
 from schemas.verdicts import Classification
 
 log = logging.getLogger(__name__)
@@ -40,14 +41,26 @@ Stored = Sequence[tuple[ProcessedHit, Classification]]
 
 
 class DeadLetters(Protocol):
-    async def dead_letter(self, record: BusRecord, reason: str) -> None: ...
+    """Where records that are not raw hits go, with the reason; `send` returns once they are safe."""
+
+    async def start(self) -> None: ...
+
+    async def send(self, record: BusRecord, reason: str) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 class LogDeadLetters:
     """The embedded bus has no dead-letter topic: log and count."""
 
-    async def dead_letter(self, record: BusRecord, reason: str) -> None:
+    async def start(self) -> None:
+        return None
+
+    async def send(self, record: BusRecord, reason: str) -> None:
         log.error("dead letter %s: %s", record.source, reason)
+
+    async def stop(self) -> None:
+        return None
 
 
 @dataclass(slots=True)
@@ -81,6 +94,7 @@ class HitRunner:
         on_stored: Callable[[Stored], None] | None = None,
         clock: Callable[[], float] = time.time,
         drain_on_stop: bool = False,
+        do_not_track: DoNotTrack | None = None,
     ) -> None:
         self.source = source
         self.store = store
@@ -99,9 +113,11 @@ class HitRunner:
         self.store_ok = True
         # The memory bus cannot replay: keep retrying on shutdown there. Kafka replays what is uncommitted.
         self.drain_on_stop = drain_on_stop
+        self.do_not_track = do_not_track
 
     async def run(self) -> None:
         """Run until `stop()`; then store what was processed and commit it."""
+        await self.dead_letters.start()
         await self.source.start()
         try:
             while not self._stopping.is_set():
@@ -117,6 +133,7 @@ class HitRunner:
                 log.warning("stopping with the store away (%s): the last batch stays uncommitted", exc)
         finally:
             await self.source.stop()
+            await self.dead_letters.stop()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -132,7 +149,7 @@ class HitRunner:
             bad = await asyncio.to_thread(self._process, records)
             for record, reason in bad:
                 metrics.DEAD_LETTERS.inc()
-                await self.dead_letters.dead_letter(record, reason)
+                await self.dead_letters.send(record, reason)
         for released in self.window.release(int(self.clock() * 1000), caught_up=caught_up):
             self._pending.add(released.item, released.classification, self.ip_storage)
         metrics.HELD_CLICKS.set(len(self.window))
@@ -152,6 +169,13 @@ class HitRunner:
                 hit = decode_hit(record.value)
             except MalformedHit as exc:
                 bad.append((record, str(exc)))
+                continue
+            if (
+                self.do_not_track is not None
+                and hit.token_ok
+                and self.do_not_track.suppressed_hex(hit.recipient_tag)
+            ):
+                metrics.SUPPRESSED.inc()  # opted out after the edge published it: still never stored
                 continue
             processed = self.processor.process(hit, record.source)
             c = processed.classification

@@ -41,6 +41,7 @@ class RawHit:
     url: str = ""
     token_error: str = ""
     token_head: str = ""
+    recipient_tag: str = ""  # hex of the token's recipient tag (do-not-track checks)
     v: int = SCHEMA_VERSION
 
     @property
@@ -68,6 +69,7 @@ _TYPES: Final[dict[str, type | tuple[type, ...]]] = {
     "url": str,
     "token_error": str,
     "token_head": str,
+    "recipient_tag": str,
     "v": int,
 }
 

@@ -149,6 +149,20 @@ class Store:
             log.info("applied schema migration %04d_%s", migration.version, migration.name)
         return applied
 
+    def apply_retention(self, *, events_days: int, filtered_days: int) -> None:
+        """Set each table's TTL (idempotent; old parts are trimmed at their next merge, not rewritten now)."""
+        plan = (
+            ("sends", "sent_at", events_days),
+            ("events", "received_at", events_days),
+            ("filtered_hits", "received_at", filtered_days),
+        )
+        for table, column, days in plan:
+            self.command(
+                f"ALTER TABLE {self.database}.{table} "
+                f"MODIFY TTL toDateTime({column}) + INTERVAL {int(days)} DAY "
+                "SETTINGS materialize_ttl_after_modify = 0"
+            )
+
     def insert(
         self,
         table: str,

@@ -7,9 +7,12 @@ with its first key and verifies with any of them.
 
 Layout of ``body`` (all integers big-endian):
 
-    version:u8  kind:u8  key_id:u8  sent_at:u32 (epoch seconds)
+    version:u8  kind:u8  key_id:u8  sent_at:u32 (epoch seconds)  recipient_tag:8 bytes
     account  campaign  message        each a varint length + UTF-8
     [click only]  link_index:varint  url:varint length + UTF-8
+
+``recipient_tag`` is a keyed digest of (account, recipient) — see `recipient_tag` — so the edge and the
+processors can honour a recipient's "do not track" without a lookup and without the address in the token.
 
 This module is pure: no clock, no randomness, no I/O.
 """
@@ -27,8 +30,9 @@ from typing import Final
 
 VERSION: Final = 1
 TAG_BYTES: Final = 16
+RECIPIENT_TAG_BYTES: Final = 8
 MAX_TOKEN_CHARS: Final = 4096
-_HEADER = struct.Struct(">BBBI")
+_HEADER = struct.Struct(">BBBI8s")
 
 
 class TokenKind(IntEnum):
@@ -51,6 +55,7 @@ class Claim:
     sent_at: int
     link_index: int = -1
     url: str = ""
+    recipient_tag: bytes = bytes(RECIPIENT_TAG_BYTES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +82,22 @@ class Keyring:
             if kid == key_id:
                 return secret
         return None
+
+    def recipient_tags(self, account: str, recipient: str) -> frozenset[bytes]:
+        """The recipient's tag under every key: what a token signed by any of them carries."""
+        return frozenset(recipient_tag(secret, account, recipient) for _, secret in self.keys)
+
+
+def normalize_recipient(recipient: str) -> str:
+    return recipient.strip().lower()
+
+
+def recipient_tag(secret: bytes, account: str, recipient: str) -> bytes:
+    """8 bytes of HMAC-SHA256 over (account, normalized recipient), under a key derived from ``secret``:
+    stable for a recipient, meaningless to anyone without the key."""
+    derived = hmac.new(secret, b"pixelpipe recipient tag", hashlib.sha256).digest()
+    message = f"{account}\x1f{normalize_recipient(recipient)}".encode()
+    return hmac.new(derived, message, hashlib.sha256).digest()[:RECIPIENT_TAG_BYTES]
 
 
 def _varint(n: int) -> bytes:
@@ -129,7 +150,9 @@ def sign(claim: Claim, keyring: Keyring) -> str:
     if not 0 <= claim.sent_at < 2**32:
         raise ValueError("sent_at must fit in 32 bits of epoch seconds")
     key_id, secret = keyring.signing_key
-    body = bytearray(_HEADER.pack(VERSION, claim.kind, key_id, claim.sent_at))
+    if len(claim.recipient_tag) != RECIPIENT_TAG_BYTES:
+        raise ValueError(f"recipient_tag must be {RECIPIENT_TAG_BYTES} bytes")
+    body = bytearray(_HEADER.pack(VERSION, claim.kind, key_id, claim.sent_at, claim.recipient_tag))
     body += _str(claim.account) + _str(claim.campaign_id) + _str(claim.message_id)
     if claim.kind is TokenKind.CLICK:
         if claim.link_index < 0:
@@ -153,7 +176,7 @@ def verify(token: str, keyring: Keyring, expect: TokenKind | None = None) -> Cla
     if len(raw) < _HEADER.size + TAG_BYTES:
         raise InvalidToken("too short")
     body, tag = raw[:-TAG_BYTES], raw[-TAG_BYTES:]
-    version, kind, key_id, sent_at = _HEADER.unpack_from(body)
+    version, kind, key_id, sent_at, tag_of_recipient = _HEADER.unpack_from(body)
     secret = keyring.secret_for(key_id)
     if version != VERSION or secret is None or not hmac.compare_digest(tag, _tag(secret, body)):
         raise InvalidToken("bad signature")
@@ -173,4 +196,4 @@ def verify(token: str, keyring: Keyring, expect: TokenKind | None = None) -> Cla
         url, pos = _read_str(body, pos)
     if pos != len(body):
         raise InvalidToken("trailing bytes")
-    return Claim(token_kind, account, campaign_id, message_id, sent_at, link_index, url)
+    return Claim(token_kind, account, campaign_id, message_id, sent_at, link_index, url, tag_of_recipient)

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from schemas.tokens import Claim, InvalidToken, Keyring, TokenKind, sign, verify
+from schemas.suppression import DoNotTrack
+from schemas.tokens import Claim, InvalidToken, Keyring, TokenKind, recipient_tag, sign, verify
 
 KEYS = Keyring(((1, b"k" * 32),))
 OPEN = Claim(TokenKind.OPEN, "acme", "spring-sale", "msg-123", 1_700_000_000)
@@ -19,8 +20,8 @@ def test_round_trip(claim: Claim) -> None:
 def test_tokens_are_url_safe_and_short() -> None:
     token = sign(OPEN, KEYS)
     assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-    # 7 header bytes + 3 length-prefixed strings (25 bytes) + a 16-byte tag = 48 bytes = 64 characters
-    assert len(token) == 64
+    # 15 header bytes (with the recipient tag) + 3 length-prefixed strings (25) + a 16-byte tag = 56 bytes
+    assert len(token) == 75
 
 
 @pytest.mark.parametrize("claim", [OPEN, CLICK])
@@ -72,3 +73,29 @@ def test_padding_and_truncation_are_rejected() -> None:
 def test_short_keys_are_refused() -> None:
     with pytest.raises(ValueError, match="shorter"):
         Keyring(((1, b"short"),))
+
+
+def test_recipient_tag_is_keyed_normalized_and_carried() -> None:
+    tag = recipient_tag(b"k" * 32, "acme", " Ann@Example.com ")
+    assert tag == recipient_tag(b"k" * 32, "acme", "ann@example.com")
+    assert tag != recipient_tag(b"k" * 32, "globex", "ann@example.com")
+    assert tag != recipient_tag(b"z" * 32, "acme", "ann@example.com")
+    assert len(tag) == 8
+    claim = Claim(TokenKind.OPEN, "acme", "c", "m", 1, recipient_tag=tag)
+    assert verify(sign(claim, KEYS), KEYS).recipient_tag == tag
+
+
+def test_do_not_track_matches_tokens_signed_by_any_key() -> None:
+    rotated = Keyring(((2, b"b" * 32), (1, b"a" * 32)))
+    dnt = DoNotTrack(rotated)
+    dnt.add("acme", "Ann@Example.com")
+    assert recipient_tag(b"a" * 32, "acme", "ann@example.com") in dnt
+    assert recipient_tag(b"b" * 32, "acme", "ann@example.com") in dnt
+    assert recipient_tag(b"b" * 32, "acme", "bob@example.com") not in dnt
+    assert dnt.suppressed_hex(recipient_tag(b"b" * 32, "acme", "ann@example.com").hex())
+    assert not dnt.suppressed_hex("not hex")
+    dnt.remove("acme", "ANN@example.com")
+    assert len(dnt) == 0
+    assert recipient_tag(b"a" * 32, "acme", "ann@example.com") not in dnt
+    dnt.replace([("acme", "x@example.com"), ("globex", "y@example.com")])
+    assert len(dnt) == 2
