@@ -18,4 +18,3 @@ def account_of(authorization: str | None, api_keys: Mapping[str, str]) -> str:
     if account is None:
         raise NotAuthorizedException("unknown key", headers=_CHALLENGE)
     return account
-
