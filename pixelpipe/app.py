@@ -11,8 +11,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Any, cast
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
 from litestar import Litestar, MediaType, Response, get
 from litestar.di import Provide
@@ -34,6 +34,9 @@ from processors.runner import DeadLetters, HitRunner, Stored
 from schemas.store import Store, StoreError
 from schemas.suppression import DoNotTrack
 from schemas.topics import Topics
+
+if TYPE_CHECKING:
+    from ingest.kafka_bus import KafkaSource
 
 log = logging.getLogger(__name__)
 
@@ -139,11 +142,10 @@ def build_components(
     settings: Settings,
     roles: frozenset[str],
     *,
-    topics: Topics | None = None,
-    group_id: str = "pixelpipe-processors",
     store: Store | None = None,
 ) -> Components:
-    topics = topics or Topics()
+    topics = Topics.with_prefix(settings.topic_prefix) if settings.topic_prefix else Topics()
+    group_id = settings.consumer_group
     c = Components(settings, roles)
     if "edge" in roles and "process" not in roles and not settings.kafka_bootstrap:
         raise RoleError("the edge alone needs Kafka (set PIXELPIPE_KAFKA_BOOTSTRAP) or --roles edge,process")
@@ -159,6 +161,7 @@ def build_components(
         c.do_not_track = DoNotTrack(settings.keyring)
         c.do_not_track.replace(load_suppressed(c.store))
     memory: MemoryBus | None = None
+    kafka_source: KafkaSource | None = None
     dead_letters: DeadLetters | None = None
     if not settings.kafka_bootstrap:
         memory = MemoryBus(settings.bus_capacity)
@@ -171,7 +174,8 @@ def build_components(
                 settings.kafka_bootstrap, topics, spool_dir=settings.data_dir / "spool"
             )
         if "process" in roles:
-            c.source = kafka_bus.KafkaSource(settings.kafka_bootstrap, topics, group_id=group_id)
+            kafka_source = kafka_bus.KafkaSource(settings.kafka_bootstrap, topics, group_id=group_id)
+            c.source = kafka_source
             dead_letters = kafka_bus.DeadLetterPublisher(settings.kafka_bootstrap, topics)
     if "edge" not in roles and memory is not None:
         c.publisher = None
@@ -194,6 +198,8 @@ def build_components(
             drain_on_stop=memory is not None,
             do_not_track=c.do_not_track,
         )
+        if kafka_source is not None:
+            kafka_source.on_revoked = c.runner.on_revoked
     return c
 
 
@@ -206,7 +212,11 @@ def _health_handlers(components: Components) -> list[Any]:
     def readyz() -> Response[dict[str, Any]]:
         checks = components.readiness()
         ready = all(checks.values())
-        return Response({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+        body: dict[str, Any] = {"ready": ready, "checks": checks}
+        state = getattr(components.publisher, "state", None)
+        if callable(state):  # the Kafka edge: broker reachable, delivery mode, spool depth, replay progress
+            body["edge"] = {k: v.value if hasattr(v, "value") else v for k, v in asdict(state()).items()}
+        return Response(body, status_code=200 if ready else 503)
 
     @get("/metrics", include_in_schema=False, sync_to_thread=False, media_type=MediaType.TEXT)
     def metrics() -> Response[bytes]:

@@ -46,6 +46,8 @@ class Settings:
     click_window_ms: int = 1500
     flush_interval_ms: int = 250
     bus_capacity: int = 100_000
+    topic_prefix: str = ""
+    consumer_group: str = "pixelpipe-processors"
     retention_days: int = 396  # sends and counted events: 13 months
     filtered_retention_days: int = 90
     secret_generated: bool = False
@@ -178,6 +180,13 @@ def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port:
     except ValueError as exc:
         raise SettingsError("PIXELPIPE_CLICKHOUSE_URL", str(exc)) from None
 
+    topic_prefix = env.get("PIXELPIPE_TOPIC_PREFIX", "")
+    if topic_prefix and not all(ch.isalnum() or ch in "._-" for ch in topic_prefix):
+        raise SettingsError(
+            "PIXELPIPE_TOPIC_PREFIX", f"{topic_prefix!r} may hold only letters, digits, '.', '_', '-'"
+        )
+    consumer_group = env.get("PIXELPIPE_CONSUMER_GROUP") or "pixelpipe-processors"
+
     ip_storage = env.get("PIXELPIPE_IP_STORAGE", "truncate")
     if ip_storage not in ("truncate", "drop", "full"):
         raise SettingsError("PIXELPIPE_IP_STORAGE", f"{ip_storage!r} is not one of truncate, drop, full")
@@ -192,6 +201,8 @@ def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port:
         store=store,
         geoip_city_db=_file(env, "PIXELPIPE_GEOIP_CITY_DB"),
         geoip_asn_db=_file(env, "PIXELPIPE_GEOIP_ASN_DB"),
+        topic_prefix=topic_prefix,
+        consumer_group=consumer_group,
         ip_storage=ip_storage,  # type: ignore[arg-type]
         click_window_ms=_int(env, "PIXELPIPE_CLICK_WINDOW_MS", 1500, 0, 10_000),
         flush_interval_ms=_int(env, "PIXELPIPE_FLUSH_INTERVAL_MS", 250, 10, 5_000),

@@ -138,6 +138,19 @@ class HitRunner:
     def stop(self) -> None:
         self._stopping.set()
 
+    async def on_revoked(self, partitions: set[int]) -> None:
+        """A rebalance takes partitions away: store and commit what was read from them while we still own
+        them, and forget their held clicks (the new owner reads them again from below them)."""
+        try:
+            await self._flush_and_commit()
+        except StoreError as exc:
+            log.warning(
+                "partitions %s revoked with the store away (%s): left uncommitted", sorted(partitions), exc
+            )
+        self.window.forget_partitions(partitions)
+        for partition in partitions:
+            self._next_offsets.pop(partition, None)
+
     async def step(self) -> None:
         """One turn of the loop: fetch, process, maybe flush and commit."""
         timeout = self.flush_interval_s

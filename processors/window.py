@@ -114,6 +114,15 @@ class ClickBurstWindow(Generic[T]):
         self._messages.clear()
         return out
 
+    def forget_partitions(self, partitions: set[int]) -> None:
+        """Drop the clicks read from partitions this consumer no longer owns: their new owner reads them again
+        from the committed offset, which is below every click held here."""
+        for key in list(self._messages):
+            message = self._messages[key]
+            message.clicks = [c for c in message.clicks if c.partition not in partitions]
+            if not message.clicks:
+                del self._messages[key]
+
     def held_offsets(self) -> dict[int, int]:
         """The lowest bus offset still held, per partition: commits must stay below it."""
         lowest: dict[int, int] = {}

@@ -69,8 +69,8 @@ resolve_jars() {
         # Jars of another version would end up on the same classpath; start from an empty dir.
         find "$KAFKA_LIB_DIR" -maxdepth 1 -name '*.jar' -delete
         # Offline first: after one online run ~/.m2 has everything and this needs no network.
-        mvn -q -B -o -f "$POM" dependency:copy-dependencies -Dkafka.lib.dir="$KAFKA_LIB_DIR" >/dev/null 2>&1 ||
-            mvn -q -B -f "$POM" dependency:copy-dependencies -Dkafka.lib.dir="$KAFKA_LIB_DIR" ||
+        mvn -q -B -Dstyle.color=never -o -f "$POM" dependency:copy-dependencies -Dkafka.lib.dir="$KAFKA_LIB_DIR" >/dev/null 2>&1 ||
+            mvn -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies -Dkafka.lib.dir="$KAFKA_LIB_DIR" ||
             die "Maven could not resolve the Kafka jars (see the output above)"
         printf '%s\n' "$want" >"$stamp"
     ) 9>"$KAFKA_LIB_DIR/.lock"
@@ -175,6 +175,23 @@ running_pid() {
     echo "$pid"
 }
 
+# The client port the running broker of this home was started with (from its generated config).
+configured_port() {
+    [[ -f "$CONFIG" ]] || return 0
+    sed -n 's#^listeners=PLAINTEXT://127.0.0.1:\([0-9]*\),.*#\1#p' "$CONFIG"
+}
+
+# Talk to the running broker on the port it really listens on, whatever KAFKA_PORT says now.
+use_running_port() {
+    local port
+    port="$(configured_port)"
+    if [[ -n "$port" && "$port" != "$KAFKA_PORT" ]]; then
+        KAFKA_PORT="$port"
+        BOOTSTRAP="127.0.0.1:$port"
+        return 1
+    fi
+}
+
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 probe_python() {
@@ -238,6 +255,8 @@ cmd_up() {
     need unzip
     local pid
     if pid="$(running_pid)"; then
+        local asked="$KAFKA_PORT"
+        use_running_port || die "the broker of $KAFKA_HOME_DIR already runs on port $KAFKA_PORT (pid $pid), not $asked; 'down' it first"
         say "already running (pid $pid)"
         wait_ready "$pid"
         return 0
@@ -298,6 +317,7 @@ cmd_status() {
         say "not running"
         return 3
     fi
+    use_running_port || true
     if accepts_clients; then
         say "running on $BOOTSTRAP (pid $pid, data $DATA_DIR)"
         return 0

@@ -1,0 +1,100 @@
+"""ClickHouse away for a while: the processor pauses, retries with backoff, commits nothing, then catches up.
+
+Real Kafka broker, real chDB. The store is made unavailable by a switch in front of it that fails every
+insert the way a refused connection does (a retriable `StoreError`), for as long as the test holds it down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ingest.kafka_bus import KafkaPublisher, KafkaSource
+from processors import metrics
+from processors.geo import GeoLookup
+from processors.pipeline import HitProcessor
+from processors.ranges import load_ranges
+from processors.runner import HitRunner
+from schemas.events import RawHit
+from schemas.store import Store, StoreError
+from schemas.topics import Topics
+from tests.integration.helpers import BROWSER
+
+pytestmark = pytest.mark.kafka
+DATA = Path(__file__).parent.parent / "data"
+
+
+class SwitchedStore(Store):
+    """The real store, behind a switch that can make it unreachable."""
+
+    def __init__(self, real: Store) -> None:
+        super().__init__(real._client, real.target)  # the same engine, not a copy
+        self.down = False
+        self.refused = 0
+
+    def insert(self, table: str, columns: Any, rows: Any, *, dedup_token: str | None = None) -> None:
+        if self.down:
+            self.refused += 1
+            raise StoreError("OperationalError: connection refused", retriable=True)
+        super().insert(table, columns, rows, dedup_token=dedup_token)
+
+
+def _hit(i: int) -> RawHit:
+    now_ms = int(time.time() * 1000)
+    return RawHit(
+        hit_id=f"{now_ms:012x}{i:016x}",
+        kind="open",
+        received_at_ms=now_ms,
+        ip="81.2.69.160",
+        user_agent=BROWSER,
+        token_ok=True,
+        account="acme",
+        campaign_id="c",
+        message_id=f"m{i % 25}",
+        sent_at=now_ms // 1000 - 3600,
+    )
+
+
+async def test_processor_pauses_while_the_store_is_away_then_catches_up(
+    tmp_path: Path, store: Store, kafka_bootstrap: str, kafka_topics: Topics, kafka_group: str
+) -> None:
+    switched = SwitchedStore(store)
+    publisher = KafkaPublisher(kafka_bootstrap, kafka_topics, spool_dir=tmp_path / "spool")
+    source = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group)
+    runner = HitRunner(
+        source=source,
+        store=switched,
+        processor=HitProcessor(GeoLookup(DATA / "GeoIP2-City-Test.mmdb", None), load_ranges()),
+        flush_interval_s=0.1,
+    )
+    await publisher.start()
+    switched.down = True
+    task = asyncio.create_task(runner.run())
+    try:
+        for i in range(600):
+            publisher.publish(_hit(i))
+        await asyncio.sleep(4)
+        db = store.database
+        assert store.query(f"SELECT count() FROM {db}.events") == [(0,)]
+        assert switched.refused >= 3  # it kept retrying (with backoff)
+        assert metrics.STORE_UP._value.get() == 0  # the gauge /metrics shows
+        committed = [await source.committed(p) for p in source.assignment()]
+        assert committed, "no partitions assigned"
+        assert all(c is None for c in committed), committed  # nothing committed meanwhile
+        switched.down = False
+        deadline = time.monotonic() + 30
+        while store.query(f"SELECT uniqExact(hit_id) FROM {db}.events") != [(600,)]:
+            assert time.monotonic() < deadline, "did not catch up"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
+        total = sum([await source.committed(p) or 0 for p in source.assignment()])
+        assert total == 600
+        assert store.query(f"SELECT count() FROM {db}.events") == [(600,)]  # not one row twice
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 15)
+        await publisher.stop()
