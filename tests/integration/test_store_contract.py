@@ -1,0 +1,87 @@
+"""One contract for the store port, run against every ClickHouse we can reach: embedded chDB always; a
+ClickHouse server when PIXELPIPE_TEST_CLICKHOUSE_URL names one or a Docker engine can start one."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from processors.rows import EVENT_COLUMNS, plan_inserts
+from schemas.store import Store, StoreError, StoreTarget, parse_store_url
+from tests.kafka_broker import _docker_reachable as docker_reachable
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server_url() -> Iterator[str | None]:
+    url = os.environ.get("PIXELPIPE_TEST_CLICKHOUSE_URL")
+    if url or not docker_reachable():
+        yield url
+        return
+    from testcontainers.community.clickhouse import ClickHouseContainer
+
+    with ClickHouseContainer("clickhouse/clickhouse-server:25.8", port=8123) as container:
+        host, port = container.get_container_host_ip(), container.get_exposed_port(8123)
+        yield f"http://{container.username}:{container.password}@{host}:{port}/default"
+
+
+@pytest.fixture(params=["chdb", "server"])
+def contract_store(
+    request: pytest.FixtureRequest, chdb_path: Path, clickhouse_server_url: str | None
+) -> Iterator[Store]:
+    database = f"c_{uuid.uuid4().hex[:10]}"
+    if request.param == "chdb":
+        target = parse_store_url(f"chdb://{chdb_path}?database={database}")
+    else:
+        url = clickhouse_server_url
+        if url is None:
+            pytest.skip("no ClickHouse server: set PIXELPIPE_TEST_CLICKHOUSE_URL or run a Docker engine")
+        base = parse_store_url(url)
+        target = StoreTarget(**{**base.__dict__, "database": database})  # type: ignore[arg-type]
+    store = Store.connect(target)
+    yield store
+    store.command(f"DROP DATABASE IF EXISTS {database}")
+
+
+def _row(hit_id: str) -> list[object]:
+    now = datetime.now(UTC)
+    values: dict[str, object] = {
+        "hit_id": hit_id, "kind": "open", "account": "acme", "campaign_id": "c", "message_id": "m",
+        "sent_at": now, "received_at": now, "link_index": -1, "url": "", "verdict": "human",
+        "reason": "ua:client", "via_proxy": False, "country": "GB", "city": "London",
+        "time_zone": "Europe/London", "asn": 0, "as_org": "", "ip": "81.2.69.0", "device": "desktop",
+        "os": "Mac OS X", "client": "Apple Mail", "user_agent": "UA", "source": "memory:0:1",
+    }  # fmt: skip
+    return [values[c] for c in EVENT_COLUMNS]
+
+
+def test_migrations_are_idempotent(contract_store: Store) -> None:
+    assert contract_store.migrate() == []
+    tables = {r[0] for r in contract_store.query(f"SHOW TABLES FROM {contract_store.database}")}
+    assert {"sends", "events", "filtered_hits", "schema_migrations", "suppressions"} <= tables
+
+
+def test_a_retried_batch_is_stored_once(contract_store: Store) -> None:
+    (plan,) = plan_inserts({"events": [_row(f"h{i}") for i in range(100)]})
+    for _ in range(3):  # the processor's retry after a timeout, and a replay of the same batch
+        contract_store.insert(plan.table, plan.columns, plan.rows, dedup_token=plan.dedup_token)
+    db = contract_store.database
+    assert contract_store.query(f"SELECT count(), uniqExact(hit_id) FROM {db}.events") == [(100, 100)]
+    (other,) = plan_inserts({"events": [_row(f"h{i}") for i in range(100, 150)]})
+    contract_store.insert(other.table, other.columns, other.rows, dedup_token=other.dedup_token)
+    assert contract_store.query(f"SELECT count() FROM {db}.events") == [(150,)]
+
+
+def test_parameters_are_bound_not_spliced(contract_store: Store) -> None:
+    hostile = "x' OR 1=1 --"
+    assert contract_store.query("SELECT {v:String}", {"v": hostile}) == [(hostile,)]
+
+
+def test_errors_are_typed(contract_store: Store) -> None:
+    with pytest.raises(StoreError) as info:
+        contract_store.query("SELECT * FROM no_such_table_anywhere")
+    assert info.value.retriable is False
