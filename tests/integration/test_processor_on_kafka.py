@@ -1,7 +1,8 @@
-"""ClickHouse away for a while: the processor pauses, retries with backoff, commits nothing, then catches up.
+"""The processor loop on a real Kafka broker and real chDB: store outages and malformed records.
 
-Real Kafka broker, real chDB. The store is made unavailable by a switch in front of it that fails every
-insert the way a refused connection does (a retriable `StoreError`), for as long as the test holds it down.
+ClickHouse away for a while: the processor pauses, retries with backoff, commits nothing, then catches up.
+The store is made unavailable by a switch in front of it that fails every insert the way a refused
+connection does (a retriable `StoreError`), for as long as the test holds it down.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from ingest.kafka_bus import KafkaPublisher, KafkaSource
+from ingest.kafka_bus import DeadLetterPublisher, KafkaPublisher, KafkaSource
 from processors import metrics
 from processors.geo import GeoLookup
 from processors.pipeline import HitProcessor
 from processors.ranges import load_ranges
 from processors.runner import HitRunner
-from schemas.events import RawHit
+from schemas.events import RawHit, encode_hit
 from schemas.store import Store, StoreError
 from schemas.topics import Topics
 from tests.integration.helpers import BROWSER
@@ -98,3 +100,59 @@ async def test_processor_pauses_while_the_store_is_away_then_catches_up(
         runner.stop()
         await asyncio.wait_for(task, 15)
         await publisher.stop()
+
+
+async def test_malformed_records_go_to_the_dead_letter_topic_and_never_stop_the_partition(
+    store: Store, kafka_bootstrap: str, kafka_topics: Topics, kafka_group: str
+) -> None:
+    source = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group, partitions=1)
+    runner = HitRunner(
+        source=source,
+        store=store,
+        processor=HitProcessor(GeoLookup(DATA / "GeoIP2-City-Test.mmdb", None), load_ranges()),
+        flush_interval_s=0.1,
+        dead_letters=DeadLetterPublisher(kafka_bootstrap, kafka_topics),
+    )
+    task = asyncio.create_task(runner.run())
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        await asyncio.sleep(1)  # the source made the topics
+        values = [
+            encode_hit(_hit(0)),
+            b"not json",
+            b'{"v": 99}',
+            encode_hit(_hit(1)),
+            b"",
+            encode_hit(_hit(2)),
+        ]
+        for value in values:
+            await producer.send_and_wait(kafka_topics.raw_hits, value)
+        db = store.database
+        deadline = time.monotonic() + 20
+        while store.query(f"SELECT count() FROM {db}.events") != [(3,)]:
+            assert time.monotonic() < deadline, "valid hits after the bad ones were not stored"
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(0.3)
+        assert await source.committed(0) == 6  # past the bad records too
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 15)
+        await producer.stop()
+    consumer = AIOKafkaConsumer(
+        kafka_topics.dead_letter, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    try:
+        dead = []
+        deadline = time.monotonic() + 15
+        while len(dead) < 3 and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                dead.extend(batch)
+    finally:
+        await consumer.stop()
+    assert [d.value for d in dead] == [b"not json", b'{"v": 99}', b""]
+    reasons = [dict(d.headers)["pixelpipe-reason"].decode() for d in dead]
+    assert reasons[0].startswith("not JSON")
+    assert reasons[1] == "unknown schema version 99"
+    assert [dict(d.headers)["pixelpipe-source-offset"] for d in dead] == [b"1", b"2", b"4"]
