@@ -158,6 +158,25 @@ def test_every_role_drains_and_exits_on_sigterm(deployment: dict[str, Any], tmp_
     assert (code, took < 10) == (0, True), took
 
 
+@pytest.mark.parametrize("role", ["process", "api"])
+def test_a_role_alone_exits_cleanly_on_sigterm(tmp_path: Path, kafka_bootstrap: str, role: str) -> None:
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    settings = {
+        "PIXELPIPE_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "PIXELPIPE_TOPIC_PREFIX": prefix,
+        "PIXELPIPE_CONSUMER_GROUP": f"{prefix}-processors",
+        "PIXELPIPE_DATA_DIR": str(tmp_path / role),
+    }
+    alone = Role([role], role_env(**settings), tmp_path / f"{role}.log")
+    try:
+        alone.start()
+        alone.wait_ready()
+        code, took = alone.terminate()
+        assert (code, took < 10) == (0, True), (code, took, alone.log.read_text()[-2000:])
+    finally:
+        alone.stop()
+
+
 def _p99(values: list[float]) -> float:
     return statistics.quantiles(values, n=100)[98] if len(values) >= 2 else (values[0] if values else 0.0)
 
