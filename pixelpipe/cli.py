@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import logging
 import sys
+import time
 from collections.abc import Iterator, Sequence
 
 import uvicorn
@@ -58,6 +59,23 @@ def _banner(s: settings_mod.Settings, roles: frozenset[str], host: str, port: in
     return "\n".join(lines)
 
 
+class _OncePer:
+    """Lets one record of each message template through per ``seconds``: aiokafka logs a connection error
+    every 100 ms while a broker is away, which would bury everything else."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._last: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        now = time.monotonic()
+        key = str(record.msg)
+        if now - self._last.get(key, -self.seconds) < self.seconds:
+            return False
+        self._last[key] = now
+        return True
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -65,6 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    once = _OncePer(10.0)
+    for noisy in (
+        "aiokafka",
+        "aiokafka.conn",
+        "aiokafka.producer.sender",
+        "aiokafka.consumer.group_coordinator",
+    ):
+        logging.getLogger(noisy).addFilter(once)
     try:
         roles = parse_roles(args.roles) if args.command == "serve" else frozenset({args.command})
         settings = settings_mod.load(host=args.host, port=args.port)
