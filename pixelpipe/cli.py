@@ -60,14 +60,16 @@ def _banner(s: settings_mod.Settings, roles: frozenset[str], host: str, port: in
 
 
 class _OncePer:
-    """Lets one record of each message template through per ``seconds``: aiokafka logs a connection error
-    every 100 ms while a broker is away, which would bury everything else."""
+    """Lets one aiokafka record of each message template through per ``seconds``: aiokafka logs a
+    connection error every 100 ms while a broker is away, which would bury everything else."""
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self._last: dict[str, float] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith("aiokafka"):
+            return True
         now = time.monotonic()
         key = str(record.msg)
         if now - self._last.get(key, -self.seconds) < self.seconds:
