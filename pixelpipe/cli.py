@@ -85,14 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    once = _OncePer(10.0)
-    for noisy in (
-        "aiokafka",
-        "aiokafka.conn",
-        "aiokafka.producer.sender",
-        "aiokafka.consumer.group_coordinator",
-    ):
-        logging.getLogger(noisy).addFilter(once)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_OncePer(10.0))
     try:
         roles = parse_roles(args.roles) if args.command == "serve" else frozenset({args.command})
         settings = settings_mod.load(host=args.host, port=args.port)
