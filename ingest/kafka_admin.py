@@ -1,0 +1,94 @@
+"""Kafka plumbing shared by the edge's publisher, the processors' source and the notice bus: topic creation,
+the compression codec, and closing a producer without hanging on a broker that is away. Never creates topics
+other than those it is given."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from typing import Any, Final
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.codec import has_lz4
+from aiokafka.errors import (
+    KafkaError,
+    ProducerClosed,
+    TopicAlreadyExistsError,
+)
+
+log = logging.getLogger(__name__)
+
+
+_TOPIC_EXISTS: Final = 36  # Kafka error code TOPIC_ALREADY_EXISTS
+
+
+def default_compression() -> str:
+    """lz4 when aiokafka can do it (it needs cramjam), else gzip, which needs nothing."""
+    return "lz4" if has_lz4() else "gzip"
+
+
+async def ensure_topics(
+    bootstrap: str,
+    names: Iterable[str],
+    *,
+    partitions: int,
+    replication_factor: int,
+    timeout_s: float = 10.0,
+) -> list[str]:
+    """Create the topics that do not exist yet; returns those created. Other failures raise `KafkaError`."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    created: list[str] = []
+    async with asyncio.timeout(timeout_s):
+        await admin.start()
+        try:
+            new = [NewTopic(name, partitions, replication_factor) for name in names]
+            try:
+                response = await admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
+            except TopicAlreadyExistsError:
+                return created
+            for error in response.topic_errors:
+                name, code = error[0], error[1]
+                if code == 0:
+                    created.append(name)
+                elif code != _TOPIC_EXISTS:
+                    raise KafkaError(f"creating topic {name} failed: error {code} {error[2:]}")
+        finally:
+            await admin.close()
+    if created:
+        log.info("created topics %s (%d partitions, replication %d)", created, partitions, replication_factor)
+    return created
+
+
+async def close_producer(producer: Any, flush_timeout_s: float) -> None:
+    """Stop a producer, waiting at most ``flush_timeout_s`` for it to deliver what it holds.
+
+    aiokafka's ``stop`` flushes with no deadline, and an idempotent producer retries a dead broker forever,
+    so after the deadline its pending batches are failed on purpose (our own window still holds the records;
+    the caller spools them) and the stop then completes at once.
+    """
+    stopping = asyncio.ensure_future(producer.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=max(flush_timeout_s, 0.0))
+    if not done:
+        # Private in aiokafka 0.14 (RecordAccumulator.fail_all): the one way to end the flush early.
+        accumulator = getattr(producer, "_message_accumulator", None)
+        if accumulator is not None:
+            unsent = [batch for queue in getattr(accumulator, "_batches", {}).values() for batch in queue]
+            pending = getattr(accumulator, "_pending_batches", None)
+            if isinstance(pending, set):
+                # A batch that was sent once and re-queued for a retry still carries the callback that
+                # removes it from this set when it completes; without this, failing it raises KeyError
+                # in that callback (aiokafka 0.14) and asyncio logs a traceback per batch.
+                pending.update(unsent)
+            accumulator.fail_all(ProducerClosed())
+            for batch in unsent:
+                # fail_all also fails each unsent batch's drain waiter, which nobody awaits any more;
+                # retrieve it so asyncio does not log one "exception was never retrieved" per batch.
+                waiter = getattr(batch, "_drain_waiter", None)
+                if isinstance(waiter, asyncio.Future) and waiter.done() and not waiter.cancelled():
+                    waiter.exception()
+        else:
+            stopping.cancel()
+    with contextlib.suppress(asyncio.CancelledError, KafkaError, OSError):
+        await stopping

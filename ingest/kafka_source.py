@@ -1,0 +1,183 @@
+"""The processors' side of the Kafka bus: `KafkaSource` (a consumer group member with manual commits) and
+`DeadLetterPublisher` (malformed records, with why and where they came from).
+
+`KafkaSource.fetch` reads, the caller stores, then `KafkaSource.commit` commits exactly the offsets it is
+given. `DeadLetterPublisher.send` waits for the broker's acknowledgement so the caller can commit the
+malformed record's offset afterwards. Never commits an offset the caller did not hand it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+
+from ingest import metrics
+from ingest.bus import BusRecord
+from ingest.kafka_admin import close_producer, default_compression, ensure_topics
+from schemas.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+PartitionsCallback = Callable[[set[int]], Awaitable[None]]
+
+
+class _RebalanceHooks(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type hints
+    """Forwards aiokafka's rebalance callbacks to the source's optional hooks (partition numbers only)."""
+
+    def __init__(self, source: KafkaSource) -> None:
+        self._source = source
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        if self._source.on_revoked is not None:
+            await self._source.on_revoked({tp.partition for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        if self._source.on_assigned is not None:
+            await self._source.on_assigned({tp.partition for tp in assigned})
+
+
+class KafkaSource:
+    """The processors' `HitSource` on Kafka: one consumer of ``group_id`` on the raw-hits topic.
+
+    Manual commits only: `commit` commits exactly the next offsets it is given, and only for partitions this
+    consumer still owns (a revoked partition's records are re-read by its new owner: at-least-once, and the
+    loader's inserts are idempotent). ``on_revoked`` runs inside a rebalance before the partitions go, which
+    is the runner's last chance to store and commit what it has read from them; ``on_assigned`` after.
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Topics,
+        group_id: str,
+        *,
+        client_id: str = "pixelpipe-processor",
+        create_topics: bool = True,
+        partitions: int = 6,
+        replication_factor: int = 1,
+        session_timeout_ms: int = 10_000,
+        heartbeat_interval_ms: int = 3_000,
+        max_poll_interval_ms: int = 300_000,
+        max_partition_fetch_bytes: int = 1 << 20,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.group_id = group_id
+        self.on_revoked: PartitionsCallback | None = None
+        self.on_assigned: PartitionsCallback | None = None
+        self._create_topics = create_topics
+        self._partitions = partitions
+        self._replication_factor = replication_factor
+        self._options: dict[str, Any] = {
+            "client_id": client_id,
+            "session_timeout_ms": session_timeout_ms,
+            "heartbeat_interval_ms": heartbeat_interval_ms,
+            "max_poll_interval_ms": max_poll_interval_ms,
+            "max_partition_fetch_bytes": max_partition_fetch_bytes,
+        }
+        self._consumer: Any = None
+
+    async def start(self) -> None:
+        if self._create_topics:
+            await ensure_topics(
+                self.bootstrap,
+                [self.topics.raw_hits, self.topics.dead_letter, self.topics.enriched],
+                partitions=self._partitions,
+                replication_factor=self._replication_factor,
+            )
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **self._options,
+        )
+        consumer.subscribe([self.topics.raw_hits], listener=_RebalanceHooks(self))
+        await consumer.start()
+        self._consumer = consumer
+
+    async def fetch(self, max_records: int, timeout_s: float) -> list[BusRecord]:
+        batches = await self._consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        records: list[BusRecord] = []
+        for tp in sorted(batches, key=lambda tp: tp.partition):
+            records.extend(
+                # A tombstone (no value) is not a hit; empty bytes send it down the dead-letter path.
+                BusRecord(value=r.value or b"", partition=tp.partition, offset=r.offset, topic=tp.topic)
+                for r in batches[tp]
+            )
+        return records
+
+    async def commit(self, next_offsets: Mapping[int, int]) -> None:
+        topic = self.topics.raw_hits
+        owned = {tp.partition for tp in self._consumer.assignment()}
+        offsets = {TopicPartition(topic, p): offset for p, offset in next_offsets.items() if p in owned}
+        if len(offsets) < len(next_offsets):
+            log.info(
+                "not committing revoked partitions %s of %s",
+                sorted(set(next_offsets) - owned),
+                topic,
+            )
+        if offsets:
+            await self._consumer.commit(offsets)
+
+    def assignment(self) -> set[int]:
+        return {tp.partition for tp in self._consumer.assignment()} if self._consumer else set()
+
+    async def committed(self, partition: int) -> int | None:
+        """The group's committed next offset for a partition (None if nothing is committed)."""
+        result = await self._consumer.committed(TopicPartition(self.topics.raw_hits, partition))
+        return int(result) if result is not None else None
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+
+class DeadLetterPublisher:
+    """Sends records that are not raw hits to the dead-letter topic, with why and where they came from.
+
+    `send` returns once the broker acknowledged (acks=all), so the caller may commit the offset right after.
+    Headers: ``pixelpipe-reason``, ``pixelpipe-source-topic``, ``pixelpipe-source-partition``,
+    ``pixelpipe-source-offset`` (UTF-8 strings). The value is the record's bytes, untouched.
+    """
+
+    def __init__(self, bootstrap: str, topics: Topics, *, client_id: str = "pixelpipe-dead-letter") -> None:
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self._client_id = client_id
+        self._producer: Any = None
+
+    async def start(self) -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            client_id=self._client_id,
+            enable_idempotence=True,
+            acks="all",
+            compression_type=default_compression(),
+        )
+        await producer.start()
+        self._producer = producer
+
+    async def send(self, record: BusRecord, reason: str) -> None:
+        headers = [
+            ("pixelpipe-reason", reason.encode()),
+            ("pixelpipe-source-topic", record.topic.encode()),
+            ("pixelpipe-source-partition", str(record.partition).encode()),
+            ("pixelpipe-source-offset", str(record.offset).encode()),
+        ]
+        # Keyed by the source partition: dead letters of one partition stay in their original order.
+        key = f"{record.topic}:{record.partition}".encode()
+        await self._producer.send_and_wait(self.topics.dead_letter, record.value, key=key, headers=headers)
+        metrics.DEAD_LETTERS.inc()
+        log.warning("dead-lettered %s: %s", record.source, reason)
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await close_producer(self._producer, 10.0)
+            self._producer = None
