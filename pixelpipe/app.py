@@ -22,12 +22,25 @@ from litestar.openapi.spec import Components as OpenAPIComponents
 from litestar.openapi.spec import SecurityScheme
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.live import LiveController
 from api.privacy import PrivacyController, load_suppressed
 from api.routes import ApiContext, CampaignController, MessageController
+from api.webhooks import WebhookController
 from ingest.bus import HitPublisher, HitSource, MemoryBus
 from ingest.edge import ASGIApp, Edge
 from pixelpipe.settings import Settings
 from processors.geo import GeoLookup
+from processors.notify import (
+    AttemptLog,
+    LiveFeed,
+    MessageLookup,
+    NoticeHub,
+    Notifications,
+    WebhookDirectory,
+    WebhookDispatcher,
+    in_process,
+    store_webhooks,
+)
 from processors.pipeline import HitProcessor
 from processors.ranges import load_ranges
 from processors.runner import DeadLetters, HitRunner, Stored
@@ -69,6 +82,7 @@ class Components:
     runner: HitRunner | None = None
     on_stored: list[Callable[[Stored], None]] = field(default_factory=list)
     do_not_track: DoNotTrack | None = None
+    notifications: Notifications | None = None
     _runner_task: asyncio.Task[None] | None = None
     _refresh_task: asyncio.Task[None] | None = None
 
@@ -84,6 +98,8 @@ class Components:
         return checks
 
     async def start(self) -> None:
+        if self.notifications is not None:
+            await self.notifications.start()  # before the processor: it publishes into the hub
         if self.publisher is not None:
             await self.publisher.start()
         if self.runner is not None:
@@ -109,6 +125,9 @@ class Components:
                 self._runner_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await self._runner_task
+        if self.notifications is not None:
+            # After the processor's last batch was stored (and handed to the hub), before the store closes.
+            await self.notifications.stop()
         if self.publisher is not None and self.publisher is not cast(object, self.source):
             await self.publisher.stop()
         if self.store is not None:
@@ -200,7 +219,41 @@ def build_components(
         )
         if kafka_source is not None:
             kafka_source.on_revoked = c.runner.on_revoked
+    if c.store is not None:
+        c.notifications = _notifications(settings, roles, c.store, topics)
+        c.on_stored.extend(c.notifications.listeners())
     return c
+
+
+def _notifications(settings: Settings, roles: frozenset[str], store: Store, topics: Topics) -> Notifications:
+    """The notice path of this process (see `processors.notify`).
+
+    In-process bus: the hub feeds the live feed and the webhook dispatcher directly. Kafka: the processor's
+    hub publishes to the enriched topic; the dispatcher runs beside the processor as its own consumer group
+    (``pixelpipe-notify``); each API process tails the topic for its live feed.
+    """
+    outbox = settings.data_dir / "webhooks" / "outbox.sqlite3"
+    if not settings.kafka_bootstrap:
+        return in_process(store, outbox) if "process" in roles else Notifications(live=LiveFeed())
+    from processors import notice_bus  # noqa: PLC0415 - only distributed roles need aiokafka loaded
+
+    n = Notifications()
+    if "process" in roles:
+        producer = notice_bus.NoticeProducer(settings.kafka_bootstrap, topics)
+        n.producers.append(producer)
+        n.hub = NoticeHub(lookup=MessageLookup(store), sinks=[producer.send])
+        n.dispatcher = WebhookDispatcher(
+            outbox_path=outbox,
+            directory=WebhookDirectory(store_webhooks(store)),
+            attempt_log=AttemptLog(store),
+        )
+        n.consumers.append(notice_bus.NoticeConsumer(settings.kafka_bootstrap, topics, n.dispatcher.accept))
+    if "api" in roles:
+        n.live = LiveFeed()
+        n.consumers.append(
+            notice_bus.NoticeConsumer(settings.kafka_bootstrap, topics, n.live.accept, group_id=None)
+        )
+    return n
 
 
 def _health_handlers(components: Components) -> list[Any]:
@@ -238,8 +291,12 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
             settings.api_keys,
             do_not_track=components.do_not_track,
         )
-        handlers += [MessageController, CampaignController, PrivacyController]
+        handlers += [MessageController, CampaignController, PrivacyController, WebhookController]
         dependencies["ctx"] = Provide(lambda: ctx, use_cache=True, sync_to_thread=False)
+        live = components.notifications.live if components.notifications is not None else None
+        if live is not None:
+            handlers.append(LiveController)
+            dependencies["live"] = Provide(lambda: live, use_cache=True, sync_to_thread=False)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:

@@ -12,7 +12,8 @@ import contextlib
 import logging
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from types import FrameType
 
 import uvicorn
 
@@ -119,13 +120,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         timeout_graceful_shutdown=8,
         server_header=False,
     )
-    _Server(config).run()
+    live = components.notifications.live if components.notifications is not None else None
+    # Open /v1/live streams would hold uvicorn's graceful shutdown for its whole timeout: end them first.
+    _Server(config, on_exit=live.close_soon if live is not None else None).run()
     return 0
 
 
 class _Server(uvicorn.Server):
     """uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown, so the process dies of the signal. A
     drained, clean stop is a success here: exit 0."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Callable[[], None] | None = None) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        if self._on_exit is not None:
+            self._on_exit()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:

@@ -1,0 +1,55 @@
+"""`GET /v1/live`: the account's opens and clicks as they are counted, as Server-Sent Events.
+
+Owns the HTTP shape of the stream; the notices, their ids and the resume logic are
+`processors.notify.LiveFeed` (a ring buffer per account in this process). Each event is
+``id: EPOCH-SEQ``, ``event: open|click|machine_open``, ``data: {...}`` (the notice's public JSON;
+``data.id`` is the hit id, stable across processes, for deduplication); a ``: keepalive`` comment every
+15 s; a ``gap`` event when a resume cannot be proven complete. Never streams another account's notices,
+and never holds anything up: a stream only reads the ring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from litestar import Controller, get
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromQuery, HeaderParameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from api.routes import _account
+from processors.notify import LiveFeed, LiveItem
+
+
+def _message(item: LiveItem) -> ServerSentEventMessage:
+    return ServerSentEventMessage(
+        data=item.data, event=item.event, id=item.id, retry=item.retry_ms, comment=item.comment
+    )
+
+
+async def _events(items: AsyncIterator[LiveItem]) -> AsyncIterator[ServerSentEventMessage]:
+    async for item in items:
+        yield _message(item)
+
+
+class LiveController(Controller):
+    path = "/v1"
+    dependencies = {"account": Provide(_account, sync_to_thread=False)}  # noqa: RUF012 - Litestar reads it
+    tags = ["live"]  # noqa: RUF012
+
+    @get("/live")
+    async def live(
+        self,
+        account: NamedDependency[str],
+        live: NamedDependency[LiveFeed],
+        last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID", required=False)] = None,
+        include_machine: FromQuery[bool] = False,
+    ) -> ServerSentEvent:
+        """Server-Sent Events: `open` and `click` (and `machine_open` with `include_machine=true`) notices of
+        the account as they are counted. Reconnect with `Last-Event-ID` to receive what was missed."""
+        types = frozenset({"open", "click", "machine_open"} if include_machine else {"open", "click"})
+        items = live.stream(account, last_event_id=last_event_id, types=types)
+        return ServerSentEvent(
+            _events(items), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        )

@@ -1,0 +1,202 @@
+"""Notices on Kafka: the processor publishes them to the ``enriched`` topic; delivery and live feeds read it.
+
+Owns the aiokafka clients of the notice path. `NoticeProducer.send` is a `processors.notify.NoticeHub` sink:
+it returns once the broker acknowledged every notice of the batch (idempotent producer, ``acks=all``), keyed
+by account and message so that a message's notices stay in order on one partition. `NoticeConsumer` reads
+them back: with a group (``pixelpipe-notify``, the webhook dispatcher) it commits a batch's offsets only after
+its handler returned — for the dispatcher, once the deliveries are in its outbox on disk; without a group
+(an API process's live feed) it tails every partition from the end and commits nothing.
+
+Never decides what a notice says (`schemas.notices`, `processors.notify`), never stops on a malformed record
+(logged, counted, skipped: a notice is not worth a stuck partition), never commits past what its handler took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from prometheus_client import Counter
+
+from ingest.kafka_admin import close_producer, default_compression, ensure_topics
+from schemas.notices import MalformedNotice, Notice, decode_notice, encode_notice
+from schemas.topics import Topics
+
+log = logging.getLogger(__name__)
+
+NOTIFY_GROUP = "pixelpipe-notify"
+MALFORMED = Counter("pixelpipe_malformed_notices_total", "Records on the enriched topic that are not notices")
+
+
+class NoticeProducer:
+    """Publishes notices to ``Topics.enriched``; `send` is the hub's sink in Kafka mode."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Topics,
+        *,
+        client_id: str = "pixelpipe-notices",
+        create_topics: bool = True,
+        partitions: int = 6,
+        replication_factor: int = 1,
+        flush_timeout_s: float = 5.0,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self._client_id = client_id
+        self._create_topics = create_topics
+        self._partitions = partitions
+        self._replication_factor = replication_factor
+        self._flush_timeout_s = flush_timeout_s
+        self._producer: Any = None
+
+    async def start(self) -> None:
+        if self._create_topics:
+            await ensure_topics(
+                self.bootstrap,
+                [self.topics.enriched],
+                partitions=self._partitions,
+                replication_factor=self._replication_factor,
+            )
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            client_id=self._client_id,
+            enable_idempotence=True,
+            acks="all",
+            compression_type=default_compression(),
+            linger_ms=5,
+        )
+        await producer.start()
+        self._producer = producer
+
+    async def send(self, notices: Sequence[Notice]) -> None:
+        """Returns once the broker has every notice; raises (and the hub retries the batch) otherwise."""
+        futures = [
+            await self._producer.send(self.topics.enriched, encode_notice(n), key=n.partition_key)
+            for n in notices
+        ]
+        await asyncio.gather(*futures)
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await close_producer(self._producer, self._flush_timeout_s)
+            self._producer = None
+
+
+NoticeHandler = Callable[[Sequence[Notice]], Awaitable[None]]
+
+
+class NoticeConsumer:
+    """Reads notices from ``Topics.enriched`` and hands each batch to ``handler``, in partition order.
+
+    ``group_id`` set: a member of that group, starting from the earliest uncommitted record, committing each
+    batch after ``handler`` returned (at-least-once; the dispatcher's outbox drops deliveries it has seen).
+    ``group_id=None``: every partition from the end, no commits (a live tail: a restart misses what was
+    published while it was down, as the live feed's ``gap`` event says).
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Topics,
+        handler: NoticeHandler,
+        *,
+        group_id: str | None = NOTIFY_GROUP,
+        client_id: str = "pixelpipe-notify",
+        create_topics: bool = True,
+        partitions: int = 6,
+        replication_factor: int = 1,
+        max_records: int = 1000,
+        retry_s: tuple[float, float] = (0.2, 5.0),
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topics = topics
+        self.handler = handler
+        self.group_id = group_id
+        self._client_id = client_id
+        self._create_topics = create_topics
+        self._partitions = partitions
+        self._replication_factor = replication_factor
+        self._max_records = max_records
+        self._retry_min, self._retry_max = retry_s
+        self._consumer: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.consumed = 0
+
+    async def start(self) -> None:
+        if self._create_topics:
+            await ensure_topics(
+                self.bootstrap,
+                [self.topics.enriched],
+                partitions=self._partitions,
+                replication_factor=self._replication_factor,
+            )
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=self.group_id,
+            client_id=self._client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest" if self.group_id else "latest",
+        )
+        consumer.subscribe([self.topics.enriched])
+        await consumer.start()
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._run(), name=f"notice-consumer-{self.group_id or 'tail'}")
+        self._task.add_done_callback(_log_crash)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            batches = await self._consumer.getmany(timeout_ms=500, max_records=self._max_records)
+            notices: list[Notice] = []
+            offsets: dict[TopicPartition, int] = {}
+            for tp in sorted(batches, key=lambda tp: tp.partition):
+                for record in batches[tp]:
+                    offsets[tp] = record.offset + 1
+                    try:
+                        notices.append(decode_notice(record.value or b""))
+                    except MalformedNotice as exc:
+                        MALFORMED.inc()
+                        log.error("skipping %s:%d:%d: %s", tp.topic, tp.partition, record.offset, exc)  # noqa: TRY400 - no trace: bad bytes
+            if notices:
+                await self._handle(notices)
+                self.consumed += len(notices)
+            if offsets and self.group_id is not None:
+                # A partition revoked meanwhile is re-read by its new owner; committing it would fail.
+                owned = self._consumer.assignment()
+                mine = {tp: offset for tp, offset in offsets.items() if tp in owned}
+                if mine:
+                    await self._consumer.commit(mine)
+
+    async def _handle(self, notices: Sequence[Notice]) -> None:
+        delay = self._retry_min
+        while True:
+            try:
+                await self.handler(notices)
+            except Exception as exc:  # the handler's store or disk is away: the same batch again, later
+                log.warning("notice handler failed (%r); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_max)
+            else:
+                return
+
+
+def _log_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the notice consumer stopped", exc_info=task.exception())

@@ -1,0 +1,183 @@
+"""The notice: what pixelpipe tells a sender about each counted hit, and the webhook subscriptions it goes to.
+
+A notice is made for every stored hit that counts (a human open or click, or a machine open) once its row is
+in ClickHouse; it travels on the ``enriched`` topic in Kafka mode (orjson, like the raw hit), feeds the live
+stream (`GET /v1/live`) and becomes one webhook delivery per matching subscription. Its ``id`` is the hit's
+id, so a notice replayed after a crash has the same id and receivers deduplicate on it.
+
+``first`` marks the first human open of a message: the open with the earliest ``received_at`` (ties broken by
+hit id) among those stored. It is decided with a ClickHouse lookup after the hit is stored, never from
+memory, so it survives restarts and replays (`processors.notify.MessageLookup`).
+
+This module is pure: types, encoding and the public JSON shape. It never does I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final, Literal, get_args
+
+import orjson
+
+NOTICE_VERSION: Final = 1
+
+NoticeType = Literal["open", "machine_open", "click"]
+NOTICE_TYPES: Final[frozenset[str]] = frozenset(get_args(NoticeType))
+# What a webhook subscribes to. `first_open` selects the opens with ``first`` set; they still arrive as
+# type "open" (with ``data.first: true``), so a receiver subscribed to both sees each open exactly once.
+WebhookEvent = Literal["first_open", "open", "click", "machine_open"]
+WEBHOOK_EVENTS: Final[tuple[str, ...]] = get_args(WebhookEvent)
+
+
+class MalformedNotice(ValueError):
+    """Bytes on the enriched topic that are not a notice of a version we read."""
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """One counted hit, as senders see it. Times are epoch milliseconds (UTC)."""
+
+    id: str  # the hit id: stable across replays, the receivers' deduplication key
+    type: NoticeType
+    account: str
+    campaign_id: str
+    message_id: str
+    at_ms: int  # when the edge received the hit
+    created_at_ms: int  # when the notice was made (its row was stored)
+    verdict: str
+    reason: str
+    via_proxy: bool = False
+    first: bool = False
+    recipient: str = ""  # from the message's registration; "" when it was never registered
+    sent_at_ms: int = 0
+    link_index: int = -1
+    url: str = ""
+    client: str = ""
+    device: str = ""
+    os: str = ""
+    country: str = ""
+    v: int = NOTICE_VERSION
+
+    @property
+    def message_key(self) -> tuple[str, str]:
+        return (self.account, self.message_id)
+
+    @property
+    def partition_key(self) -> bytes:
+        """Notices of one message share a key (the raw hit's), so they stay in order on one partition."""
+        return f"{self.account}\x1f{self.message_id}".encode()
+
+
+def notice_type(kind: str, verdict: str) -> NoticeType | None:
+    """The notice a stored hit makes, or None when it makes none (bots, invalid tokens)."""
+    if verdict == "human":
+        return "click" if kind == "click" else "open"
+    if verdict == "machine" and kind == "open":
+        return "machine_open"
+    return None
+
+
+def wanted_by(events: Sequence[str], notice: Notice) -> bool:
+    """Whether a webhook subscribed to ``events`` receives this notice."""
+    if notice.type in events:
+        return True
+    return notice.type == "open" and notice.first and "first_open" in events
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def notice_data(notice: Notice) -> dict[str, Any]:
+    """The public JSON shape (the ``data`` of a webhook body and of a live event)."""
+    data: dict[str, Any] = {
+        "id": notice.id,
+        "type": notice.type,
+        "account": notice.account,
+        "campaign_id": notice.campaign_id,
+        "message_id": notice.message_id,
+        "recipient": notice.recipient or None,
+        "first": notice.first,
+        "at": _iso(notice.at_ms),
+        "sent_at": _iso(notice.sent_at_ms) if notice.sent_at_ms else None,
+        "verdict": notice.verdict,
+        "reason": notice.reason,
+        "via_proxy": notice.via_proxy,
+        "client": notice.client or None,
+        "device": notice.device or None,
+        "os": notice.os or None,
+        "country": notice.country or None,
+    }
+    if notice.type == "click":
+        data["link_index"] = notice.link_index
+        data["url"] = notice.url
+    return data
+
+
+def created_at_iso(notice: Notice) -> str:
+    return _iso(notice.created_at_ms)
+
+
+def encode_notice(notice: Notice) -> bytes:
+    return orjson.dumps(notice)
+
+
+_FIELDS: Final = {f.name: f for f in dataclasses.fields(Notice)}
+_REQUIRED: Final = frozenset(name for name, f in _FIELDS.items() if f.default is dataclasses.MISSING)
+_TYPES: Final[dict[str, type]] = {
+    "id": str, "type": str, "account": str, "campaign_id": str, "message_id": str, "at_ms": int,
+    "created_at_ms": int, "verdict": str, "reason": str, "via_proxy": bool, "first": bool, "recipient": str,
+    "sent_at_ms": int, "link_index": int, "url": str, "client": str, "device": str, "os": str,
+    "country": str, "v": int,
+}  # fmt: skip
+
+
+def decode_notice(raw: bytes) -> Notice:
+    """Strict: anything that is not a notice of this version raises `MalformedNotice`."""
+    try:
+        obj: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedNotice(f"not JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise MalformedNotice("not a JSON object")
+    if obj.get("v") != NOTICE_VERSION:
+        raise MalformedNotice(f"unknown notice version {obj.get('v')!r}")
+    missing = _REQUIRED - obj.keys()
+    if missing:
+        raise MalformedNotice(f"missing fields: {', '.join(sorted(missing))}")
+    fields: dict[str, Any] = {}
+    for name, value in obj.items():
+        expected = _TYPES.get(name)
+        if expected is None:
+            continue  # a newer processor may add fields; older consumers ignore them
+        # bool is an int in Python; keep the two apart.
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise MalformedNotice(f"field {name} has the wrong type")
+        fields[name] = value
+    if fields["type"] not in NOTICE_TYPES:
+        raise MalformedNotice(f"unknown notice type {fields['type']!r}")
+    return Notice(**fields)
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """One registered endpoint of an account (the ``webhooks`` table)."""
+
+    account: str
+    webhook_id: str
+    url: str
+    events: tuple[str, ...]
+    secret: str = dataclasses.field(repr=False)
+    created_at: datetime | None = None
+
+
+WEBHOOK_COLUMNS: Final = (
+    "account", "webhook_id", "url", "events", "secret", "created_at", "updated_at", "deleted",
+)  # fmt: skip
+DELIVERY_COLUMNS: Final = (
+    "account", "webhook_id", "delivery_id", "notice_id", "message_id", "type", "attempt", "status",
+    "response_code", "error", "attempted_at", "next_attempt_at", "duration_ms",
+)  # fmt: skip

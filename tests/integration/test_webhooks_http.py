@@ -1,0 +1,401 @@
+"""Webhooks end to end over real HTTP: pixels and clicks in at the edge, signed POSTs out to a real local
+receiver that fails at first and then recovers; registration over the API; the outbox across a restart; and
+the Kafka path (enriched topic → the ``pixelpipe-notify`` group → dispatcher) against a real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from litestar import Litestar, Request, Response, post
+from litestar.params import FromPath
+
+from pixelpipe import settings as settings_mod
+from pixelpipe.app import build_app, build_components
+from processors.notice_bus import NoticeConsumer, NoticeProducer
+from processors.notify import (
+    LiveFeed,
+    Notifications,
+    RetryPolicy,
+    WebhookDirectory,
+    WebhookDispatcher,
+    in_process,
+    verify,
+)
+from schemas.notices import Notice, Webhook
+from schemas.topics import Topics
+from tests.integration.helpers import hit, wait_for
+from tests.serving import serving
+
+ACME = {"Authorization": "Bearer acme-key-123"}
+GLOBEX = {"Authorization": "Bearer globex-key-456"}
+APPLE_MPP = ("Mozilla/5.0", "17.58.63.200")  # Apple Mail Privacy Protection prefetch: a machine open
+FAST = RetryPolicy(first_delay_s=0.1, max_delay_s=0.4, max_attempts=50, jitter=0)
+
+
+# -- a real receiver -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Received:
+    path: str
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def json(self) -> dict[str, Any]:
+        return dict(orjson.loads(self.body))
+
+
+@dataclass
+class Receiver:
+    """An HTTP endpoint answering 500 to its first ``fail_first`` requests (and while ``down``), then 204."""
+
+    fail_first: int = 0
+    down: bool = False
+    received: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def app(self) -> Litestar:
+        @post("/{name:str}", status_code=204)
+        async def hook(request: Request[Any, Any, Any], name: FromPath[str]) -> Response[None]:
+            body = await request.body()
+            with self.lock:
+                failing = self.down or len(self.received) < self.fail_first
+                status = 500 if failing else 204
+                self.received.append(Received(f"/{name}", status, dict(request.headers), body))
+            return Response(None, status_code=status)
+
+        return Litestar(route_handlers=[hook])
+
+    def delivered(self, path: str = "/acme") -> list[Received]:
+        with self.lock:
+            return [r for r in self.received if r.status == 204 and r.path == path]
+
+    def attempts(self, path: str = "/acme") -> list[Received]:
+        with self.lock:
+            return [r for r in self.received if r.path == path]
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[Receiver, str]]:
+    rx = Receiver()
+    with serving(rx.app()) as base:
+        yield rx, base
+
+
+# -- pixelpipe with notifications ----------------------------------------------------------------------------
+
+
+@dataclass
+class Running:
+    client: httpx.Client
+    base: str
+    notifications: Notifications
+    counted: list[Notice]  # every notice, in the order the hub handed them on
+
+
+@contextlib.contextmanager
+def pixelpipe(
+    env: dict[str, str], *, policy: RetryPolicy = FAST, heartbeat_s: float = 15.0
+) -> Iterator[Running]:
+    settings = settings_mod.load({**env, "PIXELPIPE_CLICK_WINDOW_MS": "200"})
+    components = build_components(settings, frozenset({"edge", "process", "api"}))
+    assert components.store is not None
+    notifications = in_process(
+        components.store,
+        settings.data_dir / "webhooks" / "outbox.sqlite3",
+        policy=policy,
+        heartbeat_s=heartbeat_s,
+        refresh_s=0.1,
+    )
+    counted: list[Notice] = []
+
+    async def record(notices: Sequence[Notice]) -> None:
+        counted.extend(notices)
+
+    assert notifications.hub is not None
+    notifications.hub.sinks.append(record)
+    # pixelpipe.app wires the notice path itself: put this test's (fast retries, a recorder) in its place
+    wired = components.notifications
+    assert wired is not None
+    components.on_stored[:] = [f for f in components.on_stored if f not in wired.listeners()]
+    components.notifications = notifications
+    components.on_stored.extend(notifications.listeners())
+    app, _ = build_app(components)
+    with (
+        serving(app) as base,
+        httpx.Client(base_url=base, timeout=10) as client,
+    ):
+        yield Running(client, base, notifications, counted)
+
+
+def register(client: httpx.Client, message_id: str, headers: dict[str, str] = ACME) -> dict[str, Any]:
+    body = {
+        "campaign_id": "spring",
+        "recipient": f"{message_id}@example.com",
+        "message_id": message_id,
+        "links": ["https://shop.example.com/sale"],
+    }
+    r = client.post("/v1/messages", json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def add_webhook(
+    client: httpx.Client, url: str, events: list[str], headers: dict[str, str] = ACME
+) -> dict[str, Any]:
+    r = client.post("/v1/webhooks", json={"url": url, "events": events}, headers=headers)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def opens_of(client: httpx.Client, message_id: str) -> int:
+    return int(client.get(f"/v1/messages/{message_id}", headers=ACME).json()["opens"])
+
+
+# -- the tests -----------------------------------------------------------------------------------------------
+
+
+def test_every_notice_arrives_signed_and_in_order_through_a_failing_receiver(
+    env: dict[str, str], receiver: tuple[Receiver, str]
+) -> None:
+    rx, rx_base = receiver
+    rx.fail_first = 4
+    with pixelpipe(env) as p:
+        acme = add_webhook(p.client, f"{rx_base}/acme", ["first_open", "open", "click", "machine_open"])
+        add_webhook(p.client, f"{rx_base}/globex", ["open", "click", "machine_open"], headers=GLOBEX)
+        assert acme["secret"].startswith("whsec_")
+        m1, m2 = register(p.client, "m1"), register(p.client, "m2")
+        time.sleep(0.3)  # the dispatcher's directory refreshes every 0.1 s
+
+        requested = time.monotonic()
+        hit(p.client, m1["pixel_url"])
+        # The receiver fails its first answers; the open is still counted at once.
+        _, took = wait_for(lambda: opens_of(p.client, "m1"), lambda n: n == 1, timeout_s=3.0)
+        assert time.monotonic() - requested < 1.0, f"visible after {took:.3f}s"
+        hit(p.client, m1["pixel_url"])
+        hit(p.client, m2["pixel_url"])
+        hit(p.client, m1["pixel_url"], ua=APPLE_MPP[0], ip=APPLE_MPP[1])
+        hit(p.client, m1["pixel_url"], ua="curl/8.4.0")  # a bot: stored as filtered, never notified
+        wait_for(lambda: len(p.counted), lambda n: n == 4, timeout_s=3.0)
+        assert hit(p.client, m1["links"]["https://shop.example.com/sale"]).status_code == 302
+        wait_for(lambda: len(p.counted), lambda n: n == 5, timeout_s=3.0)
+        wait_for(lambda: len(rx.delivered()), lambda n: n >= 5, timeout_s=10.0)
+        time.sleep(0.5)  # anything more would be a duplicate
+
+        counted = p.counted
+        assert [(n.message_id, n.type, n.first) for n in counted] == [
+            ("m1", "open", True),
+            ("m1", "open", False),
+            ("m2", "open", True),
+            ("m1", "machine_open", False),
+            ("m1", "click", False),
+        ]
+        delivered = rx.delivered()
+        bodies = [r.json for r in delivered]
+        # every notice exactly once (nothing crashed), in the order counted, per message
+        assert sorted(b["id"] for b in bodies) == sorted(n.id for n in counted)
+        for message in ("m1", "m2"):
+            expected = [n.id for n in counted if n.message_id == message]
+            assert [b["id"] for b in bodies if b["data"]["message_id"] == message] == expected
+        # the first four attempts failed and were retried
+        attempts = rx.attempts()
+        assert [r.status for r in attempts[:4]] == [500, 500, 500, 500]
+        assert len(attempts) == 4 + 5
+        assert sum(int(r.headers["pixelpipe-attempt"]) > 1 for r in delivered) >= 1
+        for r in attempts:
+            assert verify(acme["secret"], r.headers["pixelpipe-signature"], r.body, now=time.time())
+            assert not verify("whsec_wrong", r.headers["pixelpipe-signature"], r.body, now=time.time())
+            assert r.headers["pixelpipe-event-id"] == r.json["id"]
+            assert r.headers["content-type"] == "application/json"
+        assert len({r.headers["pixelpipe-delivery-id"] for r in delivered}) == 5
+        first = bodies[[b["id"] for b in bodies].index(counted[0].id)]
+        assert first["type"] == "open"
+        assert first["data"]["first"] is True
+        assert first["data"]["recipient"] == "m1@example.com"
+        assert first["data"]["country"] == "GB"
+        click = next(b for b in bodies if b["type"] == "click")
+        assert click["data"]["url"] == "https://shop.example.com/sale"
+        assert click["data"]["link_index"] == 0
+        # another account's webhook saw none of it
+        assert rx.attempts("/globex") == []
+
+        log, _ = wait_for(
+            lambda: p.client.get(f"/v1/webhooks/{acme['id']}/deliveries", headers=ACME).json()["deliveries"],
+            lambda rows: len(rows) == 9,
+            timeout_s=5.0,
+        )
+        assert collections.Counter(row["status"] for row in log) == {"delivered": 5, "retrying": 4}
+        assert all(row["response_code"] in (204, 500) for row in log)
+
+
+def test_webhooks_are_registered_listed_and_deleted_per_account(
+    env: dict[str, str], receiver: tuple[Receiver, str]
+) -> None:
+    rx, rx_base = receiver
+    with pixelpipe(env) as p:
+        c = p.client
+        for bad in (
+            {"url": "ftp://example.com/hook", "events": ["open"]},
+            {"url": "/relative", "events": ["open"]},
+            {"url": "https://user:pass@example.com/hook", "events": ["open"]},
+            {"url": "https://example.com/hook", "events": []},
+            {"url": "https://example.com/hook", "events": ["bounce"]},
+            {"url": "https://example.com/hook", "events": ["open"], "extra": 1},
+        ):
+            assert c.post("/v1/webhooks", json=bad, headers=ACME).status_code == 400, bad
+        assert c.post("/v1/webhooks", json={"url": "https://e.com", "events": ["open"]}).status_code == 401
+        assert c.get("/v1/webhooks").status_code == 401
+
+        created = add_webhook(c, f"{rx_base}/acme", ["open", "open", "click"])
+        assert set(created) == {"id", "url", "events", "secret", "created_at"}
+        assert created["events"] == ["open", "click"]
+        listed = c.get("/v1/webhooks", headers=ACME).json()["webhooks"]
+        assert listed == [{k: v for k, v in created.items() if k != "secret"}]
+        assert c.get("/v1/webhooks", headers=GLOBEX).json() == {"webhooks": []}
+        assert c.get(f"/v1/webhooks/{created['id']}", headers=ACME).json()["url"] == f"{rx_base}/acme"
+        assert c.get(f"/v1/webhooks/{created['id']}", headers=GLOBEX).status_code == 404
+        assert c.delete(f"/v1/webhooks/{created['id']}", headers=GLOBEX).status_code == 404
+
+        assert c.delete(f"/v1/webhooks/{created['id']}", headers=ACME).status_code == 204
+        assert c.get(f"/v1/webhooks/{created['id']}", headers=ACME).status_code == 404
+        assert c.delete(f"/v1/webhooks/{created['id']}", headers=ACME).status_code == 404
+        assert c.get("/v1/webhooks", headers=ACME).json() == {"webhooks": []}
+
+        time.sleep(0.3)  # past the directory's refresh
+        sent = register(c, "m-after-delete")
+        hit(c, sent["pixel_url"])
+        wait_for(lambda: len(p.counted), lambda n: n == 1, timeout_s=3.0)
+        time.sleep(0.5)
+        assert rx.received == []
+
+
+def test_pending_deliveries_survive_a_restart(env: dict[str, str], receiver: tuple[Receiver, str]) -> None:
+    rx, rx_base = receiver
+    rx.down = True
+    slow = RetryPolicy(first_delay_s=0.3, max_delay_s=0.3, max_attempts=100, jitter=0)
+    with pixelpipe(env, policy=slow) as p:
+        hook = add_webhook(p.client, f"{rx_base}/acme", ["open"])
+        time.sleep(0.3)
+        sent = register(p.client, "m-restart")
+        hit(p.client, sent["pixel_url"])
+        hit(p.client, sent["pixel_url"])
+        wait_for(lambda: len(rx.attempts()), lambda n: n >= 1, timeout_s=5.0)
+        notice_ids = [n.id for n in p.counted]
+    assert len(notice_ids) == 2
+    failed = len(rx.attempts())
+
+    rx.down = False
+    with pixelpipe(env, policy=slow):
+        wait_for(lambda: len(rx.delivered()), lambda n: n == 2, timeout_s=10.0)
+        time.sleep(0.5)
+    delivered = rx.delivered()
+    assert [r.json["id"] for r in delivered] == notice_ids  # in order, after the restart
+    assert int(delivered[0].headers["pixelpipe-attempt"]) == failed + 1
+    for r in delivered:
+        assert verify(hook["secret"], r.headers["pixelpipe-signature"], r.body, now=time.time())
+
+
+# -- Kafka: the enriched topic and the notify group ----------------------------------------------------------
+
+
+def kafka_notice(message: str, seq: int) -> Notice:
+    return Notice(
+        id=f"{message}-{seq}",
+        type="open",
+        account="acme",
+        campaign_id="spring",
+        message_id=message,
+        at_ms=1_700_000_000_000 + seq,
+        created_at_ms=1_700_000_000_000 + seq,
+        verdict="human",
+        reason="ua:mail_client",
+        first=seq == 1,
+    )
+
+
+async def eventually(condition: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.kafka
+async def test_kafka_notices_reach_webhooks_through_their_own_group(
+    kafka_bootstrap: str,
+    kafka_topics: Topics,
+    kafka_group: str,
+    receiver: tuple[Receiver, str],
+    tmp_path: Path,
+) -> None:
+    rx, rx_base = receiver
+    rx.fail_first = 3
+    hook = Webhook("acme", "wh_kafka", f"{rx_base}/acme", ("open",), "whsec_kafka-test")
+    sent = [kafka_notice(f"m{m}", seq) for seq in (1, 2, 3) for m in range(4)]
+
+    producer = NoticeProducer(kafka_bootstrap, kafka_topics, partitions=3)
+    await producer.start()
+
+    def dispatcher() -> WebhookDispatcher:
+        return WebhookDispatcher(
+            outbox_path=tmp_path / "outbox.sqlite3",
+            directory=WebhookDirectory(lambda: [hook], refresh_s=0),
+            policy=RetryPolicy(first_delay_s=0.1, max_delay_s=0.2, max_attempts=50, jitter=0),
+        )
+
+    first = dispatcher()
+    live = LiveFeed()
+    notify = NoticeConsumer(kafka_bootstrap, kafka_topics, first.accept, group_id=kafka_group)
+    tail = NoticeConsumer(kafka_bootstrap, kafka_topics, live.accept, group_id=None)
+    await first.start()
+    await notify.start()
+    await tail.start()
+    try:
+        await asyncio.sleep(1.0)  # the tail starts at the end: let it find its partitions first
+        await producer.send(sent)
+        await eventually(lambda: len(rx.delivered()) == len(sent), 30, "every notice delivered")
+        await eventually(lambda: tail.consumed == len(sent), 10, "the live tail")
+    finally:
+        await tail.stop()
+        await notify.stop()
+        await first.stop()
+
+    bodies = [r.json for r in rx.delivered()]
+    assert sorted(b["id"] for b in bodies) == sorted(n.id for n in sent)
+    for m in range(4):
+        assert [b["id"] for b in bodies if b["data"]["message_id"] == f"m{m}"] == [
+            f"m{m}-1",
+            f"m{m}-2",
+            f"m{m}-3",
+        ]
+    for r in rx.attempts():
+        assert verify(hook.secret, r.headers["pixelpipe-signature"], r.body, now=time.time())
+    assert len(rx.attempts()) == len(sent) + 3
+
+    # The group committed what reached the outbox: a restarted member reads nothing again.
+    second = dispatcher()
+    again = NoticeConsumer(kafka_bootstrap, kafka_topics, second.accept, group_id=kafka_group)
+    await second.start()
+    await again.start()
+    try:
+        await asyncio.sleep(3.0)
+        assert again.consumed == 0
+    finally:
+        await again.stop()
+        await second.stop()
+        await producer.stop()
+    assert len(rx.attempts()) == len(sent) + 3
