@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 import orjson
+
+from schemas.wire import strict_fields
 
 SCHEMA_VERSION: Final = 1
 HitKind = Literal["open", "click"]
@@ -54,7 +56,7 @@ class RawHit:
 
 _FIELDS: Final = {f.name: f for f in dataclasses.fields(RawHit)}
 _REQUIRED: Final = frozenset(name for name, f in _FIELDS.items() if f.default is dataclasses.MISSING)
-_TYPES: Final[dict[str, type | tuple[type, ...]]] = {
+_TYPES: Final[dict[str, type]] = {
     "hit_id": str,
     "kind": str,
     "received_at_ms": int,
@@ -79,26 +81,9 @@ def encode_hit(hit: RawHit) -> bytes:
 
 
 def decode_hit(raw: bytes) -> RawHit:
-    try:
-        obj: Any = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedHit(f"not JSON: {exc}") from exc
-    if not isinstance(obj, dict):
-        raise MalformedHit("not a JSON object")
-    if obj.get("v") != SCHEMA_VERSION:
-        raise MalformedHit(f"unknown schema version {obj.get('v')!r}")
-    missing = _REQUIRED - obj.keys()
-    if missing:
-        raise MalformedHit(f"missing fields: {', '.join(sorted(missing))}")
-    fields: dict[str, Any] = {}
-    for name, value in obj.items():
-        expected = _TYPES.get(name)
-        if expected is None:
-            continue  # a newer edge may add fields; older processors ignore them
-        # bool is an int in Python; keep the two apart.
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise MalformedHit(f"field {name} has the wrong type")
-        fields[name] = value
+    fields = strict_fields(
+        raw, version=SCHEMA_VERSION, required=_REQUIRED, types=_TYPES, error=MalformedHit, what="schema"
+    )
     if fields["kind"] not in _KINDS:
         raise MalformedHit(f"unknown kind {fields['kind']!r}")
     return RawHit(**fields)

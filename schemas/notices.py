@@ -22,6 +22,8 @@ from typing import Any, Final, Literal, get_args
 
 import orjson
 
+from schemas.wire import strict_fields
+
 NOTICE_VERSION: Final = 1
 
 NoticeType = Literal["open", "machine_open", "click"]
@@ -137,26 +139,9 @@ _TYPES: Final[dict[str, type]] = {
 
 def decode_notice(raw: bytes) -> Notice:
     """Strict: anything that is not a notice of this version raises `MalformedNotice`."""
-    try:
-        obj: Any = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedNotice(f"not JSON: {exc}") from exc
-    if not isinstance(obj, dict):
-        raise MalformedNotice("not a JSON object")
-    if obj.get("v") != NOTICE_VERSION:
-        raise MalformedNotice(f"unknown notice version {obj.get('v')!r}")
-    missing = _REQUIRED - obj.keys()
-    if missing:
-        raise MalformedNotice(f"missing fields: {', '.join(sorted(missing))}")
-    fields: dict[str, Any] = {}
-    for name, value in obj.items():
-        expected = _TYPES.get(name)
-        if expected is None:
-            continue  # a newer processor may add fields; older consumers ignore them
-        # bool is an int in Python; keep the two apart.
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise MalformedNotice(f"field {name} has the wrong type")
-        fields[name] = value
+    fields = strict_fields(
+        raw, version=NOTICE_VERSION, required=_REQUIRED, types=_TYPES, error=MalformedNotice, what="notice"
+    )
     if fields["type"] not in NOTICE_TYPES:
         raise MalformedNotice(f"unknown notice type {fields['type']!r}")
     return Notice(**fields)
