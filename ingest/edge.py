@@ -78,6 +78,40 @@ def safe_location(url: str) -> bytes | None:
     return quote(url, safe="!#$%&'()*+,-./:;=?@[]_~").encode("ascii")
 
 
+_NO_CLAIM: Final = Claim(TokenKind.OPEN, "", "", "", 0)
+
+
+def raw_hit(
+    *,
+    kind: HitKind,
+    token: str,
+    claim: Claim | None,
+    error: str,
+    received_at_ms: int,
+    ip: str,
+    user_agent: str,
+) -> RawHit:
+    """The raw hit the edge publishes: the verified claim, or the token's error and first characters."""
+    c = claim or _NO_CLAIM
+    return RawHit(
+        hit_id=_hit_id(received_at_ms),
+        kind=kind,
+        received_at_ms=received_at_ms,
+        ip=ip,
+        user_agent=user_agent,
+        token_ok=claim is not None,
+        account=c.account,
+        campaign_id=c.campaign_id,
+        message_id=c.message_id,
+        sent_at=c.sent_at,
+        link_index=c.link_index,
+        url=c.url,
+        recipient_tag=c.recipient_tag.hex() if claim else "",
+        token_error=error,
+        token_head="" if claim else token[:_TOKEN_HEAD_CHARS],
+    )
+
+
 class Edge:
     """The ASGI app for pixels and clicks; everything else goes to ``fallback`` (the Litestar app)."""
 
@@ -177,34 +211,17 @@ class Edge:
         metrics.HITS.labels(kind, "ok" if claim else "invalid").inc()
         if not publish:
             return claim
-        if claim is None:
-            hit = RawHit(
-                hit_id=_hit_id(received_at_ms),
+        self.publisher.publish(
+            raw_hit(
                 kind=kind,
+                token=token,
+                claim=claim,
+                error=error,
                 received_at_ms=received_at_ms,
                 ip=ip,
                 user_agent=user_agent,
-                token_ok=False,
-                token_error=error,
-                token_head=token[:_TOKEN_HEAD_CHARS],
             )
-        else:
-            hit = RawHit(
-                hit_id=_hit_id(received_at_ms),
-                kind=kind,
-                received_at_ms=received_at_ms,
-                ip=ip,
-                user_agent=user_agent,
-                token_ok=True,
-                account=claim.account,
-                campaign_id=claim.campaign_id,
-                message_id=claim.message_id,
-                sent_at=claim.sent_at,
-                link_index=claim.link_index,
-                url=claim.url,
-                recipient_tag=claim.recipient_tag.hex(),
-            )
-        self.publisher.publish(hit)
+        )
         return claim
 
     @staticmethod
