@@ -18,3 +18,30 @@ from processors.privacy import stored_ip
 )
 def test_stored_ip(ip: str, policy: str, expected: str) -> None:
     assert stored_ip(ip, policy) == expected  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "ip",
+    [
+        "0.0.0.0",
+        "255.255.255.255",
+        "10.1.2.3",
+        "1.2.3.999",
+        "1.2.3",
+        "01.2.3.4",
+        "1.2.3.4.5",
+        "::ffff:1.2.3.4",
+        "1.2.3.\u00b2",
+    ],
+)
+def test_the_ipv4_fast_path_agrees_with_ipaddress(ip: str) -> None:
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        expected = ""
+    else:
+        prefix = 24 if address.version == 4 else 48
+        expected = str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+    assert stored_ip(ip, "truncate") == expected
