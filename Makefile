@@ -46,3 +46,4 @@ clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache
 
 include mk/kafka.mk
+include mk/bench.mk

@@ -22,6 +22,7 @@ from litestar.openapi.spec import Components as OpenAPIComponents
 from litestar.openapi.spec import SecurityScheme
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.analytics import analytics_handlers
 from api.live import LiveController
 from api.privacy import PrivacyController, load_suppressed
 from api.routes import ApiContext, CampaignController, MessageController
@@ -291,7 +292,9 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
             settings.api_keys,
             do_not_track=components.do_not_track,
         )
+        # The analyst API's plain handlers join paths the controllers made: register them after.
         handlers += [MessageController, CampaignController, PrivacyController, WebhookController]
+        handlers += analytics_handlers()
         dependencies["ctx"] = Provide(lambda: ctx, use_cache=True, sync_to_thread=False)
         live = components.notifications.live if components.notifications is not None else None
         if live is not None:

@@ -19,6 +19,7 @@ import uvicorn
 
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import RoleError, build_app, build_components, parse_roles
+from pixelpipe.loadgen import loadgen_argparser, loadgen_main
 from schemas.store import StoreError
 
 log = logging.getLogger("pixelpipe")
@@ -39,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
         if name == "serve":
             cmd.add_argument("--roles", default="edge,process,api", help="any of edge,process,api")
+    loadgen_argparser(sub)
     return parser
 
 
@@ -81,6 +83,8 @@ class _OncePer:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "loadgen":
+        return loadgen_main(args)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

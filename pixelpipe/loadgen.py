@@ -6,10 +6,11 @@ fixed rate, and measure how long a hit takes to become visible in the API, and w
 **Open loop.** Hit *i* is due at ``start + i / rate`` whether or not earlier hits were answered, so a slow
 edge shows up as latency and a backlog, never as a politely lower rate (no coordinated omission: response
 times are measured from the time a hit was due, not from when a free connection sent it). ``max_lag_ms``
-says how far the generator fell behind its own schedule; a large one means the numbers describe the
-generator, not the pipeline.
+is the longest a due hit waited for a free connection (all of them busy: the edge is slow);
+``schedule_lag_ms`` how late the generator itself was at putting a hit in line: a large one means the
+numbers describe the generator, not the pipeline.
 
-**Clients.** Hits go over a pool of persistent HTTP/1.1 connections written directly on asyncio streams. An
+**Clients.** Hits go over a pool of persistent HTTP/1.1 connections written on bare asyncio protocols. An
 httpx ``AsyncClient`` tops out near 400 requests/s on one core of the 2-core benchmark machine (measured),
 a fifth of the 2k hits/s the end-to-end target needs, and would eat the CPU the pipeline is measured on. The
 API (registration, sampling, the final count) is low-rate and uses httpx.
@@ -18,7 +19,8 @@ API (registration, sampling, the final count) is low-rate and uses httpx.
 when a pool message is free), at most one in flight each: after the edge answers, ``GET /v1/messages/{id}``
 is polled every ``poll_interval_s`` until its ``opens`` reaches the expected count. The latency is the time
 from sending the hit to the first poll that sees it: an upper bound, with the poll interval as resolution.
-The pool is small on purpose: each poll is three ClickHouse queries in the process being measured.
+The pool is small (2) on purpose: each poll is three ClickHouse queries, about 12 ms of CPU in the process
+being measured, so the first poll of a sample also waits for most of the fastest latency seen so far.
 
 **Zero loss.** Every hit is a person's (a desktop browser's user agent) open of one fresh campaign; clicks
 always follow the first link of their message (one link, so never a click burst). So at the end the
@@ -58,6 +60,7 @@ BROWSER: Final = (
 LANDING: Final = "https://example.com/landing"
 _REGISTER_CONCURRENCY: Final = 8
 _SAMPLE_TIMEOUT_S: Final = 30.0
+_TICK_S: Final = 0.002
 
 
 class LoadgenError(RuntimeError):
@@ -88,7 +91,8 @@ class LoadResult:
     visible_max_s: float | None
     response_p50_ms: float | None  # from the time a hit was due to its answer
     response_p99_ms: float | None
-    max_lag_ms: float  # how far the generator fell behind its own schedule
+    max_lag_ms: float  # longest wait of a due hit for a free connection
+    schedule_lag_ms: float  # how late the generator itself was (a busy CPU, not a slow edge)
     campaign_id: str
     messages: int
     connections: int
@@ -113,42 +117,93 @@ class _Tally:
     visible_s: list[float] = field(default_factory=list)
     sample_timeouts: int = 0
     max_lag_s: float = 0.0
+    schedule_lag_s: float = 0.0
     done: int = 0
     last_answer: float = 0.0
 
 
+class _Wire(asyncio.Protocol):
+    """The protocol side of one keep-alive connection: collects a response and resolves the waiter."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.waiter: asyncio.Future[int] | None = None
+        self.sent_at = 0.0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # a TCP connection: always a Transport
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        try:
+            status, length, close = _parse_head(bytes(self.buffer[:end]))
+        except ValueError:
+            self.abort()
+            return
+        if len(self.buffer) < end + 4 + length:
+            return
+        del self.buffer[: end + 4 + length]
+        self._finish(status)
+        if close:
+            self.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self._finish(0)
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+        self.transport = None
+        self._finish(0)
+
+    def _finish(self, status: int) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(status)
+
+
 class _Connection:
-    """One keep-alive HTTP/1.1 connection: one request at a time, reconnecting after any failure."""
+    """One keep-alive HTTP/1.1 connection: one request at a time, reconnecting after any failure. Written on
+    a bare `asyncio.Protocol`: streams and a per-request `asyncio.timeout` cost more CPU per hit than the
+    server under test, on the same two cores; a watchdog (`expire`) aborts requests that take too long."""
 
     def __init__(self, host: str, port: int, host_header: bytes) -> None:
         self.host, self.port, self.host_header = host, port, host_header
-        self._stream: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self.wire: _Wire | None = None
 
-    async def get(self, path: bytes, headers: bytes, timeout_s: float) -> int:
+    async def get(self, path: bytes, headers: bytes) -> int:
         """Send ``GET path`` and read the whole answer; return its status, or 0 when it failed."""
-        try:
-            async with asyncio.timeout(timeout_s):
-                if self._stream is None:
-                    self._stream = await asyncio.open_connection(self.host, self.port)
-                reader, writer = self._stream
-                writer.write(
-                    b"GET " + path + b" HTTP/1.1\r\nHost: " + self.host_header + b"\r\n" + headers + b"\r\n"
-                )
-                head = await reader.readuntil(b"\r\n\r\n")
-                status, length, close = _parse_head(head)
-                if length:
-                    await reader.readexactly(length)
-                if close:
-                    self.close()
-                return status
-        except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
-            self.close()
+        loop = asyncio.get_running_loop()
+        if self.wire is None or self.wire.transport is None:
+            try:
+                _, self.wire = await loop.create_connection(_Wire, self.host, self.port)
+            except OSError:
+                self.wire = None
+                return 0
+        wire = self.wire
+        if wire.transport is None:
             return 0
+        wire.waiter = loop.create_future()
+        wire.sent_at = time.monotonic()
+        wire.transport.write(
+            b"GET " + path + b" HTTP/1.1\r\nHost: " + self.host_header + b"\r\n" + headers + b"\r\n"
+        )
+        return await wire.waiter
+
+    def expire(self, now: float, timeout_s: float) -> None:
+        wire = self.wire
+        if wire is not None and wire.waiter is not None and now - wire.sent_at > timeout_s:
+            wire.abort()
 
     def close(self) -> None:
-        if self._stream is not None:
-            self._stream[1].close()
-        self._stream = None
+        if self.wire is not None:
+            self.wire.abort()
+        self.wire = None
 
 
 def _parse_head(head: bytes) -> tuple[int, int, bool]:
@@ -252,7 +307,7 @@ class LoadSpec:
     campaign_id: str
     connections: int = 64
     sample_every: int = 100
-    sample_messages: int = 4
+    sample_messages: int = 2
     poll_interval_s: float = 0.1
     click_per_mille: int = 10
     forwarded_for: Sequence[str] = ()
@@ -290,10 +345,11 @@ class _Driver:
         self.tally = _Tally()
         self.queue: asyncio.Queue[tuple[float, int] | None] = asyncio.Queue()
         self.watchers: set[asyncio.Task[None]] = set()
+        self.connections: list[_Connection] = []
 
     async def run(self) -> float:
         """Send every hit on schedule and wait for the sampled ones; return the seconds spent sending."""
-        shower = asyncio.create_task(self._show())
+        helpers = [asyncio.create_task(self._show()), asyncio.create_task(self._watchdog())]
         start = time.monotonic()
         workers = [asyncio.create_task(self._connection_worker()) for _ in range(self.spec.connections)]
         await self._schedule(start)
@@ -301,25 +357,39 @@ class _Driver:
         sending_s = time.monotonic() - start
         if self.watchers:
             await asyncio.wait(set(self.watchers), timeout=_SAMPLE_TIMEOUT_S)
-        shower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await shower
+        for helper in helpers:
+            helper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await helper
         return sending_s
+
+    async def _watchdog(self) -> None:
+        """Abort requests older than the request timeout (their hit is then counted as status 0)."""
+        while True:
+            await asyncio.sleep(0.5)
+            now = time.monotonic()
+            for conn in self.connections:
+                conn.expire(now, self.spec.request_timeout_s)
 
     async def _schedule(self, start: float) -> None:
         rate, total, sent = self.spec.rate, self.spec.total, 0
         while sent < total:
-            due_now = min(total, int((time.monotonic() - start) * rate) + 1)
+            now = time.monotonic()
+            due_now = min(total, int((now - start) * rate) + 1)
+            if sent < due_now:
+                self.tally.schedule_lag_s = max(self.tally.schedule_lag_s, now - (start + sent / rate))
             while sent < due_now:
                 self.queue.put_nowait((start + sent / rate, sent))
                 sent += 1
-            # Wake for the next due hit; at high rates this is a ~1 ms tick that enqueues a handful.
-            await asyncio.sleep(max(0.0, min(0.001, start + sent / rate - time.monotonic())))
+            # Wake when the next hit is due, but not more often than every 2 ms: at high rates one wake-up
+            # enqueues a handful, since a loop turn per hit costs the generator more CPU than the hit itself.
+            await asyncio.sleep(max(_TICK_S, start + sent / rate - time.monotonic()))
         for _ in range(self.spec.connections):
             self.queue.put_nowait(None)
 
     async def _connection_worker(self) -> None:
         conn = _Connection(self.host, self.port, self.host_header)
+        self.connections.append(conn)
         tally, plan = self.tally, self.plan
         try:
             while (item := await self.queue.get()) is not None:
@@ -331,9 +401,7 @@ class _Driver:
                     tally.clicks_sent += 1
                 else:
                     tally.opens_sent += 1
-                status = await conn.get(
-                    path, self.headers[i % len(self.headers)], self.spec.request_timeout_s
-                )
+                status = await conn.get(path, self.headers[i % len(self.headers)])
                 answered = time.monotonic()
                 tally.statuses[status] += 1
                 tally.response_ms.append((answered - due) * 1000)
@@ -352,9 +420,14 @@ class _Driver:
             conn.close()
 
     async def _watch_sample(self, sample: _SampleMessage, sent_at: float) -> None:
-        """Poll the sample's message until its opens reach the expected count; free it for the next sample."""
+        """Poll the sample's message until its opens reach the expected count; free it for the next sample.
+
+        Each poll costs the process under test about three ClickHouse queries, so the first one waits for
+        most of the fastest latency seen so far instead of polling the certain misses before it."""
         deadline = sent_at + _SAMPLE_TIMEOUT_S
+        fastest = min(self.tally.visible_s, default=0.0)
         try:
+            await asyncio.sleep(max(0.0, 0.8 * fastest - self.spec.poll_interval_s))
             while time.monotonic() < deadline:
                 await asyncio.sleep(self.spec.poll_interval_s)
                 opens = await _opens(self.api, sample.message_id)
@@ -458,6 +531,7 @@ async def _run(spec: LoadSpec, progress: Progress | None) -> LoadResult:
         response_p50_ms=_percentile(tally.response_ms, 50),
         response_p99_ms=_percentile(tally.response_ms, 99),
         max_lag_ms=tally.max_lag_s * 1000,
+        schedule_lag_ms=tally.schedule_lag_s * 1000,
         campaign_id=spec.campaign_id,
         messages=spec.messages,
         connections=spec.connections,
@@ -475,7 +549,7 @@ def run_loadgen(  # noqa: PLR0917 - the command's six essentials, in the order t
     campaign_id: str | None = None,
     connections: int = 64,
     sample_every: int = 100,
-    sample_messages: int = 4,
+    sample_messages: int = 2,
     poll_interval_s: float = 0.1,
     click_per_mille: int = 10,
     forwarded_for: Sequence[str] = (),
@@ -530,7 +604,7 @@ def summary(r: LoadResult) -> str:
         f"  sent {r.sent} ({r.opens_sent} pixels, {r.clicks_sent} clicks), achieved {r.achieved_rate:.0f}/s, "
         f"statuses {r.statuses}",
         f"  answered: response p50 {r.response_p50_ms or 0:.1f} ms, p99 {r.response_p99_ms or 0:.1f} ms; "
-        f"generator max lag {r.max_lag_ms:.0f} ms",
+        f"longest wait for a connection {r.max_lag_ms:.0f} ms, generator late by {r.schedule_lag_ms:.0f} ms",
         f"  visible in the API ({r.samples} samples, {r.sample_timeouts} timed out): "
         f"p50 {ms(r.visible_p50_s)}, p99 {ms(r.visible_p99_s)}, max {ms(r.visible_max_s)}",
         f"  counted opens {r.counted} / answered {r.answered}, clicks {r.counted_clicks} / "
@@ -558,7 +632,7 @@ def loadgen_argparser(subparsers: Any) -> argparse.ArgumentParser:
     cmd.add_argument("--campaign", default=None, help="campaign id (default: a fresh one)")
     cmd.add_argument("--connections", type=int, default=64)
     cmd.add_argument("--sample-every", type=int, default=100, help="sample every Nth hit for visibility")
-    cmd.add_argument("--sample-messages", type=int, default=4, help="samples in flight at most")
+    cmd.add_argument("--sample-messages", type=int, default=2, help="samples in flight at most")
     cmd.add_argument("--poll-interval", type=float, default=0.1, help="seconds between visibility polls")
     cmd.add_argument("--click-per-mille", type=int, default=10, help="clicks per 1000 hits")
     cmd.add_argument("--forwarded-for", default="", help="comma-separated client addresses (X-Forwarded-For)")

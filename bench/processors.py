@@ -1,0 +1,314 @@
+"""Processors: decode + enrich + classify events per second on one core, and the loader's rows per second
+into ClickHouse (embedded chDB).
+
+How (issue 7, benchmark 2):
+
+- The hits are built up front as the bytes the edge puts on the bus (`schemas.events.encode_hit`): the user
+  agents of the shared corpus (``tests/data/corpus_hits.jsonl`` and ``extra_hits.jsonl``: mail clients,
+  Apple MPP, Gmail's proxy, scanners, scripts), and for 80 % of hits a random public IPv4 (70 %) or IPv6
+  address, every one distinct so the GeoIP cache starts cold and mostly misses (the worst case: real
+  traffic repeats the addresses of mail providers' proxies); the other 20 % keep the corpus's own address,
+  so Apple's, Google's and the gateways' ranges are hit. 10 % are clicks, 2 % carry an invalid token.
+- Enrichment uses the real GeoLite2 City database (the bundled snapshot: ``GeoLookup(None, None)``) and the
+  address-range table, exactly as ``pixelpipe process`` builds them.
+- The timed loop is the processor's own per-hit work, on one core (the process pins itself to CPU 0):
+  ``decode_hit`` -> ``HitProcessor.process`` -> ``processors.rows.row``. It runs three times, adding one
+  stage each time, to say where the time goes; the last pass (the whole path) is the number.
+- The loader: rows from that loop, inserted into a fresh chDB database in batches of 5000 through
+  `Store.insert` with the runner's deduplication tokens (`plan_inserts`), as the runner does.
+
+    uv run python -m bench.processors           # quick: 200k hits, 100k rows
+    uv run python -m bench.processors --full    # 1M hits, 1M rows
+
+(Run it with ``-m``: as a script, ``bench/`` would come first on the path and this file would shadow the
+``processors`` package.)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import random
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.common import ROOT, SERVER_CPU, conditions, cpu_busy, pyplot, save_plot, wait_quiet, write_result
+
+DATA = ROOT / "tests" / "data"
+TARGET_EVENTS_S = 50_000
+LOAD_BATCH = 5000
+
+
+def corpus() -> list[dict[str, Any]]:
+    lines = [
+        line
+        for name in ("corpus_hits.jsonl", "extra_hits.jsonl")
+        for line in (DATA / name).read_text().splitlines()
+    ]
+    return [json.loads(line) for line in lines if line.strip()]
+
+
+def _public_ip(rng: random.Random, v6: bool) -> str:
+    while True:
+        if v6:
+            addr: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv6Address(
+                (0x2000 << 112) | rng.getrandbits(125)  # 2000::/3, global unicast
+            )
+        else:
+            addr = ipaddress.IPv4Address(rng.getrandbits(32))
+        if addr.is_global:
+            return str(addr)
+
+
+def build_hits(count: int, seed: int = 7) -> list[bytes]:
+    """``count`` raw hits as bus records (see the module docstring for the mix)."""
+    from schemas.events import RawHit, encode_hit
+
+    rng = random.Random(seed)
+    entries = corpus()
+    now_ms = int(time.time() * 1000)
+    out = []
+    for i in range(count):
+        entry = entries[i % len(entries)]
+        roll = rng.random()
+        ip = entry["ip"] if roll < 0.2 else _public_ip(rng, v6=roll > 0.2 + 0.8 * 0.7)
+        kind = "click" if rng.random() < 0.1 else "open"
+        received = now_ms - rng.randrange(0, 3_600_000)
+        base: dict[str, Any] = {
+            "hit_id": f"{received:012x}{rng.getrandbits(64):016x}",
+            "kind": kind,
+            "received_at_ms": received,
+            "ip": ip,
+            "user_agent": entry["ua"],
+        }
+        if rng.random() < 0.02:
+            invalid = {"token_error": "bad signature", "token_head": "AAAAforged"}
+            hit = RawHit(**base, token_ok=False, **invalid)
+        else:
+            hit = RawHit(
+                **base,
+                token_ok=True,
+                account="acme",
+                campaign_id=f"campaign-{i % 50}",
+                message_id=f"msg-{i % 20_000:06d}",
+                sent_at=received // 1000 - int(entry.get("after_s", rng.randrange(1, 86_400))),
+                link_index=0 if kind == "click" else -1,
+                url="https://shop.example.com/sale" if kind == "click" else "",
+                recipient_tag=f"{rng.getrandbits(64):016x}",
+            )
+        out.append(encode_hit(hit))
+    return out
+
+
+def make_processor() -> Any:
+    from processors.geo import GeoLookup
+    from processors.pipeline import HitProcessor
+    from processors.ranges import load_ranges
+
+    return HitProcessor(GeoLookup(None, None), load_ranges())
+
+
+def time_stages(raws: Sequence[bytes]) -> dict[str, float]:
+    """Seconds for decode; decode + process; decode + process + row over ``raws``, each on fresh caches
+    (a new processor per pass, so the GeoIP cache is cold each time)."""
+    from processors.rows import row
+    from schemas.events import decode_hit
+
+    took: dict[str, float] = {}
+    start = time.perf_counter()
+    for raw in raws:
+        decode_hit(raw)
+    took["decode"] = time.perf_counter() - start
+    processor = make_processor()
+    start = time.perf_counter()
+    for raw in raws:
+        processor.process(decode_hit(raw), "bench")
+    took["decode+enrich+classify"] = time.perf_counter() - start
+    processor = make_processor()
+    start = time.perf_counter()
+    for raw in raws:
+        p = processor.process(decode_hit(raw), "bench")
+        row(p, p.classification, "truncate")
+    took["decode+enrich+classify+row"] = time.perf_counter() - start
+    return took
+
+
+def process_rate(raws: Sequence[bytes], cpu: int | None = None) -> float:
+    """Events/s of the whole per-hit path over ``raws`` (optionally pinned to ``cpu``)."""
+    from processors.rows import row
+    from schemas.events import decode_hit
+
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    processor = make_processor()
+    start = time.perf_counter()
+    for raw in raws:
+        p = processor.process(decode_hit(raw), "bench")
+        row(p, p.classification, "truncate")
+    return len(raws) / (time.perf_counter() - start)
+
+
+def profile_shares(raws: Sequence[bytes]) -> dict[str, Any]:
+    """Where the per-hit time goes (cProfile over ``raws``; its overhead inflates everything alike): the
+    repository's functions by cumulative share, and the time spent inside the standard library's
+    ``ipaddress`` module and the MaxMind reader, wherever they were called from."""
+    import cProfile
+    import pstats
+
+    from processors.rows import row
+    from schemas.events import decode_hit
+
+    processor = make_processor()
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for raw in raws:
+        p = processor.process(decode_hit(raw), "bench")
+        row(p, p.classification, "truncate")
+    profiler.disable()
+    stats: dict[tuple[str, int, str], tuple[Any, ...]] = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+    total = sum(tt for _, _, tt, _, _ in stats.values())
+    ours = []
+    for (file, _, func), (_, _, _, cumulative, _) in stats.items():
+        rel = Path(file).resolve()
+        if rel.is_relative_to(ROOT / "processors") or rel.is_relative_to(ROOT / "schemas"):
+            ours.append((f"{rel.relative_to(ROOT)}:{func}", round(100 * cumulative / total, 1)))
+    ours.sort(key=lambda item: -item[1])
+    ipaddress_own = sum(
+        tt for (file, _, _), (_, _, tt, _, _) in stats.items() if file.endswith("/ipaddress.py")
+    )
+    maxmind_own = sum(tt for (file, _, func), (_, _, tt, _, _) in stats.items() if "maxminddb" in file + func)
+    return {
+        "functions_cumulative_pct": ours[:14],
+        "ipaddress_module_pct": round(100 * ipaddress_own / total, 1),
+        "maxminddb_reader_pct": round(100 * maxmind_own / total, 1),
+    }
+
+
+def load_rate(raws: Sequence[bytes], rows_wanted: int, *, without_views: bool = False) -> dict[str, Any]:
+    """Rows/s into a fresh embedded ClickHouse, ``LOAD_BATCH`` rows per insert. ``without_views``: drop the
+    schema's materialized views first, to see what the rollups they feed cost each insert."""
+    from processors.rows import plan_inserts, row
+    from schemas.events import decode_hit
+    from schemas.store import Store, parse_store_url
+
+    processor = make_processor()
+    batches: list[dict[str, list[list[Any]]]] = []
+    n = 0
+    while n < rows_wanted:
+        by_table: dict[str, list[list[Any]]] = {}
+        for raw in raws[n % len(raws) : n % len(raws) + LOAD_BATCH]:
+            p = processor.process(decode_hit(raw), "bench")
+            table, values = row(p, p.classification, "truncate")
+            values[0] = f"{values[0]}{n:08x}"  # rows beyond len(raws) repeat hits: keep hit ids distinct
+            by_table.setdefault(table, []).append(values)
+            n += 1
+        batches.append(by_table)
+    with tempfile.TemporaryDirectory(prefix="pixelpipe-load-") as tmp:
+        store = Store.connect(parse_store_url(f"chdb://{tmp}/ch"))
+        try:
+            mvs = (
+                "SELECT name FROM system.tables WHERE database = {db:String} AND engine = 'MaterializedView'"
+            )
+            views = [name for (name,) in store.query(mvs, {"db": store.database})]
+            if without_views:
+                for name in views:
+                    store.command(f"DROP VIEW {store.database}.{name}")
+            plans = [plan_inserts(b) for b in batches]
+            start = time.perf_counter()
+            for batch in plans:
+                for plan in batch:
+                    store.insert(plan.table, plan.columns, plan.rows, dedup_token=plan.dedup_token)
+            took = time.perf_counter() - start
+            stored = store.query(
+                f"SELECT (SELECT count() FROM {store.database}.events) + "  # noqa: S608 - our own database name
+                f"(SELECT count() FROM {store.database}.filtered_hits)"
+            )[0][0]
+        finally:
+            store.close()
+    return {
+        "materialized_views": [] if without_views else views,
+        "rows": n,
+        "stored": stored,
+        "batches": len(plans),
+        "batch_rows": LOAD_BATCH,
+        "seconds": round(took, 3),
+        "rows_per_s": round(n / took),
+        "ms_per_batch": round(1000 * took / len(plans), 1),
+    }
+
+
+def main() -> None:
+    from bench.common import argparser
+
+    args = argparser(__doc__).parse_args()
+    hits = 1_000_000 if args.full else 200_000
+    rows_wanted = 1_000_000 if args.full else 100_000
+    cpu = int(SERVER_CPU)
+    os.sched_setaffinity(0, {cpu})
+    result: dict[str, Any] = {"mode": "full" if args.full else "quick", "hits": hits, "pinned_cpu": cpu}
+    print(f"building {hits:,} raw hits", flush=True)
+    raws = build_hits(hits)
+    result["conditions_start"] = wait_quiet(0.15, args.wait_quiet)
+    stages = time_stages(raws)
+    rates = {name: round(hits / s) for name, s in stages.items()}
+    result["stages_s"] = {k: round(v, 3) for k, v in stages.items()}
+    result["stages_events_per_s"] = rates
+    per_hit_us = {
+        "decode": 1e6 * stages["decode"] / hits,
+        "enrich+classify": 1e6 * (stages["decode+enrich+classify"] - stages["decode"]) / hits,
+        "row": 1e6 * (stages["decode+enrich+classify+row"] - stages["decode+enrich+classify"]) / hits,
+    }
+    result["per_hit_us"] = {k: round(v, 2) for k, v in per_hit_us.items()}
+    result["events_per_s"] = rates["decode+enrich+classify+row"]
+    result["events_per_s_warm_caches"] = round(process_rate(raws[: hits // 4] * 4, cpu))
+    result["target_events_per_s"] = TARGET_EVENTS_S
+    result["met"] = result["events_per_s"] >= TARGET_EVENTS_S
+    print(f"  {result['events_per_s']:,} events/s on one core (target {TARGET_EVENTS_S:,})")
+    print(f"  microseconds per hit: {result['per_hit_us']}")
+    print(f"  with warm caches (each address seen 4 times): {result['events_per_s_warm_caches']:,} events/s")
+    result["profile"] = profile_shares(raws[:20_000])
+    print(
+        f"  where the time goes (cProfile, cumulative %): {result['profile']['functions_cumulative_pct'][:8]}"
+    )
+    print(
+        f"  inside the stdlib ipaddress module: {result['profile']['ipaddress_module_pct']}%, "
+        f"the MaxMind reader: {result['profile']['maxminddb_reader_pct']}%"
+    )
+    result["conditions_mid"] = {"cpu_busy": round(cpu_busy(), 3), "loadavg": os.getloadavg()}
+    print(f"loading {rows_wanted:,} rows into chDB in batches of {LOAD_BATCH}", flush=True)
+    result["loader"] = load_rate(raws, rows_wanted)
+    print(f"  {result['loader']['rows_per_s']:,} rows/s ({result['loader']['ms_per_batch']} ms per batch)")
+    if result["loader"]["materialized_views"]:
+        result["loader_without_views"] = load_rate(raws, rows_wanted, without_views=True)
+        views = ", ".join(result["loader"]["materialized_views"])
+        print(
+            f"  without the materialized views ({views}): {result['loader_without_views']['rows_per_s']:,} "
+            f"rows/s ({result['loader_without_views']['ms_per_batch']} ms per batch)"
+        )
+    result["conditions_end"] = conditions()
+    write_result("processors", result)
+    _plot(result)
+
+
+def _plot(result: dict[str, Any]) -> None:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    parts = result["per_hit_us"]
+    left = 0.0
+    for (name, us), color in zip(parts.items(), ("#9cf", "#36c", "#2a7"), strict=True):
+        ax.barh(["per hit"], [us], left=left, color=color, label=f"{name} {us:.1f} us")
+        left += us
+    ax.axvline(1e6 / TARGET_EVENTS_S, ls="--", c="r", lw=1, label="target: 50k/s = 20 us")
+    ax.set_xlabel("microseconds per hit, one core")
+    ax.set_title(f"Processor: {result['events_per_s']:,} events/s (cold GeoIP cache)")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=2)
+    save_plot(fig, "processors")
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+# Benchmarks (issue 7; BENCHMARKS.md has the results and what each one measures). Included from the Makefile.
+#
+#   make bench        the quick versions, a few minutes in all
+#   make bench-full   the issue's durations (10-minute end-to-end steps, 10 M events): about an hour
+#
+# Each prints its numbers and writes bench/results/NAME.json (gitignored) and bench/plots/NAME.png. They never
+# fail for being slow, only when something is broken. wrk and nginx are installed with apt-get when missing
+# (as root; otherwise the command to run is printed). BENCH_FLAGS is passed to each, e.g.
+# BENCH_FLAGS="--wait-quiet 120" waits up to two minutes for an idle machine before each measurement.
+
+BENCH_RUN := $(UV) run python -m
+BENCH_FLAGS ?=
+
+.PHONY: bench bench-full bench-processors bench-edge bench-e2e bench-queries bench-scaling
+
+bench: install ## the quick benchmarks
+	$(BENCH_RUN) bench.processors $(BENCH_FLAGS)
+	$(BENCH_RUN) bench.edge_vs_nginx $(BENCH_FLAGS)
+	$(BENCH_RUN) bench.end_to_end $(BENCH_FLAGS)
+	$(BENCH_RUN) bench.scaling $(BENCH_FLAGS)
+
+bench-full: install ## the benchmarks at the issue's full durations
+	$(BENCH_RUN) bench.processors --full $(BENCH_FLAGS)
+	$(BENCH_RUN) bench.edge_vs_nginx --full $(BENCH_FLAGS)
+	$(BENCH_RUN) bench.end_to_end --full $(BENCH_FLAGS)
+	$(BENCH_RUN) bench.scaling --full $(BENCH_FLAGS)
+
+bench-processors: install
+	$(BENCH_RUN) bench.processors $(BENCH_FLAGS)
+
+bench-edge: install
+	$(BENCH_RUN) bench.edge_vs_nginx $(BENCH_FLAGS)
+
+bench-e2e: install
+	$(BENCH_RUN) bench.end_to_end $(BENCH_FLAGS)
+
+bench-scaling: install
+	$(BENCH_RUN) bench.scaling $(BENCH_FLAGS)
+
+# The query latencies at 1 M and 3 M events (10 M with bench-full) are part of bench.scaling.
+bench-queries: install
+	$(BENCH_RUN) bench.scaling --only queries $(BENCH_FLAGS)
