@@ -123,6 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_level=args.log_level,
         timeout_graceful_shutdown=8,
         server_header=False,
+        # The edge reads X-Forwarded-For itself, only from PIXELPIPE_TRUSTED_PROXIES; uvicorn must not
+        # rewrite the client address from it first (by default it believes 127.0.0.1).
+        proxy_headers=False,
     )
     live = components.notifications.live if components.notifications is not None else None
     # Open /v1/live streams would hold uvicorn's graceful shutdown for its whole timeout: end them first.

@@ -23,7 +23,14 @@ def serving(app: Any, port: int | None = None) -> Iterator[str]:
     """Serve ``app`` on 127.0.0.1; yield its base URL; shut it down (running its lifespan) on exit."""
     port = port or free_port()
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan="on", access_log=False, log_level="warning", http="h11"
+        app,
+        host="127.0.0.1",
+        port=port,
+        lifespan="on",
+        access_log=False,
+        log_level="warning",
+        http="h11",
+        proxy_headers=False,  # as pixelpipe.cli runs it: the edge alone decides whom to believe
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.integration.helpers import hit, wait_for
+from tests.roles import Role, role_env
 from tests.serving import free_port
 
 DATA = Path(__file__).parent.parent / "data"
@@ -109,3 +110,31 @@ def test_serve_counts_an_open_and_stops_cleanly_on_sigterm(
     assert time.monotonic() - started < 10
     assert proc.returncode == 0
     assert "pixelpipe: roles api,edge,process on" in output
+
+
+@pytest.mark.parametrize(("trusted", "country"), [("", None), ("127.0.0.1/32", "GB")])
+def test_forwarded_for_is_believed_only_from_trusted_proxies(
+    tmp_path: Path, trusted: str, country: str
+) -> None:
+    role = Role(
+        ["serve"],
+        role_env(PIXELPIPE_DATA_DIR=str(tmp_path / "data"), PIXELPIPE_TRUSTED_PROXIES=trusted),
+        tmp_path / "serve.log",
+    )
+    auth = {"Authorization": "Bearer acme-key-123"}
+    try:
+        role.start()
+        role.wait_ready()
+        with httpx.Client(base_url=role.base, timeout=5) as client:
+            sent = client.post(
+                "/v1/messages", json={"campaign_id": "c", "recipient": "a@x.com"}, headers=auth
+            )
+            message_id = sent.json()["message_id"]
+            hit(client, sent.json()["pixel_url"], ip="81.2.69.160")  # London, if it were believed
+            timeline, _ = wait_for(
+                lambda: client.get(f"/v1/messages/{message_id}/timeline", headers=auth).json(),
+                lambda t: len(t["timeline"]) == 1,
+            )
+        assert timeline["timeline"][0]["country"] == country
+    finally:
+        role.stop()
