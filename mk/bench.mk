@@ -1,7 +1,7 @@
 # Benchmarks (issue 7; BENCHMARKS.md has the results and what each one measures). Included from the Makefile.
 #
-#   make bench        the quick versions, a few minutes in all
-#   make bench-full   the issue's durations (10-minute end-to-end steps, 10 M events): about an hour
+#   make bench        the quick versions: about 15 minutes in all
+#   make bench-full   the issue's durations (10-minute end-to-end steps, 1-10 M events): about 1.5 hours
 #
 # Each prints its numbers and writes bench/results/NAME.json (gitignored) and bench/plots/NAME.png. They never
 # fail for being slow, only when something is broken. wrk and nginx are installed with apt-get when missing
@@ -37,6 +37,6 @@ bench-e2e: install
 bench-scaling: install
 	$(BENCH_RUN) bench.scaling $(BENCH_FLAGS)
 
-# The query latencies at 1 M and 3 M events (10 M with bench-full) are part of bench.scaling.
+# The query latencies at 1 M and 2 M events (1, 2, 5 and 10 M with bench-full) are part of bench.scaling.
 bench-queries: install
 	$(BENCH_RUN) bench.scaling --only queries $(BENCH_FLAGS)
