@@ -198,25 +198,35 @@ def processor_scaling(hits: int) -> list[dict[str, Any]]:
 # -- queries ------------------------------------------------------------------------------------------------
 
 
-def query_scaling(sizes: list[int], tmp: Path, runs: int) -> list[dict[str, Any]] | str:
-    """Generate each size and run the query benchmark on it; a TODO string when its scripts are missing."""
-    if not QUERY_SCRIPT.exists() or not GENERATE_SCRIPT.exists():
-        return "TODO: bench/query_latency.py (the query benchmark) is not in the tree yet"
-    out = []
-    for events in sizes:
-        path = tmp / f"q{events}"
-        report = tmp / f"q{events}.json"
-        started = time.monotonic()
-        # As modules (-m): run as scripts, bench/ would shadow the `processors` package.
-        gen = [PYTHON, "-m", "bench.generate", str(path), "--events", str(events)]
+def _one_size(events: int, tmp: Path, runs: int) -> dict[str, Any]:
+    path, report = tmp / f"q{events}", tmp / f"q{events}.json"
+    started = time.monotonic()
+    # As modules (-m): run as scripts, bench/ would shadow the `processors` package.
+    gen = [PYTHON, "-m", "bench.generate", str(path), "--events", str(events)]
+    query = [PYTHON, "-m", "bench.query_latency", str(path), "--json", str(report), "--runs", str(runs)]
+    try:
         subprocess.run(gen, cwd=ROOT, check=True)
         generated_s = time.monotonic() - started
-        query = [PYTHON, "-m", "bench.query_latency", str(path), "--json", str(report), "--runs", str(runs)]
         subprocess.run(query, cwd=ROOT, check=True)
-        if not report.exists():
-            raise BenchError(f"bench/query_latency.py wrote no report to {report}")
-        out.append({"events": events, "generate_s": round(generated_s, 1), **json.loads(report.read_text())})
+    finally:
         cleanup(path)
+    if not report.exists():
+        raise BenchError(f"bench/query_latency.py wrote no report to {report}")
+    return {"events": events, "generate_s": round(generated_s, 1), **json.loads(report.read_text())}
+
+
+def query_scaling(sizes: list[int], tmp: Path, runs: int) -> list[dict[str, Any]] | str:
+    """Generate each size and run the query benchmark on it; a TODO string when its scripts are missing.
+    A size whose scripts fail is recorded with the error, and the next size still runs."""
+    if not QUERY_SCRIPT.exists() or not GENERATE_SCRIPT.exists():
+        return "TODO: bench/query_latency.py (the query benchmark) is not in the tree yet"
+    out: list[dict[str, Any]] = []
+    for events in sizes:
+        try:
+            out.append(_one_size(events, tmp, runs))
+        except (subprocess.CalledProcessError, BenchError) as exc:
+            print(f"  {events:,} events: the query benchmark failed: {exc}", flush=True)
+            out.append({"events": events, "error": str(exc)})
     return out
 
 
@@ -259,6 +269,8 @@ def main() -> None:
     result["conditions_end"] = conditions()
     write_result("scaling", result)
     _plot(result)
+    if isinstance(result.get("queries"), list) and any("error" in q for q in result["queries"]):
+        raise SystemExit("bench.scaling: the query benchmark failed for some sizes (see above)")
 
 
 def _previous() -> dict[str, Any]:
@@ -293,8 +305,8 @@ def _plot(result: dict[str, Any]) -> None:
         ax2.set_ylabel("events/s")
         ax2.set_title("Processing (decode+enrich+classify+row)")
         ax2.legend(fontsize=8)
-    queries = result.get("queries")
-    if isinstance(queries, list) and queries:
+    queries = [q for q in result.get("queries") or [] if isinstance(q, dict) and "queries" in q]
+    if queries:
         _plot_queries(ax3, queries)
     else:
         ax3.text(0.5, 0.5, "query benchmark: TODO\n(bench/query_latency.py)", ha="center", va="center")
