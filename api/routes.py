@@ -51,6 +51,7 @@ class ApiContext:
     api_keys: Mapping[str, str]
     do_not_track: DoNotTrack | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    webhook_allow_private: bool = False  # PIXELPIPE_WEBHOOK_ALLOW_PRIVATE: see `schemas.webhook_guard`
 
 
 def _account(request: Request[Any, Any, Any], ctx: NamedDependency[ApiContext]) -> str:

@@ -2,17 +2,22 @@
 
 Owns the ``webhooks`` rows (written here, read by `processors.notify.WebhookDirectory`) and the answers about
 ``webhook_deliveries``. The secret is generated here and shown once, in the answer to the creation; it is
-never listed again. Never answers across accounts: another account's webhook is a 404, like an unknown one.
+stored sealed (`schemas.webhook_secrets`) and never listed again (only its last four characters, as a
+hint). A URL is refused unless it passes the SSRF rule (`schemas.webhook_guard`) for its host and every
+address the host resolves to now; a name that does not resolve yet is accepted (the dispatcher checks again
+at every connection). Never answers across accounts: another account's webhook is a 404, like an unknown one.
 Delivery itself is the dispatcher's (`processors.notify`); a change here reaches it within its refresh
 interval (1 s by default).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import ipaddress
 import secrets
+import socket
 from datetime import datetime
 from typing import Annotated, Any, Final
-from urllib.parse import urlsplit
 
 import msgspec
 from litestar import Controller, delete, get, post
@@ -25,8 +30,13 @@ from api import queries
 from api.routes import ApiContext, _account
 from schemas.notices import WEBHOOK_COLUMNS, WebhookEvent
 from schemas.store import Store
+from schemas.tokens import Keyring
+from schemas.webhook_guard import IPAddress, check_addresses, check_url, literal_address
+from schemas.webhook_secrets import SecretUnreadable, hint, seal, unseal
 
 MAX_WEBHOOKS_PER_ACCOUNT: Final = 16
+RESOLVE_TIMEOUT_S: Final = 3.0
+_resolving = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="pixelpipe-webhook-dns")
 
 
 class WebhookIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -34,25 +44,47 @@ class WebhookIn(msgspec.Struct, forbid_unknown_fields=True):
     events: Annotated[list[WebhookEvent], msgspec.Meta(min_length=1, max_length=8)]
 
 
-def check_url(url: str) -> str:
-    """An absolute http(s) URL with a host and no credentials in it; `ValueError` otherwise."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port  # raises on a port that is not a number
-    except ValueError as exc:
-        raise ValueError(f"not a URL: {exc}") from exc
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("the URL must be absolute http:// or https://")
-    if parts.username is not None or parts.password is not None:
-        raise ValueError("credentials in the URL would be sent to every delivery log; use the signature")
-    if port == 0 or any(c.isspace() or ord(c) < 0x20 for c in url):
-        raise ValueError("the URL has a bad port or control characters")
+def _resolve(host: str, port: int) -> list[IPAddress]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return [
+        ipaddress.ip_address(str(sockaddr[0]).partition("%")[0])
+        for family, _, _, _, sockaddr in infos
+        if family in (socket.AF_INET, socket.AF_INET6)
+    ]
+
+
+def vet_url(url: str, *, allow_private: bool) -> str:
+    """``url`` when pixelpipe may call it (`schemas.webhook_guard`); `BlockedTarget` (a `ValueError`) when
+    not. Blocking: resolves the host, for at most `RESOLVE_TIMEOUT_S`."""
+    target = check_url(url, allow_private=allow_private)
+    named = literal_address(target.host) is None
+    if named and target.host != "localhost" and not target.host.endswith(".localhost"):
+        future = _resolving.submit(_resolve, target.host, target.port)
+        try:
+            addresses = future.result(timeout=RESOLVE_TIMEOUT_S)
+        except (OSError, concurrent.futures.TimeoutError):
+            addresses = []  # not resolvable now: the dispatcher resolves and checks at every connection
+        if addresses:
+            check_addresses(target.host, addresses, allow_private=allow_private)
     return url
 
 
-def _shape(row: tuple[Any, ...]) -> dict[str, Any]:
-    webhook_id, url, events, created_at = row
-    return {"id": webhook_id, "url": url, "events": list(events), "created_at": queries.iso(created_at)}
+def _secret_hint(keyring: Keyring, account: str, webhook_id: str, stored: str) -> str | None:
+    try:
+        return hint(unseal(keyring, stored, account=account, webhook_id=webhook_id))
+    except SecretUnreadable:
+        return None
+
+
+def _shape(keyring: Keyring, account: str, row: tuple[Any, ...]) -> dict[str, Any]:
+    webhook_id, url, events, created_at, stored_secret = row
+    return {
+        "id": webhook_id,
+        "url": url,
+        "events": list(events),
+        "secret_hint": _secret_hint(keyring, account, webhook_id, stored_secret),
+        "created_at": queries.iso(created_at),
+    }
 
 
 def _live_webhooks(store: Store, account: str, webhook_id: str | None = None) -> list[tuple[Any, ...]]:
@@ -81,10 +113,11 @@ class WebhookController(Controller):
         """Register an endpoint for some of `first_open`, `open`, `click`, `machine_open`.
 
         The answer carries the signing `secret`, shown this once. Each delivery is a POST of
-        `{"id", "type", "created_at", "data"}` signed in the `Pixelpipe-Signature` header.
+        `{"id", "type", "created_at", "data"}` signed in the `Pixelpipe-Signature` header. The URL must be
+        http(s) without credentials, and its host must be and resolve to public addresses only.
         """
         try:
-            url = check_url(data.url)
+            url = vet_url(data.url, allow_private=ctx.webhook_allow_private)
         except ValueError as exc:
             raise ClientException(f"url: {exc}") from exc
         if len(_live_webhooks(ctx.store, account)) >= MAX_WEBHOOKS_PER_ACCOUNT:
@@ -92,15 +125,17 @@ class WebhookController(Controller):
         events = list(dict.fromkeys(data.events))
         webhook_id = "wh_" + secrets.token_hex(8)
         secret = "whsec_" + secrets.token_urlsafe(32)
+        sealed = seal(ctx.keyring, secret, account=account, webhook_id=webhook_id)
         now = ctx.clock()
         ctx.store.insert(
-            "webhooks", WEBHOOK_COLUMNS, [[account, webhook_id, url, events, secret, now, now, False]]
+            "webhooks", WEBHOOK_COLUMNS, [[account, webhook_id, url, events, sealed, now, now, False]]
         )
         return {
             "id": webhook_id,
             "url": url,
             "events": events,
             "secret": secret,
+            "secret_hint": hint(secret),
             "created_at": queries.iso(now),
         }
 
@@ -109,7 +144,7 @@ class WebhookController(Controller):
         self, account: NamedDependency[str], ctx: NamedDependency[ApiContext]
     ) -> dict[str, Any]:
         """The account's webhooks (without their secrets)."""
-        return {"webhooks": [_shape(row[:4]) for row in _live_webhooks(ctx.store, account)]}
+        return {"webhooks": [_shape(ctx.keyring, account, row) for row in _live_webhooks(ctx.store, account)]}
 
     @get("/{webhook_id:str}", sync_to_thread=True)
     def get_webhook(
@@ -119,7 +154,7 @@ class WebhookController(Controller):
         rows = _live_webhooks(ctx.store, account, webhook_id)
         if not rows:
             raise NotFoundException(f"no webhook {webhook_id!r}")
-        return _shape(rows[0][:4])
+        return _shape(ctx.keyring, account, rows[0])
 
     @delete("/{webhook_id:str}", status_code=HTTP_204_NO_CONTENT, sync_to_thread=True)
     def delete_webhook(
@@ -129,12 +164,12 @@ class WebhookController(Controller):
         rows = _live_webhooks(ctx.store, account, webhook_id)
         if not rows:
             raise NotFoundException(f"no webhook {webhook_id!r}")
-        _, url, events, created_at, secret = rows[0]
+        _, url, events, created_at, _ = rows[0]
         now: datetime = ctx.clock()
-        ctx.store.insert(
+        ctx.store.insert(  # the deleted row keeps no secret, sealed or not
             "webhooks",
             WEBHOOK_COLUMNS,
-            [[account, webhook_id, url, list(events), secret, created_at, now, True]],
+            [[account, webhook_id, url, list(events), "", created_at, now, True]],
         )
 
     @get("/{webhook_id:str}/deliveries", sync_to_thread=True)

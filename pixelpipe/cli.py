@@ -102,6 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning(
             "PIXELPIPE_SECRET is not set: signing with a generated key kept in %s/secret", settings.data_dir
         )
+    if settings.webhook_allow_private:
+        log.warning("PIXELPIPE_WEBHOOK_ALLOW_PRIVATE is on: webhooks may call loopback and private addresses")
     try:
         components = build_components(settings, roles)
     except RoleError as exc:

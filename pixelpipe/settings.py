@@ -50,6 +50,7 @@ class Settings:
     consumer_group: str = "pixelpipe-processors"
     retention_days: int = 396  # sends and counted events: 13 months
     filtered_retention_days: int = 90
+    webhook_allow_private: bool = False  # development only: webhooks may call loopback and private addresses
     secret_generated: bool = False
     api_keys_generated: bool = False
 
@@ -69,6 +70,17 @@ def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -
     if not low <= value <= high:
         raise SettingsError(name, f"{value} is outside {low}..{high}")
     return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(name, f"{raw!r} is not true or false (1/0, yes/no, on/off)")
 
 
 def parse_secret(raw: str) -> Keyring:
@@ -209,6 +221,7 @@ def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port:
         bus_capacity=_int(env, "PIXELPIPE_BUS_CAPACITY", 100_000, 100, 10_000_000),
         retention_days=_int(env, "PIXELPIPE_RETENTION_DAYS", 396, 1, 36_500),
         filtered_retention_days=_int(env, "PIXELPIPE_FILTERED_RETENTION_DAYS", 90, 1, 36_500),
+        webhook_allow_private=_bool(env, "PIXELPIPE_WEBHOOK_ALLOW_PRIVATE", False),
         secret_generated=secret_generated,
         api_keys_generated=api_keys_generated,
     )

@@ -2,8 +2,9 @@
 --
 -- webhooks: one row per change; the newest (by updated_at) wins. A delete writes a row with deleted = true, so
 -- readers ask `FINAL ... WHERE NOT deleted`. The table is tiny (a few rows per account) and read whole by the
--- dispatchers every second, so FINAL costs nothing. The secret is kept as given to the account at creation:
--- the dispatcher needs it to sign.
+-- dispatchers every second, so FINAL costs nothing. The dispatcher needs the secret itself to sign, so it is
+-- stored encrypted, not hashed: `enc:v1:<key id>:<AES-256-GCM sealed>` under a key derived from PIXELPIPE_SECRET
+-- (schemas/webhook_secrets.py). Rows written before that hold the plain `whsec_…` value; both are read.
 --
 -- webhook_deliveries: append-only, one row per attempt (never updated: ClickHouse is poor at per-row state).
 -- The state a retry needs lives in the dispatcher's own outbox (SQLite in the data dir); this log is what

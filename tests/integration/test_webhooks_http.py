@@ -1,16 +1,22 @@
 """Webhooks end to end over real HTTP: pixels and clicks in at the edge, signed POSTs out to a real local
-receiver that fails at first and then recovers; registration over the API; the outbox across a restart; and
-the Kafka path (enriched topic → the ``pixelpipe-notify`` group → dispatcher) against a real broker."""
+receiver that fails at first and then recovers; registration over the API; the SSRF rule at registration and
+at delivery; secrets sealed at rest; the outbox across a restart; and the Kafka path (enriched topic → the
+``pixelpipe-notify`` group → dispatcher) against a real broker.
+
+The receiver listens on 127.0.0.1, so these deployments set ``PIXELPIPE_WEBHOOK_ALLOW_PRIVATE`` unless a test
+is about refusing it."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
 import contextlib
+import ipaddress
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +38,10 @@ from processors.notify import (
     in_process,
     verify,
 )
-from schemas.notices import Notice, Webhook
+from schemas.notices import WEBHOOK_COLUMNS, Notice, Webhook
+from schemas.store import Store
 from schemas.topics import Topics
+from schemas.webhook_guard import IPAddress
 from tests.integration.helpers import hit, wait_for
 from tests.serving import serving
 
@@ -108,14 +116,26 @@ class Running:
 
 @contextlib.contextmanager
 def pixelpipe(
-    env: dict[str, str], *, policy: RetryPolicy = FAST, heartbeat_s: float = 15.0
+    env: dict[str, str],
+    *,
+    policy: RetryPolicy = FAST,
+    heartbeat_s: float = 15.0,
+    allow_private: bool = True,
 ) -> Iterator[Running]:
-    settings = settings_mod.load({**env, "PIXELPIPE_CLICK_WINDOW_MS": "200"})
+    settings = settings_mod.load(
+        {
+            **env,
+            "PIXELPIPE_CLICK_WINDOW_MS": "200",
+            "PIXELPIPE_WEBHOOK_ALLOW_PRIVATE": "true" if allow_private else "false",
+        }
+    )
     components = build_components(settings, frozenset({"edge", "process", "api"}))
     assert components.store is not None
     notifications = in_process(
         components.store,
         settings.data_dir / "webhooks" / "outbox.sqlite3",
+        keyring=settings.keyring,
+        allow_private=settings.webhook_allow_private,
         policy=policy,
         heartbeat_s=heartbeat_s,
         refresh_s=0.1,
@@ -260,8 +280,9 @@ def test_webhooks_are_registered_listed_and_deleted_per_account(
         assert c.get("/v1/webhooks").status_code == 401
 
         created = add_webhook(c, f"{rx_base}/acme", ["open", "open", "click"])
-        assert set(created) == {"id", "url", "events", "secret", "created_at"}
+        assert set(created) == {"id", "url", "events", "secret", "secret_hint", "created_at"}
         assert created["events"] == ["open", "click"]
+        assert created["secret_hint"] == "..." + created["secret"][-4:]
         listed = c.get("/v1/webhooks", headers=ACME).json()["webhooks"]
         assert listed == [{k: v for k, v in created.items() if k != "secret"}]
         assert c.get("/v1/webhooks", headers=GLOBEX).json() == {"webhooks": []}
@@ -306,6 +327,153 @@ def test_pending_deliveries_survive_a_restart(env: dict[str, str], receiver: tup
     assert int(delivered[0].headers["pixelpipe-attempt"]) == failed + 1
     for r in delivered:
         assert verify(hook["secret"], r.headers["pixelpipe-signature"], r.body, now=time.time())
+
+
+# -- the SSRF rule and secrets at rest -----------------------------------------------------------------------
+
+REFUSED = "webhooks may only call public addresses"
+
+
+def test_private_targets_are_refused_at_registration(env: dict[str, str]) -> None:
+    with pixelpipe(env, allow_private=False) as p:
+        for url in (
+            "http://127.0.0.1/hook",
+            "http://169.254.169.254/",
+            "http://[::1]/",
+            "http://10.0.0.1",
+            "http://192.168.1.20:8080/hook",
+            "http://100.64.0.1/",
+            "http://[fd00::1]/",
+            "http://[::ffff:127.0.0.1]/",
+            "http://2130706433/",
+            "http://localhost:8000/hook",
+            "http://0.0.0.0:8000/",
+        ):
+            r = p.client.post("/v1/webhooks", json={"url": url, "events": ["open"]}, headers=ACME)
+            assert r.status_code == 400, (url, r.text)
+            assert REFUSED in r.json()["detail"], (url, r.text)
+        r = p.client.post(
+            "/v1/webhooks", json={"url": "http://169.254.169.254/latest", "events": ["open"]}, headers=ACME
+        )
+        assert (
+            r.json()["detail"] == f"url: 169.254.169.254 is a link-local (cloud metadata) address; {REFUSED}"
+        )
+        assert p.client.get("/v1/webhooks", headers=ACME).json() == {"webhooks": []}
+        # a public address is fine (no delivery is attempted: nothing is counted in this test)
+        add_webhook(p.client, "https://93.184.215.14/hook", ["open"])
+
+
+def test_a_private_target_stored_earlier_is_refused_at_delivery_with_the_reason(
+    env: dict[str, str], receiver: tuple[Receiver, str], store: Store
+) -> None:
+    rx, rx_base = receiver
+    with pixelpipe(env, allow_private=False) as p:
+        # A row the API of this version would refuse: from an older version, or one that allowed it.
+        now = datetime.now(UTC)
+        store.insert(
+            "webhooks",
+            WEBHOOK_COLUMNS,
+            [["acme", "wh_old", f"{rx_base}/acme", ["open"], "whsec_old-plain-secret", now, now, False]],
+        )
+        time.sleep(0.3)
+        sent = register(p.client, "m-refused")
+        hit(p.client, sent["pixel_url"])
+        log, _ = wait_for(
+            lambda: p.client.get("/v1/webhooks/wh_old/deliveries", headers=ACME).json()["deliveries"],
+            lambda rows: len(rows) >= 1,
+            timeout_s=5.0,
+        )
+        time.sleep(0.5)  # a retry would show up by now
+        log = p.client.get("/v1/webhooks/wh_old/deliveries", headers=ACME).json()["deliveries"]
+    assert rx.received == []
+    assert [(row["attempt"], row["status"], row["response_code"], row["error"]) for row in log] == [
+        (1, "failed", 0, f"refused: 127.0.0.1 is a loopback address; {REFUSED}")
+    ]
+
+
+async def test_the_dispatcher_connects_to_the_address_it_vetted_and_keeps_the_name(
+    receiver: tuple[Receiver, str], tmp_path: Path
+) -> None:
+    rx, rx_base = receiver
+    port = int(rx_base.rpartition(":")[2])
+    resolved: list[str] = []
+
+    async def dns(host: str, _port: int) -> list[IPAddress]:  # hooks.test: the receiver on 127.0.0.1
+        resolved.append(host)
+        return [ipaddress.ip_address("127.0.0.1")] if host == "hooks.test" else []
+
+    async def deliver(allow_private: bool, message: str) -> WebhookDispatcher:
+        hook = Webhook("acme", "wh_dns", f"http://hooks.test:{port}/acme", ("open",), "whsec_dns-test")
+        d = WebhookDispatcher(
+            outbox_path=tmp_path / f"outbox-{allow_private}.sqlite3",
+            directory=WebhookDirectory(lambda: [hook], refresh_s=0),
+            policy=RetryPolicy(first_delay_s=0.05, max_delay_s=0.05, max_attempts=5, jitter=0),
+            allow_private=allow_private,
+            resolver=dns,
+        )
+        await d.start()
+        try:
+            await d.accept([kafka_notice(message, 1)])
+            await eventually(lambda: d.delivered + d.failed == 1, 5, "the delivery to finish")
+        finally:
+            await d.stop()
+        return d
+
+    refused = await deliver(False, "m-private")
+    assert (refused.delivered, refused.failed) == (0, 1)
+    assert rx.received == []
+    allowed = await deliver(True, "m-allowed")
+    assert (allowed.delivered, allowed.failed) == (1, 0)
+    [got] = rx.delivered()
+    assert got.headers["host"] == f"hooks.test:{port}"  # the name, though the connection went to 127.0.0.1
+    assert got.json["id"] == "m-allowed-1"
+    assert resolved == ["hooks.test", "hooks.test"]
+
+
+def test_secrets_are_sealed_at_rest_and_plain_rows_from_before_still_deliver(
+    env: dict[str, str], receiver: tuple[Receiver, str], store: Store
+) -> None:
+    rx, rx_base = receiver
+    db = store.database
+    with pixelpipe(env) as p:
+        hook = add_webhook(p.client, f"{rx_base}/acme", ["open"])
+        rows = store.query(f"SELECT * FROM {db}.webhooks")
+        assert len(rows) == 1
+        assert rows[0][WEBHOOK_COLUMNS.index("secret")].startswith("enc:v1:1:")
+        assert hook["secret"] not in repr(rows)
+        assert hook["secret"].removeprefix("whsec_") not in repr(rows)
+
+        # A row written before secrets were sealed holds the plain secret: it is read as it is.
+        legacy = "whsec_written-before-sealing-0123456789"
+        now = datetime.now(UTC)
+        store.insert(
+            "webhooks",
+            WEBHOOK_COLUMNS,
+            [["acme", "wh_legacy", f"{rx_base}/legacy", ["open"], legacy, now, now, False]],
+        )
+        listed = {w["id"]: w for w in p.client.get("/v1/webhooks", headers=ACME).json()["webhooks"]}
+        assert listed["wh_legacy"]["secret_hint"] == "..." + legacy[-4:]
+        assert listed[hook["id"]]["secret_hint"] == hook["secret_hint"]
+        assert all("secret" not in w for w in listed.values())
+
+        time.sleep(0.3)
+        sent = register(p.client, "m-sealed")
+        hit(p.client, sent["pixel_url"])
+        wait_for(
+            lambda: (len(rx.delivered("/acme")), len(rx.delivered("/legacy"))),
+            lambda n: n == (1, 1),
+            timeout_s=5.0,
+        )
+        [new], [old] = rx.delivered("/acme"), rx.delivered("/legacy")
+        assert verify(hook["secret"], new.headers["pixelpipe-signature"], new.body, now=time.time())
+        assert verify(legacy, old.headers["pixelpipe-signature"], old.body, now=time.time())
+
+        assert p.client.delete(f"/v1/webhooks/{hook['id']}", headers=ACME).status_code == 204
+        kept = store.query(
+            f"SELECT secret, deleted FROM {db}.webhooks FINAL WHERE webhook_id = {{id:String}}",
+            {"id": hook["id"]},
+        )
+        assert kept == [("", True)]  # a deleted webhook keeps no secret
 
 
 # -- Kafka: the enriched topic and the notify group ----------------------------------------------------------
@@ -355,6 +523,7 @@ async def test_kafka_notices_reach_webhooks_through_their_own_group(
             outbox_path=tmp_path / "outbox.sqlite3",
             directory=WebhookDirectory(lambda: [hook], refresh_s=0),
             policy=RetryPolicy(first_delay_s=0.1, max_delay_s=0.2, max_attempts=50, jitter=0),
+            allow_private=True,  # the receiver is on 127.0.0.1
         )
 
     first = dispatcher()

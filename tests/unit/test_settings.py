@@ -50,6 +50,8 @@ def test_secrets_stay_out_of_repr(tmp_path: Path) -> None:
         ("PIXELPIPE_IP_STORAGE", "keep"),
         ("PIXELPIPE_FLUSH_INTERVAL_MS", "fast"),
         ("PIXELPIPE_CLICK_WINDOW_MS", "-1"),
+        ("PIXELPIPE_WEBHOOK_ALLOW_PRIVATE", "maybe"),
+        ("PIXELPIPE_WEBHOOK_ALLOW_PRIVATE", "2"),
     ],
 )
 def test_a_malformed_setting_names_its_variable(tmp_path: Path, variable: str, value: str) -> None:
@@ -75,3 +77,24 @@ def test_server_url_and_rotating_keys(tmp_path: Path) -> None:
     assert s.store.database == "mail"
     assert s.store.secure
     assert "p@ss" not in s.store.redacted
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(None, False), ("", False), ("true", True), ("1", True), ("Yes", True), ("on", True), ("false", False),
+     ("0", False), ("no", False), ("OFF", False)],
+)  # fmt: skip
+def test_private_webhook_targets_are_allowed_only_when_asked_for(
+    tmp_path: Path, value: str | None, expected: bool
+) -> None:
+    env = {**GOOD, "PIXELPIPE_DATA_DIR": str(tmp_path)}
+    if value is not None:
+        env["PIXELPIPE_WEBHOOK_ALLOW_PRIVATE"] = value
+    assert load(env).webhook_allow_private is expected
+
+
+def test_the_notify_group_follows_the_topic_prefix() -> None:
+    from processors.notice_bus import notify_group
+
+    assert notify_group("") == "pixelpipe-notify"
+    assert notify_group("staging") == "staging.pixelpipe-notify"
