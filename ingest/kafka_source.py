@@ -14,6 +14,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
 
 from ingest import metrics
 from ingest.bus import BusRecord
@@ -122,8 +123,16 @@ class KafkaSource:
                 sorted(set(next_offsets) - owned),
                 topic,
             )
-        if offsets:
+        if not offsets:
+            return
+        try:
             await self._consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError, RebalanceInProgressError) as exc:
+            # The group moved on (a rebalance, or this member was evicted after max.poll.interval): these
+            # partitions' new owner reads from the last commit and replays what this one stored — inserts
+            # are deduplicated, counts use uniqExact(hit_id). Not worth stopping the processor for.
+            metrics.COMMIT_FAILURES.inc()
+            log.warning("commit of %s %s failed (%s); the next owner replays them", topic, offsets, exc)
 
     def assignment(self) -> set[int]:
         return {tp.partition for tp in self._consumer.assignment()} if self._consumer else set()

@@ -35,3 +35,7 @@ SPOOL_CORRUPT = Counter(
     "Bytes of spool segments skipped at start because a record was truncated or failed its CRC",
 )
 DEAD_LETTERS = Counter("pixelpipe_dead_letter_total", "Records sent to the dead-letter topic")
+COMMIT_FAILURES = Counter(
+    "pixelpipe_commit_failures_total",
+    "Offset commits the group refused (a rebalance or an evicted member); the partitions' next owner replays",
+)

@@ -16,3 +16,7 @@ VISIBLE_LAG = Histogram(
 )
 SUPPRESSED = Counter("pixelpipe_suppressed_hits_total", "Hits of do-not-track recipients, not stored")
 STORE_UP = Gauge("pixelpipe_store_up", "1 while the last insert succeeded")
+UNSETTLED_FLUSHES = Gauge(
+    "pixelpipe_flushes_awaiting_notices",
+    "Stored flushes whose offsets are not committed yet because their notices are not durable yet",
+)

@@ -29,6 +29,13 @@ from schemas.topics import Topics
 log = logging.getLogger(__name__)
 
 NOTIFY_GROUP = "pixelpipe-notify"
+
+
+def notify_group(topic_prefix: str = "") -> str:
+    """The webhook dispatchers' group: per pipeline, like the topics (``PIXELPIPE_TOPIC_PREFIX``)."""
+    return f"{topic_prefix}.{NOTIFY_GROUP}" if topic_prefix else NOTIFY_GROUP
+
+
 MALFORMED = Counter("pixelpipe_malformed_notices_total", "Records on the enriched topic that are not notices")
 
 

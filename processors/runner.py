@@ -9,18 +9,34 @@ Delivery order, per batch (at-least-once from the bus, idempotent into ClickHous
 4. every ``flush_interval`` (or sooner when the batch is large) insert the rows into ClickHouse, each table
    with a deduplication token derived from the batch's hit ids — retried with backoff, forever, while the
    store is away (nothing is committed meanwhile, so nothing is lost);
-5. only then commit, per partition, the next offset to read — but never at or past a click still held.
+5. hand the stored hits to ``on_stored`` (the notice hub) and take a ticket from ``notices_durable``: it
+   completes once the notices of everything stored so far are durable (on Kafka: acknowledged on the
+   ``enriched`` topic);
+6. only then commit, per partition, the next offset to read — never at or past a click still held, never
+   past a hit whose notice is not durable yet.
 
-A crash between 4 and 5 replays some hits: the same batch is deduplicated by its token, and counts use
-uniqExact(hit_id) so a hit stored twice still counts once.
+So: insert → notices acknowledged → commit. Step 6 does not hold up the loop: the next batch is fetched and
+stored while the notices of the last one are on their way, and a flush's offsets are committed at the first
+turn after its ticket completes. Only when ``max_unsettled`` flushes wait for their notices does the loop
+stop fetching until the oldest completes (backpressure: the hub's queue stays far below its bound, so it
+never drops a notice; a warning is logged every ``settle_log_s``). If that lasts longer than the consumer's
+``max.poll.interval`` the member leaves the group (aiokafka's heartbeat task does that on its own), the
+partitions are revoked and re-read by their next owner from the last commit; nothing is lost. A rebalance
+(`on_revoked`) and a stop wait at most ``settle_deadline_s`` for the tickets, then leave the rest uncommitted.
+
+A crash between 4 and 6 replays some hits: the same batch is deduplicated by its token, and counts use
+uniqExact(hit_id) so a hit stored twice still counts once; its notices are published again (the webhook
+outbox drops deliveries it has seen; live-feed receivers deduplicate on the notice id).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,6 +54,7 @@ from schemas.verdicts import Classification
 log = logging.getLogger(__name__)
 
 Stored = Sequence[tuple[ProcessedHit, Classification]]
+NoticesDurable = Callable[[], Awaitable[None]]
 
 
 class DeadLetters(Protocol):
@@ -79,6 +96,29 @@ class _Pending:
         self.count += 1
 
 
+@dataclass(slots=True)
+class _Uncommitted:
+    """A stored flush's offsets, waiting for its notices to be durable (``ticket`` None: nothing to wait)."""
+
+    offsets: dict[int, int]
+    ticket: asyncio.Future[None] | None
+
+    @property
+    def settled(self) -> bool:
+        t = self.ticket
+        return t is None or (t.done() and not t.cancelled() and t.exception() is None)
+
+    @property
+    def failed(self) -> bool:
+        t = self.ticket
+        return t is not None and t.done() and (t.cancelled() or t.exception() is not None)
+
+
+class NoticesLost(RuntimeError):
+    """The notice path gave up on notices of stored hits (it stopped): their offsets can never be
+    committed by this runner. They stay uncommitted and are read again after a restart."""
+
+
 class HitRunner:
     def __init__(
         self,
@@ -92,10 +132,21 @@ class HitRunner:
         max_batch: int = 5000,
         dead_letters: DeadLetters | None = None,
         on_stored: Callable[[Stored], None] | None = None,
+        notices_durable: NoticesDurable | None = None,
+        max_unsettled: int = 4,
+        settle_deadline_s: float = 5.0,
+        settle_log_s: float = 10.0,
         clock: Callable[[], float] = time.time,
         drain_on_stop: bool = False,
         do_not_track: DoNotTrack | None = None,
     ) -> None:
+        """``notices_durable``: called right after ``on_stored``; returns what completes once the notices of
+        every hit handed to ``on_stored`` so far are durable (`processors.notify.NoticeHub.durable`). Offsets
+        are committed only past flushes whose ticket completed. ``max_unsettled``: flushes allowed to wait
+        for their notices before the loop stops fetching. ``settle_deadline_s``: how long a rebalance or a
+        stop waits for tickets before leaving the rest uncommitted."""
+        if max_unsettled < 0 or settle_deadline_s < 0 or settle_log_s <= 0:
+            raise ValueError("max_unsettled and settle_deadline_s must be >= 0, settle_log_s > 0")
         self.source = source
         self.store = store
         self.processor = processor
@@ -105,9 +156,17 @@ class HitRunner:
         self.max_batch = max_batch
         self.dead_letters = dead_letters or LogDeadLetters()
         self.on_stored = on_stored
+        self.notices_durable = notices_durable
+        self.max_unsettled = max_unsettled
+        self.settle_deadline_s = settle_deadline_s
+        self.settle_log_s = settle_log_s
         self.clock = clock
         self._pending = _Pending()
         self._next_offsets: dict[int, int] = {}
+        self._uncommitted: collections.deque[_Uncommitted] = collections.deque()
+        # A rebalance runs `on_revoked` in aiokafka's coordinator task, concurrently with `step`: one at a
+        # time processes, flushes or commits (else it could commit offsets of a batch `step` still inserts).
+        self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self.last_progress = time.monotonic()
         self.store_ok = True
@@ -122,15 +181,25 @@ class HitRunner:
         try:
             while not self._stopping.is_set():
                 await self.step()
-            if self.drain_on_stop:
-                # No replay is possible: judge held clicks on what was seen. (With Kafka they stay
-                # uncommitted and are judged again, with everything, after the restart.)
-                for released in self.window.flush_all():
-                    self._pending.add(released.item, released.classification, self.ip_storage)
-            try:
-                await self._flush_and_commit()
-            except StoreError as exc:
-                log.warning("stopping with the store away (%s): the last batch stays uncommitted", exc)
+            async with self._lock:
+                if self.drain_on_stop:
+                    # No replay is possible: judge held clicks on what was seen. (With Kafka they stay
+                    # uncommitted and are judged again, with everything, after the restart.)
+                    for released in self.window.flush_all():
+                        self._pending.add(released.item, released.classification, self.ip_storage)
+                try:
+                    await self._flush_and_commit()
+                    await self._settle(self._uncommitted, self.settle_deadline_s, "stopping")
+                    await self._commit_settled()
+                except StoreError as exc:
+                    log.warning("stopping with the store away (%s): the last batch stays uncommitted", exc)
+                except NoticesLost as exc:
+                    log.warning("stopping: %s", exc)
+                if self._uncommitted:
+                    log.warning(
+                        "stopping with the notices of %d flushes not durable: left uncommitted",
+                        len(self._uncommitted),
+                    )
         finally:
             await self.source.stop()
             await self.dead_letters.stop()
@@ -140,16 +209,31 @@ class HitRunner:
 
     async def on_revoked(self, partitions: set[int]) -> None:
         """A rebalance takes partitions away: store and commit what was read from them while we still own
-        them, and forget their held clicks (the new owner reads them again from below them)."""
-        try:
-            await self._flush_and_commit()
-        except StoreError as exc:
-            log.warning(
-                "partitions %s revoked with the store away (%s): left uncommitted", sorted(partitions), exc
-            )
-        self.window.forget_partitions(partitions)
-        for partition in partitions:
-            self._next_offsets.pop(partition, None)
+        them, and forget their held clicks (the new owner reads them again from below them). Notices not
+        durable within ``settle_deadline_s`` leave their offsets uncommitted: the new owner stores those hits
+        again (deduplicated) and publishes their notices again."""
+        async with self._lock:
+            try:
+                await self._flush_and_commit()
+                await self._settle(
+                    self._uncommitted, self.settle_deadline_s, f"partitions {sorted(partitions)} revoked"
+                )
+                await self._commit_settled()
+            except StoreError as exc:
+                log.warning(
+                    "partitions %s revoked with the store away (%s): left uncommitted",
+                    sorted(partitions),
+                    exc,
+                )
+            except NoticesLost as exc:
+                log.warning("partitions %s revoked: %s", sorted(partitions), exc)
+            finally:  # whatever happened, they are no longer ours
+                self.window.forget_partitions(partitions)
+                for partition in partitions:
+                    self._next_offsets.pop(partition, None)
+                for entry in self._uncommitted:
+                    for partition in partitions:
+                        entry.offsets.pop(partition, None)
 
     async def step(self) -> None:
         """One turn of the loop: fetch, process, maybe flush and commit."""
@@ -157,22 +241,31 @@ class HitRunner:
         if self._pending.count:
             timeout = max(0.0, self._pending.since + self.flush_interval_s - time.monotonic())
         records = await self.source.fetch(self.max_batch, timeout)
-        caught_up = len(records) < self.max_batch
-        if records:
-            bad = await asyncio.to_thread(self._process, records)
-            for record, reason in bad:
-                metrics.DEAD_LETTERS.inc()
-                await self.dead_letters.send(record, reason)
-        for released in self.window.release(int(self.clock() * 1000), caught_up=caught_up):
-            self._pending.add(released.item, released.classification, self.ip_storage)
-        metrics.HELD_CLICKS.set(len(self.window))
-        self.last_progress = time.monotonic()
-        due = self._pending.count and (
-            self._pending.count >= self.max_batch
-            or time.monotonic() - self._pending.since >= self.flush_interval_s
-        )
-        if due or (not self._pending.count and records):
-            await self._flush_and_commit()
+        async with self._lock:
+            caught_up = len(records) < self.max_batch
+            if records:
+                bad = await asyncio.to_thread(self._process, records)
+                for record, reason in bad:
+                    metrics.DEAD_LETTERS.inc()
+                    await self.dead_letters.send(record, reason)
+            for released in self.window.release(int(self.clock() * 1000), caught_up=caught_up):
+                self._pending.add(released.item, released.classification, self.ip_storage)
+            metrics.HELD_CLICKS.set(len(self.window))
+            self.last_progress = time.monotonic()
+            due = self._pending.count and (
+                self._pending.count >= self.max_batch
+                or time.monotonic() - self._pending.since >= self.flush_interval_s
+            )
+            if due or (not self._pending.count and records):
+                await self._flush_and_commit()
+            elif self._uncommitted:
+                await self._commit_settled()
+        if len(self._uncommitted) > self.max_unsettled:
+            # Backpressure: fetch nothing more until the oldest flush's notices are durable. Outside the
+            # lock, so that a rebalance meanwhile can hand its partitions on.
+            await self._settle(list(self._uncommitted)[:1], None, "backpressure")
+            async with self._lock:
+                await self._commit_settled()
 
     def _process(self, records: list[BusRecord]) -> list[tuple[BusRecord, str]]:
         bad = []
@@ -214,7 +307,10 @@ class HitRunner:
         return {p: min(o, held.get(p, o)) for p, o in self._next_offsets.items()}
 
     async def _flush_and_commit(self) -> None:
+        """Store what is pending, queue its offsets behind its notices' ticket, commit what is settled.
+        Call with the lock held."""
         pending, self._pending = self._pending, _Pending()
+        ticket: asyncio.Future[None] | None = None
         if pending.count:
             await self._insert(plan_inserts(pending.rows))
             now = self.clock()
@@ -223,9 +319,70 @@ class HitRunner:
                 metrics.VISIBLE_LAG.observe(max(0.0, now - processed.hit.received_at_ms / 1000))
             if self.on_stored is not None:
                 self.on_stored(pending.stored)
+            if self.notices_durable is not None:
+                ticket = asyncio.ensure_future(self.notices_durable())
         offsets = self._commit_offsets()
         if offsets:
+            if ticket is None and self._uncommitted:
+                # Nothing new to notify: these offsets only wait for the flushes before them.
+                self._uncommitted[-1].offsets.update(offsets)
+            else:
+                self._uncommitted.append(_Uncommitted(offsets, ticket))
+        await self._commit_settled()
+
+    async def _commit_settled(self) -> None:
+        """Commit the offsets of the leading flushes whose notices are durable, in order. Call with the lock
+        held."""
+        offsets: dict[int, int] = {}
+        while self._uncommitted and self._uncommitted[0].settled:
+            offsets.update(self._uncommitted.popleft().offsets)
+        metrics.UNSETTLED_FLUSHES.set(len(self._uncommitted))
+        if self._uncommitted and self._uncommitted[0].failed:
+            raise NoticesLost(
+                f"the notice path gave up on notices of stored hits; {len(self._uncommitted)} flushes "
+                "stay uncommitted"
+            )
+        if offsets:
             await self.source.commit(offsets)
+
+    async def _settle(self, entries: Iterable[_Uncommitted], deadline_s: float | None, why: str) -> None:
+        """Wait until the tickets of ``entries`` complete or ``deadline_s`` passes (None: until they do, or
+        the runner is told to stop); log a warning every ``settle_log_s`` meanwhile."""
+        waiting: set[asyncio.Future[Any]] = {
+            e.ticket for e in entries if e.ticket is not None and not e.ticket.done()
+        }
+        if not waiting:
+            return
+        started = time.monotonic()
+        stopping = asyncio.ensure_future(self._stopping.wait()) if deadline_s is None else None
+        try:
+            while waiting:
+                waited = time.monotonic() - started
+                if deadline_s is not None and waited >= deadline_s:
+                    log.warning("%s: notices of stored hits not durable after %.1fs", why, deadline_s)
+                    return
+                timeout = (
+                    self.settle_log_s if deadline_s is None else min(deadline_s - waited, self.settle_log_s)
+                )
+                done, _ = await asyncio.wait(
+                    waiting | ({stopping} if stopping is not None else set()),
+                    timeout=timeout,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+                if stopping is not None and stopping in done:
+                    return
+                waiting -= done
+                if not done:
+                    log.warning(
+                        "%s: notices of %d stored flushes not durable for %.0fs; their offsets stay "
+                        "uncommitted (is the enriched topic reachable?)",
+                        why, len(self._uncommitted), time.monotonic() - started,
+                    )  # fmt: skip
+        finally:
+            if stopping is not None:
+                stopping.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await stopping
 
     async def _insert(self, plans: list[InsertPlan]) -> None:
         """Insert every plan, retrying the same batch (same dedup tokens) until the store takes it."""

@@ -1,0 +1,391 @@
+"""Raw offsets are committed only once the notices of the stored hits are durable: insert → notices acked →
+commit. A real broker, real chDB, the real `NoticeHub` and `NoticeProducer`; the enriched topic is made
+unavailable by a gate in front of the producer that fails (or holds) every send for as long as the test says,
+the way `SwitchedStore` does for ClickHouse in test_processor_on_kafka.py. Also: the loop's backpressure
+(on the in-memory bus, where flushes are deterministic), and a wait longer than ``max.poll.interval``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from ingest.bus import BusRecord, MemoryBus
+from ingest.kafka_bus import KafkaPublisher, KafkaSource
+from processors.geo import GeoLookup
+from processors.notice_bus import NoticeProducer
+from processors.notify import MessageLookup, NoticeHub
+from processors.pipeline import HitProcessor
+from processors.ranges import load_ranges
+from processors.runner import HitRunner
+from schemas.events import RawHit
+from schemas.notices import Notice, decode_notice
+from schemas.store import Store
+from schemas.topics import Topics
+from tests.integration.helpers import BROWSER, RESIDENTIAL
+
+DATA = Path(__file__).parent.parent / "data"
+HITS = 60
+
+
+class Gate:
+    """In front of a sink: while ``down`` every send fails as an unreachable broker does; while ``held`` is
+    clear every send waits."""
+
+    def __init__(self, sink: Callable[[Sequence[Notice]], Awaitable[None]]) -> None:
+        self.sink = sink
+        self.down = False
+        self.refused = 0
+        self.held = asyncio.Event()
+        self.held.set()
+
+    async def send(self, notices: Sequence[Notice]) -> None:
+        await self.held.wait()
+        if self.down:
+            self.refused += 1
+            raise ConnectionError("KafkaConnectionError: enriched topic unreachable")
+        await self.sink(notices)
+
+
+def _hit(i: int) -> RawHit:
+    now_ms = int(time.time() * 1000)
+    return RawHit(
+        hit_id=f"{now_ms:012x}{i:016x}",
+        kind="open",
+        received_at_ms=now_ms,
+        ip=RESIDENTIAL,
+        user_agent=BROWSER,
+        token_ok=True,
+        account="acme",
+        campaign_id="c",
+        message_id=f"m{i % 7}",
+        sent_at=now_ms // 1000 - 3600,
+    )
+
+
+def _processor() -> HitProcessor:
+    return HitProcessor(GeoLookup(DATA / "GeoIP2-City-Test.mmdb", None), load_ranges())
+
+
+async def _eventually(condition: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+def _stored(store: Store) -> int:
+    return int(store.query(f"SELECT uniqExact(hit_id) FROM {store.database}.events")[0][0])
+
+
+async def _committed(bootstrap: str, topics: Topics, group: str, partitions: int) -> list[int | None]:
+    """The group's committed next offset of each raw partition, asked of the broker by an outsider."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return [await consumer.committed(TopicPartition(topics.raw_hits, p)) for p in range(partitions)]
+    finally:
+        await consumer.stop()
+
+
+async def _enriched(bootstrap: str, topics: Topics, expect: int) -> list[Notice]:
+    """Everything on the enriched topic: read until ``expect`` notices came, then 1 s more for any extra."""
+    consumer = AIOKafkaConsumer(topics.enriched, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    notices: list[Notice] = []
+    try:
+        deadline = time.monotonic() + 20
+        quiet_until: float | None = None
+        while time.monotonic() < deadline and (quiet_until is None or time.monotonic() < quiet_until):
+            for batch in (await consumer.getmany(timeout_ms=200)).values():
+                notices.extend(decode_notice(r.value or b"") for r in batch)
+            if len(notices) >= expect and quiet_until is None:
+                quiet_until = time.monotonic() + 1.0
+    finally:
+        await consumer.stop()
+    return notices
+
+
+@pytest.mark.kafka
+async def test_raw_offsets_wait_for_the_notices_to_be_acked_on_the_enriched_topic(
+    tmp_path: Path, store: Store, kafka_bootstrap: str, kafka_topics: Topics, kafka_group: str
+) -> None:
+    partitions = 3
+
+    async def committed() -> list[int | None]:
+        return await _committed(kafka_bootstrap, kafka_topics, kafka_group, partitions)
+
+    async def all_committed(n: int) -> bool:
+        return sum(c or 0 for c in await committed()) == n
+
+    producer = NoticeProducer(kafka_bootstrap, kafka_topics, partitions=partitions)
+    gate = Gate(producer.send)
+    hub = NoticeHub(lookup=MessageLookup(store), sinks=[gate.send], retry_s=(0.05, 0.2))
+    source = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group, partitions=partitions)
+    runner = HitRunner(
+        source=source,
+        store=store,
+        processor=_processor(),
+        flush_interval_s=0.1,
+        on_stored=hub.publish,
+        notices_durable=hub.durable,
+        max_unsettled=1000,  # this test is about the commit, not backpressure: store everything meanwhile
+    )
+    publisher = KafkaPublisher(
+        kafka_bootstrap, kafka_topics, spool_dir=tmp_path / "spool", partitions=partitions
+    )
+    await producer.start()
+    await hub.start()
+    await publisher.start()
+    gate.down = True
+    task = asyncio.create_task(runner.run())
+    try:
+        hits = [_hit(i) for i in range(HITS)]
+        for h in hits:
+            publisher.publish(h)
+        await _eventually(lambda: asyncio.to_thread(lambda: _stored(store) == HITS), "every hit stored")
+        await asyncio.sleep(2.0)  # a few flush turns and hub retries with the topic away
+        assert gate.refused >= 3
+        assert _stored(store) == HITS
+        assert await committed() == [None, None, None]  # stored, but not committed
+        gate.down = False
+        await _eventually(lambda: all_committed(HITS), "the offsets committed once the notices were acked")
+        assert hub.unsettled == 0
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 15)
+        await hub.stop()
+        await publisher.stop()
+        await producer.stop()
+    notices = await _enriched(kafka_bootstrap, kafka_topics, HITS)
+    assert len(notices) == HITS  # each exactly once: nothing was replayed
+    assert sorted(n.id for n in notices) == sorted(h.hit_id for h in hits)
+    assert {n.type for n in notices} == {"open"}
+    assert sum(n.first for n in notices) == 7  # the first human open of each of the 7 messages
+
+
+@pytest.mark.kafka
+async def test_a_processor_that_dies_before_the_ack_leaves_the_hits_to_be_read_and_notified_again(
+    tmp_path: Path, store: Store, kafka_bootstrap: str, kafka_topics: Topics, kafka_group: str
+) -> None:
+    partitions = 3
+
+    async def committed() -> list[int | None]:
+        return await _committed(kafka_bootstrap, kafka_topics, kafka_group, partitions)
+
+    async def all_committed(n: int) -> bool:
+        return sum(c or 0 for c in await committed()) == n
+
+    producer = NoticeProducer(kafka_bootstrap, kafka_topics, partitions=partitions)
+    await producer.start()
+    publisher = KafkaPublisher(
+        kafka_bootstrap, kafka_topics, spool_dir=tmp_path / "spool", partitions=partitions
+    )
+    await publisher.start()
+    hits = [_hit(i) for i in range(HITS)]
+
+    # The first processor stores every hit, but the enriched topic never acknowledges: it stops uncommitted.
+    gate = Gate(producer.send)
+    gate.held.clear()
+    hub = NoticeHub(lookup=MessageLookup(store), sinks=[gate.send])
+    source = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group, partitions=partitions)
+    runner = HitRunner(
+        source=source,
+        store=store,
+        processor=_processor(),
+        flush_interval_s=0.1,
+        on_stored=hub.publish,
+        notices_durable=hub.durable,
+        max_unsettled=1000,
+        settle_deadline_s=0.5,
+    )
+    await hub.start()
+    task = asyncio.create_task(runner.run())
+    try:
+        for h in hits:
+            publisher.publish(h)
+        await _eventually(lambda: asyncio.to_thread(lambda: _stored(store) == HITS), "every hit stored")
+        await asyncio.sleep(1.0)
+        assert await committed() == [None, None, None]
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 15)  # waits 0.5 s for the notices, then stops without committing
+        await hub.stop(deadline_s=0.2)  # the held sends never reached the producer
+    assert await committed() == [None, None, None]
+
+    # The next processor of the group reads them again, stores them again (counted once) and notifies.
+    hub = NoticeHub(lookup=MessageLookup(store), sinks=[producer.send])
+    source = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group, partitions=partitions)
+    runner = HitRunner(
+        source=source,
+        store=store,
+        processor=_processor(),
+        flush_interval_s=0.1,
+        on_stored=hub.publish,
+        notices_durable=hub.durable,
+    )
+    await hub.start()
+    task = asyncio.create_task(runner.run())
+    try:
+        await _eventually(lambda: all_committed(HITS), "the replayed hits committed")
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 15)
+        await hub.stop()
+        await publisher.stop()
+        await producer.stop()
+    assert _stored(store) == HITS
+    notices = await _enriched(kafka_bootstrap, kafka_topics, HITS)
+    assert len(notices) == HITS  # the first processor published none of them
+    assert sorted(n.id for n in notices) == sorted(h.hit_id for h in hits)
+
+
+class RecordingBus(MemoryBus):
+    """The in-memory bus, remembering what the runner commits."""
+
+    def __init__(self) -> None:
+        super().__init__(capacity=10_000)
+        self.commits: list[dict[int, int]] = []
+        self.fetched = 0
+
+    async def fetch(self, max_records: int, timeout_s: float) -> list[BusRecord]:
+        records = await super().fetch(max_records, timeout_s)
+        self.fetched += len(records)
+        return records
+
+    async def commit(self, next_offsets: Mapping[int, int]) -> None:
+        self.commits.append(dict(next_offsets))
+
+
+async def test_the_runner_stops_fetching_while_too_many_flushes_wait_for_their_notices(store: Store) -> None:
+    bus = RecordingBus()
+    got: list[str] = []
+
+    async def sink(notices: Sequence[Notice]) -> None:
+        got.extend(n.id for n in notices)
+
+    gate = Gate(sink)
+    gate.held.clear()
+    hub = NoticeHub(sinks=[gate.send])
+    runner = HitRunner(
+        source=bus,
+        store=store,
+        processor=_processor(),
+        flush_interval_s=0.05,
+        on_stored=hub.publish,
+        notices_durable=hub.durable,
+        max_unsettled=1,
+    )
+    await hub.start()
+    task = asyncio.create_task(runner.run())
+    hits = [_hit(i) for i in range(30)]
+    try:
+
+        async def stored(n: int) -> bool:
+            return await asyncio.to_thread(_stored, store) == n
+
+        for h in hits[:10]:
+            bus.publish(h)
+        await _eventually(lambda: stored(10), "the first flush", 10)
+        for h in hits[10:20]:
+            bus.publish(h)
+        await _eventually(lambda: stored(20), "the second flush", 10)  # two flushes wait: the bound
+        for h in hits[20:]:
+            bus.publish(h)
+        await asyncio.sleep(1.0)
+        assert bus.fetched == 20  # the third wave stays on the bus
+        assert await stored(20)
+        assert bus.commits == []
+        gate.held.set()
+        await _eventually(lambda: stored(30), "the third flush", 10)
+
+        async def committed_all() -> bool:
+            return bool(bus.commits) and bus.commits[-1] == {0: 30}
+
+        await _eventually(committed_all, "the commit of every hit", 10)
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 15)
+        await hub.stop()
+    assert got == [h.hit_id for h in hits]
+    assert [c[0] for c in bus.commits] == sorted(c[0] for c in bus.commits)  # never backwards
+
+
+@pytest.mark.kafka
+async def test_waiting_past_max_poll_interval_leaves_the_group_and_loses_nothing(
+    tmp_path: Path, store: Store, kafka_bootstrap: str, kafka_topics: Topics, kafka_group: str
+) -> None:
+    partitions = 3
+
+    async def committed() -> list[int | None]:
+        return await _committed(kafka_bootstrap, kafka_topics, kafka_group, partitions)
+
+    async def all_committed(n: int) -> bool:
+        return sum(c or 0 for c in await committed()) == n
+
+    producer = NoticeProducer(kafka_bootstrap, kafka_topics, partitions=partitions)
+    gate = Gate(producer.send)
+    hub = NoticeHub(lookup=MessageLookup(store), sinks=[gate.send], retry_s=(0.05, 0.2))
+    source = KafkaSource(
+        kafka_bootstrap,
+        kafka_topics,
+        kafka_group,
+        partitions=partitions,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=500,
+        max_poll_interval_ms=2000,
+    )
+    revoked: list[set[int]] = []
+    runner = HitRunner(
+        source=source,
+        store=store,
+        processor=_processor(),
+        flush_interval_s=0.1,
+        on_stored=hub.publish,
+        notices_durable=hub.durable,
+        max_unsettled=0,  # every flush waits for its notices before the next fetch
+        settle_deadline_s=0.5,
+        settle_log_s=1.0,
+    )
+
+    async def on_revoked(parts: set[int]) -> None:
+        revoked.append(parts)
+        await runner.on_revoked(parts)
+
+    source.on_revoked = on_revoked
+    publisher = KafkaPublisher(
+        kafka_bootstrap, kafka_topics, spool_dir=tmp_path / "spool", partitions=partitions
+    )
+    await producer.start()
+    await hub.start()
+    await publisher.start()
+    gate.down = True
+    task = asyncio.create_task(runner.run())
+    try:
+        hits = [_hit(i) for i in range(HITS)]
+        for h in hits:
+            publisher.publish(h)
+        await _eventually(lambda: asyncio.to_thread(lambda: _stored(store) > 0), "a first flush stored")
+        await asyncio.sleep(5.0)  # more than max.poll.interval without a fetch
+        assert await committed() == [None, None, None]
+        gate.down = False
+        await _eventually(lambda: all_committed(HITS), "every offset committed", 60)
+        assert not task.done()
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 15)
+        await hub.stop()
+        await publisher.stop()
+        await producer.stop()
+    # The member left the group while it waited (aiokafka's heartbeat task does that after max.poll.interval);
+    # rejoining revoked every partition first (the empty set is the first join's), with nothing committed.
+    assert revoked == [set(), {0, 1, 2}]
+    assert _stored(store) == HITS
+    notices = await _enriched(kafka_bootstrap, kafka_topics, HITS)
+    # Read again from offset 0 after the rejoin: every notice at least once (receivers deduplicate on the id).
+    assert sorted({n.id for n in notices}) == sorted(h.hit_id for h in hits)
+    assert len(notices) >= HITS
