@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -36,14 +36,19 @@ async def ensure_topics(
     partitions: int,
     replication_factor: int,
     timeout_s: float = 10.0,
+    configs: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """Create the topics that do not exist yet; returns those created. Other failures raise `KafkaError`."""
+    """Create the topics that do not exist yet, with ``configs`` (e.g. ``cleanup.policy``); returns those
+    created. A topic that exists is left as it is. Other failures raise `KafkaError`."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
     created: list[str] = []
     async with asyncio.timeout(timeout_s):
         await admin.start()
         try:
-            new = [NewTopic(name, partitions, replication_factor) for name in names]
+            new = [
+                NewTopic(name, partitions, replication_factor, topic_configs=dict(configs or {}))
+                for name in names
+            ]
             try:
                 response = await admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
             except TopicAlreadyExistsError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -25,11 +25,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from api.analytics import analytics_handlers
 from api.analytics_queries import rollup_retention
 from api.live import LiveController
-from api.privacy import PrivacyController, load_suppressed
+from api.privacy import PrivacyController, PrivacyPropagation, load_suppressed
 from api.routes import ApiContext, CampaignController, MessageController
 from api.webhooks import WebhookController
 from ingest.bus import HitPublisher, HitSource, MemoryBus
 from ingest.edge import ASGIApp, Edge
+from pixelpipe.privacy import PrivacyWiring, privacy_wiring
 from pixelpipe.settings import Settings
 from processors.geo import GeoLookup
 from processors.notify import (
@@ -85,6 +86,7 @@ class Components:
     on_stored: list[Callable[[Stored], None]] = field(default_factory=list)
     do_not_track: DoNotTrack | None = None
     notifications: Notifications | None = None
+    privacy: PrivacyWiring | None = None
     _runner_task: asyncio.Task[None] | None = None
     _refresh_task: asyncio.Task[None] | None = None
 
@@ -97,11 +99,17 @@ class Components:
             checks["store_writes"] = self.runner.store_ok
         if "api" in self.roles and self.store is not None:
             checks["store"] = self.store.ping()
+        if self.privacy is not None:
+            checks.update(self.privacy.readiness())
         return checks
 
     async def start(self) -> None:
+        if self.privacy is not None:
+            self.privacy.hold_back_suppressed()
         if self.notifications is not None:
             await self.notifications.start()  # before the processor: it publishes into the hub
+        if self.privacy is not None:
+            await self.privacy.start()  # after the notice path: an erasure purges its outbox
         if self.publisher is not None:
             await self.publisher.start()
         if self.runner is not None:
@@ -114,6 +122,8 @@ class Components:
 
     async def stop(self) -> None:
         """Stop taking hits, drain what is in flight, commit, close. Bounded by STOP_DEADLINE_S."""
+        if self.privacy is not None:
+            await self.privacy.stop()
         if self._refresh_task is not None:
             self._refresh_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -141,7 +151,9 @@ async def _refresh_suppressions(store: Store, do_not_track: DoNotTrack) -> None:
     while True:
         await asyncio.sleep(SUPPRESSION_REFRESH_S)
         try:
-            do_not_track.replace(await asyncio.to_thread(load_suppressed, store))
+            # A change applied while the store was read (the API here, the privacy topic) is newer: keep it.
+            version = do_not_track.version
+            do_not_track.replace(await asyncio.to_thread(load_suppressed, store), if_version=version)
         except StoreError as exc:
             log.warning("could not refresh do-not-track (%s); keeping the last list", exc)
 
@@ -157,6 +169,15 @@ def _store_stored(components: Components) -> Callable[[Stored], None]:
             listener(stored)
 
     return fan_out
+
+
+def _notices_durable(components: Components) -> Callable[[], Awaitable[None]]:
+    def durable() -> Awaitable[None]:
+        # Looked up at each call: the notice path is built after the runner (and may be replaced).
+        n = components.notifications
+        return n.durable() if n is not None else Notifications().durable()
+
+    return durable
 
 
 def _prepare_store(store: Store, settings: Settings) -> None:
@@ -188,6 +209,7 @@ def build_components(
         _prepare_store(c.store, settings)
         c.do_not_track = DoNotTrack(settings.keyring)
         c.do_not_track.replace(load_suppressed(c.store))
+    c.privacy = _privacy(c, topics)
     memory: MemoryBus | None = None
     kafka_source: KafkaSource | None = None
     dead_letters: DeadLetters | None = None
@@ -223,6 +245,9 @@ def build_components(
             flush_interval_s=settings.flush_interval_ms / 1000,
             dead_letters=dead_letters,
             on_stored=_store_stored(c),
+            # Kafka: raw offsets wait until the notices are on the enriched topic. The memory bus commits
+            # nothing and cannot replay: waiting there would only turn a stuck outbox into dropped hits.
+            notices_durable=_notices_durable(c) if kafka_source is not None else None,
             drain_on_stop=memory is not None,
             do_not_track=c.do_not_track,
         )
@@ -234,6 +259,17 @@ def build_components(
     return c
 
 
+def _privacy(c: Components, topics: Topics) -> PrivacyWiring | None:
+    """With Kafka every process follows the privacy topic (an edge alone has no other source)."""
+    if c.settings.kafka_bootstrap and c.do_not_track is None:
+        c.do_not_track = DoNotTrack(c.settings.keyring)
+    if c.do_not_track is None:
+        return None
+    return privacy_wiring(
+        c.settings.kafka_bootstrap, topics, c.roles, c.do_not_track, lambda: c.notifications
+    )
+
+
 def _notifications(settings: Settings, roles: frozenset[str], store: Store, topics: Topics) -> Notifications:
     """The notice path of this process (see `processors.notify`).
 
@@ -243,7 +279,11 @@ def _notifications(settings: Settings, roles: frozenset[str], store: Store, topi
     """
     outbox = settings.data_dir / "webhooks" / "outbox.sqlite3"
     if not settings.kafka_bootstrap:
-        return in_process(store, outbox) if "process" in roles else Notifications(live=LiveFeed())
+        if "process" not in roles:
+            return Notifications(live=LiveFeed())
+        return in_process(
+            store, outbox, keyring=settings.keyring, allow_private=settings.webhook_allow_private
+        )
     from processors import notice_bus  # noqa: PLC0415 - only distributed roles need aiokafka loaded
 
     n = Notifications()
@@ -253,10 +293,14 @@ def _notifications(settings: Settings, roles: frozenset[str], store: Store, topi
         n.hub = NoticeHub(lookup=MessageLookup(store), sinks=[producer.send])
         n.dispatcher = WebhookDispatcher(
             outbox_path=outbox,
-            directory=WebhookDirectory(store_webhooks(store)),
+            directory=WebhookDirectory(store_webhooks(store, settings.keyring)),
             attempt_log=AttemptLog(store),
+            allow_private=settings.webhook_allow_private,
         )
-        n.consumers.append(notice_bus.NoticeConsumer(settings.kafka_bootstrap, topics, n.dispatcher.accept))
+        group = notice_bus.notify_group(settings.topic_prefix)
+        n.consumers.append(
+            notice_bus.NoticeConsumer(settings.kafka_bootstrap, topics, n.dispatcher.accept, group_id=group)
+        )
     if "api" in roles:
         n.live = LiveFeed()
         n.consumers.append(
@@ -278,6 +322,9 @@ def _health_handlers(components: Components) -> list[Any]:
         state = getattr(components.publisher, "state", None)
         if callable(state):  # the Kafka edge: broker reachable, delivery mode, spool depth, replay progress
             body["edge"] = {k: v.value if hasattr(v, "value") else v for k, v in asdict(state()).items()}
+        privacy = components.privacy.state() if components.privacy is not None else None
+        if privacy is not None:  # the privacy topic: caught up, records read, recipients suppressed
+            body["privacy"] = privacy
         return Response(body, status_code=200 if ready else 503)
 
     @get("/metrics", include_in_schema=False, sync_to_thread=False, media_type=MediaType.TEXT)
@@ -299,11 +346,14 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
             settings.public_url,
             settings.api_keys,
             do_not_track=components.do_not_track,
+            webhook_allow_private=settings.webhook_allow_private,
         )
         # The analyst API's plain handlers join paths the controllers made: register them after.
         handlers += [MessageController, CampaignController, PrivacyController, WebhookController]
         handlers += analytics_handlers()
         dependencies["ctx"] = Provide(lambda: ctx, use_cache=True, sync_to_thread=False)
+        propagation = components.privacy.propagation() if components.privacy else PrivacyPropagation()
+        dependencies["privacy"] = Provide(lambda: propagation, use_cache=True, sync_to_thread=False)
         live = components.notifications.live if components.notifications is not None else None
         if live is not None:
             handlers.append(LiveController)

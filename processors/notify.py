@@ -6,9 +6,11 @@ each stored batch to (`NoticeHub.publish`, its ``on_stored`` callback), the per-
 durable outbox of deliveries (`Outbox`, SQLite in the data dir) and the sender (`WebhookDispatcher`).
 
 Must never: block or raise in `NoticeHub.publish` (the processor calls it between its insert and its commit);
-let an endpoint's failure or slowness reach the processor (endpoints wait on the outbox, never on the hub, and
-the hub's queue is bounded: past the bound a batch is dropped and counted in
-``pixelpipe_notices_dropped_total``); send a notice to another account's webhook or stream.
+let an endpoint's failure or slowness reach the processor (endpoints wait on the outbox, never on the hub: the
+hub's sinks are the ``enriched`` topic's producer or the outbox and the live feed; the hub's queue is bounded:
+past the bound a batch is dropped and counted in ``pixelpipe_notices_dropped_total``); send a notice to
+another account's webhook or stream. On Kafka the processor commits raw offsets only once `NoticeHub.durable`
+says the notices of what it stored were handed to every sink (`processors.runner`).
 
 Where the pieces run: in one process (in-process bus) the hub's sinks are `LiveFeed.accept` and
 `WebhookDispatcher.accept`. In Kafka mode the processor's hub has one sink, the producer of the ``enriched``
@@ -29,6 +31,7 @@ import hmac
 import logging
 import random
 import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -41,6 +44,7 @@ import orjson
 from prometheus_client import Counter, Gauge
 
 from processors.pipeline import ProcessedHit
+from processors.webhook_transport import GuardedBackend, GuardedTransport, Resolver, system_resolver
 from schemas.notices import (
     DELIVERY_COLUMNS,
     Notice,
@@ -51,7 +55,10 @@ from schemas.notices import (
     wanted_by,
 )
 from schemas.store import Store, StoreError
+from schemas.tokens import Keyring
 from schemas.verdicts import Classification
+from schemas.webhook_guard import BlockedTarget, check_url
+from schemas.webhook_secrets import SecretUnreadable, unseal
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +104,7 @@ def notices_of(stored: Stored, created_at_ms: int) -> list[Notice]:
                 device=agent.device,
                 os=agent.os,
                 country=processed.geo.country,
+                recipient_tag=hit.recipient_tag,
             )
         )
     return notices
@@ -106,6 +114,7 @@ def notices_of(stored: Stored, created_at_ms: int) -> list[Notice]:
 class _Facts:
     recipient: str | None = None  # None: not looked up yet
     first_open: str | None = None  # hit id of the message's first human open, once one is stored
+    recipient_tag: str = ""  # the hits' recipient tag (hex): how an erasure by tag finds the message
 
 
 class MessageLookup:
@@ -122,12 +131,14 @@ class MessageLookup:
         self.store = store
         self.cache_size = cache_size
         self._cache: collections.OrderedDict[tuple[str, str], _Facts] = collections.OrderedDict()
+        self._lock = threading.Lock()  # `forget` comes from another thread than `complete`
 
     def complete(self, notices: Sequence[Notice]) -> list[Notice]:
         want_recipient: dict[tuple[str, str], set[str]] = collections.defaultdict(set)
         want_first: dict[tuple[str, str], set[str]] = collections.defaultdict(set)
         for n in notices:
             facts = self._facts(n.message_key)
+            facts.recipient_tag = n.recipient_tag or facts.recipient_tag
             if facts.recipient is None:
                 want_recipient[(n.account, n.campaign_id)].add(n.message_id)
             if n.type == "open" and facts.first_open is None:
@@ -161,15 +172,34 @@ class MessageLookup:
             completed.append(dataclasses.replace(n, recipient=facts.recipient or "", first=first))
         return completed
 
+    def __len__(self) -> int:
+        """Messages whose facts are kept."""
+        return len(self._cache)
+
+    def forget(self, account: str, recipient_tags: Iterable[str], message_ids: Iterable[str] = ()) -> int:
+        """Drop what is kept of an erased recipient's messages (by id, or by the hits' recipient tag).
+        Returns how many messages were forgotten."""
+        tags, messages = frozenset(recipient_tags), frozenset(message_ids)
+        with self._lock:
+            gone = [
+                key
+                for key, facts in self._cache.items()
+                if key[0] == account and (key[1] in messages or facts.recipient_tag in tags)
+            ]
+            for key in gone:
+                del self._cache[key]
+        return len(gone)
+
     def _facts(self, key: tuple[str, str]) -> _Facts:
-        facts = self._cache.get(key)
-        if facts is None:
-            facts = self._cache[key] = _Facts()
-            while len(self._cache) > self.cache_size:
-                self._cache.popitem(last=False)
-        else:
-            self._cache.move_to_end(key)
-        return facts
+        with self._lock:
+            facts = self._cache.get(key)
+            if facts is None:
+                facts = self._cache[key] = _Facts()
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+            else:
+                self._cache.move_to_end(key)
+            return facts
 
 
 # -- the hub -----------------------------------------------------------------------------------------------
@@ -181,7 +211,14 @@ class NoticeHub:
     `publish` only appends to a bounded queue (``max_queued`` stored hits) and returns; the hub's own task
     makes the notices, completes them (`MessageLookup`, in a worker thread) and awaits each sink in turn.
     A sink that raises is retried with backoff (the queue fills meanwhile, and past its bound batches are
-    dropped and counted): the processor never waits for a sink.
+    dropped and counted): `publish` never waits for a sink.
+
+    `durable` is how a caller that must not go on before the notices are safe waits for them: it returns a
+    future that completes once every batch published before the call has been handed to every sink (on
+    Kafka: acknowledged by the broker). Batches settle in publish order. A dropped batch counts as settled
+    (it was counted instead: a drop never holds anything up); the processor on Kafka applies backpressure
+    long before the bound, so there it does not happen. Futures still waiting when the hub stops are
+    cancelled: those notices were not handed on.
     """
 
     def __init__(
@@ -200,8 +237,11 @@ class NoticeHub:
         self.max_queued = max_queued
         self.clock = clock
         self._retry_min, self._retry_max = retry_s
-        self._queue: collections.deque[Stored] = collections.deque()
+        self._queue: collections.deque[tuple[int, Stored]] = collections.deque()  # (sequence, batch)
         self._queued = 0
+        self._published = 0  # sequence number of the last batch queued
+        self._settled = 0  # every batch up to this number has been handed to every sink
+        self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -211,19 +251,43 @@ class NoticeHub:
         """The runner's ``on_stored`` callback. Never blocks, never raises."""
         if not stored:
             return
-        if self._queued + len(stored) > self.max_queued:
+        # The bound is against falling behind: a batch is always taken when nothing else waits.
+        if self._queue and self._queued + len(stored) > self.max_queued:
             self.dropped += len(stored)
             NOTICES_DROPPED.inc(len(stored))
             log.warning("notice queue full: dropped a batch of %d stored hits", len(stored))
             return
-        self._queue.append(stored)
+        self._published += 1
+        self._queue.append((self._published, stored))
         self._queued += len(stored)
         if self._wake is not None:
             self._wake.set()
 
+    def durable(self) -> asyncio.Future[None]:
+        """Completes once every batch published so far has been handed to every sink (cancelled if the hub
+        stops first). Call on the event loop; never blocks."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._settled >= self._published:
+            future.set_result(None)
+        else:
+            self._waiters.append((self._published, future))
+        return future
+
     @property
     def queued(self) -> int:
         return self._queued
+
+    @property
+    def unsettled(self) -> int:
+        """Batches published and not yet handed to every sink."""
+        return self._published - self._settled
+
+    def _settle(self, upto: int) -> None:
+        self._settled = max(self._settled, upto)
+        while self._waiters and self._waiters[0][0] <= self._settled:
+            _, future = self._waiters.popleft()
+            if not future.done():
+                future.set_result(None)
 
     async def start(self) -> None:
         self._wake = asyncio.Event()
@@ -246,6 +310,8 @@ class NoticeHub:
                 log.exception("notice hub: a sink failed at stop")
         if self._queued:
             log.warning("notice hub: %d stored hits not handed on at stop", self._queued)
+        while self._waiters:  # never handed on: whoever waits must not take them for durable
+            self._waiters.popleft()[1].cancel()
         self._task = None
 
     async def _run(self) -> None:
@@ -259,19 +325,20 @@ class NoticeHub:
                 continue
             # Behind (a slow lookup or sink): take several batches at once, so one lookup serves them all.
             stored: list[tuple[ProcessedHit, Classification]] = []
-            while self._queue and (not stored or len(stored) + len(self._queue[0]) <= MAX_PASS):
-                batch = self._queue.popleft()
+            upto = self._settled
+            while self._queue and (not stored or len(stored) + len(self._queue[0][1]) <= MAX_PASS):
+                upto, batch = self._queue.popleft()
                 self._queued -= len(batch)
                 stored.extend(batch)
             notices = notices_of(stored, int(self.clock() * 1000))
-            if not notices:
-                continue
-            if self.lookup is not None:
-                notices = await self._retrying("message lookup", self._complete, notices)
-            for n in notices:
-                NOTICES.labels(n.type).inc()
-            for sink in self.sinks:
-                await self._retrying(getattr(sink, "__qualname__", "sink"), sink, notices)
+            if notices:
+                if self.lookup is not None:
+                    notices = await self._retrying("message lookup", self._complete, notices)
+                for n in notices:
+                    NOTICES.labels(n.type).inc()
+                for sink in self.sinks:
+                    await self._retrying(getattr(sink, "__qualname__", "sink"), sink, notices)
+            self._settle(upto)
 
     async def _complete(self, notices: Sequence[Notice]) -> list[Notice]:
         assert self.lookup is not None  # noqa: S101 - checked by the caller
@@ -308,10 +375,10 @@ class LiveItem:
 
 @dataclass(slots=True)
 class _Ring:
-    entries: collections.deque[tuple[int, str, bytes]]
+    entries: collections.deque[tuple[int, str, bytes, str]]  # (sequence, type, data, recipient tag)
     evicted_through: int = 0  # the highest sequence number pushed out of this ring
 
-    def after(self, seq: int) -> list[tuple[int, str, bytes]]:
+    def after(self, seq: int) -> list[tuple[int, str, bytes, str]]:
         newer = []
         for entry in reversed(self.entries):
             if entry[0] <= seq:
@@ -353,10 +420,18 @@ class LiveFeed:
         self._streams: dict[str, set[asyncio.Event]] = collections.defaultdict(set)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self._lock = threading.Lock()  # `forget` runs on an API worker thread
 
     def accept_now(self, notices: Iterable[Notice]) -> None:
         """Append to the accounts' rings and wake their streams. Non-blocking; call on the event loop."""
         woken: set[str] = set()
+        with self._lock:
+            self._append(notices, woken)
+        for account in woken:
+            for wake in self._streams.get(account, ()):
+                wake.set()
+
+    def _append(self, notices: Iterable[Notice], woken: set[str]) -> None:
         for n in notices:
             self._seq += 1
             ring = self._rings.get(n.account)
@@ -364,15 +439,31 @@ class LiveFeed:
                 ring = self._rings[n.account] = _Ring(collections.deque(maxlen=self.ring_size))
             if len(ring.entries) == self.ring_size:
                 ring.evicted_through = ring.entries[0][0]
-            ring.entries.append((self._seq, n.type, orjson.dumps(notice_data(n))))
+            ring.entries.append((self._seq, n.type, orjson.dumps(notice_data(n)), n.recipient_tag))
             woken.add(n.account)
-        for account in woken:
-            for wake in self._streams.get(account, ()):
-                wake.set()
 
     async def accept(self, notices: Sequence[Notice]) -> None:
         """As a hub sink."""
         self.accept_now(notices)
+
+    def held(self, account: str) -> int:
+        """How many of the account's notices the ring holds for resumes."""
+        ring = self._rings.get(account)
+        return len(ring.entries) if ring is not None else 0
+
+    def forget(self, account: str, recipient_tags: Iterable[str]) -> int:
+        """Drop an erased recipient's notices from the account's ring (resumed streams never see them
+        again); how many were dropped. From any thread."""
+        tags = {tag for tag in recipient_tags if tag}
+        with self._lock:
+            ring = self._rings.get(account)
+            if ring is None or not tags:
+                return 0
+            kept = [entry for entry in ring.entries if entry[3] not in tags]
+            dropped = len(ring.entries) - len(kept)
+            if dropped:
+                ring.entries = collections.deque(kept, maxlen=ring.entries.maxlen)
+            return dropped
 
     def event_id(self, seq: int) -> str:
         return f"{self.epoch}-{seq}"
@@ -425,7 +516,7 @@ class LiveFeed:
             while not self._closed:
                 wake.clear()  # before reading: a notice that lands while we yield sets it again
                 ring = self._rings.get(account)
-                for seq, kind, data in ring.after(after) if ring is not None else ():
+                for seq, kind, data, _ in ring.after(after) if ring is not None else ():
                     after = seq
                     if kind in types:
                         yield LiveItem(id=self.event_id(seq), event=kind, data=data)
@@ -517,6 +608,7 @@ class Delivery:
     message_id: str
     type: str
     body: bytes
+    recipient_tag: str = ""  # hex; how an erasure finds the delivery ("" in rows from before it was kept)
 
 
 def delivery_id(webhook_id: str, notice_id: str) -> str:
@@ -557,6 +649,7 @@ def plan_deliveries(
                     message_id=n.message_id,
                     type=n.type,
                     body=body,
+                    recipient_tag=n.recipient_tag,
                 )
             )
     return deliveries
@@ -590,6 +683,15 @@ CREATE TABLE IF NOT EXISTS deliveries (
 CREATE INDEX IF NOT EXISTS deliveries_lane ON deliveries (lane, seq) WHERE state = 'pending';
 CREATE INDEX IF NOT EXISTS deliveries_finished ON deliveries (finished_at) WHERE state != 'pending';
 """
+# Applied in order to an outbox whose ``PRAGMA user_version`` is below their number (1-based); an outbox from
+# before a migration stays readable, its old rows get the new column's default.
+_OUTBOX_MIGRATIONS: Final = (
+    # 1: the recipient's tag, so that an erasure finds their deliveries (`Outbox.forget`).
+    (
+        "ALTER TABLE deliveries ADD COLUMN recipient_tag TEXT NOT NULL DEFAULT ''",
+        "CREATE INDEX IF NOT EXISTS deliveries_recipient ON deliveries (account, recipient_tag)",
+    ),
+)
 
 
 class Outbox:
@@ -603,6 +705,16 @@ class Outbox:
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_OUTBOX_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        for number, statements in enumerate(_OUTBOX_MIGRATIONS, start=1):
+            with self._transaction():  # a migration and its version number: both or neither
+                if int(self._db.execute("PRAGMA user_version").fetchone()[0]) >= number:
+                    continue
+                for statement in statements:
+                    self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {number}")
 
     def add(self, deliveries: Sequence[Delivery], now: float) -> set[str]:
         """Insert; a delivery already known (pending or recently finished) is ignored. The lanes that got
@@ -614,9 +726,10 @@ class Outbox:
             for d in deliveries:
                 cursor = self._db.execute(
                     "INSERT OR IGNORE INTO deliveries (delivery_id, webhook_id, lane, notice_id, account, "
-                    "message_id, type, body, next_attempt_at, created_at) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "message_id, type, body, next_attempt_at, created_at, recipient_tag) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (d.delivery_id, d.webhook_id, d.lane, d.notice_id, d.account, d.message_id, d.type,
-                     d.body, now, now),
+                     d.body, now, now, d.recipient_tag),
                 )  # fmt: skip
                 if cursor.rowcount:
                     lanes.add(d.lane)
@@ -628,13 +741,13 @@ class Outbox:
     def head(self, lane: str) -> PendingDelivery | None:
         row = self._db.execute(
             "SELECT seq, delivery_id, webhook_id, lane, notice_id, account, message_id, type, body, "
-            "attempts, next_attempt_at FROM deliveries WHERE lane = ? AND state = 'pending' "
+            "recipient_tag, attempts, next_attempt_at FROM deliveries WHERE lane = ? AND state = 'pending' "
             "ORDER BY seq LIMIT 1",
             (lane,),
         ).fetchone()
         if row is None:
             return None
-        return PendingDelivery(row[0], Delivery(*row[1:9]), row[9], row[10])
+        return PendingDelivery(row[0], Delivery(*row[1:10]), row[10], row[11])
 
     def heads(self) -> list[tuple[str, float]]:
         """Every lane with something pending, and when its first delivery is due."""
@@ -663,6 +776,26 @@ class Outbox:
         )
         return cursor.rowcount
 
+    def forget(
+        self, account: str, recipient_tags: Iterable[str], message_ids: Iterable[str] = ()
+    ) -> dict[str, int]:
+        """Delete an erased recipient's deliveries, pending and finished, found by recipient tag or by
+        message id (rows from before tags were kept have only the latter). Counts by state."""
+        tags, messages = sorted(set(recipient_tags)), sorted(set(message_ids))
+        counts: collections.Counter[str] = collections.Counter()
+        with self._transaction():
+            for column, values in (("recipient_tag", tags), ("message_id", messages)):
+                for start in range(0, len(values), 500):
+                    chunk = values[start : start + 500]
+                    where = f"account = ? AND {column} IN ({','.join('?' * len(chunk))})"
+                    rows = self._db.execute(
+                        f"SELECT state, count(*) FROM deliveries WHERE {where} GROUP BY state",  # noqa: S608 - no values in it
+                        (account, *chunk),
+                    ).fetchall()
+                    counts.update({str(state): int(n) for state, n in rows})
+                    self._db.execute(f"DELETE FROM deliveries WHERE {where}", (account, *chunk))  # noqa: S608
+        return dict(counts)
+
     def pending(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM deliveries WHERE state = 'pending'").fetchone()[0])
 
@@ -687,15 +820,29 @@ class Outbox:
 # -- the directory of webhooks -----------------------------------------------------------------------------
 
 
-def store_webhooks(store: Store) -> Callable[[], list[Webhook]]:
-    """A loader of every live webhook from the ``webhooks`` table (blocking)."""
+def store_webhooks(store: Store, keyring: Keyring) -> Callable[[], list[Webhook]]:
+    """A loader of every live webhook from the ``webhooks`` table (blocking), with its secret unsealed
+    (`schemas.webhook_secrets`; a row from before sealing holds it plain). A secret that does not open leaves
+    the webhook with an empty one, which `WebhookDispatcher` refuses to sign with; it is logged once."""
+    unreadable: set[str] = set()
+
+    def open_secret(account: str, webhook_id: str, stored: str) -> str:
+        try:
+            return unseal(keyring, stored, account=account, webhook_id=webhook_id)
+        except SecretUnreadable as exc:
+            if webhook_id not in unreadable:
+                unreadable.add(webhook_id)
+                log.error(  # noqa: TRY400 - the reason is the message; a traceback would add nothing
+                    "webhooks: the secret of %s (account %s) cannot be read: %s", webhook_id, account, exc
+                )
+            return ""
 
     def load() -> list[Webhook]:
         rows = store.query(
             f"""SELECT account, webhook_id, url, events, secret, created_at
                 FROM {store.database}.webhooks FINAL WHERE NOT deleted"""  # noqa: S608 - a validated name
         )
-        return [Webhook(a, w, u, tuple(e), s, c) for a, w, u, e, s, c in rows]
+        return [Webhook(a, w, u, tuple(e), open_secret(a, w, s), c) for a, w, u, e, s, c in rows]
 
     return load
 
@@ -804,6 +951,16 @@ class _Outcome:
     next_due: float | None  # None: the lane goes on at once
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """What one attempt got: the status code (0: no answer), what went wrong, and whether trying again can
+    help (a target the SSRF rule refuses is failed at once, not retried)."""
+
+    status_code: int
+    error: str = ""
+    retriable: bool = True
+
+
 class WebhookDispatcher:
     """Delivers notices to webhooks over HTTP, at least once, in order per message, with retries.
 
@@ -823,7 +980,9 @@ class WebhookDispatcher:
        answer within ``timeout_s`` delivers it; anything else (another status, a timeout, a refused
        connection; redirects are not followed) is a failure, retried on ``policy`` (1 s, 2 s, 4 s … 10 min,
        for over an hour by default), then given up (``failed``). A delivery whose webhook was deleted is
-       dropped (``cancelled``).
+       dropped (``cancelled``). A target the SSRF rule refuses (`schemas.webhook_guard`: checked on the URL,
+       then on every address at connect time, see `processors.webhook_transport`) is ``failed`` at once,
+       with the reason as its error; unless ``allow_private``, only public addresses are called.
     4. Every attempt is logged to ``webhook_deliveries`` (when a store is given). A stop cancels attempts in
        flight; they stay pending in the outbox and are sent again at the next start — so a receiver may see
        a delivery twice and deduplicates on the body's ``id``.
@@ -845,6 +1004,8 @@ class WebhookDispatcher:
         clock: Callable[[], float] = time.time,
         transport: httpx.AsyncBaseTransport | None = None,
         user_agent: str = "pixelpipe-webhooks/0.1",
+        allow_private: bool = False,
+        resolver: Resolver = system_resolver,
     ) -> None:
         self.outbox_path = outbox_path
         self.directory = directory
@@ -857,8 +1018,10 @@ class WebhookDispatcher:
         self.housekeeping_s = housekeeping_s
         self.sweep_s = sweep_s
         self.clock = clock
-        self._transport = transport
+        self._transport = transport  # given (tests): used as it is; by default a `GuardedTransport`
         self._user_agent = user_agent
+        self.allow_private = allow_private
+        self._resolver = resolver
         self._rng = random.SystemRandom()
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._outbox: Outbox | None = None
@@ -878,12 +1041,14 @@ class WebhookDispatcher:
     async def start(self) -> None:
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="pixelpipe-outbox")
         self._outbox = await self._call(Outbox, self.outbox_path)
+        limits = httpx.Limits(max_connections=self.max_in_flight, max_keepalive_connections=32)
+        backend = GuardedBackend(allow_private=self.allow_private, resolver=self._resolver)
         self._client = httpx.AsyncClient(
-            transport=self._transport,
+            transport=self._transport or GuardedTransport(backend, limits=limits),
             timeout=httpx.Timeout(self.timeout_s),
             follow_redirects=False,
+            trust_env=False,  # no proxy and no .netrc credentials from the environment
             headers={"User-Agent": self._user_agent, "Content-Type": "application/json"},
-            limits=httpx.Limits(max_connections=self.max_in_flight, max_keepalive_connections=32),
         )
         self._wake = asyncio.Event()
         try:
@@ -943,6 +1108,14 @@ class WebhookDispatcher:
     async def pending(self) -> int:
         assert self._outbox is not None  # noqa: S101
         return await self._call(self._outbox.pending)
+
+    def forget(
+        self, account: str, recipient_tags: Iterable[str], message_ids: Iterable[str] = ()
+    ) -> concurrent.futures.Future[dict[str, int]]:
+        """`Outbox.forget` on the outbox's thread, from any thread (a lane finds its deleted head gone)."""
+        assert self._executor is not None  # noqa: S101 - start() made it
+        assert self._outbox is not None  # noqa: S101
+        return self._executor.submit(self._outbox.forget, account, list(recipient_tags), list(message_ids))
 
     async def states(self) -> dict[str, int]:
         """Outbox rows by state (pending, delivered, failed, cancelled)."""
@@ -1045,8 +1218,9 @@ class WebhookDispatcher:
         )
         async with semaphore:
             started = time.monotonic()
-            status_code, error = await self._post(webhook, head, attempt)
+            answer = await self._post(webhook, head, attempt)
             duration_ms = int((time.monotonic() - started) * 1000)
+        status_code, error = answer.status_code, answer.error
         now = self.clock()
         if 200 <= status_code < 300:
             await self._call(self._outbox.finish, head.seq, "delivered", attempt, now)
@@ -1057,7 +1231,7 @@ class WebhookDispatcher:
             WEBHOOK_ATTEMPTS.labels("delivered").inc()
             self.delivered += 1
             return _Outcome(None)
-        if attempt >= self.policy.max_attempts:
+        if attempt >= self.policy.max_attempts or not answer.retriable:
             await self._call(self._outbox.finish, head.seq, "failed", attempt, now)
             self.attempt_log.record(
                 pending=head, attempt=attempt, status="failed", response_code=status_code, error=error,
@@ -1085,10 +1259,16 @@ class WebhookDispatcher:
                  attempt + 1, next_due - now)  # fmt: skip
         return _Outcome(next_due)
 
-    async def _post(self, webhook: Webhook, head: PendingDelivery, attempt: int) -> tuple[int, str]:
+    async def _post(self, webhook: Webhook, head: PendingDelivery, attempt: int) -> _Answer:
         """One HTTP attempt: the status code (0 when there was no answer) and what went wrong."""
         assert self._client is not None  # noqa: S101
         d = head.delivery
+        if not webhook.secret:
+            return _Answer(0, "the signing secret cannot be read with the keys in PIXELPIPE_SECRET")
+        try:  # again here: rows from before the rule, or from an API that allowed what this one does not
+            check_url(webhook.url, allow_private=self.allow_private)
+        except BlockedTarget as exc:
+            return _Answer(0, f"refused: {exc}"[:500], retriable=False)
         headers = {
             SIGNATURE_HEADER: sign(webhook.secret, int(self.clock()), d.body),
             DELIVERY_HEADER: d.delivery_id,
@@ -1104,9 +1284,11 @@ class WebhookDispatcher:
                     if read > 65_536:
                         break
                 code = response.status_code
+        except BlockedTarget as exc:  # raised by `GuardedBackend` at connect time, after resolving the name
+            return _Answer(0, f"refused: {exc}"[:500], retriable=False)
         except httpx.HTTPError as exc:
-            return 0, f"{type(exc).__name__}: {exc}"[:500]
-        return code, "" if 200 <= code < 300 else f"HTTP {code}"
+            return _Answer(0, f"{type(exc).__name__}: {exc}"[:500])
+        return _Answer(code, "" if 200 <= code < 300 else f"HTTP {code}")
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run an outbox call on the outbox's own thread (SQLite connections stay on one thread)."""
@@ -1140,6 +1322,14 @@ class Notifications:
         """What the processor's ``on_stored`` must call."""
         return [self.hub.publish] if self.hub is not None else []
 
+    def durable(self) -> asyncio.Future[None]:
+        """The processor's ``notices_durable`` ticket: `NoticeHub.durable`, or done at once without a hub."""
+        if self.hub is not None:
+            return self.hub.durable()
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
     async def start(self) -> None:
         if self.dispatcher is not None:
             await self.dispatcher.start()
@@ -1167,6 +1357,8 @@ def in_process(
     store: Store,
     outbox_path: Path,
     *,
+    keyring: Keyring,
+    allow_private: bool = False,
     policy: RetryPolicy | None = None,
     heartbeat_s: float = 15.0,
     refresh_s: float = 1.0,
@@ -1175,9 +1367,10 @@ def in_process(
     live = LiveFeed(heartbeat_s=heartbeat_s)
     dispatcher = WebhookDispatcher(
         outbox_path=outbox_path,
-        directory=WebhookDirectory(store_webhooks(store), refresh_s=refresh_s),
+        directory=WebhookDirectory(store_webhooks(store, keyring), refresh_s=refresh_s),
         policy=policy,
         attempt_log=AttemptLog(store),
+        allow_private=allow_private,
     )
     hub = NoticeHub(lookup=MessageLookup(store), sinks=[live.accept, dispatcher.accept])
     return Notifications(hub=hub, live=live, dispatcher=dispatcher)

@@ -61,6 +61,8 @@ class Notice:
     device: str = ""
     os: str = ""
     country: str = ""
+    # hex of the hit's recipient tag: lets an erasure or do-not-track find the notice; never shown to senders
+    recipient_tag: str = ""
     v: int = NOTICE_VERSION
 
     @property
@@ -133,7 +135,7 @@ _TYPES: Final[dict[str, type]] = {
     "id": str, "type": str, "account": str, "campaign_id": str, "message_id": str, "at_ms": int,
     "created_at_ms": int, "verdict": str, "reason": str, "via_proxy": bool, "first": bool, "recipient": str,
     "sent_at_ms": int, "link_index": int, "url": str, "client": str, "device": str, "os": str,
-    "country": str, "v": int,
+    "country": str, "recipient_tag": str, "v": int,
 }  # fmt: skip
 
 

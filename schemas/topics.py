@@ -10,6 +10,7 @@ class Topics:
     raw_hits: str = "pixelpipe.hits.raw"
     dead_letter: str = "pixelpipe.hits.dead"
     enriched: str = "pixelpipe.hits.enriched"
+    privacy: str = "pixelpipe.privacy"  # compacted: do-not-track and erasures (`schemas.privacy_change`)
 
     @classmethod
     def with_prefix(cls, prefix: str) -> Topics:
@@ -19,4 +20,5 @@ class Topics:
             raw_hits=f"{prefix}.{base.raw_hits}",
             dead_letter=f"{prefix}.{base.dead_letter}",
             enriched=f"{prefix}.{base.enriched}",
+            privacy=f"{prefix}.{base.privacy}",
         )

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+from litestar import Litestar, Request, Response, post
 
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import Components, build_app, build_components
@@ -77,14 +82,31 @@ def test_erasure_removes_a_recipient_and_keeps_them_untracked(
         hit(client, sent["pixel_url"])
         hit(client, sent["pixel_url"], ua="curl/8.4.0")  # a filtered hit too
     wait_for(lambda: campaign(client), lambda c: c["opens"] == 3 and c["filtered"] == {"ua:http_library": 3})
+    assert components.notifications is not None
+    assert components.notifications.hub is not None
+    lookup = components.notifications.hub.lookup
+    assert lookup is not None
+    wait_for(lambda: len(lookup), lambda n: n == 3)  # the notices of the three human opens were made
+    live = components.notifications.live
+    assert live is not None
+    wait_for(lambda: live.held("acme"), lambda n: n == 3)  # and reached the live feed
 
     r = client.delete("/v1/recipients/ann@example.com", headers=ACME)
     assert r.status_code == 200
     assert r.json() == {
         "recipient": "ann@example.com",
-        "erased": {"messages": 2, "events": 2, "filtered_hits": 2},
+        "erased": {
+            "messages": 2,
+            "events": 2,
+            "filtered_hits": 2,
+            "webhook_deliveries": {"pending": 0, "finished": 0},  # no webhooks
+            "cached_messages": 2,
+            "live_notices": 2,  # her two opens, in this process's ring for Last-Event-ID resumes
+        },
         "tracking": False,
     }
+    assert len(lookup) == 1  # bob's
+    assert live.held("acme") == 1  # bob's open
     for sent in ann:
         assert client.get(f"/v1/messages/{sent['message_id']}", headers=ACME).status_code == 404
     after = campaign(client)
@@ -120,3 +142,60 @@ def test_retention_is_configured_and_addresses_are_truncated(
     assert "toIntervalDay(30)" in ttl["events"]
     assert "toIntervalDay(30)" in ttl["sends"]
     assert "toIntervalDay(7)" in ttl["filtered_hits"]
+
+
+# -- erasure reaches the notice path -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def failing_receiver() -> Iterator[tuple[list[bytes], str]]:
+    """A webhook endpoint that always answers 500: deliveries to it stay pending in the outbox."""
+    bodies: list[bytes] = []
+
+    @post("/hook", status_code=500)
+    async def hook(request: Request[Any, Any, Any]) -> Response[None]:
+        bodies.append(await request.body())
+        return Response(None, status_code=500)
+
+    with serving(Litestar(route_handlers=[hook])) as base:
+        yield bodies, f"{base}/hook"
+
+
+def outbox_rows(path: Path) -> list[tuple[str, str, str]]:
+    """(message id, state, body's recipient) of every delivery in a dispatcher's outbox, read beside it."""
+    if not path.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(path, timeout=5)) as db:
+        rows = db.execute("SELECT message_id, state, body FROM deliveries ORDER BY seq").fetchall()
+    return [(m, s, orjson.loads(b)["data"]["recipient"]) for m, s, b in rows]
+
+
+def test_erasure_drops_the_recipients_pending_webhook_deliveries(
+    env: dict[str, str], failing_receiver: tuple[list[bytes], str]
+) -> None:
+    bodies, url = failing_receiver
+    env = {**env, "PIXELPIPE_WEBHOOK_ALLOW_PRIVATE": "true"}
+    settings = settings_mod.load(env)
+    components = build_components(settings, frozenset({"edge", "process", "api"}))
+    app, _ = build_app(components)
+    outbox = settings.data_dir / "webhooks" / "outbox.sqlite3"
+    with serving(app) as base, httpx.Client(base_url=base, timeout=10) as client:
+        r = client.post("/v1/webhooks", json={"url": url, "events": ["open"]}, headers=ACME)
+        assert r.status_code == 201, r.text
+        ann, bob = register(client, "ann@example.com"), register(client, "bob@example.com")
+        time.sleep(1.2)  # the dispatcher's directory of webhooks reloads every second
+        hit(client, ann["pixel_url"])
+        hit(client, bob["pixel_url"])
+        wait_for(lambda: outbox_rows(outbox), lambda rows: len(rows) == 2, timeout_s=10)
+        wait_for(lambda: len(bodies), lambda n: n >= 2, timeout_s=10)  # both were tried, and failed
+
+        r = client.delete("/v1/recipients/ann@example.com", headers=ACME)
+        assert r.status_code == 200, r.text
+        erased = r.json()["erased"]
+        assert erased["webhook_deliveries"] == {"pending": 1, "finished": 0}
+        assert erased["cached_messages"] == 1  # ann's opened message; the other one never made a notice
+        assert outbox_rows(outbox) == [(bob["message_id"], "pending", "bob@example.com")]
+        # the erased recipient's old email is opened again: answered, recorded nowhere, delivered to no one
+        assert hit(client, ann["pixel_url"]).status_code == 200
+        time.sleep(1.5)
+        assert outbox_rows(outbox) == [(bob["message_id"], "pending", "bob@example.com")]

@@ -1,0 +1,289 @@
+"""Privacy changes on Kafka: the API publishes them (`PrivacyPublisher`); every process keeps its do-not-track
+set in step with them (`PrivacyFeed`).
+
+The ``privacy`` topic is compacted, one partition, keyed by recipient (`schemas.privacy_change`). The feed
+reads it without a consumer group, from the beginning at every start, applies each record to the process's
+`schemas.suppression.DoNotTrack` in order, and then keeps tailing it. It is caught up once it has read up to
+the end offsets the topic had when it started; until then the process is not ready (``/readyz``). Erasures go
+on to ``on_erased`` (the webhook outbox and the message cache forget the recipient): while catching up only
+those whose newest record is still an erasure, so a replay never purges what a later opt-in made.
+
+Never carries a plain address; never commits offsets; never stops on a malformed record (logged, counted,
+skipped). A broker that is away at start is retried with backoff, in the background: a process starts without
+it (an edge keeps answering, its spool keeps hits), and stays not ready until the feed has caught up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Final
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter, Gauge
+
+from ingest.kafka_admin import close_producer, default_compression, ensure_topics
+from schemas.privacy_change import (
+    MalformedPrivacyChange,
+    PrivacyChange,
+    PrivacyNotPublished,
+    decode_privacy_change,
+    encode_privacy_change,
+)
+from schemas.suppression import DoNotTrack
+from schemas.topics import Topics
+
+log = logging.getLogger(__name__)
+
+PRIVACY_TOPIC_CONFIG: Final = {"cleanup.policy": "compact"}
+PRIVACY_CHANGES = Counter("pixelpipe_privacy_changes_total", "Privacy changes read from the privacy topic")
+PRIVACY_MALFORMED = Counter("pixelpipe_privacy_malformed_total", "Records on the privacy topic that are not")
+PRIVACY_CAUGHT_UP = Gauge("pixelpipe_privacy_caught_up", "1 once the privacy topic was read to its end")
+
+ErasureHook = Callable[[Sequence[PrivacyChange]], Awaitable[None]]
+
+
+async def ensure_privacy_topic(bootstrap: str, topic: str, *, replication_factor: int = 1) -> None:
+    """One partition (records of a recipient stay in order across a key rotation), compacted."""
+    await ensure_topics(
+        bootstrap,
+        [topic],
+        partitions=1,
+        replication_factor=replication_factor,
+        configs=PRIVACY_TOPIC_CONFIG,
+    )
+
+
+class PrivacyPublisher:
+    """The API's producer of privacy changes (idempotent, ``acks=all``)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Topics,
+        *,
+        client_id: str = "pixelpipe-privacy",
+        create_topics: bool = True,
+        replication_factor: int = 1,
+        send_timeout_s: float = 5.0,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topics.privacy
+        self.send_timeout_s = send_timeout_s
+        self._client_id = client_id
+        self._create_topics = create_topics
+        self._replication_factor = replication_factor
+        self._producer: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        if self._create_topics:
+            await ensure_privacy_topic(
+                self.bootstrap, self.topic, replication_factor=self._replication_factor
+            )
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            client_id=self._client_id,
+            enable_idempotence=True,
+            acks="all",
+            compression_type=default_compression(),
+        )
+        await producer.start()
+        self._producer = producer
+        self._loop = asyncio.get_running_loop()
+
+    async def send(self, change: PrivacyChange) -> None:
+        """Returns once the broker has the change; raises `PrivacyNotPublished` after ``send_timeout_s``."""
+        if self._producer is None:
+            raise PrivacyNotPublished("the privacy publisher is not running")
+        try:
+            async with asyncio.timeout(self.send_timeout_s):
+                await self._producer.send_and_wait(self.topic, encode_privacy_change(change), key=change.key)
+        except (KafkaError, TimeoutError) as exc:
+            raise PrivacyNotPublished(f"the broker did not take the privacy change: {exc!r}") from exc
+
+    def send_blocking(self, change: PrivacyChange) -> None:
+        """`send` from a worker thread (the API's sync handlers); never call it on the event loop."""
+        if self._loop is None or self._loop.is_closed():
+            raise PrivacyNotPublished("the privacy publisher is not running")
+        future = asyncio.run_coroutine_threadsafe(self.send(change), self._loop)
+        try:
+            future.result(self.send_timeout_s + 1.0)
+        except concurrent.futures.TimeoutError as exc:
+            future.cancel()
+            raise PrivacyNotPublished("the broker did not take the privacy change in time") from exc
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await close_producer(self._producer, 5.0)
+            self._producer = None
+
+
+class PrivacyFeed:
+    """Keeps ``do_not_track`` in step with the privacy topic (read from the beginning, then tailed)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        topics: Topics,
+        do_not_track: DoNotTrack,
+        *,
+        on_erased: ErasureHook | None = None,
+        client_id: str = "pixelpipe-privacy-feed",
+        create_topics: bool = True,
+        replication_factor: int = 1,
+        max_records: int = 5000,
+        retry_s: tuple[float, float] = (0.5, 10.0),
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topics.privacy
+        self.do_not_track = do_not_track
+        self.on_erased = on_erased
+        self._client_id = client_id
+        self._create_topics = create_topics
+        self._replication_factor = replication_factor
+        self._max_records = max_records
+        self._retry_min, self._retry_max = retry_s
+        self._positions: dict[TopicPartition, int] = {}  # where to go on after a reconnect
+        self._latest_erasures: dict[bytes, PrivacyChange] = {}  # while catching up: newest record per key
+        self._task: asyncio.Task[None] | None = None
+        self._caught_up = asyncio.Event()
+        self.records = 0
+
+    @property
+    def caught_up(self) -> bool:
+        return self._caught_up.is_set()
+
+    async def wait_caught_up(self, timeout_s: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._caught_up.wait(), timeout_s)
+        return self.caught_up
+
+    def state(self) -> dict[str, Any]:
+        """What ``/readyz`` shows."""
+        return {
+            "topic": self.topic,
+            "caught_up": self.caught_up,
+            "records": self.records,
+            "suppressed": len(self.do_not_track),
+        }
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="pixelpipe-privacy-feed")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        delay = self._retry_min
+        while True:
+            try:
+                await self._follow()
+            except (KafkaError, OSError, TimeoutError) as exc:
+                log.warning("privacy feed: %r; connecting again in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_max)
+            except Exception:
+                log.exception("privacy feed: failed; starting again in %.1fs", self._retry_max)
+                await asyncio.sleep(self._retry_max)
+
+    async def _follow(self) -> None:
+        if self._create_topics:
+            await ensure_privacy_topic(
+                self.bootstrap, self.topic, replication_factor=self._replication_factor
+            )
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            group_id=None,
+            client_id=self._client_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        consumer.subscribe([self.topic])
+        await consumer.start()
+        try:
+            partitions = await _assignment(consumer, timeout_s=10.0)
+            for tp in partitions:
+                if tp in self._positions:
+                    consumer.seek(tp, self._positions[tp])
+            end = {} if self.caught_up else await consumer.end_offsets(list(partitions))
+            while True:
+                changes = await self._read(consumer)
+                if changes:
+                    self.do_not_track.apply((c.tags, not c.tracking) for c in changes)
+                    self.records += len(changes)
+                    PRIVACY_CHANGES.inc(len(changes))
+                if self.caught_up:
+                    erased = [c for c in changes if c.erased]
+                    if erased:
+                        await self._erased(erased)
+                    continue
+                for c in changes:
+                    self._latest_erasures[c.key] = c
+                if await _reached(consumer, end):
+                    self._caught_up.set()
+                    PRIVACY_CAUGHT_UP.set(1)
+                    log.info("privacy feed: caught up (%d records, %d suppressed)", self.records,
+                             len(self.do_not_track))  # fmt: skip
+                    erased = [c for c in self._latest_erasures.values() if c.erased]
+                    self._latest_erasures.clear()
+                    if erased:
+                        await self._erased(erased)
+        finally:
+            await consumer.stop()
+
+    async def _read(self, consumer: Any) -> list[PrivacyChange]:
+        batches = await consumer.getmany(timeout_ms=500, max_records=self._max_records)
+        changes: list[PrivacyChange] = []
+        for tp, records in batches.items():
+            for record in records:
+                self._positions[tp] = record.offset + 1
+                if record.value is None:
+                    continue  # a tombstone: nothing to apply (pixelpipe writes none)
+                try:
+                    changes.append(decode_privacy_change(record.value))
+                except MalformedPrivacyChange as exc:
+                    PRIVACY_MALFORMED.inc()
+                    where = f"{tp.topic}:{tp.partition}:{record.offset}"
+                    log.error("privacy feed: skipping %s: %s", where, exc)  # noqa: TRY400 - no trace: bad bytes
+        return changes
+
+    async def _erased(self, erased: Sequence[PrivacyChange]) -> None:
+        if self.on_erased is None:
+            return
+        delay = self._retry_min
+        for attempt in range(1, 6):
+            try:
+                await self.on_erased(erased)
+            except Exception as exc:  # the outbox's disk: try a few times; the set is applied already
+                if attempt == 5:
+                    log.exception("privacy feed: could not purge notifications of %d erasures", len(erased))
+                    return
+                log.warning("privacy feed: purging notifications failed (%r); again in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._retry_max)
+            else:
+                return
+
+
+async def _assignment(consumer: Any, timeout_s: float) -> set[TopicPartition]:
+    """The partitions a group-less subscription gets (all of them), once the metadata has them."""
+    async with asyncio.timeout(timeout_s):
+        while not consumer.assignment():  # noqa: ASYNC110 - aiokafka offers nothing to wait on
+            await asyncio.sleep(0.05)
+    return set(consumer.assignment())
+
+
+async def _reached(consumer: Any, end: dict[TopicPartition, int]) -> bool:
+    for tp, offset in end.items():
+        if await consumer.position(tp) < offset:
+            return False
+    return True
