@@ -55,8 +55,8 @@ def campaign_summary(
     """The campaign's stats from the rollups; NotFoundException for a campaign without sends or hits. (The
     contract's ``/v1/campaigns/{id}/stats`` can answer with this, rows per campaign instead of per hit.)"""
     db = ctx.store.database
-    hit_rows = _rows(ctx, aq.campaign_hits(db, account, campaign_id))
-    message_rows = _rows(ctx, aq.campaign_messages(db, account, campaign_id, include_machine=include_machine))
+    counts = _rows(ctx, aq.campaign_counts(db, account, campaign_id, include_machine=include_machine))
+    hit_rows, message_rows = aq.split_counts(counts)
     if not hit_rows and not any(n for *_, n in message_rows):
         raise NotFoundException(f"no campaign {campaign_id!r}")
     return aq.shape_summary(campaign_id, hit_rows, message_rows, include_machine=include_machine)

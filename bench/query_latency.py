@@ -70,14 +70,8 @@ def requests(store: Store, account: str) -> dict[str, Request]:
             queries.campaign_counts(db, account, c),
             queries.filtered_breakdown(db, account, c),
         ],
-        "campaign stats, rollups (/summary)": lambda c: [
-            aq.campaign_hits(db, account, c),
-            aq.campaign_messages(db, account, c),
-        ],
-        "summary include_machine": lambda c: [
-            aq.campaign_hits(db, account, c),
-            aq.campaign_messages(db, account, c, include_machine=True),
-        ],
+        "campaign stats, rollups (/summary)": lambda c: [aq.campaign_counts(db, account, c)],
+        "summary include_machine": lambda c: [aq.campaign_counts(db, account, c, include_machine=True)],
         "breakdown include_machine": lambda c: [
             aq.campaign_known(db, account, c),
             aq.breakdown(db, account, c, "country", include_machine=True),
@@ -185,8 +179,8 @@ def check_exact(store: Store, account: str, campaign_id: str) -> str:
     db = store.database
     (raw,) = run(store, queries.campaign_counts(db, account, campaign_id))
     (sent,) = run(store, queries.campaign_sent(db, account, campaign_id))
-    hits = run(store, aq.campaign_hits(db, account, campaign_id))
-    summary = aq.shape_summary(campaign_id, hits, run(store, aq.campaign_messages(db, account, campaign_id)))
+    hits, messages = aq.split_counts(run(store, aq.campaign_counts(db, account, campaign_id)))
+    summary = aq.shape_summary(campaign_id, hits, messages)
     names = ("opens", "unique_opens", "machine_opens", "unique_machine_opens", "clicks", "unique_clicks")
     rolled = tuple(summary[n] for n in names)
     if rolled != tuple(raw) or summary["sent"] != sent[0]:
