@@ -42,6 +42,9 @@ class HitFacts(NamedTuple):
     after_s: float | None  # seconds from sending to this hit; None when the send time is unknown
 
 
+_new_facts: Final = tuple.__new__  # a NamedTuple without its Python-level __new__, on every hit
+
+
 @dataclass(frozen=True, slots=True)
 class Rule:
     """One line of the table: ``signal → verdict → reason → source``."""
@@ -224,14 +227,23 @@ _RULES_BY_SIGNAL: Final[dict[str, tuple[Rule, ...]]] = {
 
 
 def facts_for(hit: RawHit, agent: Agent, geo: Geo, ranges: RangeTable) -> HitFacts:
+    return hit_facts(hit, agent, geo, ranges.match(hit.ip))
+
+
+def hit_facts(hit: RawHit, agent: Agent, geo: Geo, place: RangeMatch | None) -> HitFacts:
+    """`facts_for` with the range lookup done (``place`` is ``ranges.match(hit.ip)``)."""
     after_s = hit.received_at_ms / 1000 - hit.sent_at if hit.sent_at > 0 else None
-    return HitFacts(hit, agent, geo, ranges.match(hit.ip), after_s)
+    return _new_facts(HitFacts, (hit, agent, geo, place, after_s))
 
 
 def classify(hit: RawHit, agent: Agent, geo: Geo, ranges: RangeTable) -> Classification:
     """The first rule of `RULES` that applies. ``agent`` must be `parse_agent(hit.user_agent)`."""
-    facts = facts_for(hit, agent, geo, ranges)
-    for rule in _RULES_BY_SIGNAL.get(agent.signal, RULES):
+    return judge(facts_for(hit, agent, geo, ranges))
+
+
+def judge(facts: HitFacts) -> Classification:
+    """`classify` over facts already gathered."""
+    for rule in _RULES_BY_SIGNAL.get(facts.agent.signal, RULES):
         if rule.applies(facts):
             return rule.decide(facts)
     raise AssertionError("unreachable: the last rule applies to every hit")  # pragma: no cover

@@ -9,7 +9,6 @@ are local files, opened memory-mapped. It says where an address is, never what t
 from __future__ import annotations
 
 import functools
-import ipaddress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -18,7 +17,10 @@ from typing import Any, Final
 
 import maxminddb
 
+from processors.address import ClientAddress, parse_address
+
 LOOKUP_CACHE_SIZE: Final = 65_536  # distinct addresses; mail providers' proxies repeat a lot
+PLACES_SIZE: Final = 65_536  # distinct answers kept for reuse; far fewer than addresses (a city, a network)
 
 
 class GeoDatabaseError(ValueError):
@@ -53,24 +55,28 @@ def _open(path: Path) -> maxminddb.Reader:
         raise GeoDatabaseError(f"{path}: {exc}") from exc
 
 
-def _address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """A public address to look up, or None for anything that has no place on the map."""
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return None
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped  # a dual-stack socket reports IPv4 clients as ::ffff:a.b.c.d
-    # Private, loopback, link-local, documentation and reserved space is nobody's location.
-    return addr if addr.is_global else None
-
-
 def _str_at(record: Any, *path: str) -> str:
     for key in path:
         if not isinstance(record, dict):
             return ""
         record = record.get(key)
     return record if isinstance(record, str) else ""
+
+
+def _place(city: Any) -> tuple[str, str, str]:
+    """Country, city and time zone of a City record: `_str_at` three times, unrolled (every cold lookup)."""
+    if not isinstance(city, dict):
+        return ("", "", "")
+    country, town, location = city.get("country"), city.get("city"), city.get("location")
+    iso = country.get("iso_code") if isinstance(country, dict) else None
+    names = town.get("names") if isinstance(town, dict) else None
+    name = names.get("en") if isinstance(names, dict) else None
+    zone = location.get("time_zone") if isinstance(location, dict) else None
+    return (
+        iso if isinstance(iso, str) else "",
+        name if isinstance(name, str) else "",
+        zone if isinstance(zone, str) else "",
+    )
 
 
 class GeoLookup:
@@ -92,6 +98,8 @@ class GeoLookup:
         )
         # Per instance, so two lookups over different files never share answers.
         self._cached = functools.lru_cache(maxsize=LOOKUP_CACHE_SIZE)(self._lookup)
+        # One Geo per distinct answer: building a frozen dataclass costs more than finding it again.
+        self._places: dict[tuple[str, str, str, int, str], Geo] = {}
 
     @property
     def city_db_build_date(self) -> date:
@@ -106,34 +114,49 @@ class GeoLookup:
 
     def lookup(self, ip: str) -> Geo:
         """Never raises: an address that is not public, not parseable or not in the databases → `Geo()`."""
-        return self._cached(ip)
+        return self.lookup_address(parse_address(ip))
+
+    def lookup_address(self, address: ClientAddress | None) -> Geo:
+        """`lookup` of an address already parsed (None: not an address)."""
+        # Private, loopback, link-local, documentation and reserved space is nobody's location.
+        if address is None or not address.is_global:
+            return EMPTY_GEO
+        return self._cached(address.text)
 
     def cache_info(self) -> functools._CacheInfo:
         return self._cached.cache_info()
 
     def _lookup(self, ip: str) -> Geo:
-        addr = _address(ip)
-        if addr is None:
-            return EMPTY_GEO
-        city = self._get(self._city, addr)
-        asn = self._get(self._asn, addr)
+        """``ip``: the text of a public address (`ClientAddress.text`); maxminddb parses text the fastest."""
+        city = self._get(self._city, ip)
+        asn = None if self._asn is None else self._get(self._asn, ip)
+        return self._geo(city, asn)
+
+    def _geo(self, city: Any, asn: Any) -> Geo:
         if city is None and asn is None:
             return EMPTY_GEO
-        number = asn.get("autonomous_system_number") if isinstance(asn, dict) else None
-        return Geo(
-            country=_str_at(city, "country", "iso_code"),
-            city=_str_at(city, "city", "names", "en"),
-            time_zone=_str_at(city, "location", "time_zone"),
-            asn=number if isinstance(number, int) and not isinstance(number, bool) else 0,
-            as_org=_str_at(asn, "autonomous_system_organization"),
-        )
+        if isinstance(asn, dict):
+            number = asn.get("autonomous_system_number")
+            network = (
+                number if isinstance(number, int) and not isinstance(number, bool) else 0,
+                _str_at(asn, "autonomous_system_organization"),
+            )
+        else:
+            network = (0, "")
+        key = (*_place(city), *network)
+        place = self._places.get(key)
+        if place is None:
+            if len(self._places) >= PLACES_SIZE:
+                self._places.clear()
+            place = self._places[key] = Geo(*key)
+        return place
 
     @staticmethod
-    def _get(reader: maxminddb.Reader | None, addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Any:
+    def _get(reader: maxminddb.Reader | None, ip: str) -> Any:
         if reader is None:
             return None
         try:
-            return reader.get(addr)
+            return reader.get(ip)
         # An IPv6 address in an IPv4-only database, a closed reader, a corrupt record: no place, no error.
         except (ValueError, TypeError, maxminddb.InvalidDatabaseError):
             return None
@@ -141,6 +164,7 @@ class GeoLookup:
     def close(self) -> None:
         """Release the readers. Idempotent; later lookups answer `Geo()`."""
         self._cached.cache_clear()
+        self._places.clear()
         for reader in (self._city, self._asn):
             if reader is not None:
                 reader.close()

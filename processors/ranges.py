@@ -15,7 +15,6 @@ from __future__ import annotations
 import bisect
 import importlib.resources
 import ipaddress
-import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +22,10 @@ from typing import Any, Final
 
 import orjson
 
+from processors.address import ClientAddress, parse_address
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _ENTRY_FIELDS: Final = ("network", "owner", "role", "source")
-_MAPPED_PREFIX: Final = 0xFFFF << 32  # ::ffff:0:0/96, IPv4 clients on a dual-stack socket
-_inet_pton: Final = socket.inet_pton
-_AF_INET: Final = socket.AF_INET
-_AF_INET6: Final = socket.AF_INET6
 
 
 class RangeFileError(ValueError):
@@ -102,19 +99,15 @@ class RangeTable:
         return len(self.entries)
 
     def match(self, ip: str) -> RangeMatch | None:
-        """The most specific known network holding ``ip``; None for unknown space or a garbled address.
+        """The most specific known network holding ``ip``; None for unknown space or a garbled address."""
+        return self.match_address(parse_address(ip))
 
-        On every hit, so: inet_pton (several times faster than `ipaddress`), and the family chosen by the
-        colon rather than by a failed parse (exceptions are the slow path in CPython)."""
-        try:
-            if ":" not in ip:
-                return self._v4.match(int.from_bytes(_inet_pton(_AF_INET, ip), "big"))
-            address = int.from_bytes(_inet_pton(_AF_INET6, ip), "big")
-        except (OSError, TypeError, ValueError):
+    def match_address(self, address: ClientAddress | None) -> RangeMatch | None:
+        """`match` of an address already parsed (None: not an address). An IPv4-mapped IPv6 address is
+        matched as the IPv4 address it carries."""
+        if address is None:
             return None
-        if address >> 32 == 0xFFFF:
-            return self._v4.match(address ^ _MAPPED_PREFIX)
-        return self._v6.match(address)
+        return (self._v4 if address.version == 4 else self._v6).match(address.value)
 
     @classmethod
     def from_document(cls, doc: Any, origin: str = "ranges") -> RangeTable:

@@ -3,15 +3,19 @@
 The edge has already verified the token (it must, to redirect a click and to key the hit by message), so a
 raw hit carries the decoded claim, or ``token_ok=False`` with the reason and the token's first characters.
 Decoding is strict: anything that is not a raw hit raises `MalformedHit`, which the processors send to the
-dead-letter path instead of stopping.
+dead-letter path instead of stopping. It runs on every hit, so msgspec decodes the bytes straight into
+`RawHit`, checking the types in C; what it refuses is read again the slow way (`schemas.wire`), which says why
+(or, for the few records only the slow way reads, such as integers past 64 bits, accepts them as it always
+has).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Annotated, Final, Literal
 
+import msgspec
 import orjson
 
 from schemas.wire import strict_fields
@@ -19,6 +23,8 @@ from schemas.wire import strict_fields
 SCHEMA_VERSION: Final = 1
 HitKind = Literal["open", "click"]
 _KINDS: Final = frozenset({"open", "click"})
+# msgspec checks integer bounds only within 64 bits (signed); larger ones take the slow path.
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
 class MalformedHit(ValueError):
@@ -31,20 +37,20 @@ class RawHit:
 
     hit_id: str
     kind: HitKind
-    received_at_ms: int
+    received_at_ms: Int64
     ip: str
     user_agent: str
     token_ok: bool
     account: str = ""
     campaign_id: str = ""
     message_id: str = ""
-    sent_at: int = 0
-    link_index: int = -1
+    sent_at: Int64 = 0
+    link_index: Int64 = -1
     url: str = ""
     token_error: str = ""
     token_head: str = ""
     recipient_tag: str = ""  # hex of the token's recipient tag (do-not-track checks)
-    v: int = SCHEMA_VERSION
+    v: Int64 = SCHEMA_VERSION
 
     @property
     def partition_key(self) -> bytes | None:
@@ -80,7 +86,51 @@ def encode_hit(hit: RawHit) -> bytes:
     return orjson.dumps(hit)
 
 
+class _Version(msgspec.Struct, frozen=True, gc=False):
+    v: int  # required, unlike RawHit.v: a record must say which version it is
+
+
+# Strict (msgspec's default): no int for a bool, no float or string for an int; unknown fields are skipped.
+_decode_version: Final = msgspec.json.Decoder(_Version).decode
+_decode_fast: Final = msgspec.json.Decoder(RawHit).decode
+
+
+# How `encode_hit` ends every record (orjson writes the fields in order, ``v`` last). In valid JSON these
+# bytes at the very end can only be the top-level object's last member: ``"v"`` cannot be the tail of a
+# longer string (its quote would be escaped) and the final brace closes the document. So a record that
+# ends so and decodes says it is version 1 (with a repeated key, the last one counts, in both decoders).
+_V1_TAIL: Final = b',"v":%d}' % SCHEMA_VERSION
+
+
+# What the tables can hold (DateTime64(3) ends in 2299; link_index is Int16): a record outside would fail its
+# batch's insert on every retry and stall the partition, so it is refused here and dead-lettered instead.
+_MAX_EPOCH_S: Final = 10_413_791_999  # 2299-12-31T23:59:59Z
+_LINK_INDEX: Final = range(-1, 2**15)
+
+
 def decode_hit(raw: bytes) -> RawHit:
+    """The raw hit in ``raw``; `MalformedHit` with the reason when it is not one."""
+    hit: RawHit | None = None
+    try:
+        if raw.endswith(_V1_TAIL) or _decode_version(raw).v == SCHEMA_VERSION:
+            hit = _decode_fast(raw)  # checks the kind too (`HitKind`)
+    except (msgspec.DecodeError, AttributeError, TypeError):  # DecodeError: also msgspec.ValidationError
+        pass
+    return _in_range(hit if hit is not None else _decode_checked(raw))
+
+
+def _in_range(hit: RawHit) -> RawHit:
+    if not 0 <= hit.received_at_ms <= _MAX_EPOCH_S * 1000:
+        raise MalformedHit(f"received_at_ms {hit.received_at_ms} is out of range")
+    if not 0 <= hit.sent_at <= _MAX_EPOCH_S:
+        raise MalformedHit(f"sent_at {hit.sent_at} is out of range")
+    if hit.link_index not in _LINK_INDEX:
+        raise MalformedHit(f"link_index {hit.link_index} is out of range")
+    return hit
+
+
+def _decode_checked(raw: bytes) -> RawHit:
+    """The slow way, field by field: the reason a record is refused (or the rare one only it reads)."""
     fields = strict_fields(
         raw, version=SCHEMA_VERSION, required=_REQUIRED, types=_TYPES, error=MalformedHit, what="schema"
     )

@@ -120,3 +120,19 @@ def test_a_missing_or_corrupt_database_fails_at_start_naming_the_file(tmp_path: 
     garbage.write_bytes(b"not a maxmind database" * 10)
     with pytest.raises(GeoDatabaseError, match=r"garbage\.mmdb"):
         GeoLookup(CITY_DB, garbage)
+
+
+def test_a_parsed_address_is_looked_up_as_its_text(geo: GeoLookup) -> None:
+    from processors.address import parse_address
+
+    assert geo.lookup_address(parse_address("::ffff:81.2.69.160")) == Geo("GB", "London", "Europe/London")
+    assert geo.lookup_address(parse_address("10.1.2.3")) == Geo()
+    assert geo.lookup_address(None) == Geo()
+
+
+def test_private_space_never_reaches_the_cache_and_answers_are_shared(geo: GeoLookup) -> None:
+    before = geo.cache_info()
+    assert geo.lookup("192.168.7.7") == Geo()
+    assert geo.cache_info() == before
+    # Two addresses of one city network: two cache entries, one Geo.
+    assert geo.lookup("81.2.69.142") is geo.lookup("81.2.69.143")

@@ -45,3 +45,13 @@ def test_the_ipv4_fast_path_agrees_with_ipaddress(ip: str) -> None:
         prefix = 24 if address.version == 4 else 48
         expected = str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
     assert stored_ip(ip, "truncate") == expected
+
+
+@pytest.mark.parametrize("policy", ["truncate", "drop", "full"])
+@pytest.mark.parametrize("ip", ["81.2.69.160", "2001:db8:1234:5678::1", "::ffff:1.2.3.4", "garbage", ""])
+def test_a_parsed_address_is_stored_as_its_text_would_be(ip: str, policy: str) -> None:
+    from processors.address import parse_address
+    from processors.privacy import stored_address
+
+    assert stored_address(ip, parse_address(ip), policy) == stored_ip(ip, policy)  # type: ignore[arg-type]
+    assert stored_address(ip, None, policy) == stored_ip(ip, policy)  # type: ignore[arg-type]

@@ -211,3 +211,11 @@ def test_a_missing_or_non_json_file_is_rejected(tmp_path: Path) -> None:
     bad.write_text("{")
     with pytest.raises(RangeFileError, match="not JSON"):
         load_ranges(bad)
+
+
+def test_a_parsed_address_matches_as_its_text_does(table: RangeTable) -> None:
+    from processors.address import parse_address
+
+    for ip in ("17.58.63.200", "::ffff:17.122.140.9", "2a00:1450:4864:20::135", "10.0.0.1", "garbage"):
+        assert table.match_address(parse_address(ip)) == table.match(ip)
+    assert table.match_address(None) is None

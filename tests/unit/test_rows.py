@@ -1,0 +1,98 @@
+"""A processed hit to its ClickHouse row, and the processor that parses the address once for all of it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from processors.classify import classify
+from processors.geo import Geo, GeoLookup
+from processors.pipeline import HitProcessor, ProcessedHit
+from processors.ranges import load_ranges
+from processors.rows import EVENT_COLUMNS, FILTERED_COLUMNS, row
+from processors.useragent import parse_agent
+from schemas.events import RawHit
+from schemas.verdicts import Classification, Verdict
+from tests.unit.test_corpus import CORPUS, EXTRA, hits_of
+
+DATA = Path(__file__).parents[1] / "data"
+MAIL = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)"
+HIT = RawHit(
+    "h1", "open", 1_767_225_612_345, "81.2.69.160", MAIL, True, "acme", "c1", "m1", 1_767_225_600,
+    token_head="AAAA",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def processor() -> Iterator[HitProcessor]:
+    geo = GeoLookup(DATA / "GeoIP2-City-Test.mmdb", DATA / "GeoLite2-ASN-Test.mmdb")
+    yield HitProcessor(geo, load_ranges())
+    geo.close()
+
+
+def test_a_counted_hit_is_an_events_row(processor: HitProcessor) -> None:
+    p = processor.process(HIT, "memory:0:7")
+    table, values = row(p, p.classification, "truncate")
+    assert table == "events"
+    assert dict(zip(EVENT_COLUMNS, values, strict=True)) == {
+        "hit_id": "h1", "kind": "open", "account": "acme", "campaign_id": "c1", "message_id": "m1",
+        # DateTime64(3) columns as integer milliseconds (clickhouse-connect writes them as they are).
+        "sent_at": 1_767_225_600_000, "received_at": 1_767_225_612_345, "link_index": -1, "url": "",
+        "verdict": "human", "reason": "ua:client", "via_proxy": False, "country": "GB", "city": "London",
+        "time_zone": "Europe/London", "asn": 0, "as_org": "", "ip": "81.2.69.0", "device": "desktop",
+        "os": "Mac OS X", "client": "Apple Mail", "user_agent": MAIL, "source": "memory:0:7",
+    }  # fmt: skip
+
+
+def test_a_filtered_hit_keeps_its_token_head(processor: HitProcessor) -> None:
+    p = processor.process(replace(HIT, user_agent="curl/8.4.0"), "s")
+    table, values = row(p, p.classification, "truncate")
+    assert table == "filtered_hits"
+    assert len(values) == len(FILTERED_COLUMNS)
+    assert (values[9], values[10], values[-1]) == ("bot", "ua:http_library", "AAAA")
+
+
+@pytest.mark.parametrize(
+    ("ip", "policy", "stored"),
+    [
+        ("81.2.69.160", "drop", ""),
+        ("81.2.69.160", "full", "81.2.69.160"),
+        ("2001:db8:1234:5678::1", "truncate", "2001:db8:1234::"),
+        ("::ffff:81.2.69.160", "truncate", "::"),
+        ("garbage", "truncate", ""),
+        ("", "truncate", ""),
+    ],
+)
+def test_the_address_is_cut_by_the_policy(processor: HitProcessor, ip: str, policy: str, stored: str) -> None:
+    p = processor.process(replace(HIT, ip=ip), "s")
+    assert row(p, p.classification, policy)[1][EVENT_COLUMNS.index("ip")] == stored  # type: ignore[arg-type]
+    # Built elsewhere without the parsed address (the notices' tests do): the same cut.
+    unparsed = ProcessedHit(p.hit, p.source, p.geo, p.agent, p.classification)
+    assert row(unparsed, p.classification, policy)[1][EVENT_COLUMNS.index("ip")] == stored  # type: ignore[arg-type]
+
+
+def test_the_processor_agrees_with_the_public_steps(processor: HitProcessor) -> None:
+    """Parsing once must not change a verdict or a place: every labelled hit, both ways."""
+    ranges = load_ranges()
+    for case in CORPUS + EXTRA:
+        for hit in hits_of(case):
+            for ip in (hit.ip, f"::ffff:{hit.ip}" if ":" not in hit.ip else hit.ip):
+                h = replace(hit, ip=ip)
+                p = processor.process(h, "s")
+                agent = parse_agent(h.user_agent)
+                geo = processor.geo.lookup(h.ip)
+                expected = classify(h, agent, geo, ranges)
+                assert p.classification == expected, case["id"]
+                if expected.via_proxy or expected.verdict is Verdict.MACHINE:
+                    geo = Geo(asn=geo.asn, as_org=geo.as_org)
+                assert p.geo == geo, case["id"]
+
+
+def test_a_row_for_a_later_classification(processor: HitProcessor) -> None:
+    # The click window may relabel a held click: the row takes the final classification, not the first.
+    p = processor.process(replace(HIT, kind="click", link_index=2), "s")
+    table, values = row(p, Classification(Verdict.BOT, "click_burst"), "truncate")
+    assert (table, values[9], values[10]) == ("filtered_hits", "bot", "click_burst")
