@@ -10,6 +10,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.codec import has_lz4
 from aiokafka.errors import (
@@ -27,6 +28,22 @@ _TOPIC_EXISTS: Final = 36  # Kafka error code TOPIC_ALREADY_EXISTS
 def default_compression() -> str:
     """lz4 when aiokafka can do it (it needs cramjam), else gzip, which needs nothing."""
     return "lz4" if has_lz4() else "gzip"
+
+
+async def start_acked_producer(bootstrap: str, client_id: str, **options: Any) -> AIOKafkaProducer:
+    """A started producer whose sends return once every in-sync replica has the record (``acks=all``),
+    idempotent (a retried send is stored once), compressed: what the dead letters, the notices and the
+    privacy changes need. ``options`` are further `AIOKafkaProducer` settings (e.g. ``linger_ms``)."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        enable_idempotence=True,
+        acks="all",
+        compression_type=default_compression(),
+        **options,
+    )
+    await producer.start()
+    return producer
 
 
 async def ensure_topics(

@@ -12,13 +12,13 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
 
 from ingest import metrics
 from ingest.bus import BusRecord
-from ingest.kafka_admin import close_producer, default_compression, ensure_topics
+from ingest.kafka_admin import close_producer, ensure_topics, start_acked_producer
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -163,15 +163,7 @@ class DeadLetterPublisher:
         self._producer: Any = None
 
     async def start(self) -> None:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
-            client_id=self._client_id,
-            enable_idempotence=True,
-            acks="all",
-            compression_type=default_compression(),
-        )
-        await producer.start()
-        self._producer = producer
+        self._producer = await start_acked_producer(self.bootstrap, self._client_id)
 
     async def send(self, record: BusRecord, reason: str) -> None:
         headers = [

@@ -22,11 +22,11 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
-from ingest.kafka_admin import close_producer, default_compression, ensure_topics
+from ingest.kafka_admin import close_producer, ensure_topics, start_acked_producer
 from schemas.privacy_change import (
     MalformedPrivacyChange,
     PrivacyChange,
@@ -85,15 +85,7 @@ class PrivacyPublisher:
             await ensure_privacy_topic(
                 self.bootstrap, self.topic, replication_factor=self._replication_factor
             )
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
-            client_id=self._client_id,
-            enable_idempotence=True,
-            acks="all",
-            compression_type=default_compression(),
-        )
-        await producer.start()
-        self._producer = producer
+        self._producer = await start_acked_producer(self.bootstrap, self._client_id)
         self._loop = asyncio.get_running_loop()
 
     async def send(self, change: PrivacyChange) -> None:

@@ -19,10 +19,10 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import Counter
 
-from ingest.kafka_admin import close_producer, default_compression, ensure_topics
+from ingest.kafka_admin import close_producer, ensure_topics, start_acked_producer
 from schemas.notices import MalformedNotice, Notice, decode_notice, encode_notice
 from schemas.topics import Topics
 
@@ -70,16 +70,7 @@ class NoticeProducer:
                 partitions=self._partitions,
                 replication_factor=self._replication_factor,
             )
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
-            client_id=self._client_id,
-            enable_idempotence=True,
-            acks="all",
-            compression_type=default_compression(),
-            linger_ms=5,
-        )
-        await producer.start()
-        self._producer = producer
+        self._producer = await start_acked_producer(self.bootstrap, self._client_id, linger_ms=5)
 
     async def send(self, notices: Sequence[Notice]) -> None:
         """Returns once the broker has every notice; raises (and the hub retries the batch) otherwise."""
