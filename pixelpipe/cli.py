@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import logging
 import sys
 import time
@@ -17,6 +18,7 @@ from types import FrameType
 
 import uvicorn
 
+from ingest.http_protocol import EdgeHttpProtocol
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import RoleError, build_app, build_components, parse_roles
 from pixelpipe.loadgen import loadgen_argparser, loadgen_main
@@ -119,7 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         loop="auto",
-        http="httptools",
+        # The edge's protocol writes a pixel's head and body in one system call (ingest.http_protocol).
+        http=EdgeHttpProtocol if "edge" in roles else "httptools",
         lifespan="on",
         access_log=False,
         log_level=args.log_level,
@@ -129,10 +132,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         # rewrite the client address from it first (by default it believes 127.0.0.1).
         proxy_headers=False,
     )
+    if "edge" in roles:
+        _tune_gc()
     live = components.notifications.live if components.notifications is not None else None
     # Open /v1/live streams would hold uvicorn's graceful shutdown for its whole timeout: end them first.
     _Server(config, on_exit=live.close_soon if live is not None else None).run()
     return 0
+
+
+# Collect the youngest generation every 50,000 net allocations instead of 700: a pixel allocates a few dozen
+# container objects, nearly all freed by reference counting, while each collection walks everything young
+# that is still alive (the in-flight requests), so fewer collections do less work in total.
+_GEN0_THRESHOLD = 50_000
+
+
+def _tune_gc() -> None:
+    """For the edge's hot path: move what start-up allocated (modules, the apps, settings) out of the
+    collector's sight with `gc.freeze`, so no collection walks it again, and collect less often."""
+    gc.collect()
+    gc.freeze()
+    _, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(_GEN0_THRESHOLD, gen1, gen2)
 
 
 class _Server(uvicorn.Server):

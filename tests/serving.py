@@ -19,8 +19,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def serving(app: Any, port: int | None = None) -> Iterator[str]:
-    """Serve ``app`` on 127.0.0.1; yield its base URL; shut it down (running its lifespan) on exit."""
+def serving(app: Any, port: int | None = None, *, http: Any = "h11", loop: str = "auto") -> Iterator[str]:
+    """Serve ``app`` on 127.0.0.1; yield its base URL; shut it down (running its lifespan) on exit.
+    ``http``, ``loop``: uvicorn's HTTP protocol (a name or a class) and event loop."""
     port = port or free_port()
     config = uvicorn.Config(
         app,
@@ -29,7 +30,8 @@ def serving(app: Any, port: int | None = None) -> Iterator[str]:
         lifespan="on",
         access_log=False,
         log_level="warning",
-        http="h11",
+        http=http,
+        loop=loop,
         proxy_headers=False,  # as pixelpipe.cli runs it: the edge alone decides whom to believe
     )
     server = uvicorn.Server(config)
