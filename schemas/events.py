@@ -18,7 +18,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 import orjson
 
-from schemas.wire import strict_fields
+from schemas.wire import strict_fields, typed_decoder, version_tail
 
 SCHEMA_VERSION: Final = 1
 HitKind = Literal["open", "click"]
@@ -86,20 +86,8 @@ def encode_hit(hit: RawHit) -> bytes:
     return orjson.dumps(hit)
 
 
-class _Version(msgspec.Struct, frozen=True, gc=False):
-    v: int  # required, unlike RawHit.v: a record must say which version it is
-
-
-# Strict (msgspec's default): no int for a bool, no float or string for an int; unknown fields are skipped.
-_decode_version: Final = msgspec.json.Decoder(_Version).decode
-_decode_fast: Final = msgspec.json.Decoder(RawHit).decode
-
-
-# How `encode_hit` ends every record (orjson writes the fields in order, ``v`` last). In valid JSON these
-# bytes at the very end can only be the top-level object's last member: ``"v"`` cannot be the tail of a
-# longer string (its quote would be escaped) and the final brace closes the document. So a record that
-# ends so and decodes says it is version 1 (with a repeated key, the last one counts, in both decoders).
-_V1_TAIL: Final = b',"v":%d}' % SCHEMA_VERSION
+# How `encode_hit` ends every record (see `schemas.wire.version_tail`).
+_V1_TAIL: Final = version_tail(SCHEMA_VERSION)
 
 
 # What the tables can hold (DateTime64(3) ends in 2299; link_index is Int16): a record outside would fail its
@@ -110,13 +98,7 @@ _LINK_INDEX: Final = range(-1, 2**15)
 
 def decode_hit(raw: bytes) -> RawHit:
     """The raw hit in ``raw``; `MalformedHit` with the reason when it is not one."""
-    hit: RawHit | None = None
-    try:
-        if raw.endswith(_V1_TAIL) or _decode_version(raw).v == SCHEMA_VERSION:
-            hit = _decode_fast(raw)  # checks the kind too (`HitKind`)
-    except (msgspec.DecodeError, AttributeError, TypeError):  # DecodeError: also msgspec.ValidationError
-        pass
-    return _in_range(hit if hit is not None else _decode_checked(raw))
+    return _in_range(_decode_typed(raw))  # msgspec checks the kind too (`HitKind`)
 
 
 def _in_range(hit: RawHit) -> RawHit:
@@ -137,3 +119,6 @@ def _decode_checked(raw: bytes) -> RawHit:
     if fields["kind"] not in _KINDS:
         raise MalformedHit(f"unknown kind {fields['kind']!r}")
     return RawHit(**fields)
+
+
+_decode_typed: Final = typed_decoder(RawHit, SCHEMA_VERSION, _decode_checked)

@@ -2,14 +2,54 @@
 
 A record is a JSON object with a version ``v`` and typed fields. Unknown fields are ignored (a newer writer
 may add some; older readers carry on), missing or mistyped ones are an error of the caller's type.
+
+Two ways to read one, which accept the same records: `typed_decoder` (msgspec, straight into the record's
+dataclass, types checked in C: what runs on every record) and `strict_fields` (field by field: what says
+why a record is refused, and reads the few records msgspec cannot, such as integers past 64 bits).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TypeVar
 
+import msgspec
 import orjson
+
+T = TypeVar("T")
+
+
+class _Version(msgspec.Struct, frozen=True, gc=False):
+    v: int  # required, unlike the records' own ``v``: a record must say which version it is
+
+
+_decode_version: Final = msgspec.json.Decoder(_Version).decode
+
+
+def version_tail(version: int) -> bytes:
+    """How orjson ends every record of ``version`` (it writes a dataclass's fields in order, ``v`` last). In
+    valid JSON these bytes at the very end can only be the top-level object's last member: ``"v"`` cannot
+    be the tail of a longer string (its quote would be escaped) and the final brace closes the document. So
+    a record that ends so and decodes says it is that version (of a repeated key the last one counts, in
+    both decoders)."""
+    return b',"v":%d}' % version
+
+
+def typed_decoder(cls: type[T], version: int, checked: Callable[[bytes], T]) -> Callable[[bytes], T]:
+    """A decoder of ``cls`` records of ``version``: msgspec, strict (no int for a bool, no float or string for
+    an int; unknown fields skipped); what it refuses goes to ``checked``, which raises with the reason."""
+    fast = msgspec.json.Decoder(cls).decode
+    tail = version_tail(version)
+
+    def decode(raw: bytes) -> T:
+        try:
+            if raw.endswith(tail) or _decode_version(raw).v == version:
+                return fast(raw)
+        except (msgspec.DecodeError, AttributeError, TypeError):  # DecodeError: also ValidationError
+            pass
+        return checked(raw)
+
+    return decode
 
 
 def strict_fields(

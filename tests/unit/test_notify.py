@@ -242,6 +242,37 @@ def test_a_notice_survives_the_wire_and_garbage_does_not_pass() -> None:
     assert decode_notice(orjson.dumps({**good, "from_the_future": 1})) == n
 
 
+def test_the_fast_notice_decoder_accepts_exactly_what_the_field_by_field_check_accepts() -> None:
+    import random
+
+    from schemas.notices import _decode_checked
+
+    n = notice("m1", 7, kind="click", first=True)
+    good = orjson.loads(encode_notice(n))
+    rng = random.Random(5)
+    values: list[object] = [None, True, False, 0, 1, -1, 1.5, "", "open", "click", "machine_open", "x", [], {}]
+    names = [*good, "v", "future"]
+    agree = 0
+    for i in range(5_000):
+        if i % 2:
+            raw = orjson.dumps({**good, **{rng.choice(names): rng.choice(values) for _ in range(2)}})
+        else:
+            damaged = bytearray(encode_notice(n))
+            damaged[rng.randrange(len(damaged))] = rng.choice(b'{}[]":,0123456789.-+eE tfnrulsa')
+            raw = bytes(damaged)
+        try:
+            slow: Notice | str = _decode_checked(raw)
+        except MalformedNotice as exc:
+            slow = str(exc)
+        try:
+            fast: Notice | str = decode_notice(raw)
+        except MalformedNotice as exc:
+            fast = str(exc)
+        assert fast == slow, raw
+        agree += isinstance(fast, Notice)
+    assert 500 < agree < 4_500  # both outcomes were exercised
+
+
 async def test_the_hub_never_blocks_and_drops_past_its_bound() -> None:
     got: list[list[str]] = []
 
