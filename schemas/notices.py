@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, get_args
 
+import msgspec
 import orjson
 
 from schemas.wire import strict_fields, typed_decoder
@@ -155,6 +156,54 @@ def _decode_checked(raw: bytes) -> Notice:
 
 
 _decode_typed: Final = typed_decoder(Notice, NOTICE_VERSION, _decode_checked)
+
+
+# -- batches: one record carries the notices of one partition from one pass of the hub ------------------
+#
+# A record per notice cost the producer and each consumer more than everything else the notice path does
+# (aiokafka's per-record work is Python). A batch is ``{"v": 1, "notices": [notice, ...]}``, in stored
+# order; a reader also takes a lone notice (what earlier versions wrote). One malformed notice in a batch is
+# skipped with its reason, the others are read.
+
+
+class _Batch(msgspec.Struct, frozen=True, gc=False):
+    v: int
+    notices: list[Notice]
+
+
+_decode_batch: Final = msgspec.json.Decoder(_Batch).decode
+
+
+def encode_notice_batch(notices: Sequence[Notice]) -> bytes:
+    return orjson.dumps({"v": NOTICE_VERSION, "notices": notices})
+
+
+def decode_notice_batch(raw: bytes) -> tuple[list[Notice], list[str]]:
+    """The notices of a record and the reasons of those skipped; `MalformedNotice` when the record is
+    neither a batch nor a notice."""
+    if not raw.startswith(b'{"v":'):
+        return [decode_notice(raw)], []
+    try:
+        batch = _decode_batch(raw)
+        if batch.v == NOTICE_VERSION and all(n.v == NOTICE_VERSION for n in batch.notices):
+            return batch.notices, []
+    except (msgspec.DecodeError, AttributeError, TypeError):
+        pass
+    try:
+        obj: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedNotice(f"not JSON: {exc}") from exc
+    if not isinstance(obj, dict) or "notices" not in obj:
+        return [decode_notice(raw)], []  # a lone notice that happens to start with its version
+    if obj.get("v") != NOTICE_VERSION or not isinstance(obj["notices"], list):
+        raise MalformedNotice(f"unknown notice batch version {obj.get('v')!r}")
+    notices, skipped = [], []
+    for i, item in enumerate(obj["notices"]):
+        try:
+            notices.append(_decode_checked(orjson.dumps(item)))
+        except MalformedNotice as exc:
+            skipped.append(f"notices[{i}]: {exc}")
+    return notices, skipped
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,7 @@ from processors.pipeline import HitProcessor
 from processors.ranges import load_ranges
 from processors.runner import HitRunner
 from schemas.events import RawHit
-from schemas.notices import Notice, decode_notice
+from schemas.notices import Notice, decode_notice_batch
 from schemas.store import Store
 from schemas.topics import Topics
 from tests.integration.helpers import BROWSER, RESIDENTIAL
@@ -102,7 +102,10 @@ async def _enriched(bootstrap: str, topics: Topics, expect: int) -> list[Notice]
         quiet_until: float | None = None
         while time.monotonic() < deadline and (quiet_until is None or time.monotonic() < quiet_until):
             for batch in (await consumer.getmany(timeout_ms=200)).values():
-                notices.extend(decode_notice(r.value or b"") for r in batch)
+                for r in batch:
+                    read, skipped = decode_notice_batch(r.value or b"")
+                    assert not skipped
+                    notices.extend(read)
             if len(notices) >= expect and quiet_until is None:
                 quiet_until = time.monotonic() + 1.0
     finally:

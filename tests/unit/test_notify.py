@@ -242,6 +242,20 @@ def test_a_notice_survives_the_wire_and_garbage_does_not_pass() -> None:
     assert decode_notice(orjson.dumps({**good, "from_the_future": 1})) == n
 
 
+def test_notices_travel_in_batches_and_a_bad_one_does_not_sink_the_rest() -> None:
+    from schemas.notices import decode_notice_batch, encode_notice_batch
+
+    a, b = notice("m1", 7, kind="click", first=False), notice("m2", 8, kind="open", first=True)
+    assert decode_notice_batch(encode_notice_batch([a, b])) == ([a, b], [])
+    assert decode_notice_batch(encode_notice(a)) == ([a], [])  # a lone notice, as earlier versions wrote
+    good = orjson.loads(encode_notice(b))
+    damaged = orjson.dumps({"v": 1, "notices": [orjson.loads(encode_notice(a)), {**good, "type": "bounce"}]})
+    assert decode_notice_batch(damaged) == ([a], ["notices[1]: unknown notice type 'bounce'"])
+    for bad in (b"[]", b'{"v": 7, "notices": []}', b"nope", b'{"v":1,"notices":3}'):
+        with pytest.raises(MalformedNotice):
+            decode_notice_batch(bad)
+
+
 def test_the_fast_notice_decoder_accepts_exactly_what_the_field_by_field_check_accepts() -> None:
     import random
 
