@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 NOTIFY_GROUP = "pixelpipe-notify"
 BATCH_NOTICES = 500  # notices per record: ~250 KB, well under the broker's 1 MB default
 _PARTITIONER = DefaultPartitioner()
+PARTITION_CACHE = 100_000  # message keys whose partition is remembered
 
 
 def notify_group(topic_prefix: str = "") -> str:
@@ -65,6 +66,8 @@ class NoticeProducer:
         self._replication_factor = replication_factor
         self._flush_timeout_s = flush_timeout_s
         self._producer: Any = None
+        self._partitions_seen: list[int] = []
+        self._partition_of: dict[bytes, int] = {}
 
     async def start(self) -> None:
         if self._create_topics:
@@ -84,9 +87,15 @@ class NoticeProducer:
         one partition as before, at a fraction of the per-record cost."""
         topic = self.topics.enriched
         partitions = sorted(await self._producer.partitions_for(topic))
+        if partitions != self._partitions_seen or len(self._partition_of) > PARTITION_CACHE:
+            self._partitions_seen, self._partition_of = partitions, {}
+        cache = self._partition_of  # murmur2 is pure Python in aiokafka: once per message, not per notice
         by_partition: dict[int, list[Notice]] = {}
         for n in notices:
-            p = _PARTITIONER(n.partition_key, partitions, partitions)
+            key = n.partition_key
+            p = cache.get(key)
+            if p is None:
+                p = cache[key] = _PARTITIONER(key, partitions, partitions)
             by_partition.setdefault(p, []).append(n)
         futures = []
         for p, batch in by_partition.items():
