@@ -375,10 +375,12 @@ class LiveItem:
 
 @dataclass(slots=True)
 class _Ring:
-    entries: collections.deque[tuple[int, str, bytes, str]]  # (sequence, type, data, recipient tag)
+    # (sequence, type, notice, recipient tag): the notice is turned into JSON when a stream reads it, so a
+    # process with nobody streaming (most of the time) pays only the append
+    entries: collections.deque[tuple[int, str, Notice, str]]
     evicted_through: int = 0  # the highest sequence number pushed out of this ring
 
-    def after(self, seq: int) -> list[tuple[int, str, bytes, str]]:
+    def after(self, seq: int) -> list[tuple[int, str, Notice, str]]:
         newer = []
         for entry in reversed(self.entries):
             if entry[0] <= seq:
@@ -439,7 +441,7 @@ class LiveFeed:
                 ring = self._rings[n.account] = _Ring(collections.deque(maxlen=self.ring_size))
             if len(ring.entries) == self.ring_size:
                 ring.evicted_through = ring.entries[0][0]
-            ring.entries.append((self._seq, n.type, orjson.dumps(notice_data(n)), n.recipient_tag))
+            ring.entries.append((self._seq, n.type, n, n.recipient_tag))
             woken.add(n.account)
 
     async def accept(self, notices: Sequence[Notice]) -> None:
@@ -516,9 +518,10 @@ class LiveFeed:
             while not self._closed:
                 wake.clear()  # before reading: a notice that lands while we yield sets it again
                 ring = self._rings.get(account)
-                for seq, kind, data, _ in ring.after(after) if ring is not None else ():
+                for seq, kind, notice, _ in ring.after(after) if ring is not None else ():
                     after = seq
                     if kind in types:
+                        data = orjson.dumps(notice_data(notice))
                         yield LiveItem(id=self.event_id(seq), event=kind, data=data)
                 if self._closed:
                     break
