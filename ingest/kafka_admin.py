@@ -30,18 +30,20 @@ def default_compression() -> str:
     return "lz4" if has_lz4() else "gzip"
 
 
-async def start_acked_producer(bootstrap: str, client_id: str, **options: Any) -> AIOKafkaProducer:
-    """A started producer whose sends return once every in-sync replica has the record (``acks=all``),
-    idempotent (a retried send is stored once), compressed: what the dead letters, the notices and the
-    privacy changes need. ``options`` are further `AIOKafkaProducer` settings (e.g. ``linger_ms``)."""
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        client_id=client_id,
-        enable_idempotence=True,
-        acks="all",
-        compression_type=default_compression(),
-        **options,
+def acked_producer(bootstrap: str, client_id: str, **options: Any) -> AIOKafkaProducer:
+    """A producer (not started) whose sends return once every in-sync replica has the record
+    (``acks=all``), idempotent (a retried send is stored once), compressed (`default_compression` unless
+    ``compression_type`` is given): what every producer of pixelpipe needs. ``options`` are further
+    `AIOKafkaProducer` settings (e.g. ``linger_ms``)."""
+    options.setdefault("compression_type", default_compression())
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap, client_id=client_id, enable_idempotence=True, acks="all", **options
     )
+
+
+async def start_acked_producer(bootstrap: str, client_id: str, **options: Any) -> AIOKafkaProducer:
+    """`acked_producer`, started (the dead letters, the notices and the privacy changes)."""
+    producer = acked_producer(bootstrap, client_id, **options)
     await producer.start()
     return producer
 

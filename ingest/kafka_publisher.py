@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
     KafkaError,
     MessageSizeTooLargeError,
@@ -57,7 +56,7 @@ from aiokafka.errors import (
 )
 
 from ingest import metrics
-from ingest.kafka_admin import close_producer, default_compression, ensure_topics
+from ingest.kafka_admin import acked_producer, close_producer, default_compression, ensure_topics
 from ingest.spool import Spool, SpoolOrderError
 from schemas.events import RawHit, encode_hit
 from schemas.topics import Topics
@@ -533,11 +532,9 @@ class KafkaPublisher:
         now = time.monotonic()
         if self._producer is not None or now < self._next_connect_at:
             return
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
-            client_id=self._client_id,
-            enable_idempotence=True,
-            acks="all",
+        producer = acked_producer(
+            self.bootstrap,
+            self._client_id,
             compression_type=self._compression,
             linger_ms=self._linger_ms,
             max_batch_size=self._max_batch_size,
