@@ -11,14 +11,13 @@ has).
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Annotated, Final, Literal
 
 import msgspec
 import orjson
 
-from schemas.wire import strict_fields, typed_decoder, version_tail
+from schemas.wire import required_fields, strict_fields, typed_decoder, version_tail
 
 SCHEMA_VERSION: Final = 1
 HitKind = Literal["open", "click"]
@@ -60,8 +59,7 @@ class RawHit:
         return f"{self.account}\x1f{self.message_id}".encode()
 
 
-_FIELDS: Final = {f.name: f for f in dataclasses.fields(RawHit)}
-_REQUIRED: Final = frozenset(name for name, f in _FIELDS.items() if f.default is dataclasses.MISSING)
+_REQUIRED: Final = required_fields(RawHit)
 _TYPES: Final[dict[str, type]] = {
     "hit_id": str,
     "kind": str,

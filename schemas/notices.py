@@ -23,7 +23,7 @@ from typing import Any, Final, Literal, get_args
 import msgspec
 import orjson
 
-from schemas.wire import strict_fields, typed_decoder
+from schemas.wire import required_fields, strict_fields, typed_decoder
 
 NOTICE_VERSION: Final = 1
 
@@ -130,8 +130,7 @@ def encode_notice(notice: Notice) -> bytes:
     return orjson.dumps(notice)
 
 
-_FIELDS: Final = {f.name: f for f in dataclasses.fields(Notice)}
-_REQUIRED: Final = frozenset(name for name, f in _FIELDS.items() if f.default is dataclasses.MISSING)
+_REQUIRED: Final = required_fields(Notice)
 _TYPES: Final[dict[str, type]] = {
     "id": str, "type": str, "account": str, "campaign_id": str, "message_id": str, "at_ms": int,
     "created_at_ms": int, "verdict": str, "reason": str, "via_proxy": bool, "first": bool, "recipient": str,

@@ -15,14 +15,13 @@ Pure: the record, its key, encoding and strict decoding.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Final
 
 import orjson
 
 from schemas.tokens import RECIPIENT_TAG_BYTES, Keyring, recipient_tag
-from schemas.wire import strict_fields
+from schemas.wire import required_fields, strict_fields
 
 PRIVACY_VERSION: Final = 1
 _TAG_HEX_CHARS: Final = 2 * RECIPIENT_TAG_BYTES
@@ -85,8 +84,7 @@ def encode_privacy_change(change: PrivacyChange) -> bytes:
     return orjson.dumps(change)
 
 
-_FIELDS: Final = {f.name: f for f in dataclasses.fields(PrivacyChange)}
-_REQUIRED: Final = frozenset(name for name, f in _FIELDS.items() if f.default is dataclasses.MISSING)
+_REQUIRED: Final = required_fields(PrivacyChange)
 _TYPES: Final[dict[str, type]] = {
     "account": str, "recipient_tags": list, "tracking": bool, "erased": bool, "at_ms": int, "v": int,
 }  # fmt: skip

@@ -10,6 +10,7 @@ why a record is refused, and reads the few records msgspec cannot, such as integ
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 
@@ -50,6 +51,11 @@ def typed_decoder(cls: type[T], version: int, checked: Callable[[bytes], T]) -> 
         return checked(raw)
 
     return decode
+
+
+def required_fields(record: type) -> frozenset[str]:
+    """The fields of a record's dataclass that have no default: a record on the wire must carry them."""
+    return frozenset(f.name for f in dataclasses.fields(record) if f.default is dataclasses.MISSING)
 
 
 def strict_fields(
