@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
+import orjson
 
 BROWSER = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -36,3 +40,12 @@ def wait_for(
 
 def hit(client: httpx.Client, url: str, *, ua: str = BROWSER, ip: str = RESIDENTIAL) -> httpx.Response:
     return client.get(path_of(url), headers={"User-Agent": ua, "X-Forwarded-For": ip})
+
+
+def outbox_rows(path: Path) -> list[tuple[str, str, str]]:
+    """(message id, state, body's recipient) of every delivery in a dispatcher's outbox, read beside it."""
+    if not path.exists():
+        return []
+    with contextlib.closing(sqlite3.connect(path, timeout=5)) as db:
+        rows = db.execute("SELECT message_id, state, body FROM deliveries ORDER BY seq").fetchall()
+    return [(m, s, orjson.loads(b)["data"]["recipient"]) for m, s, b in rows]

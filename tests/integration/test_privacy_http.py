@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
-from litestar import Litestar, Request, Response, post
 
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import Components, build_app, build_components
-from tests.integration.helpers import hit, wait_for
+from tests.integration.helpers import hit, outbox_rows, wait_for
 from tests.serving import serving
 
 ACME = {"Authorization": "Bearer acme-key-123"}
@@ -145,29 +140,6 @@ def test_retention_is_configured_and_addresses_are_truncated(
 
 
 # -- erasure reaches the notice path -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def failing_receiver() -> Iterator[tuple[list[bytes], str]]:
-    """A webhook endpoint that always answers 500: deliveries to it stay pending in the outbox."""
-    bodies: list[bytes] = []
-
-    @post("/hook", status_code=500)
-    async def hook(request: Request[Any, Any, Any]) -> Response[None]:
-        bodies.append(await request.body())
-        return Response(None, status_code=500)
-
-    with serving(Litestar(route_handlers=[hook])) as base:
-        yield bodies, f"{base}/hook"
-
-
-def outbox_rows(path: Path) -> list[tuple[str, str, str]]:
-    """(message id, state, body's recipient) of every delivery in a dispatcher's outbox, read beside it."""
-    if not path.exists():
-        return []
-    with contextlib.closing(sqlite3.connect(path, timeout=5)) as db:
-        rows = db.execute("SELECT message_id, state, body FROM deliveries ORDER BY seq").fetchall()
-    return [(m, s, orjson.loads(b)["data"]["recipient"]) for m, s, b in rows]
 
 
 def test_erasure_drops_the_recipients_pending_webhook_deliveries(

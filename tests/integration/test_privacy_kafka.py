@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,17 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from litestar import Litestar, Request, Response, post
 
 from ingest.edge import PIXEL_GIF
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import Components, build_app, build_components
 from schemas.events import decode_hit
 from schemas.topics import Topics
-from tests.integration.helpers import hit, path_of, wait_for
+from tests.integration.helpers import hit, outbox_rows, path_of, wait_for
 from tests.roles import Role, role_env
 from tests.serving import serving
 
@@ -152,29 +149,6 @@ def test_do_not_track_reaches_an_edge_without_a_store(
     finally:
         edge.stop()
         fresh.stop()
-
-
-@pytest.fixture
-def failing_receiver() -> Iterator[tuple[list[bytes], str]]:
-    """A webhook endpoint that always answers 500: deliveries to it stay pending in the outbox."""
-    bodies: list[bytes] = []
-
-    @post("/hook", status_code=500)
-    async def hook(request: Request[Any, Any, Any]) -> Response[None]:
-        bodies.append(await request.body())
-        return Response(None, status_code=500)
-
-    with serving(Litestar(route_handlers=[hook])) as base:
-        yield bodies, f"{base}/hook"
-
-
-def outbox_rows(path: Path) -> list[tuple[str, str, str]]:
-    """(message id, state, body's recipient) of every delivery in a dispatcher's outbox, read beside it."""
-    if not path.exists():
-        return []
-    with contextlib.closing(sqlite3.connect(path, timeout=5)) as db:
-        rows = db.execute("SELECT message_id, state, body FROM deliveries ORDER BY seq").fetchall()
-    return [(m, s, orjson.loads(b)["data"]["recipient"]) for m, s, b in rows]
 
 
 def test_an_erasure_on_one_api_purges_the_outbox_of_another_process(
