@@ -1,9 +1,14 @@
-"""The edge's hot path: ``GET /o/{token}.gif`` and ``GET /c/{token}`` as a raw ASGI app.
+"""The edge's hot path: ``GET /o/{token}.gif`` and ``GET /c/{token}``.
 
 It sits in front of the Litestar app (every other path falls through to it), because a pixel must cost as
 little as possible: no routing table, no request object, no middleware. For each hit it verifies the token
 (HMAC, no lookup), answers, and hands the raw hit to the bus, which never blocks. It must never wait on
 anything slow and never answer a pixel with anything but the GIF: whatever arrives, the handler catches it.
+
+Two ways in, one logic: `Edge.serve` hands each `Answer` to a callback, which the edge's HTTP protocol
+(`ingest.http_protocol`) turns straight into bytes on the socket, below ASGI (a pixel's GIF is on its way
+before the hit is recorded); `Edge.__call__` is the same as an ASGI app (for any other server, and for the
+rare request that protocol passes on), which sends the answer after the hit is recorded.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
@@ -36,19 +42,13 @@ PIXEL_GIF: Final = (
     b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;"
 )
 NO_STORE: Final = b"no-store, no-cache, must-revalidate, private"
-_PIXEL_START: Final = {
-    "type": "http.response.start",
-    "status": 200,
-    "headers": [
-        (b"content-type", b"image/gif"),
-        (b"content-length", b"43"),
-        (b"cache-control", NO_STORE),
-        (b"pragma", b"no-cache"),
-        (b"expires", b"0"),
-    ],
-}
-_PIXEL_BODY: Final = {"type": "http.response.body", "body": PIXEL_GIF}
-_EMPTY_BODY: Final = {"type": "http.response.body", "body": b""}
+_PIXEL_HEADERS: Final = (
+    (b"content-type", b"image/gif"),
+    (b"content-length", b"43"),
+    (b"cache-control", NO_STORE),
+    (b"pragma", b"no-cache"),
+    (b"expires", b"0"),
+)
 _BAD_LINK: Final = b"This link is invalid or has been altered.\n"
 _TOKEN_HEAD_CHARS: Final = 64
 _MAX_UA_CHARS: Final = 1024
@@ -140,8 +140,52 @@ def raw_hit(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A complete response: what the hot path answers, served as ASGI messages or as raw bytes."""
+
+    status: int
+    headers: tuple[tuple[bytes, bytes], ...]
+    body: bytes = b""
+
+
+def _plain(status: int, body: bytes, *extra: tuple[bytes, bytes]) -> Answer:
+    headers = (
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", NO_STORE),
+        *extra,
+    )
+    return Answer(status, headers, body)
+
+
+PIXEL: Final = Answer(200, _PIXEL_HEADERS, PIXEL_GIF)
+PIXEL_HEAD: Final = Answer(200, PIXEL.headers, b"")
+METHOD_NOT_ALLOWED: Final = _plain(405, b"Method Not Allowed\n", (b"allow", b"GET, HEAD"))
+BAD_LINK: Final = _plain(400, _BAD_LINK)
+
+
+def redirect(location: bytes) -> Answer:
+    return Answer(
+        302,
+        (
+            (b"location", location),
+            (b"cache-control", NO_STORE),
+            (b"content-length", b"0"),
+            (b"referrer-policy", b"no-referrer"),
+        ),
+    )
+
+
+Respond = Callable[[Answer], None]
+
+
 class Edge:
-    """The ASGI app for pixels and clicks; everything else goes to ``fallback`` (the Litestar app)."""
+    """The ASGI app for pixels and clicks; everything else goes to ``fallback`` (the Litestar app).
+
+    `serve` is the same hot path without ASGI, for a server protocol that answers with raw bytes
+    (`ingest.http_protocol`): both call the same `_pixel` and `_click` and differ only in how an `Answer`
+    leaves."""
 
     def __init__(
         self,
@@ -169,67 +213,95 @@ class Edge:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             path: str = scope["path"]
-            if path.startswith("/o/"):
-                await self._pixel(scope, send, path[3:])
-                return
-            if path.startswith("/c/"):
-                await self._click(scope, send, path[3:])
+            if path.startswith(("/o/", "/c/")):
+                answers: list[Answer] = []
+                peer = scope.get("client")
+                self.serve(
+                    scope["method"],
+                    path,
+                    peer[0] if peer else None,
+                    scope.get("headers") or (),
+                    answers.append,
+                )
+                for answer in answers:
+                    await send(
+                        {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
+                    )
+                    await send({"type": "http.response.body", "body": answer.body})
                 return
         await self.fallback(scope, receive, send)
 
-    async def _pixel(self, scope: Scope, send: Send, token: str) -> None:
-        method = scope["method"]
-        if method not in ("GET", "HEAD"):
-            await self._plain(send, 405, b"Method Not Allowed\n", [(b"allow", b"GET, HEAD")])
+    def serve(
+        self,
+        method: str,
+        path: str,
+        peer: str | None,
+        headers: Sequence[tuple[bytes, bytes]],
+        respond: Respond,
+    ) -> bool:
+        """Answer ``path`` through ``respond`` (exactly once) if it is a pixel or a click; False if it is not
+        (nothing was answered: the caller passes the request on). ``headers`` as in an ASGI scope."""
+        if path.startswith("/o/"):
+            self._pixel(method, path[3:], peer, headers, respond)
+            return True
+        if path.startswith("/c/"):
+            self._click(method, path[3:], peer, headers, respond)
+            return True
+        return False
+
+    def _pixel(
+        self,
+        method: str,
+        token: str,
+        peer: str | None,
+        headers: Sequence[tuple[bytes, bytes]],
+        respond: Respond,
+    ) -> None:
+        if method != "GET":
+            respond(PIXEL_HEAD if method == "HEAD" else METHOD_NOT_ALLOWED)
             return
         # Answer first: the GIF goes out before anything else happens.
-        await send(_PIXEL_START)
-        await send(_PIXEL_BODY if method == "GET" else _EMPTY_BODY)
-        if method == "GET":
-            try:
-                self._record(scope, "open", token.removesuffix(".gif"), TokenKind.OPEN)
-            except Exception:  # the email is already served; a bug here must not surface
-                log.exception("could not record a pixel hit")
+        respond(PIXEL)
+        try:
+            self._record("open", token.removesuffix(".gif"), TokenKind.OPEN, peer, headers)
+        except Exception:  # the email is already served; a bug here must not surface
+            log.exception("could not record a pixel hit")
 
-    async def _click(self, scope: Scope, send: Send, token: str) -> None:
-        method = scope["method"]
+    def _click(
+        self,
+        method: str,
+        token: str,
+        peer: str | None,
+        headers: Sequence[tuple[bytes, bytes]],
+        respond: Respond,
+    ) -> None:
         if method not in ("GET", "HEAD"):
-            await self._plain(send, 405, b"Method Not Allowed\n", [(b"allow", b"GET, HEAD")])
+            respond(METHOD_NOT_ALLOWED)
             return
         claim: Claim | None = None
         location: bytes | None = None
         try:
-            claim = self._record(scope, "click", token, TokenKind.CLICK, publish=method == "GET")
+            claim = self._record("click", token, TokenKind.CLICK, peer, headers, publish=method == "GET")
         except Exception:
             log.exception("could not record a click")
         if claim is not None:
             location = safe_location(claim.url)
-        if location is None:
-            await self._plain(send, 400, _BAD_LINK)
-            return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 302,
-                "headers": [
-                    (b"location", location),
-                    (b"cache-control", NO_STORE),
-                    (b"content-length", b"0"),
-                    (b"referrer-policy", b"no-referrer"),
-                ],
-            }
-        )
-        await send(_EMPTY_BODY)
+        respond(BAD_LINK if location is None else redirect(location))
 
     def _record(
-        self, scope: Scope, kind: HitKind, token: str, expect: TokenKind, *, publish: bool = True
+        self,
+        kind: HitKind,
+        token: str,
+        expect: TokenKind,
+        peer: str | None,
+        headers: Sequence[tuple[bytes, bytes]],
+        *,
+        publish: bool = True,
     ) -> Claim | None:
         """Verify the token, publish the raw hit (valid or not), and return the claim if it verified."""
         received_at_ms = int(self.clock() * 1000)
-        headers = scope.get("headers") or ()
-        peer = scope.get("client")
         ip = client_ip(
-            peer[0] if peer else None,
+            peer,
             _header(headers, b"x-forwarded-for") if self.trusted_proxies else None,
             self.trusted_proxies,
         )
@@ -257,16 +329,3 @@ class Edge:
             )
         )
         return claim
-
-    @staticmethod
-    async def _plain(
-        send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
-    ) -> None:
-        headers = [
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", str(len(body)).encode()),
-            (b"cache-control", NO_STORE),
-            *(extra or []),
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})

@@ -18,8 +18,46 @@ from aiokafka.errors import (
     ProducerClosed,
     TopicAlreadyExistsError,
 )
+from aiokafka.partitioner import DefaultPartitioner
 
 log = logging.getLogger(__name__)
+
+_PARTITIONER: Final = DefaultPartitioner()
+
+
+class KeyPartitions:
+    """The partition Kafka's default partitioner (murmur2) picks for a key, for producers that group records
+    by partition themselves (many hits or notices per record) and still want a key's records in order on
+    one partition, the same one a keyed send would pick. aiokafka's murmur2 is pure Python, so each key's
+    partition is remembered (up to ``cache_keys`` keys, then forgotten at once); the memory is dropped when
+    the topic's partitions change. A record without a key goes to the partitions in turn."""
+
+    def __init__(self, cache_keys: int = 100_000) -> None:
+        self._cache_keys = cache_keys
+        self._partitions: list[int] = []
+        self._of: dict[bytes, int] = {}
+        self._turn = 0
+
+    def use(self, partitions: Iterable[int]) -> None:
+        """The topic's partitions, as its metadata lists them now."""
+        ordered = sorted(partitions)
+        if ordered != self._partitions:
+            self._partitions, self._of = ordered, {}
+
+    @property
+    def partitions(self) -> list[int]:
+        return self._partitions
+
+    def __call__(self, key: bytes | None) -> int:
+        if key is None:
+            self._turn += 1
+            return self._partitions[self._turn % len(self._partitions)]
+        p = self._of.get(key)
+        if p is None:
+            if len(self._of) >= self._cache_keys:
+                self._of = {}
+            p = self._of[key] = _PARTITIONER(key, self._partitions, self._partitions)
+        return p
 
 
 _TOPIC_EXISTS: Final = 36  # Kafka error code TOPIC_ALREADY_EXISTS
@@ -114,5 +152,17 @@ async def close_producer(producer: Any, flush_timeout_s: float) -> None:
                     waiter.exception()
         else:
             stopping.cancel()
+        try:
+            await stopping
+        except (asyncio.CancelledError, KafkaError, OSError):
+            pass
+        except Exception:
+            # Failing batches under aiokafka's feet can race its sender: a produce request that fails
+            # after fail_all re-queues a batch fail_all already retired (KeyError in reenqueue, 0.14).
+            # The producer is being discarded and our window still holds its records: nothing to do.
+            log.debug("abandoned Kafka producer stopped with an error", exc_info=True)
+            with contextlib.suppress(Exception):
+                await producer.client.close()  # what its stop did not reach
+        return
     with contextlib.suppress(asyncio.CancelledError, KafkaError, OSError):
         await stopping

@@ -9,9 +9,12 @@ Edge delivery order (`KafkaPublisher`); per message, hits reach the topic in the
 
 1. `publish` encodes the hit and appends it to a bounded in-memory buffer. Nothing else on the request path.
 2. The pump task moves the buffer, in order, to exactly one place:
-   - the aiokafka producer (idempotent, ``acks=all``, compressed, keyed by message so all hits of a message
-     share a partition), while the broker is reachable and the spool is empty; the send futures form the
-     in-flight window, acknowledged strictly oldest first;
+   - the aiokafka producer (idempotent, ``acks=all``, compressed), while the broker is reachable and the
+     spool is empty. Each hit goes to the partition its message's key picks (Kafka's default partitioner,
+     `ingest.kafka_admin.KeyPartitions`), so all hits of a message share a partition, in order; the hits
+     taken in one step travel as one record per partition (`schemas.events.join_hits`, at most
+     ``_RECORD_MAX_HITS`` hits or ``_RECORD_MAX_BYTES``): aiokafka's Python costs per record, not per byte.
+     The send futures form the in-flight window, acknowledged strictly oldest first;
    - the spool, while the broker is unreachable (acknowledgements stall for ``stall_timeout_s``, a send
      blocks that long, or there is no connection), or the buffer is over its bound, and for as long as the
      spool is not empty, so that nothing new overtakes what waits on disk.
@@ -56,9 +59,15 @@ from aiokafka.errors import (
 )
 
 from ingest import metrics
-from ingest.kafka_admin import acked_producer, close_producer, default_compression, ensure_topics
+from ingest.kafka_admin import (
+    KeyPartitions,
+    acked_producer,
+    close_producer,
+    default_compression,
+    ensure_topics,
+)
 from ingest.spool import Spool, SpoolOrderError
-from schemas.events import RawHit, encode_hit
+from schemas.events import RawHit, encode_hit, join_hits
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -71,6 +80,13 @@ _PRODUCER_FATAL: Final = (OutOfOrderSequenceNumber, ProducerFenced, ProducerClos
 # is retried on a fresh producer while new hits spool: loud and bounded, instead of dropping hits for a
 # misconfiguration that someone will fix.
 _RECORD_REJECTED: Final = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError)
+# One Kafka record carries at most this many hits, and this many bytes (uncompressed): well under the
+# producer's batch size and the broker's 1 MB default record limit.
+_RECORD_MAX_HITS: Final = 256
+_RECORD_MAX_BYTES: Final = 128 * 1024
+_STEP_HITS: Final = 4000  # hits taken from the buffer or the spool per step of the pump
+
+Keyed = tuple[bytes | None, bytes]  # (partition key, encoded hit)
 
 
 def pack_keyed(key: bytes | None, value: bytes) -> bytes:
@@ -114,13 +130,42 @@ class PublisherState:
 
 @dataclass(slots=True)
 class _InFlight:
-    """One record between the buffer and the broker's acknowledgement."""
+    """One Kafka record between the buffer and the broker's acknowledgement: hits of one partition."""
 
-    key: bytes | None
-    value: bytes
-    from_spool: bool  # still on disk: acknowledging it acks the spool
+    partition: int
+    hits: list[Keyed]  # in publish order
+    from_spool: bool  # still on disk (see spool_acks)
+    # Spool records that this record's acknowledgement acknowledges: the replay of one read's records is
+    # grouped by partition, so the read's count rides on its last record, which settles after the others.
+    spool_acks: int = 0
     future: asyncio.Future[Any] | None = None  # None: not (or no longer) handed to a producer
     sent_at: float = 0.0
+
+    @property
+    def value(self) -> bytes:
+        return join_hits([value for _, value in self.hits])
+
+
+def group_by_partition(
+    hits: Iterable[Keyed], partition_of: KeyPartitions, from_spool: bool
+) -> list[_InFlight]:
+    """Hits as records, one per partition (and per `_RECORD_MAX_HITS` / `_RECORD_MAX_BYTES`); the hits of a
+    partition keep their order within and across its records, which are listed in that order."""
+    records: list[_InFlight] = []
+    open_records: dict[int, tuple[_InFlight, list[int]]] = {}  # partition -> (record, [bytes])
+    for key, value in hits:
+        partition = partition_of(key)
+        current = open_records.get(partition)
+        if current is not None:
+            record, size = current
+            if len(record.hits) < _RECORD_MAX_HITS and size[0] + len(value) < _RECORD_MAX_BYTES:
+                record.hits.append((key, value))
+                size[0] += len(value) + 1
+                continue
+        record = _InFlight(partition, [(key, value)], from_spool)
+        open_records[partition] = (record, [len(value)])
+        records.append(record)
+    return records
 
 
 class KafkaPublisher:
@@ -179,8 +224,10 @@ class KafkaPublisher:
 
         self._buffer: collections.deque[tuple[bytes | None, bytes]] = collections.deque()
         self._window: collections.deque[_InFlight] = collections.deque()
+        self._window_hits = 0  # hits in the window's records: what max_in_flight bounds
         self._spool: Spool | None = None
         self._producer: Any = None
+        self._partition_of = KeyPartitions()
         self._reachable = False
         self._last_progress = 0.0  # when the broker last acknowledged or answered
         self._spooling = False  # new hits go to the spool (see the module docstring)
@@ -277,7 +324,7 @@ class KafkaPublisher:
             mode=self.mode,
             broker_reachable=self._reachable,
             buffered=len(self._buffer),
-            in_flight=len(self._window),
+            in_flight=self._window_hits,
             spool_depth=spool.depth if spool else 0,
             spool_bytes=spool.size_bytes if spool else 0,
             spool_full=spool is not None and not spool.has_room(),
@@ -337,7 +384,7 @@ class KafkaPublisher:
         if self._reachable and self._spooling:
             await self._replay()
         await self._maybe_sync()
-        room = len(self._window) < self._max_in_flight
+        room = self._window_hits < self._max_in_flight
         if not (self._reachable and room):
             return False
         if self._spooling:
@@ -346,7 +393,7 @@ class KafkaPublisher:
 
     def _settle(self) -> None:
         """Retire acknowledged records from the head of the window, strictly in order."""
-        acked = from_spool = 0
+        acked = spool_acks = 0
         while self._window:
             head = self._window[0]
             future = head.future
@@ -356,15 +403,16 @@ class KafkaPublisher:
             if error is not None:
                 if isinstance(error, _RECORD_REJECTED):
                     # Retrying cannot help (e.g. a record over the broker's size limit): count, log, drop.
-                    metrics.KAFKA_PUBLISH_FAILED.inc()
-                    log.error("broker rejected a hit for good: %r", error)
+                    metrics.KAFKA_PUBLISH_FAILED.inc(len(head.hits))
+                    log.error("broker rejected a record of %d hits for good: %r", len(head.hits), error)
                 else:
                     self._reset_producer(error)
                     break
             else:
-                acked += 1
+                acked += len(head.hits)
             self._window.popleft()
-            from_spool += head.from_spool
+            self._window_hits -= len(head.hits)
+            spool_acks += head.spool_acks
         if acked:
             self.acked_total += acked
             metrics.KAFKA_ACKED.inc(acked)
@@ -373,10 +421,10 @@ class KafkaPublisher:
             if not self._reachable and self._producer is not None:
                 log.info("broker acknowledges again")
                 self._reachable = True
-        if from_spool and self._spool is not None:
-            self._spool.ack(from_spool)
-            self.replayed_total += from_spool
-            metrics.SPOOL_REPLAYED.inc(from_spool)
+        if spool_acks and self._spool is not None:
+            self._spool.ack(spool_acks)
+            self.replayed_total += spool_acks
+            metrics.SPOOL_REPLAYED.inc(spool_acks)
         if self._spooling and self._spool is not None and self._spool.depth == 0 and not self._window:
             self._spooling = False
             log.info("spool replayed; delivering straight to the broker again")
@@ -421,7 +469,7 @@ class KafkaPublisher:
                 for entry in entries:
                     # aiokafka's send returns once the record is in a batch; it blocks only when the batch
                     # for that partition is full and undelivered: the broker does not keep up or is away.
-                    entry.future = await producer.send(topic, entry.value, key=entry.key)
+                    entry.future = await producer.send(topic, entry.value, partition=entry.partition)
                     entry.sent_at = time.monotonic()
                     entry.future.add_done_callback(self._wake)
                     deadline.reschedule(loop.time() + self._stall_timeout_s)
@@ -443,12 +491,14 @@ class KafkaPublisher:
             await self._send(unsent)
 
     async def _send_buffer(self) -> None:
-        room = min(self._max_in_flight - len(self._window), 2000)  # bounded so other tasks get the loop
+        room = min(self._max_in_flight - self._window_hits, _STEP_HITS)  # so other tasks get the loop
         if room <= 0 or not self._buffer:
             return
         count = min(room, len(self._buffer))
-        entries = [_InFlight(*self._buffer.popleft(), from_spool=False) for _ in range(count)]
+        buffer = self._buffer
+        entries = group_by_partition((buffer.popleft() for _ in range(count)), self._partition_of, False)
         self._window.extend(entries)
+        self._window_hits += count
         # A record handed to the window and not sent stays there with future=None and is sent first later.
         await self._send(entries)
 
@@ -459,12 +509,15 @@ class KafkaPublisher:
     async def _replay(self) -> None:
         if self._spool is None or not self._replay_allowed():
             return
-        room = min(self._max_in_flight - len(self._window), 2000)
+        room = min(self._max_in_flight - self._window_hits, _STEP_HITS)
         if room <= 0:
             return
-        entries = [_InFlight(*unpack_keyed(payload), from_spool=True) for payload in self._spool.read(room)]
+        payloads = self._spool.read(room)
+        entries = group_by_partition(map(unpack_keyed, payloads), self._partition_of, True)
         if entries:
+            entries[-1].spool_acks = len(payloads)
             self._window.extend(entries)
+            self._window_hits += len(payloads)
             await self._send(entries)
 
     def _buffer_to_spool(self) -> None:
@@ -550,6 +603,7 @@ class KafkaPublisher:
                     replication_factor=self._replication_factor,
                     timeout_s=self._connect_timeout_s,
                 )
+            self._partition_of.use(await producer.partitions_for(self.topics.raw_hits))
         except (KafkaError, OSError, TimeoutError) as error:
             await close_producer(producer, 0.0)
             if self._backoff == self._backoff_min:
@@ -643,7 +697,7 @@ class KafkaPublisher:
         for entry in unacked:
             if entry.future is not None:
                 entry.future.add_done_callback(_retrieve)
-        payloads = [pack_keyed(e.key, e.value) for e in unacked]
+        payloads = [pack_keyed(key, value) for e in unacked for key, value in e.hits]
         try:
             taken = spool.prepend(payloads)
         except SpoolOrderError:

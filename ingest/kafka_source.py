@@ -142,6 +142,13 @@ class KafkaSource:
         result = await self._consumer.committed(TopicPartition(self.topics.raw_hits, partition))
         return int(result) if result is not None else None
 
+    async def end_offsets(self) -> dict[int, int]:
+        """The end offset (the next record's) of each partition this consumer owns: what a caught-up member
+        has committed."""
+        tps = [TopicPartition(self.topics.raw_hits, p) for p in sorted(self.assignment())]
+        ends = await self._consumer.end_offsets(tps) if tps else {}
+        return {tp.partition: int(offset) for tp, offset in ends.items()}
+
     async def stop(self) -> None:
         if self._consumer is not None:
             await self._consumer.stop()

@@ -21,10 +21,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import Counter
 
-from ingest.kafka_admin import close_producer, ensure_topics, start_acked_producer
+from ingest.kafka_admin import KeyPartitions, close_producer, ensure_topics, start_acked_producer
 from schemas.notices import MalformedNotice, Notice, decode_notice_batch, encode_notice_batch
 from schemas.topics import Topics
 
@@ -32,8 +31,6 @@ log = logging.getLogger(__name__)
 
 NOTIFY_GROUP = "pixelpipe-notify"
 BATCH_NOTICES = 500  # notices per record: ~250 KB, well under the broker's 1 MB default
-_PARTITIONER = DefaultPartitioner()
-PARTITION_CACHE = 100_000  # message keys whose partition is remembered
 
 
 def notify_group(topic_prefix: str = "") -> str:
@@ -66,8 +63,7 @@ class NoticeProducer:
         self._replication_factor = replication_factor
         self._flush_timeout_s = flush_timeout_s
         self._producer: Any = None
-        self._partitions_seen: list[int] = []
-        self._partition_of: dict[bytes, int] = {}
+        self._partition_of = KeyPartitions()
 
     async def start(self) -> None:
         if self._create_topics:
@@ -86,17 +82,11 @@ class NoticeProducer:
         partition its key would pick (Kafka's murmur2 partitioner), so a message's notices stay in order on
         one partition as before, at a fraction of the per-record cost."""
         topic = self.topics.enriched
-        partitions = sorted(await self._producer.partitions_for(topic))
-        if partitions != self._partitions_seen or len(self._partition_of) > PARTITION_CACHE:
-            self._partitions_seen, self._partition_of = partitions, {}
-        cache = self._partition_of  # murmur2 is pure Python in aiokafka: once per message, not per notice
+        partition_of = self._partition_of
+        partition_of.use(await self._producer.partitions_for(topic))
         by_partition: dict[int, list[Notice]] = {}
         for n in notices:
-            key = n.partition_key
-            p = cache.get(key)
-            if p is None:
-                p = cache[key] = _PARTITIONER(key, partitions, partitions)
-            by_partition.setdefault(p, []).append(n)
+            by_partition.setdefault(partition_of(n.partition_key), []).append(n)
         futures = []
         for p, batch in by_partition.items():
             for i in range(0, len(batch), BATCH_NOTICES):

@@ -34,9 +34,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -46,7 +47,7 @@ from processors.pipeline import HitProcessor, ProcessedHit
 from processors.privacy import IpStorage
 from processors.rows import InsertPlan, plan_inserts, row
 from processors.window import ClickBurstWindow, Released
-from schemas.events import MalformedHit, decode_hit
+from schemas.events import MalformedHit, decode_hit, split_hits
 from schemas.store import Store, StoreError
 from schemas.suppression import DoNotTrack
 from schemas.verdicts import Classification
@@ -269,12 +270,15 @@ class HitRunner:
 
     def _process(self, records: list[BusRecord]) -> list[tuple[BusRecord, str]]:
         bad = []
-        for record in records:
+        for record, raw in _hits_of(records):
             self._next_offsets[record.partition] = record.offset + 1
             try:
-                hit = decode_hit(record.value)
+                hit = decode_hit(raw)
             except MalformedHit as exc:
-                bad.append((record, str(exc)))
+                # One bad hit of a record of many is dead-lettered alone, with the record's position.
+                bad.append(
+                    (record if raw is record.value else dataclasses.replace(record, value=raw), str(exc))
+                )
                 continue
             if (
                 self.do_not_track is not None
@@ -411,3 +415,10 @@ class HitRunner:
                 metrics.ROWS.labels(plan.table).inc(len(plan.rows))
                 delay = 0.1
                 break
+
+
+def _hits_of(records: list[BusRecord]) -> Iterator[tuple[BusRecord, bytes]]:
+    """Each hit of each record (a record holds one or more: `schemas.events.join_hits`), with its record."""
+    for record in records:
+        for raw in split_hits(record.value):
+            yield record, raw

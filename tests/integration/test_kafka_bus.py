@@ -13,6 +13,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from ingest.bus import BusRecord
+from ingest.kafka_admin import close_producer, start_acked_producer
 from ingest.kafka_bus import (
     DeadLetterPublisher,
     DeliveryMode,
@@ -21,7 +22,7 @@ from ingest.kafka_bus import (
     pack_keyed,
     unpack_keyed,
 )
-from schemas.events import RawHit, decode_hit
+from schemas.events import RawHit, decode_hit, encode_hit, split_hits
 from schemas.topics import Topics
 from tests.kafka_broker import LocalKafka, free_ports
 
@@ -50,13 +51,14 @@ async def eventually(condition: Callable[[], bool], timeout_s: float, what: str)
 
 
 async def consume(bootstrap: str, topics: Topics, group: str, expected: int) -> list[BusRecord]:
-    """What the topic holds for a fresh group: ``expected`` records, then one more fetch for any extra."""
+    """What the topic holds for a fresh group: records of ``expected`` hits, then one more fetch for any
+    extra."""
     source = KafkaSource(bootstrap, topics, group)
     await source.start()
     try:
         records: list[BusRecord] = []
         deadline = time.monotonic() + 30
-        while len(records) < expected and time.monotonic() < deadline:
+        while hit_count(records) < expected and time.monotonic() < deadline:
             records += await source.fetch(1000, 0.5)
         records += await source.fetch(1000, 0.5)  # anything beyond `expected` would be a duplicate
         return records
@@ -64,19 +66,28 @@ async def consume(bootstrap: str, topics: Topics, group: str, expected: int) -> 
         await source.stop()
 
 
+def hit_count(records: Iterable[BusRecord]) -> int:
+    return sum(len(split_hits(r.value)) for r in records)
+
+
 def assert_once_and_in_order(records: Iterable[BusRecord], sent: list[RawHit]) -> None:
-    records = list(records)
-    hits = [decode_hit(r.value) for r in records]
-    assert len(hits) == len(sent)
-    assert sorted(h.hit_id for h in hits) == sorted(h.hit_id for h in sent)
-    per_message: dict[str, list[tuple[int, int, int]]] = collections.defaultdict(list)
-    for record, hit in zip(records, hits, strict=True):
+    """Every hit once; each message's hits on one partition, in the order they were published (by offset,
+    then by position within a record of many)."""
+    placed_hits = [
+        ((r.partition, r.offset, i), decode_hit(raw))
+        for r in records
+        for i, raw in enumerate(split_hits(r.value))
+    ]
+    assert len(placed_hits) == len(sent)
+    assert sorted(h.hit_id for _, h in placed_hits) == sorted(h.hit_id for h in sent)
+    per_message: dict[str, list[tuple[tuple[int, int, int], int]]] = collections.defaultdict(list)
+    for place, hit in placed_hits:
         if hit.token_ok:
-            per_message[hit.message_id].append((record.partition, record.offset, hit.received_at_ms))
+            per_message[hit.message_id].append((place, hit.received_at_ms))
     for message, placed in per_message.items():
-        partitions = {p for p, _, _ in placed}
+        partitions = {p for (p, _, _), _ in placed}
         assert len(partitions) == 1, f"{message} is spread over partitions {partitions}"
-        in_log_order = [seq for _, _, seq in sorted(placed)]
+        in_log_order = [seq for _, seq in sorted(placed)]
         assert in_log_order == sorted(in_log_order), f"{message} out of order: {in_log_order}"
 
 
@@ -115,11 +126,18 @@ async def test_a_new_consumer_of_the_group_resumes_after_the_commit(
     kafka_bootstrap: str, kafka_topics: Topics, kafka_group: str, tmp_path: Path
 ) -> None:
     publisher = KafkaPublisher(kafka_bootstrap, kafka_topics, tmp_path / "spool")
-    await publisher.start()
-    for seq in range(10):
-        for message in range(12):
-            publisher.publish(make_hit(message, seq))
+    await publisher.start()  # creates the topics
     await publisher.stop()
+    # One hit per record (the edge sends many per record): this is about the source's offsets.
+    producer = await start_acked_producer(kafka_bootstrap, "test-single-hits")
+    try:
+        for seq in range(10):
+            for message in range(12):
+                hit = make_hit(message, seq)
+                await producer.send(kafka_topics.raw_hits, encode_hit(hit), key=hit.partition_key)
+        await producer.flush()
+    finally:
+        await close_producer(producer, 10.0)
 
     first = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group)
     await first.start()

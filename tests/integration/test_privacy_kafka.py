@@ -23,7 +23,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from ingest.edge import PIXEL_GIF
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import Components, build_app, build_components
-from schemas.events import decode_hit
+from schemas.events import decode_hit, split_hits
 from schemas.topics import Topics
 from tests.integration.helpers import hit, outbox_rows, path_of, wait_for
 from tests.roles import Role, role_env
@@ -50,7 +50,9 @@ def raw_messages(bootstrap: str, topics: Topics) -> list[str]:
             messages: list[str] = []
             while [tp for tp in partitions if await consumer.position(tp) < end[tp]]:
                 for records in (await consumer.getmany(timeout_ms=500)).values():
-                    messages.extend(decode_hit(r.value or b"").message_id for r in records)
+                    messages.extend(
+                        decode_hit(raw).message_id for r in records for raw in split_hits(r.value or b"")
+                    )
             return sorted(messages)
         finally:
             await consumer.stop()
