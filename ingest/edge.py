@@ -24,9 +24,10 @@ from urllib.parse import quote, urlsplit
 from ingest import metrics
 from ingest.bus import HitPublisher
 from ingest.client_ip import Network, client_ip
-from schemas.events import HitKind, RawHit
+from schemas.events import SCHEMA_VERSION, HitKind, RawHit
 from schemas.suppression import DoNotTrack
 from schemas.tokens import Claim, InvalidToken, Keyring, TokenKind, verify
+from schemas.wire import fast_constructor
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +108,7 @@ def safe_location(url: str) -> bytes | None:
 
 
 _NO_CLAIM: Final = Claim(TokenKind.OPEN, "", "", "", 0)
+_raw_hit: Final = fast_constructor(RawHit)
 
 
 def raw_hit(
@@ -121,7 +123,7 @@ def raw_hit(
 ) -> RawHit:
     """The raw hit the edge publishes: the verified claim, or the token's error and first characters."""
     c = claim or _NO_CLAIM
-    return RawHit(
+    return _raw_hit(
         hit_id=_hit_id(received_at_ms),
         kind=kind,
         received_at_ms=received_at_ms,
@@ -137,6 +139,7 @@ def raw_hit(
         recipient_tag=c.recipient_tag.hex() if claim else "",
         token_error=error,
         token_head="" if claim else token[:_TOKEN_HEAD_CHARS],
+        v=SCHEMA_VERSION,
     )
 
 

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import orjson
 import pytest
 
-from schemas.events import MalformedHit, RawHit, decode_hit, encode_hit
+from schemas.events import MalformedHit, RawHit, decode_hit, encode_hit, join_hits, split_hits
+from schemas.wire import fast_constructor
 
 HIT = RawHit("h1", "open", 1_700_000_000_000, "1.2.3.4", "UA", True, "acme", "c", "m", 1_700_000_000)
 
@@ -175,3 +177,28 @@ def test_the_edges_records_are_decoded_once() -> None:
 
     assert encode_hit(HIT).endswith(_V1_TAIL)
     assert encode_hit(RawHit("h2", "click", 1, "", "", False)).endswith(_V1_TAIL)
+
+
+def test_fast_constructor_builds_the_same_frozen_record() -> None:
+    """`schemas.wire.fast_constructor` (the edge's way to build a RawHit) makes an equal, still frozen
+    record from every field by keyword, and refuses a missing or unknown field."""
+    build = fast_constructor(RawHit)
+    fields = {f.name: getattr(HIT, f.name) for f in dataclasses.fields(RawHit)}
+    built = build(**fields)
+    assert built == HIT
+    assert type(built) is RawHit
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.ip = "10.0.0.1"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        build(**{k: v for k, v in fields.items() if k != "ip"})
+    with pytest.raises(TypeError):
+        build(**fields, extra=1)
+
+
+def test_many_hits_in_one_record_split_back_into_each_hit() -> None:
+    """The edge's records of many hits: newline-delimited, each hit decodable alone, one hit unchanged."""
+    other = dataclasses.replace(HIT, hit_id="h2", user_agent='line\nbreak "quoted"')
+    record = join_hits([encode_hit(HIT), encode_hit(other)])
+    assert [decode_hit(raw) for raw in split_hits(record)] == [HIT, other]
+    assert split_hits(encode_hit(HIT)) == [encode_hit(HIT)]
+    assert join_hits([encode_hit(HIT)]) == encode_hit(HIT)

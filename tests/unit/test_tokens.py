@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import pytest
 
 from schemas.suppression import DoNotTrack
@@ -99,3 +102,13 @@ def test_do_not_track_matches_tokens_signed_by_any_key() -> None:
     assert recipient_tag(b"a" * 32, "acme", "ann@example.com") not in dnt
     dnt.replace([("acme", "x@example.com"), ("globex", "y@example.com")])
     assert len(dnt) == 2
+
+
+@pytest.mark.parametrize("secret", [b"k" * 16, b"k" * 64, bytes(range(65)), b"\x00\xff" * 100])
+def test_the_keyrings_tag_is_hmac_sha256_of_the_body(secret: bytes) -> None:
+    """`Keyring.tag` computes HMAC-SHA256 from pre-keyed hashes (RFC 2104, keys over 64 bytes hashed
+    first); it must agree with the standard library's for every key length."""
+    keyring = Keyring(((7, secret),))
+    for body in (b"", b"x", bytes(range(256)) * 3):
+        assert keyring.tag(7, body) == hmac.new(secret, body, hashlib.sha256).digest()[:16]
+    assert keyring.tag(8, b"x") is None
