@@ -50,6 +50,7 @@ from bench.common import (
     save_plot,
     scrape,
     scratch,
+    thread_cpu_seconds,
     wait_quiet,
     write_result,
 )
@@ -121,6 +122,7 @@ def step(
     ``profile``, a py-spy profile of the core in the middle of it."""
     spy = _spy(core.pid, profile, 8.0 + duration_s / 4) if profile is not None else None
     before, cpu_before, cpus = scrape(core.base), _cpu(pids), per_cpu_times()
+    threads_before = thread_cpu_seconds(core.pid)
     started = time.monotonic()
     result = run_loadgen(
         edge.base,
@@ -135,12 +137,19 @@ def step(
     wall = time.monotonic() - started
     lag = _lag_delta(before, scrape(core.base))
     cpu_after = _cpu(pids)
+    threads_after = thread_cpu_seconds(core.pid)
+    by_thread = {k: v - threads_before.get(k, 0.0) for k, v in threads_after.items()}
     out: dict[str, Any] = {
         "loadgen": result.as_dict(),
         "sustained": sustained(result),
         "stored_p50_s": histogram_quantile(lag, LAG, 0.5),
         "stored_p99_s": histogram_quantile(lag, LAG, 0.99),
         "cpu_seconds": {k: round(cpu_after[k] - cpu_before[k], 1) for k in pids},
+        # The core's CPU by thread name: its Python thread(s) apart from chDB's (py-spy --gil sees only the
+        # former).
+        "core_cpu_by_thread": {
+            k: round(v, 2) for k, v in sorted(by_thread.items(), key=lambda kv: -kv[1]) if v >= 0.05
+        },
         "cpu_busy": per_cpu_busy(cpus),
         "wall_s": round(wall, 1),
     }
@@ -161,6 +170,7 @@ def step(
         f"others {out['others_cores']} cores",
         flush=True,
     )
+    print(f"    the core's CPU seconds by thread: {out['core_cpu_by_thread']}", flush=True)
     return out
 
 

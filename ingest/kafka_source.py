@@ -18,7 +18,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInPro
 
 from ingest import metrics
 from ingest.bus import BusRecord
-from ingest.kafka_admin import close_producer, ensure_topics, start_acked_producer
+from ingest.kafka_admin import BATCHED_FETCH, close_producer, ensure_topics, start_acked_producer
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,7 @@ class KafkaSource:
             group_id=self.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            **BATCHED_FETCH,
             **self._options,
         )
         consumer.subscribe([self.topics.raw_hits], listener=_RebalanceHooks(self))

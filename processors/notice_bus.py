@@ -23,7 +23,13 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import Counter
 
-from ingest.kafka_admin import KeyPartitions, close_producer, ensure_topics, start_acked_producer
+from ingest.kafka_admin import (
+    BATCHED_FETCH,
+    KeyPartitions,
+    close_producer,
+    ensure_topics,
+    start_acked_producer,
+)
 from schemas.notices import MalformedNotice, Notice, decode_notice_batch, encode_notice_batch
 from schemas.topics import Topics
 
@@ -155,6 +161,7 @@ class NoticeConsumer:
             client_id=self._client_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest" if self.group_id else "latest",
+            **BATCHED_FETCH,
         )
         consumer.subscribe([self.topics.enriched])
         await consumer.start()

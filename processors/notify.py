@@ -47,6 +47,7 @@ from processors.pipeline import ProcessedHit
 from processors.webhook_transport import GuardedBackend, GuardedTransport, Resolver, system_resolver
 from schemas.notices import (
     DELIVERY_COLUMNS,
+    NOTICE_VERSION,
     Notice,
     Webhook,
     created_at_iso,
@@ -59,6 +60,7 @@ from schemas.tokens import Keyring
 from schemas.verdicts import Classification
 from schemas.webhook_guard import BlockedTarget, check_url
 from schemas.webhook_secrets import SecretUnreadable, unseal
+from schemas.wire import fast_constructor, fast_replace
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,11 @@ MAX_PASS: Final = 5000  # stored hits the hub takes on in one pass
 # -- notices from stored hits ------------------------------------------------------------------------------
 
 
+# Once per counted hit each: a frozen dataclass's __init__ and dataclasses.replace cost 3x these.
+_notice: Final = fast_constructor(Notice)
+_completed: Final = fast_replace(Notice, "recipient", "first")
+
+
 def notices_of(stored: Stored, created_at_ms: int) -> list[Notice]:
     """The notices of a stored batch, in stored order; hits that count nowhere make none. Pure."""
     notices = []
@@ -86,7 +93,7 @@ def notices_of(stored: Stored, created_at_ms: int) -> list[Notice]:
         if kind is None:
             continue
         notices.append(
-            Notice(
+            _notice(
                 id=hit.hit_id,
                 type=kind,
                 account=hit.account,
@@ -105,6 +112,9 @@ def notices_of(stored: Stored, created_at_ms: int) -> list[Notice]:
                 os=agent.os,
                 country=processed.geo.country,
                 recipient_tag=hit.recipient_tag,
+                first=False,
+                recipient="",
+                v=NOTICE_VERSION,
             )
         )
     return notices
@@ -169,7 +179,7 @@ class MessageLookup:
         for n in notices:
             facts = self._facts(n.message_key)
             first = n.type == "open" and facts.first_open == n.id
-            completed.append(dataclasses.replace(n, recipient=facts.recipient or "", first=first))
+            completed.append(_completed(n, recipient=facts.recipient or "", first=first))
         return completed
 
     def __len__(self) -> int:

@@ -70,6 +70,27 @@ def fast_constructor(record: type[T]) -> Callable[..., T]:
     return build
 
 
+def fast_replace(record: type[T], *changed: str) -> Callable[..., T]:
+    """``dataclasses.replace(obj, **{name: value for name in changed})`` for a frozen, slotted dataclass, with
+    exactly those fields changed (by keyword), the others copied slot by slot: a third of the cost, for a
+    record replaced once per hit. Like `fast_constructor`, no checks."""
+    names = [f.name for f in dataclasses.fields(record)]  # type: ignore[arg-type]
+    unknown = set(changed) - set(names)
+    if unknown:
+        raise ValueError(f"{record.__qualname__} has no fields {sorted(unknown)}")
+    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": record}
+    namespace.update({f"_set_{name}": getattr(record, name).__set__ for name in names})
+    source = f"def replace(obj, *, {', '.join(changed)}):\n    new = _new(_cls)\n"
+    source += "".join(
+        f"    _set_{name}(new, {name if name in changed else 'obj.' + name})\n" for name in names
+    )
+    source += "    return new\n"
+    exec(source, namespace)  # noqa: S102  # generated from the dataclass's own field names, nothing else
+    replace: Callable[..., T] = namespace["replace"]
+    replace.__qualname__ = f"fast_replace({record.__qualname__}, {', '.join(changed)})"
+    return replace
+
+
 def required_fields(record: type) -> frozenset[str]:
     """The fields of a record's dataclass that have no default: a record on the wire must carry them."""
     return frozenset(f.name for f in dataclasses.fields(record) if f.default is dataclasses.MISSING)

@@ -7,7 +7,7 @@ import orjson
 import pytest
 
 from schemas.events import MalformedHit, RawHit, decode_hit, encode_hit, join_hits, split_hits
-from schemas.wire import fast_constructor
+from schemas.wire import fast_constructor, fast_replace
 
 HIT = RawHit("h1", "open", 1_700_000_000_000, "1.2.3.4", "UA", True, "acme", "c", "m", 1_700_000_000)
 
@@ -202,3 +202,14 @@ def test_many_hits_in_one_record_split_back_into_each_hit() -> None:
     assert [decode_hit(raw) for raw in split_hits(record)] == [HIT, other]
     assert split_hits(encode_hit(HIT)) == [encode_hit(HIT)]
     assert join_hits([encode_hit(HIT)]) == encode_hit(HIT)
+
+
+def test_fast_replace_changes_only_the_named_fields() -> None:
+    replace = fast_replace(RawHit, "ip", "user_agent")
+    out = replace(HIT, ip="10.0.0.1", user_agent="x")
+    assert out == dataclasses.replace(HIT, ip="10.0.0.1", user_agent="x")
+    assert (HIT.ip, HIT.user_agent) == ("1.2.3.4", "UA")  # the original is untouched
+    with pytest.raises(TypeError):
+        replace(HIT, ip="10.0.0.1")  # every named field, by keyword
+    with pytest.raises(ValueError, match="no fields"):
+        fast_replace(RawHit, "nope")
