@@ -31,6 +31,11 @@ def _parse(text: str) -> Address | None:
     return address
 
 
+# An address's text form (``str`` of an ipaddress object costs more than parsing it): the same few peers
+# (proxies, a load balancer) and clients come back again and again.
+_text = lru_cache(maxsize=4096)(str)
+
+
 def _trusted(address: Address, proxies: Sequence[Network]) -> bool:
     return any(address.version == net.version and address in net for net in proxies)
 
@@ -41,7 +46,7 @@ def client_ip(peer: str | None, forwarded_for: str | None, proxies: Sequence[Net
     if peer_address is None:
         return ""
     if not forwarded_for or not proxies or not _trusted(peer_address, proxies):
-        return str(peer_address)
+        return _text(peer_address)
     client = peer_address
     for part in reversed(forwarded_for.split(",")[-32:]):
         hop = _parse(part)
@@ -50,4 +55,4 @@ def client_ip(peer: str | None, forwarded_for: str | None, proxies: Sequence[Net
         client = hop
         if not _trusted(hop, proxies):
             break
-    return str(client)
+    return _text(client)

@@ -153,7 +153,11 @@ def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
 
 
 def _read_str(buf: bytes, pos: int) -> tuple[str, int]:
-    size, pos = _read_varint(buf, pos)
+    if pos < len(buf) and buf[pos] < 0x80:  # a length under 128: one byte, nearly always
+        size = buf[pos]
+        pos += 1
+    else:
+        size, pos = _read_varint(buf, pos)
     end = pos + size
     if end > len(buf):
         raise InvalidToken("truncated")
