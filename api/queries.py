@@ -7,7 +7,7 @@ stored twice (a replay) still counts once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -26,6 +26,17 @@ def send_of_message(db: str, account: str, message_id: str) -> Query:
             WHERE account = {{account:String}} AND message_id = {{message_id:String}}
             ORDER BY registered_at DESC LIMIT 1""",
         {"account": account, "message_id": message_id},
+    )
+
+
+def sends_of_messages(db: str, account: str, message_ids: Sequence[str]) -> Query:
+    """What `send_of_message` answers, for many messages in one query: one row per registered id."""
+    return Query(
+        f"""SELECT message_id, argMax((campaign_id, recipient, sent_at), registered_at)
+            FROM {db}.sends
+            WHERE account = {{account:String}} AND message_id IN {{message_ids:Array(String)}}
+            GROUP BY message_id""",
+        {"account": account, "message_ids": list(message_ids)},
     )
 
 

@@ -8,7 +8,7 @@ account's id answers 404, exactly like an unknown one.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -23,7 +23,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_409_CONFLICT
 from api import queries
 from api.auth import account_of
 from api.instrument import find_links, rewrite_html
-from api.registry import SEND_COLUMNS, BadMessage, register
+from api.registry import SEND_COLUMNS, BadMessage, Registration, register
 from schemas.store import Store
 from schemas.suppression import DoNotTrack
 from schemas.tokens import Keyring
@@ -37,6 +37,13 @@ class MessageIn(msgspec.Struct, forbid_unknown_fields=True):
     message_id: Id | None = None
     sent_at: datetime | None = None
     links: list[str] = msgspec.field(default_factory=list)
+
+
+MAX_BATCH = 1000  # messages per POST /v1/messages/batch
+
+
+class BatchIn(msgspec.Struct, forbid_unknown_fields=True):
+    messages: list[MessageIn]
 
 
 class InstrumentIn(MessageIn, forbid_unknown_fields=True):
@@ -72,7 +79,21 @@ class MessageController(Controller):
         self, data: JSONBody[MessageIn], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
     ) -> dict[str, Any]:
         """Register one sent email: its pixel URL and a tracked URL for each link."""
-        return _register(ctx, account, data, data.links).response
+        return _register(ctx, account, data, data.links)
+
+    @post("/messages/batch", status_code=HTTP_201_CREATED, sync_to_thread=True)
+    def register_messages(
+        self, data: JSONBody[BatchIn], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
+    ) -> dict[str, Any]:
+        """Register up to 1000 sent emails at once, all or nothing: each answer is what `POST /v1/messages`
+        gives, in the request's order. One store lookup and one insert for the whole batch."""
+        if not 1 <= len(data.messages) <= MAX_BATCH:
+            raise ClientException(
+                f"messages: a batch holds 1 to {MAX_BATCH} messages, got {len(data.messages)}"
+            )
+        plans = _plan(ctx, account, [(m, m.links) for m in data.messages], batch=True)
+        _store(ctx, plans)
+        return {"messages": [_answer(plan) for plan in plans]}
 
     @post("/instrument", status_code=HTTP_201_CREATED, sync_to_thread=True)
     def instrument(
@@ -81,8 +102,8 @@ class MessageController(Controller):
         """Register an email and return its HTML with the pixel added and every http(s) link tracked."""
         links = list(dict.fromkeys([*data.links, *find_links(data.html)]))
         done = _register(ctx, account, data, links)
-        html = rewrite_html(data.html, pixel_url=done.response["pixel_url"], tracked=done.response["links"])
-        return {**done.response, "html": html}
+        html = rewrite_html(data.html, pixel_url=done["pixel_url"], tracked=done["links"])
+        return {**done, "html": html}
 
     @get("/messages/{message_id:str}", sync_to_thread=True)
     def message_stats(
@@ -135,39 +156,74 @@ class CampaignController(Controller):
         return campaign_summary(ctx, account, campaign_id, include_machine=False)
 
 
-@dataclass(frozen=True, slots=True)
-class _Registered:
-    response: dict[str, Any]
+def _register(ctx: ApiContext, account: str, data: MessageIn, links: list[str]) -> dict[str, Any]:
+    """Register one message (see `_plan`); its answer."""
+    plans = _plan(ctx, account, [(data, links)], batch=False)
+    _store(ctx, plans)
+    return _answer(plans[0])
 
 
-def _register(ctx: ApiContext, account: str, data: JSONBody[MessageIn], links: list[str]) -> _Registered:
+def _plan(
+    ctx: ApiContext, account: str, items: Sequence[tuple[MessageIn, list[str]]], *, batch: bool
+) -> list[Registration]:
+    """Plan the registration of each item, in order, reading the store once; store nothing.
+
+    A message id already registered keeps its first ``sent_at``, so registering it again gives the same URLs;
+    the same id for another campaign or recipient is a 409, whether it was registered before or earlier in
+    ``items``. Raises before anything is stored, so a batch is all or nothing. In a batch, every error names
+    the item (``messages[3]: ...``).
+    """
     now = ctx.clock()
-    message_id = data.message_id or secrets.token_urlsafe(16)
-    sent_at = data.sent_at or now
-    if data.message_id is not None:
-        q = queries.send_of_message(ctx.store.database, account, message_id)
-        existing = ctx.store.query(q.sql, q.parameters)
-        if existing:
-            campaign_id, recipient, previous_sent_at, _ = existing[0]
+    given = list(dict.fromkeys(data.message_id for data, _ in items if data.message_id is not None))
+    # message id -> (campaign id, recipient, sent_at, index of the item that registered it, None: the store)
+    known: dict[str, tuple[str, str, datetime, int | None]] = {}
+    if given:
+        q = queries.sends_of_messages(ctx.store.database, account, given)
+        for message_id, (campaign_id, recipient, sent_at) in ctx.store.query(q.sql, q.parameters):
+            known[message_id] = (campaign_id, recipient, sent_at, None)
+    plans = []
+    for index, (data, links) in enumerate(items):
+        where = f"messages[{index}]: " if batch else ""
+        message_id = data.message_id or secrets.token_urlsafe(16)
+        sent_at = data.sent_at or now
+        previous = known.get(message_id)
+        if previous is not None:
+            campaign_id, recipient, previous_sent_at, first = previous
             if (campaign_id, recipient) != (data.campaign_id, data.recipient):
+                before = "" if first is None else f" by messages[{first}] of this batch"
                 raise ClientException(
-                    f"message {message_id!r} is already registered for another campaign or recipient",
+                    f"{where}message {message_id!r} is already registered{before} "
+                    "for another campaign or recipient",
                     status_code=HTTP_409_CONFLICT,
                 )
             sent_at = previous_sent_at  # registering again gives the same URLs
-    try:
-        plan = register(
-            keyring=ctx.keyring,
-            public_url=ctx.public_url,
-            account=account,
-            campaign_id=data.campaign_id,
-            message_id=message_id,
-            recipient=data.recipient,
-            sent_at=sent_at,
-            links=links,
-            now=now,
-        )
-    except BadMessage as exc:
-        raise ClientException(str(exc)) from exc
-    ctx.store.insert("sends", SEND_COLUMNS, [plan.send_row])
-    return _Registered({"message_id": plan.message_id, "pixel_url": plan.pixel_url, "links": plan.links})
+        try:
+            plan = register(
+                keyring=ctx.keyring,
+                public_url=ctx.public_url,
+                account=account,
+                campaign_id=data.campaign_id,
+                message_id=message_id,
+                recipient=data.recipient,
+                sent_at=sent_at,
+                links=links,
+                now=now,
+            )
+        except BadMessage as exc:
+            raise ClientException(f"{where}{exc}") from exc
+        if previous is None:
+            known[message_id] = (data.campaign_id, data.recipient, sent_at, index)
+        plans.append(plan)
+    return plans
+
+
+def _store(ctx: ApiContext, plans: Sequence[Registration]) -> None:
+    """One insert for every planned message. A message registered again is stored again (its latest links
+    win: ``sends`` is a ReplacingMergeTree on ``registered_at``); an id given twice in one batch is stored
+    once, with its last item's links."""
+    rows = {plan.message_id: plan.send_row for plan in plans}
+    ctx.store.insert("sends", SEND_COLUMNS, list(rows.values()))
+
+
+def _answer(plan: Registration) -> dict[str, Any]:
+    return {"message_id": plan.message_id, "pixel_url": plan.pixel_url, "links": plan.links}
