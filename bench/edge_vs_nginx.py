@@ -4,8 +4,8 @@ against nginx's ``empty_gif``, on the same core, in the same run.
 How (issue 7, benchmark 1):
 
 - CPU 0 (``SERVER_CPU``) runs the server under test and nothing else of ours: nginx (one worker, access log
-  on, to a file) or ``pixelpipe edge`` (one uvicorn worker: httptools + uvloop, the raw ASGI hot path and
-  the aiokafka producer on one event loop).
+  on, to a file) or ``pixelpipe edge`` (one uvicorn worker: httptools + uvloop, pixels answered below ASGI
+  by ``ingest/http_protocol.py``, and the aiokafka producer, on one event loop).
 - CPU 1 (``LOAD_CPU``) runs ``wrk -t1 -c64 --latency`` with a browser User-Agent, rotating over 1000
   messages' pixel tokens signed with the edge's secret, and the private Kafka broker's JVM (started from
   ``scripts/kafka.sh`` on free ports): the broker needs CPU too, and CPU 0 must stay the edge's alone.
@@ -64,13 +64,18 @@ TARGET_RATIO = 0.30
 TARGET_P99_MS = 5.0
 # Where a busy profile sample goes: the first area whose needle is on its stack (so the shares add up to 100).
 AREAS = (
+    # A pixel's stack, outermost first: uvloop -> data_received (uvicorn) -> EdgeHttpProtocol._serve ->
+    # Edge.serve -> _pixel -> _respond (the write) | _record (verify, the hit, publish).
+    ("response: the socket write (EdgeHttpProtocol._respond)", ("._respond (", "RequestResponseCycle.send")),
     ("token verify (schemas/tokens.py)", ("schemas/tokens.py",)),
     ("publish: encode + buffer (KafkaPublisher.publish)", ("KafkaPublisher.publish (",)),
     ("Prometheus counters", ("prometheus_client/",)),
-    ("response: ASGI send -> socket write", ("RequestResponseCycle.send",)),
-    ("rest of the edge handler (ingest/edge.py)", ("ingest/edge.py",)),
+    ("rest of the edge handler (ingest/edge.py: the hit, its id, headers, address)", ("ingest/edge.py",)),
     ("Kafka producer: pump, batching, network (aiokafka)", ("ingest/kafka_", "aiokafka/")),
-    ("HTTP parsing and ASGI plumbing (uvicorn, httptools)", ("httptools_impl.py", "proxy_headers.py")),
+    (
+        "HTTP parsing, keep-alive, the protocol (httptools, uvicorn, ingest/http_protocol.py)",
+        ("httptools_impl.py", "ingest/http_protocol.py", "proxy_headers.py"),
+    ),
     ("event loop and the rest", ("",)),
 )
 

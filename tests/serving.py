@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -47,3 +48,18 @@ def serving(app: Any, port: int | None = None, *, http: Any = "h11", loop: str =
     finally:
         server.should_exit = True
         thread.join(timeout=20)
+
+
+class CountingTransport:
+    """The real transport, with every write recorded: how the edge protocol's tests count system calls."""
+
+    def __init__(self, transport: asyncio.Transport, writes: list[bytes]) -> None:
+        self._transport = transport
+        self._writes = writes
+
+    def write(self, data: bytes) -> None:
+        self._writes.append(bytes(data))
+        self._transport.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from ingest.http_protocol import EdgeHttpProtocol
-from tests.serving import serving
+from tests.serving import CountingTransport, serving
 
 BODY = b"GIF89a-43-bytes-of-pixel-0123456789abcdefgh"
 START = {
@@ -21,21 +21,6 @@ START = {
     "status": 200,
     "headers": [(b"content-type", b"image/gif"), (b"content-length", b"43")],
 }
-
-
-class _CountingTransport:
-    """The real transport, with every write recorded."""
-
-    def __init__(self, transport: asyncio.Transport, writes: list[bytes]) -> None:
-        self._transport = transport
-        self._writes = writes
-
-    def write(self, data: bytes) -> None:
-        self._writes.append(bytes(data))
-        self._transport.write(data)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
 
 
 class _App:
@@ -63,7 +48,7 @@ def server() -> Iterator[tuple[str, int, _App, list[bytes]]]:
 
     class Counting(EdgeHttpProtocol):
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(_CountingTransport(transport, writes))  # type: ignore[arg-type]
+            super().connection_made(CountingTransport(transport, writes))  # type: ignore[arg-type]
 
     app = _App()
     with serving(app, http=Counting, loop="uvloop") as base:
