@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
@@ -15,8 +15,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.codec import has_lz4
 from aiokafka.errors import (
     KafkaError,
+    OutOfOrderSequenceNumber,
     ProducerClosed,
+    ProducerFenced,
     TopicAlreadyExistsError,
+    UnknownProducerId,
 )
 from aiokafka.partitioner import DefaultPartitioner
 
@@ -90,6 +93,62 @@ async def start_acked_producer(bootstrap: str, client_id: str, **options: Any) -
     producer = acked_producer(bootstrap, client_id, **options)
     await producer.start()
     return producer
+
+
+# Errors after which an idempotent producer is unusable (its sequence numbers or its producer id are no longer
+# the broker's, e.g. after a broker restart lost its state): only a fresh producer recovers.
+PRODUCER_FATAL: Final = (OutOfOrderSequenceNumber, ProducerFenced, ProducerClosed, UnknownProducerId)
+
+
+class RenewingProducer:
+    """An acked producer (`acked_producer`) that replaces itself after an error no retry on it can fix
+    (`PRODUCER_FATAL`). The call that met the error still raises it, so the caller's own retry (the notice
+    hub's, the dead-letter path's, the API's answer) reaches a fresh producer instead of failing the same way
+    for ever. A producer that cannot be started raises `KafkaError` (or `OSError`) from `use`, and the next
+    `use` tries again."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        client_id: str,
+        *,
+        start: Callable[..., Awaitable[Any]] | None = None,
+        **options: Any,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.client_id = client_id
+        self._start = start or start_acked_producer
+        self._options = options
+        self._producer: Any = None
+        self.renewals = 0
+
+    async def start(self) -> None:
+        if self._producer is None:
+            self._producer = await self._start(self.bootstrap, self.client_id, **self._options)
+
+    @contextlib.asynccontextmanager
+    async def use(self) -> AsyncIterator[Any]:
+        """The current producer, for one send (or a few); renewed if they fail for good."""
+        await self.start()
+        producer = self._producer
+        try:
+            yield producer
+        except PRODUCER_FATAL as exc:
+            if self._producer is producer:
+                self._producer = None
+                self.renewals += 1
+                log.warning(
+                    "Kafka producer %s failed for good (%r); the next send starts a fresh one",
+                    self.client_id,
+                    exc,
+                )
+                await close_producer(producer, 0.0)
+            raise
+
+    async def stop(self, flush_timeout_s: float) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await close_producer(producer, flush_timeout_s)
 
 
 async def ensure_topics(

@@ -50,16 +50,14 @@ from typing import Any, Final
 from aiokafka.errors import (
     KafkaError,
     MessageSizeTooLargeError,
-    OutOfOrderSequenceNumber,
     ProducerClosed,
-    ProducerFenced,
     RecordListTooLargeError,
     RecordTooLargeError,
-    UnknownProducerId,
 )
 
 from ingest import metrics
 from ingest.kafka_admin import (
+    PRODUCER_FATAL,
     KeyPartitions,
     acked_producer,
     close_producer,
@@ -74,8 +72,6 @@ log = logging.getLogger(__name__)
 
 
 _KEY_LEN: Final = struct.Struct("<i")
-# Errors after which the producer itself is unusable; the window is re-sent on a fresh one.
-_PRODUCER_FATAL: Final = (OutOfOrderSequenceNumber, ProducerFenced, ProducerClosed, UnknownProducerId)
 # Rejections of one record that no retry can fix. Everything else (authorization, unknown topic, timeouts)
 # is retried on a fresh producer while new hits spool: loud and bounded, instead of dropping hits for a
 # misconfiguration that someone will fix.
@@ -477,7 +473,7 @@ class KafkaPublisher:
             self._mark_unreachable(f"a send blocked for {self._stall_timeout_s:.1f} s")
             return False
         except KafkaError as error:
-            if isinstance(error, _PRODUCER_FATAL):
+            if isinstance(error, PRODUCER_FATAL):  # the window is re-sent on a fresh producer
                 self._reset_producer(error)
             else:
                 self._mark_unreachable(repr(error))

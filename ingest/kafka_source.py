@@ -18,7 +18,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInPro
 
 from ingest import metrics
 from ingest.bus import BusRecord
-from ingest.kafka_admin import BATCHED_FETCH, close_producer, ensure_topics, start_acked_producer
+from ingest.kafka_admin import BATCHED_FETCH, RenewingProducer, ensure_topics
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -168,10 +168,10 @@ class DeadLetterPublisher:
         self.bootstrap = bootstrap
         self.topics = topics
         self._client_id = client_id
-        self._producer: Any = None
+        self._producer = RenewingProducer(bootstrap, client_id)
 
     async def start(self) -> None:
-        self._producer = await start_acked_producer(self.bootstrap, self._client_id)
+        await self._producer.start()
 
     async def send(self, record: BusRecord, reason: str) -> None:
         headers = [
@@ -182,11 +182,10 @@ class DeadLetterPublisher:
         ]
         # Keyed by the source partition: dead letters of one partition stay in their original order.
         key = f"{record.topic}:{record.partition}".encode()
-        await self._producer.send_and_wait(self.topics.dead_letter, record.value, key=key, headers=headers)
+        async with self._producer.use() as producer:
+            await producer.send_and_wait(self.topics.dead_letter, record.value, key=key, headers=headers)
         metrics.DEAD_LETTERS.inc()
         log.warning("dead-lettered %s: %s", record.source, reason)
 
     async def stop(self) -> None:
-        if self._producer is not None:
-            await close_producer(self._producer, 10.0)
-            self._producer = None
+        await self._producer.stop(10.0)

@@ -26,7 +26,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
-from ingest.kafka_admin import close_producer, ensure_topics, start_acked_producer
+from ingest.kafka_admin import RenewingProducer, ensure_topics
 from schemas.privacy_change import (
     MalformedPrivacyChange,
     PrivacyChange,
@@ -77,7 +77,7 @@ class PrivacyPublisher:
         self._client_id = client_id
         self._create_topics = create_topics
         self._replication_factor = replication_factor
-        self._producer: Any = None
+        self._producer: RenewingProducer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
@@ -85,7 +85,8 @@ class PrivacyPublisher:
             await ensure_privacy_topic(
                 self.bootstrap, self.topic, replication_factor=self._replication_factor
             )
-        self._producer = await start_acked_producer(self.bootstrap, self._client_id)
+        self._producer = RenewingProducer(self.bootstrap, self._client_id)
+        await self._producer.start()
         self._loop = asyncio.get_running_loop()
 
     async def send(self, change: PrivacyChange) -> None:
@@ -93,8 +94,8 @@ class PrivacyPublisher:
         if self._producer is None:
             raise PrivacyNotPublished("the privacy publisher is not running")
         try:
-            async with asyncio.timeout(self.send_timeout_s):
-                await self._producer.send_and_wait(self.topic, encode_privacy_change(change), key=change.key)
+            async with asyncio.timeout(self.send_timeout_s), self._producer.use() as producer:
+                await producer.send_and_wait(self.topic, encode_privacy_change(change), key=change.key)
         except (KafkaError, TimeoutError) as exc:
             raise PrivacyNotPublished(f"the broker did not take the privacy change: {exc!r}") from exc
 
@@ -111,7 +112,7 @@ class PrivacyPublisher:
 
     async def stop(self) -> None:
         if self._producer is not None:
-            await close_producer(self._producer, 5.0)
+            await self._producer.stop(5.0)
             self._producer = None
 
 
