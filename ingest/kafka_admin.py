@@ -53,10 +53,6 @@ class KeyPartitions:
         if ordered != self._partitions:
             self._partitions, self._of = ordered, {}
 
-    @property
-    def partitions(self) -> list[int]:
-        return self._partitions
-
     def __call__(self, key: bytes | None) -> int:
         if key is None:
             self._turn += 1

@@ -58,14 +58,8 @@ def fast_constructor(record: type[T]) -> Callable[..., T]:
     the slots directly: a frozen dataclass's ``__init__`` goes through ``object.__setattr__`` per field,
     which on the edge's hot path cost more than a third of building the record. Same object, same checks
     (none): for code that already has every value, such as a decoded token or a hit as the edge saw it."""
-    names = [f.name for f in dataclasses.fields(record)]  # type: ignore[arg-type]
-    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": record}
-    namespace.update({f"_set_{name}": getattr(record, name).__set__ for name in names})
-    source = f"def build(*, {', '.join(names)}):\n    obj = _new(_cls)\n"
-    source += "".join(f"    _set_{name}(obj, {name})\n" for name in names)
-    source += "    return obj\n"
-    exec(source, namespace)  # noqa: S102  # generated from the dataclass's own field names, nothing else
-    build: Callable[..., T] = namespace["build"]
+    names = _field_names(record)
+    build = _slot_filler(record, f"*, {', '.join(names)}", {name: name for name in names})
     build.__qualname__ = f"fast_constructor({record.__qualname__})"
     return build
 
@@ -74,21 +68,32 @@ def fast_replace(record: type[T], *changed: str) -> Callable[..., T]:
     """``dataclasses.replace(obj, **{name: value for name in changed})`` for a frozen, slotted dataclass, with
     exactly those fields changed (by keyword), the others copied slot by slot: a third of the cost, for a
     record replaced once per hit. Like `fast_constructor`, no checks."""
-    names = [f.name for f in dataclasses.fields(record)]  # type: ignore[arg-type]
+    names = _field_names(record)
     unknown = set(changed) - set(names)
     if unknown:
         raise ValueError(f"{record.__qualname__} has no fields {sorted(unknown)}")
-    namespace: dict[str, Any] = {"_new": object.__new__, "_cls": record}
-    namespace.update({f"_set_{name}": getattr(record, name).__set__ for name in names})
-    source = f"def replace(obj, *, {', '.join(changed)}):\n    new = _new(_cls)\n"
-    source += "".join(
-        f"    _set_{name}(new, {name if name in changed else 'obj.' + name})\n" for name in names
-    )
-    source += "    return new\n"
-    exec(source, namespace)  # noqa: S102  # generated from the dataclass's own field names, nothing else
-    replace: Callable[..., T] = namespace["replace"]
+    values = {name: name if name in changed else f"_source_.{name}" for name in names}
+    replace = _slot_filler(record, f"_source_, *, {', '.join(changed)}", values)
     replace.__qualname__ = f"fast_replace({record.__qualname__}, {', '.join(changed)})"
     return replace
+
+
+def _field_names(record: type) -> list[str]:
+    return [f.name for f in dataclasses.fields(record)]
+
+
+def _slot_filler(record: type[T], parameters: str, values: Mapping[str, str]) -> Callable[..., T]:
+    """A generated function of ``parameters`` that makes a ``record`` without ``__init__`` and sets each slot
+    to the expression ``values[name]`` (a parameter, or an attribute of one). Only the dataclass's own field
+    names go into the source; the locals end in ``_`` so that no field name can shadow them."""
+    namespace: dict[str, Any] = {"_new_": object.__new__, "_cls_": record}
+    namespace.update({f"_set_{name}_": getattr(record, name).__set__ for name in values})
+    source = f"def fill({parameters}):\n    _made_ = _new_(_cls_)\n"
+    source += "".join(f"    _set_{name}_(_made_, {value})\n" for name, value in values.items())
+    source += "    return _made_\n"
+    exec(source, namespace)  # noqa: S102  # generated from the dataclass's own field names, nothing else
+    fill: Callable[..., T] = namespace["fill"]
+    return fill
 
 
 def required_fields(record: type) -> frozenset[str]:
