@@ -13,11 +13,31 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
+from schemas.events import RawHit
+
 BROWSER = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/119.0.0.0 Safari/537.36"
 )
 RESIDENTIAL = "81.2.69.160"  # GB, London in MaxMind's test City DB
+
+
+def human_open(i: int, messages: int) -> RawHit:
+    """The ``i``-th raw hit of a stream of human opens (a browser, a residential address) spread over
+    ``messages`` messages of account ``acme``'s campaign ``c``, as the edge would publish it now."""
+    now_ms = int(time.time() * 1000)
+    return RawHit(
+        hit_id=f"{now_ms:012x}{i:016x}",
+        kind="open",
+        received_at_ms=now_ms,
+        ip=RESIDENTIAL,
+        user_agent=BROWSER,
+        token_ok=True,
+        account="acme",
+        campaign_id="c",
+        message_id=f"m{i % messages}",
+        sent_at=now_ms // 1000 - 3600,
+    )
 
 
 def path_of(url: str) -> str:

@@ -26,7 +26,7 @@ from schemas.events import RawHit
 from schemas.notices import Notice, decode_notice_batch
 from schemas.store import Store
 from schemas.topics import Topics
-from tests.integration.helpers import BROWSER, RESIDENTIAL
+from tests.integration.helpers import human_open
 
 DATA = Path(__file__).parent.parent / "data"
 HITS = 60
@@ -52,19 +52,7 @@ class Gate:
 
 
 def _hit(i: int) -> RawHit:
-    now_ms = int(time.time() * 1000)
-    return RawHit(
-        hit_id=f"{now_ms:012x}{i:016x}",
-        kind="open",
-        received_at_ms=now_ms,
-        ip=RESIDENTIAL,
-        user_agent=BROWSER,
-        token_ok=True,
-        account="acme",
-        campaign_id="c",
-        message_id=f"m{i % 7}",
-        sent_at=now_ms // 1000 - 3600,
-    )
+    return human_open(i, messages=7)
 
 
 def _processor() -> HitProcessor:
@@ -105,6 +93,24 @@ async def _end_offsets(bootstrap: str, topics: Topics, partitions: int) -> list[
         await consumer.stop()
 
 
+PARTITIONS = 3
+
+
+class _GroupOffsets:
+    """The group's committed offsets on the raw topic, as an outsider sees them."""
+
+    def __init__(self, bootstrap: str, topics: Topics, group: str, partitions: int) -> None:
+        self.bootstrap, self.topics, self.group, self.partitions = bootstrap, topics, group, partitions
+
+    async def committed(self) -> list[int | None]:
+        return await _committed(self.bootstrap, self.topics, self.group, self.partitions)
+
+    async def all_committed(self) -> bool:
+        """Every record of every partition read and committed (and there is at least one)."""
+        ends = await _end_offsets(self.bootstrap, self.topics, self.partitions)
+        return sum(ends) > 0 and await self.committed() == ends
+
+
 async def _enriched(bootstrap: str, topics: Topics, expect: int) -> list[Notice]:
     """Everything on the enriched topic: read until ``expect`` notices came, then 1 s more for any extra."""
     consumer = AIOKafkaConsumer(topics.enriched, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
@@ -130,14 +136,9 @@ async def _enriched(bootstrap: str, topics: Topics, expect: int) -> list[Notice]
 async def test_raw_offsets_wait_for_the_notices_to_be_acked_on_the_enriched_topic(
     tmp_path: Path, store: Store, kafka_bootstrap: str, kafka_topics: Topics, kafka_group: str
 ) -> None:
-    partitions = 3
-
-    async def committed() -> list[int | None]:
-        return await _committed(kafka_bootstrap, kafka_topics, kafka_group, partitions)
-
-    async def all_committed() -> bool:
-        ends = await _end_offsets(kafka_bootstrap, kafka_topics, partitions)
-        return sum(ends) > 0 and await committed() == ends
+    partitions = PARTITIONS
+    offsets = _GroupOffsets(kafka_bootstrap, kafka_topics, kafka_group, partitions)
+    committed, all_committed = offsets.committed, offsets.all_committed
 
     producer = NoticeProducer(kafka_bootstrap, kafka_topics, partitions=partitions)
     gate = Gate(producer.send)
@@ -189,14 +190,9 @@ async def test_raw_offsets_wait_for_the_notices_to_be_acked_on_the_enriched_topi
 async def test_a_processor_that_dies_before_the_ack_leaves_the_hits_to_be_read_and_notified_again(
     tmp_path: Path, store: Store, kafka_bootstrap: str, kafka_topics: Topics, kafka_group: str
 ) -> None:
-    partitions = 3
-
-    async def committed() -> list[int | None]:
-        return await _committed(kafka_bootstrap, kafka_topics, kafka_group, partitions)
-
-    async def all_committed() -> bool:
-        ends = await _end_offsets(kafka_bootstrap, kafka_topics, partitions)
-        return sum(ends) > 0 and await committed() == ends
+    partitions = PARTITIONS
+    offsets = _GroupOffsets(kafka_bootstrap, kafka_topics, kafka_group, partitions)
+    committed, all_committed = offsets.committed, offsets.all_committed
 
     producer = NoticeProducer(kafka_bootstrap, kafka_topics, partitions=partitions)
     await producer.start()
@@ -337,14 +333,9 @@ async def test_the_runner_stops_fetching_while_too_many_flushes_wait_for_their_n
 async def test_waiting_past_max_poll_interval_leaves_the_group_and_loses_nothing(
     tmp_path: Path, store: Store, kafka_bootstrap: str, kafka_topics: Topics, kafka_group: str
 ) -> None:
-    partitions = 3
-
-    async def committed() -> list[int | None]:
-        return await _committed(kafka_bootstrap, kafka_topics, kafka_group, partitions)
-
-    async def all_committed() -> bool:
-        ends = await _end_offsets(kafka_bootstrap, kafka_topics, partitions)
-        return sum(ends) > 0 and await committed() == ends
+    partitions = PARTITIONS
+    offsets = _GroupOffsets(kafka_bootstrap, kafka_topics, kafka_group, partitions)
+    committed, all_committed = offsets.committed, offsets.all_committed
 
     producer = NoticeProducer(kafka_bootstrap, kafka_topics, partitions=partitions)
     gate = Gate(producer.send)

@@ -24,7 +24,7 @@ from processors.runner import HitRunner
 from schemas.events import RawHit, encode_hit
 from schemas.store import Store, StoreError
 from schemas.topics import Topics
-from tests.integration.helpers import BROWSER
+from tests.integration.helpers import human_open
 
 pytestmark = pytest.mark.kafka
 DATA = Path(__file__).parent.parent / "data"
@@ -46,19 +46,7 @@ class SwitchedStore(Store):
 
 
 def _hit(i: int) -> RawHit:
-    now_ms = int(time.time() * 1000)
-    return RawHit(
-        hit_id=f"{now_ms:012x}{i:016x}",
-        kind="open",
-        received_at_ms=now_ms,
-        ip="81.2.69.160",
-        user_agent=BROWSER,
-        token_ok=True,
-        account="acme",
-        campaign_id="c",
-        message_id=f"m{i % 25}",
-        sent_at=now_ms // 1000 - 3600,
-    )
+    return human_open(i, messages=25)
 
 
 async def test_processor_pauses_while_the_store_is_away_then_catches_up(
