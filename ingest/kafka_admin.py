@@ -213,17 +213,16 @@ async def close_producer(producer: Any, flush_timeout_s: float) -> None:
                     waiter.exception()
         else:
             stopping.cancel()
-        try:
-            await stopping
-        except (asyncio.CancelledError, KafkaError, OSError):
-            pass
-        except Exception:
-            # Failing batches under aiokafka's feet can race its sender: a produce request that fails
-            # after fail_all re-queues a batch fail_all already retired (KeyError in reenqueue, 0.14).
-            # The producer is being discarded and our window still holds its records: nothing to do.
-            log.debug("abandoned Kafka producer stopped with an error", exc_info=True)
-            with contextlib.suppress(Exception):
-                await producer.client.close()  # what its stop did not reach
-        return
-    with contextlib.suppress(asyncio.CancelledError, KafkaError, OSError):
+    try:
         await stopping
+    except (asyncio.CancelledError, KafkaError, OSError):
+        pass
+    except Exception:
+        if done:
+            raise
+        # Failing batches under aiokafka's feet can race its sender: a produce request that fails after
+        # fail_all re-queues a batch fail_all already retired (KeyError in reenqueue, 0.14). The producer is
+        # being discarded and our window still holds its records: nothing to do.
+        log.debug("abandoned Kafka producer stopped with an error", exc_info=True)
+        with contextlib.suppress(Exception):
+            await producer.client.close()  # what its stop did not reach
