@@ -19,8 +19,13 @@ help:
 uv:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 
+# The edge's native fast path (native/, Rust) is built from source: without cargo it is left out, and the
+# edge serves every request in Python.
+NATIVE_GROUP := $(if $(shell command -v cargo 2>/dev/null),,--no-group native)
+
 install: uv
-	$(UV) sync --locked
+	@$(if $(NATIVE_GROUP),echo "cargo not found: installing without the edge's native fast path (native/)")
+	$(UV) sync --locked $(NATIVE_GROUP)
 
 run: install
 	$(UV) run pixelpipe serve --host $(HOST) --port $(PORT)

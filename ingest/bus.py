@@ -11,7 +11,7 @@ import asyncio
 import collections
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ingest import metrics
 from schemas.events import RawHit, encode_hit
@@ -41,6 +41,13 @@ class HitPublisher(Protocol):
     def ready(self) -> bool: ...
 
     async def stop(self) -> None: ...
+
+
+@runtime_checkable
+class EncodedHitPublisher(HitPublisher, Protocol):
+    """A publisher that also takes hits already encoded: the edge's native fast path writes the line."""
+
+    def publish_encoded(self, key: bytes | None, value: bytes) -> None: ...
 
 
 class HitSource(Protocol):

@@ -56,3 +56,9 @@ def client_ip(peer: str | None, forwarded_for: str | None, proxies: Sequence[Net
         if not _trusted(hop, proxies):
             break
     return _text(client)
+
+
+def forwarded_for_counts(peer: str | None, proxies: Sequence[Network]) -> bool:
+    """Whether `client_ip` reads ``X-Forwarded-For`` on requests from ``peer``: it is a trusted proxy."""
+    address = _parse(peer) if peer and proxies else None
+    return address is not None and _trusted(address, proxies)

@@ -22,8 +22,9 @@ from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
 from ingest import metrics
-from ingest.bus import HitPublisher
+from ingest.bus import EncodedHitPublisher, HitPublisher
 from ingest.client_ip import Network, client_ip
+from ingest.native import NativeEdge, PixelPath, pixel_path
 from schemas.events import SCHEMA_VERSION, HitKind, RawHit
 from schemas.suppression import DoNotTrack
 from schemas.tokens import Claim, InvalidToken, Keyring, TokenKind, verify
@@ -199,6 +200,7 @@ class Edge:
         fallback: ASGIApp,
         do_not_track: DoNotTrack | None = None,
         clock: Callable[[], float] = time.time,
+        native: NativeEdge = "auto",
     ) -> None:
         self.keyring = keyring
         self.publisher = publisher
@@ -206,6 +208,12 @@ class Edge:
         self.fallback = fallback
         self.do_not_track = do_not_track
         self.clock = clock
+        # The native fast path writes encoded hits: only for a publisher that takes them (Kafka's).
+        self.pixel_path: PixelPath | None = None
+        self._publish_encoded: Callable[[bytes | None, bytes], None] | None = None
+        if isinstance(publisher, EncodedHitPublisher):
+            self.pixel_path = pixel_path(keyring, native)
+            self._publish_encoded = publisher.publish_encoded
         # The counters' children, bound once: `.labels()` per hit costs a locked lookup.
         self._hits = {
             (kind, token): metrics.HITS.labels(kind, token)
@@ -290,6 +298,20 @@ class Edge:
         if claim is not None:
             location = safe_location(claim.url)
         respond(BAD_LINK if location is None else redirect(location))
+
+    def record_pixel_line(self, recipient_tag: bytes, key: bytes, line: bytes) -> None:
+        """What `_record` does for a pixel whose hit `pixel_path` has verified and encoded (its GIF is
+        already answered): honour do-not-track, count, publish."""
+        try:
+            do_not_track = self.do_not_track
+            if do_not_track is not None and recipient_tag in do_not_track:
+                self._hits["open", "do_not_track"].inc()
+                return
+            self._hits["open", "ok"].inc()
+            if self._publish_encoded is not None:
+                self._publish_encoded(key, line)
+        except Exception:  # the email is already served; a bug here must not surface
+            log.exception("could not record a pixel hit")
 
     def _record(
         self,

@@ -20,13 +20,18 @@ write, and never close a connection with a held head unsent.
 from __future__ import annotations
 
 import asyncio
+import logging
 import urllib.parse
 from typing import Any, Final, cast
 
 from uvicorn._types import ASGI3Application
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
+from ingest.client_ip import client_ip, forwarded_for_counts
 from ingest.edge import BAD_LINK, METHOD_NOT_ALLOWED, PIXEL, PIXEL_HEAD, Answer, Edge
+from ingest.native import PixelPath
+
+log = logging.getLogger(__name__)
 
 _HOT_PREFIXES: Final = (b"/o/", b"/c/")
 # Answers that never change: their bytes are built once per set of default headers (uvicorn renews the
@@ -154,22 +159,59 @@ class EdgeHttpProtocol(HttpToolsProtocol):
     _peer: str | None
     _keep_alive: bool
     _with_body: bool
+    _pixel_path: PixelPath | None
+    _client_ip: str  # the peer's address: the client's, unless X-Forwarded-For counts
+    _forwarded_for_counts: bool
+    _between_messages: bool  # the parser holds no part of a request
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._coalescer = _HeadCoalescer(transport, self.loop)
-        self._edge = self.app if isinstance(self.app, Edge) else None
+        edge = self._edge = self.app if isinstance(self.app, Edge) else None
         self._peer = self.client[0] if self.client else None
         self._keep_alive = True
         self._with_body = True
+        self._pixel_path = edge.pixel_path if edge is not None else None
+        proxies = edge.trusted_proxies if edge is not None else ()
+        self._client_ip = client_ip(self._peer, None, proxies)
+        self._forwarded_for_counts = forwarded_for_counts(self._peer, proxies)
+        self._between_messages = True
+
+    # -- the native fast path
+
+    def data_received(self, data: bytes) -> None:
+        pixel_path = self._pixel_path
+        if pixel_path is not None and self._between_messages and self._answers_alone():
+            edge = cast(Edge, self._edge)
+            try:
+                found = pixel_path.answer(
+                    data, self._client_ip, self._forwarded_for_counts, int(edge.clock() * 1000)
+                )
+            except Exception:  # nothing is answered yet: the Python path serves it
+                log.exception("the native fast path failed on a request")
+                found = None
+            if found is not None:
+                keep_alive, recipient_tag, key, line = found
+                self._unset_keepalive_if_required()  # as uvicorn's data_received
+                self.cycle = cast(RequestResponseCycle, _ANSWERED)
+                self._keep_alive, self._with_body = keep_alive, True
+                self._respond(PIXEL)
+                edge.record_pixel_line(recipient_tag, key, line)
+                return
+        super().data_received(data)
 
     # -- below ASGI
 
     def on_message_begin(self) -> None:
         # The ASGI scope is built in `on_headers_complete`, and only for requests that take the ASGI path.
+        self._between_messages = False
         self.url = b""
         self.expect_100_continue = False
         self.headers = []
+
+    def on_message_complete(self) -> None:
+        self._between_messages = True
+        super().on_message_complete()
 
     def on_headers_complete(self) -> None:
         edge = self._edge

@@ -394,5 +394,6 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         trusted_proxies=settings.trusted_proxies,
         fallback=inner,
         do_not_track=components.do_not_track,
+        native=settings.native_edge,
     )
     return edge, litestar

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
 
+from ingest import native
+from ingest.native import NATIVE_EDGE_CHOICES, NativeEdge
 from schemas.store import StoreTarget, parse_store_url
 from schemas.tokens import Keyring
 
@@ -51,6 +53,7 @@ class Settings:
     retention_days: int = 396  # sends and counted events: 13 months
     filtered_retention_days: int = 90
     webhook_allow_private: bool = False  # development only: webhooks may call loopback and private addresses
+    native_edge: NativeEdge = "auto"  # the edge's native fast path for pixels (ingest.native)
     secret_generated: bool = False
     api_keys_generated: bool = False
 
@@ -81,6 +84,19 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise SettingsError(name, f"{raw!r} is not true or false (1/0, yes/no, on/off)")
+
+
+def _native_edge(env: Mapping[str, str]) -> NativeEdge:
+    raw = env.get("PIXELPIPE_NATIVE_EDGE", "").strip().lower() or "auto"
+    if raw not in NATIVE_EDGE_CHOICES:
+        raise SettingsError("PIXELPIPE_NATIVE_EDGE", f"{raw!r} is not one of auto, on, off")
+    if raw == "on" and not native.available():
+        raise SettingsError(
+            "PIXELPIPE_NATIVE_EDGE",
+            "is on, but the native fast path (pixelpipe-native) is not installed: build it with "
+            "`uv sync --group native` (needs cargo)",
+        )
+    return raw  # type: ignore[return-value]
 
 
 def parse_secret(raw: str) -> Keyring:
@@ -222,6 +238,7 @@ def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port:
         retention_days=_int(env, "PIXELPIPE_RETENTION_DAYS", 396, 1, 36_500),
         filtered_retention_days=_int(env, "PIXELPIPE_FILTERED_RETENTION_DAYS", 90, 1, 36_500),
         webhook_allow_private=_bool(env, "PIXELPIPE_WEBHOOK_ALLOW_PRIVATE", False),
+        native_edge=_native_edge(env),
         secret_generated=secret_generated,
         api_keys_generated=api_keys_generated,
     )

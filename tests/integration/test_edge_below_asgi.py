@@ -7,6 +7,9 @@ behave as in uvicorn; requests that must not be answered alone (pipelined behind
 not pixels or clicks take the ASGI path, in order; a malformed request gets uvicorn's 400 and a close, and
 nothing is published for anything that is not a hit (HEAD, 405, garbage); the keep-alive timer a pixel's
 answer arms never closes the connection under a request pipelined behind it.
+
+Every test runs twice: on the Python path alone, and with the native fast path (`ingest.native`) in front of
+it, where the same bytes and hits must come out and the run checks which requests the native path answered.
 """
 
 from __future__ import annotations
@@ -20,14 +23,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from ingest.edge import PIXEL_GIF, Edge, Receive, Scope, Send
 from ingest.http_protocol import EdgeHttpProtocol
-from schemas.events import HitKind, RawHit
+from ingest.native import NativeEdge, PixelPath
+from schemas.events import HitKind, RawHit, decode_hit
 from schemas.tokens import Claim, Keyring, TokenKind, sign
+from tests.native import require_native
 from tests.serving import CountingTransport, serving
 
 KEYS = Keyring(((1, b"k" * 32),))
@@ -84,6 +89,12 @@ class _ListPublisher:
         with self._lock:
             self.hits.append(hit)
 
+    def publish_encoded(self, key: bytes | None, value: bytes) -> None:
+        """From the native fast path: the line must decode to a hit keyed as the Python path keys it."""
+        hit = decode_hit(value)
+        assert key == hit.partition_key
+        self.publish(hit)
+
     def ready(self) -> bool:
         return True
 
@@ -136,6 +147,21 @@ class _CountingEdge(Edge):
         await super().__call__(scope, receive, send)
 
 
+class _CountingPixelPath:
+    """The edge's native fast path, counting the requests it answered."""
+
+    def __init__(self, path: PixelPath) -> None:
+        self._path = path
+        self.answered = 0
+
+    def answer(
+        self, data: bytes, ip: str, forwarded_for_matters: bool, now_ms: int
+    ) -> tuple[bool, bytes, bytes, bytes] | None:
+        found = self._path.answer(data, ip, forwarded_for_matters, now_ms)
+        self.answered += found is not None
+        return found
+
+
 @dataclass
 class _Server:
     host: str
@@ -145,8 +171,16 @@ class _Server:
     fallback: _Fallback
     writes: list[bytes]  # every write to a connection's transport
     asgi_tasks: list[str]  # the path of every request that took the ASGI path
+    native: _CountingPixelPath | None  # None: the Python path serves every request
+
+    def natively_answered(self, count: int) -> None:
+        """With the native fast path on, it answered ``count`` requests since `reset`."""
+        if self.native is not None:
+            assert self.native.answered == count
 
     def reset(self) -> None:
+        if self.native is not None:
+            self.native.answered = 0
         self.publisher.hits.clear()
         self.fallback.paths.clear()
         self.edge.calls.clear()
@@ -219,9 +253,10 @@ def _get(path: str, *extra: str, method: str = "GET", version: str = "1.1") -> b
 
 
 @contextmanager
-def _serving(keep_alive_s: float | None = None) -> Iterator[_Server]:
+def _serving(keep_alive_s: float | None = None, native: NativeEdge = "auto") -> Iterator[_Server]:
     """A real `Edge` (the list publisher, no trusted proxies, `_Fallback` behind it) served by
-    `EdgeHttpProtocol` on uvloop, each connection's writes and ASGI tasks recorded."""
+    `EdgeHttpProtocol` on uvloop, each connection's writes and ASGI tasks recorded; ``native``: whether
+    its native fast path answers the pixels it can."""
     writes: list[bytes] = []
     asgi_tasks: list[str] = []
 
@@ -238,16 +273,28 @@ def _serving(keep_alive_s: float | None = None) -> Iterator[_Server]:
     publisher = _ListPublisher()
     fallback = _Fallback()
     edge = _CountingEdge(
-        keyring=KEYS, publisher=publisher, trusted_proxies=(), fallback=fallback, clock=lambda: NOW
+        keyring=KEYS,
+        publisher=publisher,
+        trusted_proxies=(),
+        fallback=fallback,
+        clock=lambda: NOW,
+        native=native,
     )
+    if native != "auto":
+        assert (edge.pixel_path is not None) == (native == "on")
+    counting = None if edge.pixel_path is None else _CountingPixelPath(edge.pixel_path)
+    edge.pixel_path = cast(PixelPath, counting)
     with serving(edge, http=Counting, loop="uvloop") as base:
         host, port = base.removeprefix("http://").split(":")
-        yield _Server(host, int(port), edge, publisher, fallback, writes, asgi_tasks)
+        yield _Server(host, int(port), edge, publisher, fallback, writes, asgi_tasks, counting)
 
 
-@pytest.fixture(scope="module")
-def _module_server() -> Iterator[_Server]:
-    with _serving() as server:
+@pytest.fixture(scope="module", params=["off", "on"], ids=["python", "native"])
+def _module_server(request: pytest.FixtureRequest) -> Iterator[_Server]:
+    """Every test runs against both paths: the Python one, and the native fast path in front of it."""
+    if request.param == "on":
+        require_native()
+    with _serving(native=request.param) as server:
         yield server
 
 
@@ -301,6 +348,7 @@ def test_a_pixel_is_one_write_from_the_parser_and_one_hit(server: _Server) -> No
         hits = server.publisher.wait(1)
     assert server.writes == [response.raw]
     assert [_without_id(hit) for hit in hits] == [_expected_hit("open", OPEN_CLAIM)]
+    server.natively_answered(1)
     assert server.asgi_tasks == []
     assert server.edge.calls == []
     assert server.fallback.paths == []
@@ -317,6 +365,7 @@ def test_keep_alive_serves_pixel_after_pixel(server: _Server) -> None:
         hits = server.publisher.wait(3)
     assert [_without_id(hit) for hit in hits] == [_expected_hit("open", claim) for claim in claims]
     assert len(server.writes) == 3
+    server.natively_answered(3)
     assert server.asgi_tasks == []
 
 
@@ -334,6 +383,7 @@ def test_head_on_a_pixel_is_the_head_alone_and_no_hit(server: _Server) -> None:
         hits = server.publisher.wait(1)
     assert server.writes == [head.raw, response.raw]
     assert len(hits) == 1  # the GET's: hits are published in order, so the HEAD published none
+    server.natively_answered(1)  # the GET; a HEAD is the Python path's
     assert server.asgi_tasks == []
 
 
@@ -351,6 +401,7 @@ def test_a_pixel_answers_other_methods_with_405_and_no_hit(server: _Server, path
         assert conn.response().body == PIXEL_GIF
         hits = server.publisher.wait(1)
     assert [hit.token_ok for hit in hits] == [True]
+    server.natively_answered(1)  # the GET; a request with a body is the Python path's
     assert server.asgi_tasks == []
 
 
@@ -374,6 +425,7 @@ def test_a_forged_pixel_is_still_the_gif_and_an_invalid_hit(server: _Server) -> 
             token_head=forged[:64],
         )
     ]
+    server.natively_answered(0)  # a token that does not verify is the Python path's: it names the error
     assert server.asgi_tasks == []
 
 
@@ -510,6 +562,7 @@ def test_no_keep_alive_answers_with_connection_close_then_closes(
         hits = server.publisher.wait(1)
     assert server.writes == [response.raw]
     assert [_without_id(hit) for hit in hits] == [_expected_hit("open", OPEN_CLAIM)]
+    server.natively_answered(1)
     assert server.asgi_tasks == []
 
 
