@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import urllib.parse
 from typing import Any, Final, cast
 
@@ -163,6 +164,10 @@ class EdgeHttpProtocol(HttpToolsProtocol):
     _client_ip: str  # the peer's address: the client's, unless X-Forwarded-For counts
     _forwarded_for_counts: bool
     _between_messages: bool  # the parser holds no part of a request
+    # When the native path last answered (loop time). It leaves a keep-alive timer running rather than
+    # cancelling and re-arming one per request, as uvicorn does: the timer, when it fires, waits on for what
+    # remains of the timeout since this answer.
+    _answered_at: float
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -176,6 +181,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self._client_ip = client_ip(self._peer, None, proxies)
         self._forwarded_for_counts = forwarded_for_counts(self._peer, proxies)
         self._between_messages = True
+        self._answered_at = -math.inf
 
     # -- the native fast path
 
@@ -192,10 +198,18 @@ class EdgeHttpProtocol(HttpToolsProtocol):
                 found = None
             if found is not None:
                 keep_alive, recipient_tag, key, line = found
-                self._unset_keepalive_if_required()  # as uvicorn's data_received
                 self.cycle = cast(RequestResponseCycle, _ANSWERED)
-                self._keep_alive, self._with_body = keep_alive, True
-                self._respond(PIXEL)
+                transport = self.transport
+                transport.write(_ENCODED.get(PIXEL, self.server_state.default_headers, keep_alive, True))
+                self.server_state.total_requests += 1
+                if keep_alive:
+                    self._answered_at = self.loop.time()
+                    if self.timeout_keep_alive_task is None:
+                        self.timeout_keep_alive_task = self.loop.call_later(
+                            self.timeout_keep_alive, self.timeout_keep_alive_handler
+                        )
+                else:
+                    transport.close()
                 edge.record_pixel_line(recipient_tag, key, line)
                 return
         super().data_received(data)
@@ -272,6 +286,12 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         super().shutdown()
 
     def timeout_keep_alive_handler(self) -> None:
+        idle_s = self.loop.time() - self._answered_at
+        if idle_s < self.timeout_keep_alive:  # a native answer since the timer was armed: wait on
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive - idle_s, self.timeout_keep_alive_handler
+            )
+            return
         self._coalescer.flush()
         super().timeout_keep_alive_handler()
 
