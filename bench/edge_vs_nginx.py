@@ -64,19 +64,22 @@ TARGET_RATIO = 0.30
 TARGET_P99_MS = 5.0
 # Where a busy profile sample goes: the first area whose needle is on its stack (so the shares add up to 100).
 AREAS = (
-    # A pixel's stack, outermost first: uvloop -> data_received (uvicorn) -> EdgeHttpProtocol._serve ->
-    # Edge.serve -> _pixel -> _respond (the write) | _record (verify, the hit, publish).
-    ("response: the socket write (EdgeHttpProtocol._respond)", ("._respond (", "RequestResponseCycle.send")),
-    ("token verify (schemas/tokens.py)", ("schemas/tokens.py",)),
-    ("publish: encode + buffer (KafkaPublisher.publish)", ("KafkaPublisher.publish (",)),
+    # A pixel's stack, outermost first: uvloop -> EdgeHttpProtocol.data_received -> the native fast path
+    # (pixelpipe_native) -> the socket write -> Edge.record_pixel_line (counters, publish_encoded). Requests
+    # the native path declines take uvicorn's data_received -> httptools -> EdgeHttpProtocol._serve ->
+    # Edge.serve -> _respond (the write) | _record (verify, the hit, publish). An area takes a sample when
+    # any frame of its stack matches, first area first.
+    ("Kafka producer: pump, batching, compression, network (aiokafka)", ("ingest/kafka_", "aiokafka/")),
+    ("native fast path: parse, verify, the hit's line (pixelpipe_native)", ("pixelpipe_native",)),
+    ("socket write of the answer", ("UVStream_write", "._respond (", "RequestResponseCycle.send")),
     ("Prometheus counters", ("prometheus_client/",)),
-    ("rest of the edge handler (ingest/edge.py: the hit, its id, headers, address)", ("ingest/edge.py",)),
-    ("Kafka producer: pump, batching, network (aiokafka)", ("ingest/kafka_", "aiokafka/")),
+    ("Python path: token verify (schemas/tokens.py)", ("schemas/tokens.py",)),
+    ("Python path: the hit, its id, headers, address (ingest/edge.py)", ("ingest/edge.py",)),
     (
-        "HTTP parsing, keep-alive, the protocol (httptools, uvicorn, ingest/http_protocol.py)",
+        "HTTP protocol: the native path's glue, httptools and uvicorn for the rest (ingest/http_protocol.py)",
         ("httptools_impl.py", "ingest/http_protocol.py", "proxy_headers.py"),
     ),
-    ("event loop and the rest", ("",)),
+    ("event loop, socket reads and the rest", ("",)),
 )
 
 

@@ -82,10 +82,14 @@ class MemoryBus:
         return None
 
     def publish(self, hit: RawHit) -> None:
+        self.publish_encoded(None, encode_hit(hit))
+
+    def publish_encoded(self, key: bytes | None, value: bytes) -> None:
+        """`publish` of a hit already encoded (the edge's native fast path); one partition: no key."""
         if len(self._queue) >= self.capacity:
             metrics.BUS_DROPPED.inc()
             return
-        self._queue.append(BusRecord(encode_hit(hit), 0, self._next_offset))
+        self._queue.append(BusRecord(value, 0, self._next_offset))
         self._next_offset += 1
         metrics.HITS_PUBLISHED.inc()
         self._wakeup.set()
