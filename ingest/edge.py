@@ -212,7 +212,7 @@ class Edge:
         self.pixel_path: PixelPath | None = None
         self._publish_encoded: Callable[[bytes | None, bytes], None] | None = None
         if isinstance(publisher, EncodedHitPublisher):
-            self.pixel_path = pixel_path(keyring, native)
+            self.pixel_path = pixel_path(keyring, native, self.trusted_proxies)
             self._publish_encoded = publisher.publish_encoded
         # The counters' children, bound once: `.labels()` per hit costs a locked lookup.
         self._hits = {

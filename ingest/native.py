@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import os
 import weakref
+from collections.abc import Sequence
 from typing import Final, Literal
 
+from ingest.client_ip import Network
 from schemas.tokens import Keyring
 
 try:
@@ -46,12 +48,16 @@ def available() -> bool:
     return PixelPath is not None
 
 
-def pixel_path(keyring: Keyring, choice: NativeEdge = "auto") -> PixelPath | None:
-    """A fast path verifying with ``keyring``'s keys, or None (``off``, or not installed under ``auto``)."""
+def pixel_path(
+    keyring: Keyring, choice: NativeEdge = "auto", trusted_proxies: Sequence[Network] = ()
+) -> PixelPath | None:
+    """A fast path verifying with ``keyring``'s keys and reading ``X-Forwarded-For`` from
+    ``trusted_proxies``, or None (``off``, or not installed under ``auto``)."""
     if choice == "off" or PixelPath is None:
         if choice == "on":
             raise RuntimeError("the native edge fast path (pixelpipe-native) is not installed")
         return None
-    path = PixelPath(list(keyring.keys))
+    proxies = [(net.network_address.packed, net.prefixlen) for net in trusted_proxies]
+    path = PixelPath(list(keyring.keys), proxies)
     _paths.add(path)
     return path

@@ -7,13 +7,15 @@
 //! byte for byte what `orjson.dumps(RawHit(...))` writes (checked by `tests/unit/test_native_fast_path.py`).
 //!
 //! Declined: anything but exactly one complete `GET /o/…` request with no body (a pipelined or partial
-//! read, a body, `Upgrade`, `Expect`), a percent-encoded path, an `X-Forwarded-For` the caller must
-//! evaluate, and every token that does not verify as an open token (its error is the Python code's to name).
+//! read, a body, `Upgrade`, `Expect`), a percent-encoded path, an `X-Forwarded-For` chain from a trusted
+//! proxy with a hop it cannot read exactly as Python does, and every token that does not verify as an open
+//! token (its error is the Python code's to name).
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use sha2::{Digest, Sha256};
+use std::net::IpAddr;
 
 const TOKEN_VERSION: u8 = 1;
 const KIND_OPEN: u8 = 1;
@@ -190,6 +192,7 @@ struct PixelRequest<'a> {
     token: &'a [u8],
     keep_alive: bool,
     user_agent: &'a [u8],
+    forwarded_for: Option<&'a [u8]>, // the first X-Forwarded-For, as the Python path reads it
 }
 
 fn has_token(value: &[u8], token: &[u8]) -> bool {
@@ -211,7 +214,7 @@ fn with_trailing_whitespace<'a>(data: &'a [u8], value: &'a [u8]) -> &'a [u8] {
     &data[start..end]
 }
 
-fn parse_pixel_request(data: &[u8], forwarded_for_matters: bool) -> Option<PixelRequest<'_>> {
+fn parse_pixel_request(data: &[u8]) -> Option<PixelRequest<'_>> {
     // httparse takes a bare LF as a line's end; llhttp refuses it (uvicorn answers 400): so do we.
     if data.iter().enumerate().any(|(at, &b)| b == b'\n' && (at == 0 || data[at - 1] != b'\r')) {
         return None;
@@ -234,10 +237,13 @@ fn parse_pixel_request(data: &[u8], forwarded_for_matters: bool) -> Option<Pixel
     let token = token.strip_suffix(b".gif").unwrap_or(token);
     let mut keep_alive = request.version? == 1;
     let mut user_agent: Option<&[u8]> = None;
+    let mut forwarded_for: Option<&[u8]> = None;
     for header in request.headers.iter() {
         let name = header.name.as_bytes();
         if name.eq_ignore_ascii_case(b"user-agent") {
             user_agent.get_or_insert(with_trailing_whitespace(data, header.value));
+        } else if name.eq_ignore_ascii_case(b"x-forwarded-for") {
+            forwarded_for.get_or_insert(with_trailing_whitespace(data, header.value));
         } else if name.eq_ignore_ascii_case(b"connection") {
             if has_token(header.value, b"close") {
                 keep_alive = false;
@@ -246,18 +252,85 @@ fn parse_pixel_request(data: &[u8], forwarded_for_matters: bool) -> Option<Pixel
             || name.eq_ignore_ascii_case(b"transfer-encoding")
             || name.eq_ignore_ascii_case(b"upgrade")
             || name.eq_ignore_ascii_case(b"expect")
-            || (forwarded_for_matters && name.eq_ignore_ascii_case(b"x-forwarded-for"))
         {
             return None;
         }
     }
-    Some(PixelRequest { token, keep_alive, user_agent: user_agent.unwrap_or(b"") })
+    Some(PixelRequest { token, keep_alive, user_agent: user_agent.unwrap_or(b""), forwarded_for })
+}
+
+/// A trusted proxy network (`PIXELPIPE_TRUSTED_PROXIES`).
+enum Network {
+    V4(u32, u32), // address, mask
+    V6(u128, u128),
+}
+
+impl Network {
+    fn new(address: &[u8], prefix: u32) -> PyResult<Self> {
+        let bad = || PyValueError::new_err(format!("not a network: {address:?}/{prefix}"));
+        match address.len() {
+            4 if prefix <= 32 => {
+                let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
+                Ok(Network::V4(u32::from_be_bytes(address.try_into().map_err(|_| bad())?), mask))
+            }
+            16 if prefix <= 128 => {
+                let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix) };
+                Ok(Network::V6(u128::from_be_bytes(address.try_into().map_err(|_| bad())?), mask))
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    fn contains(&self, address: &IpAddr) -> bool {
+        match (self, address) {
+            (Network::V4(net, mask), IpAddr::V4(a)) => u32::from(*a) & mask == *net & mask,
+            (Network::V6(net, mask), IpAddr::V6(a)) => u128::from(*a) & mask == *net & mask,
+            _ => false,
+        }
+    }
+}
+
+/// One hop of the chain as `ingest.client_ip._parse` reads it (``[v6]:port``, ``v4:port``, an IPv4-mapped
+/// IPv6 address as IPv4), or None when the hop is not one this path can read exactly as Python does: the
+/// whole request is then declined. Only hex digits, ``.:[]``, spaces and tabs are read at all, so Python's
+/// ``strip`` (which also strips other whitespace) strips the same.
+fn parse_hop(part: &[u8]) -> Option<IpAddr> {
+    if !part.iter().all(|b| b.is_ascii_hexdigit() || b".:[] \t".contains(b)) {
+        return None;
+    }
+    let text = std::str::from_utf8(part.trim_ascii()).ok()?;
+    let text = if let (Some(rest), true) = (text.strip_prefix('['), text.contains(']')) {
+        &rest[..rest.find(']')?]
+    } else if text.matches(':').count() == 1 {
+        text.split(':').next()?
+    } else {
+        text
+    };
+    match text.parse::<IpAddr>().ok()? {
+        IpAddr::V6(v6) => Some(v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4)),
+        v4 => Some(v4),
+    }
+}
+
+/// `ingest.client_ip.client_ip` for a request from a trusted proxy: the first address from the right of
+/// the chain that is not itself a trusted proxy (at most 32 hops), as text; None to decline.
+fn client_from_chain(chain: &[u8], proxies: &[Network]) -> Option<String> {
+    let mut client = None;
+    for part in chain.rsplit(|&b| b == b',').take(32) {
+        let hop = parse_hop(part)?;
+        client = Some(hop);
+        if !proxies.iter().any(|net| net.contains(&hop)) {
+            break;
+        }
+    }
+    client.map(|address| address.to_string())
 }
 
 /// The edge's fast path for pixels: one `answer` call per request read.
 #[pyclass(module = "pixelpipe_native", weakref)]
 struct PixelPath {
     macs: Vec<Option<KeyedMac>>, // by key id
+    proxies: Vec<Network>,
     random_hex: Vec<u8>,
     random_pos: usize,
 }
@@ -311,8 +384,9 @@ impl PixelPath {
 impl PixelPath {
     /// ``keys``: (key id, secret) in keyring order; the first secret of an id is the one that verifies,
     /// as in `schemas.tokens.Keyring`.
+    /// ``proxies``: the trusted proxy networks, each as (packed network address, prefix length).
     #[new]
-    fn new(keys: Vec<(u8, Vec<u8>)>) -> PyResult<Self> {
+    fn new(keys: Vec<(u8, Vec<u8>)>, proxies: Vec<(Vec<u8>, u32)>) -> PyResult<Self> {
         if keys.is_empty() {
             return Err(PyValueError::new_err("a keyring needs at least one key"));
         }
@@ -326,7 +400,8 @@ impl PixelPath {
                 *slot = Some(KeyedMac::new(&secret));
             }
         }
-        Ok(PixelPath { macs, random_hex: Vec::new(), random_pos: 0 })
+        let proxies = proxies.iter().map(|(address, prefix)| Network::new(address, *prefix)).collect::<PyResult<_>>()?;
+        Ok(PixelPath { macs, proxies, random_hex: Vec::new(), random_pos: 0 })
     }
 
     /// Forget the random digits fetched so far (a forked child must not hand out its parent's).
@@ -337,8 +412,8 @@ impl PixelPath {
 
     /// The pixel request in ``data`` (everything one read brought), answered: ``(keep_alive,
     /// recipient_tag, partition_key, hit_line)``; None when the Python path must serve it.
-    /// ``ip``: the client's address as text; ``forwarded_for_matters``: the peer is a trusted proxy, so a
-    /// request with ``X-Forwarded-For`` is declined (the Python path reads the chain).
+    /// ``ip``: the peer's address as text; ``forwarded_for_matters``: the peer is a trusted proxy, so the
+    /// client is read from ``X-Forwarded-For`` as `ingest.client_ip.client_ip` reads it.
     fn answer<'py>(
         &mut self,
         py: Python<'py>,
@@ -347,9 +422,19 @@ impl PixelPath {
         forwarded_for_matters: bool,
         now_ms: u64,
     ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let Some(request) = parse_pixel_request(data, forwarded_for_matters) else {
+        let Some(request) = parse_pixel_request(data) else {
             return Ok(None);
         };
+        let from_chain = match request.forwarded_for {
+            Some(chain) if forwarded_for_matters && !chain.is_empty() => {
+                let Some(client) = client_from_chain(chain, &self.proxies) else {
+                    return Ok(None);
+                };
+                Some(client)
+            }
+            _ => None,
+        };
+        let ip = from_chain.as_deref().unwrap_or(ip);
         if request.token.is_empty() || request.token.len() > MAX_TOKEN_CHARS {
             return Ok(None);
         }

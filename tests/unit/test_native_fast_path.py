@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import re
 import string
+from collections.abc import Sequence
 from pathlib import Path
 
 import httptools
 import orjson
 import pytest
 
+from ingest.client_ip import Network, client_ip, forwarded_for_counts
 from ingest.edge import Answer, Edge
 from ingest.native import PixelPath, pixel_path
+from pixelpipe.settings import parse_networks
 from schemas.events import RawHit, decode_hit, encode_hit
 from schemas.tokens import Claim, InvalidToken, Keyring, TokenKind, sign, verify
 from tests.native import require_native
@@ -57,8 +61,8 @@ def _native() -> None:
     require_native()
 
 
-def _path(keyring: Keyring = KEYS) -> PixelPath:
-    path = pixel_path(keyring, "on")
+def _path(keyring: Keyring = KEYS, proxies: Sequence[Network] = ()) -> PixelPath:
+    path = pixel_path(keyring, "on", proxies)
     assert path is not None
     return path
 
@@ -105,6 +109,9 @@ class _Parsed:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name.lower(), value))
+
+    def header(self, name: bytes) -> str | None:
+        return next((value.decode("latin-1") for key, value in self.headers if key == name), None)
 
 
 def _python_hit(data: bytes, ip: str) -> RawHit:
@@ -255,12 +262,83 @@ def test_what_the_native_path_declines(data: bytes) -> None:
     assert _path().answer(data, "127.0.0.1", False, NOW_MS) is None
 
 
-def test_x_forwarded_for_is_declined_only_when_it_counts() -> None:
-    data = _request(f"/o/{OPEN}.gif", (b"X-Forwarded-For", b"203.0.113.9"))
-    assert _path().answer(data, "10.0.0.1", True, NOW_MS) is None  # the Python path reads the chain
-    found = _path().answer(data, "10.0.0.1", False, NOW_MS)
+PROXIES = parse_networks("10.0.0.0/8, 127.0.0.1/32, 2001:db8::/32, ::1/128")
+CHAINS = [
+    "203.0.113.9",
+    "203.0.113.9, 10.0.0.2",
+    "198.51.100.1, 203.0.113.9, 10.1.2.3, 10.0.0.2",  # the client wrote the leftmost: not believed
+    "10.9.9.9, 10.0.0.2",  # every hop trusted: the leftmost
+    "[2001:db8::1]:443, [2606:4700::1111]:443",
+    "198.51.100.7:8080",
+    "::ffff:203.0.113.9",
+    "2606:4700:0:0:0:0:0:1111",
+    "2001:DB8::A, 2606:4700::0:1",
+    " 203.0.113.9 ,\t10.0.0.2 ",
+    ",".join(["10.0.0.1"] * 40),  # 32 hops read at most
+]
+
+
+def _xff_request(chain: str) -> bytes:
+    return _request(f"/o/{OPEN}.gif", (b"X-Forwarded-For", chain.encode("latin-1")))
+
+
+@pytest.mark.parametrize("chain", CHAINS)
+@pytest.mark.parametrize("peer", ["10.0.0.1", "127.0.0.1", "::1", "192.0.2.1"])
+def test_the_client_behind_trusted_proxies_is_the_python_paths(chain: str, peer: str) -> None:
+    path = _path(proxies=PROXIES)
+    counts = forwarded_for_counts(peer, PROXIES)
+    found = path.answer(_xff_request(chain), client_ip(peer, None, PROXIES), counts, NOW_MS)
     assert found is not None
-    assert decode_hit(found[3]).ip == "10.0.0.1"
+    assert decode_hit(found[3]).ip == client_ip(
+        peer, _Parsed(_xff_request(chain)).header(b"x-forwarded-for"), PROXIES
+    )
+
+
+def _random_hop(rng: random.Random) -> str:
+    v4 = ".".join(str(rng.choice([0, 1, 10, 127, 203, 255, rng.randrange(256)])) for _ in range(4))
+    groups = [
+        rng.choice(["0", "00", "2001", "db8", "DB8", "ffff", "1", "a", "0000", "12345"]) for _ in range(8)
+    ]
+    v6 = ":".join(groups)
+    choices = [
+        v4,
+        "0" + v4,  # a leading zero: Python refuses it
+        f"{v4}:{rng.randrange(70000)}",
+        v6,
+        re.sub(r"(^|:)(0+:){2,}", "::", v6, count=1),
+        f"::ffff:{v4}",
+        f"::{v4}",
+        f"[{v6}]:443",
+        f"[{v4}]",
+        "::",
+        "",
+        " ",
+        "garbage",
+        "1.2.3",
+        f"{v6}%eth0",
+        f"fe80::1%{rng.randrange(9)}",
+        "10.0.0." + str(rng.randrange(300)),
+        "2001:db8::" + format(rng.randrange(1 << 16), "x"),
+    ]
+    hop = rng.choice(choices)
+    return rng.choice(["", " ", "\t"]) + hop + rng.choice(["", " "])
+
+
+def test_random_chains_are_read_as_python_reads_them_or_declined() -> None:
+    rng = random.Random(11)
+    path = _path(proxies=PROXIES)
+    answered = 0
+    for _ in range(20_000):
+        chain = ",".join(_random_hop(rng) for _ in range(rng.randint(1, 4)))
+        peer = rng.choice(["10.0.0.1", "::1", "192.0.2.1"])
+        data = _xff_request(chain)
+        found = path.answer(data, client_ip(peer, None, PROXIES), forwarded_for_counts(peer, PROXIES), NOW_MS)
+        if found is None:
+            continue
+        answered += 1
+        expected = client_ip(peer, _Parsed(data).header(b"x-forwarded-for"), PROXIES)
+        assert decode_hit(found[3]).ip == expected, (chain, peer)
+    assert answered > 10_000
 
 
 @pytest.mark.parametrize(
