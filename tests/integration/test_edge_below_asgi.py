@@ -645,3 +645,22 @@ def test_the_keep_alive_timeout_spares_a_request_pipelined_behind_a_pixel() -> N
         response = conn.response()
         assert response.status == "HTTP/1.1 200 OK"
         assert response.body == FALLBACK
+
+
+@pytest.mark.parametrize("native", ["off", "on"], ids=["python", "native"])
+def test_keep_alive_times_out_from_the_last_answer(native: NativeEdge) -> None:
+    """Answers 0.1 s apart keep a connection open past the 0.3 s keep-alive timeout (the native path leaves
+    its timer running and checks it when it fires); 0.3 s of silence after the last one closes it."""
+    if native == "on":
+        require_native()
+    with _serving(keep_alive_s=0.3, native=native) as server, server.connect() as conn:
+        started = time.monotonic()
+        for _ in range(6):
+            conn.send(_get(f"/o/{OPEN}.gif"))
+            assert conn.response().body == PIXEL_GIF
+            time.sleep(0.1)
+        last = time.monotonic()
+        assert last - started > 0.55
+        assert conn.rest() == b""  # closed by the server, not at once: after the timeout
+        assert time.monotonic() - last >= 0.15
+        server.natively_answered(6 if native == "on" else 0)

@@ -4,7 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from ingest import native
 from pixelpipe.settings import SettingsError, load
+from tests.native import require_native
 
 GOOD = {"PIXELPIPE_SECRET": "s" * 32, "PIXELPIPE_API_KEYS": "acme=key-12345678"}
 
@@ -52,6 +54,8 @@ def test_secrets_stay_out_of_repr(tmp_path: Path) -> None:
         ("PIXELPIPE_CLICK_WINDOW_MS", "-1"),
         ("PIXELPIPE_WEBHOOK_ALLOW_PRIVATE", "maybe"),
         ("PIXELPIPE_WEBHOOK_ALLOW_PRIVATE", "2"),
+        ("PIXELPIPE_NATIVE_EDGE", "fast"),
+        ("PIXELPIPE_NATIVE_EDGE", "1"),
     ],
 )
 def test_a_malformed_setting_names_its_variable(tmp_path: Path, variable: str, value: str) -> None:
@@ -91,6 +95,28 @@ def test_private_webhook_targets_are_allowed_only_when_asked_for(
     if value is not None:
         env["PIXELPIPE_WEBHOOK_ALLOW_PRIVATE"] = value
     assert load(env).webhook_allow_private is expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [(None, "auto"), ("", "auto"), ("ON", "on"), (" off ", "off")]
+)
+def test_the_native_edge_setting(tmp_path: Path, value: str | None, expected: str) -> None:
+    env = {**GOOD, "PIXELPIPE_DATA_DIR": str(tmp_path)}
+    if value is not None:
+        env["PIXELPIPE_NATIVE_EDGE"] = value
+    if expected == "on":
+        require_native()
+    assert load(env).native_edge == expected
+
+
+def test_the_native_edge_cannot_be_on_where_it_is_not_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(native, "PixelPath", None)
+    with pytest.raises(SettingsError) as info:
+        load({**GOOD, "PIXELPIPE_DATA_DIR": str(tmp_path), "PIXELPIPE_NATIVE_EDGE": "on"})
+    assert info.value.variable == "PIXELPIPE_NATIVE_EDGE"
+    assert "not installed" in str(info.value)
 
 
 def test_the_notify_group_follows_the_topic_prefix() -> None:
