@@ -70,3 +70,24 @@ def test_edges_and_api_publish_ports_processors_do_not() -> None:
     # the Kafka address every role uses is the listener the broker advertises
     advertised = SERVICES["kafka"]["environment"]["KAFKA_ADVERTISED_LISTENERS"]
     assert advertised == "PLAINTEXT://" + PIXELPIPE["api"]["environment"]["PIXELPIPE_KAFKA_BOOTSTRAP"]
+
+
+def test_the_image_builds_every_package_and_the_native_path_without_dev_tools() -> None:
+    """The Dockerfile cannot be built here either: it copies every package the wheel ships and native/
+    (which needs cargo in the build stage), syncs without the dev and bench groups, and requires the native
+    path at run time."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    shipped = re.search(r"packages = \[([^\]]*)\]", (ROOT / "pyproject.toml").read_text())
+    assert shipped is not None
+    for package in re.findall(r'"([a-z_]+)"', shipped.group(1)):
+        assert f"COPY {package} {package}" in dockerfile, package
+    assert "COPY native native" in dockerfile
+    build_stage, runtime_stage = dockerfile.split("\nFROM ")[1:]
+    assert "/usr/local/cargo" in build_stage
+    assert "cargo" not in runtime_stage
+    assert "gcc" not in runtime_stage
+    syncs = re.findall(r"uv sync [^\n]*", dockerfile)
+    assert syncs
+    assert all("--locked" in s and "--no-dev" in s and "--no-group bench" in s for s in syncs)
+    assert "PIXELPIPE_NATIVE_EDGE=on" in dockerfile
+    assert "native/target" in (ROOT / ".dockerignore").read_text()
