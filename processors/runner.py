@@ -243,12 +243,16 @@ class HitRunner:
             timeout = max(0.0, self._pending.since + self.flush_interval_s - time.monotonic())
         records = await self.source.fetch(self.max_batch, timeout)
         async with self._lock:
-            caught_up = len(records) < self.max_batch
+            hits = 0
             if records:
-                bad = await asyncio.to_thread(self._process, records)
+                bad, hits = await asyncio.to_thread(self._process, records)
                 for record, reason in bad:
                     metrics.DEAD_LETTERS.inc()
                     await self.dead_letters.send(record, reason)
+            # A full fetch means a backlog. Counted in hits, not records: a record holds many hits, and a
+            # fetch of a few records can be a backlog's worth. Behind, held clicks wait for the event-time
+            # watermark, not the wall clock: their burst partners may still be unread.
+            caught_up = len(records) < self.max_batch and hits < self.max_batch
             for released in self.window.release(int(self.clock() * 1000), caught_up=caught_up):
                 self._pending.add(released.item, released.classification, self.ip_storage)
             metrics.HELD_CLICKS.set(len(self.window))
@@ -268,9 +272,13 @@ class HitRunner:
             async with self._lock:
                 await self._commit_settled()
 
-    def _process(self, records: list[BusRecord]) -> list[tuple[BusRecord, str]]:
+    def _process(self, records: list[BusRecord]) -> tuple[list[tuple[BusRecord, str]], int]:
+        """Decode, process and window the hits of ``records``: the ones to dead-letter, and how many hits
+        were read."""
         bad = []
+        hits = 0
         for record, raw in _hits_of(records):
+            hits += 1
             self._next_offsets[record.partition] = record.offset + 1
             try:
                 hit = decode_hit(raw)
@@ -304,7 +312,7 @@ class HitRunner:
                 released = [Released(processed, c)]
             for r in released:
                 self._pending.add(r.item, r.classification, self.ip_storage)
-        return bad
+        return bad, hits
 
     def _commit_offsets(self) -> dict[int, int]:
         held = self.window.held_offsets()
