@@ -299,13 +299,19 @@ class Edge:
             location = safe_location(claim.url)
         respond(BAD_LINK if location is None else redirect(location))
 
+    def _suppressed(self, kind: HitKind, recipient_tag: bytes) -> bool:
+        """The recipient asked not to be tracked: the hit is counted as such, and recorded nowhere."""
+        do_not_track = self.do_not_track
+        if do_not_track is not None and recipient_tag in do_not_track:
+            self._hits[kind, "do_not_track"].inc()
+            return True
+        return False
+
     def record_pixel_line(self, recipient_tag: bytes, key: bytes, line: bytes) -> None:
         """What `_record` does for a pixel whose hit `pixel_path` has verified and encoded (its GIF is
         already answered): honour do-not-track, count, publish."""
         try:
-            do_not_track = self.do_not_track
-            if do_not_track is not None and recipient_tag in do_not_track:
-                self._hits["open", "do_not_track"].inc()
+            if self._suppressed("open", recipient_tag):
                 return
             self._hits["open", "ok"].inc()
             if self._publish_encoded is not None:
@@ -336,8 +342,7 @@ class Edge:
             error = ""
         except InvalidToken as exc:
             claim, error = None, str(exc)
-        if claim is not None and self.do_not_track is not None and claim.recipient_tag in self.do_not_track:
-            self._hits[kind, "do_not_track"].inc()
+        if claim is not None and self._suppressed(kind, claim.recipient_tag):
             return claim  # answered as usual, recorded nowhere
         self._hits[kind, "ok" if claim else "invalid"].inc()
         if not publish:
