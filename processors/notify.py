@@ -344,8 +344,8 @@ class NoticeHub:
             if notices:
                 if self.lookup is not None:
                     notices = await self._retrying("message lookup", self._complete, notices)
-                for n in notices:
-                    NOTICES.labels(n.type).inc()
+                for kind, count in collections.Counter(n.type for n in notices).items():
+                    NOTICES.labels(kind).inc(count)
                 for sink in self.sinks:
                     await self._retrying(getattr(sink, "__qualname__", "sink"), sink, notices)
             self._settle(upto)
