@@ -132,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # rewrite the client address from it first (by default it believes 127.0.0.1).
         proxy_headers=False,
     )
-    _tune_gc()
+    tune_gc()
     live = components.notifications.live if components.notifications is not None else None
     # Open /v1/live streams would hold uvicorn's graceful shutdown for its whole timeout: end them first.
     _Server(config, on_exit=live.close_soon if live is not None else None).run()
@@ -147,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 _GEN0_THRESHOLD = 50_000
 
 
-def _tune_gc() -> None:
+def tune_gc() -> None:
     """For every role's hot path: move what start-up allocated (modules, the apps, settings) out of the
     collector's sight with `gc.freeze`, so no collection walks it again, and collect less often."""
     gc.collect()
