@@ -202,7 +202,10 @@ def _parse_head(head: bytes) -> tuple[int, int, bool]:
     """Status, content length and whether the server closes, from a response head. The edge always sends
     a Content-Length; anything chunked is refused rather than misread. Searched in the lowered head rather
     than split into lines: once per hit, the split cost the generator more than the rest of the parsing."""
-    status = int(head.split(b" ", 2)[1])
+    status_line = head.split(b" ", 2)
+    if len(status_line) < 2 or not status_line[1].isdigit():
+        raise ValueError(f"not an HTTP status line: {head[:40]!r}")
+    status = int(status_line[1])
     lower = head.lower()
     if b"\r\ntransfer-encoding:" in lower:
         raise ValueError("chunked answers are not expected from the edge")

@@ -69,6 +69,14 @@ def test_response_heads(head: bytes, expected: tuple[int, int, bool]) -> None:
     assert loadgen._parse_head(head) == expected
 
 
-def test_a_chunked_answer_is_refused() -> None:
-    with pytest.raises(ValueError, match="chunked"):
-        loadgen._parse_head(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked")
+@pytest.mark.parametrize(
+    ("head", "error"),
+    [
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked", "chunked"),
+        (b"garbage", "not an HTTP status line"),
+        (b"HTTP/1.1 OK", "not an HTTP status line"),
+    ],
+)
+def test_what_is_not_an_answer_is_refused(head: bytes, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        loadgen._parse_head(head)

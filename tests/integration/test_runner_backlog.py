@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from prometheus_client import REGISTRY
+
 from ingest.bus import MemoryBus
 from processors.geo import GeoLookup
 from processors.pipeline import HitProcessor
@@ -46,7 +48,14 @@ def _record(click: RawHit, first: int) -> bytes:
     return join_hits([encode_hit(click), *(encode_hit(hit) for hit in opens)])
 
 
+def _processed(kind: str, verdict: str) -> float:
+    labels = {"kind": kind, "verdict": verdict}
+    return REGISTRY.get_sample_value("pixelpipe_processed_hits_total", labels) or 0.0
+
+
 async def test_a_burst_split_over_two_fetches_of_a_backlog_counts_no_click(store: Store) -> None:
+    counted = [("open", "human"), ("click", "human"), ("click", "bot")]
+    counters = {key: _processed(*key) for key in counted}
     base = human_open(0, messages=1)  # message m0 of acme's campaign c
     at_ms = base.received_at_ms
     bus = MemoryBus(capacity=100)
@@ -75,3 +84,9 @@ async def test_a_burst_split_over_two_fetches_of_a_backlog_counts_no_click(store
     assert bursts == [("a" * 28, "click_burst"), ("b" * 28, "click_burst")]
     opens = store.query(f"SELECT count() FROM {db}.events WHERE kind = 'open' AND verdict = 'human'")
     assert opens == [(2 * OPENS_PER_RECORD,)]
+    # The processed-hits counter says the same, per kind and verdict (counted once per flush and pair).
+    assert {key: _processed(*key) - before for key, before in counters.items()} == {
+        ("open", "human"): 2 * OPENS_PER_RECORD,
+        ("click", "human"): 0,
+        ("click", "bot"): 2,
+    }
