@@ -70,7 +70,7 @@ TARGET_P99_MS = 5.0
 # paths during the first minute of load, and has one more busy spell at about 60 s; the broker shares wrk's
 # CPU, so meanwhile it takes CPU from wrk, and wrk's latencies grow with it. Measured on a fresh broker in
 # 10 s steps of full load: 0.37, 0.37, 0.18, 0.09, 0.09, 0.23 (at 60 s), then 0.05-0.10 of a core for the
-# next 140 s; the edge's p99 6.3-6.6 ms in the first 20 s, 3.0-4.9 ms after 70 s. Each measured run records
+# next 140 s; the edge's p99 6.3-6.6 ms in the first 20 s, 3.0-4.9 ms from 80 s on. Each measured run records
 # the broker's share (``broker_cpu_share``).
 WARM_STEP_S = 10.0
 WARM_MIN_S = 90.0
