@@ -426,16 +426,20 @@ class _Driver:
         self.scheduled = True
         self._check_finished()
 
+    def _take(self, i: int) -> tuple[bytes, _SampleMessage | None]:
+        """Hit ``i``'s path and sample, counted as sent."""
+        path, kind, sample = self.plan.pick(i)
+        if kind == "click":
+            self.tally.clicks_sent += 1
+        else:
+            self.tally.opens_sent += 1
+        return path, sample
+
     def _send(self, lane: _Lane, item: tuple[float, int]) -> None:
         due, i = item
         now = time.monotonic()
-        tally = self.tally
-        tally.max_lag_s = max(tally.max_lag_s, now - due)
-        path, kind, sample = self.plan.pick(i)
-        if kind == "click":
-            tally.clicks_sent += 1
-        else:
-            tally.opens_sent += 1
+        self.tally.max_lag_s = max(self.tally.max_lag_s, now - due)
+        path, sample = self._take(i)
         lane.send(_InFlight(due, now, sample), b"GET " + path + self.heads[i % len(self.heads)])
 
     def _ready(self, lane: _Lane) -> None:
@@ -447,11 +451,7 @@ class _Driver:
 
     def _fail(self, item: tuple[float, int]) -> None:
         due, i = item
-        _, kind, sample = self.plan.pick(i)
-        if kind == "click":
-            self.tally.clicks_sent += 1
-        else:
-            self.tally.opens_sent += 1
+        _, sample = self._take(i)
         self.answered(None, _InFlight(due, time.monotonic(), sample), 0)
 
     def lost(self, lane: _Lane) -> None:
