@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -55,7 +55,7 @@ class ApiContext:
     store: Store
     keyring: Keyring
     public_url: str
-    api_keys: Mapping[str, str]
+    api_keys: Mapping[str, str] = field(repr=False)  # bearer key -> account: secrets, kept out of the repr
     do_not_track: DoNotTrack | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     webhook_allow_private: bool = False  # PIXELPIPE_WEBHOOK_ALLOW_PRIVATE: see `schemas.webhook_guard`

@@ -88,6 +88,10 @@ class Keyring:
                 )
         object.__setattr__(self, "_macs", macs)
 
+    def __repr__(self) -> str:
+        # Secrets stay out of reprs (and so out of logs, tracebacks and debuggers): only the key ids show.
+        return f"Keyring(key_ids={tuple(kid for kid, _ in self.keys)})"
+
     @property
     def signing_key(self) -> tuple[int, bytes]:
         return self.keys[0]
