@@ -195,7 +195,11 @@ def build_components(
     *,
     store: Store | None = None,
 ) -> Components:
-    topics = Topics.with_prefix(settings.topic_prefix) if settings.topic_prefix else Topics()
+    topics = (
+        Topics.with_prefix(settings.topic_prefix, settings.kafka_retention)
+        if settings.topic_prefix
+        else Topics(retention=settings.kafka_retention)
+    )
     group_id = settings.consumer_group
     c = Components(settings, roles)
     if "edge" in roles and "process" not in roles and not settings.kafka_bootstrap:

@@ -21,6 +21,7 @@ from ingest import native
 from ingest.native import NATIVE_EDGE_CHOICES, NativeEdge
 from schemas.store import StoreTarget, parse_store_url
 from schemas.tokens import Keyring
+from schemas.topics import TopicRetention
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class Settings:
     secret_generated: bool = False
     api_keys_generated: bool = False
     public_url_given: bool = False  # PIXELPIPE_PUBLIC_URL was set (else http://HOST:PORT of this process)
+    kafka_retention: TopicRetention = field(default_factory=TopicRetention)  # hours each topic keeps a hit
 
     @property
     def accounts(self) -> frozenset[str]:
@@ -340,4 +342,9 @@ def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port:
         secret_generated=secret_generated,
         api_keys_generated=api_keys_generated,
         public_url_given=public_url_given,
+        kafka_retention=TopicRetention(
+            raw_hours=_int(env, "PIXELPIPE_KAFKA_RAW_RETENTION_HOURS", 72, 1, 720),
+            dead_letter_hours=_int(env, "PIXELPIPE_KAFKA_DEAD_LETTER_RETENTION_HOURS", 168, 1, 2160),
+            enriched_hours=_int(env, "PIXELPIPE_KAFKA_ENRICHED_RETENTION_HOURS", 24, 1, 720),
+        ),
     )
