@@ -108,7 +108,7 @@ class Store:
     def connect(cls, target: StoreTarget, *, migrate: bool = True) -> Store:
         try:
             if target.embedded:
-                Path(target.path).mkdir(parents=True, exist_ok=True)
+                Path(target.path).mkdir(mode=0o700, parents=True, exist_ok=True)  # personal data: owner only
                 client = clickhouse_connect.get_client(interface="chdb", path=target.path)
             else:
                 client = clickhouse_connect.get_client(
