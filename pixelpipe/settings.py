@@ -11,6 +11,7 @@ import logging
 import os
 import re
 import secrets
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,19 +214,25 @@ def private_data_dir(data_dir: Path) -> None:
 
 
 def _kept(path: Path, make: Callable[[], str]) -> str:
-    """The value kept in ``path`` (owner-only, 0600), made and written there the first time. The file is
-    created with its final mode (never readable by others, even for a moment) and exclusively: of two
-    processes starting at once, the second reads what the first wrote."""
+    """The value kept in ``path`` (owner-only, 0600), made and written there the first time. The file appears
+    whole or not at all, with its final mode (never readable by others, even for a moment): written to a
+    temporary file, then linked into place, which fails if another process starting at the same time was
+    first; its value is then the one read."""
     if not path.exists():
         value = make()
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # 0600
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(value + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+            os.link(temporary, path)
         except FileExistsError:
             pass
         else:
-            with os.fdopen(fd, "w") as out:
-                out.write(value + "\n")
             return value
+        finally:
+            os.unlink(temporary)
     return path.read_text().strip()
 
 

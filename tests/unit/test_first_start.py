@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pixelpipe.cli import _banner, public_url_warning
-from pixelpipe.settings import load, unreachable_from_a_mail_client
+from pixelpipe.settings import _kept, load, unreachable_from_a_mail_client
 
 
 @pytest.fixture
@@ -35,6 +35,19 @@ def test_the_data_dir_and_the_generated_files_are_private(tmp_path: Path) -> Non
     assert _mode(data) == 0o700
     assert _mode(data / "secret") == 0o600
     assert _mode(data / "api_keys") == 0o600
+    assert sorted(p.name for p in data.iterdir()) == ["api_keys", "secret"]  # no temporary file left
+
+
+def test_of_two_processes_generating_a_value_at_once_the_first_one_wins(tmp_path: Path) -> None:
+    kept = tmp_path / "secret"
+
+    def make_while_another_process_writes_first() -> str:
+        kept.write_text("written-by-the-other-process\n")
+        return "made-here-too-late"
+
+    assert _kept(kept, make_while_another_process_writes_first) == "written-by-the-other-process"
+    assert kept.read_text() == "written-by-the-other-process\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["secret"]
 
 
 @pytest.mark.usefixtures("loose_umask")
