@@ -6,14 +6,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from ingest.kafka_admin import ensure_topics
+from ingest.kafka_publisher import KafkaPublisher
 from ingest.kafka_source import KafkaSource
 from ingest.privacy_bus import ensure_privacy_topic
+from pixelpipe import settings as settings_mod
+from pixelpipe.app import build_components
 from processors.notice_bus import NoticeProducer
 from schemas.topics import TopicRetention, Topics
 
@@ -167,3 +171,32 @@ async def test_an_existing_topic_is_brought_into_line_and_keeps_the_operators_ot
     again = await described(kafka_bootstrap, kafka_topics.raw_hits)
     assert again[kafka_topics.raw_hits]["retention.ms"] == str(24 * HOUR)
     assert again[kafka_topics.raw_hits]["min.insync.replicas"] == "1"
+
+
+@pytest.mark.kafka
+async def test_an_edge_started_from_the_settings_creates_its_topics_with_the_chosen_retention(
+    kafka_bootstrap: str, kafka_group: str, tmp_path: Path
+) -> None:
+    prefix = f"edge{kafka_group[2:]}"
+    settings = settings_mod.load(
+        {
+            "PIXELPIPE_DATA_DIR": str(tmp_path),
+            "PIXELPIPE_KAFKA_BOOTSTRAP": kafka_bootstrap,
+            "PIXELPIPE_TOPIC_PREFIX": prefix,
+            "PIXELPIPE_KAFKA_RAW_RETENTION_HOURS": "6",
+            "PIXELPIPE_KAFKA_DEAD_LETTER_RETENTION_HOURS": "30",
+            "PIXELPIPE_KAFKA_ENRICHED_RETENTION_HOURS": "3",
+        }
+    )
+    components = build_components(settings, frozenset({"edge"}))
+    publisher = components.publisher
+    assert isinstance(publisher, KafkaPublisher)
+    await publisher.start()  # connects and creates the topics while the broker is there
+    await publisher.stop()
+    topics = Topics.with_prefix(prefix)
+    configs = await described(kafka_bootstrap, topics.raw_hits, topics.dead_letter, topics.enriched)
+    assert {name: c["retention.ms"] for name, c in configs.items()} == {
+        topics.raw_hits: str(6 * HOUR),
+        topics.dead_letter: str(30 * HOUR),
+        topics.enriched: str(3 * HOUR),
+    }
