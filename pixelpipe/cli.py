@@ -81,7 +81,10 @@ def _banner(s: settings_mod.Settings, roles: frozenset[str], host: str, port: in
         lines += [f"  API     {base}/v1   docs {base}/schema   OpenAPI {base}/schema/openapi.json"]
         if s.api_keys_generated:
             (key, account), *_ = s.api_keys.items()
-            lines.append(f"  API key (account {account}, generated; set PIXELPIPE_API_KEYS to choose): {key}")
+            lines.append(
+                f"  API key (account {account}, generated and kept in {s.data_dir / 'api_keys'}; "
+                f"set PIXELPIPE_API_KEYS to choose): {key}"
+            )
     lines += [
         f"  health  {base}/healthz  {base}/readyz  {base}/metrics",
         f"  bus     {'kafka ' + s.kafka_bootstrap if s.kafka_bootstrap else 'in-process'}",

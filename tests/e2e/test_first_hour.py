@@ -117,7 +117,9 @@ def _ready(base: str) -> bool:
         return False
 
 
-GENERATED_KEY = re.compile(r"API key \(account demo, generated; set PIXELPIPE_API_KEYS to choose\): (\S+)")
+GENERATED_KEY = re.compile(
+    r"API key \(account demo, generated and kept in \S+; set PIXELPIPE_API_KEYS to choose\): (\S+)"
+)
 
 
 def test_serving_on_every_interface_warns_and_the_dev_key_survives_a_restart(tmp_path: Path) -> None:

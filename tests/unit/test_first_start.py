@@ -158,3 +158,13 @@ def test_a_store_less_edge_banner_names_no_store(tmp_path: Path) -> None:
     assert "  bus     kafka k:9092" in edge.splitlines()
     core = _banner(s, frozenset({"process", "api"}), "127.0.0.1", 8000)
     assert f"  store   chdb://{(tmp_path / 'clickhouse').resolve()} (database pixelpipe)" in core.splitlines()
+
+
+def test_the_banner_says_where_the_generated_key_is_kept(tmp_path: Path) -> None:
+    s = load({"PIXELPIPE_DATA_DIR": str(tmp_path)})
+    (key, _), *_ = s.api_keys.items()
+    banner = _banner(s, frozenset({"api"}), "127.0.0.1", 8000).splitlines()
+    assert (
+        f"  API key (account demo, generated and kept in {tmp_path / 'api_keys'}; set PIXELPIPE_API_KEYS to "
+        f"choose): {key}"
+    ) in banner
