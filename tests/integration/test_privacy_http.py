@@ -178,6 +178,9 @@ def test_erasure_drops_the_recipients_pending_webhook_deliveries(
         assert erased["webhook_deliveries"] == {"pending": 1, "finished": 0}
         assert erased["cached_messages"] == 1  # ann's opened message; the other one never made a notice
         assert outbox_rows(outbox) == [(bob["message_id"], "pending", "bob@example.com")]
+        # and the file keeps no copy of the deleted rows (SQLite leaves them in free pages and the WAL)
+        assert _files_holding(outbox.parent, "ann@example.com") == []
+        assert _files_holding(outbox.parent, "bob@example.com") != []
         # the erased recipient's old email is opened again: answered, recorded nowhere, delivered to no one
         assert hit(client, ann["pixel_url"]).status_code == 200
         time.sleep(1.5)
