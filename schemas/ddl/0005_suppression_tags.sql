@@ -26,3 +26,9 @@ ALTER TABLE {db}.events MODIFY SETTING old_parts_lifetime = 60, cleanup_delay_pe
 ALTER TABLE {db}.filtered_hits MODIFY SETTING old_parts_lifetime = 60, cleanup_delay_period = 10, max_cleanup_delay_period = 30;
 ALTER TABLE {db}.rollups MODIFY SETTING old_parts_lifetime = 60, cleanup_delay_period = 10, max_cleanup_delay_period = 30;
 ALTER TABLE {db}.suppression_tags MODIFY SETTING old_parts_lifetime = 60, cleanup_delay_period = 10, max_cleanup_delay_period = 30;
+
+-- Sends registered before the one rule for a recipient (schemas.recipient: trimmed, lower case) take its form,
+-- so lookups by the canonical address find them. In SQL, without naming any address (the mutation's text is
+-- kept on disk); lowerUTF8 and trimBoth agree with Python's rule on every ASCII address, and erasure still
+-- finds any other old spelling (api.privacy).
+ALTER TABLE {db}.sends UPDATE recipient = lowerUTF8(trimBoth(recipient)) WHERE recipient != lowerUTF8(trimBoth(recipient));

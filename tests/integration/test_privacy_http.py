@@ -15,6 +15,7 @@ import pytest
 from api.privacy import load_suppressed
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import Components, build_app, build_components
+from schemas.ddl import migrations
 from schemas.store import Store, parse_store_url
 from schemas.tokens import recipient_tag
 from tests.conftest import SECRET
@@ -378,4 +379,24 @@ def test_a_suppression_list_of_addresses_becomes_tags_and_survives_a_key_rotatio
     new_tag = recipient_tag(new_secret.encode(), "acme", opted_out)
     assert sorted(store.query(f"SELECT tag, tracking FROM {db}.suppression_tags FINAL")) == sorted(
         [(old_tag.hex(), True), (new_tag.hex(), True)]
+    )
+
+
+def test_sends_stored_before_the_rule_take_the_canonical_form(store: Store) -> None:
+    at = datetime.now(UTC)
+    store.insert(
+        "sends",
+        ("account", "campaign_id", "message_id", "recipient", "sent_at", "registered_at", "links"),
+        [
+            ["acme", "c", "m1", " Old.Spelling@Example.ORG ", at, at, []],
+            ["acme", "c", "m2", "kept@example.org", at, at, []],
+        ],
+    )
+    (migration,) = [m for m in migrations(store.database) if m.version == 5]
+    for statement in migration.statements:  # idempotent: applied again over rows from before it
+        store.command(statement)
+    wait_for(
+        lambda: store.query(f"SELECT message_id, recipient FROM {store.database}.sends ORDER BY message_id"),
+        lambda rows: rows == [("m1", "old.spelling@example.org"), ("m2", "kept@example.org")],
+        timeout_s=30,
     )
