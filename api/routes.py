@@ -24,6 +24,7 @@ from api import queries
 from api.auth import account_of
 from api.instrument import find_links, rewrite_html
 from api.registry import SEND_COLUMNS, BadMessage, Registration, register
+from schemas.recipient import normalize_recipient
 from schemas.store import Store
 from schemas.suppression import DoNotTrack
 from schemas.tokens import Keyring
@@ -189,7 +190,8 @@ def _plan(
         previous = known.get(message_id)
         if previous is not None:
             campaign_id, recipient, previous_sent_at, first = previous
-            if (campaign_id, recipient) != (data.campaign_id, data.recipient):
+            same = normalize_recipient(recipient) == normalize_recipient(data.recipient)  # schemas.recipient
+            if campaign_id != data.campaign_id or not same:
                 before = "" if first is None else f" by messages[{first}] of this batch"
                 raise ClientException(
                     f"{where}message {message_id!r} is already registered{before} "

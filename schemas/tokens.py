@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Final
 
+from schemas.recipient import normalize_recipient
 from schemas.wire import fast_constructor
 
 _IPAD: Final = bytes(b ^ 0x36 for b in range(256))
@@ -119,13 +120,10 @@ class Keyring:
         return frozenset(recipient_tag(secret, account, recipient) for _, secret in self.keys)
 
 
-def normalize_recipient(recipient: str) -> str:
-    return recipient.strip().lower()
-
-
 def recipient_tag(secret: bytes, account: str, recipient: str) -> bytes:
     """8 bytes of HMAC-SHA256 over (account, normalized recipient), under a key derived from ``secret``:
-    stable for a recipient, meaningless to anyone without the key."""
+    stable for a recipient, meaningless to anyone without the key. Normalised by `schemas.recipient`'s rule
+    (so every spelling of one recipient has one tag, and tags of issued tokens never change with it)."""
     derived = hmac.new(secret, b"pixelpipe recipient tag", hashlib.sha256).digest()
     message = f"{account}\x1f{normalize_recipient(recipient)}".encode()
     return hmac.new(derived, message, hashlib.sha256).digest()[:RECIPIENT_TAG_BYTES]
