@@ -60,8 +60,8 @@ class ReplayFlood:
         skew_ms: int = 5_000,
         max_buckets: int = 2_000_000,
     ) -> None:
-        if limit < 1 or window_ms < 1 or skew_ms < 0 or max_buckets < 1:
-            raise ValueError("limit, window_ms and max_buckets must be >= 1, skew_ms >= 0")
+        if limit < 0 or window_ms < 1 or skew_ms < 0 or max_buckets < 1:
+            raise ValueError("limit must be >= 0 (0: off), window_ms and max_buckets >= 1, skew_ms >= 0")
         self.limit = limit
         self.window_ms = window_ms
         self.skew_ms = skew_ms
@@ -81,8 +81,8 @@ class ReplayFlood:
         """The hit's final classification as far as floods go: `FLOOD` for a counted hit of a flooded bucket,
         else the classifier's. ``partition``: the bus partition it was read from."""
         c = processed.classification
-        if c.verdict not in _COUNTED:
-            return c  # bots and invalid hits are filtered already and take no part
+        if c.verdict not in _COUNTED or not self.limit:
+            return c  # bots and invalid hits are filtered already and take no part (and 0 is off)
         hit, address = processed.hit, processed.address
         network = hit.ip if address is None else address.truncated
         return c if self.admit(partition, bucket_key(hit, network), hit.received_at_ms) else FLOOD

@@ -164,6 +164,12 @@ def test_flood_is_a_filtered_bot_verdict_with_its_reason() -> None:
 
 
 def test_bad_limits_are_refused() -> None:
-    for kwargs in ({"limit": 0}, {"window_ms": 0}, {"skew_ms": -1}, {"max_buckets": 0}):
+    for kwargs in ({"limit": -1}, {"window_ms": 0}, {"skew_ms": -1}, {"max_buckets": 0}):
         with pytest.raises(ValueError, match="limit"):
             ReplayFlood(**kwargs)
+
+
+def test_a_limit_of_zero_turns_the_rule_off(processor: HitProcessor) -> None:
+    flood = ReplayFlood(limit=0)
+    assert _verdicts(flood, processor, _opens(list(range(100)))) == ["human/ua:client"] * 100
+    assert len(flood) == 0
