@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from pixelpipe.settings import SettingsError, load
 from processors.flood import FLOOD, ReplayFlood, bucket_key
 from processors.geo import GeoLookup
+from processors.notify import notices_of
 from processors.pipeline import HitProcessor
 from processors.ranges import load_ranges
 from schemas.events import RawHit
@@ -173,3 +175,28 @@ def test_a_limit_of_zero_turns_the_rule_off(processor: HitProcessor) -> None:
     flood = ReplayFlood(limit=0)
     assert _verdicts(flood, processor, _opens(list(range(100)))) == ["human/ua:client"] * 100
     assert len(flood) == 0
+
+
+def test_a_flood_makes_no_notice_and_its_first_hits_do(processor: HitProcessor) -> None:
+    flood = ReplayFlood(limit=2)
+    stored = [(p, flood.classify(p, 0)) for p in (processor.process(h, "test") for h in _opens([0, 1, 2, 3]))]
+    notices = notices_of(stored, created_at_ms=42)
+    assert [(n.id, n.type) for n in notices] == [("h0", "open"), ("h1", "open")]
+
+
+def test_the_settings_read_the_limit_and_window_and_refuse_bad_values(tmp_path: Path) -> None:
+    base = {"PIXELPIPE_SECRET": "s" * 32, "PIXELPIPE_API_KEYS": "acme=key-12345678"}
+    env = {**base, "PIXELPIPE_DATA_DIR": str(tmp_path)}
+    defaults = load(env)
+    assert (defaults.replay_flood_limit, defaults.replay_flood_window_s) == (10, 60)
+    tuned = load({**env, "PIXELPIPE_REPLAY_FLOOD_LIMIT": "0", "PIXELPIPE_REPLAY_FLOOD_WINDOW_S": "600"})
+    assert (tuned.replay_flood_limit, tuned.replay_flood_window_s) == (0, 600)
+    for variable, value in (
+        ("PIXELPIPE_REPLAY_FLOOD_LIMIT", "-1"),
+        ("PIXELPIPE_REPLAY_FLOOD_LIMIT", "ten"),
+        ("PIXELPIPE_REPLAY_FLOOD_WINDOW_S", "0"),
+        ("PIXELPIPE_REPLAY_FLOOD_WINDOW_S", "3601"),
+    ):
+        with pytest.raises(SettingsError) as info:
+            load({**env, variable: value})
+        assert info.value.variable == variable
