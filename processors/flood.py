@@ -103,8 +103,12 @@ class ReplayFlood:
             if self._size > self.max_buckets:
                 self._evict()
             return True
+        # Moved to the end: the dict stays in the order of each bucket's newest hit, so a sweep stops at the
+        # first bucket it keeps and an eviction takes the least recent.
+        del buckets[key]
         if isinstance(times, int):
-            times = buckets[key] = [times]
+            times = [times]
+        buckets[key] = times
         # A flood when the last `limit` hits all fall within the window before this one. (Event times are in
         # order on a partition; the oldest of them by time, not by arrival, keeps a late hit lenient.)
         flood = len(times) >= self.limit and at_ms - min(times) < self.window_ms
@@ -122,23 +126,29 @@ class ReplayFlood:
 
     def _sweep(self) -> None:
         """Drop the buckets no later hit can be a flood of: their newest hit is a window (and the allowed
-        clock skew between edges) behind the newest hit seen. Runs every quarter window of event time."""
+        clock skew between edges) behind the newest hit seen. Buckets are in the order of their newest hit, so
+        this walks only the ones it drops (a late hit's bucket waits behind a newer one until that goes).
+        Runs every second (or quarter window) of event time."""
         horizon = self.watermark_ms - self.window_ms - self.skew_ms
         for buckets in self._partitions.values():
-            stale = [k for k, t in buckets.items() if (t if isinstance(t, int) else max(t)) < horizon]
+            stale = []
+            for k, t in buckets.items():
+                if (t if isinstance(t, int) else t[-1]) >= horizon:
+                    break
+                stale.append(k)
             for k in stale:
                 del buckets[k]
             self._size -= len(stale)
-        self._next_sweep_ms = self.watermark_ms + max(1, self.window_ms // 4)
+        self._next_sweep_ms = self.watermark_ms + max(1, min(self.window_ms // 4, 1_000))
 
     def _evict(self) -> None:
-        """Over ``max_buckets`` within one window (a flood of distinct messages): drop the buckets seen
-        first, a tenth at a time. Lenient: an evicted bucket starts again empty."""
+        """Over ``max_buckets`` within one window (a flood of distinct messages): drop the least recent
+        buckets, a tenth at a time. Lenient: an evicted bucket starts again empty."""
         excess = self._size - self.max_buckets + self.max_buckets // 10
         for buckets in self._partitions.values():
             if excess <= 0:
                 break
-            victims = list(itertools.islice(buckets, excess))  # the oldest first: dicts keep insertion order
+            victims = list(itertools.islice(buckets, excess))  # the least recent first (see `admit`)
             for k in victims:
                 del buckets[k]
             self._size -= len(victims)

@@ -139,13 +139,27 @@ def test_state_is_dropped_a_window_and_the_skew_after_a_bucket_is_quiet() -> Non
     assert len(flood) == 3
 
 
-def test_buckets_are_capped_oldest_first() -> None:
+def test_buckets_are_capped_least_recent_first() -> None:
     flood = ReplayFlood(limit=1, max_buckets=100)
-    for m in range(101):
+    for m in range(100):
         assert flood.admit(0, m, T0)
-    assert len(flood) == 90  # over the cap: the oldest tenth (and the one over) dropped
-    assert flood.admit(0, 0, T0)  # bucket 0 was dropped: lenient, it starts again
-    assert not flood.admit(0, 100, T0)  # bucket 100 was kept
+    assert not flood.admit(0, 0, T0 + 1)  # bucket 0 is now the most recent
+    assert flood.admit(0, 100, T0 + 2)  # one over the cap: the least recent tenth and one go (1..11)
+    assert len(flood) == 90
+    assert flood.admit(0, 1, T0 + 3)  # bucket 1 was dropped: lenient, it starts again
+    assert not flood.admit(0, 0, T0 + 3)  # bucket 0 was kept
+    assert not flood.admit(0, 12, T0 + 3)  # and so was bucket 12
+
+
+def test_a_sweep_walks_only_the_buckets_it_drops() -> None:
+    flood = ReplayFlood(limit=5, window_ms=1_000, skew_ms=0)
+    assert flood.admit(0, 1, T0)
+    assert flood.admit(0, 2, T0 + 10)
+    assert flood.admit(0, 1, T0 + 900)  # bucket 1 is now newer than bucket 2: it moves behind it
+    assert flood.admit(0, 3, T0 + 1_005)  # no sweep yet: sweeps run every quarter window (next at T0 + 1_150)
+    assert len(flood) == 3
+    assert flood.admit(0, 4, T0 + 2_005)  # horizon T0 + 1_005: buckets 2 and 1 go, 3 stays
+    assert len(flood) == 2
 
 
 def test_a_revoked_partition_is_forgotten() -> None:
