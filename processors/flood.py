@@ -71,7 +71,7 @@ class ReplayFlood:
         self._size = 0
         self.watermark_ms = 0
         self._next_sweep_ms = 0
-        self.filtered = 0  # hits this filter turned into floods since it was made (a metric's source)
+        self.filtered = 0  # hits this filter has turned into floods (in the metrics as kind, "bot")
 
     def __len__(self) -> int:
         """Buckets kept."""
