@@ -32,6 +32,7 @@ from ingest.bus import HitPublisher, HitSource, MemoryBus
 from ingest.edge import ASGIApp, Edge
 from pixelpipe.privacy import PrivacyWiring, privacy_wiring
 from pixelpipe.settings import Settings
+from processors.flood import ReplayFlood
 from processors.geo import GeoLookup
 from processors.notify import (
     AttemptLog,
@@ -247,6 +248,7 @@ def build_components(
             processor=HitProcessor(geo, load_ranges()),
             ip_storage=settings.ip_storage,
             click_window_ms=settings.click_window_ms,
+            flood=ReplayFlood(settings.replay_flood_limit, settings.replay_flood_window_s * 1000),
             flush_interval_s=settings.flush_interval_ms / 1000,
             dead_letters=dead_letters,
             on_stored=_store_stored(c),

@@ -26,7 +26,10 @@ being measured, so the first poll of a sample also waits for most of the fastest
 
 **Zero loss.** Every hit is a person's (a desktop browser's user agent) open of one fresh campaign; clicks
 always follow the first link of their message (one link, so never a click burst). So at the end the
-campaign's ``opens`` must equal the pixels answered 200, and ``clicks`` the clicks answered 302.
+campaign's ``opens`` must equal the pixels answered 200, and ``clicks`` the clicks answered 302 — counting
+with them the hits the pipeline filed as ``replay_flood`` (more than 10 hits of one pixel or link from one
+network in a minute: a load of a few messages from one address is that), which are stored and reported in
+``filtered`` instead; the run reports how many there were.
 
 Owns nothing of the product: it is a client of the public HTTP contract and never imports the pipeline.
 """
@@ -85,7 +88,7 @@ class LoadResult:
     clicks_answered: int  # clicks answered 302
     statuses: dict[str, int]  # status -> count; "0" is a connection error or timeout
     achieved_rate: float  # answered requests / wall time of the sending phase
-    counted: int  # the campaign's opens at the end
+    counted: int  # the campaign's opens at the end, and its open hits filtered as replay floods
     counted_clicks: int
     zero_loss: bool  # counted == answered and counted_clicks == clicks_answered
     settle_s: float | None  # last answer -> every hit counted (None: not within the settle timeout)
@@ -98,6 +101,7 @@ class LoadResult:
     response_p99_ms: float | None
     max_lag_ms: float  # longest wait of a due hit for a free connection
     schedule_lag_ms: float  # how late the generator itself was (a busy CPU, not a slow edge)
+    replay_floods: int  # of `counted` and `counted_clicks`: hits filtered as one client replaying a URL
     campaign_id: str
     messages: int
     connections: int
@@ -297,7 +301,10 @@ async def _opens(api: httpx.AsyncClient, message_id: str) -> int | None:
         r = await api.get(f"/v1/messages/{message_id}")
     except httpx.HTTPError:
         return None
-    return int(r.json()["opens"]) if r.status_code == 200 else None
+    if r.status_code != 200:
+        return None
+    body = r.json()  # a sample message has only pixel hits: its replay floods are opens
+    return int(body["opens"]) + int(body["filtered"].get("replay_flood", 0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -527,25 +534,30 @@ class _Driver:
             self.progress.update(task, completed=self.tally.done)
 
 
-async def _campaign_counts(api: httpx.AsyncClient, campaign_id: str) -> tuple[int, int] | None:
+async def _campaign_counts(api: httpx.AsyncClient, campaign_id: str) -> tuple[int, int, int] | None:
+    """The campaign's opens and clicks, each with its hits filtered as replay floods, and those floods."""
     try:
         r = await api.get(f"/v1/campaigns/{campaign_id}/stats")
+        f = await api.get(f"/v1/campaigns/{campaign_id}/filtered")
     except httpx.HTTPError:
         return None
-    if r.status_code != 200:
+    if r.status_code != 200 or f.status_code != 200:
         return None
     body = r.json()
-    return int(body["opens"]), int(body["clicks"])
+    floods = Counter(
+        {x["kind"]: int(x["hits"]) for x in f.json()["filtered"] if x["reason"] == "replay_flood"}
+    )
+    return int(body["opens"]) + floods["open"], int(body["clicks"]) + floods["click"], floods.total()
 
 
 async def _settle(
     api: httpx.AsyncClient, spec: LoadSpec, expected: tuple[int, int], last_answer: float
-) -> tuple[int, int, float | None]:
+) -> tuple[tuple[int, int, int], float | None]:
     """Wait until the campaign counts every answered hit (``expected``: opens, clicks); then look once more,
-    a second later, for double counts. Returns the final opens, clicks, and the seconds from the last answer
-    until all were counted (None if that did not happen within the settle timeout)."""
+    a second later, for double counts. Returns the final opens, clicks and replay floods (`_campaign_counts`),
+    and the seconds from the last answer until all were counted (None if not within the settle timeout)."""
     deadline = time.monotonic() + spec.settle_timeout_s
-    counts: tuple[int, int] | None = None
+    counts: tuple[int, int, int] | None = None
     settle_s: float | None = None
     while time.monotonic() < deadline:
         counts = await _campaign_counts(api, spec.campaign_id)
@@ -554,8 +566,8 @@ async def _settle(
             break
         await asyncio.sleep(0.2)
     await asyncio.sleep(1.0)  # anything that arrives now would be a double count
-    counts = await _campaign_counts(api, spec.campaign_id) or counts or (0, 0)
-    return counts[0], counts[1], settle_s
+    counts = await _campaign_counts(api, spec.campaign_id) or counts or (0, 0, 0)
+    return counts, settle_s
 
 
 async def _run(spec: LoadSpec, progress: Progress | None) -> LoadResult:
@@ -577,7 +589,7 @@ async def _run(spec: LoadSpec, progress: Progress | None) -> LoadResult:
         tally = driver.tally
         answered, clicks_answered = tally.statuses.get(200, 0), tally.statuses.get(302, 0)
         # Sampled hits are opens of the same campaign, so they are part of `answered` and of the count.
-        counted, counted_clicks, settle_s = await _settle(
+        (counted, counted_clicks, floods), settle_s = await _settle(
             api, spec, (answered, clicks_answered), tally.last_answer
         )
     return LoadResult(
@@ -593,6 +605,7 @@ async def _run(spec: LoadSpec, progress: Progress | None) -> LoadResult:
         counted=counted,
         counted_clicks=counted_clicks,
         zero_loss=counted == answered and counted_clicks == clicks_answered,
+        replay_floods=floods,
         settle_s=settle_s,
         samples=len(tally.visible_s),
         sample_timeouts=tally.sample_timeouts,
@@ -680,7 +693,8 @@ def summary(r: LoadResult) -> str:
         f"p50 {ms(r.visible_p50_s)}, p99 {ms(r.visible_p99_s)}, max {ms(r.visible_max_s)}",
         f"  counted opens {r.counted} / answered {r.answered}, clicks {r.counted_clicks} / "
         f"{r.clicks_answered}: {'zero loss' if r.zero_loss else 'MISMATCH'}"
-        + (f", all counted {r.settle_s:.1f}s after the last answer" if r.settle_s is not None else ""),
+        + (f", all counted {r.settle_s:.1f}s after the last answer" if r.settle_s is not None else "")
+        + (f" ({r.replay_floods} of them filtered as replay floods)" if r.replay_floods else ""),
     ]
     return "\n".join(lines)
 

@@ -49,6 +49,8 @@ class Settings:
     geoip_asn_db: Path | None
     ip_storage: IpStorage = "truncate"
     click_window_ms: int = 1500
+    replay_flood_limit: int = 10  # counted hits of one pixel or link from one network per window; 0: off
+    replay_flood_window_s: int = 60
     flush_interval_ms: int = 250
     bus_capacity: int = 100_000
     topic_prefix: str = ""
@@ -340,6 +342,8 @@ def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port:
         consumer_group=consumer_group,
         ip_storage=ip_storage,  # type: ignore[arg-type]
         click_window_ms=_int(env, "PIXELPIPE_CLICK_WINDOW_MS", 1500, 0, 10_000),
+        replay_flood_limit=_int(env, "PIXELPIPE_REPLAY_FLOOD_LIMIT", 10, 0, 100_000),
+        replay_flood_window_s=_int(env, "PIXELPIPE_REPLAY_FLOOD_WINDOW_S", 60, 1, 3_600),
         flush_interval_ms=_int(env, "PIXELPIPE_FLUSH_INTERVAL_MS", 250, 10, 5_000),
         bus_capacity=_int(env, "PIXELPIPE_BUS_CAPACITY", 100_000, 100, 10_000_000),
         retention_days=_int(env, "PIXELPIPE_RETENTION_DAYS", 396, 1, 36_500),

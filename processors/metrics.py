@@ -9,6 +9,9 @@ ROWS = Counter("pixelpipe_rows_inserted_total", "Rows stored in ClickHouse", ["t
 INSERT_FAILURES = Counter("pixelpipe_insert_failures_total", "Failed inserts (retried)", ["retriable"])
 DEAD_LETTERS = Counter("pixelpipe_dead_letters_total", "Bus records that were not raw hits")
 HELD_CLICKS = Gauge("pixelpipe_held_clicks", "Clicks held in the burst window")
+FLOOD_BUCKETS = Gauge(
+    "pixelpipe_flood_buckets", "Pixel and link buckets (message, network) the replay-flood rule keeps"
+)
 VISIBLE_LAG = Histogram(
     "pixelpipe_hit_to_stored_seconds",
     "From the edge receiving a hit to its row being stored",

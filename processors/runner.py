@@ -5,7 +5,9 @@ Delivery order, per batch (at-least-once from the bus, idempotent into ClickHous
 1. fetch records from the bus (`HitSource`);
 2. decode, enrich and classify them (pure, in a worker thread so the event loop stays free);
    malformed records go to the dead-letter path with their reason and never stop the partition;
-3. hold human-looking clicks in the burst window; release the ones whose window has closed;
+3. filter replay floods (`processors.flood`: more than 10 counted hits of one message's pixel or link from
+   one network within 60 s); hold human-looking clicks in the burst window; release the ones whose window
+   has closed;
 4. every ``flush_interval`` (or sooner when the batch is large) insert the rows into ClickHouse, each table
    with a deduplication token derived from the batch's hit ids — retried with backoff, forever, while the
    store is away (nothing is committed meanwhile, so nothing is lost);
@@ -43,6 +45,7 @@ from typing import Any, Protocol
 
 from ingest.bus import BusRecord, HitSource
 from processors import metrics
+from processors.flood import ReplayFlood
 from processors.pipeline import HitProcessor, ProcessedHit
 from processors.privacy import IpStorage
 from processors.rows import InsertPlan, plan_inserts, row
@@ -140,6 +143,7 @@ class HitRunner:
         clock: Callable[[], float] = time.time,
         drain_on_stop: bool = False,
         do_not_track: DoNotTrack | None = None,
+        flood: ReplayFlood | None = None,
     ) -> None:
         """``notices_durable``: called right after ``on_stored``; returns what completes once the notices of
         every hit handed to ``on_stored`` so far are durable (`processors.notify.NoticeHub.durable`). Offsets
@@ -153,6 +157,7 @@ class HitRunner:
         self.processor = processor
         self.ip_storage = ip_storage
         self.window: ClickBurstWindow[ProcessedHit] = ClickBurstWindow(click_window_ms)
+        self.flood = flood if flood is not None else ReplayFlood()
         self.flush_interval_s = flush_interval_s
         self.max_batch = max_batch
         self.dead_letters = dead_letters or LogDeadLetters()
@@ -230,6 +235,7 @@ class HitRunner:
                 log.warning("partitions %s revoked: %s", sorted(partitions), exc)
             finally:  # whatever happened, they are no longer ours
                 self.window.forget_partitions(partitions)
+                self.flood.forget_partitions(partitions)
                 for partition in partitions:
                     self._next_offsets.pop(partition, None)
                 for entry in self._uncommitted:
@@ -256,6 +262,7 @@ class HitRunner:
             for released in self.window.release(int(self.clock() * 1000), caught_up=caught_up):
                 self._pending.add(released.item, released.classification, self.ip_storage)
             metrics.HELD_CLICKS.set(len(self.window))
+            metrics.FLOOD_BUCKETS.set(len(self.flood))
             self.last_progress = time.monotonic()
             due = self._pending.count and (
                 self._pending.count >= self.max_batch
@@ -296,7 +303,7 @@ class HitRunner:
                 metrics.SUPPRESSED.inc()  # opted out after the edge published it: still never stored
                 continue
             processed = self.processor.process(hit, record.source)
-            c = processed.classification
+            c = self.flood.classify(processed, record.partition)
             released: list[Released[ProcessedHit]]
             if hit.kind == "click" and hit.token_ok:
                 released = self.window.admit(

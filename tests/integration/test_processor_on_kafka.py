@@ -46,7 +46,7 @@ class SwitchedStore(Store):
 
 
 def _hit(i: int) -> RawHit:
-    return human_open(i, messages=25)
+    return human_open(i, messages=100)  # six opens each: within the replay-flood limit (10 a minute)
 
 
 async def test_processor_pauses_while_the_store_is_away_then_catches_up(

@@ -1,0 +1,155 @@
+"""The replay-flood rule: one client fetching one message's pixel (or one of its links) over and over.
+
+A person opens an email a few times at most in a minute, and a mail client may fetch the pixel twice on one
+open; a script replaying a pixel URL fetches it thousands of times. So, per *bucket* — one message's pixel,
+or one link of it, from one network (the client address's /24, or /48 for IPv6: what is stored of it) — a
+counted hit (human or machine) is filtered as ``bot``/``replay_flood`` when the bucket's ``limit`` (10)
+previous counted-looking hits all fall within ``window_ms`` (60 s) before it. Every such hit counts in the
+bucket, filtered or not, so a flood stays filtered for as long as it lasts and the first ``limit`` hits of
+it stay counted: ``unique_opens`` never changes, and 10,000 fetches in 10 s make exactly 10 opens. Hits
+already judged bots or invalid take no part (they are filtered anyway).
+
+Why not the message alone: one message belongs to one recipient, but a forwarded email is read by its new
+readers from their own networks; and why not the exact address: an IPv6 client picks a new address within
+its /64 at will, and a host of a /24 is as good as another to a script.
+
+Event time (the edge's ``received_at``), and the hits of a message arrive on one partition in order, so the
+same hits read again in the same order are judged the same way (see `ReplayFlood` for what a crash loses).
+The only state is the bucket's last ``limit`` event times; a bucket whose newest hit is older than the window
+(plus ``skew_ms``) behind the newest hit seen is dropped, so memory is bounded by the hits of one window
+(and by ``max_buckets`` in any case). Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Final
+
+from processors.pipeline import ProcessedHit
+from schemas.events import RawHit
+from schemas.verdicts import Classification, Verdict
+
+FLOOD: Final = Classification(Verdict.BOT, "replay_flood")
+_COUNTED: Final = frozenset(v for v in Verdict if v.counted)  # a set lookup: `counted` is a call per hit
+DEFAULT_LIMIT: Final = 10
+DEFAULT_WINDOW_MS: Final = 60_000
+
+
+def bucket_key(hit: RawHit, network: str) -> int:
+    """The bucket of a hit: its account, message, kind and link, and the network it came from (``network``:
+    the /24 or /48 of its address; the address text when it is not one). A hash, not the tuple: a bucket is
+    kept for a minute for every hit, and an int costs a fraction of five strings. Two buckets colliding (one
+    chance in 2**64 per pair) would only share a limit."""
+    return hash((hit.account, hit.message_id, hit.kind, hit.link_index, network))
+
+
+class ReplayFlood:
+    """Per bucket, the event times of its last ``limit`` hits; `admit` says whether one more is counted.
+
+    State is per partition (a message's hits are all on one), so a partition that is revoked is forgotten
+    with it. After a restart or a rebalance the buckets start empty at the committed offset: a flood under
+    way then counts up to ``limit`` more of its hits (never fewer), and a hit read again that had been
+    filtered may be counted the second time (both rows carry its hit id).
+    """
+
+    def __init__(
+        self,
+        limit: int = DEFAULT_LIMIT,
+        window_ms: int = DEFAULT_WINDOW_MS,
+        *,
+        skew_ms: int = 5_000,
+        max_buckets: int = 2_000_000,
+    ) -> None:
+        if limit < 0 or window_ms < 1 or skew_ms < 0 or max_buckets < 1:
+            raise ValueError("limit must be >= 0 (0: off), window_ms and max_buckets >= 1, skew_ms >= 0")
+        self.limit = limit
+        self.window_ms = window_ms
+        self.skew_ms = skew_ms
+        self.max_buckets = max_buckets
+        # partition -> bucket -> its last event time (one hit: an int, the common case) or last `limit` times.
+        self._partitions: dict[int, dict[int, int | list[int]]] = {}
+        self._size = 0
+        self.watermark_ms = 0
+        self._next_sweep_ms = 0
+        self.filtered = 0  # hits this filter has turned into floods (in the metrics as kind, "bot")
+
+    def __len__(self) -> int:
+        """Buckets kept."""
+        return self._size
+
+    def classify(self, processed: ProcessedHit, partition: int) -> Classification:
+        """The hit's final classification as far as floods go: `FLOOD` for a counted hit of a flooded bucket,
+        else the classifier's. ``partition``: the bus partition it was read from."""
+        c = processed.classification
+        if c.verdict not in _COUNTED or not self.limit:
+            return c  # bots and invalid hits are filtered already and take no part (and 0 is off)
+        hit, address = processed.hit, processed.address
+        network = hit.ip if address is None else address.truncated
+        return c if self.admit(partition, bucket_key(hit, network), hit.received_at_ms) else FLOOD
+
+    def admit(self, partition: int, key: int, at_ms: int) -> bool:
+        """Count one more hit of bucket ``key`` at ``at_ms``: False when it is a flood (filter it)."""
+        if at_ms > self.watermark_ms:
+            self.watermark_ms = at_ms
+            if at_ms >= self._next_sweep_ms:
+                self._sweep()
+        buckets = self._partitions.get(partition)
+        if buckets is None:
+            buckets = self._partitions[partition] = {}
+        times = buckets.get(key)
+        if times is None:
+            buckets[key] = at_ms
+            self._size += 1
+            if self._size > self.max_buckets:
+                self._evict()
+            return True
+        # Moved to the end: the dict stays in the order of each bucket's newest hit, so a sweep stops at the
+        # first bucket it keeps and an eviction takes the least recent.
+        del buckets[key]
+        if isinstance(times, int):
+            times = [times]
+        buckets[key] = times
+        # A flood when the last `limit` hits all fall within the window before this one. (Event times are in
+        # order on a partition; the oldest of them by time, not by arrival, keeps a late hit lenient.)
+        flood = len(times) >= self.limit and at_ms - min(times) < self.window_ms
+        times.append(at_ms)
+        if len(times) > self.limit:
+            del times[0]
+        if flood:
+            self.filtered += 1
+        return not flood
+
+    def forget_partitions(self, partitions: set[int]) -> None:
+        """Drop the buckets of partitions this consumer no longer owns."""
+        for partition in partitions:
+            self._size -= len(self._partitions.pop(partition, {}))
+
+    def _sweep(self) -> None:
+        """Drop the buckets no later hit can be a flood of: their newest hit is a window (and the allowed
+        clock skew between edges) behind the newest hit seen. Buckets are in the order of their newest hit, so
+        this walks only the ones it drops (a late hit's bucket waits behind a newer one until that goes).
+        Runs every second (or quarter window) of event time."""
+        horizon = self.watermark_ms - self.window_ms - self.skew_ms
+        for buckets in self._partitions.values():
+            stale = []
+            for k, t in buckets.items():
+                if (t if isinstance(t, int) else t[-1]) >= horizon:
+                    break
+                stale.append(k)
+            for k in stale:
+                del buckets[k]
+            self._size -= len(stale)
+        self._next_sweep_ms = self.watermark_ms + max(1, min(self.window_ms // 4, 1_000))
+
+    def _evict(self) -> None:
+        """Over ``max_buckets`` within one window (a flood of distinct messages): drop the least recent
+        buckets, a tenth at a time. Lenient: an evicted bucket starts again empty."""
+        excess = self._size - self.max_buckets + self.max_buckets // 10
+        for buckets in self._partitions.values():
+            if excess <= 0:
+                break
+            victims = list(itertools.islice(buckets, excess))  # the least recent first (see `admit`)
+            for k in victims:
+                del buckets[k]
+            self._size -= len(victims)
+            excess -= len(victims)
