@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# The Docker images the testcontainers path of the tests asks for, on an engine that cannot pull them.
+# What the tests' Docker path (testcontainers) needs: an engine, and the images, on a machine that may have
+# neither a running engine nor a reachable image registry. `make test-docker` uses it.
 #
-#   scripts/docker-images.sh kafka     print the Kafka image to test with; build it first when needed
+#   scripts/docker-tests.sh engine        print the DOCKER_HOST to use: the engine the docker CLI reaches, else
+#                                         a private dockerd started here (root; its socket, pid and log in
+#                                         DOCKER_ENGINE_DIR; no bridge, no iptables: containers use the host
+#                                         network); data in DOCKER_ENGINE_DATA, so images stay cached
+#   scripts/docker-tests.sh engine-down   stop that private dockerd (never any other)
+#   scripts/docker-tests.sh kafka-image   print the Kafka image to test with; build it first when needed
 #
 # The fixture (tests/kafka_broker.py) runs the official apache/kafka image at the version pinned in
 # kafka/pom.xml. When the engine has it or can pull it, that is the image, and nothing is built. Otherwise
@@ -13,6 +19,8 @@
 #
 # Environment (all optional):
 #   DOCKER_HOST            the engine (the docker CLI's default otherwise)
+#   DOCKER_ENGINE_DIR      the private engine's socket, pid, log (/run/pixelpipe-docker)
+#   DOCKER_ENGINE_DATA     the private engine's images           (/var/lib/pixelpipe-docker)
 #   KAFKA_LIB_DIR          the resolved jars                    (<repo>/.cache/kafka/lib)
 #   DOCKER_IMAGES_CACHE    debootstrap's work dir               (<repo>/.cache/docker)
 #   DEBIAN_MIRROR          where debootstrap fetches from       (the first Debian URI in apt's sources)
@@ -23,10 +31,13 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 POM="$ROOT/kafka/pom.xml"
 KAFKA_LIB_DIR="${KAFKA_LIB_DIR:-$ROOT/.cache/kafka/lib}"
 CACHE="${DOCKER_IMAGES_CACHE:-$ROOT/.cache/docker}"
+ENGINE_DIR="${DOCKER_ENGINE_DIR:-/run/pixelpipe-docker}"
+ENGINE_DATA="${DOCKER_ENGINE_DATA:-/var/lib/pixelpipe-docker}"
+ENGINE_HOST="unix://$ENGINE_DIR/docker.sock"
 
-say() { printf 'docker-images: %s\n' "$*" >&2; }
+say() { printf 'docker-tests: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
-need() { command -v "$1" >/dev/null 2>&1 || die "$1 is not installed (${2:-needed by scripts/docker-images.sh})"; }
+need() { command -v "$1" >/dev/null 2>&1 || die "$1 is not installed (${2:-needed by scripts/docker-tests.sh})"; }
 
 kafka_version() { sed -n 's#.*<kafka.version>\(.*\)</kafka.version>.*#\1#p' "$POM" | head -n1; }
 
@@ -82,7 +93,7 @@ debian_suite() {
 write_entrypoint() {
     cat >"$1" <<'EOF'
 #!/bin/bash
-# Entrypoint of pixelpipe/kafka-local (scripts/docker-images.sh): as in the apache/kafka image, every
+# Entrypoint of pixelpipe/kafka-local (scripts/docker-tests.sh): as in the apache/kafka image, every
 # KAFKA_FOO_BAR variable is the server property foo.bar ('__' stands for '_', '___' for '-'), CLUSTER_ID
 # formats the storage on first start, and the broker logs to stdout.
 set -euo pipefail
@@ -161,7 +172,70 @@ build_kafka() {
     ) 9>"$CACHE/.lock"
 }
 
-cmd_kafka() {
+# -- the engine ----------------------------------------------------------------------------------------------
+
+answers() { DOCKER_HOST="$1" docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+engine_pid() {
+    [[ -f "$ENGINE_DIR/dockerd.pid" ]] || return 1
+    local pid
+    pid="$(cat "$ENGINE_DIR/dockerd.pid")"
+    [[ "$pid" =~ ^[0-9]+$ && -r "/proc/$pid/cmdline" ]] || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "--host $ENGINE_HOST" || return 1
+    echo "$pid"
+}
+
+cmd_engine() {
+    need docker "the docker CLI talks to the engine (Debian: apt-get install docker.io)"
+    if [[ -n "${DOCKER_HOST:-}" ]]; then
+        answers "$DOCKER_HOST" || die "no Docker engine answers on DOCKER_HOST=$DOCKER_HOST"
+        echo "$DOCKER_HOST"
+        return 0
+    fi
+    if docker version --format '{{.Server.Version}}' >/dev/null 2>&1; then
+        docker context inspect --format '{{.Endpoints.docker.Host}}' 2>/dev/null || echo unix:///var/run/docker.sock
+        return 0
+    fi
+    if answers "$ENGINE_HOST"; then
+        echo "$ENGINE_HOST"
+        return 0
+    fi
+    need dockerd "no Docker engine runs, and none can be started here (Debian: apt-get install docker.io)"
+    [[ "$(id -u)" == 0 ]] || die "no Docker engine runs, and starting one needs root"
+    mkdir -p "$ENGINE_DIR" "$ENGINE_DATA"
+    say "starting a private dockerd on $ENGINE_HOST (log: $ENGINE_DIR/dockerd.log)"
+    # Its own socket, pid file, exec and data roots: it never takes over /var/run/docker.sock, so other
+    # `make test` runs on this machine do not switch to the Docker path. No bridge and no iptables rules:
+    # the tests' containers use the host network and listen on loopback only.
+    setsid dockerd --host "$ENGINE_HOST" --pidfile "$ENGINE_DIR/dockerd.pid" --exec-root "$ENGINE_DIR/exec" \
+        --data-root "$ENGINE_DATA" --bridge=none --iptables=false --ip6tables=false \
+        </dev/null >>"$ENGINE_DIR/dockerd.log" 2>&1 &
+    local start=$SECONDS
+    until answers "$ENGINE_HOST"; do
+        ((SECONDS - start < 60)) || { tail -n 20 "$ENGINE_DIR/dockerd.log" >&2; die "dockerd did not answer within 60 s"; }
+        sleep 0.5
+    done
+    echo "$ENGINE_HOST"
+}
+
+cmd_engine_down() {
+    local pid
+    if ! pid="$(engine_pid)"; then
+        say "the private dockerd is not running"
+        return 0
+    fi
+    say "stopping the private dockerd (pid $pid)"
+    kill -TERM "$pid"
+    local start=$SECONDS
+    while kill -0 "$pid" 2>/dev/null; do
+        ((SECONDS - start < 30)) || die "dockerd (pid $pid) still runs after 30 s"
+        sleep 0.3
+    done
+}
+
+# -- the images ----------------------------------------------------------------------------------------------
+
+cmd_kafka_image() {
     need docker "the docker CLI talks to the engine"
     docker version --format '{{.Server.Version}}' >/dev/null 2>&1 || die "no Docker engine answers (DOCKER_HOST=${DOCKER_HOST:-})"
     local version official local_image recipe
@@ -182,9 +256,11 @@ cmd_kafka() {
 }
 
 case "${1:-}" in
-    kafka) cmd_kafka ;;
+    engine) cmd_engine ;;
+    engine-down) cmd_engine_down ;;
+    kafka-image) cmd_kafka_image ;;
     *)
-        echo "usage: $0 kafka" >&2
+        echo "usage: $0 engine|engine-down|kafka-image" >&2
         exit 2
         ;;
 esac
