@@ -39,8 +39,9 @@ def _image_missing(image: str) -> str | None:
         try:
             client.images.pull(image)
         except DockerException as exc:
-            first_line = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            return f"the Docker engine has no {image} and cannot pull it ({first_line})"
+            # The engine's own words when it gave some.
+            why = getattr(exc, "explanation", None) or str(exc) or type(exc).__name__
+            return f"the Docker engine has no {image} and cannot pull it: {why}"
     finally:
         client.close()
     return None
