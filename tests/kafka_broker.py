@@ -8,7 +8,7 @@ Where the session's broker comes from, the first that works:
    stand-in that ``scripts/docker-images.sh`` builds where no registry is reachable). It runs on the host
    network and listens on 127.0.0.1 only, on free ports, configured as ``scripts/kafka.sh`` configures its
    broker; stopping and starting the container is an outage with the data kept. (Docker Desktop needs host
-   networking turned on.)
+   networking turned on.) An engine that has not got the image and cannot pull it counts as no engine.
 3. ``scripts/kafka.sh``: a private single-node broker on free ports in a temporary directory, with the jars
    already resolved in ``.cache/kafka/lib`` (``KAFKA_LIB_DIR``); stopped at the end of the session.
 
@@ -248,11 +248,31 @@ class DockerKafka:
         self.container.stop()
 
 
-def _start_docker() -> DockerKafka:
+def image_missing(image: str) -> str | None:
+    """Why the Docker engine cannot run `image` (it has none and cannot pull it), or None when it can."""
+    import docker
+    from docker.errors import DockerException, ImageNotFound
+
+    client = docker.from_env()
     try:
-        return DockerKafka.start(kafka_image())
-    except Exception as exc:  # no image and no registry, a start that fails: say which
-        unavailable(f"the Docker path could not start {kafka_image()}: {exc}")
+        client.images.get(image)
+    except ImageNotFound:
+        try:
+            client.images.pull(image)
+        except DockerException as exc:
+            # The engine's own words when it gave some.
+            why = getattr(exc, "explanation", None) or str(exc) or type(exc).__name__
+            return f"the Docker engine has no {image} and cannot pull it: {why}"
+    finally:
+        client.close()
+    return None
+
+
+def _start_docker(image: str) -> DockerKafka:
+    try:
+        return DockerKafka.start(image)
+    except Exception as exc:  # the image is there, so this is a broken Docker path: say so, never hide it
+        unavailable(f"the Docker path could not start {image}: {exc}")
 
 
 def _docker_reachable() -> bool:
@@ -300,13 +320,14 @@ def kafka_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SessionK
     if configured:
         yield SessionKafka(configured, None)
         return
-    if _docker_reachable():
-        container = _start_docker()
+    if _docker_reachable() and image_missing(image := kafka_image()) is None:
+        container = _start_docker(image)
         try:
             yield SessionKafka(container.bootstrap, container)
         finally:
             container.remove()
         return
+    # No engine, or one that cannot get the image (no registry): the local broker, as without Docker.
     broker = _start_local(tmp_path_factory.mktemp("kafka"))
     try:
         yield SessionKafka(broker.bootstrap, broker)

@@ -16,6 +16,7 @@ import pytest
 from processors.rows import EVENT_COLUMNS, plan_inserts
 from schemas.store import Store, StoreError, StoreTarget, parse_store_url
 from tests.kafka_broker import _docker_reachable as docker_reachable
+from tests.kafka_broker import image_missing
 
 CLICKHOUSE_IMAGE = "clickhouse/clickhouse-server:25.8"
 NO_SERVER = "no ClickHouse server: set PIXELPIPE_TEST_CLICKHOUSE_URL or run a Docker engine"
@@ -27,33 +28,13 @@ class ServerChoice:
     why_not: str = NO_SERVER  # the skip reason when url is None
 
 
-def _image_missing(image: str) -> str | None:
-    """Why the engine cannot run `image` (it has none and cannot pull it), or None when it can."""
-    import docker
-    from docker.errors import DockerException, ImageNotFound
-
-    client = docker.from_env()
-    try:
-        client.images.get(image)
-    except ImageNotFound:
-        try:
-            client.images.pull(image)
-        except DockerException as exc:
-            # The engine's own words when it gave some.
-            why = getattr(exc, "explanation", None) or str(exc) or type(exc).__name__
-            return f"the Docker engine has no {image} and cannot pull it: {why}"
-    finally:
-        client.close()
-    return None
-
-
 @pytest.fixture(scope="session")
 def clickhouse_server_url() -> Iterator[ServerChoice]:
     url = os.environ.get("PIXELPIPE_TEST_CLICKHOUSE_URL")
     if url or not docker_reachable():
         yield ServerChoice(url)
         return
-    missing = _image_missing(CLICKHOUSE_IMAGE)
+    missing = image_missing(CLICKHOUSE_IMAGE)
     if missing is not None:
         yield ServerChoice(None, missing)
         return
