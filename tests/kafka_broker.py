@@ -200,12 +200,12 @@ class DockerKafka:
         port, controller_port = free_ports(2)
         container = DockerContainer(image).with_kwargs(network_mode="host")
         container.with_envs(**broker_environment(port, controller_port))
-        container.start()
         broker = cls(container=container, port=port)
         try:
+            container.start()
             broker.wait_ready()
         except BaseException:
-            broker.remove()
+            broker.remove()  # a container that was created but never got ready is not left behind
             raise
         return broker
 
@@ -241,7 +241,7 @@ class DockerKafka:
         self.wait_ready()
 
     def down(self) -> None:
-        # SIGTERM to the broker (the image's entrypoint execs java), as scripts/kafka.sh's down does.
+        # SIGTERM, then SIGKILL after 30 s, as scripts/kafka.sh's down does; the data stays in the container.
         self.container.get_wrapped_container().stop(timeout=30)
 
     def remove(self) -> None:
