@@ -14,6 +14,7 @@ help:
 	@echo "make run       install and run pixelpipe serve on $(HOST):$(PORT)"
 	@echo "make test      install, start what the tests need, lint, type-check and run every test"
 	@echo "make kafka-up / kafka-down / kafka-clean   a local Apache Kafka (KRaft) on 127.0.0.1:9092"
+	@echo "make test-docker   the integration tests through testcontainers (a Docker engine; images built if missing)"
 	@echo "make bench     the quick benchmarks"
 
 uv:
@@ -59,3 +60,4 @@ clean:
 
 include mk/kafka.mk
 include mk/bench.mk
+include mk/docker.mk

@@ -1,11 +1,13 @@
 """One contract for the store port, run against every ClickHouse we can reach: embedded chDB always; a
-ClickHouse server when PIXELPIPE_TEST_CLICKHOUSE_URL names one or a Docker engine can start one."""
+ClickHouse server when PIXELPIPE_TEST_CLICKHOUSE_URL names one or a Docker engine can start one (it must have
+or be able to pull the server image: no package registry ships a ClickHouse server to build one from)."""
 
 from __future__ import annotations
 
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,32 +16,46 @@ import pytest
 from processors.rows import EVENT_COLUMNS, plan_inserts
 from schemas.store import Store, StoreError, StoreTarget, parse_store_url
 from tests.kafka_broker import _docker_reachable as docker_reachable
+from tests.kafka_broker import image_missing
+
+CLICKHOUSE_IMAGE = "clickhouse/clickhouse-server:25.8"
+NO_SERVER = "no ClickHouse server: set PIXELPIPE_TEST_CLICKHOUSE_URL or run a Docker engine"
+
+
+@dataclass(frozen=True)
+class ServerChoice:
+    url: str | None
+    why_not: str = NO_SERVER  # the skip reason when url is None
 
 
 @pytest.fixture(scope="session")
-def clickhouse_server_url() -> Iterator[str | None]:
+def clickhouse_server_url() -> Iterator[ServerChoice]:
     url = os.environ.get("PIXELPIPE_TEST_CLICKHOUSE_URL")
     if url or not docker_reachable():
-        yield url
+        yield ServerChoice(url)
+        return
+    missing = image_missing(CLICKHOUSE_IMAGE)
+    if missing is not None:
+        yield ServerChoice(None, missing)
         return
     from testcontainers.community.clickhouse import ClickHouseContainer
 
-    with ClickHouseContainer("clickhouse/clickhouse-server:25.8", port=8123) as container:
+    with ClickHouseContainer(CLICKHOUSE_IMAGE, port=8123) as container:
         host, port = container.get_container_host_ip(), container.get_exposed_port(8123)
-        yield f"http://{container.username}:{container.password}@{host}:{port}/default"
+        yield ServerChoice(f"http://{container.username}:{container.password}@{host}:{port}/default")
 
 
 @pytest.fixture(params=["chdb", "server"])
 def contract_store(
-    request: pytest.FixtureRequest, chdb_path: Path, clickhouse_server_url: str | None
+    request: pytest.FixtureRequest, chdb_path: Path, clickhouse_server_url: ServerChoice
 ) -> Iterator[Store]:
     database = f"c_{uuid.uuid4().hex[:10]}"
     if request.param == "chdb":
         target = parse_store_url(f"chdb://{chdb_path}?database={database}")
     else:
-        url = clickhouse_server_url
+        url = clickhouse_server_url.url
         if url is None:
-            pytest.skip("no ClickHouse server: set PIXELPIPE_TEST_CLICKHOUSE_URL or run a Docker engine")
+            pytest.skip(clickhouse_server_url.why_not)
         base = parse_store_url(url)
         target = StoreTarget(**{**base.__dict__, "database": database})  # type: ignore[arg-type]
     store = Store.connect(target)
