@@ -167,6 +167,8 @@ class CampaignAnalyticsController(Controller):
         db = ctx.store.database
         try:
             zone = aq.zone(tz)
+            start = aq.instant("from", start, zone) if start is not None else None
+            end = aq.instant("to", end, zone) if end is not None else None
             if start is None or end is None:
                 first, last, hits = _rows(ctx, aq.campaign_extent(db, account, campaign_id))[0]
                 if not hits and (start is None or end is None):
@@ -180,7 +182,6 @@ class CampaignAnalyticsController(Controller):
                     )
                 start = start or datetime.fromtimestamp(first, zone)
                 end = end or datetime.fromtimestamp(last + 60, zone)
-            start, end = (t if t.tzinfo else t.replace(tzinfo=zone) for t in (start, end))
             span = aq.bucket_starts(bucket, zone, start, end)
         except aq.BadQuery as exc:
             raise _bad(exc) from exc

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from api.queries import Query, iso, rate
 
@@ -318,12 +319,41 @@ def shape_links(
 # -- time series ---------------------------------------------------------------------------------------------
 
 
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    # The canonical IANA names: `available_timezones` leaves out tzdata's `right/` (leap seconds, which
+    # ClickHouse refuses) and `posix/` copies, and never lists a path outside the database.
+    return frozenset(available_timezones())
+
+
 def zone(name: str) -> ZoneInfo:
-    """An IANA time zone, or `BadQuery`."""
+    """An IANA time zone that Python and ClickHouse both read, or `BadQuery` naming ``tz``."""
+    if name not in _zone_names():
+        raise BadQuery(f"tz: unknown time zone {name!r}; use an IANA name such as 'Europe/Paris'")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise BadQuery(f"unknown time zone {name!r}") from exc
+        raise BadQuery(f"tz: unknown time zone {name!r}; use an IANA name such as 'Europe/Paris'") from exc
+
+
+EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)  # the store's DateTime range (ClickHouse: 1970 to 2106)
+LATEST: Final = datetime(2106, 1, 1, tzinfo=UTC)
+
+
+def instant(parameter: str, value: datetime, tz: ZoneInfo) -> datetime:
+    """``value`` (read in ``tz`` without an offset) as an aware time within the store's range, or `BadQuery`
+    naming ``parameter`` as the client sent it. Checked before any local-time arithmetic, which overflows
+    near the ends of the calendar (year 1 in New York, year 9999 in Kiritimati)."""
+    bounds = f"{parameter!r} must be between {EARLIEST.isoformat()} and {LATEST.isoformat()}"
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=tz)
+    try:
+        utc = aware.astimezone(UTC)
+        aware.astimezone(tz)
+    except (OverflowError, ValueError) as exc:
+        raise BadQuery(bounds) from exc
+    if not EARLIEST <= utc < LATEST:
+        raise BadQuery(bounds)
+    return aware
 
 
 @dataclass(frozen=True, slots=True)

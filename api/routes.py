@@ -23,7 +23,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_409_CONFLICT
 from api import queries
 from api.auth import account_of
 from api.instrument import find_links, rewrite_html
-from api.registry import SEND_COLUMNS, BadMessage, Registration, register
+from api.registry import SEND_COLUMNS, BadMessage, Registration, check_sent_at, register
 from schemas.store import Store
 from schemas.suppression import DoNotTrack
 from schemas.tokens import Keyring
@@ -59,6 +59,7 @@ class ApiContext:
     do_not_track: DoNotTrack | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     webhook_allow_private: bool = False  # PIXELPIPE_WEBHOOK_ALLOW_PRIVATE: see `schemas.webhook_guard`
+    retention_days: int = 396  # PIXELPIPE_RETENTION_DAYS: a send older than this is refused
 
 
 def _account(request: Request[Any, Any, Any], ctx: NamedDependency[ApiContext]) -> str:
@@ -209,6 +210,8 @@ def _plan(
                 links=links,
                 now=now,
             )
+            if data.sent_at is not None:  # the client's own value (a known message keeps its first)
+                check_sent_at(data.sent_at, now=now, retention_days=ctx.retention_days)
         except BadMessage as exc:
             raise ClientException(f"{where}{exc}") from exc
         if previous is None:

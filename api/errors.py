@@ -1,0 +1,198 @@
+"""How the API answers what it cannot serve: the error body, the checks every JSON body passes before it is
+decoded, the answer (and the log line) of an unexpected failure, and the errors each route documents.
+
+Every error answers ``{"status_code": int, "detail": str, "extra"?: ...}`` (Litestar's shape) and a 4xx
+``detail`` names the parameter as the client sent it. A 5xx is never the client's fault: each one is logged
+here with its cause; its answer says nothing about the cause (no SQL, no paths, no secrets). Owns no route.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Final
+
+import msgspec
+from litestar import Litestar, MediaType, Request, Response
+from litestar.exceptions import (
+    ClientException,
+    HTTPException,
+    NotAuthorizedException,
+    NotFoundException,
+    ServiceUnavailableException,
+    ValidationException,
+)
+from litestar.handlers import HTTPRouteHandler
+from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
+    HTTP_409_CONFLICT,
+    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
+from litestar.types import ExceptionHandlersMap
+
+from schemas.store import StoreError
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_S: Final = 5  # a store that is away: when a client may try again
+_BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
+
+
+def body_problem(body: bytes) -> str | None:
+    """Why a JSON request body cannot be read at all, or None (a body that is merely malformed JSON is left
+    to the decoder, whose 400 says where). Pure."""
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"request body: not UTF-8 (byte {exc.start}); JSON must be UTF-8 encoded"
+    try:
+        msgspec.json.decode(body)
+    except RecursionError:
+        return "request body: JSON nested too deeply"
+    except msgspec.DecodeError:
+        return None
+    return None
+
+
+async def check_json_body(request: Request[Any, Any, Any]) -> None:
+    """Before any handler: refuse (400) a JSON body the decoder would choke on rather than reject (bytes that
+    are not UTF-8, nesting deep enough to exhaust the recursion limit). The body is read once: Litestar keeps
+    it for the handler."""
+    if request.method not in _BODY_METHODS:
+        return
+    body = await request.body()
+    if body and (problem := body_problem(body)) is not None:
+        raise ClientException(problem)
+
+
+def _route(request: Request[Any, Any, Any]) -> str:
+    # The route's template, not the path: a path can hold a recipient's address, which must not reach a log.
+    handler = request.scope.get("route_handler")
+    paths = getattr(handler, "paths", None)
+    return f"{request.method} {sorted(paths)[0] if paths else '(no route)'}"
+
+
+def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    """Any failure that is not an HTTP answer of a handler: logged with its cause, answered 503 when the store
+    is away (the client may retry), else 500."""
+    if isinstance(exc, StoreError) and exc.retriable:
+        log.warning("%s answered 503: the store is unavailable (%s)", _route(request), exc)
+        return Response(
+            {"status_code": HTTP_503_SERVICE_UNAVAILABLE, "detail": "the store is unavailable; retry later"},
+            status_code=HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+            media_type=MediaType.JSON,
+        )
+    if isinstance(exc, HTTPException):  # a handler's own 500
+        log.error("%s answered %d: %s", _route(request), exc.status_code, exc.detail, exc_info=exc)
+        detail = exc.detail
+    else:
+        log.error("%s failed: %s: %s", _route(request), type(exc).__name__, exc, exc_info=exc)
+        detail = "Internal Server Error"
+    return Response(
+        {"status_code": HTTP_500_INTERNAL_SERVER_ERROR, "detail": detail},
+        status_code=HTTP_500_INTERNAL_SERVER_ERROR,
+        media_type=MediaType.JSON,
+    )
+
+
+def _names_as_sent(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """The handler's keyword -> the name the client sends (``end`` -> ``to``, ``last_event_id`` ->
+    ``Last-Event-ID``)."""
+    handler = request.scope.get("route_handler")
+    if handler is None:
+        return {}
+    names = {}
+    for keyword, field in handler.parsed_fn_signature.parameters.items():
+        kwarg = field.kwarg_definition
+        alias = (
+            getattr(kwarg, "query", None) or getattr(kwarg, "header", None) or getattr(kwarg, "name", None)
+        )
+        if isinstance(alias, str) and alias != keyword:
+            names[keyword] = alias
+    return names
+
+
+def validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
+    """Litestar's 400 for a parameter or body that does not validate, naming each parameter as the client
+    sent it, in ``detail`` (``from: Invalid RFC3339 encoded datetime``) and ``extra[].key``."""
+    names = _names_as_sent(request)
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    problems = []
+    for item in extra:
+        if isinstance(item, dict) and isinstance(item.get("key"), str):
+            item["key"] = names.get(item["key"], item["key"])
+            problems.append(f"{item['key']}: {item.get('message', 'invalid')}")
+    body: dict[str, Any] = {
+        "status_code": exc.status_code,
+        "detail": "; ".join(problems) or exc.detail,
+    }
+    if exc.extra:
+        body["extra"] = exc.extra
+    return Response(body, status_code=exc.status_code, media_type=MediaType.JSON)
+
+
+EXCEPTION_HANDLERS: Final[ExceptionHandlersMap] = {
+    HTTP_500_INTERNAL_SERVER_ERROR: internal_error,
+    ValidationException: validation_error,
+}
+
+
+# -- what the OpenAPI document says each route can answer ----------------------------------------------------
+
+
+class Unauthorized(NotAuthorizedException):
+    detail = "missing bearer key, or a key this deployment does not know (`WWW-Authenticate: Bearer`)"
+
+
+class NotFound(NotFoundException):
+    detail = "no such id in the caller's account (another account's id answers the same)"
+
+
+class Conflict(ClientException):
+    status_code = HTTP_409_CONFLICT
+    detail = "the message id is already registered for another campaign or recipient"
+
+
+class TooLarge(ClientException):
+    status_code = HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    detail = "the request body is larger than the server accepts"
+
+
+class Unavailable(ServiceUnavailableException):
+    detail = "the store (or the privacy topic) is unavailable; retry after `Retry-After` seconds"
+
+
+def bad_request(rules: str) -> type[ClientException]:
+    """A 400 whose documented description is ``rules`` (what the route refuses, by parameter)."""
+    return type("BadRequest", (ClientException,), {"detail": rules})
+
+
+BAD_BODY: Final = (
+    "the body is not UTF-8 JSON, is nested too deeply, has an unknown field or a field of the wrong type "
+    "or out of its bounds; `detail` names the field"
+)
+
+
+def document_errors(app: Litestar) -> None:
+    """Add to every API route's documented answers the errors every route can give: 401 (the bearer key),
+    503 (the store away), 413 (a body too large) and the body's 400 where a body is read. Routes add their
+    own (400 rules, 404, 409 ...) with ``raises=`` in their decorators; the 400 rules of a route are joined
+    into one description. Call before the schema is first served."""
+    for route in app.routes:
+        if not route.path.startswith("/v1"):
+            continue
+        for handler in getattr(route, "route_handlers", ()):
+            if not isinstance(handler, HTTPRouteHandler) or not handler.include_in_schema:
+                continue
+            raises = [exc for exc in handler.raises or [] if exc.status_code != HTTP_400_BAD_REQUEST]
+            rules = [exc.detail for exc in handler.raises or [] if exc.status_code == HTTP_400_BAD_REQUEST]
+            extra: list[type[HTTPException]] = [Unauthorized, Unavailable]
+            if handler.http_methods & _BODY_METHODS:
+                extra.append(TooLarge)
+                rules.append(BAD_BODY)
+            if rules:
+                extra.append(bad_request("; ".join(dict.fromkeys(rule for rule in rules if rule))))
+            known = {exc.status_code for exc in raises}
+            handler.raises = raises + [exc for exc in extra if exc.status_code not in known]
