@@ -32,7 +32,12 @@ IncludeMachine = Annotated[
 ]
 Limit = Annotated[int, QueryParameter(ge=1, le=aq.MAX_PAGE, description="Rows per page.")]
 Cursor = Annotated[
-    str | None, QueryParameter(description="`next_cursor` of the previous page; omit for the first page.")
+    str | None,
+    QueryParameter(
+        max_length=512,
+        description="`next_cursor` of the previous page, as given (opaque); omit for the first page. "
+        "Any other value is refused (400).",
+    ),
 ]
 
 

@@ -9,28 +9,23 @@ here with its cause; its answer says nothing about the cause (no SQL, no paths, 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any, Final
 
 import msgspec
-from litestar import Litestar, MediaType, Request, Response
+from litestar import MediaType, Request, Response
 from litestar.exceptions import (
     ClientException,
     HTTPException,
-    NotAuthorizedException,
-    NotFoundException,
-    ServiceUnavailableException,
     ValidationException,
 )
-from litestar.handlers import HTTPRouteHandler
 from litestar.status_codes import (
-    HTTP_400_BAD_REQUEST,
-    HTTP_409_CONFLICT,
-    HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
 from litestar.types import ExceptionHandlersMap
 
+from api.openapi import QUERY_NAMES
 from schemas.store import StoreError
 
 log = logging.getLogger(__name__)
@@ -55,10 +50,23 @@ def body_problem(body: bytes) -> str | None:
     return None
 
 
-async def check_json_body(request: Request[Any, Any, Any]) -> None:
-    """Before any handler: refuse (400) a JSON body the decoder would choke on rather than reject (bytes that
-    are not UTF-8, nesting deep enough to exhaust the recursion limit). The body is read once: Litestar keeps
-    it for the handler."""
+def unknown_query(given: Iterable[str], known: frozenset[str]) -> str | None:
+    """Why a query string is refused (a parameter the route does not take: a typo such as
+    ``include_machines`` would otherwise be ignored in silence), or None. Pure."""
+    unknown = sorted(set(given) - known)
+    if not unknown:
+        return None
+    takes = ", ".join(sorted(known)) or "none"
+    return f"unknown query parameter {unknown[0]!r} (this route takes: {takes})"
+
+
+async def check_request(request: Request[Any, Any, Any]) -> None:
+    """Before any handler: refuse (400) a query parameter the route does not document, and a JSON body the
+    decoder would choke on rather than reject (bytes that are not UTF-8, nesting deep enough to exhaust the
+    recursion limit). The body is read once: Litestar keeps it for the handler."""
+    known = request.app.state.get(QUERY_NAMES, {}).get(id(request.scope.get("route_handler")))
+    if known is not None and (problem := unknown_query(request.query_params.keys(), known)) is not None:
+        raise ClientException(problem)
     if request.method not in _BODY_METHODS:
         return
     body = await request.body()
@@ -137,62 +145,3 @@ EXCEPTION_HANDLERS: Final[ExceptionHandlersMap] = {
     HTTP_500_INTERNAL_SERVER_ERROR: internal_error,
     ValidationException: validation_error,
 }
-
-
-# -- what the OpenAPI document says each route can answer ----------------------------------------------------
-
-
-class Unauthorized(NotAuthorizedException):
-    detail = "missing bearer key, or a key this deployment does not know (`WWW-Authenticate: Bearer`)"
-
-
-class NotFound(NotFoundException):
-    detail = "no such id in the caller's account (another account's id answers the same)"
-
-
-class Conflict(ClientException):
-    status_code = HTTP_409_CONFLICT
-    detail = "the message id is already registered for another campaign or recipient"
-
-
-class TooLarge(ClientException):
-    status_code = HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    detail = "the request body is larger than the server accepts"
-
-
-class Unavailable(ServiceUnavailableException):
-    detail = "the store (or the privacy topic) is unavailable; retry after `Retry-After` seconds"
-
-
-def bad_request(rules: str) -> type[ClientException]:
-    """A 400 whose documented description is ``rules`` (what the route refuses, by parameter)."""
-    return type("BadRequest", (ClientException,), {"detail": rules})
-
-
-BAD_BODY: Final = (
-    "the body is not UTF-8 JSON, is nested too deeply, has an unknown field or a field of the wrong type "
-    "or out of its bounds; `detail` names the field"
-)
-
-
-def document_errors(app: Litestar) -> None:
-    """Add to every API route's documented answers the errors every route can give: 401 (the bearer key),
-    503 (the store away), 413 (a body too large) and the body's 400 where a body is read. Routes add their
-    own (400 rules, 404, 409 ...) with ``raises=`` in their decorators; the 400 rules of a route are joined
-    into one description. Call before the schema is first served."""
-    for route in app.routes:
-        if not route.path.startswith("/v1"):
-            continue
-        for handler in getattr(route, "route_handlers", ()):
-            if not isinstance(handler, HTTPRouteHandler) or not handler.include_in_schema:
-                continue
-            raises = [exc for exc in handler.raises or [] if exc.status_code != HTTP_400_BAD_REQUEST]
-            rules = [exc.detail for exc in handler.raises or [] if exc.status_code == HTTP_400_BAD_REQUEST]
-            extra: list[type[HTTPException]] = [Unauthorized, Unavailable]
-            if handler.http_methods & _BODY_METHODS:
-                extra.append(TooLarge)
-                rules.append(BAD_BODY)
-            if rules:
-                extra.append(bad_request("; ".join(dict.fromkeys(rule for rule in rules if rule))))
-            known = {exc.status_code for exc in raises}
-            handler.raises = raises + [exc for exc in extra if exc.status_code not in known]

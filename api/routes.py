@@ -23,7 +23,16 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_409_CONFLICT
 from api import queries
 from api.auth import account_of
 from api.instrument import find_links, rewrite_html
-from api.registry import SEND_COLUMNS, BadMessage, Registration, check_sent_at, register
+from api.openapi import Conflict, bad_request
+from api.registry import (
+    MAX_LINKS,
+    MAX_URL_CHARS,
+    SEND_COLUMNS,
+    BadMessage,
+    Registration,
+    check_sent_at,
+    register,
+)
 from schemas.store import Store
 from schemas.suppression import DoNotTrack
 from schemas.tokens import Keyring
@@ -31,19 +40,48 @@ from schemas.tokens import Keyring
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")]
 
 
+# What `api.registry.check_link` accepts, as the schema says it: an absolute http(s) URL with a host and no
+# user name or password, at most 2048 characters.
+Link = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=MAX_URL_CHARS,
+        pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9][^\s/?#@\\\[\]]*(?:[/?#]\S*)?$",
+        description="An absolute http(s) URL with a host, without a user name or password (`user:pass@`).",
+    ),
+]
+SentAt = Annotated[
+    datetime,
+    msgspec.Meta(
+        extra_json_schema={"format": "date-time"},
+        description="When the email was sent (default: now). Refused (400) if older than the retention "
+        "(`PIXELPIPE_RETENTION_DAYS`, 396 days by default) or more than 15 minutes in the future.",
+    ),
+]
+
+
+RegistrationRules = bad_request(
+    "`sent_at` older than the retention (PIXELPIPE_RETENTION_DAYS) or more than 15 minutes in the future; "
+    "a link that is not an absolute http(s) URL with a host, or that carries a user name or password; "
+    "an unknown field; a batch of no message or more than 1000; more than 1000 links"
+)
+
+
 class MessageIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Unknown fields are refused (400)."""
+
     campaign_id: Id
     recipient: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
     message_id: Id | None = None
-    sent_at: datetime | None = None
-    links: list[str] = msgspec.field(default_factory=list)
+    sent_at: SentAt | None = None
+    links: Annotated[list[Link], msgspec.Meta(max_length=MAX_LINKS)] = msgspec.field(default_factory=list)
 
 
 MAX_BATCH = 1000  # messages per POST /v1/messages/batch
 
 
 class BatchIn(msgspec.Struct, forbid_unknown_fields=True):
-    messages: list[MessageIn]
+    messages: Annotated[list[MessageIn], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
 
 
 class InstrumentIn(MessageIn, forbid_unknown_fields=True):
@@ -75,14 +113,21 @@ class MessageController(Controller):
     dependencies = {"account": account_dependency}  # noqa: RUF012 - Litestar reads it
     tags = ["messages"]  # noqa: RUF012
 
-    @post("/messages", status_code=HTTP_201_CREATED, sync_to_thread=True)
+    @post(
+        "/messages", status_code=HTTP_201_CREATED, sync_to_thread=True, raises=[Conflict, RegistrationRules]
+    )
     def register_message(
         self, data: JSONBody[MessageIn], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
     ) -> dict[str, Any]:
         """Register one sent email: its pixel URL and a tracked URL for each link."""
         return _register(ctx, account, data, data.links)
 
-    @post("/messages/batch", status_code=HTTP_201_CREATED, sync_to_thread=True)
+    @post(
+        "/messages/batch",
+        status_code=HTTP_201_CREATED,
+        sync_to_thread=True,
+        raises=[Conflict, RegistrationRules],
+    )
     def register_messages(
         self, data: JSONBody[BatchIn], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
     ) -> dict[str, Any]:
@@ -96,7 +141,9 @@ class MessageController(Controller):
         _store(ctx, plans)
         return {"messages": [_answer(plan) for plan in plans]}
 
-    @post("/instrument", status_code=HTTP_201_CREATED, sync_to_thread=True)
+    @post(
+        "/instrument", status_code=HTTP_201_CREATED, sync_to_thread=True, raises=[Conflict, RegistrationRules]
+    )
     def instrument(
         self, data: JSONBody[InstrumentIn], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
     ) -> dict[str, Any]:

@@ -24,11 +24,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.analytics import analytics_handlers
 from api.analytics_queries import rollup_retention
-from api.errors import EXCEPTION_HANDLERS, check_json_body, document_errors
+from api.errors import EXCEPTION_HANDLERS, check_request
 from api.live import LiveController
+from api.openapi import document
 from api.privacy import PrivacyController, PrivacyPropagation, load_suppressed
-from api.routes import ApiContext, CampaignController, MessageController
-from api.webhooks import WebhookController
+from api.routes import ApiContext, BatchIn, CampaignController, InstrumentIn, MessageController, MessageIn
+from api.webhooks import WebhookController, WebhookIn
 from ingest.bus import HitPublisher, HitSource, MemoryBus
 from ingest.edge import ASGIApp, Edge
 from pixelpipe.privacy import PrivacyWiring, privacy_wiring
@@ -387,10 +388,10 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
             use_handler_docstrings=True,
         ),
         exception_handlers=dict(EXCEPTION_HANDLERS),
-        before_request=check_json_body,
+        before_request=check_request,
         debug=False,
     )
-    document_errors(litestar)
+    document(litestar, bodies=[MessageIn, BatchIn, InstrumentIn, WebhookIn])
     inner = cast(ASGIApp, litestar)
     if "edge" not in components.roles or components.publisher is None:
         return inner, litestar
