@@ -11,7 +11,8 @@ and never holds anything up: a stream only reads the ring.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Literal
 
 from litestar import Controller, get
 from litestar.di import NamedDependency, Provide
@@ -21,6 +22,16 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from api.routes import _account
 from processors.notify import LiveFeed, LiveItem
+
+
+@dataclass
+class LiveEvent:
+    """One event of the stream, as the OpenAPI document describes it (comments are not events)."""
+
+    event: Literal["open", "click", "machine_open", "gap"] | None = None
+    data: str | None = None  # JSON: the notice (`data.id`: the hit id), or `{"reason"}` of a gap
+    id: str | None = None  # EPOCH-SEQ: send it back as `Last-Event-ID`
+    retry: int | None = None  # ms: how long to wait before reconnecting
 
 
 def _message(item: LiveItem) -> ServerSentEventMessage:
@@ -44,7 +55,7 @@ class LiveController(Controller):
         # Documented here, not as the handler's media type: that one would also be the type of its errors.
         responses={
             200: ResponseSpec(
-                data_container=str,
+                data_container=LiveEvent,
                 media_type="text/event-stream",
                 description="Server-Sent Events: `open`, `click`, `machine_open` and `gap` events, "
                 "`: keepalive` comments every 15 s; each event's `id` is `EPOCH-SEQ`.",
