@@ -64,7 +64,10 @@ def campaign_summary(
     hit_rows, message_rows = aq.split_counts(counts)
     if not hit_rows and not any(n for *_, n in message_rows):
         raise NotFoundException(f"no campaign {campaign_id!r}")
-    return aq.shape_summary(campaign_id, hit_rows, message_rows, include_machine=include_machine)
+    unregistered = sum(int(n) for _, n in _rows(ctx, aq.unregistered_messages(db, account, [campaign_id])))
+    return aq.shape_summary(
+        campaign_id, hit_rows, message_rows, include_machine=include_machine, unregistered=unregistered
+    )
 
 
 def _bad(exc: aq.BadQuery) -> ClientException:
@@ -103,10 +106,12 @@ class CampaignAnalyticsController(Controller):
         ids = [row[0] for row in page[:limit]]
         hit_rows: list[tuple[Any, ...]] = []
         message_rows: list[tuple[Any, ...]] = []
+        unregistered: list[tuple[Any, ...]] = []
         if ids:
             hits, messages = aq.campaigns_counts(db, account, ids)
             hit_rows, message_rows = _rows(ctx, hits), _rows(ctx, messages)
-        return aq.shape_campaign_page(page, limit, hit_rows, message_rows)
+            unregistered = _rows(ctx, aq.unregistered_messages(db, account, ids))
+        return aq.shape_campaign_page(page, limit, hit_rows, message_rows, unregistered)
 
     @get("/{campaign_id:str}/summary", sync_to_thread=True)
     def summary(

@@ -168,6 +168,27 @@ def campaign_counts(db: str, account: str, campaign_id: str, *, include_machine:
     )
 
 
+def unregistered_messages(db: str, account: str, campaign_ids: Sequence[str]) -> Query:
+    """Per campaign, its messages with a counted hit (an open or click in ``events``) but no send: a send
+    dropped by the retention before its opens (sends expire by ``sent_at``, opens by when they came). Such a
+    message counts as sent, so a campaign's totals stay the sum over its messages (`GET /v1/messages/{id}`
+    answers for it from its hits) and its rates stay at most 1. Exact: within one bucket of message hashes,
+    the hit messages minus the sent ones; buckets never share a message."""
+    return Query(
+        f"""SELECT campaign_id, sum(length(arrayDistinct(arrayConcat(sent, hit))) - length(sent)) AS n
+            FROM (
+              SELECT campaign_id, bucket,
+                     arrayDistinct(arrayFlatten(groupArrayIf(messages, kind = 'sent'))) AS sent,
+                     arrayDistinct(arrayFlatten(groupArrayIf(messages, kind != 'sent'))) AS hit
+              FROM {db}.rollups
+              WHERE account = {{account:String}} AND campaign_id IN {{campaign_ids:Array(String)}}
+                AND rollup = 'messages'
+              GROUP BY campaign_id, bucket)
+            GROUP BY campaign_id HAVING n > 0""",
+        {"account": account, "campaign_ids": list(campaign_ids)},
+    )
+
+
 def split_counts(rows: Iterable[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """`campaign_counts` rows as (`campaign_hits` rows, `campaign_messages` rows)."""
     hit_rows: list[tuple[Any, ...]] = []
@@ -186,9 +207,11 @@ def shape_summary(
     message_rows: Iterable[tuple[Any, ...]],
     *,
     include_machine: bool = False,
+    unregistered: int = 0,
 ) -> dict[str, Any]:
     """The campaign summary: the contract's campaign stats, from the rollups. With ``include_machine``,
-    ``opens`` / ``unique_opens`` / ``open_rate`` count machine opens too (Mailchimp's MPP switch)."""
+    ``opens`` / ``unique_opens`` / ``open_rate`` count machine opens too (Mailchimp's MPP switch).
+    ``unregistered``: messages with hits but no send (`unregistered_messages`), counted as sent."""
     hits: Counter[tuple[str, str]] = Counter()
     filtered: Counter[str] = Counter()
     for kind, verdict, reason, n in hit_rows:
@@ -196,7 +219,7 @@ def shape_summary(
         if verdict in ("bot", "invalid"):
             filtered[reason] += int(n)
     messages = {(event, verdict): int(n) for event, verdict, n in message_rows}
-    sent = messages.get(("sent", ""), 0)
+    sent = messages.get(("sent", ""), 0) + unregistered
     opens, unique_opens = hits["open", "human"], messages.get(("open", "human"), 0)
     if include_machine:
         opens, unique_opens = opens + hits["open", "machine"], messages.get(("open", "any"), 0)
@@ -610,9 +633,12 @@ def shape_campaign_page(
     limit: int,
     hit_rows: Iterable[tuple[Any, ...]],
     message_rows: Iterable[tuple[Any, ...]],
+    unregistered_rows: Iterable[tuple[Any, ...]] = (),
 ) -> dict[str, Any]:
     hits = {(c, k): int(n) for c, k, n in hit_rows}
     messages = {(c, e): int(n) for c, e, n in message_rows}
+    for c, n in unregistered_rows:  # `unregistered_messages`: counted as sent
+        messages[c, "sent"] = messages.get((c, "sent"), 0) + int(n)
     items = []
     for campaign_id, first_ms, last_ms in page[:limit]:
         items.append(

@@ -162,6 +162,10 @@ class MessageController(Controller):
         q = queries.send_of_message(db, account, message_id)
         sends = ctx.store.query(q.sql, q.parameters)
         if not sends:
+            # A send the retention dropped before its opens: the campaign counts it as sent, so it answers.
+            q = queries.message_of_hits(db, account, message_id)
+            sends = [(*row[:1], None, row[1], []) for row in ctx.store.query(q.sql, q.parameters)]
+        if not sends:
             raise NotFoundException(f"no message {message_id!r}")
         campaign_id, recipient, sent_at, links = sends[0]
         q = queries.message_counts(db, account, campaign_id, message_id)
