@@ -122,6 +122,16 @@ def _names_as_sent(request: Request[Any, Any, Any]) -> dict[str, str]:
     return names
 
 
+# A field's pattern -> what it means, for the 400 of a value that does not match (set where it is defined).
+PATTERN_WORDS: dict[str, str] = {}
+
+
+def _in_words(message: str) -> str:
+    for pattern, words in PATTERN_WORDS.items():
+        message = message.replace(f"matching regex {pattern!r}", f"that is {words}")
+    return message
+
+
 def validation_error(request: Request[Any, Any, Any], exc: ValidationException) -> Response[dict[str, Any]]:
     """Litestar's 400 for a parameter or body that does not validate, naming each parameter as the client
     sent it, in ``detail`` (``from: Invalid RFC3339 encoded datetime``) and ``extra[].key``."""
@@ -131,7 +141,8 @@ def validation_error(request: Request[Any, Any, Any], exc: ValidationException) 
     for item in extra:
         if isinstance(item, dict) and isinstance(item.get("key"), str):
             item["key"] = names.get(item["key"], item["key"])
-            problems.append(f"{item['key']}: {item.get('message', 'invalid')}")
+            item["message"] = _in_words(str(item.get("message", "invalid")))
+            problems.append(f"{item['key']}: {item['message']}")
     body: dict[str, Any] = {
         "status_code": exc.status_code,
         "detail": "; ".join(problems) or exc.detail,

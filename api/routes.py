@@ -22,6 +22,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_409_CONFLICT
 
 from api import queries
 from api.auth import account_of
+from api.errors import PATTERN_WORDS
 from api.instrument import find_links, rewrite_html
 from api.openapi import Conflict, bad_request
 from api.registry import (
@@ -40,13 +41,15 @@ from schemas.tokens import Keyring
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")]
 
 
+LINK_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9][^\s/?#@\\\[\]]*(?:[/?#]\S*)?$"
+PATTERN_WORDS[LINK_PATTERN] = "an absolute http(s) URL with a host and no user name or password"
 # What `api.registry.check_link` accepts, as the schema says it: an absolute http(s) URL with a host and no
 # user name or password, at most 2048 characters.
 Link = Annotated[
     str,
     msgspec.Meta(
         max_length=MAX_URL_CHARS,
-        pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9][^\s/?#@\\\[\]]*(?:[/?#]\S*)?$",
+        pattern=LINK_PATTERN,
         description="An absolute http(s) URL with a host, without a user name or password (`user:pass@`).",
     ),
 ]
