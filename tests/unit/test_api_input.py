@@ -44,9 +44,9 @@ def test_an_iana_zone_is_read() -> None:
     [
         (datetime(1, 1, 1, tzinfo=UTC), "America/New_York"),
         (datetime(9999, 12, 31, 20, tzinfo=UTC), "Pacific/Kiritimati"),
-        (datetime(1, 1, 1), "Pacific/Kiritimati")(datetime(9999, 12, 31, 23, 59), "America/New_York")(  # noqa: DTZ001 - naive on purpose: read in tz,  # noqa: DTZ001,
-            datetime(1969, 12, 31, 23, 59, tzinfo=UTC), "UTC"
-        ),
+        (datetime(1, 1, 1), "Pacific/Kiritimati"),  # noqa: DTZ001 - naive on purpose: read in tz
+        (datetime(9999, 12, 31, 23, 59), "America/New_York"),  # noqa: DTZ001
+        (datetime(1969, 12, 31, 23, 59, tzinfo=UTC), "UTC"),
         (datetime(2106, 1, 1, tzinfo=UTC), "UTC"),
     ],
 )
