@@ -76,9 +76,8 @@ async def check_request(request: Request[Any, Any, Any]) -> None:
 
 def _route(request: Request[Any, Any, Any]) -> str:
     # The route's template, not the path: a path can hold a recipient's address, which must not reach a log.
-    handler = request.scope.get("route_handler")
-    paths = getattr(handler, "paths", None)
-    return f"{request.method} {sorted(paths)[0] if paths else '(no route)'}"
+    template = request.scope.get("path_template") or "(no route)"
+    return f"{request.method} {template}"
 
 
 def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:

@@ -199,7 +199,7 @@ def test_a_5xx_is_logged_with_its_cause_and_the_route_not_the_path(tmp_path: Pat
         assert r.status_code == 500
         assert r.json() == {"status_code": 500, "detail": "Internal Server Error"}
     [record] = records.records
-    assert record.getMessage().startswith("GET /v1/recipients/{recipient:str} failed: StoreError: ")
+    assert record.getMessage().startswith("GET /v1/recipients/{recipient} failed: StoreError: ")
     assert record.exc_info is not None
     assert "victim" not in record.getMessage()
 
