@@ -33,7 +33,12 @@ IncludeMachine = Annotated[
 ]
 Limit = Annotated[int, QueryParameter(ge=1, le=aq.MAX_PAGE, description="Rows per page.")]
 Cursor = Annotated[
-    str | None, QueryParameter(description="`next_cursor` of the previous page; omit for the first page.")
+    str | None,
+    QueryParameter(
+        max_length=512,
+        description="`next_cursor` of the previous page, as given (opaque); omit for the first page. "
+        "Any other value is refused (400).",
+    ),
 ]
 
 
@@ -60,7 +65,10 @@ def campaign_summary(
     hit_rows, message_rows = aq.split_counts(counts)
     if not hit_rows and not any(n for *_, n in message_rows):
         raise NotFoundException(f"no campaign {campaign_id!r}")
-    return aq.shape_summary(campaign_id, hit_rows, message_rows, include_machine=include_machine)
+    unregistered = sum(int(n) for _, n in _rows(ctx, aq.unregistered_messages(db, account, [campaign_id])))
+    return aq.shape_summary(
+        campaign_id, hit_rows, message_rows, include_machine=include_machine, unregistered=unregistered
+    )
 
 
 def _bad(exc: aq.BadQuery) -> ClientException:
@@ -99,10 +107,12 @@ class CampaignAnalyticsController(Controller):
         ids = [row[0] for row in page[:limit]]
         hit_rows: list[tuple[Any, ...]] = []
         message_rows: list[tuple[Any, ...]] = []
+        unregistered: list[tuple[Any, ...]] = []
         if ids:
             hits, messages = aq.campaigns_counts(db, account, ids)
             hit_rows, message_rows = _rows(ctx, hits), _rows(ctx, messages)
-        return aq.shape_campaign_page(page, limit, hit_rows, message_rows)
+            unregistered = _rows(ctx, aq.unregistered_messages(db, account, ids))
+        return aq.shape_campaign_page(page, limit, hit_rows, message_rows, unregistered)
 
     @get("/{campaign_id:str}/summary", sync_to_thread=True)
     def summary(
@@ -168,6 +178,8 @@ class CampaignAnalyticsController(Controller):
         db = ctx.store.database
         try:
             zone = aq.zone(tz)
+            start = aq.instant("from", start, zone) if start is not None else None
+            end = aq.instant("to", end, zone) if end is not None else None
             if start is None or end is None:
                 first, last, hits = _rows(ctx, aq.campaign_extent(db, account, campaign_id))[0]
                 if not hits and (start is None or end is None):
@@ -181,7 +193,6 @@ class CampaignAnalyticsController(Controller):
                     )
                 start = start or datetime.fromtimestamp(first, zone)
                 end = end or datetime.fromtimestamp(last + 60, zone)
-            start, end = (t if t.tzinfo else t.replace(tzinfo=zone) for t in (start, end))
             span = aq.bucket_starts(bucket, zone, start, end)
         except aq.BadQuery as exc:
             raise _bad(exc) from exc

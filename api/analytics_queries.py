@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from api.queries import Query, iso, rate
 
@@ -167,6 +168,27 @@ def campaign_counts(db: str, account: str, campaign_id: str, *, include_machine:
     )
 
 
+def unregistered_messages(db: str, account: str, campaign_ids: Sequence[str]) -> Query:
+    """Per campaign, its messages with a counted hit (an open or click in ``events``) but no send: a send
+    dropped by the retention before its opens (sends expire by ``sent_at``, opens by when they came). Such a
+    message counts as sent, so a campaign's totals stay the sum over its messages (`GET /v1/messages/{id}`
+    answers for it from its hits) and its rates stay at most 1. Exact: within one bucket of message hashes,
+    the hit messages minus the sent ones; buckets never share a message."""
+    return Query(
+        f"""SELECT campaign_id, sum(length(arrayDistinct(arrayConcat(sent, hit))) - length(sent)) AS n
+            FROM (
+              SELECT campaign_id, bucket,
+                     arrayDistinct(arrayFlatten(groupArrayIf(messages, kind = 'sent'))) AS sent,
+                     arrayDistinct(arrayFlatten(groupArrayIf(messages, kind != 'sent'))) AS hit
+              FROM {db}.rollups
+              WHERE account = {{account:String}} AND campaign_id IN {{campaign_ids:Array(String)}}
+                AND rollup = 'messages'
+              GROUP BY campaign_id, bucket)
+            GROUP BY campaign_id HAVING n > 0""",
+        {"account": account, "campaign_ids": list(campaign_ids)},
+    )
+
+
 def split_counts(rows: Iterable[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
     """`campaign_counts` rows as (`campaign_hits` rows, `campaign_messages` rows)."""
     hit_rows: list[tuple[Any, ...]] = []
@@ -185,9 +207,11 @@ def shape_summary(
     message_rows: Iterable[tuple[Any, ...]],
     *,
     include_machine: bool = False,
+    unregistered: int = 0,
 ) -> dict[str, Any]:
     """The campaign summary: the contract's campaign stats, from the rollups. With ``include_machine``,
-    ``opens`` / ``unique_opens`` / ``open_rate`` count machine opens too (Mailchimp's MPP switch)."""
+    ``opens`` / ``unique_opens`` / ``open_rate`` count machine opens too (Mailchimp's MPP switch).
+    ``unregistered``: messages with hits but no send (`unregistered_messages`), counted as sent."""
     hits: Counter[tuple[str, str]] = Counter()
     filtered: Counter[str] = Counter()
     for kind, verdict, reason, n in hit_rows:
@@ -195,7 +219,7 @@ def shape_summary(
         if verdict in ("bot", "invalid"):
             filtered[reason] += int(n)
     messages = {(event, verdict): int(n) for event, verdict, n in message_rows}
-    sent = messages.get(("sent", ""), 0)
+    sent = messages.get(("sent", ""), 0) + unregistered
     opens, unique_opens = hits["open", "human"], messages.get(("open", "human"), 0)
     if include_machine:
         opens, unique_opens = opens + hits["open", "machine"], messages.get(("open", "any"), 0)
@@ -318,12 +342,41 @@ def shape_links(
 # -- time series ---------------------------------------------------------------------------------------------
 
 
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    # The canonical IANA names: `available_timezones` leaves out tzdata's `right/` (leap seconds, which
+    # ClickHouse refuses) and `posix/` copies, and never lists a path outside the database.
+    return frozenset(available_timezones())
+
+
 def zone(name: str) -> ZoneInfo:
-    """An IANA time zone, or `BadQuery`."""
+    """An IANA time zone that Python and ClickHouse both read, or `BadQuery` naming ``tz``."""
+    if name not in _zone_names():
+        raise BadQuery(f"tz: unknown time zone {name!r}; use an IANA name such as 'Europe/Paris'")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise BadQuery(f"unknown time zone {name!r}") from exc
+        raise BadQuery(f"tz: unknown time zone {name!r}; use an IANA name such as 'Europe/Paris'") from exc
+
+
+EARLIEST: Final = datetime(1970, 1, 1, tzinfo=UTC)  # the store's DateTime range (ClickHouse: 1970 to 2106)
+LATEST: Final = datetime(2106, 1, 1, tzinfo=UTC)
+
+
+def instant(parameter: str, value: datetime, tz: ZoneInfo) -> datetime:
+    """``value`` (read in ``tz`` without an offset) as an aware time within the store's range, or `BadQuery`
+    naming ``parameter`` as the client sent it. Checked before any local-time arithmetic, which overflows
+    near the ends of the calendar (year 1 in New York, year 9999 in Kiritimati)."""
+    bounds = f"{parameter!r} must be between {EARLIEST.isoformat()} and {LATEST.isoformat()}"
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=tz)
+    try:
+        utc = aware.astimezone(UTC)
+        aware.astimezone(tz)
+    except (OverflowError, ValueError) as exc:
+        raise BadQuery(bounds) from exc
+    if not EARLIEST <= utc < LATEST:
+        raise BadQuery(bounds)
+    return aware
 
 
 @dataclass(frozen=True, slots=True)
@@ -580,9 +633,12 @@ def shape_campaign_page(
     limit: int,
     hit_rows: Iterable[tuple[Any, ...]],
     message_rows: Iterable[tuple[Any, ...]],
+    unregistered_rows: Iterable[tuple[Any, ...]] = (),
 ) -> dict[str, Any]:
     hits = {(c, k): int(n) for c, k, n in hit_rows}
     messages = {(c, e): int(n) for c, e, n in message_rows}
+    for c, n in unregistered_rows:  # `unregistered_messages`: counted as sent
+        messages[c, "sent"] = messages.get((c, "sent"), 0) + int(n)
     items = []
     for campaign_id, first_ms, last_ms in page[:limit]:
         items.append(

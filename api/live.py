@@ -11,15 +11,27 @@ and never holds anything up: a stream only reads the ring.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Literal
 
 from litestar import Controller, get
 from litestar.di import NamedDependency, Provide
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromQuery, HeaderParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from api.routes import _account
 from processors.notify import LiveFeed, LiveItem
+
+
+@dataclass
+class LiveEvent:
+    """One event of the stream, as the OpenAPI document describes it (comments are not events)."""
+
+    event: Literal["open", "click", "machine_open", "gap"] | None = None
+    data: str | None = None  # JSON: the notice (`data.id`: the hit id), or `{"reason"}` of a gap
+    id: str | None = None  # EPOCH-SEQ: send it back as `Last-Event-ID`
+    retry: int | None = None  # ms: how long to wait before reconnecting
 
 
 def _message(item: LiveItem) -> ServerSentEventMessage:
@@ -38,12 +50,33 @@ class LiveController(Controller):
     dependencies = {"account": Provide(_account, sync_to_thread=False)}  # noqa: RUF012 - Litestar reads it
     tags = ["live"]  # noqa: RUF012
 
-    @get("/live")
+    @get(
+        "/live",
+        # Documented here, not as the handler's media type: that one would also be the type of its errors.
+        responses={
+            200: ResponseSpec(
+                data_container=LiveEvent,
+                media_type="text/event-stream",
+                description="Server-Sent Events: `open`, `click`, `machine_open` and `gap` events, "
+                "`: keepalive` comments every 15 s; each event's `id` is `EPOCH-SEQ`.",
+                generate_examples=False,
+            )
+        },
+    )
     async def live(
         self,
         account: NamedDependency[str],
         live: NamedDependency[LiveFeed],
-        last_event_id: Annotated[str | None, HeaderParameter(name="Last-Event-ID", required=False)] = None,
+        last_event_id: Annotated[
+            str | None,
+            HeaderParameter(
+                name="Last-Event-ID",
+                required=False,
+                description="The `id` of the last event received: resume after it. An id this feed did not "
+                "give (another process's, an earlier run's, or not an id at all) gets a `gap` event first, "
+                "then every notice the feed still holds.",
+            ),
+        ] = None,
         include_machine: FromQuery[bool] = False,
     ) -> ServerSentEvent:
         """Server-Sent Events: `open` and `click` (and `machine_open` with `include_machine=true`) notices of

@@ -29,6 +29,16 @@ def send_of_message(db: str, account: str, message_id: str) -> Query:
     )
 
 
+def message_of_hits(db: str, account: str, message_id: str) -> Query:
+    """A message known only by its counted hits (its send expired before them): (campaign_id, sent_at)."""
+    return Query(
+        f"""SELECT campaign_id, min(sent_at) FROM {db}.events
+            WHERE account = {{account:String}} AND message_id = {{message_id:String}}
+            GROUP BY campaign_id ORDER BY campaign_id LIMIT 1""",
+        {"account": account, "message_id": message_id},
+    )
+
+
 def sends_of_messages(db: str, account: str, message_ids: Sequence[str]) -> Query:
     """What `send_of_message` answers, for many messages in one query: one row per registered id."""
     return Query(

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from schemas.recipient import BadRecipient, checked_recipient
@@ -43,7 +43,32 @@ def check_link(url: str) -> str:
         raise BadMessage(f"not a URL: {url!r}") from exc
     if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
         raise BadMessage(f"only absolute http(s) links can be tracked: {url!r}")
+    if "@" in parts.netloc:
+        # Refused, not stripped: a silent strip would track a different URL than the one the caller keys
+        # its answer by (and one that may not work without them); kept, the password would be signed into
+        # the click token, stored with every click and listed by /links. The answer never repeats it.
+        shown = parts._replace(netloc=f"***@{parts.netloc.rpartition('@')[2]}").geturl()
+        raise BadMessage(f"links: {shown!r} carries a user name or password (user:pass@host); remove them")
     return url.strip()
+
+
+MAX_CLOCK_SKEW: Final = timedelta(minutes=15)  # a sender's clock ahead of ours by this much is still believed
+
+
+def check_sent_at(sent_at: datetime, *, now: datetime, retention_days: int) -> None:
+    """`BadMessage` for a ``sent_at`` the store would not keep: older than the retention (the TTL of
+    ``sends`` would drop the send at once, leaving its opens without a message), or in the future beyond
+    `MAX_CLOCK_SKEW`."""
+    if sent_at.tzinfo is None:
+        sent_at = sent_at.replace(tzinfo=UTC)
+    if sent_at < now - timedelta(days=retention_days):
+        raise BadMessage(
+            f"sent_at: {sent_at.isoformat()} is older than the retention of {retention_days} days "
+            "(PIXELPIPE_RETENTION_DAYS); such a send would be deleted at once"
+        )
+    if sent_at > now + MAX_CLOCK_SKEW:
+        minutes = int(MAX_CLOCK_SKEW.total_seconds() // 60)
+        raise BadMessage(f"sent_at: {sent_at.isoformat()} is more than {minutes} minutes in the future")
 
 
 def register(

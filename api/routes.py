@@ -22,8 +22,18 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_409_CONFLICT
 
 from api import queries
 from api.auth import account_of
+from api.errors import PATTERN_WORDS
 from api.instrument import find_links, rewrite_html
-from api.registry import SEND_COLUMNS, BadMessage, Registration, register
+from api.openapi import Conflict, bad_request
+from api.registry import (
+    MAX_LINKS,
+    MAX_URL_CHARS,
+    SEND_COLUMNS,
+    BadMessage,
+    Registration,
+    check_sent_at,
+    register,
+)
 from schemas.recipient import normalize_recipient
 from schemas.store import Store
 from schemas.suppression import DoNotTrack
@@ -32,19 +42,70 @@ from schemas.tokens import Keyring
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")]
 
 
+# The host is a name (or IPv4 address) or a bracketed IPv6 literal, with an optional port.
+LINK_PATTERN = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://(?:[A-Za-z0-9][^\s/?#@\\\[\]]*|\[[0-9A-Fa-f:.]+\](?::[0-9]+)?)(?:[/?#]\S*)?$"
+)
+PATTERN_WORDS[LINK_PATTERN] = "an absolute http(s) URL with a host and no user name or password"
+# What `api.registry.check_link` accepts, as the schema says it: an absolute http(s) URL with a host and no
+# user name or password, at most 2048 characters.
+Link = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=MAX_URL_CHARS,
+        pattern=LINK_PATTERN,
+        description="An absolute http(s) URL with a host, without a user name or password (`user:pass@`).",
+    ),
+]
+SentAt = Annotated[
+    datetime,
+    msgspec.Meta(
+        extra_json_schema={"format": "date-time"},
+        description="When the email was sent (default: now). Refused (400) if older than the retention "
+        "(`PIXELPIPE_RETENTION_DAYS`, 396 days by default) or more than 15 minutes in the future.",
+    ),
+]
+
+
+# What `schemas.recipient.checked_recipient` accepts, as the schema says it: something not blank, without
+# control characters or line separators.
+RECIPIENT_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*\S[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
+PATTERN_WORDS[RECIPIENT_PATTERN] = "an address that is not blank and holds no control character or line break"
+Recipient = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=512,
+        pattern=RECIPIENT_PATTERN,
+        description="The recipient's address. Compared trimmed and in lower case (one recipient however "
+        "it is written); refused (400) when blank or holding a control character or line break.",
+    ),
+]
+
+
+RegistrationRules = bad_request(
+    "a recipient that is blank or holds a control character or line break; "
+    "`sent_at` older than the retention (PIXELPIPE_RETENTION_DAYS) or more than 15 minutes in the future; "
+    "a link that is not an absolute http(s) URL with a host, or that carries a user name or password; "
+    "an unknown field; a batch of no message or more than 1000; more than 1000 links"
+)
+
+
 class MessageIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Unknown fields are refused (400)."""
+
     campaign_id: Id
-    recipient: Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+    recipient: Recipient
     message_id: Id | None = None
-    sent_at: datetime | None = None
-    links: list[str] = msgspec.field(default_factory=list)
+    sent_at: SentAt | None = None
+    links: Annotated[list[Link], msgspec.Meta(max_length=MAX_LINKS)] = msgspec.field(default_factory=list)
 
 
 MAX_BATCH = 1000  # messages per POST /v1/messages/batch
 
 
 class BatchIn(msgspec.Struct, forbid_unknown_fields=True):
-    messages: list[MessageIn]
+    messages: Annotated[list[MessageIn], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
 
 
 class InstrumentIn(MessageIn, forbid_unknown_fields=True):
@@ -60,6 +121,7 @@ class ApiContext:
     do_not_track: DoNotTrack | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     webhook_allow_private: bool = False  # PIXELPIPE_WEBHOOK_ALLOW_PRIVATE: see `schemas.webhook_guard`
+    retention_days: int = 396  # PIXELPIPE_RETENTION_DAYS: a send older than this is refused
 
 
 def _account(request: Request[Any, Any, Any], ctx: NamedDependency[ApiContext]) -> str:
@@ -75,14 +137,21 @@ class MessageController(Controller):
     dependencies = {"account": account_dependency}  # noqa: RUF012 - Litestar reads it
     tags = ["messages"]  # noqa: RUF012
 
-    @post("/messages", status_code=HTTP_201_CREATED, sync_to_thread=True)
+    @post(
+        "/messages", status_code=HTTP_201_CREATED, sync_to_thread=True, raises=[Conflict, RegistrationRules]
+    )
     def register_message(
         self, data: JSONBody[MessageIn], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
     ) -> dict[str, Any]:
         """Register one sent email: its pixel URL and a tracked URL for each link."""
         return _register(ctx, account, data, data.links)
 
-    @post("/messages/batch", status_code=HTTP_201_CREATED, sync_to_thread=True)
+    @post(
+        "/messages/batch",
+        status_code=HTTP_201_CREATED,
+        sync_to_thread=True,
+        raises=[Conflict, RegistrationRules],
+    )
     def register_messages(
         self, data: JSONBody[BatchIn], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
     ) -> dict[str, Any]:
@@ -96,7 +165,9 @@ class MessageController(Controller):
         _store(ctx, plans)
         return {"messages": [_answer(plan) for plan in plans]}
 
-    @post("/instrument", status_code=HTTP_201_CREATED, sync_to_thread=True)
+    @post(
+        "/instrument", status_code=HTTP_201_CREATED, sync_to_thread=True, raises=[Conflict, RegistrationRules]
+    )
     def instrument(
         self, data: JSONBody[InstrumentIn], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
     ) -> dict[str, Any]:
@@ -114,6 +185,10 @@ class MessageController(Controller):
         db = ctx.store.database
         q = queries.send_of_message(db, account, message_id)
         sends = ctx.store.query(q.sql, q.parameters)
+        if not sends:
+            # A send the retention dropped before its opens: the campaign counts it as sent, so it answers.
+            q = queries.message_of_hits(db, account, message_id)
+            sends = [(*row[:1], None, row[1], []) for row in ctx.store.query(q.sql, q.parameters)]
         if not sends:
             raise NotFoundException(f"no message {message_id!r}")
         campaign_id, recipient, sent_at, links = sends[0]
@@ -211,6 +286,8 @@ def _plan(
                 links=links,
                 now=now,
             )
+            if data.sent_at is not None:  # the client's own value (a known message keeps its first)
+                check_sent_at(data.sent_at, now=now, retention_days=ctx.retention_days)
         except BadMessage as exc:
             raise ClientException(f"{where}{exc}") from exc
         if previous is None:

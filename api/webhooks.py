@@ -27,6 +27,7 @@ from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from api import queries
+from api.openapi import bad_request
 from api.routes import ApiContext, _account
 from schemas.notices import WEBHOOK_COLUMNS, WebhookEvent
 from schemas.store import Store
@@ -106,7 +107,17 @@ class WebhookController(Controller):
     dependencies = {"account": Provide(_account, sync_to_thread=False)}  # noqa: RUF012 - Litestar reads it
     tags = ["webhooks"]  # noqa: RUF012
 
-    @post("/", status_code=HTTP_201_CREATED, sync_to_thread=True)
+    @post(
+        "/",
+        status_code=HTTP_201_CREATED,
+        sync_to_thread=True,
+        raises=[
+            bad_request(
+                "`url` not http(s), with credentials, or whose host is or resolves to a private address "
+                "(unless PIXELPIPE_WEBHOOK_ALLOW_PRIVATE); more webhooks than an account may have"
+            )
+        ],
+    )
     def create_webhook(
         self, data: JSONBody[WebhookIn], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
     ) -> dict[str, Any]:

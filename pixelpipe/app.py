@@ -24,10 +24,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.analytics import analytics_handlers
 from api.analytics_queries import rollup_retention
+from api.errors import EXCEPTION_HANDLERS, check_request
 from api.live import LiveController
+from api.openapi import document
 from api.privacy import PrivacyController, PrivacyPropagation, load_suppressed, migrate_plain_suppressions
-from api.routes import ApiContext, CampaignController, MessageController
-from api.webhooks import WebhookController
+from api.routes import ApiContext, BatchIn, CampaignController, InstrumentIn, MessageController, MessageIn
+from api.webhooks import WebhookController, WebhookIn
 from ingest.bus import HitPublisher, HitSource, MemoryBus
 from ingest.edge import ASGIApp, Edge
 from pixelpipe.privacy import PrivacyWiring, privacy_wiring
@@ -336,7 +338,8 @@ def _health_handlers(components: Components) -> list[Any]:
 
     @get("/metrics", include_in_schema=False, sync_to_thread=False, media_type=MediaType.TEXT)
     def metrics() -> Response[bytes]:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        # Litestar adds the charset of a text/* type itself: given it twice, the header would say it twice.
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST.replace("; charset=utf-8", ""))
 
     return [healthz, readyz, metrics]
 
@@ -354,6 +357,7 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
             settings.api_keys,
             do_not_track=components.do_not_track,
             webhook_allow_private=settings.webhook_allow_private,
+            retention_days=settings.retention_days,
         )
         # The analyst API's plain handlers join paths the controllers made: register them after.
         handlers += [MessageController, CampaignController, PrivacyController, WebhookController]
@@ -390,8 +394,11 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
             security=[{"bearer": []}],
             use_handler_docstrings=True,
         ),
+        exception_handlers=dict(EXCEPTION_HANDLERS),
+        before_request=check_request,
         debug=False,
     )
+    document(litestar, bodies=[MessageIn, BatchIn, InstrumentIn, WebhookIn])
     inner = cast(ASGIApp, litestar)
     if "edge" not in components.roles or components.publisher is None:
         return inner, litestar

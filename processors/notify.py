@@ -403,7 +403,8 @@ class _Ring:
 def parse_event_id(text: str | None) -> tuple[int, int] | None:
     """``EPOCH-SEQ`` → (epoch, seq); anything else → None."""
     epoch, sep, seq = (text or "").strip().partition("-")
-    if not sep or not epoch.isdigit() or not seq.isdigit():
+    # isascii: str.isdigit also takes digits int() refuses (superscripts), and other scripts' digits.
+    if not sep or not (epoch + seq).isascii() or not epoch.isdigit() or not seq.isdigit():
         return None
     return int(epoch), int(seq)
 
@@ -509,8 +510,11 @@ class LiveFeed:
         ring = self._rings.get(account)
         resume = parse_event_id(last_event_id)
         gap: str | None = None
-        if resume is None:
+        if resume is None and not (last_event_id or "").strip():
             after = self._seq
+        elif resume is None:  # an id this feed never gave: resume as from an unknown one (as `0-0` does)
+            after = 0
+            gap = "Last-Event-ID is not an id of this feed"
         elif resume[0] == self.epoch:
             after = min(resume[1], self._seq)
             if ring is not None and after < ring.evicted_through:
