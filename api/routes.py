@@ -26,7 +26,7 @@ from api.instrument import find_links, rewrite_html
 from api.registry import SEND_COLUMNS, BadMessage, Registration, register
 from schemas.store import Store
 from schemas.suppression import DoNotTrack
-from schemas.tokens import Keyring
+from schemas.tokens import Keyring, recipient_tag
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")]
 
@@ -93,7 +93,8 @@ class MessageController(Controller):
             )
         plans = _plan(ctx, account, [(m, m.links) for m in data.messages], batch=True)
         _store(ctx, plans)
-        return {"messages": [_answer(plan) for plan in plans]}
+        tracked = [tracking(ctx, account, m.recipient) for m in data.messages]
+        return {"messages": [_answer(plan, tracked=t) for plan, t in zip(plans, tracked, strict=True)]}
 
     @post("/instrument", status_code=HTTP_201_CREATED, sync_to_thread=True)
     def instrument(
@@ -102,6 +103,8 @@ class MessageController(Controller):
         """Register an email and return its HTML with the pixel added and every http(s) link tracked."""
         links = list(dict.fromkeys([*data.links, *find_links(data.html)]))
         done = _register(ctx, account, data, links)
+        if not done["tracked"]:  # do-not-track: the HTML goes out as it came
+            return {**done, "html": data.html}
         html = rewrite_html(data.html, pixel_url=done["pixel_url"], tracked=done["links"])
         return {**done, "html": html}
 
@@ -156,11 +159,20 @@ class CampaignController(Controller):
         return campaign_summary(ctx, account, campaign_id, include_machine=False)
 
 
+def tracking(ctx: ApiContext, account: str, recipient: str) -> bool:
+    """Whether this recipient may be tracked: not when they opted out or were erased (the process's
+    do-not-track set, which the store, the API and the privacy topic keep current). Checked by the tag every
+    token carries, so "the same recipient" means here what it means at the edge."""
+    if ctx.do_not_track is None:
+        return True
+    return recipient_tag(ctx.keyring.signing_key[1], account, recipient) not in ctx.do_not_track
+
+
 def _register(ctx: ApiContext, account: str, data: MessageIn, links: list[str]) -> dict[str, Any]:
     """Register one message (see `_plan`); its answer."""
     plans = _plan(ctx, account, [(data, links)], batch=False)
     _store(ctx, plans)
-    return _answer(plans[0])
+    return _answer(plans[0], tracked=tracking(ctx, account, data.recipient))
 
 
 def _plan(
@@ -225,5 +237,14 @@ def _store(ctx: ApiContext, plans: Sequence[Registration]) -> None:
     ctx.store.insert("sends", SEND_COLUMNS, list(rows.values()))
 
 
-def _answer(plan: Registration) -> dict[str, Any]:
-    return {"message_id": plan.message_id, "pixel_url": plan.pixel_url, "links": plan.links}
+def _answer(plan: Registration, *, tracked: bool) -> dict[str, Any]:
+    """The registration's answer. A recipient who must not be tracked gets no pixel and their links as they
+    are (the send is registered all the same: it counts as sent)."""
+    if not tracked:
+        return {
+            "message_id": plan.message_id,
+            "tracked": False,
+            "pixel_url": None,
+            "links": {url: url for url in plan.links},
+        }
+    return {"message_id": plan.message_id, "tracked": True, "pixel_url": plan.pixel_url, "links": plan.links}

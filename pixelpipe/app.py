@@ -26,6 +26,7 @@ from api.analytics import analytics_handlers
 from api.analytics_queries import rollup_retention
 from api.live import LiveController
 from api.privacy import PrivacyController, PrivacyPropagation, load_suppressed
+from api.recipient_path import raw_recipient, recipient_paths
 from api.routes import ApiContext, CampaignController, MessageController
 from api.webhooks import WebhookController
 from ingest.bus import HitPublisher, HitSource, MemoryBus
@@ -384,8 +385,9 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
             use_handler_docstrings=True,
         ),
         debug=False,
+        middleware=[raw_recipient],  # `recipient` path parameters as the client encoded them
     )
-    inner = cast(ASGIApp, litestar)
+    inner = recipient_paths(cast(ASGIApp, litestar))  # a recipient's '/' stays in its path segment
     if "edge" not in components.roles or components.publisher is None:
         return inner, litestar
     edge = Edge(

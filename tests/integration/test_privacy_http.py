@@ -97,6 +97,8 @@ def test_erasure_removes_a_recipient_and_keeps_them_untracked(
             "webhook_deliveries": {"pending": 0, "finished": 0},  # no webhooks
             "cached_messages": 2,
             "live_notices": 2,  # her two opens, in this process's ring for Last-Event-ID resumes
+            "link_labels": 0,  # no clicks (api.erasure_residue)
+            "webhook_attempts": 0,
         },
         "tracking": False,
     }
