@@ -809,6 +809,20 @@ class Outbox:
                     self._db.execute(f"DELETE FROM deliveries WHERE {where}", (account, *chunk))  # noqa: S608
         return dict(counts)
 
+    def messages_of(self, account: str, recipient_tags: Iterable[str]) -> list[str]:
+        """The message ids of these recipients' deliveries (an erasure by tag: which attempts not to log)."""
+        tags = sorted(set(recipient_tags))
+        found: set[str] = set()
+        for start in range(0, len(tags), 500):
+            chunk = tags[start : start + 500]
+            rows = self._db.execute(
+                "SELECT DISTINCT message_id FROM deliveries "  # noqa: S608 - no values in it
+                f"WHERE account = ? AND recipient_tag IN ({','.join('?' * len(chunk))})",
+                (account, *chunk),
+            ).fetchall()
+            found.update(str(m) for (m,) in rows)
+        return sorted(found)
+
     def pending(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM deliveries WHERE state = 'pending'").fetchone()[0])
 
@@ -1149,9 +1163,16 @@ class WebhookDispatcher:
         """`Outbox.forget` on the outbox's thread, from any thread (a lane finds its deleted head gone)."""
         assert self._executor is not None  # noqa: S101 - start() made it
         assert self._outbox is not None  # noqa: S101
-        message_ids = list(message_ids)
-        self.attempt_log.forget(account, message_ids)
-        return self._executor.submit(self._outbox.forget, account, list(recipient_tags), message_ids)
+        tags, messages = list(recipient_tags), list(message_ids)
+        self.attempt_log.forget(account, messages)
+        outbox = self._outbox
+
+        def purge() -> dict[str, int]:
+            # Erased by tag (another process's erasure, through the privacy topic): their attempts neither.
+            self.attempt_log.forget(account, outbox.messages_of(account, tags))
+            return outbox.forget(account, tags, messages)
+
+        return self._executor.submit(purge)
 
     async def states(self) -> dict[str, int]:
         """Outbox rows by state (pending, delivered, failed, cancelled)."""

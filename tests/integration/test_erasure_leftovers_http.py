@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ import httpx
 import pytest
 from litestar import Litestar, Request, Response, post
 
+from ingest.http_protocol import EdgeHttpProtocol
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import Components, build_app, build_components
 from schemas.store import Store
@@ -51,13 +53,19 @@ def received() -> Iterator[tuple[list[bytes], str]]:
         yield bodies, f"{base}/hook"
 
 
-@pytest.fixture
-def running(env: dict[str, str]) -> Iterator[tuple[httpx.Client, Components]]:
+@contextlib.contextmanager
+def pixelpipe(env: dict[str, str], http: Any = "h11") -> Iterator[tuple[httpx.Client, Components]]:
     env = {**env, "PIXELPIPE_CLICK_WINDOW_MS": "200", "PIXELPIPE_WEBHOOK_ALLOW_PRIVATE": "true"}
     components = build_components(settings_mod.load(env), frozenset({"edge", "process", "api"}))
     app, _ = build_app(components)
-    with serving(app) as base, httpx.Client(base_url=base, timeout=20) as client:
+    with serving(app, http=http) as base, httpx.Client(base_url=base, timeout=20) as client:
         yield client, components
+
+
+@pytest.fixture
+def running(env: dict[str, str]) -> Iterator[tuple[httpx.Client, Components]]:
+    with pixelpipe(env) as running:
+        yield running
 
 
 def register(client: httpx.Client, recipient: str, links: list[str], **body: Any) -> dict[str, Any]:
@@ -193,12 +201,25 @@ def test_a_recipient_with_a_slash_can_be_opted_out_and_erased(
     assert (r.status_code, r.json()["tracking"]) == (200, True)
     assert register(client, recipient, [])["tracked"] is True
 
+    seen = client.get(path, headers=ACME)
+    assert (seen.status_code, len(seen.json()["messages"])) == (200, 3)
     r = client.delete(path, headers=ACME)
     assert r.status_code == 200, r.text
     assert r.json()["erased"]["messages"] == 3
     assert client.get(f"/v1/messages/{sent['message_id']}", headers=ACME).status_code == 404
     assert client.get(f"/v1/messages/{other['message_id']}", headers=ACME).status_code == 200
     assert client.delete(path, headers=ACME).status_code == 404
+
+
+def test_a_recipient_with_a_slash_through_the_edges_own_http_protocol(env: dict[str, str]) -> None:
+    """`pixelpipe serve` answers the API through `EdgeHttpProtocol` (httptools): the same raw path."""
+    with pixelpipe(env, http=EdgeHttpProtocol) as (client, _):
+        sent = register(client, "a/b@example.com", [])
+        path = "/v1/recipients/a%2Fb@example.com"
+        assert client.put(f"{path}/do-not-track", headers=ACME).json()["tracking"] is False
+        assert client.get(path, headers=ACME).json()["messages"][0]["message_id"] == sent["message_id"]
+        assert client.delete(path, headers=ACME).json()["erased"]["messages"] == 1
+        assert client.get(f"/v1/messages/{sent['message_id']}", headers=ACME).status_code == 404
 
 
 def test_recipient_paths_that_are_not_a_recipient(running: tuple[httpx.Client, Components]) -> None:
