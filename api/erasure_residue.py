@@ -20,6 +20,7 @@ account, campaign ids, message ids and 64-bit hashes of labels, never an address
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Final
 from urllib.parse import unquote, unquote_plus
@@ -31,12 +32,14 @@ _SYNC: Final = "SETTINGS mutations_sync = 2"
 
 
 def names_recipient(label: str, recipient: str) -> bool:
-    """Whether a URL names this recipient's address, written plainly or percent-encoded, in any case.
+    """Whether a URL names this recipient's whole address, written plainly or percent-encoded, in any case.
     Only addresses are looked for: a recipient id without an `@` (`u1`) would match unrelated URLs."""
     address = normalize_recipient(recipient)
     if "@" not in address:
         return False
-    return any(address in form.lower() for form in (label, unquote(label), unquote_plus(label)))
+    # the whole address, not the tail of a longer one (joann@…) nor the head of a longer domain (….community)
+    whole = re.compile(rf"(?<![\w.+%-]){re.escape(address)}(?![\w-]|\.\w)")
+    return any(whole.search(form.lower()) for form in (label, unquote(label), unquote_plus(label)))
 
 
 def erase_link_labels(store: Store, account: str, recipient: str, campaigns: Sequence[str]) -> int:

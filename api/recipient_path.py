@@ -53,13 +53,11 @@ def recipient_paths(app: ASGIApp) -> ASGIApp:
         if scope["type"] == "http":
             segments = _raw_segments(scope)
             if segments is not None and b"%2f" in segments[0].lower():
-                try:
-                    decoded = [decode_segment(s) for s in segments]
-                except ValueError:
-                    decoded = None  # not UTF-8: routed as it is; the dependency answers 400
-                if decoded is not None:
-                    path = "/v1/recipients/" + "/".join([quote(decoded[0], safe=""), *decoded[1:]])
-                    scope = {**scope, "path": path}
+                # The recipient's segment stays encoded (one segment, whatever it decodes to); the rest is
+                # decoded as the server would have.
+                rest = [unquote_to_bytes(s).decode("utf-8", "replace") for s in segments[1:]]
+                path = "/".join(["/v1/recipients", quote(unquote_to_bytes(segments[0]), safe=""), *rest])
+                scope = {**scope, "path": path}
         await app(scope, receive, send)
 
     return routed

@@ -229,6 +229,10 @@ def test_recipient_paths_that_are_not_a_recipient(running: tuple[httpx.Client, C
     assert client.put("/v1/recipients/a@example.com", headers=ACME).status_code == 405
     assert client.put("/v1/recipients/a@example.com/do-not-track/x", headers=ACME).status_code == 404
     assert client.delete("/v1/recipients/a@example.com", headers={}).status_code == 401
+    bad = client.delete("/v1/recipients/%FF%FE@example.com", headers=ACME)  # not UTF-8 once decoded
+    assert (bad.status_code, bad.json()["detail"]) == (400, "recipient: not UTF-8 once percent-decoded")
+    bad = client.put("/v1/recipients/a%2F%FF@example.com/do-not-track", headers=ACME)
+    assert bad.status_code == 400
     # a recipient whose address is "do-not-track" is a path of its own
     register(client, "do-not-track", [])
     assert client.delete("/v1/recipients/do-not-track", headers=ACME).status_code == 200
