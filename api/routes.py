@@ -26,7 +26,7 @@ from api.instrument import find_links, rewrite_html
 from api.registry import SEND_COLUMNS, BadMessage, Registration, register
 from schemas.store import Store
 from schemas.suppression import DoNotTrack
-from schemas.tokens import Keyring, recipient_tag
+from schemas.tokens import Keyring
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")]
 
@@ -161,11 +161,13 @@ class CampaignController(Controller):
 
 def tracking(ctx: ApiContext, account: str, recipient: str) -> bool:
     """Whether this recipient may be tracked: not when they opted out or were erased (the process's
-    do-not-track set, which the store, the API and the privacy topic keep current). Checked by the tag every
-    token carries, so "the same recipient" means here what it means at the edge."""
-    if ctx.do_not_track is None:
+    do-not-track set, which the store, the API and the privacy topic keep current). Checked by their tags
+    under every key, as the edge checks a token's, so "the same recipient" means here what it means there
+    (and a suppression made before a key rotation still holds)."""
+    suppressed = ctx.do_not_track
+    if suppressed is None:
         return True
-    return recipient_tag(ctx.keyring.signing_key[1], account, recipient) not in ctx.do_not_track
+    return not any(tag in suppressed for tag in ctx.keyring.recipient_tags(account, recipient))
 
 
 def _register(ctx: ApiContext, account: str, data: MessageIn, links: list[str]) -> dict[str, Any]:
