@@ -26,7 +26,6 @@ from typing import Final
 from urllib.parse import unquote, unquote_plus
 
 from schemas.store import Store
-from schemas.tokens import normalize_recipient
 
 _SYNC: Final = "SETTINGS mutations_sync = 2"
 
@@ -34,12 +33,14 @@ _SYNC: Final = "SETTINGS mutations_sync = 2"
 def names_recipient(label: str, recipient: str) -> bool:
     """Whether a URL names this recipient's whole address, written plainly or percent-encoded, in any case.
     Only addresses are looked for: a recipient id without an `@` (`u1`) would match unrelated URLs."""
-    address = normalize_recipient(recipient)
+    # A search, not an identity: a URL may carry the address in any case, whatever rule makes two spellings
+    # one recipient (`schemas.tokens.normalize_recipient`), so both sides are case-folded.
+    address = recipient.strip().casefold()
     if "@" not in address:
         return False
     # the whole address, not the tail of a longer one (joann@…) nor the head of a longer domain (….community)
     whole = re.compile(rf"(?<![\w.+%-]){re.escape(address)}(?![\w-]|\.\w)")
-    return any(whole.search(form.lower()) for form in (label, unquote(label), unquote_plus(label)))
+    return any(whole.search(form.casefold()) for form in (label, unquote(label), unquote_plus(label)))
 
 
 def erase_link_labels(store: Store, account: str, recipient: str, campaigns: Sequence[str]) -> int:
