@@ -4,12 +4,13 @@
 rollups. Two things still named them:
 
 - **Link labels.** A `url` rollup row's label is the clicked URL, and URLs are often personal
-  (`…/unsub?email=ann%40example.com`). After the erased hits are taken out, every rollup row of the
-  recipient's campaigns that holds nothing any more (no hit, no message) is deleted: what was only theirs
-  goes, so `/links` lists what it would list had they never been sent anything. A `url` label that names
-  the recipient's address (plain or percent-encoded, any case) goes from every campaign of the account even
-  when another recipient clicked it (a referral link in someone else's email): the address is theirs; the
-  other recipient's click still counts in the campaign's totals, only its line in `/links` goes.
+  (`…/unsub?email=ann%40example.com`). After the erased hits are taken out, every `url` row of the
+  recipient's campaigns that holds nothing any more (no hit, no message) is deleted: a link only they
+  clicked goes, so `/links` lists what it would list had they never been sent anything. A `url` label
+  that names the recipient's address (plain or percent-encoded, any case) goes from every campaign of the
+  account even when another recipient clicked it (a referral link in someone else's email): the address
+  is theirs; the other recipient's click still counts in the campaign's totals, only its line in `/links`
+  goes.
 - **The webhook attempt log** (`webhook_deliveries`, one row per attempt with message and hit ids, kept 30
   days): the erased messages' rows are deleted.
 
@@ -45,10 +46,12 @@ def names_recipient(label: str, recipient: str) -> bool:
 
 def erase_link_labels(store: Store, account: str, recipient: str, campaigns: Sequence[str]) -> int:
     """Call after the erased hits left the rollups (`api.analytics_queries.rollup_erasure`). Deletes the
-    rollup rows of ``campaigns`` left empty and the account's `url` rows whose label names ``recipient``.
-    Returns how many link labels (campaign, URL) are gone."""
+    `url` rows of ``campaigns`` left empty and the account's `url` rows whose label names ``recipient``.
+    Returns how many link labels (campaign, URL) are gone. (Other rollups' labels are not personal: reasons,
+    countries, clients; their emptied rows stay, so a campaign whose only recipient was erased still answers
+    its stats, with zeros.)"""
     db = store.database
-    scope = {"account": account, "campaigns": [*campaigns, ""]}  # '': the account-wide best-time rows
+    scope = {"account": account, "campaigns": list(campaigns)}
     emptied = store.query(
         f"SELECT campaign_id, label FROM {db}.rollups "
         "WHERE account = {account:String} AND campaign_id IN {campaigns:Array(String)} AND rollup = 'url' "
@@ -64,11 +67,12 @@ def erase_link_labels(store: Store, account: str, recipient: str, campaigns: Seq
         )
         if names_recipient(label, recipient)
     ]
-    store.command(
-        f"ALTER TABLE {db}.rollups DELETE WHERE account = {{account:String}} "
-        f"AND campaign_id IN {{campaigns:Array(String)}} AND empty(hits) AND empty(messages) {_SYNC}",
-        scope,
-    )
+    if emptied:
+        store.command(
+            f"ALTER TABLE {db}.rollups DELETE WHERE account = {{account:String}} AND rollup = 'url' "
+            f"AND campaign_id IN {{campaigns:Array(String)}} AND empty(hits) AND empty(messages) {_SYNC}",
+            {"account": account, "campaigns": list(campaigns)},
+        )
     if naming:
         store.command(
             f"ALTER TABLE {db}.rollups DELETE WHERE account = {{account:String}} AND rollup = 'url' "
