@@ -28,7 +28,7 @@ ENV PATH="/app/.venv/bin:$PATH"
 COPY --from=build /app /app
 WORKDIR /app
 RUN useradd --system --home /var/lib/pixelpipe pixelpipe && mkdir -p /var/lib/pixelpipe \
-    && chown pixelpipe /var/lib/pixelpipe
+    && chown pixelpipe /var/lib/pixelpipe && chmod 700 /var/lib/pixelpipe
 USER pixelpipe
 # The image always has the native fast path: refuse to start an edge without it rather than run slower.
 ENV PIXELPIPE_DATA_DIR=/var/lib/pixelpipe PIXELPIPE_NATIVE_EDGE=on

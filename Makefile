@@ -27,8 +27,15 @@ install: uv
 	@$(if $(NATIVE_GROUP),echo "cargo not found: installing without the edge's native fast path (native/)")
 	$(UV) sync --locked $(NATIVE_GROUP)
 
-run: install
-	$(UV) run pixelpipe serve --host $(HOST) --port $(PORT)
+# `make run` installs what running needs (the package, and the native fast path when cargo is there), not the
+# linters, type checker, test or benchmark tools; `--inexact` removes nothing a `make install` put there, and
+# `uv run --no-sync` keeps uv from installing the default groups on its own.
+RUN_GROUPS := --no-default-groups $(if $(NATIVE_GROUP),,--group native)
+
+run: uv
+	@$(if $(NATIVE_GROUP),echo "cargo not found: installing without the edge's native fast path (native/)")
+	$(UV) sync --locked --inexact $(RUN_GROUPS)
+	$(UV) run --no-sync pixelpipe serve --host $(HOST) --port $(PORT)
 
 lint: install
 	$(UV) run ruff check .

@@ -23,6 +23,7 @@ from litestar.params import FromPath, QueryParameter
 from api import analytics_queries as aq
 from api.queries import Query, send_of_message
 from api.routes import ApiContext, account_dependency
+from schemas.recipient import normalize_recipient
 
 IncludeMachine = Annotated[
     bool,
@@ -312,7 +313,7 @@ def list_messages(
             limit=limit,
             cursor=cursor,
             campaign_id=campaign_id,
-            recipient=recipient,
+            recipient=None if recipient is None else normalize_recipient(recipient),  # schemas.recipient
             opened=opened,
         )
     except aq.BadQuery as exc:
@@ -339,6 +340,7 @@ def recipient_view(
     to them: the modal hour and weekday of their human opens in their own time zone (GeoIP), or, below 5
     such opens, of the audience of the campaigns they were sent, then of the account (`basis` says)."""
     db = ctx.store.database
+    recipient = normalize_recipient(recipient)  # stored in this form (schemas.recipient)
     message_rows = _rows(ctx, aq.recipient_messages(db, account, recipient, limit=limit))
     if not message_rows:
         raise NotFoundException(f"no recipient {recipient!r}")

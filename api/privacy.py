@@ -1,12 +1,27 @@
 """Recipients' privacy: do-not-track and erasure.
 
+One recipient is every spelling of one address (`schemas.recipient`: trimmed, lower case); every handler here
+applies that rule to the address it is given, and refuses with 400 what cannot be an address.
+
 Do-not-track: the edge still serves the GIF and redirects, but nothing is recorded for that recipient (the
 edge drops the hit in the same process; processors drop any hit already on the bus). Erasure deletes the
-recipient's sends, counted events and filtered hits (ClickHouse lightweight DELETE) and suppresses the
-address, so a later open of an old email is not recorded again. Both are per account.
+recipient's sends, counted events and filtered hits and suppresses the recipient, so a later open of an old
+email is not recorded again. Both are per account.
 
-Every change reaches every process: the suppression row in the store (processes with a store reload it), this
-process's do-not-track set at once, and, with Kafka, a record on the compacted privacy topic
+Erasure in two steps, both by message id, never by the address (a mutation's text stays on disk in its
+``mutation_*.txt``): a lightweight DELETE hides the rows before the answer; then ``ALTER TABLE ... DELETE``
+mutations, which ClickHouse runs in the background, rewrite the parts that held them, and the parts they
+replace leave the disk after ``old_parts_lifetime`` (0005_suppression_tags.sql). The answer's ``on_disk_by``
+is the bound on both (`ERASED_FROM_DISK_WITHIN_S`); the API is not blocked meanwhile.
+
+The suppression list keeps no address: ``suppression_tags`` holds the recipient's keyed tags under every key
+the keyring had when the change was made (`migrate_plain_suppressions` turns 0004's plain rows into tags at
+start and drops that table). A key added later has no tag of an earlier suppressed recipient, which is
+harmless while a key of that time remains in the keyring: registration still recognises the address by the
+older tag (`schemas.suppression.DoNotTrack.suppressed`), and no token under the new key is issued for it.
+
+Every change reaches every process: the suppression rows in the store (processes with a store reload them),
+this process's do-not-track set at once, and, with Kafka, a record on the compacted privacy topic
 (`schemas.privacy_change`: tags, never the address) that edges, processors and webhook dispatchers follow. The
 handler answers once the broker has the record; if it does not take it in time the answer is 503 (the change
 is stored; repeating the request publishes it again). An erasure also purges the notification state that
@@ -16,14 +31,15 @@ through the topic.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
 
 from litestar import Controller, delete, put
 from litestar.di import NamedDependency
-from litestar.exceptions import NotFoundException, ServiceUnavailableException
+from litestar.exceptions import ClientException, NotFoundException, ServiceUnavailableException
 from litestar.params import FromPath
 from litestar.status_codes import HTTP_200_OK
 
@@ -31,20 +47,64 @@ from api.analytics_queries import rollup_erasure
 from api.erasure_residue import erase_link_labels, erase_webhook_attempts
 from api.routes import ApiContext, account_dependency
 from schemas.privacy_change import PrivacyChange, PrivacyNotPublished, privacy_change
+from schemas.recipient import BadRecipient, checked_recipient, normalize_recipient
 from schemas.store import Store
-from schemas.tokens import normalize_recipient
+from schemas.tokens import Keyring
 
-SUPPRESSION_COLUMNS = ("account", "recipient", "tracking", "reason", "updated_at")
+log = logging.getLogger(__name__)
+
+SUPPRESSION_COLUMNS = ("account", "tag", "recipient_tags", "tracking", "reason", "updated_at")
+# The tables whose rows name a recipient's messages; erasure rewrites their parts.
+ERASED_TABLES: Final = ("events", "filtered_hits", "sends")
+# A mutation starts within seconds on an idle engine; then old_parts_lifetime (60 s) and the cleanup thread's
+# longest sleep (30 s), set by 0005_suppression_tags.sql; the rest is room for a busy machine.
+ERASED_FROM_DISK_WITHIN_S: Final = 300
 
 
-def load_suppressed(store: Store) -> list[tuple[str, str]]:
-    """Every (account, recipient) that must not be tracked, as the newest row of each says."""
-    return [
-        (account, recipient)
-        for account, recipient in store.query(
-            f"SELECT account, recipient FROM {store.database}.suppressions FINAL WHERE NOT tracking"
+def load_suppressed(store: Store) -> list[frozenset[bytes]]:
+    """Every suppressed recipient, as their tags: the newest row of each tag says whether it is tracked."""
+    rows = store.query(
+        f"SELECT DISTINCT recipient_tags FROM {store.database}.suppression_tags FINAL WHERE NOT tracking"
+    )
+    return [frozenset(bytes.fromhex(tag) for tag in tags) for (tags,) in rows]
+
+
+def migrate_plain_suppressions(store: Store, keyring: Keyring) -> int:
+    """Turn 0004's suppressions by address into tags under every key of ``keyring``, then drop that table and
+    its files (``SYNC``: not kept for the Atomic engine's undrop delay). Idempotent; how many recipients."""
+    db = store.database
+    if not store.query(f"EXISTS TABLE {db}.suppressions")[0][0]:
+        return 0
+    plain = store.query(
+        f"SELECT account, recipient, reason, updated_at FROM {db}.suppressions FINAL WHERE NOT tracking"
+    )
+    rows = [
+        row
+        for account, recipient, reason, updated_at in plain
+        for row in _suppression_rows(
+            account, keyring.recipient_tags(account, recipient), False, reason, updated_at
         )
     ]
+    if rows:
+        store.insert("suppression_tags", SUPPRESSION_COLUMNS, rows)
+    store.command(f"DROP TABLE IF EXISTS {db}.suppressions SYNC")
+    if plain:
+        log.info("suppressions: %d recipients now kept by keyed tags, their addresses dropped", len(plain))
+    return len(plain)
+
+
+def _suppression_rows(
+    account: str, tags: frozenset[bytes], tracking: bool, reason: str, at: datetime
+) -> list[list[Any]]:
+    every = sorted(tag.hex() for tag in tags)
+    return [[account, tag, every, tracking, reason, at] for tag in every]
+
+
+def _canonical(recipient: str) -> str:
+    try:
+        return checked_recipient(recipient)
+    except BadRecipient as exc:
+        raise ClientException(str(exc)) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,13 +132,22 @@ def _set_tracking(
     reason: str,
 ) -> PrivacyChange:
     now = datetime.now(UTC)
-    row = [account, normalize_recipient(recipient), tracking, reason, now]
-    ctx.store.insert("suppressions", SUPPRESSION_COLUMNS, [row])
+    tags = ctx.keyring.recipient_tags(account, recipient)
+    # The recipient as stored may carry tags of keys since retired: the change is for all of them.
+    known = ctx.store.query(
+        f"SELECT recipient_tags FROM {ctx.store.database}.suppression_tags FINAL "
+        "WHERE account = {account:String} AND hasAny(recipient_tags, {tags:Array(String)})",
+        {"account": account, "tags": [tag.hex() for tag in tags]},
+    )
+    every = tags.union(*(frozenset(bytes.fromhex(t) for t in row[0]) for row in known))
+    ctx.store.insert(
+        "suppression_tags", SUPPRESSION_COLUMNS, _suppression_rows(account, every, tracking, reason, now)
+    )
     if ctx.do_not_track is not None:
         if tracking:
-            ctx.do_not_track.remove(account, recipient)
+            ctx.do_not_track.remove_tags(every)
         else:
-            ctx.do_not_track.add(account, recipient)
+            ctx.do_not_track.add_tags(every)
     change = privacy_change(
         ctx.keyring, account, recipient, tracking=tracking, erased=reason == "erased",
         at_ms=int(now.timestamp() * 1000),
@@ -107,8 +176,9 @@ class PrivacyController(Controller):
         privacy: NamedDependency[PrivacyPropagation],
     ) -> dict[str, Any]:
         """Stop recording this recipient's opens and clicks (pixels and links keep working)."""
-        _set_tracking(ctx, privacy, account, recipient, tracking=False, reason="opt_out")
-        return {"recipient": normalize_recipient(recipient), "tracking": False}
+        canonical = _canonical(recipient)
+        _set_tracking(ctx, privacy, account, canonical, tracking=False, reason="opt_out")
+        return {"recipient": canonical, "tracking": False}
 
     @delete("/{recipient:str}/do-not-track", status_code=HTTP_200_OK, sync_to_thread=True)
     def track_again(
@@ -119,8 +189,9 @@ class PrivacyController(Controller):
         privacy: NamedDependency[PrivacyPropagation],
     ) -> dict[str, Any]:
         """Record this recipient's opens and clicks again."""
-        _set_tracking(ctx, privacy, account, recipient, tracking=True, reason="opt_in")
-        return {"recipient": normalize_recipient(recipient), "tracking": True}
+        canonical = _canonical(recipient)
+        _set_tracking(ctx, privacy, account, canonical, tracking=True, reason="opt_in")
+        return {"recipient": canonical, "tracking": True}
 
     @delete("/{recipient:str}", status_code=HTTP_200_OK, sync_to_thread=True)
     def erase(
@@ -133,20 +204,26 @@ class PrivacyController(Controller):
         """Erase a recipient: their sends, opens, clicks and filtered hits, and the webhook deliveries and
         cached facts that name them; further hits are not recorded."""
         db = ctx.store.database
-        who = {"account": account, "recipient": recipient}
-        messages = [
-            row[0]
-            for row in ctx.store.query(
-                f"SELECT DISTINCT message_id FROM {db}.sends "
-                "WHERE account = {account:String} AND recipient = {recipient:String}",
-                who,
-            )
-        ]
+        canonical = _canonical(recipient)
+        # Sends are stored in the canonical form; ones registered before that rule by the spelling given
+        # (found case-insensitively here, and kept only if the rule says they are this recipient).
+        messages = sorted(
+            {
+                message_id
+                for message_id, stored in ctx.store.query(
+                    f"SELECT DISTINCT message_id, recipient FROM {db}.sends "
+                    "WHERE account = {account:String} AND (recipient = {recipient:String} "
+                    "OR lowerUTF8(trimBoth(recipient)) = {recipient:String})",
+                    {"account": account, "recipient": canonical},
+                )
+                if normalize_recipient(stored) == canonical
+            }
+        )
         if not messages:
-            raise NotFoundException(f"no recipient {recipient!r}")
+            raise NotFoundException(f"no recipient {canonical!r}")
         # Suppress first (here, in the store and on the topic): a hit arriving during the deletes is then not
         # recorded either, and the notices still on their way are held back.
-        change = _set_tracking(ctx, privacy, account, recipient, tracking=False, reason="erased")
+        change = _set_tracking(ctx, privacy, account, canonical, tracking=False, reason="erased")
         scope = {"account": account, "messages": messages}
         # The rollups hold hashes of hit and message ids: take the erased ones out (before the rows go).
         where = "account = {account:String} AND message_id IN {messages:Array(String)}"
@@ -159,24 +236,22 @@ class PrivacyController(Controller):
             )
         ]
         campaigns = [
-            r[0]
-            for r in ctx.store.query(
-                f"SELECT DISTINCT campaign_id FROM {db}.sends WHERE {where}",
-                scope,
-            )
+            r[0] for r in ctx.store.query(f"SELECT DISTINCT campaign_id FROM {db}.sends WHERE {where}", scope)
         ]
         for statement in rollup_erasure(db):
             ctx.store.command(statement, {**scope, "campaigns": campaigns, "hits": hits})
-        link_labels = erase_link_labels(ctx.store, account, recipient, campaigns)  # api.erasure_residue
-        counts = {}
-        for table in ("events", "filtered_hits"):
-            where = "account = {account:String} AND message_id IN {messages:Array(String)}"
-            counts[table] = ctx.store.query(f"SELECT count() FROM {db}.{table} WHERE {where}", scope)[0][0]
+        link_labels = erase_link_labels(ctx.store, account, canonical, campaigns)  # api.erasure_residue
+        counts = {
+            table: ctx.store.query(f"SELECT count() FROM {db}.{table} WHERE {where}", scope)[0][0]
+            for table in ("events", "filtered_hits")
+        }
+        on_disk_by = datetime.now(UTC) + timedelta(seconds=ERASED_FROM_DISK_WITHIN_S)
+        for table in ERASED_TABLES:
+            # Hidden now (a mask over the rows), then rewritten out of the parts in the background: the
+            # mutation returns at once and the API is not held while ClickHouse rewrites big parts. Not
+            # ALTER ... DELETE WHERE: it takes masked rows for gone and leaves their parts as they are.
             ctx.store.command(f"DELETE FROM {db}.{table} WHERE {where}", scope)
-        ctx.store.command(
-            f"DELETE FROM {db}.sends WHERE account = {{account:String}} AND recipient = {{recipient:String}}",
-            who,
-        )
+            ctx.store.command(f"ALTER TABLE {db}.{table} APPLY DELETED MASK SETTINGS mutations_sync = 0")
         erased: dict[str, Any] = {
             "messages": len(messages),
             "events": counts["events"],
@@ -187,7 +262,12 @@ class PrivacyController(Controller):
         erased.update(
             link_labels=link_labels, webhook_attempts=erase_webhook_attempts(ctx.store, account, messages)
         )
-        answer: dict[str, Any] = {"recipient": recipient, "erased": erased, "tracking": False}
+        answer: dict[str, Any] = {
+            "recipient": canonical,
+            "erased": erased,
+            "tracking": False,
+            "on_disk_by": on_disk_by.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        }
         if privacy.publish is not None:
             answer["propagated_via"] = privacy.topic
         return answer

@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from schemas.recipient import BadRecipient, checked_recipient
 from schemas.tokens import Claim, Keyring, TokenKind, recipient_tag, sign
 
 MAX_LINKS = 1000
@@ -64,6 +65,10 @@ def register(
     seconds = int(sent_at.timestamp())
     if not 0 < seconds < 2**32:
         raise BadMessage("sent_at is out of range")
+    try:
+        recipient = checked_recipient(recipient)  # stored and tagged in the one form (schemas.recipient)
+    except BadRecipient as exc:
+        raise BadMessage(str(exc)) from exc
     distinct = list(dict.fromkeys(check_link(u) for u in links))
     tag = recipient_tag(keyring.signing_key[1], account, recipient)
     base = Claim(TokenKind.OPEN, account, campaign_id, message_id, seconds, recipient_tag=tag)

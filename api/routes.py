@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -24,6 +24,7 @@ from api import queries
 from api.auth import account_of
 from api.instrument import find_links, rewrite_html
 from api.registry import SEND_COLUMNS, BadMessage, Registration, register
+from schemas.recipient import normalize_recipient
 from schemas.store import Store
 from schemas.suppression import DoNotTrack
 from schemas.tokens import Keyring
@@ -55,7 +56,7 @@ class ApiContext:
     store: Store
     keyring: Keyring
     public_url: str
-    api_keys: Mapping[str, str]
+    api_keys: Mapping[str, str] = field(repr=False)  # bearer key -> account: secrets, kept out of the repr
     do_not_track: DoNotTrack | None = None
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     webhook_allow_private: bool = False  # PIXELPIPE_WEBHOOK_ALLOW_PRIVATE: see `schemas.webhook_guard`
@@ -203,7 +204,8 @@ def _plan(
         previous = known.get(message_id)
         if previous is not None:
             campaign_id, recipient, previous_sent_at, first = previous
-            if (campaign_id, recipient) != (data.campaign_id, data.recipient):
+            same = normalize_recipient(recipient) == normalize_recipient(data.recipient)  # schemas.recipient
+            if campaign_id != data.campaign_id or not same:
                 before = "" if first is None else f" by messages[{first}] of this batch"
                 raise ClientException(
                     f"{where}message {message_id!r} is already registered{before} "

@@ -609,6 +609,7 @@ class KafkaPublisher:
                     [self.topics.raw_hits, self.topics.dead_letter, self.topics.enriched],
                     partitions=self._partitions,
                     replication_factor=self._replication_factor,
+                    configs=self.topics.configs(),
                     timeout_s=self._connect_timeout_s,
                 )
             self._partition_of.use(await producer.partitions_for(self.topics.raw_hits))

@@ -90,6 +90,7 @@ class KafkaSource:
                 [self.topics.raw_hits, self.topics.dead_letter, self.topics.enriched],
                 partitions=self._partitions,
                 replication_factor=self._replication_factor,
+                configs=self.topics.configs(),
             )
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,

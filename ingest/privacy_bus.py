@@ -35,11 +35,11 @@ from schemas.privacy_change import (
     encode_privacy_change,
 )
 from schemas.suppression import DoNotTrack
-from schemas.topics import Topics
+from schemas.topics import PRIVACY_CONFIGS, Topics
 
 log = logging.getLogger(__name__)
 
-PRIVACY_TOPIC_CONFIG: Final = {"cleanup.policy": "compact"}
+PRIVACY_TOPIC_CONFIG: Final = PRIVACY_CONFIGS  # `schemas.topics` decides every topic's configs
 PRIVACY_CHANGES = Counter("pixelpipe_privacy_changes_total", "Privacy changes read from the privacy topic")
 PRIVACY_MALFORMED = Counter("pixelpipe_privacy_malformed_total", "Records on the privacy topic that are not")
 PRIVACY_CAUGHT_UP = Gauge("pixelpipe_privacy_caught_up", "1 once the privacy topic was read to its end")
@@ -48,13 +48,14 @@ ErasureHook = Callable[[Sequence[PrivacyChange]], Awaitable[None]]
 
 
 async def ensure_privacy_topic(bootstrap: str, topic: str, *, replication_factor: int = 1) -> None:
-    """One partition (records of a recipient stay in order across a key rotation), compacted."""
+    """One partition (records of a recipient stay in order across a key rotation), compacted
+    (`schemas.topics.PRIVACY_CONFIGS`)."""
     await ensure_topics(
         bootstrap,
         [topic],
         partitions=1,
         replication_factor=replication_factor,
-        configs=PRIVACY_TOPIC_CONFIG,
+        configs={topic: PRIVACY_TOPIC_CONFIG},
     )
 
 

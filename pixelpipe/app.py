@@ -25,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from api.analytics import analytics_handlers
 from api.analytics_queries import rollup_retention
 from api.live import LiveController
-from api.privacy import PrivacyController, PrivacyPropagation, load_suppressed
+from api.privacy import PrivacyController, PrivacyPropagation, load_suppressed, migrate_plain_suppressions
 from api.recipient_path import raw_recipient, recipient_paths
 from api.routes import ApiContext, CampaignController, MessageController
 from api.webhooks import WebhookController
@@ -196,7 +196,11 @@ def build_components(
     *,
     store: Store | None = None,
 ) -> Components:
-    topics = Topics.with_prefix(settings.topic_prefix) if settings.topic_prefix else Topics()
+    topics = (
+        Topics.with_prefix(settings.topic_prefix, settings.kafka_retention)
+        if settings.topic_prefix
+        else Topics(retention=settings.kafka_retention)
+    )
     group_id = settings.consumer_group
     c = Components(settings, roles)
     if "edge" in roles and "process" not in roles and not settings.kafka_bootstrap:
@@ -209,6 +213,7 @@ def build_components(
         c.store = store or Store.connect(settings.store)
         _prepare_store(c.store, settings)
         c.do_not_track = DoNotTrack(settings.keyring)
+        migrate_plain_suppressions(c.store, settings.keyring)  # before any reload: the store keeps tags only
         c.do_not_track.replace(load_suppressed(c.store))
     c.privacy = _privacy(c, topics)
     memory: MemoryBus | None = None

@@ -27,8 +27,34 @@ from schemas.store import StoreError
 log = logging.getLogger("pixelpipe")
 
 
+# --help is read in a terminal: plain text, no markup (the module docstring is for readers of the code).
+_DESCRIPTION = """\
+Email open and click tracking. "serve" runs everything in one process; "edge",
+"process" and "api" are the roles of a distributed deployment (Kafka and a
+ClickHouse server)."""
+_EPILOG = """\
+Settings are environment variables; the first ones to know:
+  PIXELPIPE_PUBLIC_URL       base URL of pixel and click links: where a
+                             reader's mail client reaches the edge
+  PIXELPIPE_SECRET           key that signs tracking tokens
+                             (default: generated, kept in the data dir)
+  PIXELPIPE_API_KEYS         account=key,account2=key2
+                             (default: a demo key, kept in the data dir)
+  PIXELPIPE_DATA_DIR         embedded state (default: ./data)
+  PIXELPIPE_KAFKA_BOOTSTRAP  Kafka servers (default: an in-process bus)
+  PIXELPIPE_CLICKHOUSE_URL   http(s)://user:pass@host:8123/db
+                             (default: embedded ClickHouse in the data dir)
+README.md lists every setting. A malformed one stops start-up with one line
+naming it (exit status 2)."""
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pixelpipe", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="pixelpipe",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (
         ("serve", "run roles in one process (default: all of them, embedded bus and ClickHouse)"),
@@ -37,8 +63,8 @@ def _parser() -> argparse.ArgumentParser:
         ("api", "answer the stats API from ClickHouse"),
     ):
         cmd = sub.add_parser(name, help=text, description=text)
-        cmd.add_argument("--host", default="127.0.0.1")
-        cmd.add_argument("--port", type=int, default=8000)
+        cmd.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+        cmd.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
         cmd.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
         if name == "serve":
             cmd.add_argument("--roles", default="edge,process,api", help="any of edge,process,api")
@@ -55,13 +81,38 @@ def _banner(s: settings_mod.Settings, roles: frozenset[str], host: str, port: in
         lines += [f"  API     {base}/v1   docs {base}/schema   OpenAPI {base}/schema/openapi.json"]
         if s.api_keys_generated:
             (key, account), *_ = s.api_keys.items()
-            lines.append(f"  API key (account {account}, generated; set PIXELPIPE_API_KEYS to choose): {key}")
+            lines.append(
+                f"  API key (account {account}, generated and kept in {s.data_dir / 'api_keys'}; "
+                f"set PIXELPIPE_API_KEYS to choose): {key}"
+            )
     lines += [
         f"  health  {base}/healthz  {base}/readyz  {base}/metrics",
         f"  bus     {'kafka ' + s.kafka_bootstrap if s.kafka_bootstrap else 'in-process'}",
-        f"  store   {s.store.redacted}",
     ]
+    if roles & {"process", "api"}:  # an edge alone opens no store: naming one would only mislead
+        lines.append(f"  store   {s.store.redacted}")
     return "\n".join(lines)
+
+
+def public_url_warning(s: settings_mod.Settings, roles: frozenset[str]) -> str | None:
+    """What to tell a user whose pixel and click links will not work in an email; None when
+    PIXELPIPE_PUBLIC_URL was chosen. The API makes the links (an edge only answers them), so only a process
+    with the API role warns."""
+    if s.public_url_given or "api" not in roles:
+        return None
+    if "edge" not in roles:
+        return (
+            f"PIXELPIPE_PUBLIC_URL is not set: pixel and click links point at this API process "
+            f"({s.public_url}), which does not answer them; set it to the edges (or their load balancer)"
+        )
+    why = settings_mod.unreachable_from_a_mail_client(s.public_url)
+    if why is None:
+        return None
+    return (
+        f"PIXELPIPE_PUBLIC_URL is not set: pixel and click links point at {s.public_url}, and {why}, so they "
+        f"will not work in an email; set PIXELPIPE_PUBLIC_URL to the address readers reach (fine for trying "
+        f"pixelpipe on this machine)"
+    )
 
 
 class _OncePer:
@@ -106,6 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if settings.webhook_allow_private:
         log.warning("PIXELPIPE_WEBHOOK_ALLOW_PRIVATE is on: webhooks may call loopback and private addresses")
+    unreachable = public_url_warning(settings, roles)
+    if unreachable is not None:
+        log.warning("%s", unreachable)
     try:
         components = build_components(settings, roles)
     except RoleError as exc:

@@ -9,17 +9,20 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
+import re
 import secrets
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 from urllib.parse import urlparse
 
 from ingest import native
 from ingest.native import NATIVE_EDGE_CHOICES, NativeEdge
 from schemas.store import StoreTarget, parse_store_url
 from schemas.tokens import Keyring
+from schemas.topics import TopicRetention
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +59,31 @@ class Settings:
     native_edge: NativeEdge = "auto"  # the edge's native fast path for pixels (ingest.native)
     secret_generated: bool = False
     api_keys_generated: bool = False
+    public_url_given: bool = False  # PIXELPIPE_PUBLIC_URL was set (else http://HOST:PORT of this process)
+    kafka_retention: TopicRetention = field(default_factory=TopicRetention)  # hours each topic keeps a hit
 
     @property
     def accounts(self) -> frozenset[str]:
         return frozenset(self.api_keys.values())
+
+
+def unreachable_from_a_mail_client(public_url: str) -> str | None:
+    """Why a reader's mail client cannot fetch links under ``public_url`` (its host is loopback, unspecified
+    or link-local, or ``localhost``); None when it may be able to."""
+    host = (urlparse(public_url).hostname or "").rstrip(".").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return f"{host} is this machine (loopback)"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return None  # a name: whether it resolves for a reader is for DNS to say
+    if address.is_unspecified:
+        return f"{host} means 'every interface' to a server and no address at all to a client"
+    if address.is_loopback:
+        return f"{host} is this machine (loopback)"
+    if address.is_link_local:
+        return f"{host} is link-local (reachable only on this network segment)"
+    return None
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -99,37 +123,60 @@ def _native_edge(env: Mapping[str, str]) -> NativeEdge:
     return raw  # type: ignore[return-value]
 
 
+# The parsers of secret-bearing settings never put any part of the value into an error: a wrong separator
+# can make a key look like an account name or a key id, and start-up errors end up in terminals, CI logs and
+# crash reports. They say which entry (1-based) is wrong and why, and name only accounts already validated.
+
+
 def parse_secret(raw: str) -> Keyring:
     """``SECRET`` (key id 1) or ``ID:SECRET,ID:SECRET`` (the first signs, all verify)."""
     keys: list[tuple[int, bytes]] = []
-    for part in raw.split(","):
+    parts = raw.split(",")
+    for n, part in enumerate(parts, 1):
+        entry = f"entry {n} of {len(parts)}" if len(parts) > 1 else "the value"
         kid_text, sep, secret = part.strip().partition(":")
         if not sep:
             kid_text, secret = "1", part.strip()
         if not kid_text.isdigit() or not 0 <= int(kid_text) <= 255:
-            raise ValueError(f"key id {kid_text!r} is not a number in 0..255")
+            raise ValueError(
+                f"{entry}: what precedes ':' must be a key id in 0..255 (ID:SECRET; the value is not shown)"
+            )
         if len(secret) < 16:
-            raise ValueError("each secret must be at least 16 characters")
+            raise ValueError(f"{entry}: each secret must be at least 16 characters")
         keys.append((int(kid_text), secret.encode()))
     if len({kid for kid, _ in keys}) != len(keys):
         raise ValueError("key ids must be unique")
     return Keyring(tuple(keys))
 
 
+_BEARER_TOKEN: Final = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+
+
+def _is_account_name(text: str) -> bool:
+    return bool(text) and text.replace("-", "").replace("_", "").isalnum()
+
+
 def parse_api_keys(raw: str) -> dict[str, str]:
     """``account=key,account2=key2`` -> {key: account}."""
     out: dict[str, str] = {}
-    for part in raw.split(","):
+    parts = raw.split(",")
+    for n, part in enumerate(parts, 1):
+        entry = f"entry {n} of {len(parts)}"
         account, sep, key = part.strip().partition("=")
         account, key = account.strip(), key.strip()
         if not sep or not account or not key:
-            raise ValueError(f"{part.strip()!r} is not account=key")
-        if not account.replace("-", "").replace("_", "").isalnum():
-            raise ValueError(f"account {account!r} must be letters, digits, '-' and '_'")
+            raise ValueError(f"{entry} is not account=key (separated by '='; the value is not shown)")
+        if not _is_account_name(account):
+            raise ValueError(f"{entry}: an account name must be letters, digits, '-' and '_'")
         if len(key) < 8:
             raise ValueError(f"the key of account {account!r} is shorter than 8 characters")
+        if not _BEARER_TOKEN.fullmatch(key):  # a ';' or a space where a ',' was meant joins two entries
+            raise ValueError(
+                f"the key of account {account!r} may hold only letters, digits, '-._~+/' and a trailing '=' "
+                "(a bearer token, RFC 6750)"
+            )
         if key in out:
-            raise ValueError("two accounts share a key")
+            raise ValueError(f"accounts {out[key]!r} and {account!r} share a key")
         out[key] = account
     return out
 
@@ -148,47 +195,107 @@ def _file(env: Mapping[str, str], name: str) -> Path | None:
     return path
 
 
-def _persisted_secret(data_dir: Path) -> str:
-    path = data_dir / "secret"
-    if path.exists():
-        return path.read_text().strip()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(32)
-    path.write_text(value + "\n")
-    path.chmod(0o600)
-    return value
+def private_data_dir(data_dir: Path) -> None:
+    """Create the data dir readable by its owner alone (0700): it holds the generated signing secret and dev
+    API key, the edge's spool (hits with full client addresses) and the embedded store. An existing
+    directory is left as it is (a mount point, or shared on purpose), with a warning if others can read it."""
+    if not data_dir.exists():
+        data_dir.mkdir(mode=0o700, parents=True)
+        data_dir.chmod(0o700)  # mkdir's mode is cut by the umask, never widened; make it exact
+        return
+    mode = data_dir.stat().st_mode & 0o777
+    if mode & 0o077:
+        log.warning(
+            "PIXELPIPE_DATA_DIR %s is readable by others (mode %o): it holds secrets and personal data; "
+            "chmod 700 it",
+            data_dir,
+            mode,
+        )
+
+
+def _kept(path: Path, make: Callable[[], str]) -> str:
+    """The value kept in ``path`` (owner-only, 0600), made and written there the first time. The file appears
+    whole or not at all, with its final mode (never readable by others, even for a moment): written to a
+    temporary file, then linked into place, which fails if another process starting at the same time was
+    first; its value is then the one read."""
+    if not path.exists():
+        value = make()
+        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # 0600
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(value + "\n")
+                out.flush()
+                os.fsync(out.fileno())
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        else:
+            return value
+        finally:
+            os.unlink(temporary)
+    return path.read_text().strip()
+
+
+# Generated values are kept in the data dir, so a restart signs with the same key and the dev API key printed
+# at the first start keeps working.
+
+
+def _keyring(env: Mapping[str, str], data_dir: Path) -> tuple[Keyring, bool]:
+    """PIXELPIPE_SECRET, or the secret generated and kept in the data dir; and whether it was generated."""
+    raw = env.get("PIXELPIPE_SECRET", "")
+    generated = not raw
+    if generated:
+        try:
+            raw = _kept(data_dir / "secret", lambda: secrets.token_urlsafe(32))
+        except OSError as exc:
+            raise SettingsError("PIXELPIPE_DATA_DIR", f"cannot keep the generated secret: {exc}") from None
+    try:
+        return parse_secret(raw), generated
+    except ValueError as exc:
+        where = f" (kept in {data_dir / 'secret'})" if generated else ""
+        raise SettingsError("PIXELPIPE_SECRET", f"{exc}{where}") from None
+
+
+def _api_keys(env: Mapping[str, str], data_dir: Path) -> tuple[dict[str, str], bool]:
+    """PIXELPIPE_API_KEYS, or a ``demo`` key generated and kept in the data dir; and whether it was."""
+    raw = env.get("PIXELPIPE_API_KEYS", "")
+    generated = not raw
+    if generated:
+        try:
+            raw = _kept(data_dir / "api_keys", lambda: f"demo={secrets.token_urlsafe(24)}")
+        except OSError as exc:
+            raise SettingsError("PIXELPIPE_DATA_DIR", f"cannot keep the dev API key: {exc}") from None
+    try:
+        return parse_api_keys(raw), generated
+    except ValueError as exc:
+        where = f" (kept in {data_dir / 'api_keys'})" if generated else ""
+        raise SettingsError("PIXELPIPE_API_KEYS", f"{exc}{where}") from None
+
+
+def _public_url(env: Mapping[str, str], host: str, port: int) -> tuple[str, bool]:
+    """PIXELPIPE_PUBLIC_URL, or this process's own address; and whether it was set."""
+    given = env.get("PIXELPIPE_PUBLIC_URL", "")
+    public_url = given or f"http://{host}:{port}"
+    parsed = urlparse(public_url)
+    if "@" in parsed.netloc:  # it goes into every email: a password there would be sent to every reader
+        raise SettingsError("PIXELPIPE_PUBLIC_URL", "must not carry credentials (user:password@); not shown")
+    if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.query or parsed.fragment:
+        raise SettingsError("PIXELPIPE_PUBLIC_URL", f"{public_url!r} is not an http(s) base URL")
+    return public_url, bool(given)
 
 
 def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port: int = 8000) -> Settings:
     """Read every setting; raise `SettingsError` naming the first variable that is malformed."""
     env = os.environ if env is None else env
     data_dir = Path(env.get("PIXELPIPE_DATA_DIR") or "./data")
-
-    secret_raw = env.get("PIXELPIPE_SECRET", "")
-    secret_generated = not secret_raw
-    if secret_generated:
-        try:
-            secret_raw = _persisted_secret(data_dir)
-        except OSError as exc:
-            raise SettingsError(
-                "PIXELPIPE_DATA_DIR", f"cannot keep the generated secret there: {exc}"
-            ) from exc
     try:
-        keyring = parse_secret(secret_raw)
-    except ValueError as exc:
-        raise SettingsError("PIXELPIPE_SECRET", str(exc)) from None
+        private_data_dir(data_dir)
+    except OSError as exc:
+        raise SettingsError("PIXELPIPE_DATA_DIR", f"cannot create it: {exc}") from None
 
-    keys_raw = env.get("PIXELPIPE_API_KEYS", "")
-    api_keys_generated = not keys_raw
-    try:
-        api_keys = parse_api_keys(keys_raw) if keys_raw else {secrets.token_urlsafe(24): "demo"}
-    except ValueError as exc:
-        raise SettingsError("PIXELPIPE_API_KEYS", str(exc)) from None
-
-    public_url = env.get("PIXELPIPE_PUBLIC_URL") or f"http://{host}:{port}"
-    parsed = urlparse(public_url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.query or parsed.fragment:
-        raise SettingsError("PIXELPIPE_PUBLIC_URL", f"{public_url!r} is not an http(s) base URL")
+    keyring, secret_generated = _keyring(env, data_dir)
+    api_keys, api_keys_generated = _api_keys(env, data_dir)
+    public_url, public_url_given = _public_url(env, host, port)
 
     try:
         trusted = parse_networks(env.get("PIXELPIPE_TRUSTED_PROXIES", ""))
@@ -241,4 +348,10 @@ def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port:
         native_edge=_native_edge(env),
         secret_generated=secret_generated,
         api_keys_generated=api_keys_generated,
+        public_url_given=public_url_given,
+        kafka_retention=TopicRetention(
+            raw_hours=_int(env, "PIXELPIPE_KAFKA_RAW_RETENTION_HOURS", 72, 1, 720),
+            dead_letter_hours=_int(env, "PIXELPIPE_KAFKA_DEAD_LETTER_RETENTION_HOURS", 168, 1, 2160),
+            enriched_hours=_int(env, "PIXELPIPE_KAFKA_ENRICHED_RETENTION_HOURS", 24, 1, 720),
+        ),
     )

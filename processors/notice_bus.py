@@ -72,6 +72,7 @@ class NoticeProducer:
                 [self.topics.enriched],
                 partitions=self._partitions,
                 replication_factor=self._replication_factor,
+                configs=self.topics.configs(),
             )
         await self._producer.start()
 
@@ -147,6 +148,7 @@ class NoticeConsumer:
                 [self.topics.enriched],
                 partitions=self._partitions,
                 replication_factor=self._replication_factor,
+                configs=self.topics.configs(),
             )
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap,

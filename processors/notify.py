@@ -717,6 +717,8 @@ class Outbox:
         self.path = path
         self._db = sqlite3.connect(path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # A deleted row's bytes are zeroed, not left in a free page: erasure (`forget`) must leave the file.
+        self._db.execute("PRAGMA secure_delete=ON")
         self._db.executescript(_OUTBOX_SCHEMA)
         self._migrate()
 
@@ -807,6 +809,8 @@ class Outbox:
                     ).fetchall()
                     counts.update({str(state): int(n) for state, n in rows})
                     self._db.execute(f"DELETE FROM deliveries WHERE {where}", (account, *chunk))  # noqa: S608
+        if counts:  # the WAL still holds the rows as they were written: into the file, and the WAL emptied
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return dict(counts)
 
     def messages_of(self, account: str, recipient_tags: Iterable[str]) -> list[str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -45,7 +45,7 @@ class StoreTarget:
     host: str = ""
     port: int = 0
     username: str = "default"
-    password: str = ""
+    password: str = field(default="", repr=False)  # secrets stay out of reprs; `redacted` is what to show
     secure: bool = False
 
     @property
@@ -108,7 +108,7 @@ class Store:
     def connect(cls, target: StoreTarget, *, migrate: bool = True) -> Store:
         try:
             if target.embedded:
-                Path(target.path).mkdir(parents=True, exist_ok=True)
+                Path(target.path).mkdir(mode=0o700, parents=True, exist_ok=True)  # personal data: owner only
                 client = clickhouse_connect.get_client(interface="chdb", path=target.path)
             else:
                 client = clickhouse_connect.get_client(

@@ -3,10 +3,10 @@
 A token carries a keyed tag of its recipient (`schemas.tokens.recipient_tag`), so the edge and the
 processors check a hit against this set without a lookup. The set holds, for each suppressed recipient, its
 tag under every key of the keyring (a token signed before a rotation still matches). It is filled by plain
-address (the API in the same process, a refresh from the store) or by tags (the privacy topic,
-`schemas.privacy_change`, which never carries the address): a recipient is the set of their tags, and a
-change by tags replaces or removes every recipient it shares a tag with. In-memory and thread-safe; who fills
-it is the wiring's business.
+address (the API in the same process) or by tags (a refresh from the store, which keeps only tags:
+``suppression_tags``; the privacy topic, `schemas.privacy_change`): a recipient is the set of their tags, and
+a change by tags replaces or removes every recipient it shares a tag with. In-memory and thread-safe; who
+fills it is the wiring's business.
 """
 
 from __future__ import annotations
@@ -43,13 +43,14 @@ class DoNotTrack:
         except ValueError:
             return False
 
-    def replace(self, recipients: Iterable[tuple[str, str]], *, if_version: int | None = None) -> bool:
-        """Make the set exactly these (account, recipient) pairs; with ``if_version``, only if nothing changed
-        since `version` was that (else the pairs may be older than the set). Whether it was replaced."""
+    def replace(self, recipients: Iterable[Iterable[bytes]], *, if_version: int | None = None) -> bool:
+        """Make the set exactly these recipients, each given by their tags (what the store keeps:
+        `api.privacy.load_suppressed`); with ``if_version``, only if nothing changed since `version` was that
+        (else the recipients may be older than the set). Whether it was replaced."""
         recipient_of: dict[bytes, frozenset[bytes]] = {}
-        for account, recipient in recipients:
-            tags = self.keyring.recipient_tags(account, recipient)
-            recipient_of.update(dict.fromkeys(tags, tags))
+        for tags in recipients:
+            frozen = frozenset(tags)
+            recipient_of.update(dict.fromkeys(frozen, frozen))
         with self._lock:
             if if_version is not None and if_version != self.version:
                 return False
@@ -57,6 +58,12 @@ class DoNotTrack:
             self._tags = frozenset(recipient_of)
             self.version += 1
             return True
+
+    def suppressed(self, account: str, recipient: str) -> bool:
+        """Whether this address (any spelling of it: `schemas.recipient`) is suppressed, by its tag under any
+        key of the keyring."""
+        tags = self._tags
+        return any(tag in tags for tag in self.keyring.recipient_tags(account, recipient))
 
     def add(self, account: str, recipient: str) -> None:
         self.add_tags(self.keyring.recipient_tags(account, recipient))

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Final
 
+from schemas.recipient import normalize_recipient
 from schemas.wire import fast_constructor
 
 _IPAD: Final = bytes(b ^ 0x36 for b in range(256))
@@ -88,6 +89,10 @@ class Keyring:
                 )
         object.__setattr__(self, "_macs", macs)
 
+    def __repr__(self) -> str:
+        # Secrets stay out of reprs (and so out of logs, tracebacks and debuggers): only the key ids show.
+        return f"Keyring(key_ids={tuple(kid for kid, _ in self.keys)})"
+
     @property
     def signing_key(self) -> tuple[int, bytes]:
         return self.keys[0]
@@ -115,13 +120,10 @@ class Keyring:
         return frozenset(recipient_tag(secret, account, recipient) for _, secret in self.keys)
 
 
-def normalize_recipient(recipient: str) -> str:
-    return recipient.strip().lower()
-
-
 def recipient_tag(secret: bytes, account: str, recipient: str) -> bytes:
     """8 bytes of HMAC-SHA256 over (account, normalized recipient), under a key derived from ``secret``:
-    stable for a recipient, meaningless to anyone without the key."""
+    stable for a recipient, meaningless to anyone without the key. Normalised by `schemas.recipient`'s rule
+    (so every spelling of one recipient has one tag, and tags of issued tokens never change with it)."""
     derived = hmac.new(secret, b"pixelpipe recipient tag", hashlib.sha256).digest()
     message = f"{account}\x1f{normalize_recipient(recipient)}".encode()
     return hmac.new(derived, message, hashlib.sha256).digest()[:RECIPIENT_TAG_BYTES]

@@ -75,6 +75,11 @@ _V6: Final[tuple[tuple[ipaddress.IPv6Network, str], ...]] = tuple(
 _NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
 
 
+# Where a refusal could be lifted, the error says how: a developer whose receiver runs on their own machine
+# should not have to search for the setting.
+ALLOW_PRIVATE_HINT: Final = " (for development, PIXELPIPE_WEBHOOK_ALLOW_PRIVATE=true allows this one)"
+
+
 class BlockedTarget(ValueError):
     """The URL, or an address its host is or resolves to, is not a target pixelpipe will call."""
 
@@ -134,7 +139,8 @@ def check_addresses(
         problem = address_problem(address, allow_private=allow_private)
         if problem is not None:
             shown = "" if str(address) == host else f"{host} resolves to "
-            raise BlockedTarget(f"{shown}{problem}; webhooks may only call public addresses")
+            hint = "" if address_kind(address) in NEVER_ALLOWED else ALLOW_PRIVATE_HINT
+            raise BlockedTarget(f"{shown}{problem}; webhooks may only call public addresses{hint}")
     return vetted
 
 
@@ -172,7 +178,8 @@ def check_url(url: str, *, allow_private: bool) -> Target:
     target = Target(parts.scheme, host, port or (443 if parts.scheme == "https" else 80))
     if host == "localhost" or host.endswith(".localhost"):  # RFC 6761: always the loopback interface
         if not allow_private:
-            raise BlockedTarget(f"{host} is the loopback interface; webhooks may only call public addresses")
+            refusal = f"{host} is the loopback interface; webhooks may only call public addresses"
+            raise BlockedTarget(refusal + ALLOW_PRIVATE_HINT)
         return target
     address = literal_address(host)
     if address is not None:

@@ -144,6 +144,12 @@ def test_erasure_removes_the_webhook_attempts_from_disk(
         f"SELECT message_id FROM {store.database}.webhook_deliveries SETTINGS apply_deleted_mask = 0"
     )
     assert on_disk == [("m-bob",)]
+    # and the parts that held her rows leave the disk as soon as the other erased tables' (0006)
+    settings = store.query(
+        "SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = 'webhook_deliveries'",
+        {"db": store.database},
+    )[0][0]
+    assert "old_parts_lifetime = 60" in settings
     time.sleep(1.5)  # past the next attempt-log flush: nothing of ann's comes back
     assert logged() == ["m-bob"]
 

@@ -332,6 +332,7 @@ def test_pending_deliveries_survive_a_restart(env: dict[str, str], receiver: tup
 # -- the SSRF rule and secrets at rest -----------------------------------------------------------------------
 
 REFUSED = "webhooks may only call public addresses"
+HINT = " (for development, PIXELPIPE_WEBHOOK_ALLOW_PRIVATE=true allows this one)"
 
 
 def test_private_targets_are_refused_at_registration(env: dict[str, str]) -> None:
@@ -356,7 +357,8 @@ def test_private_targets_are_refused_at_registration(env: dict[str, str]) -> Non
             "/v1/webhooks", json={"url": "http://169.254.169.254/latest", "events": ["open"]}, headers=ACME
         )
         assert (
-            r.json()["detail"] == f"url: 169.254.169.254 is a link-local (cloud metadata) address; {REFUSED}"
+            r.json()["detail"]
+            == f"url: 169.254.169.254 is a link-local (cloud metadata) address; {REFUSED}{HINT}"
         )
         assert p.client.get("/v1/webhooks", headers=ACME).json() == {"webhooks": []}
         # a public address is fine (no delivery is attempted: nothing is counted in this test)
@@ -387,7 +389,7 @@ def test_a_private_target_stored_earlier_is_refused_at_delivery_with_the_reason(
         log = p.client.get("/v1/webhooks/wh_old/deliveries", headers=ACME).json()["deliveries"]
     assert rx.received == []
     assert [(row["attempt"], row["status"], row["response_code"], row["error"]) for row in log] == [
-        (1, "failed", 0, f"refused: 127.0.0.1 is a loopback address; {REFUSED}")
+        (1, "failed", 0, f"refused: 127.0.0.1 is a loopback address; {REFUSED}{HINT}")
     ]
 
 

@@ -100,8 +100,12 @@ def test_do_not_track_matches_tokens_signed_by_any_key() -> None:
     dnt.remove("acme", "ANN@example.com")
     assert len(dnt) == 0
     assert recipient_tag(b"a" * 32, "acme", "ann@example.com") not in dnt
-    dnt.replace([("acme", "x@example.com"), ("globex", "y@example.com")])
+    dnt.replace(
+        [rotated.recipient_tags("acme", "x@example.com"), rotated.recipient_tags("globex", "y@x.org")]
+    )
     assert len(dnt) == 2
+    assert dnt.suppressed("acme", " X@Example.COM")
+    assert not dnt.suppressed("globex", "x@example.com")
 
 
 @pytest.mark.parametrize("secret", [b"k" * 16, b"k" * 64, bytes(range(65)), b"\x00\xff" * 100])

@@ -136,7 +136,8 @@ def test_every_address_of_a_name_must_be_allowed() -> None:
         check_addresses("evil.example", rebound, allow_private=False)
     assert str(info.value) == (
         "evil.example resolves to 169.254.169.254 is a link-local (cloud metadata) address; "
-        "webhooks may only call public addresses"
+        "webhooks may only call public addresses (for development, PIXELPIPE_WEBHOOK_ALLOW_PRIVATE=true "
+        "allows this one)"
     )
     assert check_addresses("evil.example", rebound, allow_private=True) == tuple(rebound)
     with pytest.raises(BlockedTarget, match="resolved to no address"):
@@ -255,3 +256,20 @@ def test_unspecified_multicast_and_broadcast_urls_are_refused_even_when_allowed(
     for url in ("http://0.0.0.0/", "http://[::]/", "http://224.0.0.1/", "http://255.255.255.255/"):
         with pytest.raises(BlockedTarget):
             check_url(url, allow_private=True)
+
+
+@pytest.mark.parametrize(
+    ("url", "names_the_setting"),
+    [
+        ("http://127.0.0.1/hook", True),
+        ("http://localhost/hook", True),
+        ("http://10.0.0.1/", True),
+        ("http://169.254.169.254/", True),
+        ("http://0.0.0.0/", False),  # unspecified: refused even with the setting, so it is not offered
+        ("http://224.0.0.1/", False),  # multicast: likewise
+    ],
+)
+def test_a_private_address_error_names_the_setting_that_allows_it(url: str, names_the_setting: bool) -> None:
+    with pytest.raises(BlockedTarget) as info:
+        check_url(url, allow_private=False)
+    assert ("PIXELPIPE_WEBHOOK_ALLOW_PRIVATE=true" in str(info.value)) is names_the_setting

@@ -221,7 +221,8 @@ async def test_a_delivery_to_a_name_that_resolves_privately_fails_at_once_with_t
         "status": "failed",
         "response_code": 0,
         "error": "refused: hooks.example.com resolves to 10.0.0.5 is a private address; "
-        "webhooks may only call public addresses",
+        "webhooks may only call public addresses"
+        " (for development, PIXELPIPE_WEBHOOK_ALLOW_PRIVATE=true allows this one)",
     }
 
 
@@ -239,7 +240,8 @@ async def test_a_stored_url_naming_a_private_address_is_refused_before_any_trans
     assert d.failed == 1
     assert [(r[7], r[9]) for r in attempts.rows] == [
         ("failed", "refused: 169.254.169.254 is a link-local (cloud metadata) address; "
-                   "webhooks may only call public addresses"),
+                   "webhooks may only call public addresses"
+                   " (for development, PIXELPIPE_WEBHOOK_ALLOW_PRIVATE=true allows this one)"),
     ]  # fmt: skip
 
 
