@@ -44,6 +44,7 @@ from litestar.params import FromPath
 from litestar.status_codes import HTTP_200_OK
 
 from api.analytics_queries import rollup_erasure
+from api.erasure_residue import erase_link_labels, erase_webhook_attempts
 from api.routes import ApiContext, account_dependency
 from schemas.privacy_change import PrivacyChange, PrivacyNotPublished, privacy_change
 from schemas.recipient import BadRecipient, checked_recipient, normalize_recipient
@@ -239,6 +240,7 @@ class PrivacyController(Controller):
         ]
         for statement in rollup_erasure(db):
             ctx.store.command(statement, {**scope, "campaigns": campaigns, "hits": hits})
+        link_labels = erase_link_labels(ctx.store, account, canonical, campaigns)  # api.erasure_residue
         counts = {
             table: ctx.store.query(f"SELECT count() FROM {db}.{table} WHERE {where}", scope)[0][0]
             for table in ("events", "filtered_hits")
@@ -257,6 +259,9 @@ class PrivacyController(Controller):
         }
         if privacy.erase_notifications is not None:  # this process's outbox and cache; others via the topic
             erased.update(privacy.erase_notifications(account, change.recipient_tags, messages))
+        erased.update(
+            link_labels=link_labels, webhook_attempts=erase_webhook_attempts(ctx.store, account, messages)
+        )
         answer: dict[str, Any] = {
             "recipient": canonical,
             "erased": erased,

@@ -163,7 +163,8 @@ class MessageController(Controller):
             )
         plans = _plan(ctx, account, [(m, m.links) for m in data.messages], batch=True)
         _store(ctx, plans)
-        return {"messages": [_answer(plan) for plan in plans]}
+        tracked = [tracking(ctx, account, m.recipient) for m in data.messages]
+        return {"messages": [_answer(plan, tracked=t) for plan, t in zip(plans, tracked, strict=True)]}
 
     @post(
         "/instrument", status_code=HTTP_201_CREATED, sync_to_thread=True, raises=[Conflict, RegistrationRules]
@@ -174,6 +175,8 @@ class MessageController(Controller):
         """Register an email and return its HTML with the pixel added and every http(s) link tracked."""
         links = list(dict.fromkeys([*data.links, *find_links(data.html)]))
         done = _register(ctx, account, data, links)
+        if not done["tracked"]:  # do-not-track: the HTML goes out as it came
+            return {**done, "html": data.html}
         html = rewrite_html(data.html, pixel_url=done["pixel_url"], tracked=done["links"])
         return {**done, "html": html}
 
@@ -232,11 +235,22 @@ class CampaignController(Controller):
         return campaign_summary(ctx, account, campaign_id, include_machine=False)
 
 
+def tracking(ctx: ApiContext, account: str, recipient: str) -> bool:
+    """Whether this recipient may be tracked: not when they opted out or were erased (the process's
+    do-not-track set, which the store, the API and the privacy topic keep current). Checked by their tags
+    under every key, as the edge checks a token's, so "the same recipient" means here what it means there
+    (and a suppression made before a key rotation still holds)."""
+    suppressed = ctx.do_not_track
+    if suppressed is None:
+        return True
+    return not any(tag in suppressed for tag in ctx.keyring.recipient_tags(account, recipient))
+
+
 def _register(ctx: ApiContext, account: str, data: MessageIn, links: list[str]) -> dict[str, Any]:
     """Register one message (see `_plan`); its answer."""
     plans = _plan(ctx, account, [(data, links)], batch=False)
     _store(ctx, plans)
-    return _answer(plans[0])
+    return _answer(plans[0], tracked=tracking(ctx, account, data.recipient))
 
 
 def _plan(
@@ -304,5 +318,14 @@ def _store(ctx: ApiContext, plans: Sequence[Registration]) -> None:
     ctx.store.insert("sends", SEND_COLUMNS, list(rows.values()))
 
 
-def _answer(plan: Registration) -> dict[str, Any]:
-    return {"message_id": plan.message_id, "pixel_url": plan.pixel_url, "links": plan.links}
+def _answer(plan: Registration, *, tracked: bool) -> dict[str, Any]:
+    """The registration's answer. A recipient who must not be tracked gets no pixel and their links as they
+    are (the send is registered all the same: it counts as sent)."""
+    if not tracked:
+        return {
+            "message_id": plan.message_id,
+            "tracked": False,
+            "pixel_url": None,
+            "links": {url: url for url in plan.links},
+        }
+    return {"message_id": plan.message_id, "tracked": True, "pixel_url": plan.pixel_url, "links": plan.links}

@@ -28,6 +28,7 @@ from api.errors import EXCEPTION_HANDLERS, check_request
 from api.live import LiveController
 from api.openapi import document
 from api.privacy import PrivacyController, PrivacyPropagation, load_suppressed, migrate_plain_suppressions
+from api.recipient_path import raw_recipient, recipient_paths
 from api.routes import ApiContext, BatchIn, CampaignController, InstrumentIn, MessageController, MessageIn
 from api.webhooks import WebhookController, WebhookIn
 from ingest.bus import HitPublisher, HitSource, MemoryBus
@@ -397,9 +398,10 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         exception_handlers=dict(EXCEPTION_HANDLERS),
         before_request=check_request,
         debug=False,
+        middleware=[raw_recipient],  # `recipient` path parameters as the client encoded them
     )
     document(litestar, bodies=[MessageIn, BatchIn, InstrumentIn, WebhookIn])
-    inner = cast(ASGIApp, litestar)
+    inner = recipient_paths(cast(ASGIApp, litestar))  # a recipient's '/' stays in its path segment
     if "edge" not in components.roles or components.publisher is None:
         return inner, litestar
     edge = Edge(

@@ -817,6 +817,20 @@ class Outbox:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return dict(counts)
 
+    def messages_of(self, account: str, recipient_tags: Iterable[str]) -> list[str]:
+        """The message ids of these recipients' deliveries (an erasure by tag: which attempts not to log)."""
+        tags = sorted(set(recipient_tags))
+        found: set[str] = set()
+        for start in range(0, len(tags), 500):
+            chunk = tags[start : start + 500]
+            rows = self._db.execute(
+                "SELECT DISTINCT message_id FROM deliveries "  # noqa: S608 - no values in it
+                f"WHERE account = ? AND recipient_tag IN ({','.join('?' * len(chunk))})",
+                (account, *chunk),
+            ).fetchall()
+            found.update(str(m) for (m,) in rows)
+        return sorted(found)
+
     def pending(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM deliveries WHERE state = 'pending'").fetchone()[0])
 
@@ -933,6 +947,10 @@ class AttemptLog:
         self.store = store
         self.max_rows = max_rows
         self._rows: collections.deque[list[Any]] = collections.deque(maxlen=max_rows)
+        # Erased messages (account, message id) -> until when: an attempt that was in flight during the
+        # erasure is not logged after it (the API deletes the logged rows once the outbox forgot them).
+        self._erased: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()  # `forget` comes from the API's thread
 
     def record(
         self,
@@ -949,22 +967,39 @@ class AttemptLog:
         if self.store is None:
             return
         d = pending.delivery
-        self._rows.append(
-            [d.account, d.webhook_id, d.delivery_id, d.notice_id, d.message_id, d.type, attempt, status,
-             response_code, error, datetime.fromtimestamp(at, UTC),
-             None if next_attempt_at is None else datetime.fromtimestamp(next_attempt_at, UTC), duration_ms]
-        )  # fmt: skip
+        row = [
+            d.account, d.webhook_id, d.delivery_id, d.notice_id, d.message_id, d.type, attempt, status,
+            response_code, error, datetime.fromtimestamp(at, UTC),
+            None if next_attempt_at is None else datetime.fromtimestamp(next_attempt_at, UTC), duration_ms,
+        ]  # fmt: skip
+        with self._lock:
+            if (d.account, d.message_id) not in self._erased:
+                self._rows.append(row)
 
     async def flush(self) -> None:
         if self.store is None or not self._rows:
             return
-        rows = list(self._rows)
-        self._rows.clear()
+        with self._lock:
+            rows = list(self._rows)
+            self._rows.clear()
         try:
             await asyncio.to_thread(self.store.insert, "webhook_deliveries", DELIVERY_COLUMNS, rows)
         except StoreError as exc:
             log.warning("webhooks: could not log %d attempts (%s); keeping them for later", len(rows), exc)
-            self._rows.extendleft(reversed(rows))
+            with self._lock:
+                self._rows.extendleft(reversed(rows))
+
+    def forget(self, account: str, message_ids: Iterable[str], keep_s: float = 3600.0) -> int:
+        """Drop the unflushed rows of erased messages and log none of theirs for ``keep_s``; how many."""
+        now = time.monotonic()
+        with self._lock:
+            self._erased = {key: until for key, until in self._erased.items() if until > now}
+            self._erased.update(dict.fromkeys(((account, m) for m in message_ids), now + keep_s))
+            kept = [r for r in self._rows if (r[0], r[4]) not in self._erased]
+            dropped = len(self._rows) - len(kept)
+            self._rows.clear()
+            self._rows.extend(kept)
+        return dropped
 
 
 @dataclass(frozen=True, slots=True)
@@ -1136,7 +1171,16 @@ class WebhookDispatcher:
         """`Outbox.forget` on the outbox's thread, from any thread (a lane finds its deleted head gone)."""
         assert self._executor is not None  # noqa: S101 - start() made it
         assert self._outbox is not None  # noqa: S101
-        return self._executor.submit(self._outbox.forget, account, list(recipient_tags), list(message_ids))
+        tags, messages = list(recipient_tags), list(message_ids)
+        self.attempt_log.forget(account, messages)
+        outbox = self._outbox
+
+        def purge() -> dict[str, int]:
+            # Erased by tag (another process's erasure, through the privacy topic): their attempts neither.
+            self.attempt_log.forget(account, outbox.messages_of(account, tags))
+            return outbox.forget(account, tags, messages)
+
+        return self._executor.submit(purge)
 
     async def states(self) -> dict[str, int]:
         """Outbox rows by state (pending, delivered, failed, cancelled)."""

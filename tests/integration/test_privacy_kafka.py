@@ -179,6 +179,12 @@ def test_an_erasure_on_one_api_purges_the_outbox_of_another_process(
         assert live is not None
         wait_for(lambda: live.held("acme"), lambda n: n == 2, timeout_s=10)  # the API's live feed has both
 
+        store = api_components.store
+        assert store is not None
+        logged = f"SELECT DISTINCT message_id FROM {store.database}.webhook_deliveries ORDER BY message_id"
+        both = sorted([(ann["message_id"],), (bob["message_id"],)])
+        wait_for(lambda: store.query(logged), lambda rows: rows == both, timeout_s=10)  # attempts logged
+
         r = api.delete("/v1/recipients/ann@example.com", headers=ACME)
         assert r.status_code == 200, r.text
         # the API process runs no dispatcher: it purges its own live feed and says where the erasure went.
@@ -187,6 +193,9 @@ def test_an_erasure_on_one_api_purges_the_outbox_of_another_process(
         answer = r.json()
         assert answer["erased"].pop("live_notices") in (0, 1)
         assert live.held("acme") == 1  # bob's
+        # her attempts the dispatcher had logged by then (it retries a failing receiver): how many is timing
+        attempts_erased = answer["erased"].pop("webhook_attempts")
+        assert answer["erased"].pop("link_labels") == 0
         assert answer.pop("on_disk_by").endswith("Z")  # its bound: test_privacy_http
         assert answer == {
             "recipient": "ann@example.com",
@@ -196,6 +205,11 @@ def test_an_erasure_on_one_api_purges_the_outbox_of_another_process(
         }
         wait_for(lambda: outbox_rows(outbox), lambda rows: len(rows) == 1, timeout_s=5)
         assert outbox_rows(outbox) == [(bob["message_id"], "pending", "bob@example.com")]
+        # and none of her attempts are in the log, nor come back with the dispatcher's next flush
+        wait_for(lambda: store.query(logged), lambda rows: rows == [(bob["message_id"],)], timeout_s=10)
+        time.sleep(1.5)  # past the dispatcher's next attempt-log flush (every second)
+        assert store.query(logged) == [(bob["message_id"],)]
+        assert attempts_erased >= 1  # at least the one logged before the erasure
         assert processor.privacy is not None
         assert processor.privacy.state() == {
             "topic": Topics.with_prefix(prefix).privacy, "caught_up": True, "records": 1, "suppressed": 1,

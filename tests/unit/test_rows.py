@@ -12,7 +12,7 @@ from processors.classify import classify
 from processors.geo import Geo, GeoLookup
 from processors.pipeline import HitProcessor, ProcessedHit
 from processors.ranges import load_ranges
-from processors.rows import EVENT_COLUMNS, FILTERED_COLUMNS, row
+from processors.rows import EVENT_COLUMNS, FILTERED_COLUMNS, row, token_shape
 from processors.useragent import parse_agent
 from schemas.events import RawHit
 from schemas.verdicts import Classification, Verdict
@@ -47,12 +47,35 @@ def test_a_counted_hit_is_an_events_row(processor: HitProcessor) -> None:
     }  # fmt: skip
 
 
-def test_a_filtered_hit_keeps_its_token_head(processor: HitProcessor) -> None:
+def test_a_filtered_hit_keeps_only_its_token_shape(processor: HitProcessor) -> None:
     p = processor.process(replace(HIT, user_agent="curl/8.4.0"), "s")
     table, values = row(p, p.classification, "truncate")
     assert table == "filtered_hits"
     assert len(values) == len(FILTERED_COLUMNS)
-    assert (values[9], values[10], values[-1]) == ("bot", "ua:http_library", "AAAA")
+    assert (values[9], values[10], values[-1]) == ("bot", "ua:http_library", "not a v1 token, 4 chars")
+    p = processor.process(replace(HIT, user_agent="curl/8.4.0", token_head=""), "s")
+    assert row(p, p.classification, "truncate")[1][-1] == ""  # a valid token's hit has no head
+
+
+# A real token's first 64 characters (v1, open, key 1): account "acme", campaign "c", message "m1" readable.
+HEAD = "AQEBaxGCzq6d9xcCovKtBGFjbWUBYwJtMSsDFTin4Vm4SsQ4OL_0mbQAQEBaxGCzq6d"
+
+
+@pytest.mark.parametrize(
+    ("head", "shape"),
+    [
+        (HEAD, "v1 open key 1, 64+ chars"),
+        (HEAD[:55], "v1 open key 1, 55 chars"),
+        ("AQIC" + "A" * 60, "v1 click key 2, 64+ chars"),
+        ("AQMB" + "A" * 20, "not a v1 token, 24 chars"),  # kind 3: none
+        ("AgEB" + "A" * 20, "not a v1 token, 24 chars"),  # version 2
+        ("x" * 30, "not a v1 token, 30 chars"),
+        ("!!!!", "not a v1 token, 4 chars"),
+        ("AQ", "not a v1 token, 2 chars"),
+    ],
+)
+def test_token_shape_names_no_one(head: str, shape: str) -> None:
+    assert token_shape(head) == shape
 
 
 @pytest.mark.parametrize(

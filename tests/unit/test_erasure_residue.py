@@ -1,0 +1,79 @@
+"""What an erasure finds beyond the recipient's own rows: URLs that name them, attempts not to log."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from api.erasure_residue import names_recipient
+from processors.notify import AttemptLog, Delivery, PendingDelivery
+
+
+@pytest.mark.parametrize(
+    ("label", "named"),
+    [
+        ("https://shop.example.com/unsub?email=ann%40example.com", True),
+        ("https://shop.example.com/unsub?email=ANN%40Example.COM", True),
+        ("https://shop.example.com/refer?friend=Ann@Example.com", True),
+        ("https://shop.example.com/u/ann@example.com/prefs", True),
+        ("https://shop.example.com/unsub?e=ann%2540example.com", False),  # encoded twice: not the address
+        ("https://shop.example.com/unsub?email=joann%40example.com", False),  # another address
+        ("https://shop.example.com/unsub?email=ann%40example.community", False),
+        ("https://shop.example.com/unsub?email=ann%40example.com.au", False),
+        ("https://shop.example.com/unsub?email=ann%40example.com.&x=1", True),  # a sentence's full stop
+        ("https://shop.example.com/unsub?to=x.ann%40example.com", False),
+        ("https://shop.example.com/unsub?to=ann%40example.com&from=ann%40example.com", True),
+        ("https://shop.example.com/unsub?email=bob%40example.com", False),
+        ("https://shop.example.com/sale", False),
+    ],
+)
+def test_a_url_names_the_recipient(label: str, named: bool) -> None:
+    assert names_recipient(label, " Ann@Example.com ") is named
+
+
+def test_a_recipient_id_without_at_names_no_url() -> None:
+    assert not names_recipient("https://shop.example.com/u1/sale", "u1")
+
+
+def test_a_plus_in_the_address_matches_written_plain_or_encoded() -> None:
+    assert names_recipient("https://x.example/?e=ann%2Btag%40example.com", "ann+tag@example.com")
+    assert names_recipient("https://x.example/?e=ann+tag@example.com", "ann+tag@example.com")
+
+
+class Inserts:
+    """Stands in for the store's insert (a unit test of the buffer; the HTTP tests use ClickHouse)."""
+
+    database = "db"
+
+    def __init__(self) -> None:
+        self.rows: list[Sequence[Any]] = []
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        self.rows.extend(rows)
+
+
+def pending(account: str, message_id: str) -> PendingDelivery:
+    d = Delivery(f"dlv-{message_id}", "wh_1", "lane", f"hit-{message_id}", account, message_id, "open", b"{}")
+    return PendingDelivery(1, d, 0, 0.0)
+
+
+def test_the_attempt_log_forgets_erased_messages_and_logs_none_of_theirs() -> None:
+    store = Inserts()
+    log = AttemptLog(store)  # type: ignore[arg-type]
+
+    def attempt(account: str, message_id: str) -> None:
+        log.record(
+            pending=pending(account, message_id), attempt=1, status="delivered", response_code=204,
+            error="", at=1_767_225_600.0, next_attempt_at=None, duration_ms=3,
+        )  # fmt: skip
+
+    attempt("acme", "m-ann")
+    attempt("acme", "m-bob")
+    attempt("globex", "m-ann")  # another account's message of the same id
+    assert log.forget("acme", ["m-ann"]) == 1
+    attempt("acme", "m-ann")  # in flight during the erasure: not logged after it
+    asyncio.run(log.flush())
+    assert [(row[0], row[4]) for row in store.rows] == [("acme", "m-bob"), ("globex", "m-ann")]
