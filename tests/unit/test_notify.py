@@ -70,7 +70,8 @@ def webhook(
 def test_the_signature_is_hmac_sha256_of_timestamp_dot_body() -> None:
     body = b'{"id":"h1","type":"open"}'
     # A fixed vector, computed outside Python:
-    #   printf '%s' '1700000000.{"id":"h1","type":"open"}' | openssl dgst -sha256 -hmac 'whsec_unit-test-secret'
+    #   printf '%s' '1700000000.{"id":"h1","type":"open"}' |
+    #     openssl dgst -sha256 -hmac 'whsec_unit-test-secret'
     expected = "e155f4568ef55522b44a7ec34a356747828992ff98af529a3f96359b44d5222a"
     assert sign(SECRET, 1_700_000_000, body) == f"t=1700000000,v1={expected}"
 
