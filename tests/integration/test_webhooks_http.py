@@ -210,7 +210,8 @@ def test_every_notice_arrives_signed_and_in_order_through_a_failing_receiver(
         time.sleep(0.3)  # at least the directory's refresh (0.1 s) after the registration: it is seen
 
         hit(p.client, m1["pixel_url"])
-        # The receiver fails its first answers; the open is still counted (how soon: bench.end_to_end).
+        # The receiver fails its first answers; the open is still counted (how soon: bench.end_to_end;
+        # the webhook's own latency: bench.notice_latency).
         wait_for(lambda: opens_of(p.client, "m1"), lambda n: n == 1, timeout_s=30)
         hit(p.client, m1["pixel_url"])
         hit(p.client, m2["pixel_url"])
