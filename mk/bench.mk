@@ -11,19 +11,23 @@
 BENCH_RUN := $(UV) run python -m
 BENCH_FLAGS ?=
 
-.PHONY: bench bench-full bench-processors bench-edge bench-e2e bench-queries bench-scaling
+.PHONY: bench bench-full bench-processors bench-edge bench-e2e bench-queries bench-scaling bench-notices bench-outage
 
 bench: install ## the quick benchmarks
 	$(BENCH_RUN) bench.processors $(BENCH_FLAGS)
 	$(BENCH_RUN) bench.edge_vs_nginx $(BENCH_FLAGS)
 	$(BENCH_RUN) bench.end_to_end $(BENCH_FLAGS)
 	$(BENCH_RUN) bench.scaling $(BENCH_FLAGS)
+	$(BENCH_RUN) bench.notice_latency $(BENCH_FLAGS)
+	$(BENCH_RUN) bench.broker_outage $(BENCH_FLAGS)
 
 bench-full: install ## the benchmarks at the issue's full durations
 	$(BENCH_RUN) bench.processors --full $(BENCH_FLAGS)
 	$(BENCH_RUN) bench.edge_vs_nginx --full $(BENCH_FLAGS)
 	$(BENCH_RUN) bench.end_to_end --full $(BENCH_FLAGS)
 	$(BENCH_RUN) bench.scaling --full $(BENCH_FLAGS)
+	$(BENCH_RUN) bench.notice_latency --full $(BENCH_FLAGS)
+	$(BENCH_RUN) bench.broker_outage --full $(BENCH_FLAGS)
 
 bench-processors: install
 	$(BENCH_RUN) bench.processors $(BENCH_FLAGS)
@@ -40,3 +44,11 @@ bench-scaling: install
 # The query latencies at 1 M and 2 M events (1, 2, 5 and 10 M with bench-full) are part of bench.scaling.
 bench-queries: install
 	$(BENCH_RUN) bench.scaling --only queries $(BENCH_FLAGS)
+
+# The speed targets the tests no longer assert (issue 14): open -> webhook and -> live feed; the edge during
+# a broker outage.
+bench-notices: install
+	$(BENCH_RUN) bench.notice_latency $(BENCH_FLAGS)
+
+bench-outage: install
+	$(BENCH_RUN) bench.broker_outage $(BENCH_FLAGS)

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,10 +103,8 @@ def test_serve_counts_an_open_and_stops_cleanly_on_sigterm(
             lambda m: m["opens"] == 1,
         )
         assert stats["opens"] == 1
-    started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    output, _ = proc.communicate(timeout=10)
-    assert time.monotonic() - started < 10
+    output, _ = proc.communicate(timeout=10)  # the README's "exits 0 within 10 s": fails past it
     assert proc.returncode == 0
     assert "pixelpipe: roles api,edge,process on" in output
 

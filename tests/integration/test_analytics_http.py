@@ -4,9 +4,7 @@ rollups fed by their views, and every analyst endpoint answering with the exact 
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -117,9 +115,9 @@ def send_and_hit(client: httpx.Client) -> None:
         (sent["cat"]["links"][LINKS[1]], "Wget/1.21.3", "24.6.101.42"),
     ]
     for url, ua, ip in plan:
-        assert hit(client, url, ua=ua, ip=ip).status_code in (200, 302)
-    wait_for(lambda: summary(client, "launch"), lambda s: s["clicks"] == 1 and s["bot_clicks"] == 1, 5.0)
-    wait_for(lambda: summary(client, "newsletter"), lambda s: s["opens"] == 5, 5.0)
+        assert hit(client, url, ua=ua, ip=ip).status_code == (302 if "/c/" in url else 200)
+    wait_for(lambda: summary(client, "launch"), lambda s: s["clicks"] == 1 and s["bot_clicks"] == 1, 30)
+    wait_for(lambda: summary(client, "newsletter"), lambda s: s["opens"] == 5, 30)
 
 
 def get(client: httpx.Client, path: str, headers: Mapping[str, str] = ACME, **params: Any) -> dict[str, Any]:
@@ -211,10 +209,10 @@ def test_timeseries_in_a_time_zone(pipeline: httpx.Client) -> None:
     assert (sum(p["opens"] for p in points), sum(p["clicks"] for p in points)) == (6, 1)
     assert sum(p["machine_opens"] for p in points) == 3
     assert all(datetime.fromisoformat(p["t"]).astimezone(ZoneInfo("Europe/London")).hour == 0 for p in points)
-    now = datetime.now(UTC)
-    window: dict[str, Any] = {
-        "from": (now - timedelta(minutes=30)).isoformat(),
-        "to": (now + timedelta(minutes=1)).isoformat(),
+    minute = datetime.now(UTC).replace(second=0, microsecond=0)
+    window: dict[str, Any] = {  # whole minutes: [minute - 30, minute + 2) is 32 buckets
+        "from": (minute - timedelta(minutes=30)).isoformat(),
+        "to": (minute + timedelta(minutes=2)).isoformat(),
     }
     minutes = get(
         pipeline,
@@ -224,7 +222,7 @@ def test_timeseries_in_a_time_zone(pipeline: httpx.Client) -> None:
         include_machine="true",
         **window,
     )["series"]
-    assert len(minutes) in (31, 32)
+    assert len(minutes) == 32
     assert sum(p["opens"] for p in minutes) == 9
     assert minutes[0]["t"].endswith("+05:30")
 
@@ -261,13 +259,17 @@ def test_message_timeline(pipeline: httpx.Client) -> None:
     assert [(e["verdict"], e["via_proxy"], e["country"]) for e in bob] == [("human", True, None)]
 
 
-def local_hours(client: httpx.Client, opens: list[tuple[str, str]]) -> Counter[int]:
-    hours: Counter[int] = Counter()
-    for message_id, zone in opens:
-        for e in get(client, f"/v1/messages/{message_id}/timeline")["timeline"]:
-            if e["kind"] == "open" and e["verdict"] == "human":
-                hours[datetime.fromisoformat(e["at"]).astimezone(ZoneInfo(zone)).hour] += 1
-    return hours
+def open_hour(client: httpx.Client, message_id: str, zone: str) -> int:
+    """The local hour in ``zone`` of a message's human opens (the fixture sends them within a second, so they
+    share one: the hits happen when the suite runs, so their hour is read, not fixed)."""
+    events = get(client, f"/v1/messages/{message_id}/timeline")["timeline"]
+    hours = {
+        datetime.fromisoformat(e["at"]).astimezone(ZoneInfo(zone)).hour
+        for e in events
+        if e["kind"] == "open" and e["verdict"] == "human"
+    }
+    assert len(hours) == 1, hours
+    return hours.pop()
 
 
 def test_recipient_with_few_opens_gets_the_audience_of_their_campaigns(pipeline: httpx.Client) -> None:
@@ -280,21 +282,25 @@ def test_recipient_with_few_opens_gets_the_audience_of_their_campaigns(pipeline:
         ("GB", "London", "Europe/London")
     ] * 3
     best = ann["best_time_to_send"]
-    hours = local_hours(
-        pipeline,
-        [("m-ann", "Europe/London"), ("m-cat", "Europe/Stockholm"), ("m-eve", "America/Los_Angeles")],
-    )
     assert (best["basis"], best["sample_size"], best["timezone"]) == ("campaigns", 10, None)
-    assert best["hour"] == max(sorted(hours), key=lambda h: hours[h])
+    # Her campaigns' audience: eve's 5 opens in Los Angeles, ann's 3 in London, cat's 2 in Stockholm, each
+    # in its reader's local hour; Los Angeles' hour has the most.
+    los_angeles = open_hour(pipeline, "m-eve", "America/Los_Angeles")
+    london = open_hour(pipeline, "m-ann", "Europe/London")
+    stockholm = open_hour(pipeline, "m-cat", "Europe/Stockholm")
+    by_hour = [0] * 24
+    for hour, opens in ((los_angeles, 5), (london, 3), (stockholm, 2)):
+        by_hour[hour] += opens
+    assert best["by_hour"] == by_hour
+    assert best["hour"] == los_angeles
     assert sum(best["by_weekday"].values()) == 10
 
 
 def test_recipient_with_enough_opens_gets_their_own_time_zone(pipeline: httpx.Client) -> None:
     eve = get(pipeline, "/v1/recipients/eve@example.com")
     best = eve["best_time_to_send"]
-    hours = local_hours(pipeline, [("m-eve", "America/Los_Angeles")])
     assert (best["basis"], best["sample_size"], best["timezone"]) == ("recipient", 5, "America/Los_Angeles")
-    assert best["hour"] == max(sorted(hours), key=lambda h: hours[h])
+    assert best["hour"] == open_hour(pipeline, "m-eve", "America/Los_Angeles")  # all five in that hour
     assert len(eve["open_history"]) == 5
 
 
@@ -417,13 +423,13 @@ def test_endpoints_are_in_the_openapi_document(pipeline: httpx.Client) -> None:
     assert "local time" in timeseries["description"]
 
 
-def test_answers_are_near_real_time(pipeline: httpx.Client) -> None:
+def test_a_new_open_shows_in_the_breakdown(pipeline: httpx.Client) -> None:
+    """The rollups answer for a hit just counted. How soon is measured by bench.end_to_end (hit -> visible)
+    and bench.query_latency (the rollups while parts are unmerged), not here."""
     sent = register(pipeline, "flash", "m-flash", "fay@example.com")
-    requested = time.monotonic()
     hit(pipeline, sent["pixel_url"], ua=APPLE_MAIL, ip=LONDON)
     wait_for(
         lambda: get(pipeline, "/v1/campaigns/flash/breakdown", by="country")["rows"],
         lambda rows: rows == [{"key": "GB", "opens": 1, "unique_opens": 1, "clicks": 0, "unique_clicks": 0}],
-        timeout_s=3.0,
+        timeout_s=30,
     )
-    assert time.monotonic() - requested < 3.0

@@ -102,7 +102,7 @@ def results(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterat
             expected = [1 if c["kind"] == "open" else len(c["clicks"]) for c in CASES]
             return stored == expected
 
-        final, _ = wait_for(stats, settled, timeout_s=10)
+        final, _ = wait_for(stats, settled, timeout_s=60)
         assert components.store is not None
         places = components.store.query(
             f"SELECT message_id, country, city, ip FROM {database}.events WHERE kind = 'open'"

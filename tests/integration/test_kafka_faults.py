@@ -7,6 +7,7 @@ many messages, so the exact expected count is the number of 200s the edge answer
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import statistics
 import threading
@@ -37,6 +38,7 @@ class Stream:
     pixels: list[str]
     rate: float
     statuses: dict[int, int] = field(default_factory=dict)
+    answered: collections.Counter[str] = field(default_factory=collections.Counter)  # 200s per pixel
     latencies: list[tuple[float, float]] = field(default_factory=list)  # (time sent, seconds)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -63,6 +65,7 @@ class Stream:
                     status = 0
                 self.latencies.append((sent, time.monotonic() - sent))
                 self.statuses[status] = self.statuses.get(status, 0) + 1
+                self.answered[pixel] += status == 200
                 i += 1
                 next_at += 1 / self.rate
                 time.sleep(max(0.0, next_at - time.monotonic()))
@@ -104,7 +107,7 @@ def _deployment(tmp_path: Path, bootstrap: str) -> Iterator[dict[str, Any]]:
         edge.start()
         core.start()
         with httpx.Client(base_url=core.base, timeout=10) as api:
-            pixels = []
+            pixels, messages = [], {}
             for i in range(MESSAGES):
                 r = api.post(
                     "/v1/messages",
@@ -113,10 +116,51 @@ def _deployment(tmp_path: Path, bootstrap: str) -> Iterator[dict[str, Any]]:
                 )
                 assert r.status_code == 201, r.text
                 pixels.append(path_of(r.json()["pixel_url"]))
-        yield {"edge": edge, "core": core, "pixels": pixels}
+                messages[pixels[-1]] = r.json()["message_id"]
+        yield {"edge": edge, "core": core, "pixels": pixels, "messages": messages}
     finally:
         edge.stop()
         core.stop()
+
+
+def message_counts(core: Role) -> dict[str, tuple[int, int]]:
+    """(opens, machine opens) of every message of the campaign, in one request."""
+    try:
+        r = httpx.get(
+            f"{core.base}/v1/messages", params={"campaign_id": "load", "limit": 100}, headers=ACME, timeout=5
+        )
+    except httpx.HTTPError:
+        return {}
+    if r.status_code != 200:
+        return {}
+    return {m["message_id"]: (m["opens"], m["machine_opens"]) for m in r.json()["items"]}
+
+
+def settle(d: dict[str, Any], stream: Stream, timeout_s: float) -> tuple[int, float]:
+    """Wait until the processor has read everything the edge published, then check every message's count.
+
+    After the stream, each message gets one machine open (Apple's relay): the last hit of its partition
+    (the key is the message). Once every message shows it, everything before it on every partition in use
+    has been processed (replays included), so each message's opens are final: the 200s the edge gave it,
+    each counted once. Returns the campaign's opens and the seconds the wait took."""
+    edge, core, messages = d["edge"], d["core"], d["messages"]
+    with httpx.Client(base_url=edge.base, timeout=10) as client:
+        for pixel in d["pixels"]:
+            r = client.get(pixel, headers={"User-Agent": "Mozilla/5.0", "X-Forwarded-For": "17.58.63.200"})
+            assert r.status_code == 200
+    marked = {messages[pixel]: 1 for pixel in d["pixels"]}
+    counts, took = wait_for(
+        lambda: message_counts(core),
+        lambda got: {m: machine for m, (_, machine) in got.items()} == marked,
+        timeout_s=timeout_s,
+        every_s=0.5,
+    )
+    assert {m: opens for m, (opens, _) in counts.items()} == {
+        messages[pixel]: stream.answered[pixel] for pixel in d["pixels"]
+    }
+    opens = campaign_opens(core)
+    assert opens == stream.statuses[200]
+    return opens, took
 
 
 def campaign_opens(core: Role) -> int:
@@ -141,9 +185,7 @@ def test_processor_killed_twice_counts_every_hit_once(deployment: dict[str, Any]
     sent = stream.stop()
     assert stream.statuses == {200: sent}
     assert sent > 1000
-    opens, took = wait_for(lambda: campaign_opens(core), lambda n: n >= sent, timeout_s=60, every_s=0.2)
-    time.sleep(1)  # anything more would be a double count
-    assert campaign_opens(core) == sent
+    opens, took = settle(deployment, stream, timeout_s=120)
     print(f"\nprocessor SIGKILL x2: sent {sent}, counted {opens}, caught up {took:.1f}s after the stream")
 
 
@@ -152,14 +194,15 @@ def test_every_role_drains_and_exits_on_sigterm(deployment: dict[str, Any], tmp_
     stream = Stream(edge.base, deployment["pixels"], rate=300).start()
     time.sleep(1.5)
     sent_before_stop = sum(stream.statuses.values())
-    code, took = edge.terminate()
+    # The README's contract: SIGTERM drains and exits 0 within 10 s (`terminate` fails past that).
+    code, _ = edge.terminate(timeout_s=10)
     sent = stream.stop()
-    assert (code, took < 10) == (0, True), took
+    assert code == 0
     assert sent >= sent_before_stop
     # everything the edge answered before it stopped reached Kafka and is counted
-    wait_for(lambda: campaign_opens(core), lambda n: n == sent, timeout_s=30, every_s=0.2)
-    code, took = core.terminate()
-    assert (code, took < 10) == (0, True), took
+    wait_for(lambda: campaign_opens(core), lambda n: n == sent, timeout_s=60, every_s=0.2)
+    code, _ = core.terminate(timeout_s=10)
+    assert code == 0
 
 
 @pytest.mark.parametrize("role", ["process", "api"])
@@ -175,8 +218,8 @@ def test_a_role_alone_exits_cleanly_on_sigterm(tmp_path: Path, kafka_bootstrap: 
     try:
         alone.start()
         alone.wait_ready()
-        code, took = alone.terminate()
-        assert (code, took < 10) == (0, True), (code, took, alone.log.read_text()[-2000:])
+        code, _ = alone.terminate(timeout_s=10)  # the README's 10 s; `terminate` fails past it
+        assert code == 0, alone.log.read_text()[-2000:]
     finally:
         alone.stop()
 
@@ -196,7 +239,7 @@ def test_broker_outage_spools_at_the_edge_and_replays_everything(
     tmp_path: Path, kafka_local_broker: LocalKafka
 ) -> None:
     with _deployment(tmp_path, kafka_local_broker.bootstrap) as d:
-        edge, core = d["edge"], d["core"]
+        edge = d["edge"]
         stream = Stream(edge.base, d["pixels"], rate=200).start()
         time.sleep(3)
         down_at = time.monotonic()
@@ -215,13 +258,11 @@ def test_broker_outage_spools_at_the_edge_and_replays_everything(
         assert ready["checks"]["bus"] is True  # the spool has room: the edge still accepts hits
         assert ready["edge"]["broker_reachable"] is False
         assert ready["edge"]["mode"] == "spool"
-        opens, took = wait_for(lambda: campaign_opens(core), lambda n: n >= sent, timeout_s=120, every_s=0.5)
-        time.sleep(1)
-        assert campaign_opens(core) == sent
+        opens, took = settle(d, stream, timeout_s=180)
+        # Every request was answered 200 (above). How fast the edge answers during an outage is a speed
+        # target: bench.broker_outage measures it; these numbers are only printed.
         print(
             f"\nbroker down {up_at - down_at:.1f}s: sent {sent}, counted {opens}, spool depth {spooled:.0f}, "
             f"edge p99 {_p99(before) * 1000:.1f} ms before / {_p99(during) * 1000:.1f} ms during, "
             f"caught up {took:.1f}s after the stream"
         )
-        # the edge kept answering at its normal latency (a generous bound; the numbers are printed above)
-        assert _p99(during) < max(0.25, 5 * _p99(before))

@@ -7,6 +7,7 @@ the way `SwitchedStore` does for ClickHouse in test_processor_on_kafka.py. Also:
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
@@ -34,16 +35,18 @@ HITS = 60
 
 class Gate:
     """In front of a sink: while ``down`` every send fails as an unreachable broker does; while ``held`` is
-    clear every send waits."""
+    clear every send waits. ``reached``: how many sends came to the gate."""
 
     def __init__(self, sink: Callable[[Sequence[Notice]], Awaitable[None]]) -> None:
         self.sink = sink
         self.down = False
         self.refused = 0
+        self.reached = 0
         self.held = asyncio.Event()
         self.held.set()
 
     async def send(self, notices: Sequence[Notice]) -> None:
+        self.reached += 1
         await self.held.wait()
         if self.down:
             self.refused += 1
@@ -111,22 +114,25 @@ class _GroupOffsets:
         return sum(ends) > 0 and await self.committed() == ends
 
 
-async def _enriched(bootstrap: str, topics: Topics, expect: int) -> list[Notice]:
-    """Everything on the enriched topic: read until ``expect`` notices came, then 1 s more for any extra."""
-    consumer = AIOKafkaConsumer(topics.enriched, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+async def _enriched(bootstrap: str, topics: Topics) -> list[Notice]:
+    """Everything on the enriched topic, read to the end offset of every partition (its producers have
+    stopped: the end is fixed, so nothing extra can come after)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     notices: list[Notice] = []
     try:
-        deadline = time.monotonic() + 20
-        quiet_until: float | None = None
-        while time.monotonic() < deadline and (quiet_until is None or time.monotonic() < quiet_until):
-            for batch in (await consumer.getmany(timeout_ms=200)).values():
+        tps = [TopicPartition(topics.enriched, p) for p in range(PARTITIONS)]  # the producers' partitions
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        deadline = time.monotonic() + 60
+        while [await consumer.position(tp) for tp in tps] != [ends[tp] for tp in tps]:
+            assert time.monotonic() < deadline, "the enriched topic was not read to its end"
+            for batch in (await consumer.getmany(*tps, timeout_ms=200)).values():
                 for r in batch:
                     read, skipped = decode_notice_batch(r.value or b"")
                     assert not skipped
                     notices.extend(read)
-            if len(notices) >= expect and quiet_until is None:
-                quiet_until = time.monotonic() + 1.0
     finally:
         await consumer.stop()
     return notices
@@ -166,8 +172,11 @@ async def test_raw_offsets_wait_for_the_notices_to_be_acked_on_the_enriched_topi
         for h in hits:
             publisher.publish(h)
         await _eventually(lambda: asyncio.to_thread(lambda: _stored(store) == HITS), "every hit stored")
-        await asyncio.sleep(2.0)  # a few flush turns and hub retries with the topic away
-        assert gate.refused >= 3
+
+        async def retried() -> bool:  # the hub retried with the topic away: a commit would have come by now
+            return gate.refused >= 3
+
+        await _eventually(retried, "three refused sends")
         assert _stored(store) == HITS
         assert await committed() == [None, None, None]  # stored, but not committed
         gate.down = False
@@ -179,7 +188,7 @@ async def test_raw_offsets_wait_for_the_notices_to_be_acked_on_the_enriched_topi
         await hub.stop()
         await publisher.stop()
         await producer.stop()
-    notices = await _enriched(kafka_bootstrap, kafka_topics, HITS)
+    notices = await _enriched(kafka_bootstrap, kafka_topics)
     assert len(notices) == HITS  # each exactly once: nothing was replayed
     assert sorted(n.id for n in notices) == sorted(h.hit_id for h in hits)
     assert {n.type for n in notices} == {"open"}
@@ -223,7 +232,11 @@ async def test_a_processor_that_dies_before_the_ack_leaves_the_hits_to_be_read_a
         for h in hits:
             publisher.publish(h)
         await _eventually(lambda: asyncio.to_thread(lambda: _stored(store) == HITS), "every hit stored")
-        await asyncio.sleep(1.0)
+
+        async def at_the_gate() -> bool:  # the stored hits' notices wait at the gate: a commit would be made
+            return gate.reached >= 1
+
+        await _eventually(at_the_gate, "the notices at the gate")
         assert await committed() == [None, None, None]
     finally:
         runner.stop()
@@ -253,7 +266,7 @@ async def test_a_processor_that_dies_before_the_ack_leaves_the_hits_to_be_read_a
         await publisher.stop()
         await producer.stop()
     assert _stored(store) == HITS
-    notices = await _enriched(kafka_bootstrap, kafka_topics, HITS)
+    notices = await _enriched(kafka_bootstrap, kafka_topics)
     assert len(notices) == HITS  # the first processor published none of them
     assert sorted(n.id for n in notices) == sorted(h.hit_id for h in hits)
 
@@ -275,7 +288,15 @@ class RecordingBus(MemoryBus):
         self.commits.append(dict(next_offsets))
 
 
-async def test_the_runner_stops_fetching_while_too_many_flushes_wait_for_their_notices(store: Store) -> None:
+async def test_the_runner_stops_fetching_while_too_many_flushes_wait_for_their_notices(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="processors.runner")
+
+    def waits() -> int:
+        """How often the runner has said it waits for notices before fetching more."""
+        return sum(r.getMessage().startswith("backpressure: ") for r in caplog.records)
+
     bus = RecordingBus()
     got: list[str] = []
 
@@ -293,6 +314,7 @@ async def test_the_runner_stops_fetching_while_too_many_flushes_wait_for_their_n
         on_stored=hub.publish,
         notices_durable=hub.durable,
         max_unsettled=1,
+        settle_log_s=0.05,
     )
     await hub.start()
     task = asyncio.create_task(runner.run())
@@ -308,9 +330,14 @@ async def test_the_runner_stops_fetching_while_too_many_flushes_wait_for_their_n
         for h in hits[10:20]:
             bus.publish(h)
         await _eventually(lambda: stored(20), "the second flush", 10)  # two flushes wait: the bound
+        said = waits()
         for h in hits[20:]:
             bus.publish(h)
-        await asyncio.sleep(1.0)
+
+        async def still_waiting() -> bool:  # said again, after the third wave: it is still held, unfetched
+            return waits() > said
+
+        await _eventually(still_waiting, "the runner to say it waits")
         assert bus.fetched == 20  # the third wave stays on the bus
         assert await stored(20)
         assert bus.commits == []
@@ -395,7 +422,7 @@ async def test_waiting_past_max_poll_interval_leaves_the_group_and_loses_nothing
     # rejoining revoked every partition first (the empty set is the first join's), with nothing committed.
     assert revoked == [set(), {0, 1, 2}]
     assert _stored(store) == HITS
-    notices = await _enriched(kafka_bootstrap, kafka_topics, HITS)
+    notices = await _enriched(kafka_bootstrap, kafka_topics)
     # Read again from offset 0 after the rejoin: every notice at least once (receivers deduplicate on the id).
     assert sorted({n.id for n in notices}) == sorted(h.hit_id for h in hits)
     assert len(notices) >= HITS

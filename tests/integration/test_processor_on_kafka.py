@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,13 @@ def _hit(i: int) -> RawHit:
     return human_open(i, messages=100)  # six opens each: within the replay-flood limit (10 a minute)
 
 
+async def eventually(condition: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
 async def test_processor_pauses_while_the_store_is_away_then_catches_up(
     tmp_path: Path, store: Store, kafka_bootstrap: str, kafka_topics: Topics, kafka_group: str
 ) -> None:
@@ -67,24 +75,31 @@ async def test_processor_pauses_while_the_store_is_away_then_catches_up(
     try:
         for i in range(600):
             publisher.publish(_hit(i))
-        await asyncio.sleep(4)
+
+        async def retried() -> bool:
+            return switched.refused >= 3
+
+        await eventually(retried, "three refused inserts")  # it read hits, and kept retrying (with backoff)
         db = store.database
         assert store.query(f"SELECT count() FROM {db}.events") == [(0,)]
-        assert switched.refused >= 3  # it kept retrying (with backoff)
         assert metrics.STORE_UP._value.get() == 0  # the gauge /metrics shows
         committed = [await source.committed(p) for p in source.assignment()]
         assert committed, "no partitions assigned"
         assert all(c is None for c in committed), committed  # nothing committed meanwhile
         switched.down = False
-        deadline = time.monotonic() + 30
-        while store.query(f"SELECT uniqExact(hit_id) FROM {db}.events") != [(600,)]:
-            assert time.monotonic() < deadline, "did not catch up"
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(0.5)
+
+        async def caught_up() -> bool:
+            return store.query(f"SELECT uniqExact(hit_id) FROM {db}.events") == [(600,)]
+
+        await eventually(caught_up, "every hit stored")
         # Every record read is committed (a record holds many hits: offsets count records).
         ends = await source.end_offsets()
         assert sum(ends.values()) > 0
-        assert {p: await source.committed(p) for p in ends} == ends
+
+        async def committed_all() -> bool:
+            return {p: await source.committed(p) for p in ends} == ends
+
+        await eventually(committed_all, "every record committed")
         assert store.query(f"SELECT count() FROM {db}.events") == [(600,)]  # not one row twice
     finally:
         runner.stop()
@@ -107,7 +122,11 @@ async def test_malformed_records_go_to_the_dead_letter_topic_and_never_stop_the_
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
     try:
-        await asyncio.sleep(1)  # the source made the topics
+
+        async def assigned() -> bool:  # the source made the topics (with one partition) and owns them
+            return source.assignment() == {0}
+
+        await eventually(assigned, "the source's partition")
         values = [
             encode_hit(_hit(0)),
             b"not json",
@@ -119,12 +138,16 @@ async def test_malformed_records_go_to_the_dead_letter_topic_and_never_stop_the_
         for value in values:
             await producer.send_and_wait(kafka_topics.raw_hits, value)
         db = store.database
-        deadline = time.monotonic() + 20
-        while store.query(f"SELECT count() FROM {db}.events") != [(3,)]:
-            assert time.monotonic() < deadline, "valid hits after the bad ones were not stored"
-            await asyncio.sleep(0.1)
-        await asyncio.sleep(0.3)
-        assert await source.committed(0) == 6  # past the bad records too
+
+        async def stored() -> bool:
+            return store.query(f"SELECT count() FROM {db}.events") == [(3,)]
+
+        async def committed() -> bool:
+            return await source.committed(0) == 6  # past the bad records too
+
+        await eventually(stored, "the valid hits after the bad ones")
+        await eventually(committed, "every record committed")
+        assert store.query(f"SELECT count() FROM {db}.events") == [(3,)]
     finally:
         runner.stop()
         await asyncio.wait_for(task, 15)

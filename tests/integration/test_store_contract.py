@@ -19,7 +19,11 @@ from tests.kafka_broker import _docker_reachable as docker_reachable
 from tests.kafka_broker import image_missing
 
 CLICKHOUSE_IMAGE = "clickhouse/clickhouse-server:25.8"
-NO_SERVER = "no ClickHouse server: set PIXELPIPE_TEST_CLICKHOUSE_URL or run a Docker engine"
+NO_SERVER = (
+    "the ClickHouse-server half of the store contract did not run: PIXELPIPE_TEST_CLICKHOUSE_URL is not set "
+    "and no Docker engine answered (DOCKER_HOST or /var/run/docker.sock) to start "
+    "clickhouse/clickhouse-server"
+)
 
 
 @dataclass(frozen=True)
@@ -55,7 +59,7 @@ def contract_store(
     else:
         url = clickhouse_server_url.url
         if url is None:
-            pytest.skip(clickhouse_server_url.why_not)
+            pytest.skip(clickhouse_server_url.why_not)  # -ra prints it in the summary, in CI too
         base = parse_store_url(url)
         target = StoreTarget(**{**base.__dict__, "database": database})  # type: ignore[arg-type]
     store = Store.connect(target)

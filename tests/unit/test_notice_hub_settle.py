@@ -5,7 +5,8 @@ dropped batch never does; a stop cancels what was never handed on."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from processors.geo import Geo
 from processors.notify import NoticeHub, Notifications
@@ -36,9 +37,11 @@ def stored(hit_id: str, verdict: Verdict = Verdict.HUMAN) -> tuple[ProcessedHit,
 
 
 class Sink:
-    """A sink that fails while ``failing`` and waits while ``gate`` is clear; records what it took."""
+    """A sink that fails while ``failing`` and waits while ``gate`` is clear; records what it took, and how
+    many calls reached it (``entered``: the hub's task is at this sink)."""
 
     def __init__(self) -> None:
+        self.entered = 0
         self.failing = False
         self.failures = 0
         self.gate = asyncio.Event()
@@ -46,6 +49,7 @@ class Sink:
         self.took: list[list[str]] = []
 
     async def __call__(self, notices: Sequence[Notice]) -> None:
+        self.entered += 1
         await self.gate.wait()
         if self.failing:
             self.failures += 1
@@ -53,8 +57,15 @@ class Sink:
         self.took.append([n.id for n in notices])
 
 
-async def settles(future: asyncio.Future[None], timeout_s: float = 2.0) -> None:
+async def settles(future: asyncio.Future[None], timeout_s: float = 30.0) -> None:
     await asyncio.wait_for(asyncio.shield(future), timeout_s)
+
+
+async def eventually(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.005)
 
 
 async def test_a_ticket_completes_once_its_batches_reached_every_sink_and_not_before() -> None:
@@ -66,11 +77,11 @@ async def test_a_ticket_completes_once_its_batches_reached_every_sink_and_not_be
     await hub.start()
     try:
         hub.publish([stored("h1"), stored("h2")])
-        await asyncio.sleep(0.05)  # the hub's task took them: the first sink has them, the second waits
+        await eventually(lambda: second.entered == 1)  # the first sink has them, the second waits
         ticket = hub.durable()
         hub.publish([stored("h3")])
         later = hub.durable()
-        await asyncio.sleep(0.05)
+        assert hub.queued == 1  # h3 waits behind the batch held at the second sink
         assert first.took == [["h1", "h2"]]
         assert not ticket.done()
         assert not later.done()
@@ -93,9 +104,8 @@ async def test_a_failing_sink_holds_the_ticket_until_it_takes_the_notices() -> N
     try:
         hub.publish([stored("h1")])
         ticket = hub.durable()
-        await asyncio.sleep(0.3)
+        await eventually(lambda: sink.failures >= 3)  # retried, with backoff
         assert not ticket.done()
-        assert sink.failures >= 3  # retried, with backoff
         sink.failing = False
         await settles(ticket)
         assert sink.took == [["h1"]]
@@ -122,7 +132,7 @@ async def test_a_dropped_batch_is_counted_and_never_holds_a_ticket() -> None:
     await hub.start()
     try:
         hub.publish([stored("h1"), stored("h2")])  # taken by the hub's task, which waits at the sink
-        await asyncio.sleep(0.05)
+        await eventually(lambda: sink.entered == 1)
         hub.publish([stored("h3"), stored("h4")])  # queued: the hub is behind
         hub.publish([stored("h5"), stored("h6")])  # 2 + 2 > 3 with h3, h4 waiting: dropped
         assert hub.dropped == 2

@@ -116,3 +116,20 @@ def test_the_keyrings_tag_is_hmac_sha256_of_the_body(secret: bytes) -> None:
     for body in (b"", b"x", bytes(range(256)) * 3):
         assert keyring.tag(7, body) == hmac.new(secret, body, hashlib.sha256).digest()[:16]
     assert keyring.tag(8, b"x") is None
+
+
+@pytest.mark.parametrize(
+    ("key", "body", "tag"),
+    [
+        (b"\x0b" * 20, b"Hi There", "b0344c61d8db38535ca8afceaf0bf12b"),
+        (
+            b"\xaa" * 131,  # longer than SHA-256's block: hashed first
+            b"Test Using Larger Than Block-Size Key - Hash Key First",
+            "60e431591ee0b67f0d8a26aacbf5b77f",
+        ),
+    ],
+)
+def test_the_keyrings_tag_matches_rfc_4231(key: bytes, body: bytes, tag: str) -> None:
+    """Fixed vectors (RFC 4231 test cases 1 and 6, checked with ``openssl dgst -sha256 -mac HMAC``): the
+    first 16 bytes of HMAC-SHA256."""
+    assert Keyring(((7, key),)).tag(7, body) == bytes.fromhex(tag)
