@@ -22,7 +22,7 @@ from litestar.params import FromPath, QueryParameter
 
 from api import analytics_queries as aq
 from api.queries import Query, send_of_message
-from api.routes import ApiContext, account_dependency
+from api.routes import ApiContext, RecipientPath, account_dependency
 from schemas.recipient import normalize_recipient
 
 IncludeMachine = Annotated[
@@ -337,7 +337,7 @@ def list_messages(
 @get("/v1/recipients/{recipient:str}", dependencies=_ACCOUNT, tags=_TAGS, sync_to_thread=True)
 def recipient_view(
     *,
-    recipient: FromPath[str],
+    recipient: RecipientPath,
     account: NamedDependency[str],
     ctx: NamedDependency[ApiContext],
     limit: Annotated[

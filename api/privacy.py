@@ -40,12 +40,11 @@ from typing import Any, Final
 from litestar import Controller, delete, put
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, NotFoundException, ServiceUnavailableException
-from litestar.params import FromPath
 from litestar.status_codes import HTTP_200_OK
 
 from api.analytics_queries import rollup_erasure
 from api.erasure_residue import erase_link_labels, erase_webhook_attempts
-from api.routes import ApiContext, account_dependency
+from api.routes import ApiContext, RecipientPath, account_dependency
 from schemas.privacy_change import PrivacyChange, PrivacyNotPublished, privacy_change
 from schemas.recipient import BadRecipient, checked_recipient, normalize_recipient
 from schemas.store import Store
@@ -170,7 +169,7 @@ class PrivacyController(Controller):
     @put("/{recipient:str}/do-not-track", status_code=HTTP_200_OK, sync_to_thread=True)
     def do_not_track(
         self,
-        recipient: FromPath[str],
+        recipient: RecipientPath,
         account: NamedDependency[str],
         ctx: NamedDependency[ApiContext],
         privacy: NamedDependency[PrivacyPropagation],
@@ -183,7 +182,7 @@ class PrivacyController(Controller):
     @delete("/{recipient:str}/do-not-track", status_code=HTTP_200_OK, sync_to_thread=True)
     def track_again(
         self,
-        recipient: FromPath[str],
+        recipient: RecipientPath,
         account: NamedDependency[str],
         ctx: NamedDependency[ApiContext],
         privacy: NamedDependency[PrivacyPropagation],
@@ -196,7 +195,7 @@ class PrivacyController(Controller):
     @delete("/{recipient:str}", status_code=HTTP_200_OK, sync_to_thread=True)
     def erase(
         self,
-        recipient: FromPath[str],
+        recipient: RecipientPath,
         account: NamedDependency[str],
         ctx: NamedDependency[ApiContext],
         privacy: NamedDependency[PrivacyPropagation],

@@ -17,7 +17,7 @@ import msgspec
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import ClientException, NotFoundException
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, JSONBody, Parameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_409_CONFLICT
 
 from api import queries
@@ -69,7 +69,8 @@ SentAt = Annotated[
 
 # What `schemas.recipient.checked_recipient` accepts, as the schema says it: something not blank, without
 # control characters or line separators.
-RECIPIENT_PATTERN = r"^[^\x00-\x1f\x7f-\x9f\u2028\u2029]*\S[^\x00-\x1f\x7f-\x9f\u2028\u2029]*$"
+_CONTROLS = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+RECIPIENT_PATTERN = rf"^[^{_CONTROLS}]*[^\s{_CONTROLS}][^{_CONTROLS}]*$"
 PATTERN_WORDS[RECIPIENT_PATTERN] = "an address that is not blank and holds no control character or line break"
 Recipient = Annotated[
     str,
@@ -79,6 +80,15 @@ Recipient = Annotated[
         pattern=RECIPIENT_PATTERN,
         description="The recipient's address. Compared trimmed and in lower case (one recipient however "
         "it is written); refused (400) when blank or holding a control character or line break.",
+    ),
+]
+# The same rule for a recipient named in a path (`/v1/recipients/{recipient}`, percent-encoded).
+RecipientPath = Annotated[
+    str,
+    Parameter(
+        max_length=512,
+        pattern=RECIPIENT_PATTERN,
+        description="The recipient's address, percent-encoded (`/` as `%2F`); any case, trimmed.",
     ),
 ]
 
