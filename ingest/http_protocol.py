@@ -206,6 +206,12 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._cancel_head_timer()
         super().connection_lost(exc)
 
+    def handle_websocket_upgrade(self) -> None:
+        # The connection passes to uvicorn's WebSocket protocol, whose close this one never sees.
+        metrics.CONNECTIONS_OPEN.dec()
+        self._table.gone(self)
+        super().handle_websocket_upgrade()
+
     def evict(self) -> None:
         _CLOSED["evicted"].inc()
         self._close_connection()

@@ -177,6 +177,21 @@ def test_an_unfinished_http_0_9_request_line_is_closed_after_the_header_timeout(
 
 
 @pytest.mark.parametrize("path", [f"/o/{OPEN}.gif", "/other"], ids=["pixel", "asgi"])
+def test_a_complete_http_0_9_request_is_answered_then_closed(server: _Server, path: str) -> None:
+    with _raw(server) as sock:
+        sock.sendall(f"GET {path}\r\n\r\n".encode())
+        data = b""
+        sock.settimeout(5)
+        while chunk := sock.recv(65536):
+            data += chunk
+    # Answered as any request whose version does not keep the connection alive, and closed.
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert head.endswith(b"\r\nconnection: close")
+    assert body == (PIXEL_GIF if path.startswith("/o/") else b"fallback")
+
+
+@pytest.mark.parametrize("path", [f"/o/{OPEN}.gif", "/other"], ids=["pixel", "asgi"])
 def test_a_get_with_a_huge_content_length_is_answered_then_closed(server: _Server, path: str) -> None:
     before = _closed()
     with server.connect() as conn:
