@@ -178,7 +178,6 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     _head_timer: asyncio.TimerHandle | None  # the header timeout, while a head is awaited
     _head_used: int  # bytes read towards the current head (at most `bounds.max_head_bytes`)
     _reading_head: bool  # between messages or inside a head: what arrives counts towards a head
-    _in_head: bool  # a request has begun and its head is not complete
     _lingering: bool  # answered 431: what arrives is dropped until the close
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -191,7 +190,6 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         self._head_timer = None
         self._head_used = 0
         self._reading_head = True
-        self._in_head = False
         self._lingering = False
         table = self._table = connection_table(self.server_state)
         if not table.admit(self, self.bounds.max_connections):
@@ -296,13 +294,8 @@ class BoundedHttpProtocol(HttpToolsProtocol):
 
     # -- parser callbacks
 
-    def on_message_begin(self) -> None:
-        self._in_head = True
-        super().on_message_begin()
-
     def _head_complete(self) -> None:
         """The request's head is in: no header timeout, no limit, not waiting, until its message ends."""
-        self._in_head = False
         self._reading_head = False
         self._head_used = 0
         self._cancel_head_timer()
@@ -430,7 +423,6 @@ class EdgeHttpProtocol(BoundedHttpProtocol):
 
     def on_message_begin(self) -> None:
         # The ASGI scope is built in `on_headers_complete`, and only for requests that take the ASGI path.
-        self._in_head = True
         self._between_messages = False
         self.url = b""
         self.expect_100_continue = False

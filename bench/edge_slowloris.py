@@ -1,0 +1,199 @@
+"""A real pixel's latency while 2,000 slowloris connections hold on (issue 14): ``pixelpipe serve`` (every
+role, in-process bus, embedded ClickHouse) on CPU 0, ``wrk`` at a paced rate on CPU 1, and an attacker on
+CPU 1 that keeps N connections open, each sending a pixel request's head one byte a second and never
+finishing it (reconnecting whenever the server closes one, as a slowloris does).
+
+Three phases, each a paced wrk run of the same length: no attacker (baseline); N slow connections under the
+connection cap (the header timeout closes each after 10 s, and the attacker reopens it); N slow connections
+with the cap at N / 2 (``PIXELPIPE_MAX_CONNECTIONS``, a second server), so the longest-waiting connection
+is evicted for every new one, wrk's included. Reported: wrk's p50/p99/max and errors, the attacker's open
+connections and reconnections, and the server's ``pixelpipe_http_connections_closed_total``.
+
+    uv run python -m bench.edge_slowloris            # quick: 15 s per phase, 2,000 slow connections
+    uv run python -m bench.edge_slowloris --full     # 30 s per phase
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import subprocess
+import sys
+import time
+from typing import Any
+
+from bench.common import (
+    LOAD_CPU,
+    PYTHON,
+    ROOT,
+    SERVER_CPU,
+    BenchError,
+    Role,
+    argparser,
+    cleanup,
+    conditions,
+    ensure_tools,
+    machine,
+    pinned,
+    pixel_paths,
+    role_env,
+    run_wrk,
+    scrape,
+    scratch,
+    wait_quiet,
+    write_result,
+)
+
+WRK_CONNECTIONS = 16
+REASONS = ("header_timeout", "body_timeout", "idle_timeout", "head_too_large", "evicted", "refused")
+
+
+# -- the attacker (a subprocess: ``python -m bench.edge_slowloris --attack HOST PORT N SECONDS``)
+
+
+async def _slow_connection(host: str, port: int, until: float, stats: dict[str, int]) -> None:
+    head = b"GET /o/slowloris.gif HTTP/1.1\r\nHost: x\r\nUser-Agent: slow\r\nX-Pad: " + b"a" * 10_000
+    while time.monotonic() < until:
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+        except OSError:
+            stats["connect_errors"] += 1
+            await asyncio.sleep(0.2)
+            continue
+        stats["opened"] += 1
+        stats["open"] += 1
+        try:
+            writer.write(head[:1])
+            for byte in head[1:]:
+                if time.monotonic() >= until:
+                    break
+                # One byte a second (a little jitter, so the connections do not move in step); a read that
+                # returns means the server closed the connection.
+                try:
+                    if await asyncio.wait_for(reader.read(1), timeout=random.uniform(0.8, 1.2)) == b"":
+                        break
+                except TimeoutError:
+                    writer.write(bytes([byte]))
+        except OSError:
+            pass
+        finally:
+            stats["open"] -= 1
+            writer.close()
+
+
+async def _attack(host: str, port: int, count: int, seconds: float) -> dict[str, Any]:
+    until = time.monotonic() + seconds
+    stats = {"opened": 0, "open": 0, "connect_errors": 0}
+    samples: list[int] = []
+
+    async def sample() -> None:
+        while time.monotonic() < until:
+            await asyncio.sleep(1)
+            samples.append(stats["open"])
+
+    tasks = [asyncio.create_task(sample())]
+    for _ in range(count):
+        tasks.append(asyncio.create_task(_slow_connection(host, port, until, stats)))
+        await asyncio.sleep(0.002)  # 500 new connections a second while ramping up
+    await asyncio.gather(*tasks)
+    return {**stats, "open_samples": samples}
+
+
+def _attack_main(argv: list[str]) -> None:
+    from pixelpipe.limits import raise_open_file_limit
+
+    raise_open_file_limit()
+    host, port, count, seconds = argv[0], int(argv[1]), int(argv[2]), float(argv[3])
+    print(json.dumps(asyncio.run(_attack(host, port, count, seconds))), flush=True)
+
+
+# -- the benchmark
+
+
+def _closed(base: str) -> dict[str, float]:
+    series = scrape(base)
+    return {r: series.get(f'pixelpipe_http_connections_closed_total{{reason="{r}"}}', 0.0) for r in REASONS}
+
+
+def _phase(
+    name: str, server: Role, paths: list[str], seconds: float, attackers: int, *, rate: int
+) -> dict[str, Any]:
+    print(f"  {name}: {attackers} slow connections, wrk at {rate}/s for {seconds:g} s", flush=True)
+    before = _closed(server.base)
+    attacker = None
+    ramp_s = attackers / 500 + 12  # ramp up, then one header timeout: the attacker is reconnecting by then
+    if attackers:
+        attacker = subprocess.Popen(
+            pinned(
+                [PYTHON, "-m", "bench.edge_slowloris", "--attack", "127.0.0.1", str(server.port),
+                 str(attackers), str(ramp_s + seconds + 2)],
+                LOAD_CPU,
+            ),
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        time.sleep(ramp_s)
+    state = conditions()
+    wrk = run_wrk(server.base, paths, duration_s=seconds, connections=WRK_CONNECTIONS, paced_rps=rate)
+    attack: dict[str, Any] = {}
+    if attacker is not None:
+        out, _ = attacker.communicate(timeout=120)
+        if attacker.returncode != 0:
+            raise BenchError(f"the attacker failed ({attacker.returncode}): {out[-2000:]}")
+        attack = json.loads(out.strip().splitlines()[-1])
+    after = _closed(server.base)
+    closed = {r: int(after[r] - before[r]) for r in REASONS if after[r] != before[r]}
+    result = {"phase": name, "conditions": state, "wrk": wrk.as_dict(), "attack": attack, "closed": closed}
+    # The attacker's open connections, sampled each second while wrk ran (after the ramp).
+    samples = (attack.get("open_samples") or [])[int(ramp_s) :] or [0]
+    result["attack_open_while_measured"] = [min(samples), max(samples)]
+    print(
+        f"    p50 {wrk.p50_ms:.2f} ms  p99 {wrk.p99_ms:.2f} ms  max {wrk.max_ms:.1f} ms  {wrk.rps:,.0f}/s  "
+        f"non-2xx {wrk.non_2xx}  socket errors {wrk.socket_errors}; slow connections open "
+        f"{min(samples)}-{max(samples)}, opened {attack.get('opened', 0)}; closed by the server {closed}",
+        flush=True,
+    )
+    return result
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--attack":
+        _attack_main(sys.argv[2:])
+        return
+    parser = argparser(__doc__)
+    parser.add_argument("--connections", type=int, default=2_000, help="slow connections (default 2000)")
+    parser.add_argument("--rate", type=int, default=1_000, help="wrk's paced pixels a second (default 1000)")
+    args = parser.parse_args()
+    if ensure_tools("wrk"):
+        raise BenchError("wrk is needed")
+    seconds = 30.0 if args.full else 15.0
+    quiet = wait_quiet(0.15, args.wait_quiet) if args.wait_quiet else conditions()
+    paths = pixel_paths(1000)
+    work = scratch("slowloris")
+    phases = []
+    try:
+        for cap, label in ((None, "under the cap"), (args.connections // 2, "over the cap")):
+            extra = {"PIXELPIPE_MAX_CONNECTIONS": str(cap)} if cap else {}
+            data = work / f"data-{cap or 'default'}"
+            server = Role(["serve"], role_env(data, **extra), work / f"serve-{cap}.log", SERVER_CPU).start()
+            try:
+                run_wrk(server.base, paths, duration_s=5, connections=WRK_CONNECTIONS, paced_rps=args.rate)
+                if cap is None:
+                    phases.append(_phase("baseline", server, paths, seconds, 0, rate=args.rate))
+                name = f"{args.connections} slow, {label}"
+                phases.append(_phase(name, server, paths, seconds, args.connections, rate=args.rate))
+            finally:
+                server.stop()
+    finally:
+        cleanup(work)
+    path = write_result(
+        "edge_slowloris",
+        {"machine": machine(), "conditions": quiet, "paced_rps": args.rate, "phases": phases},
+    )
+    print(f"  written to {path}")
+
+
+if __name__ == "__main__":
+    main()
