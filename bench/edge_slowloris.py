@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import subprocess
 import sys
 import time
@@ -46,57 +45,82 @@ from bench.common import (
 )
 
 WRK_CONNECTIONS = 16
+_SETTLE_S = 12  # after the attacker's ramp, before measuring: past the first header timeouts (10 s)
 REASONS = ("header_timeout", "body_timeout", "idle_timeout", "head_too_large", "evicted", "refused")
 
 
 # -- the attacker (a subprocess: ``python -m bench.edge_slowloris --attack HOST PORT N SECONDS``)
 
 
-async def _slow_connection(host: str, port: int, until: float, stats: dict[str, int]) -> None:
-    head = b"GET /o/slowloris.gif HTTP/1.1\r\nHost: x\r\nUser-Agent: slow\r\nX-Pad: " + b"a" * 10_000
-    while time.monotonic() < until:
-        try:
-            reader, writer = await asyncio.open_connection(host, port)
-        except OSError:
-            stats["connect_errors"] += 1
-            await asyncio.sleep(0.2)
-            continue
-        stats["opened"] += 1
-        stats["open"] += 1
-        try:
-            writer.write(head[:1])
-            for byte in head[1:]:
-                if time.monotonic() >= until:
-                    break
-                # One byte a second (a little jitter, so the connections do not move in step); a read that
-                # returns means the server closed the connection.
-                try:
-                    if await asyncio.wait_for(reader.read(1), timeout=random.uniform(0.8, 1.2)) == b"":
-                        break
-                except TimeoutError:
-                    writer.write(bytes([byte]))
-        except OSError:
-            pass
-        finally:
-            stats["open"] -= 1
-            writer.close()
+_HEAD = b"GET /o/slowloris.gif HTTP/1.1\r\nHost: x\r\nUser-Agent: slow\r\nX-Pad: " + b"a" * 10_000
+
+
+class _Slow(asyncio.Protocol):
+    """One slow connection: it sends the next byte of a head each time the attacker's ticker comes by, and
+    says when the server closes it."""
+
+    def __init__(self, closed: asyncio.Queue[_Slow]) -> None:
+        self._closed = closed
+        self.transport: asyncio.Transport | None = None
+        self.sent = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.tick()
+
+    def tick(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(_HEAD[self.sent % len(_HEAD) : self.sent % len(_HEAD) + 1])
+            self.sent += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self._closed.put_nowait(self)
 
 
 async def _attack(host: str, port: int, count: int, seconds: float) -> dict[str, Any]:
-    until = time.monotonic() + seconds
-    stats = {"opened": 0, "open": 0, "connect_errors": 0}
-    samples: list[int] = []
+    """Keep ``count`` slow connections open for ``seconds``: each sends one byte a second (a ticker walks
+    over them all every second), and one the server closes is reopened."""
+    loop = asyncio.get_running_loop()
+    start = time.monotonic()
+    until = start + seconds
+    closed: asyncio.Queue[_Slow] = asyncio.Queue()
+    live: set[_Slow] = set()
+    stats = {"opened": 0, "connect_errors": 0}
+    samples: list[tuple[float, int]] = []  # (seconds since the start, connections open)
 
-    async def sample() -> None:
-        while time.monotonic() < until:
-            await asyncio.sleep(1)
-            samples.append(stats["open"])
+    async def open_one() -> None:
+        try:
+            _, conn = await loop.create_connection(lambda: _Slow(closed), host, port)
+        except OSError:
+            stats["connect_errors"] += 1
+            return
+        stats["opened"] += 1
+        live.add(conn)
 
-    tasks = [asyncio.create_task(sample())]
+    async def reopen() -> None:
+        while True:
+            gone = await closed.get()
+            live.discard(gone)
+            if time.monotonic() < until:
+                await open_one()
+
+    reopener = asyncio.create_task(reopen())
     for _ in range(count):
-        tasks.append(asyncio.create_task(_slow_connection(host, port, until, stats)))
+        await open_one()
         await asyncio.sleep(0.002)  # 500 new connections a second while ramping up
-    await asyncio.gather(*tasks)
+    while time.monotonic() < until:
+        for conn in list(live):
+            conn.tick()
+        missing = count - len(live) - closed.qsize()
+        for _ in range(max(0, missing)):  # a connect that failed: try again
+            await open_one()
+        await asyncio.sleep(1.0)
+        samples.append((round(time.monotonic() - start, 1), len(live)))
+    reopener.cancel()
+    for conn in list(live):
+        if conn.transport is not None:
+            conn.transport.close()
     return {**stats, "open_samples": samples}
 
 
@@ -122,7 +146,7 @@ def _phase(
     print(f"  {name}: {attackers} slow connections, wrk at {rate}/s for {seconds:g} s", flush=True)
     before = _closed(server.base)
     attacker = None
-    ramp_s = attackers / 500 + 12  # ramp up, then one header timeout: the attacker is reconnecting by then
+    ramp_s = attackers / 500 + _SETTLE_S  # ramp up, then a header timeout: the attacker is reconnecting
     if attackers:
         attacker = subprocess.Popen(
             pinned(
@@ -147,7 +171,7 @@ def _phase(
     closed = {r: int(after[r] - before[r]) for r in REASONS if after[r] != before[r]}
     result = {"phase": name, "conditions": state, "wrk": wrk.as_dict(), "attack": attack, "closed": closed}
     # The attacker's open connections, sampled each second while wrk ran (after the ramp).
-    samples = (attack.get("open_samples") or [])[int(ramp_s) :] or [0]
+    samples = [n for at, n in attack.get("open_samples") or [] if at >= ramp_s] or [0]
     result["attack_open_while_measured"] = [min(samples), max(samples)]
     print(
         f"    p50 {wrk.p50_ms:.2f} ms  p99 {wrk.p99_ms:.2f} ms  max {wrk.max_ms:.1f} ms  {wrk.rps:,.0f}/s  "
