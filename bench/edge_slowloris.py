@@ -1,7 +1,9 @@
 """A real pixel's latency while 2,000 slowloris connections hold on (issue 14): ``pixelpipe serve`` (every
 role, in-process bus, embedded ClickHouse) on CPU 0, ``wrk`` at a paced rate on CPU 1, and an attacker on
 CPU 1 that keeps N connections open, each sending a pixel request's head one byte a second and never
-finishing it (reconnecting whenever the server closes one, as a slowloris does).
+finishing it (reconnecting whenever the server closes one, as a slowloris does). The bytes are spread over
+each second; ``--burst`` sends every connection's byte at the same moment (the worst case for an event
+loop: the pixel that arrives then waits behind all of them).
 
 Three phases, each a paced wrk run of the same length: no attacker (baseline); N slow connections under the
 connection cap (the header timeout closes each after 10 s, and the attacker reopens it); N slow connections
@@ -33,7 +35,6 @@ from bench.common import (
     cleanup,
     conditions,
     ensure_tools,
-    machine,
     pinned,
     pixel_paths,
     role_env,
@@ -78,7 +79,7 @@ class _Slow(asyncio.Protocol):
         self._closed.put_nowait(self)
 
 
-async def _attack(host: str, port: int, count: int, seconds: float) -> dict[str, Any]:
+async def _attack(host: str, port: int, count: int, seconds: float, *, burst: bool) -> dict[str, Any]:
     """Keep ``count`` slow connections open for ``seconds``: each sends one byte a second (a ticker walks
     over them all every second), and one the server closes is reopened."""
     loop = asyncio.get_running_loop()
@@ -109,13 +110,16 @@ async def _attack(host: str, port: int, count: int, seconds: float) -> dict[str,
     for _ in range(count):
         await open_one()
         await asyncio.sleep(0.002)  # 500 new connections a second while ramping up
+    slices = 1 if burst else 20  # burst: every connection's byte at once; else spread over the second
     while time.monotonic() < until:
-        for conn in list(live):
-            conn.tick()
+        conns = list(live)
+        for at in range(slices):
+            for conn in conns[at::slices]:
+                conn.tick()
+            await asyncio.sleep(1.0 / slices)
         missing = count - len(live) - closed.qsize()
         for _ in range(max(0, missing)):  # a connect that failed: try again
             await open_one()
-        await asyncio.sleep(1.0)
         samples.append((round(time.monotonic() - start, 1), len(live)))
     reopener.cancel()
     for conn in list(live):
@@ -129,7 +133,8 @@ def _attack_main(argv: list[str]) -> None:
 
     raise_open_file_limit()
     host, port, count, seconds = argv[0], int(argv[1]), int(argv[2]), float(argv[3])
-    print(json.dumps(asyncio.run(_attack(host, port, count, seconds))), flush=True)
+    burst = argv[4:] == ["burst"]
+    print(json.dumps(asyncio.run(_attack(host, port, count, seconds, burst=burst))), flush=True)
 
 
 # -- the benchmark
@@ -141,7 +146,7 @@ def _closed(base: str) -> dict[str, float]:
 
 
 def _phase(
-    name: str, server: Role, paths: list[str], seconds: float, attackers: int, *, rate: int
+    name: str, server: Role, paths: list[str], seconds: float, attackers: int, *, rate: int, burst: bool
 ) -> dict[str, Any]:
     print(f"  {name}: {attackers} slow connections, wrk at {rate}/s for {seconds:g} s", flush=True)
     before = _closed(server.base)
@@ -151,7 +156,7 @@ def _phase(
         attacker = subprocess.Popen(
             pinned(
                 [PYTHON, "-m", "bench.edge_slowloris", "--attack", "127.0.0.1", str(server.port),
-                 str(attackers), str(ramp_s + seconds + 2)],
+                 str(attackers), str(ramp_s + seconds + 2), *(["burst"] if burst else [])],
                 LOAD_CPU,
             ),
             cwd=ROOT,
@@ -188,6 +193,9 @@ def main() -> None:
         return
     parser = argparser(__doc__)
     parser.add_argument("--connections", type=int, default=2_000, help="slow connections (default 2000)")
+    parser.add_argument(
+        "--burst", action="store_true", help="every slow connection sends its byte at the same moment"
+    )
     parser.add_argument("--rate", type=int, default=1_000, help="wrk's paced pixels a second (default 1000)")
     args = parser.parse_args()
     if ensure_tools("wrk"):
@@ -205,16 +213,17 @@ def main() -> None:
             try:
                 run_wrk(server.base, paths, duration_s=5, connections=WRK_CONNECTIONS, paced_rps=args.rate)
                 if cap is None:
-                    phases.append(_phase("baseline", server, paths, seconds, 0, rate=args.rate))
+                    phases.append(_phase("baseline", server, paths, seconds, 0, rate=args.rate, burst=False))
                 name = f"{args.connections} slow, {label}"
-                phases.append(_phase(name, server, paths, seconds, args.connections, rate=args.rate))
+                slow = args.connections
+                phases.append(_phase(name, server, paths, seconds, slow, rate=args.rate, burst=args.burst))
             finally:
                 server.stop()
     finally:
         cleanup(work)
     path = write_result(
         "edge_slowloris",
-        {"machine": machine(), "conditions": quiet, "paced_rps": args.rate, "phases": phases},
+        {"conditions": quiet, "paced_rps": args.rate, "burst": args.burst, "phases": phases},
     )
     print(f"  written to {path}")
 
