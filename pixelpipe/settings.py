@@ -262,8 +262,10 @@ def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port:
     if ip_storage not in ("truncate", "drop", "full"):
         raise SettingsError("PIXELPIPE_IP_STORAGE", f"{ip_storage!r} is not one of truncate, drop, full")
 
-    fd_reserve = _int(env, "PIXELPIPE_FD_RESERVE", 1_024, 16, 1_000_000)
-    max_connections = _max_connections(env, fd_reserve, limits.open_file_limit())
+    open_files = limits.open_file_limit()
+    # By default a quarter of a low limit (a test process, a laptop's 256 or 1024), so the defaults start.
+    fd_reserve = _int(env, "PIXELPIPE_FD_RESERVE", min(1_024, open_files // 4), 16, 1_000_000)
+    max_connections = _max_connections(env, fd_reserve, open_files)
 
     return Settings(
         keyring=keyring,

@@ -48,11 +48,15 @@ def test_each_bound_is_read(tmp_path: Path) -> None:
     assert s.fd_reserve == 2_000
 
 
-def test_the_default_cap_leaves_the_reserve_under_a_low_limit(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(
+    ("open_files", "reserve", "cap"), [(4_096, 1_024, 3_072), (1_024, 256, 768), (256, 64, 192)]
+)
+def test_the_defaults_fit_under_a_low_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, open_files: int, reserve: int, cap: int
 ) -> None:
-    monkeypatch.setattr(limits, "open_file_limit", lambda: 4_096)
-    assert load({**GOOD, "PIXELPIPE_DATA_DIR": str(tmp_path)}).max_connections == 3_072
+    monkeypatch.setattr(limits, "open_file_limit", lambda: open_files)
+    s = load({**GOOD, "PIXELPIPE_DATA_DIR": str(tmp_path)})
+    assert (s.fd_reserve, s.max_connections) == (reserve, cap)
 
 
 @pytest.mark.usefixtures("open_files")
