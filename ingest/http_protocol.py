@@ -15,6 +15,15 @@ waits for at most the rest of the current event-loop iteration: the response's n
 and otherwise a callback scheduled when it was held writes it alone (the answer to a HEAD, a stream whose
 first chunk is not ready yet). This must never reorder bytes, never hold anything but a response's first
 write, and never close a connection with a held head unsent.
+
+**Bounded connections** (`BoundedHttpProtocol`, under the edge's protocol and every other role's): the
+`ingest.connection_bounds` a server is given. A head that takes longer than the header timeout closes the
+connection; a kept-alive connection idle for the idle timeout closes; a head longer than the head limit is
+answered ``431`` and the connection closed, having kept at most the limit (plus one read) of it; a request
+whose body is still to come when its response is complete (a ``GET`` with a huge ``Content-Length``) must
+finish within the header timeout (its body is read and dropped meanwhile) or the connection closes; beyond
+the connection cap the longest-waiting connection is closed. Each such close is counted in
+``pixelpipe_http_connections_closed_total`` by reason.
 """
 
 from __future__ import annotations
@@ -23,12 +32,14 @@ import asyncio
 import logging
 import math
 import urllib.parse
-from typing import Any, Final, cast
+from typing import Any, ClassVar, Final, TypeVar, cast
 
 from uvicorn._types import ASGI3Application
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
+from ingest import metrics
 from ingest.client_ip import client_ip, forwarded_for_counts
+from ingest.connection_bounds import DEFAULT_BOUNDS, ConnectionBounds, ConnectionTable, connection_table
 from ingest.edge import BAD_LINK, METHOD_NOT_ALLOWED, PIXEL, PIXEL_HEAD, Answer, Edge
 from ingest.native import PixelPath
 
@@ -148,7 +159,193 @@ class _HeadCoalescer:
         return getattr(self._transport, name)
 
 
-class EdgeHttpProtocol(HttpToolsProtocol):
+_HEAD_TOO_LARGE: Final = b"Request header fields too large.\n"
+# After a 431, what the client is still sending is read and dropped for at most this long before the
+# close: closing a socket with unread data resets the connection, and the reset can overtake the answer.
+_LINGER_S: Final = 2.0
+_CLOSED = {
+    reason: metrics.CONNECTIONS_CLOSED.labels(reason)
+    for reason in ("header_timeout", "body_timeout", "idle_timeout", "head_too_large", "evicted", "refused")
+}
+
+
+class BoundedHttpProtocol(HttpToolsProtocol):
+    """uvicorn's ``HttpToolsProtocol`` held to `bounds` (see the module's docstring); `bounded` makes a
+    subclass with other bounds."""
+
+    bounds: ClassVar[ConnectionBounds] = DEFAULT_BOUNDS
+    _table: ConnectionTable
+    _head_timer: asyncio.TimerHandle | None  # the header timeout, while a head is awaited
+    _head_used: int  # bytes read towards the current head (at most `bounds.max_head_bytes`)
+    _reading_head: bool  # between messages or inside a head: what arrives counts towards a head
+    _lingering: bool  # answered 431: what arrives is dropped until the close
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.timeout_keep_alive = self.bounds.idle_timeout_s  # type: ignore[assignment]  # uvicorn says int
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        metrics.CONNECTIONS_OPEN.inc()
+        self._head_timer = None
+        self._head_used = 0
+        self._reading_head = True
+        self._lingering = False
+        table = self._table = connection_table(self.server_state)
+        if not table.admit(self, self.bounds.max_connections):
+            _CLOSED["refused"].inc()  # at the cap, and every connection has a request in progress
+            transport.close()
+            return
+        self._head_timer = self.loop.call_later(self.bounds.header_timeout_s, self._head_timed_out)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        metrics.CONNECTIONS_OPEN.dec()
+        self._table.gone(self)
+        self._cancel_head_timer()
+        super().connection_lost(exc)
+
+    def handle_websocket_upgrade(self) -> None:
+        # The connection passes to uvicorn's WebSocket protocol, whose close this one never sees.
+        metrics.CONNECTIONS_OPEN.dec()
+        self._table.gone(self)
+        super().handle_websocket_upgrade()
+
+    def evict(self) -> None:
+        _CLOSED["evicted"].inc()
+        self._close_connection()
+
+    def _close_connection(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()
+
+    def _cancel_head_timer(self) -> None:
+        timer = self._head_timer
+        if timer is not None:
+            timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            _CLOSED["header_timeout" if self._reading_head else "body_timeout"].inc()
+            self._close_connection()
+
+    def timeout_keep_alive_handler(self) -> None:
+        if not self.transport.is_closing():
+            _CLOSED["idle_timeout"].inc()
+        self._close_connection()
+
+    # -- reading: the head limit
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering:
+            return
+        if self._reading_head:
+            room = self.bounds.max_head_bytes - self._head_used
+            if len(data) > room:
+                # Feed what fits: if a head completes inside it, go on with the rest; if not, refuse.
+                if room > 0:
+                    self._head_used += room
+                    self._feed(data[:room])
+                if self._reading_head and not self.transport.is_closing():
+                    self._refuse_head()
+                elif not self.transport.is_closing():
+                    self.data_received(data[room:])
+                return
+            self._head_used += len(data)
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> None:
+        super().data_received(data)
+        # Waiting for a head with no timer running (a request begun after an idle spell, or bytes that
+        # begin none, such as blank lines): the header timeout runs from here.
+        if (
+            self._reading_head
+            and self._head_timer is None
+            and self.timeout_keep_alive_task is None
+            and (self.cycle is None or self.cycle.response_complete)
+            and not self.transport.is_closing()
+        ):
+            self._head_timer = self.loop.call_later(self.bounds.header_timeout_s, self._head_timed_out)
+
+    def _refuse_head(self) -> None:
+        """431 and close, after reading (and dropping) what the client still sends for a moment."""
+        _CLOSED["head_too_large"].inc()
+        self._lingering = True
+        self._cancel_head_timer()
+        self._table.busy(self)
+        content = [STATUS_LINE[431]]
+        for name, value in self.server_state.default_headers:
+            content += (name, b": ", value, b"\r\n")
+        content += (
+            b"content-type: text/plain; charset=utf-8\r\n",
+            b"content-length: " + str(len(_HEAD_TOO_LARGE)).encode() + b"\r\n",
+            b"connection: close\r\n\r\n",
+            _HEAD_TOO_LARGE,
+        )
+        transport = self.transport
+        transport.write(b"".join(content))
+        try:
+            transport.write_eof()  # the answer, then FIN; the client's close ends the connection
+        except (NotImplementedError, OSError, RuntimeError):
+            transport.close()
+            return
+        self.loop.call_later(min(_LINGER_S, self.bounds.header_timeout_s), self._close_connection)
+
+    # -- parser callbacks
+
+    def _head_complete(self) -> None:
+        """The request's head is in: no header timeout, no limit, not waiting, until its message ends."""
+        self._reading_head = False
+        self._head_used = 0
+        self._cancel_head_timer()
+        self._table.busy(self)
+
+    def on_headers_complete(self) -> None:
+        self._head_complete()
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._reading_head = True
+        self._head_used = 0
+        if self._head_timer is not None:  # a body deadline (`on_response_complete`): the body is in
+            self._cancel_head_timer()
+            cycle = self.cycle
+            if (
+                self.timeout_keep_alive_task is None
+                and (cycle is None or cycle.response_complete)
+                and not self.pipeline
+                and not self.transport.is_closing()
+            ):
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    self.timeout_keep_alive, self.timeout_keep_alive_handler
+                )
+                self._table.wait(self)
+        super().on_message_complete()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self.transport.is_closing():
+            return
+        if not self._reading_head:
+            # The response is complete and the request's body still to come (the app did not read it: a
+            # GET with a huge Content-Length, an answer before the body): the rest of it must arrive within
+            # the header timeout, or the connection closes.
+            if self._head_timer is None:
+                self._head_timer = self.loop.call_later(self.bounds.header_timeout_s, self._head_timed_out)
+        elif self.timeout_keep_alive_task is not None:  # idle: the longest waiting is evicted first
+            self._table.wait(self)
+
+
+_P = TypeVar("_P", bound=BoundedHttpProtocol)
+
+
+def bounded(protocol: type[_P], bounds: ConnectionBounds) -> type[_P]:
+    """``protocol`` held to ``bounds`` (a subclass: the class uvicorn is given)."""
+    return cast(type[_P], type(protocol.__name__, (protocol,), {"bounds": bounds}))
+
+
+class EdgeHttpProtocol(BoundedHttpProtocol):
     """uvicorn's ``HttpToolsProtocol`` answering pixels and clicks itself when the app is an `Edge`, with
     `_HeadCoalescer` between the ASGI path's responses and the socket.
 
@@ -187,7 +384,12 @@ class EdgeHttpProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         pixel_path = self._pixel_path
-        if pixel_path is not None and self._between_messages and self._answers_alone():
+        if (
+            pixel_path is not None
+            and self._between_messages
+            and len(data) <= self.bounds.max_head_bytes
+            and self._answers_alone()
+        ):
             edge = cast(Edge, self._edge)
             try:
                 found = pixel_path.answer(
@@ -202,7 +404,10 @@ class EdgeHttpProtocol(HttpToolsProtocol):
                 transport = self.transport
                 transport.write(_ENCODED.get(PIXEL, self.server_state.default_headers, keep_alive, True))
                 self.server_state.total_requests += 1
+                if self._head_timer is not None:  # the connection's first request
+                    self._cancel_head_timer()
                 if keep_alive:
+                    self._table.wait(self)
                     self._answered_at = self.loop.time()
                     if self.timeout_keep_alive_task is None:
                         self.timeout_keep_alive_task = self.loop.call_later(
@@ -228,6 +433,7 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         super().on_message_complete()
 
     def on_headers_complete(self) -> None:
+        self._head_complete()
         edge = self._edge
         if edge is not None and self.url[:3] in _HOT_PREFIXES and self._answers_alone() and self._serve(edge):
             return
@@ -263,12 +469,20 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self.cycle = cast(RequestResponseCycle, _ANSWERED)
         return edge.serve(method, path, self._peer, self.headers, self._respond)
 
+    def _declares_body(self) -> bool:
+        for name, value in self.headers:
+            if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+                return True
+        return False
+
     def _respond(self, answer: Answer) -> None:
         keep_alive = self._keep_alive
         default_headers = self.server_state.default_headers
         self.transport.write(_ENCODED.get(answer, default_headers, keep_alive, self._with_body))
         if not keep_alive:
             self.transport.close()
+        elif not self._declares_body():
+            self._reading_head = True  # the message completes as this returns: no body deadline for it
         self.on_response_complete()  # counts the request; pipelining and the keep-alive timer as uvicorn does
 
     # -- the ASGI path
@@ -285,6 +499,14 @@ class EdgeHttpProtocol(HttpToolsProtocol):
         self._coalescer.flush()
         super().shutdown()
 
+    def _close_connection(self) -> None:
+        self._coalescer.flush()
+        super()._close_connection()
+
+    def _refuse_head(self) -> None:
+        self._pixel_path = None  # what follows is dropped, not answered
+        super()._refuse_head()
+
     def timeout_keep_alive_handler(self) -> None:
         idle_s = self.loop.time() - self._answered_at
         if idle_s < self.timeout_keep_alive:  # a native answer since the timer was armed: wait on
@@ -292,7 +514,6 @@ class EdgeHttpProtocol(HttpToolsProtocol):
                 self.timeout_keep_alive - idle_s, self.timeout_keep_alive_handler
             )
             return
-        self._coalescer.flush()
         super().timeout_keep_alive_handler()
 
     def send_400_response(self, msg: str) -> None:

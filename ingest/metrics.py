@@ -39,3 +39,13 @@ COMMIT_FAILURES = Counter(
     "pixelpipe_commit_failures_total",
     "Offset commits the group refused (a rebalance or an evicted member); the partitions' next owner replays",
 )
+
+# -- connections (ingest.http_protocol.BoundedHttpProtocol, every role's HTTP server)
+CONNECTIONS_OPEN = Gauge("pixelpipe_http_connections", "Open HTTP connections")
+CONNECTIONS_CLOSED = Counter(
+    "pixelpipe_http_connections_closed_total",
+    "HTTP connections closed by a bound (ingest.connection_bounds): header_timeout, idle_timeout, "
+    "head_too_large (answered 431), body_timeout (a body still unread long after its answer), evicted (the "
+    "longest waiting, beyond the connection cap), refused (beyond the cap, none waiting)",
+    ["reason"],
+)

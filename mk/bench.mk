@@ -11,7 +11,8 @@
 BENCH_RUN := $(UV) run python -m
 BENCH_FLAGS ?=
 
-.PHONY: bench bench-full bench-processors bench-edge bench-e2e bench-queries bench-scaling bench-notices bench-outage
+.PHONY: bench bench-full bench-processors bench-edge bench-slowloris bench-e2e bench-queries bench-scaling \
+	bench-notices bench-outage
 
 bench: install ## the quick benchmarks
 	$(BENCH_RUN) bench.processors $(BENCH_FLAGS)
@@ -34,6 +35,10 @@ bench-processors: install
 
 bench-edge: install
 	$(BENCH_RUN) bench.edge_vs_nginx $(BENCH_FLAGS)
+
+# A real pixel's latency while 2,000 slowloris connections hold on (issue 14): about 3 minutes.
+bench-slowloris: install
+	$(BENCH_RUN) bench.edge_slowloris $(BENCH_FLAGS)
 
 bench-e2e: install
 	$(BENCH_RUN) bench.end_to_end $(BENCH_FLAGS)

@@ -18,7 +18,8 @@ from types import FrameType
 
 import uvicorn
 
-from ingest.http_protocol import EdgeHttpProtocol
+from ingest.http_protocol import BoundedHttpProtocol, EdgeHttpProtocol, bounded
+from pixelpipe import limits
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import RoleError, build_app, build_components, parse_roles
 from pixelpipe.loadgen import loadgen_argparser, loadgen_main
@@ -145,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for handler in logging.getLogger().handlers:
         handler.addFilter(_OncePer(10.0))
+    limits.raise_open_file_limit()  # before settings: the connection cap is derived from it
     try:
         roles = parse_roles(args.roles) if args.command == "serve" else frozenset({args.command})
         settings = settings_mod.load(host=args.host, port=args.port)
@@ -175,8 +177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         host=args.host,
         port=args.port,
         loop="auto",
-        # The edge's protocol writes a pixel's head and body in one system call (ingest.http_protocol).
-        http=EdgeHttpProtocol if "edge" in roles else "httptools",
+        # The edge's protocol writes a pixel's head and body in one system call (ingest.http_protocol);
+        # every role's connections are held to the same bounds (header and idle timeouts, head size, cap).
+        http=bounded(
+            EdgeHttpProtocol if "edge" in roles else BoundedHttpProtocol, settings.connection_bounds
+        ),
         lifespan="on",
         access_log=False,
         log_level=args.log_level,

@@ -19,7 +19,9 @@ from typing import Final, Literal
 from urllib.parse import urlparse
 
 from ingest import native
+from ingest.connection_bounds import ConnectionBounds
 from ingest.native import NATIVE_EDGE_CHOICES, NativeEdge
+from pixelpipe import limits
 from schemas.store import StoreTarget, parse_store_url
 from schemas.tokens import Keyring
 from schemas.topics import TopicRetention
@@ -59,6 +61,12 @@ class Settings:
     filtered_retention_days: int = 90
     webhook_allow_private: bool = False  # development only: webhooks may call loopback and private addresses
     native_edge: NativeEdge = "auto"  # the edge's native fast path for pixels (ingest.native)
+    # What one client may hold of the HTTP server (ingest.connection_bounds), every role.
+    header_timeout_ms: int = 10_000
+    idle_timeout_ms: int = 5_000
+    max_head_bytes: int = 32_768
+    max_connections: int = 10_000
+    fd_reserve: int = 1_024  # file descriptors kept free of connections, for the store, the bus, the spool
     secret_generated: bool = False
     api_keys_generated: bool = False
     public_url_given: bool = False  # PIXELPIPE_PUBLIC_URL was set (else http://HOST:PORT of this process)
@@ -67,6 +75,15 @@ class Settings:
     @property
     def accounts(self) -> frozenset[str]:
         return frozenset(self.api_keys.values())
+
+    @property
+    def connection_bounds(self) -> ConnectionBounds:
+        return ConnectionBounds(
+            header_timeout_s=self.header_timeout_ms / 1000,
+            idle_timeout_s=self.idle_timeout_ms / 1000,
+            max_head_bytes=self.max_head_bytes,
+            max_connections=self.max_connections,
+        )
 
 
 def unreachable_from_a_mail_client(public_url: str) -> str | None:
@@ -123,6 +140,32 @@ def _native_edge(env: Mapping[str, str]) -> NativeEdge:
             "`uv sync --group native` (needs cargo)",
         )
     return raw  # type: ignore[return-value]
+
+
+_DEFAULT_MAX_CONNECTIONS = 10_000
+
+
+def _max_connections(env: Mapping[str, str], fd_reserve: int, open_files: int) -> int:
+    """The connection cap: what ``PIXELPIPE_MAX_CONNECTIONS`` asks (10,000 by default, less if the
+    open-file limit leaves less beside the reserve), never more than the limit less the reserve."""
+    room = open_files - fd_reserve
+    if room < 1:
+        raise SettingsError(
+            "PIXELPIPE_FD_RESERVE",
+            f"{fd_reserve} file descriptors kept for the store and the bus leave none for connections under "
+            f"the open-file limit {open_files}",
+        )
+    raw = env.get("PIXELPIPE_MAX_CONNECTIONS")
+    if raw is None or raw == "":
+        return min(_DEFAULT_MAX_CONNECTIONS, room)
+    value = _int(env, "PIXELPIPE_MAX_CONNECTIONS", _DEFAULT_MAX_CONNECTIONS, 1, 10_000_000)
+    if value > room:
+        raise SettingsError(
+            "PIXELPIPE_MAX_CONNECTIONS",
+            f"{value} connections and the {fd_reserve} file descriptors kept for the store and the bus "
+            f"(PIXELPIPE_FD_RESERVE) exceed the open-file limit {open_files}",
+        )
+    return value
 
 
 # The parsers of secret-bearing settings never put any part of the value into an error: a wrong separator
@@ -328,6 +371,11 @@ def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port:
     if ip_storage not in ("truncate", "drop", "full"):
         raise SettingsError("PIXELPIPE_IP_STORAGE", f"{ip_storage!r} is not one of truncate, drop, full")
 
+    open_files = limits.open_file_limit()
+    # By default a quarter of a low limit (a test process, a laptop's 256 or 1024), so the defaults start.
+    fd_reserve = _int(env, "PIXELPIPE_FD_RESERVE", min(1_024, open_files // 4), 16, 1_000_000)
+    max_connections = _max_connections(env, fd_reserve, open_files)
+
     return Settings(
         keyring=keyring,
         api_keys=api_keys,
@@ -350,6 +398,11 @@ def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port:
         filtered_retention_days=_int(env, "PIXELPIPE_FILTERED_RETENTION_DAYS", 90, 1, 36_500),
         webhook_allow_private=_bool(env, "PIXELPIPE_WEBHOOK_ALLOW_PRIVATE", False),
         native_edge=_native_edge(env),
+        header_timeout_ms=_int(env, "PIXELPIPE_HEADER_TIMEOUT_MS", 10_000, 100, 600_000),
+        idle_timeout_ms=_int(env, "PIXELPIPE_IDLE_TIMEOUT_MS", 5_000, 100, 3_600_000),
+        max_head_bytes=_int(env, "PIXELPIPE_MAX_HEAD_BYTES", 32_768, 1_024, 1_048_576),
+        max_connections=max_connections,
+        fd_reserve=fd_reserve,
         secret_generated=secret_generated,
         api_keys_generated=api_keys_generated,
         public_url_given=public_url_given,

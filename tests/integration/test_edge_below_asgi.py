@@ -27,8 +27,9 @@ from typing import Any, cast
 
 import pytest
 
+from ingest.connection_bounds import DEFAULT_BOUNDS, ConnectionBounds
 from ingest.edge import PIXEL_GIF, Edge, Receive, Scope, Send
-from ingest.http_protocol import EdgeHttpProtocol
+from ingest.http_protocol import EdgeHttpProtocol, bounded
 from ingest.native import NativeEdge, PixelPath
 from schemas.events import HitKind, RawHit, decode_hit
 from schemas.tokens import Claim, Keyring, TokenKind, sign
@@ -268,14 +269,18 @@ def _get(path: str, *extra: str, method: str = "GET", version: str = "1.1") -> b
 
 
 @contextmanager
-def _serving(keep_alive_s: float | None = None, native: NativeEdge = "auto") -> Iterator[_Server]:
+def _serving(
+    keep_alive_s: float | None = None,
+    native: NativeEdge = "auto",
+    connection_bounds: ConnectionBounds = DEFAULT_BOUNDS,
+) -> Iterator[_Server]:
     """A real `Edge` (the list publisher, no trusted proxies, `_Fallback` behind it) served by
-    `EdgeHttpProtocol` on uvloop, each connection's writes and ASGI tasks recorded; ``native``: whether
-    its native fast path answers the pixels it can."""
+    `EdgeHttpProtocol` on uvloop, held to ``connection_bounds``, each connection's writes and ASGI tasks
+    recorded; ``native``: whether its native fast path answers the pixels it can."""
     writes: list[bytes] = []
     asgi_tasks: list[str] = []
 
-    class Counting(EdgeHttpProtocol):
+    class Counting(bounded(EdgeHttpProtocol, connection_bounds)):  # type: ignore[misc]
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             if keep_alive_s is not None:
                 self.timeout_keep_alive = keep_alive_s  # type: ignore[assignment]
