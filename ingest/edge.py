@@ -27,7 +27,7 @@ from ingest.client_ip import Network, client_ip
 from ingest.native import NativeEdge, PixelPath, pixel_path
 from schemas.events import SCHEMA_VERSION, HitKind, RawHit
 from schemas.suppression import DoNotTrack
-from schemas.tokens import Claim, InvalidToken, Keyring, TokenKind, verify
+from schemas.tokens import Claim, InvalidToken, Keyring, TokenKind, token_shape, verify
 from schemas.wire import fast_constructor
 
 log = logging.getLogger(__name__)
@@ -52,7 +52,6 @@ _PIXEL_HEADERS: Final = (
     (b"expires", b"0"),
 )
 _BAD_LINK: Final = b"This link is invalid or has been altered.\n"
-_TOKEN_HEAD_CHARS: Final = 64
 _MAX_UA_CHARS: Final = 1024
 
 
@@ -122,7 +121,7 @@ def raw_hit(
     ip: str,
     user_agent: str,
 ) -> RawHit:
-    """The raw hit the edge publishes: the verified claim, or the token's error and first characters."""
+    """The raw hit the edge publishes: the verified claim, or the token's error and shape."""
     c = claim or _NO_CLAIM
     return _raw_hit(
         hit_id=_hit_id(received_at_ms),
@@ -139,7 +138,7 @@ def raw_hit(
         url=c.url,
         recipient_tag=c.recipient_tag.hex() if claim else "",
         token_error=error,
-        token_head="" if claim else token[:_TOKEN_HEAD_CHARS],
+        token_head="" if claim else token_shape(token),  # never the token: its body names the recipient
         v=SCHEMA_VERSION,
     )
 

@@ -1,12 +1,11 @@
 """Turn a classified hit into a ClickHouse row, and plan the inserts of a batch. Pure.
 
 This is where the client's address leaves memory, so it is cut here (`processors.privacy`); and where an
-invalid token's head leaves it, so it is reduced to its shape here (`token_shape`).
+invalid token leaves it: only its shape is kept (`stored_token_shape`; the edge publishes no more).
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,8 +13,7 @@ from typing import Any, Final
 
 from processors.pipeline import ProcessedHit
 from processors.privacy import IpStorage, stored_address
-from schemas.tokens import VERSION as TOKEN_VERSION
-from schemas.tokens import TokenKind
+from schemas.tokens import token_shape
 from schemas.verdicts import Classification, Verdict
 
 EVENT_COLUMNS: Final = (
@@ -24,7 +22,18 @@ EVENT_COLUMNS: Final = (
     "client", "user_agent", "source",
 )  # fmt: skip
 FILTERED_COLUMNS: Final = (*EVENT_COLUMNS, "token_head")
-TOKEN_HEAD_CHARS: Final = 64  # what the edge passes of an invalid token (`ingest.edge`)
+TOKEN_HEAD_CHARS: Final = 64  # what edges before the token's shape passed of an invalid token
+
+
+def stored_token_shape(token_head: str) -> str:
+    """What ``filtered_hits.token_head`` keeps: the shape the edge published (`schemas.tokens.token_shape`),
+    or, from an older edge that published an invalid token's first 64 characters, that head's shape -- never
+    the characters themselves. A shape has spaces, which base64url never has."""
+    if not token_head or " " in token_head:
+        return token_head
+    return token_shape(token_head, truncated_at=TOKEN_HEAD_CHARS)
+
+
 EVENTS_TABLE: Final = "events"
 FILTERED_TABLE: Final = "filtered_hits"
 
@@ -49,28 +58,8 @@ def row(p: ProcessedHit, c: Classification, ip_storage: IpStorage) -> tuple[str,
     ]  # fmt: skip
     if counted:
         return EVENTS_TABLE, values
-    values.append(token_shape(h.token_head) if h.token_head else "")
+    values.append(stored_token_shape(h.token_head))
     return FILTERED_TABLE, values
-
-
-_KIND_NAMES: Final = {kind.value: kind.name.lower() for kind in TokenKind}
-
-
-def token_shape(head: str) -> str:
-    """What the ``token_head`` column keeps of an invalid token: its version, kind and key id, and its
-    length (the edge passes at most `TOKEN_HEAD_CHARS`) -- e.g. ``v1 open key 2, 64+ chars``. Never the
-    head itself: a token's body is readable without the key (account, campaign, message id and the
-    recipient's tag), so a tampered or expired-key token would name the person it was sent to. The shape
-    still tells an operator what arrives (old tokens under a dropped key, truncated links, garbage); the
-    row's reason says why it failed."""
-    size = f"{TOKEN_HEAD_CHARS}+ chars" if len(head) >= TOKEN_HEAD_CHARS else f"{len(head)} chars"
-    try:
-        start = base64.urlsafe_b64decode(head[:4] + "=" * (-len(head[:4]) % 4)) if len(head) >= 4 else b""
-    except ValueError:
-        start = b""
-    if len(start) < 3 or start[0] != TOKEN_VERSION or start[1] not in _KIND_NAMES:
-        return f"not a v{TOKEN_VERSION} token, {size}"
-    return f"v{start[0]} {_KIND_NAMES[start[1]]} key {start[2]}, {size}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """The raw hit: what the edge publishes and the processors consume (orjson on the wire).
 
 The edge has already verified the token (it must, to redirect a click and to key the hit by message), so a
-raw hit carries the decoded claim, or ``token_ok=False`` with the reason and the token's first characters.
+raw hit carries the decoded claim, or ``token_ok=False`` with the reason and the token's shape.
 Decoding is strict: anything that is not a raw hit raises `MalformedHit`, which the processors send to the
 dead-letter path instead of stopping. It runs on every hit, so msgspec decodes the bytes straight into
 `RawHit`, checking the types in C; what it refuses is read again the slow way (`schemas.wire`), which says why

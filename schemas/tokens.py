@@ -246,3 +246,24 @@ def verify(token: str, keyring: Keyring, expect: TokenKind | None = None) -> Cla
         url=url,
         recipient_tag=tag_of_recipient,
     )
+
+
+_KIND_NAMES: Final = {kind.value: kind.name.lower() for kind in TokenKind}
+
+
+def token_shape(token: str, *, truncated_at: int | None = None) -> str:
+    """What pixelpipe keeps of a token that did not verify: its version, kind and key id, and its length --
+    e.g. ``v1 open key 2, 87 chars`` (``64+ chars`` for a head cut at ``truncated_at``). Never the token
+    itself: a token's body is readable without the key (account, campaign, message id and the recipient's
+    tag), so a tampered or expired-key token would name the person it was sent to. The shape still tells an
+    operator what arrives (old tokens under a dropped key, truncated links, garbage); the hit's error says
+    why it failed. Pure."""
+    cut = truncated_at is not None and len(token) >= truncated_at
+    size = f"{truncated_at}+ chars" if cut else f"{len(token)} chars"
+    try:
+        start = base64.urlsafe_b64decode(token[:4] + "=" * (-len(token[:4]) % 4)) if len(token) >= 4 else b""
+    except ValueError:
+        start = b""
+    if len(start) < 3 or start[0] != VERSION or start[1] not in _KIND_NAMES:
+        return f"not a v{VERSION} token, {size}"
+    return f"v{start[0]} {_KIND_NAMES[start[1]]} key {start[2]}, {size}"

@@ -32,7 +32,7 @@ from ingest.edge import PIXEL_GIF, Edge, Receive, Scope, Send
 from ingest.http_protocol import EdgeHttpProtocol, bounded
 from ingest.native import NativeEdge, PixelPath
 from schemas.events import HitKind, RawHit, decode_hit
-from schemas.tokens import Claim, Keyring, TokenKind, sign
+from schemas.tokens import Claim, Keyring, TokenKind, sign, token_shape
 from tests.native import require_native
 from tests.serving import CountingTransport, serving
 
@@ -442,7 +442,7 @@ def test_a_forged_pixel_is_still_the_gif_and_an_invalid_hit(server: _Server) -> 
             user_agent=UA,
             token_ok=False,
             token_error="bad signature",
-            token_head=forged[:64],
+            token_head=token_shape(forged),
         )
     ]
     server.natively_answered(0)  # a token that does not verify is the Python path's: it names the error
@@ -519,7 +519,7 @@ def test_a_forged_click_is_a_400_and_an_invalid_hit(server: _Server) -> None:
     ]
     assert response.body == BAD_LINK
     assert [(hit.kind, hit.token_ok, hit.token_error, hit.token_head) for hit in hits] == [
-        ("click", False, "bad signature", forged[:64])
+        ("click", False, "bad signature", token_shape(forged))
     ]
     assert server.asgi_tasks == []
 

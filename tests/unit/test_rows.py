@@ -12,9 +12,10 @@ from processors.classify import classify
 from processors.geo import Geo, GeoLookup
 from processors.pipeline import HitProcessor, ProcessedHit
 from processors.ranges import load_ranges
-from processors.rows import EVENT_COLUMNS, FILTERED_COLUMNS, row, token_shape
+from processors.rows import EVENT_COLUMNS, FILTERED_COLUMNS, row, stored_token_shape
 from processors.useragent import parse_agent
 from schemas.events import RawHit
+from schemas.tokens import token_shape
 from schemas.verdicts import Classification, Verdict
 from tests.unit.test_corpus import CORPUS, EXTRA, hits_of
 
@@ -74,8 +75,16 @@ HEAD = "AQEBaxGCzq6d9xcCovKtBGFjbWUBYwJtMSsDFTin4Vm4SsQ4OL_0mbQAQEBaxGCzq6d"
         ("AQ", "not a v1 token, 2 chars"),
     ],
 )
-def test_token_shape_names_no_one(head: str, shape: str) -> None:
-    assert token_shape(head) == shape
+def test_a_head_from_an_older_edge_is_stored_as_its_shape(head: str, shape: str) -> None:
+    assert stored_token_shape(head) == shape
+
+
+def test_the_edge_publishes_a_token_shape_with_its_whole_length() -> None:
+    assert token_shape(HEAD[:64] + "A" * 23) == "v1 open key 1, 87 chars"
+    assert token_shape("AQIC" + "A" * 60) == "v1 click key 2, 64 chars"
+    assert token_shape("") == "not a v1 token, 0 chars"
+    assert stored_token_shape("v1 open key 1, 87 chars") == "v1 open key 1, 87 chars"  # kept as published
+    assert stored_token_shape("") == ""  # a valid token's hit has no head
 
 
 @pytest.mark.parametrize(
