@@ -177,6 +177,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     _table: ConnectionTable
     _head_timer: asyncio.TimerHandle | None  # the header timeout, while a head is awaited
     _head_used: int  # bytes read towards the current head (at most `bounds.max_head_bytes`)
+    _heads_read: int  # heads completed on this connection (did one complete inside a read?)
     _reading_head: bool  # between messages or inside a head: what arrives counts towards a head
     _lingering: bool  # answered 431: what arrives is dropped until the close
 
@@ -189,6 +190,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         metrics.CONNECTIONS_OPEN.inc()
         self._head_timer = None
         self._head_used = 0
+        self._heads_read = 0
         self._reading_head = True
         self._lingering = False
         table = self._table = connection_table(self.server_state)
@@ -243,13 +245,17 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         if self._reading_head:
             room = self.bounds.max_head_bytes - self._head_used
             if len(data) > room:
-                # Feed what fits: if a head completes inside it, go on with the rest; if not, refuse.
+                # Feed what fits: if a head completes inside it (pipelined requests complete many), go on
+                # with the rest, the next head counted afresh; if none does, the head is too large.
+                heads = self._heads_read
                 if room > 0:
                     self._head_used += room
                     self._feed(data[:room])
-                if self._reading_head and not self.transport.is_closing():
+                if self.transport.is_closing():
+                    return
+                if self._reading_head and self._heads_read == heads:
                     self._refuse_head()
-                elif not self.transport.is_closing():
+                else:
                     self.data_received(data[room:])
                 return
             self._head_used += len(data)
@@ -298,6 +304,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         """The request's head is in: no header timeout, no limit, not waiting, until its message ends."""
         self._reading_head = False
         self._head_used = 0
+        self._heads_read += 1
         self._cancel_head_timer()
         self._table.busy(self)
 

@@ -233,6 +233,24 @@ def test_a_head_at_the_limit_is_served(server: _Server) -> None:
     assert response.body == PIXEL_GIF
 
 
+def test_pipelined_requests_past_the_head_limit_in_one_read_are_each_served(server: _Server) -> None:
+    """The limit is per head: 200 pipelined pixels (4 times the limit in all) sent in one write are
+    answered 200 times, with nothing refused."""
+    before = _closed()
+    request = _get(f"/o/{OPEN}.gif")
+    assert len(request) * 200 > 4 * MAX_HEAD
+    with _raw(server) as sock:
+        sock.sendall(request * 200)
+        answers = b""
+        while answers.count(b"HTTP/1.1 200 OK") < 200:
+            chunk = sock.recv(1 << 16)
+            assert chunk, f"closed after {answers.count(b'HTTP/1.1 200 OK')} answers"
+            answers += chunk
+    assert answers.count(b"HTTP/1.1 ") == 200
+    assert len(server.publisher.wait(200)) == 200
+    assert _delta(before) == {}
+
+
 @pytest.mark.parametrize("complete", [True, False], ids=["complete", "unfinished"])
 def test_a_head_over_the_limit_is_a_431_and_a_close(server: _Server, complete: bool) -> None:
     before = _closed()
