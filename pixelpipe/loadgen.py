@@ -24,12 +24,33 @@ from sending the hit to the first poll that sees it: an upper bound, with the po
 The pool is small (2) on purpose: each poll is three ClickHouse queries, about 12 ms of CPU in the process
 being measured, so the first poll of a sample also waits for most of the fastest latency seen so far.
 
+**Traffic a person could have made, at any rate.** The pipeline files every counted hit of one message's
+pixel (or one link) from one client network (/24, /48) beyond 10 within 60 s as ``bot``/``replay_flood``
+(`processors.flood`): a few hundred messages driven at 10k/s from one or two addresses are a flood, and a
+filtered hit costs the pipeline less than a person's (no notice, no webhook), so such a run would measure
+the wrong thing. So hits are spread over ``messages`` messages and ``width`` client networks, in an order that
+brings each (message, network) pair round again only every ``messages * width`` hits: hit *i* goes to
+message ``i % messages`` with the client address ``(i // messages) % len(addresses)``. The pair sees at
+most `BUCKET_HITS` (5, half the rule's limit: margin for a generator that falls behind and catches up)
+within `BUCKET_WINDOW_S`, because ``messages`` is derived (`messages_needed`): ``min(rate * 60 s, all
+hits) / (5 * width)`` at least. Sampled hits use a pool of messages of their own, sized the same way.
+
+The networks come from ``X-Forwarded-For`` (``networks``: that many /24s of `CLIENT_BLOCK`, a residential
+ISP's, one address each; or ``forwarded_for``), which the edge believes only from a trusted proxy
+(``PIXELPIPE_TRUSTED_PROXIES`` covering the generator); without it every hit comes from the generator's own
+address, one network, and the messages alone carry the spread. Networks are the cheaper lever, so the
+benchmark rotates 256 of them: 10k/s needs ``12 * 10,000 / 256`` = 469 messages, one registration batch,
+where one network would need 120,000 (120 batches of 1000), and a message per 5 hits of a 10-minute run
+1.2 M. Registering costs about 140 µs of CPU a message (20,000 in 2.8 CPU-s, the API and the client in one
+process, 3 Dec), so those would be 17 and 170 CPU-s of the core being measured, before every step, and
+as many more messages in its caches. Either way the generator's CPU per hit does not change (26-30 µs at
+10k/s, 27 before): the request heads are built once per address, and choosing a hit's path and head is two
+index operations.
+
 **Zero loss.** Every hit is a person's (a desktop browser's user agent) open of one fresh campaign; clicks
-always follow the first link of their message (one link, so never a click burst). So at the end the
-campaign's ``opens`` must equal the pixels answered 200, and ``clicks`` the clicks answered 302 — counting
-with them the hits the pipeline filed as ``replay_flood`` (more than 10 hits of one pixel or link from one
-network in a minute: a load of a few messages from one address is that), which are stored and reported in
-``filtered`` instead; the run reports how many there were.
+always follow their message's only link (so never a click burst). So at the end the campaign's ``opens``
+must equal the pixels answered 200, ``clicks`` the clicks answered 302, and no hit may have been filtered as
+a replay flood (``replay_floods``, reported: one is a generator that no longer looks like people).
 
 Owns nothing of the product: it is a client of the public HTTP contract and never imports the pipeline.
 """
@@ -42,6 +63,7 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import ipaddress
 import json
 import math
 import os
@@ -69,6 +91,51 @@ _REGISTER_CONCURRENCY: Final = 8  # batches in flight
 _SAMPLE_TIMEOUT_S: Final = 30.0
 _TICK_S: Final = 0.002
 _RECONNECT_S: Final = 0.05  # a connection that cannot connect tries again then, or at once for a due hit
+BUCKET_HITS: Final = 5  # hits of one (message, network) pair at most within BUCKET_WINDOW_S (the rule: 10)
+BUCKET_WINDOW_S: Final = 60.0  # the replay-flood rule's window
+MIN_MESSAGES: Final = 200  # as many as the runs recorded before the flood rule used, when fewer would do
+# Generated client networks: /24s of BT's residential block (AS2856, in the GeoLite2 ASN test database),
+# one address each, in no published gateway range; so every hit is classified a person's.
+CLIENT_BLOCK: Final = "81.128.0.0/11"
+MAX_NETWORKS: Final = 8192  # the /24s of CLIENT_BLOCK
+
+
+def client_addresses(networks: int) -> list[str]:
+    """One address in each of the first ``networks`` /24s of `CLIENT_BLOCK` (the host varies, as people's
+    do), consecutive ones in different networks."""
+    if not 0 <= networks <= MAX_NETWORKS:
+        raise LoadgenError(f"networks must be in 0..{MAX_NETWORKS}")
+    return [f"81.{128 + j // 256}.{j % 256}.{1 + (j * 53) % 254}" for j in range(networks)]
+
+
+def network_of(address: str) -> str:
+    """The network the flood rule buckets an address by: its /24, or /48 for IPv6."""
+    if ":" not in address:
+        return address.rsplit(".", 1)[0]
+    return str(ipaddress.ip_network(f"{address.split('%', maxsplit=1)[0]}/48", strict=False))
+
+
+def spread_width(addresses: Sequence[str]) -> int:
+    """How many networks a rotation over ``addresses`` spreads a message's hits over: the rotation's length
+    over the most any one network appears in it (1 without addresses: the generator's own)."""
+    if not addresses:
+        return 1
+    return len(addresses) // max(Counter(network_of(a) for a in addresses).values())
+
+
+def messages_needed(rate: float, total: int, width: int) -> int:
+    """The fewest messages that keep each (message, network) pair within `BUCKET_HITS` per
+    `BUCKET_WINDOW_S`: a pair comes round every ``messages * width`` hits, so that many hits must take at
+    least 60 s / 5 = 12 s (or be more than the run has)."""
+    hits = min(rate * BUCKET_WINDOW_S, total)
+    return max(1, math.ceil(hits / (BUCKET_HITS * width)))
+
+
+def sample_messages_needed(in_flight: int, poll_interval_s: float, width: int) -> int:
+    """The sampling pool: messages are reused in turn, ``in_flight`` at a time, each sample taking a poll
+    interval at least; the pool keeps each (message, network) pair within `BUCKET_HITS` per window too."""
+    samples_per_window = BUCKET_WINDOW_S / max(poll_interval_s, 0.001) * in_flight
+    return in_flight - 1 + math.ceil(samples_per_window / (BUCKET_HITS * width))
 
 
 class LoadgenError(RuntimeError):
@@ -88,10 +155,10 @@ class LoadResult:
     clicks_answered: int  # clicks answered 302
     statuses: dict[str, int]  # status -> count; "0" is a connection error or timeout
     achieved_rate: float  # answered requests / wall time of the sending phase
-    counted: int  # the campaign's opens at the end, and its open hits filtered as replay floods
+    counted: int  # the campaign's opens at the end
     counted_clicks: int
-    zero_loss: bool  # counted == answered and counted_clicks == clicks_answered
-    settle_s: float | None  # last answer -> every hit counted (None: not within the settle timeout)
+    zero_loss: bool  # counted == answered, counted_clicks == clicks_answered, and no replay floods
+    settle_s: float | None  # last answer -> every hit counted or filtered (None: not within the timeout)
     samples: int
     sample_timeouts: int
     visible_p50_s: float | None
@@ -101,9 +168,11 @@ class LoadResult:
     response_p99_ms: float | None
     max_lag_ms: float  # longest wait of a due hit for a free connection
     schedule_lag_ms: float  # how late the generator itself was (a busy CPU, not a slow edge)
-    replay_floods: int  # of `counted` and `counted_clicks`: hits filtered as one client replaying a URL
+    replay_floods: int  # hits filtered as one client replaying a URL: 0, or the traffic was not people's
     campaign_id: str
-    messages: int
+    messages: int  # the hits' messages (the sampling pool's apart)
+    networks: int  # client networks the hits were spread over (`spread_width`)
+    register_s: float  # registering the messages, before the first hit
     connections: int
 
     def as_dict(self) -> dict[str, Any]:
@@ -114,6 +183,7 @@ class LoadResult:
 class _SampleMessage:
     message_id: str
     path: bytes
+    slot: int  # its place in the pool: where its turn through the client addresses starts
     expected: int = 0
 
 
@@ -242,22 +312,44 @@ def _path(url: str) -> bytes:
 
 @dataclass(slots=True)
 class _Plan:
-    """Which request hit ``i`` is: a sampled pixel, a click, or a pixel of a normal message."""
+    """Which request hit ``i`` is (a sampled pixel, a click, or a pixel of a normal message), and from which
+    client address: the next message each hit, the next address each round of the messages, so a (message,
+    network) pair comes round every ``len(normal) * width`` hits (see the module docstring)."""
 
     normal: list[bytes]  # pixel paths
     clicks: list[bytes]  # click paths, one per normal message
+    addresses: int  # how many client addresses (request heads) the hits rotate over
     samples: list[_SampleMessage]
-    free: list[_SampleMessage]
     sample_every: int
+    sample_in_flight: int
     click_every: int  # 0: no clicks
+    free: collections.deque[_SampleMessage] = field(default_factory=collections.deque)
+    busy: int = 0  # samples in flight
 
-    def pick(self, i: int) -> tuple[bytes, str, _SampleMessage | None]:
-        if self.sample_every and i % self.sample_every == 0 and self.free:
-            sample = self.free.pop()
-            return sample.path, "open", sample
+    def __post_init__(self) -> None:
+        self.free.extend(self.samples)
+
+    def pick(self, i: int) -> tuple[bytes, int, str, _SampleMessage | None]:
+        """Hit ``i``'s path, client address (an index), kind, and sample if it is one."""
+        if (
+            self.sample_every
+            and i % self.sample_every == 0
+            and self.free
+            and self.busy < self.sample_in_flight
+        ):
+            sample = self.free.popleft()  # in turn: the pool's other messages go before this one again
+            self.busy += 1
+            return sample.path, (sample.slot + sample.expected) % self.addresses, "open", sample
+        n = len(self.normal)
+        address = (i // n) % self.addresses
         if self.click_every and i % self.click_every == self.click_every // 2:
-            return self.clicks[(i // self.click_every) % len(self.clicks)], "click", None
-        return self.normal[i % len(self.normal)], "open", None
+            return self.clicks[(i // self.click_every) % n], address, "click", None
+        return self.normal[i % n], address, "open", None
+
+    def release(self, sample: _SampleMessage) -> None:
+        """A sample is done (seen, timed out or failed): back in line, last."""
+        self.busy -= 1
+        self.free.append(sample)
 
 
 async def _register(
@@ -303,8 +395,7 @@ async def _opens(api: httpx.AsyncClient, message_id: str) -> int | None:
         return None
     if r.status_code != 200:
         return None
-    body = r.json()  # a sample message has only pixel hits: its replay floods are opens
-    return int(body["opens"]) + int(body["filtered"].get("replay_flood", 0))
+    return int(r.json()["opens"])
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,29 +407,62 @@ class LoadSpec:
     api_key: str
     rate: float
     duration_s: float
-    messages: int
+    messages: int | None  # None: `messages_needed`, at least `MIN_MESSAGES`
     campaign_id: str
     connections: int = 64
     sample_every: int = 100
-    sample_messages: int = 2
+    sample_messages: int = 2  # samples in flight at most
     poll_interval_s: float = 0.1
     click_per_mille: int = 10
     forwarded_for: Sequence[str] = ()
+    networks: int = 0  # with no forwarded_for: that many generated client networks (`client_addresses`)
     settle_timeout_s: float = 60.0
     request_timeout_s: float = 10.0
 
     def __post_init__(self) -> None:
-        if self.rate <= 0 or self.duration_s <= 0 or self.messages <= 0 or self.connections <= 0:
-            raise LoadgenError("rate, duration, messages and connections must be positive")
+        if self.rate <= 0 or self.duration_s <= 0 or self.connections <= 0:
+            raise LoadgenError("rate, duration and connections must be positive")
+        if self.messages is not None and self.messages <= 0:
+            raise LoadgenError("messages must be positive")
+        if self.sample_messages <= 0 or self.poll_interval_s <= 0:
+            raise LoadgenError("sample_messages and poll_interval_s must be positive")
         if not 0 <= self.click_per_mille <= 500:
             raise LoadgenError("click_per_mille must be in 0..500")
+        if self.forwarded_for and self.networks:
+            raise LoadgenError("give forwarded_for or networks, not both")
         edge = urlsplit(self.edge_url)
         if edge.scheme != "http" or not edge.hostname:
             raise LoadgenError(f"the edge URL must be http://host:port (got {self.edge_url!r})")
+        needed = messages_needed(self.rate, self.total, self.width)
+        if self.messages is not None and self.messages < needed:
+            raise LoadgenError(
+                f"{self.messages} messages over {self.width} client network(s) at {self.rate:g}/s would "
+                f"bring one message's pixel from one network more than {BUCKET_HITS} times a minute (the "
+                f"pipeline files over 10 as a replay flood): give at least {needed} messages or more networks"
+            )
 
     @property
     def total(self) -> int:
         return max(1, round(self.rate * self.duration_s))
+
+    @property
+    def addresses(self) -> list[str]:
+        """The client addresses in ``X-Forwarded-For``, in turn (none: the generator's own)."""
+        return list(self.forwarded_for) or client_addresses(self.networks)
+
+    @property
+    def width(self) -> int:
+        return spread_width(self.addresses)
+
+    @property
+    def message_count(self) -> int:
+        if self.messages is not None:
+            return self.messages
+        return max(MIN_MESSAGES, messages_needed(self.rate, self.total, self.width))
+
+    @property
+    def sample_pool(self) -> int:
+        return sample_messages_needed(self.sample_messages, self.poll_interval_s, self.width)
 
 
 class _Driver:
@@ -356,7 +480,7 @@ class _Driver:
         self.host, self.port = edge.hostname or "127.0.0.1", edge.port or 80
         head = b" HTTP/1.1\r\nHost: " + edge.netloc.encode("ascii") + b"\r\nUser-Agent: " + BROWSER.encode()
         self.heads = [
-            head + b"\r\nX-Forwarded-For: " + ip.encode() + b"\r\n\r\n" for ip in spec.forwarded_for
+            head + b"\r\nX-Forwarded-For: " + ip.encode() + b"\r\n\r\n" for ip in spec.addresses
         ] or [head + b"\r\n\r\n"]
         self.tally = _Tally()
         self.due: collections.deque[tuple[float, int]] = collections.deque()
@@ -433,21 +557,21 @@ class _Driver:
         self.scheduled = True
         self._check_finished()
 
-    def _take(self, i: int) -> tuple[bytes, _SampleMessage | None]:
-        """Hit ``i``'s path and sample, counted as sent."""
-        path, kind, sample = self.plan.pick(i)
+    def _take(self, i: int) -> tuple[bytes, int, _SampleMessage | None]:
+        """Hit ``i``'s path, client address and sample, counted as sent."""
+        path, address, kind, sample = self.plan.pick(i)
         if kind == "click":
             self.tally.clicks_sent += 1
         else:
             self.tally.opens_sent += 1
-        return path, sample
+        return path, address, sample
 
     def _send(self, lane: _Lane, item: tuple[float, int]) -> None:
         due, i = item
         now = time.monotonic()
         self.tally.max_lag_s = max(self.tally.max_lag_s, now - due)
-        path, sample = self._take(i)
-        lane.send(_InFlight(due, now, sample), b"GET " + path + self.heads[i % len(self.heads)])
+        path, address, sample = self._take(i)
+        lane.send(_InFlight(due, now, sample), b"GET " + path + self.heads[address])
 
     def _ready(self, lane: _Lane) -> None:
         """A live lane with nothing in flight: the next due hit, or the idle pool."""
@@ -458,7 +582,7 @@ class _Driver:
 
     def _fail(self, item: tuple[float, int]) -> None:
         due, i = item
-        _, sample = self._take(i)
+        _, _, sample = self._take(i)
         self.answered(None, _InFlight(due, time.monotonic(), sample), 0)
 
     def lost(self, lane: _Lane) -> None:
@@ -477,7 +601,7 @@ class _Driver:
         sample = hit.sample
         if sample is not None:
             if status != 200:
-                self.plan.free.append(sample)
+                self.plan.release(sample)
             else:
                 sample.expected += 1
                 task = asyncio.create_task(self._watch_sample(sample, hit.sent_at))
@@ -514,7 +638,7 @@ class _Driver:
                     return
             self.tally.sample_timeouts += 1
         finally:
-            self.plan.free.append(sample)
+            self.plan.release(sample)
 
     async def _show(self) -> None:
         if self.progress is None:
@@ -534,8 +658,9 @@ class _Driver:
             self.progress.update(task, completed=self.tally.done)
 
 
-async def _campaign_counts(api: httpx.AsyncClient, campaign_id: str) -> tuple[int, int, int] | None:
-    """The campaign's opens and clicks, each with its hits filtered as replay floods, and those floods."""
+async def _campaign_counts(api: httpx.AsyncClient, campaign_id: str) -> tuple[int, int, int, int] | None:
+    """The campaign's opens and clicks, and its pixel and click hits filtered as replay floods (none, when
+    the traffic is people's)."""
     try:
         r = await api.get(f"/v1/campaigns/{campaign_id}/stats")
         f = await api.get(f"/v1/campaigns/{campaign_id}/filtered")
@@ -547,41 +672,51 @@ async def _campaign_counts(api: httpx.AsyncClient, campaign_id: str) -> tuple[in
     floods = Counter(
         {x["kind"]: int(x["hits"]) for x in f.json()["filtered"] if x["reason"] == "replay_flood"}
     )
-    return int(body["opens"]) + floods["open"], int(body["clicks"]) + floods["click"], floods.total()
+    return int(body["opens"]), int(body["clicks"]), floods["open"], floods["click"]
 
 
 async def _settle(
     api: httpx.AsyncClient, spec: LoadSpec, expected: tuple[int, int], last_answer: float
-) -> tuple[tuple[int, int, int], float | None]:
-    """Wait until the campaign counts every answered hit (``expected``: opens, clicks); then look once more,
-    a second later, for double counts. Returns the final opens, clicks and replay floods (`_campaign_counts`),
-    and the seconds from the last answer until all were counted (None if not within the settle timeout)."""
+) -> tuple[tuple[int, int, int, int], float | None]:
+    """Wait until the campaign has every answered hit (``expected``: opens, clicks), counted or filtered as a
+    replay flood; then look once more, a second later, for double counts. Returns the final counts
+    (`_campaign_counts`), and the seconds from the last answer until all were there (None if not within the
+    settle timeout)."""
     deadline = time.monotonic() + spec.settle_timeout_s
-    counts: tuple[int, int, int] | None = None
+    counts: tuple[int, int, int, int] | None = None
     settle_s: float | None = None
     while time.monotonic() < deadline:
         counts = await _campaign_counts(api, spec.campaign_id)
-        if counts is not None and counts[0] >= expected[0] and counts[1] >= expected[1]:
+        if (
+            counts is not None
+            and counts[0] + counts[2] >= expected[0]
+            and counts[1] + counts[3] >= expected[1]
+        ):
             settle_s = max(0.0, time.monotonic() - last_answer)
             break
         await asyncio.sleep(0.2)
     await asyncio.sleep(1.0)  # anything that arrives now would be a double count
-    counts = await _campaign_counts(api, spec.campaign_id) or counts or (0, 0, 0)
+    counts = await _campaign_counts(api, spec.campaign_id) or counts or (0, 0, 0, 0)
     return counts, settle_s
 
 
 async def _run(spec: LoadSpec, progress: Progress | None) -> LoadResult:
     headers = {"Authorization": f"Bearer {spec.api_key}"}
     async with httpx.AsyncClient(base_url=spec.api_url, headers=headers, timeout=30) as api:
-        normal = await _register(api, spec.campaign_id, spec.messages, "m", progress)
-        sampled = await _register(api, spec.campaign_id, spec.sample_messages, "s", progress)
-        samples = [_SampleMessage(m["message_id"], _path(m["pixel_url"])) for m in sampled]
+        registering = time.monotonic()
+        normal = await _register(api, spec.campaign_id, spec.message_count, "m", progress)
+        sampled = await _register(
+            api, spec.campaign_id, spec.sample_pool if spec.sample_every else 0, "s", progress
+        )
+        register_s = time.monotonic() - registering
+        samples = [_SampleMessage(m["message_id"], _path(m["pixel_url"]), n) for n, m in enumerate(sampled)]
         plan = _Plan(
             normal=[_path(m["pixel_url"]) for m in normal],
             clicks=[_path(m["links"][LANDING]) for m in normal],
+            addresses=max(1, len(spec.addresses)),
             samples=samples,
-            free=list(samples),
             sample_every=spec.sample_every,
+            sample_in_flight=spec.sample_messages,
             click_every=1000 // spec.click_per_mille if spec.click_per_mille > 0 else 0,
         )
         driver = _Driver(spec, api, plan, progress)
@@ -589,7 +724,7 @@ async def _run(spec: LoadSpec, progress: Progress | None) -> LoadResult:
         tally = driver.tally
         answered, clicks_answered = tally.statuses.get(200, 0), tally.statuses.get(302, 0)
         # Sampled hits are opens of the same campaign, so they are part of `answered` and of the count.
-        (counted, counted_clicks, floods), settle_s = await _settle(
+        (counted, counted_clicks, open_floods, click_floods), settle_s = await _settle(
             api, spec, (answered, clicks_answered), tally.last_answer
         )
     return LoadResult(
@@ -604,8 +739,10 @@ async def _run(spec: LoadSpec, progress: Progress | None) -> LoadResult:
         achieved_rate=(answered + clicks_answered) / sending_s if sending_s else 0.0,
         counted=counted,
         counted_clicks=counted_clicks,
-        zero_loss=counted == answered and counted_clicks == clicks_answered,
-        replay_floods=floods,
+        zero_loss=counted == answered
+        and counted_clicks == clicks_answered
+        and not open_floods + click_floods,
+        replay_floods=open_floods + click_floods,
         settle_s=settle_s,
         samples=len(tally.visible_s),
         sample_timeouts=tally.sample_timeouts,
@@ -617,7 +754,9 @@ async def _run(spec: LoadSpec, progress: Progress | None) -> LoadResult:
         max_lag_ms=tally.max_lag_s * 1000,
         schedule_lag_ms=tally.schedule_lag_s * 1000,
         campaign_id=spec.campaign_id,
-        messages=spec.messages,
+        messages=spec.message_count,
+        networks=spec.width,
+        register_s=register_s,
         connections=spec.connections,
     )
 
@@ -628,7 +767,7 @@ def run_loadgen(  # noqa: PLR0917 - the command's six essentials, in the order t
     api_key: str,
     rate: float,
     duration_s: float,
-    messages: int,
+    messages: int | None = None,
     *,
     campaign_id: str | None = None,
     connections: int = 64,
@@ -637,15 +776,18 @@ def run_loadgen(  # noqa: PLR0917 - the command's six essentials, in the order t
     poll_interval_s: float = 0.1,
     click_per_mille: int = 10,
     forwarded_for: Sequence[str] = (),
+    networks: int = 0,
     settle_timeout_s: float = 60.0,
     request_timeout_s: float = 10.0,
     show_progress: bool = True,
 ) -> LoadResult:
-    """Register ``messages`` messages (plus ``sample_messages`` for sampling) in a fresh campaign, send
-    ``rate * duration_s`` hits to the edge at a fixed rate, and check that the API counts each one once.
+    """Register ``messages`` messages (None: as many as keep the traffic people's, see the module
+    docstring), and a pool for sampling, in a fresh campaign; send ``rate * duration_s`` hits to the edge at
+    a fixed rate, and check that the API counts each one once, as a person's.
 
-    ``forwarded_for``: client addresses sent round-robin in ``X-Forwarded-For`` (the edge believes them only
-    from a trusted proxy; set ``PIXELPIPE_TRUSTED_PROXIES`` to the generator's address)."""
+    Client addresses, sent in turn in ``X-Forwarded-For``: ``forwarded_for``, or one in each of ``networks``
+    generated /24s (the edge believes them only from a trusted proxy: set ``PIXELPIPE_TRUSTED_PROXIES`` to
+    cover the generator's address)."""
     spec = LoadSpec(
         edge_url=edge_url,
         api_url=api_url,
@@ -660,6 +802,7 @@ def run_loadgen(  # noqa: PLR0917 - the command's six essentials, in the order t
         poll_interval_s=poll_interval_s,
         click_per_mille=click_per_mille,
         forwarded_for=tuple(forwarded_for),
+        networks=networks,
         settle_timeout_s=settle_timeout_s,
         request_timeout_s=request_timeout_s,
     )
@@ -684,7 +827,8 @@ def summary(r: LoadResult) -> str:
         return "-" if value is None else f"{value * 1000:.0f} ms"
 
     lines = [
-        f"campaign {r.campaign_id}: asked {r.rate:g}/s for {r.duration_s:g}s, {r.connections} connections",
+        f"campaign {r.campaign_id}: asked {r.rate:g}/s for {r.duration_s:g}s, {r.connections} connections, "
+        f"{r.messages} messages (registered in {r.register_s:.1f}s) from {r.networks} client network(s)",
         f"  sent {r.sent} ({r.opens_sent} pixels, {r.clicks_sent} clicks), achieved {r.achieved_rate:.0f}/s, "
         f"statuses {r.statuses}",
         f"  answered: response p50 {r.response_p50_ms or 0:.1f} ms, p99 {r.response_p99_ms or 0:.1f} ms; "
@@ -694,7 +838,7 @@ def summary(r: LoadResult) -> str:
         f"  counted opens {r.counted} / answered {r.answered}, clicks {r.counted_clicks} / "
         f"{r.clicks_answered}: {'zero loss' if r.zero_loss else 'MISMATCH'}"
         + (f", all counted {r.settle_s:.1f}s after the last answer" if r.settle_s is not None else "")
-        + (f" ({r.replay_floods} of them filtered as replay floods)" if r.replay_floods else ""),
+        + f"; {r.replay_floods} filtered as replay floods",
     ]
     return "\n".join(lines)
 
@@ -713,7 +857,12 @@ def loadgen_argparser(subparsers: Any) -> argparse.ArgumentParser:
     )
     cmd.add_argument("--rate", type=float, default=200.0, help="hits per second")
     cmd.add_argument("--duration", type=float, default=10.0, help="seconds of sending")
-    cmd.add_argument("--messages", type=int, default=200, help="messages to spread hits over")
+    cmd.add_argument(
+        "--messages",
+        type=int,
+        default=None,
+        help="messages to spread hits over (default: enough to look like people)",
+    )
     cmd.add_argument("--campaign", default=None, help="campaign id (default: a fresh one)")
     cmd.add_argument("--connections", type=int, default=64)
     cmd.add_argument("--sample-every", type=int, default=100, help="sample every Nth hit for visibility")
@@ -721,6 +870,13 @@ def loadgen_argparser(subparsers: Any) -> argparse.ArgumentParser:
     cmd.add_argument("--poll-interval", type=float, default=0.1, help="seconds between visibility polls")
     cmd.add_argument("--click-per-mille", type=int, default=10, help="clicks per 1000 hits")
     cmd.add_argument("--forwarded-for", default="", help="comma-separated client addresses (X-Forwarded-For)")
+    cmd.add_argument(
+        "--networks",
+        type=int,
+        default=0,
+        help=f"or: that many generated client /24s in X-Forwarded-For (at most {MAX_NETWORKS}; the edge must "
+        "trust the generator's address: PIXELPIPE_TRUSTED_PROXIES)",
+    )
     cmd.add_argument("--settle-timeout", type=float, default=60.0, help="seconds to wait for the counts")
     cmd.add_argument("--json", type=Path, default=None, help="also write the result here")
     cmd.add_argument("--no-progress", action="store_true")
@@ -747,6 +903,7 @@ def loadgen_main(args: argparse.Namespace) -> int:
             poll_interval_s=args.poll_interval,
             click_per_mille=args.click_per_mille,
             forwarded_for=[ip.strip() for ip in args.forwarded_for.split(",") if ip.strip()],
+            networks=args.networks,
             settle_timeout_s=args.settle_timeout,
             show_progress=not args.no_progress,
         )
