@@ -41,7 +41,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from ingest.bus import BusRecord, HitSource
 from processors import metrics
@@ -50,7 +50,7 @@ from processors.pipeline import HitProcessor, ProcessedHit
 from processors.privacy import IpStorage
 from processors.rows import InsertPlan, plan_inserts, row
 from processors.window import ClickBurstWindow, Released
-from schemas.events import MalformedHit, decode_hit, split_hits
+from schemas.events import MalformedHit, RawHit, decode_hit, split_hits
 from schemas.store import Store, StoreError
 from schemas.suppression import DoNotTrack
 from schemas.verdicts import Classification
@@ -69,6 +69,13 @@ class DeadLetters(Protocol):
     async def send(self, record: BusRecord, reason: str) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+@runtime_checkable
+class RewindableSource(Protocol):
+    """A source that can read a partition again from further back (Kafka: `ingest.kafka_source`)."""
+
+    async def rewind(self, partition: int, since_ms: int, offset: int) -> int: ...
 
 
 class LogDeadLetters:
@@ -179,6 +186,10 @@ class HitRunner:
         # The memory bus cannot replay: keep retrying on shutdown there. Kafka replays what is uncommitted.
         self.drain_on_stop = drain_on_stop
         self.do_not_track = do_not_track
+        # Partitions read from since they were assigned (their flood state is complete from there on), and
+        # the ones being replayed into the flood filter: partition -> the first offset to judge for real.
+        self._warm: set[int] = set()
+        self._replay_until: dict[int, int] = {}
 
     async def run(self) -> None:
         """Run until `stop()`; then store what was processed and commit it."""
@@ -236,8 +247,10 @@ class HitRunner:
             finally:  # whatever happened, they are no longer ours
                 self.window.forget_partitions(partitions)
                 self.flood.forget_partitions(partitions)
+                self._warm -= partitions
                 for partition in partitions:
                     self._next_offsets.pop(partition, None)
+                    self._replay_until.pop(partition, None)
                 for entry in self._uncommitted:
                     for partition in partitions:
                         entry.offsets.pop(partition, None)
@@ -250,6 +263,8 @@ class HitRunner:
         records = await self.source.fetch(self.max_batch, timeout)
         async with self._lock:
             hits = 0
+            if records:
+                records = await self._rewind_fresh_partitions(records)
             if records:
                 bad, hits = await asyncio.to_thread(self._process, records)
                 for record, reason in bad:
@@ -279,6 +294,49 @@ class HitRunner:
             async with self._lock:
                 await self._commit_settled()
 
+    async def _rewind_fresh_partitions(self, records: list[BusRecord]) -> list[BusRecord]:
+        """Before the first hit of a partition read since it was assigned is judged, give the flood filter
+        what it knew there: rewind the source to the records of the filter's reach (window + skew) before
+        the earliest hit of this fetch, and replay them into the filter alone (`_process`) up to the first
+        record of this fetch. The fetched records of a rewound partition are dropped: they come again after
+        the replay. Returns the records to process now. Call with the lock held."""
+        fresh = {r.partition for r in records} - self._warm
+        if not fresh:
+            return records
+        if not isinstance(self.source, RewindableSource) or not self.flood.limit:
+            self._warm |= fresh  # the in-memory bus starts with its processor: nothing before to replay
+            return records
+        rewound = set()
+        for partition in sorted(fresh):
+            own = [r for r in records if r.partition == partition]
+            earliest = min((h.received_at_ms for h in _decodable(own)), default=None)
+            if earliest is None:
+                continue  # no hit to date it by: these are dead letters; try again with the next records
+            self._warm.add(partition)
+            first = own[0].offset
+            start = await self.source.rewind(partition, earliest - self.flood.reach_ms, first)
+            if start < first:
+                self._replay_until[partition] = first
+                rewound.add(partition)
+                log.info(
+                    "partition %d from offset %d: replaying offsets %d-%d into the flood filter first",
+                    partition, first, start, first - 1,
+                )  # fmt: skip
+        return [r for r in records if r.partition not in rewound] if rewound else records
+
+    def _replay(self, record: BusRecord, raw: bytes) -> None:
+        """Judge a hit read before the committed offset again, for the flood filter's state only: it was
+        stored (or dead-lettered, or suppressed) by the run that read it first; nothing of it is stored,
+        notified or committed now."""
+        try:
+            hit = decode_hit(raw)
+        except MalformedHit:
+            return
+        dnt = self.do_not_track
+        if dnt is not None and hit.token_ok and dnt.suppressed_hex(hit.recipient_tag):
+            return  # as `_process` does: a suppressed hit never took part
+        self.flood.classify(self.processor.process(hit, record.source), record.partition)
+
     def _process(self, records: list[BusRecord]) -> tuple[list[tuple[BusRecord, str]], int]:
         """Decode, process and window the hits of ``records``: the ones to dead-letter, and how many hits
         were read."""
@@ -286,6 +344,12 @@ class HitRunner:
         hits = 0
         for record, raw in _hits_of(records):
             hits += 1
+            until = self._replay_until.get(record.partition)
+            if until is not None:
+                if record.offset < until:
+                    self._replay(record, raw)
+                    continue
+                del self._replay_until[record.partition]  # replayed: judge from here on
             self._next_offsets[record.partition] = record.offset + 1
             try:
                 hit = decode_hit(raw)
@@ -433,6 +497,13 @@ class HitRunner:
                 metrics.ROWS.labels(plan.table).inc(len(plan.rows))
                 delay = 0.1
                 break
+
+
+def _decodable(records: list[BusRecord]) -> Iterator[RawHit]:
+    """The hits of ``records`` that decode."""
+    for _, raw in _hits_of(records):
+        with contextlib.suppress(MalformedHit):
+            yield decode_hit(raw)
 
 
 def _hits_of(records: list[BusRecord]) -> Iterator[tuple[BusRecord, bytes]]:

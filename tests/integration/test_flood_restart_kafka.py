@@ -1,0 +1,167 @@
+"""The replay-flood rule across restarts and rebalances, on a real Kafka broker and real chDB.
+
+One client fetches one message's pixel 50 times in 5 s from one network: exactly 10 opens and 40
+``bot``/``replay_flood`` hits, however the processor is interrupted after the first 25 are committed — the
+processor crashing after storing all 50 (so 25 are read and judged again), stopping with 25 read (the rest
+read by the next run), or the partition moving in a rebalance. The restarted reader replays the records of
+the filter's reach before its committed offset into the flood filter first (`processors.runner`), so each
+hit gets the verdict an uninterrupted run gave it, and no hit id is on both sides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from ingest.kafka_bus import KafkaSource
+from processors.geo import GeoLookup
+from processors.pipeline import HitProcessor
+from processors.ranges import load_ranges
+from processors.runner import HitRunner
+from schemas.events import RawHit, encode_hit
+from schemas.store import Store
+from schemas.topics import Topics
+from tests.integration.helpers import human_open
+
+pytestmark = pytest.mark.kafka
+DATA = Path(__file__).parent.parent / "data"
+HITS, FIRST, LIMIT = 50, 25, 10
+
+
+class CrashingSource(KafkaSource):
+    """A source whose commits never get past ``FIRST``: the run stores everything it reads and then dies
+    before committing the rest, as a process killed between its insert and its commit does."""
+
+    async def commit(self, next_offsets: Mapping[int, int]) -> None:
+        await super().commit({p: min(o, FIRST) for p, o in next_offsets.items()})
+
+
+def flood_hits() -> list[RawHit]:
+    """One script replaying one pixel: ``HITS`` fetches 100 ms apart, from one address, ending now."""
+    base = int(time.time() * 1000) - HITS * 100
+    one = human_open(0, messages=1)
+    return [replace(one, hit_id=f"flood{i:04d}", received_at_ms=base + i * 100) for i in range(HITS)]
+
+
+def runner_on(source: KafkaSource, store: Store) -> HitRunner:
+    runner = HitRunner(
+        source=source,
+        store=store,
+        processor=HitProcessor(GeoLookup(DATA / "GeoIP2-City-Test.mmdb", None), load_ranges()),
+        flush_interval_s=0.05,
+    )
+    source.on_revoked = runner.on_revoked  # as `pixelpipe.app` wires it
+    return runner
+
+
+async def eventually(condition: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+async def publish(producer: AIOKafkaProducer, topics: Topics, hits: list[RawHit]) -> None:
+    for h in hits:  # one hit a record: offsets count hits
+        await producer.send_and_wait(topics.raw_hits, encode_hit(h), partition=0)
+
+
+def totals(store: Store) -> tuple[int, int, int]:
+    """Counted opens, replay-flood hits, and hit ids stored on both sides."""
+    db = store.database
+    [(opens,)] = store.query(f"SELECT uniqExact(hit_id) FROM {db}.events WHERE kind = 'open'")
+    [(floods,)] = store.query(
+        f"SELECT uniqExact(hit_id) FROM {db}.filtered_hits WHERE reason = 'replay_flood'"
+    )
+    [(both,)] = store.query(
+        f"SELECT uniqExact(hit_id) FROM {db}.events WHERE hit_id IN (SELECT hit_id FROM {db}.filtered_hits)"
+    )
+    return int(opens), int(floods), int(both)
+
+
+async def committed(source: KafkaSource, offset: int) -> bool:
+    return await source.committed(0) == offset
+
+
+@pytest.mark.parametrize("interruption", ["crash after storing", "stop", "rebalance"])
+async def test_a_flood_interrupted_after_25_hits_counts_10_opens_and_40_floods(
+    store: Store, kafka_bootstrap: str, kafka_topics: Topics, kafka_group: str, interruption: str
+) -> None:
+    hits = flood_hits()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    first_source = (CrashingSource if interruption == "crash after storing" else KafkaSource)(
+        kafka_bootstrap, kafka_topics, kafka_group, partitions=1
+    )
+    first = runner_on(first_source, store)
+    tasks = [asyncio.create_task(first.run())]
+    runners = [first]
+    try:
+
+        async def assigned() -> bool:
+            return first_source.assignment() == {0}
+
+        await eventually(assigned, "the first reader's partition")
+        if interruption == "crash after storing":
+            await publish(producer, kafka_topics, hits)
+
+            async def all_stored() -> bool:
+                return sum(totals(store)[:2]) == HITS
+
+            await eventually(all_stored, "every hit stored by the first run")
+            assert totals(store) == (LIMIT, HITS - LIMIT, 0)
+            await eventually(lambda: committed(first_source, FIRST), "the first 25 committed")
+        else:
+            await publish(producer, kafka_topics, hits[:FIRST])
+            await eventually(lambda: committed(first_source, FIRST), "the first 25 committed")
+            assert totals(store) == (LIMIT, FIRST - LIMIT, 0)
+        if interruption == "rebalance":
+            # A second member joins: the group takes the partition from the first and gives it to one of
+            # them, which forgets what it knew of it (`HitRunner.on_revoked`) and starts at the commit.
+            revoked = asyncio.Event()
+            forget = first.on_revoked
+
+            async def on_revoked(partitions: set[int]) -> None:
+                await forget(partitions)
+                revoked.set()
+
+            first_source.on_revoked = on_revoked
+            reader = first_source  # a member still: it reads the group's commits
+            second_source = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group, partitions=1)
+            second = runner_on(second_source, store)
+            runners.append(second)
+            tasks.append(asyncio.create_task(second.run()))
+
+            async def moved() -> bool:
+                owners = first_source.assignment() | second_source.assignment()
+                return revoked.is_set() and owners == {0}
+
+            await eventually(moved, "the rebalance")
+        else:
+            first.stop()
+            await asyncio.wait_for(tasks.pop(), 30)
+            reader = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group, partitions=1)
+            restarted = runner_on(reader, store)
+            runners.append(restarted)
+            tasks.append(asyncio.create_task(restarted.run()))
+
+            async def reassigned() -> bool:
+                return reader.assignment() == {0}
+
+            await eventually(reassigned, "the restarted reader's partition")
+        if interruption != "crash after storing":
+            await publish(producer, kafka_topics, hits[FIRST:])
+        await eventually(lambda: committed(reader, HITS), "every hit committed")
+        assert totals(store) == (LIMIT, HITS - LIMIT, 0)
+    finally:
+        for runner in runners:
+            runner.stop()
+        for task in tasks:
+            await asyncio.wait_for(task, 30)
+        await producer.stop()
