@@ -14,10 +14,22 @@ readers from their own networks; and why not the exact address: an IPv6 client p
 its /64 at will, and a host of a /24 is as good as another to a script.
 
 Event time (the edge's ``received_at``), and the hits of a message arrive on one partition in order, so the
-same hits read again in the same order are judged the same way (see `ReplayFlood` for what a crash loses).
-The only state is the bucket's last ``limit`` event times; a bucket whose newest hit is older than the window
-(plus ``skew_ms``) behind the newest hit seen is dropped, so memory is bounded by the hits of one window
-(and by ``max_buckets`` in any case). Pure: no I/O, no clock.
+same hits read again in the same order are judged the same way. The only state is the bucket's last
+``limit`` event times; a bucket whose newest hit is older than the window (plus ``skew_ms``) behind the newest
+hit of its partition is dropped, so memory is bounded by the hits of one window (and by ``max_buckets`` in
+any case). Pure: no I/O, no clock.
+
+Across a crash or a rebalance: a hit's verdict depends only on the hits of its partition within `reach_ms`
+(window + skew) of event time before it, so the runner, reading a partition anew, first replays the records
+of that reach before its first hit into this filter alone (`processors.runner.HitRunner`, rewinding with
+`ingest.kafka_source.KafkaSource.rewind`): the state is then what an uninterrupted run had, and so is every
+verdict, of a hit read again or a new one. Chosen over the alternatives because it is exact and bounded:
+seeding from what ClickHouse stored would need each hit's network and partition order (the stored address
+may be hashed or dropped, and erasure deletes rows); keeping the stored verdict of a hit read again fixes
+those, but not the hits after the commit, which would start from empty buckets (up to ``limit`` more counted
+per bucket); rewinding by a number of records is unbounded in time, by time is bounded by a minute of the
+partition's traffic. The runner keeps the stored verdict of a hit read again as well, for the cases the
+replay cannot agree (see `ReplayFlood`).
 """
 
 from __future__ import annotations
@@ -66,7 +78,9 @@ class ReplayFlood:
     records of the ``window_ms + skew_ms`` before the first one it has to judge: `processors.runner`), and
     every hit, read again or new, gets the verdict an uninterrupted run gave it or would have. Exact as long
     as a partition's hits are never more than ``skew_ms`` out of event-time order (the edges' clocks agree
-    within it) and ``max_buckets`` is not reached (an eviction is lenient: see `_evict`).
+    within it), ``max_buckets`` is not reached (an eviction is lenient: see `_evict`), the reach is still in
+    the topic's retention, and the settings did not change; where it is not, a hit read again still keeps
+    the verdict it was stored with (the runner looks it up), so it never counts on both sides.
     """
 
     def __init__(

@@ -7,7 +7,13 @@ Delivery order, per batch (at-least-once from the bus, idempotent into ClickHous
    malformed records go to the dead-letter path with their reason and never stop the partition;
 3. filter replay floods (`processors.flood`: more than 10 counted hits of one message's pixel or link from
    one network within 60 s); hold human-looking clicks in the burst window; release the ones whose window
-   has closed;
+   has closed. A partition read anew (a start, a rebalance) is first rewound by the flood filter's reach
+   (65 s of event time before its first fetched hit, `KafkaSource.rewind`) and those records, up to where
+   it was, are replayed into the flood filter alone: nothing of them is stored, notified, held or
+   committed. So the filter's verdicts are the ones an uninterrupted run gives. Until it is past what the
+   run before stored, a hit read again keeps the flood verdict it was stored with (one lookup in
+   ClickHouse per fetch): the net for the cases the replay cannot agree (clocks further apart than the
+   skew allowed, an eviction, other settings), so no hit is on both sides;
 4. every ``flush_interval`` (or sooner when the batch is large) insert the rows into ClickHouse, each table
    with a deduplication token derived from the batch's hit ids — retried with backoff, forever, while the
    store is away (nothing is committed meanwhile, so nothing is lost);
@@ -39,13 +45,13 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from ingest.bus import BusRecord, HitSource
 from processors import metrics
-from processors.flood import ReplayFlood
+from processors.flood import FLOOD, ReplayFlood
 from processors.pipeline import HitProcessor, ProcessedHit
 from processors.privacy import IpStorage
 from processors.rows import InsertPlan, plan_inserts, row
@@ -190,6 +196,9 @@ class HitRunner:
         # the ones being replayed into the flood filter: partition -> the first offset to judge for real.
         self._warm: set[int] = set()
         self._replay_until: dict[int, int] = {}
+        # Partitions whose records from the commit on may have been stored by the run before (the flushes
+        # after its last commit): each hit of them keeps the flood verdict it was stored with.
+        self._rereading: set[int] = set()
 
     async def run(self) -> None:
         """Run until `stop()`; then store what was processed and commit it."""
@@ -248,6 +257,7 @@ class HitRunner:
                 self.window.forget_partitions(partitions)
                 self.flood.forget_partitions(partitions)
                 self._warm -= partitions
+                self._rereading -= partitions
                 for partition in partitions:
                     self._next_offsets.pop(partition, None)
                     self._replay_until.pop(partition, None)
@@ -266,7 +276,8 @@ class HitRunner:
             if records:
                 records = await self._rewind_fresh_partitions(records)
             if records:
-                bad, hits = await asyncio.to_thread(self._process, records)
+                stored = await self._stored_floods(records) if self._rereading else {}
+                bad, hits = await asyncio.to_thread(self._process, records, stored)
                 for record, reason in bad:
                     metrics.DEAD_LETTERS.inc()
                     await self.dead_letters.send(record, reason)
@@ -313,6 +324,7 @@ class HitRunner:
             if earliest is None:
                 continue  # no hit to date it by: these are dead letters; try again with the next records
             self._warm.add(partition)
+            self._rereading.add(partition)
             first = own[0].offset
             start = await self.source.rewind(partition, earliest - self.flood.reach_ms, first)
             if start < first:
@@ -323,6 +335,48 @@ class HitRunner:
                     partition, first, start, first - 1,
                 )  # fmt: skip
         return [r for r in records if r.partition not in rewound] if rewound else records
+
+    async def _stored_floods(self, records: list[BusRecord]) -> dict[str, bool]:
+        """For the hits of ``records`` on partitions being read again, whether each one already stored was
+        stored as a replay flood (True) or as counted (False). The replay makes the filter agree with the
+        run before; this makes a disagreement (edge clocks further apart than the skew allowed, an eviction,
+        other settings) harmless: a hit read again keeps its side, so it never counts on both. A partition
+        is past what the run before stored once the last open of a fetch (clicks may have been held, not
+        stored) is not stored: that run stored the hits in order. Call with the lock held."""
+        ids: dict[str, int] = {}
+        last_open: dict[int, str] = {}
+        for record in records:
+            p = record.partition
+            if p not in self._rereading or record.offset < self._replay_until.get(p, 0):
+                continue
+            for hit in _decodable([record]):
+                ids[hit.hit_id] = p
+                if hit.kind == "open":
+                    last_open[p] = hit.hit_id
+        if not ids:
+            return {}
+        db = self.store.database
+        sql = f"""SELECT hit_id, 1 FROM {db}.filtered_hits WHERE hit_id IN {{ids:Array(String)}}
+                  AND reason = 'replay_flood' UNION ALL
+                  SELECT hit_id, 0 FROM {db}.events WHERE hit_id IN {{ids:Array(String)}}"""  # noqa: S608 - db is a validated name; values are bound
+        delay = 0.1
+        while True:
+            try:
+                rows = await asyncio.to_thread(self.store.query, sql, {"ids": list(ids)})
+                break
+            except StoreError as exc:
+                if self._stopping.is_set():
+                    raise
+                log.warning("looking up the stored verdicts of hits read again failed (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        stored: dict[str, bool] = {}
+        for hit_id, flood in rows:
+            stored[hit_id] = stored.get(hit_id, False) or bool(flood)
+        for p, hit_id in last_open.items():
+            if hit_id not in stored:
+                self._rereading.discard(p)  # past what was stored before: the filter alone from here on
+        return stored
 
     def _replay(self, record: BusRecord, raw: bytes) -> None:
         """Judge a hit read before the committed offset again, for the flood filter's state only: it was
@@ -337,9 +391,12 @@ class HitRunner:
             return  # as `_process` does: a suppressed hit never took part
         self.flood.classify(self.processor.process(hit, record.source), record.partition)
 
-    def _process(self, records: list[BusRecord]) -> tuple[list[tuple[BusRecord, str]], int]:
+    def _process(
+        self, records: list[BusRecord], stored: Mapping[str, bool]
+    ) -> tuple[list[tuple[BusRecord, str]], int]:
         """Decode, process and window the hits of ``records``: the ones to dead-letter, and how many hits
-        were read."""
+        were read. ``stored``: hits read again, whether they were stored as replay floods
+        (`_stored_floods`)."""
         bad = []
         hits = 0
         for record, raw in _hits_of(records):
@@ -368,6 +425,9 @@ class HitRunner:
                 continue
             processed = self.processor.process(hit, record.source)
             c = self.flood.classify(processed, record.partition)
+            was_flood = stored.get(hit.hit_id)
+            if was_flood is not None and processed.classification.verdict.counted:
+                c = FLOOD if was_flood else processed.classification  # the side it is stored on
             released: list[Released[ProcessedHit]]
             if hit.kind == "click" and hit.token_ok:
                 released = self.window.admit(
