@@ -25,11 +25,11 @@ of that reach before its first hit into this filter alone (`processors.runner.Hi
 `ingest.kafka_source.KafkaSource.rewind`): the state is then what an uninterrupted run had, and so is every
 verdict, of a hit read again or a new one. Chosen over the alternatives because it is exact and bounded:
 seeding from what ClickHouse stored would need each hit's network and partition order (the stored address
-may be hashed or dropped, and erasure deletes rows); keeping the stored verdict of a hit read again fixes
-those, but not the hits after the commit, which would start from empty buckets (up to ``limit`` more counted
-per bucket); rewinding by a number of records is unbounded in time, by time is bounded by a minute of the
-partition's traffic. The runner keeps the stored verdict of a hit read again as well, for the cases the
-replay cannot agree (see `ReplayFlood`).
+may be hashed or dropped, and erasure deletes rows); keeping the stored verdict of a hit read again settles
+the hits the run before stored, but not the new ones after them, which would start from empty buckets (up to
+``limit`` more counted per bucket); rewinding by a number of records is unbounded in time, by time is bounded
+by a minute of the partition's traffic. The runner keeps the stored verdict of a hit read again as well, for
+the cases the replay cannot agree (see `ReplayFlood`).
 """
 
 from __future__ import annotations

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 from ingest.kafka_bus import KafkaSource
 from processors.flood import ReplayFlood
@@ -29,11 +33,14 @@ from processors.runner import HitRunner
 from schemas.events import RawHit, encode_hit
 from schemas.store import Store
 from schemas.topics import Topics
-from tests.integration.helpers import human_open
+from tests.integration.helpers import BROWSER, RESIDENTIAL, human_open, path_of, wait_for
+from tests.roles import Role, role_env
 
 pytestmark = pytest.mark.kafka
 DATA = Path(__file__).parent.parent / "data"
 HITS, FIRST, LIMIT = 50, 25, 10
+ACME = {"Authorization": "Bearer acme-key-123"}
+OTHER_READER = "89.160.20.128"  # another network
 
 
 class CrashingSource(KafkaSource):
@@ -86,6 +93,26 @@ def totals(store: Store) -> tuple[int, int, int]:
         f"SELECT uniqExact(hit_id) FROM {db}.events WHERE hit_id IN (SELECT hit_id FROM {db}.filtered_hits)"
     )
     return int(opens), int(floods), int(both)
+
+
+async def uncommitted(bootstrap: str, topics: Topics, group: str) -> int:
+    """Records of the raw-hits topic the group has not committed (-1: the topic is not known yet)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await admin.start()
+    await consumer.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+        [topic] = await admin.describe_topics([topics.raw_hits])
+        tps = [TopicPartition(topics.raw_hits, p["partition"]) for p in topic["partitions"]]
+        if not tps:
+            return -1  # not known yet
+        ends = await consumer.end_offsets(tps)
+        done = {tp: o.offset for tp, o in offsets.items() if tp.topic == topics.raw_hits}
+        return sum(end - max(0, done.get(tp, 0)) for tp, end in ends.items())
+    finally:
+        await consumer.stop()
+        await admin.close()
 
 
 async def committed(source: KafkaSource, offset: int) -> bool:
@@ -174,3 +201,55 @@ async def test_a_flood_interrupted_after_25_hits_counts_10_opens_and_40_floods(
         for task in tasks:
             await asyncio.wait_for(task, 30)
         await producer.stop()
+
+
+def test_a_flood_across_a_processor_killed_mid_way_counts_10_opens(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    """The same with the roles as real processes: the processor SIGKILLed after it stored the first 25
+    hits of a flood (what it committed of them is up to the timing), the other 25 arriving while it is dead,
+    then a person from another network: 11 opens and 40 floods."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    common = {
+        "PIXELPIPE_KAFKA_BOOTSTRAP": kafka_bootstrap,
+        "PIXELPIPE_TOPIC_PREFIX": prefix,
+        "PIXELPIPE_CONSUMER_GROUP": f"{prefix}-processors",
+    }
+    edge_env = role_env(**common, PIXELPIPE_DATA_DIR=str(tmp_path / "edge"))
+    edge = Role(["edge"], edge_env, tmp_path / "edge.log")
+    core = Role(
+        ["serve", "--roles", "process,api"],
+        role_env(**common, PIXELPIPE_DATA_DIR=str(tmp_path / "core"), PIXELPIPE_PUBLIC_URL=edge.base),
+        tmp_path / "core.log",
+    )
+    try:
+        edge.start()
+        core.start()
+        with httpx.Client(base_url=core.base, timeout=10, headers=ACME) as api:
+            r = api.post("/v1/messages", json={"campaign_id": "flood", "recipient": "ann@example.com"})
+            assert r.status_code == 201, r.text
+            pixel, message_id = path_of(r.json()["pixel_url"]), r.json()["message_id"]
+
+            def stats() -> dict[str, Any]:
+                return dict(api.get(f"/v1/messages/{message_id}").json())
+
+            def fetch(n: int, ip: str = RESIDENTIAL) -> None:
+                headers = {"User-Agent": BROWSER, "X-Forwarded-For": ip}
+                with httpx.Client(base_url=edge.base, timeout=10, headers=headers) as client:
+                    assert [client.get(pixel).status_code for _ in range(n)] == [200] * n
+
+            fetch(FIRST)
+            wait_for(stats, lambda m: m["opens"] + m["bot_opens"] == FIRST, 60)
+            topics = Topics.with_prefix(prefix)
+            group = common["PIXELPIPE_CONSUMER_GROUP"]
+            wait_for(lambda: asyncio.run(uncommitted(kafka_bootstrap, topics, group)), lambda n: n == 0, 60)
+            core.kill()
+            fetch(HITS - FIRST)
+            fetch(1, ip=OTHER_READER)  # read after the flood on its partition: a positive signal
+            core.start()
+            message, _ = wait_for(stats, lambda m: m["opens"] + m["bot_opens"] >= HITS + 1, 120)
+            assert (message["opens"], message["bot_opens"]) == (LIMIT + 1, HITS - LIMIT)
+            assert message["filtered"] == {"replay_flood": HITS - LIMIT}
+    finally:
+        edge.stop()
+        core.stop()
