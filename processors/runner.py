@@ -314,8 +314,12 @@ class HitRunner:
         fresh = {r.partition for r in records} - self._warm
         if not fresh:
             return records
-        if not isinstance(self.source, RewindableSource) or not self.flood.limit:
+        if not isinstance(self.source, RewindableSource):
             self._warm |= fresh  # the in-memory bus starts with its processor: nothing before to replay
+            return records
+        if not self.flood.limit:  # the rule is off: nothing to replay, but what was stored keeps its side
+            self._warm |= fresh
+            self._rereading |= fresh
             return records
         rewound = set()
         for partition in sorted(fresh):
@@ -336,13 +340,13 @@ class HitRunner:
                 )  # fmt: skip
         return [r for r in records if r.partition not in rewound] if rewound else records
 
-    async def _stored_floods(self, records: list[BusRecord]) -> dict[str, bool]:
-        """For the hits of ``records`` on partitions being read again, whether each one already stored was
-        stored as a replay flood (True) or as counted (False). The replay makes the filter agree with the
-        run before; this makes a disagreement (edge clocks further apart than the skew allowed, an eviction,
-        other settings) harmless: a hit read again keeps its side, so it never counts on both. A partition
-        is past what the run before stored once the last open of a fetch (clicks may have been held, not
-        stored) is not stored: that run stored the hits in order. Call with the lock held."""
+    async def _stored_floods(self, records: list[BusRecord]) -> dict[str, str]:
+        """For the hits of ``records`` on partitions being read again, how each one already stored was
+        stored: the reason of its filtered row, or "" when it was counted. The replay makes the filter agree
+        with the run before; this makes a disagreement (edge clocks further apart than the skew allowed, an
+        eviction, other settings) harmless: a hit read again keeps its side, so it never counts on both. A
+        partition is past what the run before stored once the last open of a fetch (clicks may have been
+        held, not stored) is not stored: that run stored the hits in order. Call with the lock held."""
         ids: dict[str, int] = {}
         last_open: dict[int, str] = {}
         for record in records:
@@ -351,14 +355,16 @@ class HitRunner:
                 continue
             for hit in _decodable([record]):
                 ids[hit.hit_id] = p
-                if hit.kind == "open":
+                dnt = self.do_not_track
+                if hit.kind == "open" and not (
+                    dnt is not None and hit.token_ok and dnt.suppressed_hex(hit.recipient_tag)
+                ):  # a suppressed hit is never stored: it says nothing of where the run before stopped
                     last_open[p] = hit.hit_id
         if not ids:
             return {}
         db = self.store.database
-        sql = f"""SELECT hit_id, 1 FROM {db}.filtered_hits WHERE hit_id IN {{ids:Array(String)}}
-                  AND reason = 'replay_flood' UNION ALL
-                  SELECT hit_id, 0 FROM {db}.events WHERE hit_id IN {{ids:Array(String)}}"""  # noqa: S608 - db is a validated name; values are bound
+        sql = f"""SELECT hit_id, reason FROM {db}.filtered_hits WHERE hit_id IN {{ids:Array(String)}}
+                  UNION ALL SELECT hit_id, '' FROM {db}.events WHERE hit_id IN {{ids:Array(String)}}"""  # noqa: S608 - db is a validated name; values are bound
         delay = 0.1
         while True:
             try:
@@ -370,9 +376,10 @@ class HitRunner:
                 log.warning("looking up the stored verdicts of hits read again failed (%s); retrying", exc)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        stored: dict[str, bool] = {}
-        for hit_id, flood in rows:
-            stored[hit_id] = stored.get(hit_id, False) or bool(flood)
+        stored: dict[str, str] = {}
+        for hit_id, reason in rows:
+            if stored.get(hit_id) != FLOOD.reason:  # stored on both sides by an older version: filtered wins
+                stored[hit_id] = str(reason)
         for p, hit_id in last_open.items():
             if hit_id not in stored:
                 self._rereading.discard(p)  # past what was stored before: the filter alone from here on
@@ -392,11 +399,10 @@ class HitRunner:
         self.flood.classify(self.processor.process(hit, record.source), record.partition)
 
     def _process(
-        self, records: list[BusRecord], stored: Mapping[str, bool]
+        self, records: list[BusRecord], stored: Mapping[str, str]
     ) -> tuple[list[tuple[BusRecord, str]], int]:
         """Decode, process and window the hits of ``records``: the ones to dead-letter, and how many hits
-        were read. ``stored``: hits read again, whether they were stored as replay floods
-        (`_stored_floods`)."""
+        were read. ``stored``: hits read again, how they were stored (`_stored_floods`)."""
         bad = []
         hits = 0
         for record, raw in _hits_of(records):
@@ -425,9 +431,13 @@ class HitRunner:
                 continue
             processed = self.processor.process(hit, record.source)
             c = self.flood.classify(processed, record.partition)
-            was_flood = stored.get(hit.hit_id)
-            if was_flood is not None and processed.classification.verdict.counted:
-                c = FLOOD if was_flood else processed.classification  # the side it is stored on
+            before = stored.get(hit.hit_id)
+            if before is not None and processed.classification.verdict.counted:
+                # The side it is stored on: a flood stays one, a counted hit stays counted.
+                if before == FLOOD.reason:
+                    c = FLOOD
+                elif not before:
+                    c = processed.classification
             released: list[Released[ProcessedHit]]
             if hit.kind == "click" and hit.token_ok:
                 released = self.window.admit(
