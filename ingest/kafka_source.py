@@ -136,6 +136,22 @@ class KafkaSource:
             metrics.COMMIT_FAILURES.inc()
             log.warning("commit of %s %s failed (%s); the next owner replays them", topic, offsets, exc)
 
+    async def rewind(self, partition: int, since_ms: int, offset: int) -> int:
+        """Move the partition's position back from ``offset`` (the next record the caller was to read) to
+        the first record published at ``since_ms`` or later (by the record's timestamp: the edge's clock when
+        it published, never before any of its hits' ``received_at``), or to the log's start. Returns the new
+        position, ``offset`` when there is nothing before it to go back to or the partition is no longer
+        ours. The consumer's fetch position only: nothing is committed."""
+        tp = TopicPartition(self.topics.raw_hits, partition)
+        found = (await self._consumer.offsets_for_times({tp: max(0, since_ms)})).get(tp)
+        start = offset if found is None else min(int(found.offset), offset)
+        if start < offset:
+            try:
+                self._consumer.seek(tp, start)
+            except IllegalStateError:  # revoked meanwhile: its next owner starts from the commit
+                return offset
+        return start
+
     def assignment(self) -> set[int]:
         return {tp.partition for tp in self._consumer.assignment()} if self._consumer else set()
 

@@ -7,7 +7,13 @@ Delivery order, per batch (at-least-once from the bus, idempotent into ClickHous
    malformed records go to the dead-letter path with their reason and never stop the partition;
 3. filter replay floods (`processors.flood`: more than 10 counted hits of one message's pixel or link from
    one network within 60 s); hold human-looking clicks in the burst window; release the ones whose window
-   has closed;
+   has closed. A partition read anew (a start, a rebalance) is first rewound by the flood filter's reach
+   (65 s of event time before its first fetched hit, `KafkaSource.rewind`) and those records, up to where
+   it was, are replayed into the flood filter alone: nothing of them is stored, notified, held or
+   committed. So the filter's verdicts are the ones an uninterrupted run gives. Until it is past what the
+   run before stored, a hit read again keeps the flood verdict it was stored with (one lookup in
+   ClickHouse per fetch): the net for the cases the replay cannot agree (clocks further apart than the
+   skew allowed, an eviction, other settings), so no hit is on both sides;
 4. every ``flush_interval`` (or sooner when the batch is large) insert the rows into ClickHouse, each table
    with a deduplication token derived from the batch's hit ids — retried with backoff, forever, while the
    store is away (nothing is committed meanwhile, so nothing is lost);
@@ -39,18 +45,18 @@ import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from ingest.bus import BusRecord, HitSource
 from processors import metrics
-from processors.flood import ReplayFlood
+from processors.flood import FLOOD, ReplayFlood
 from processors.pipeline import HitProcessor, ProcessedHit
 from processors.privacy import IpStorage
 from processors.rows import InsertPlan, plan_inserts, row
 from processors.window import ClickBurstWindow, Released
-from schemas.events import MalformedHit, decode_hit, split_hits
+from schemas.events import MalformedHit, RawHit, decode_hit, split_hits
 from schemas.store import Store, StoreError
 from schemas.suppression import DoNotTrack
 from schemas.verdicts import Classification
@@ -69,6 +75,13 @@ class DeadLetters(Protocol):
     async def send(self, record: BusRecord, reason: str) -> None: ...
 
     async def stop(self) -> None: ...
+
+
+@runtime_checkable
+class RewindableSource(Protocol):
+    """A source that can read a partition again from further back (Kafka: `ingest.kafka_source`)."""
+
+    async def rewind(self, partition: int, since_ms: int, offset: int) -> int: ...
 
 
 class LogDeadLetters:
@@ -179,6 +192,13 @@ class HitRunner:
         # The memory bus cannot replay: keep retrying on shutdown there. Kafka replays what is uncommitted.
         self.drain_on_stop = drain_on_stop
         self.do_not_track = do_not_track
+        # Partitions read from since they were assigned (their flood state is complete from there on), and
+        # the ones being replayed into the flood filter: partition -> the first offset to judge for real.
+        self._warm: set[int] = set()
+        self._replay_until: dict[int, int] = {}
+        # Partitions whose records from the commit on may have been stored by the run before (the flushes
+        # after its last commit): each hit of them keeps the flood verdict it was stored with.
+        self._rereading: set[int] = set()
 
     async def run(self) -> None:
         """Run until `stop()`; then store what was processed and commit it."""
@@ -236,8 +256,11 @@ class HitRunner:
             finally:  # whatever happened, they are no longer ours
                 self.window.forget_partitions(partitions)
                 self.flood.forget_partitions(partitions)
+                self._warm -= partitions
+                self._rereading -= partitions
                 for partition in partitions:
                     self._next_offsets.pop(partition, None)
+                    self._replay_until.pop(partition, None)
                 for entry in self._uncommitted:
                     for partition in partitions:
                         entry.offsets.pop(partition, None)
@@ -251,7 +274,10 @@ class HitRunner:
         async with self._lock:
             hits = 0
             if records:
-                bad, hits = await asyncio.to_thread(self._process, records)
+                records = await self._rewind_fresh_partitions(records)
+            if records:
+                stored = await self._stored_floods(records) if self._rereading else {}
+                bad, hits = await asyncio.to_thread(self._process, records, stored)
                 for record, reason in bad:
                     metrics.DEAD_LETTERS.inc()
                     await self.dead_letters.send(record, reason)
@@ -279,13 +305,114 @@ class HitRunner:
             async with self._lock:
                 await self._commit_settled()
 
-    def _process(self, records: list[BusRecord]) -> tuple[list[tuple[BusRecord, str]], int]:
+    async def _rewind_fresh_partitions(self, records: list[BusRecord]) -> list[BusRecord]:
+        """Before the first hit of a partition read since it was assigned is judged, give the flood filter
+        what it knew there: rewind the source to the records of the filter's reach (window + skew) before
+        the earliest hit of this fetch, and replay them into the filter alone (`_process`) up to the first
+        record of this fetch. The fetched records of a rewound partition are dropped: they come again after
+        the replay. Returns the records to process now. Call with the lock held."""
+        fresh = {r.partition for r in records} - self._warm
+        if not fresh:
+            return records
+        if not isinstance(self.source, RewindableSource):
+            self._warm |= fresh  # the in-memory bus starts with its processor: nothing before to replay
+            return records
+        if not self.flood.limit:  # the rule is off: nothing to replay, but what was stored keeps its side
+            self._warm |= fresh
+            self._rereading |= fresh
+            return records
+        rewound = set()
+        for partition in sorted(fresh):
+            own = [r for r in records if r.partition == partition]
+            earliest = min((h.received_at_ms for h in _decodable(own)), default=None)
+            if earliest is None:
+                continue  # no hit to date it by: these are dead letters; try again with the next records
+            self._warm.add(partition)
+            self._rereading.add(partition)
+            first = own[0].offset
+            start = await self.source.rewind(partition, earliest - self.flood.reach_ms, first)
+            if start < first:
+                self._replay_until[partition] = first
+                rewound.add(partition)
+                log.info(
+                    "partition %d from offset %d: replaying offsets %d-%d into the flood filter first",
+                    partition, first, start, first - 1,
+                )  # fmt: skip
+        return [r for r in records if r.partition not in rewound] if rewound else records
+
+    async def _stored_floods(self, records: list[BusRecord]) -> dict[str, str]:
+        """For the hits of ``records`` on partitions being read again, how each one already stored was
+        stored: the reason of its filtered row, or "" when it was counted. The replay makes the filter agree
+        with the run before; this makes a disagreement (edge clocks further apart than the skew allowed, an
+        eviction, other settings) harmless: a hit read again keeps its side, so it never counts on both. A
+        partition is past what the run before stored once the last open of a fetch (clicks may have been
+        held, not stored) is not stored: that run stored the hits in order. Call with the lock held."""
+        ids: dict[str, int] = {}
+        last_open: dict[int, str] = {}
+        for record in records:
+            p = record.partition
+            if p not in self._rereading or record.offset < self._replay_until.get(p, 0):
+                continue
+            for hit in _decodable([record]):
+                ids[hit.hit_id] = p
+                dnt = self.do_not_track
+                if hit.kind == "open" and not (
+                    dnt is not None and hit.token_ok and dnt.suppressed_hex(hit.recipient_tag)
+                ):  # a suppressed hit is never stored: it says nothing of where the run before stopped
+                    last_open[p] = hit.hit_id
+        if not ids:
+            return {}
+        db = self.store.database
+        sql = f"""SELECT hit_id, reason FROM {db}.filtered_hits WHERE hit_id IN {{ids:Array(String)}}
+                  UNION ALL SELECT hit_id, '' FROM {db}.events WHERE hit_id IN {{ids:Array(String)}}"""  # noqa: S608 - db is a validated name; values are bound
+        delay = 0.1
+        while True:
+            try:
+                rows = await asyncio.to_thread(self.store.query, sql, {"ids": list(ids)})
+                break
+            except StoreError as exc:
+                if self._stopping.is_set():
+                    raise
+                log.warning("looking up the stored verdicts of hits read again failed (%s); retrying", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        stored: dict[str, str] = {}
+        for hit_id, reason in rows:
+            if stored.get(hit_id) != FLOOD.reason:  # stored on both sides by an older version: filtered wins
+                stored[hit_id] = str(reason)
+        for p, hit_id in last_open.items():
+            if hit_id not in stored:
+                self._rereading.discard(p)  # past what was stored before: the filter alone from here on
+        return stored
+
+    def _replay(self, record: BusRecord, raw: bytes) -> None:
+        """Judge a hit read before the committed offset again, for the flood filter's state only: it was
+        stored (or dead-lettered, or suppressed) by the run that read it first; nothing of it is stored,
+        notified or committed now."""
+        try:
+            hit = decode_hit(raw)
+        except MalformedHit:
+            return
+        dnt = self.do_not_track
+        if dnt is not None and hit.token_ok and dnt.suppressed_hex(hit.recipient_tag):
+            return  # as `_process` does: a suppressed hit never took part
+        self.flood.classify(self.processor.process(hit, record.source), record.partition)
+
+    def _process(
+        self, records: list[BusRecord], stored: Mapping[str, str]
+    ) -> tuple[list[tuple[BusRecord, str]], int]:
         """Decode, process and window the hits of ``records``: the ones to dead-letter, and how many hits
-        were read."""
+        were read. ``stored``: hits read again, how they were stored (`_stored_floods`)."""
         bad = []
         hits = 0
         for record, raw in _hits_of(records):
             hits += 1
+            until = self._replay_until.get(record.partition)
+            if until is not None:
+                if record.offset < until:
+                    self._replay(record, raw)
+                    continue
+                del self._replay_until[record.partition]  # replayed: judge from here on
             self._next_offsets[record.partition] = record.offset + 1
             try:
                 hit = decode_hit(raw)
@@ -304,6 +431,13 @@ class HitRunner:
                 continue
             processed = self.processor.process(hit, record.source)
             c = self.flood.classify(processed, record.partition)
+            before = stored.get(hit.hit_id)
+            if before is not None and processed.classification.verdict.counted:
+                # The side it is stored on: a flood stays one, a counted hit stays counted.
+                if before == FLOOD.reason:
+                    c = FLOOD
+                elif not before:
+                    c = processed.classification
             released: list[Released[ProcessedHit]]
             if hit.kind == "click" and hit.token_ok:
                 released = self.window.admit(
@@ -433,6 +567,13 @@ class HitRunner:
                 metrics.ROWS.labels(plan.table).inc(len(plan.rows))
                 delay = 0.1
                 break
+
+
+def _decodable(records: list[BusRecord]) -> Iterator[RawHit]:
+    """The hits of ``records`` that decode."""
+    for _, raw in _hits_of(records):
+        with contextlib.suppress(MalformedHit):
+            yield decode_hit(raw)
 
 
 def _hits_of(records: list[BusRecord]) -> Iterator[tuple[BusRecord, bytes]]:

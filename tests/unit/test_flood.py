@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -214,3 +216,37 @@ def test_the_settings_read_the_limit_and_window_and_refuse_bad_values(tmp_path: 
         with pytest.raises(SettingsError) as info:
             load({**env, variable: value})
         assert info.value.variable == variable
+
+
+def test_a_lagging_partition_is_judged_on_its_own_hits() -> None:
+    # Partition 0 is behind (a backlog), partition 1 live ten minutes ahead: partition 0's flood goes on.
+    flood = ReplayFlood(limit=2, window_ms=1_000, skew_ms=0)
+    assert flood.admit(0, 7, T0)
+    assert flood.admit(0, 7, T0 + 1)
+    assert flood.admit(1, 8, T0 + 600_000)  # another partition's watermark sweeps only its own buckets
+    assert not flood.admit(0, 7, T0 + 2)
+
+
+def test_replaying_the_reach_before_any_offset_gives_the_verdicts_of_an_uninterrupted_run() -> None:
+    # Six buckets of bursts and lulls, edge clocks up to the skew apart (hits a little out of order): cut
+    # the stream anywhere, replay what lies within the reach before the cut into a fresh filter (as the
+    # runner does after a restart), and every verdict from the cut on is the uninterrupted run's.
+    rng = random.Random(14)
+    hits: list[tuple[int, int]] = []
+    t = T0
+    for _ in range(3_000):
+        t += rng.choice((5, 20, 300, 4_000, 30_000)) if rng.random() < 0.3 else rng.randrange(0, 50)
+        hits.append((rng.randrange(6), max(T0, t - rng.randrange(0, 5_000))))
+    whole = ReplayFlood(skew_ms=5_000)
+    verdicts = [whole.admit(0, key, at) for key, at in hits]
+    assert 0 < verdicts.count(False) < len(hits)  # floods and people both
+    for cut in range(0, len(hits), 97):
+        since = hits[cut][1] - whole.reach_ms
+        # The first record published at `since` or later: a record's timestamp is never before its hit's
+        # time; here the running maximum of the times stands for it.
+        published = list(itertools.accumulate((at for _, at in hits), max))
+        start = next(i for i, p in enumerate(published) if p >= since)
+        restarted = ReplayFlood(skew_ms=5_000)
+        for key, at in hits[start:cut]:
+            restarted.admit(0, key, at)
+        assert [restarted.admit(0, key, at) for key, at in hits[cut:]] == verdicts[cut:], cut
