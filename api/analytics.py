@@ -58,13 +58,16 @@ def _rows(ctx: ApiContext, q: Query | aq.ExactRead) -> list[tuple[Any, ...]]:
 def campaign_summary(
     ctx: ApiContext, account: str, campaign_id: str, *, include_machine: bool
 ) -> dict[str, Any]:
-    """The campaign's stats from the rollups; NotFoundException for a campaign without sends or hits. (The
-    contract's ``/v1/campaigns/{id}/stats`` can answer with this, rows per campaign instead of per hit.)"""
+    """The campaign's stats from the rollups; NotFoundException for a campaign the account never sent nor
+    had a hit of. (The contract's ``/v1/campaigns/{id}/stats`` can answer with this, rows per campaign
+    instead of per hit.)"""
     db = ctx.store.database
     counts = _rows(ctx, aq.campaign_counts(db, account, campaign_id, include_machine=include_machine))
     hit_rows, message_rows = aq.split_counts(counts)
     if not hit_rows and not any(n for *_, n in message_rows):
-        raise NotFoundException(f"no campaign {campaign_id!r}")
+        # Nothing counted: unknown, or every send erased before an open (still listed, so zeros, as the
+        # other campaign routes answer).
+        _require_campaign(ctx, account, campaign_id)
     unregistered = sum(int(n) for _, n in _rows(ctx, aq.unregistered_messages(db, account, [campaign_id])))
     return aq.shape_summary(
         campaign_id, hit_rows, message_rows, include_machine=include_machine, unregistered=unregistered

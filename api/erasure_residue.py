@@ -35,7 +35,7 @@ def names_recipient(label: str, recipient: str) -> bool:
     """Whether a URL names this recipient's whole address, written plainly or percent-encoded, in any case.
     Only addresses are looked for: a recipient id without an `@` (`u1`) would match unrelated URLs."""
     # A search, not an identity: a URL may carry the address in any case, whatever rule makes two spellings
-    # one recipient (`schemas.tokens.normalize_recipient`), so both sides are case-folded.
+    # one recipient (`schemas.recipient.normalize_recipient`), so both sides are case-folded.
     address = recipient.strip().casefold()
     if "@" not in address:
         return False

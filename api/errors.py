@@ -17,6 +17,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import (
     ClientException,
     HTTPException,
+    InternalServerException,
     ValidationException,
 )
 from litestar.status_codes import (
@@ -69,7 +70,13 @@ async def check_request(request: Request[Any, Any, Any]) -> None:
         raise ClientException(problem)
     if request.method not in _BODY_METHODS:
         return
-    body = await request.body()
+    try:
+        body = await request.body()
+    except InternalServerException:  # Litestar's word for a client that left before its whole body
+        # Nothing failed here and no one is left to answer: a note, not a logged 5xx (a client dropping
+        # uploads, or the body deadline closing them, must not fill the error log).
+        log.info("%s: the client left before sending its whole body", _route(request))
+        raise ClientException("request body: the connection closed before all of it arrived") from None
     if body and (problem := body_problem(body)) is not None:
         raise ClientException(problem)
 

@@ -9,10 +9,10 @@ recipient's sends, counted events and filtered hits and suppresses the recipient
 email is not recorded again. Both are per account.
 
 Erasure in two steps, both by message id, never by the address (a mutation's text stays on disk in its
-``mutation_*.txt``): a lightweight DELETE hides the rows before the answer; then ``ALTER TABLE ... DELETE``
-mutations, which ClickHouse runs in the background, rewrite the parts that held them, and the parts they
-replace leave the disk after ``old_parts_lifetime`` (0005_suppression_tags.sql). The answer's ``on_disk_by``
-is the bound on both (`ERASED_FROM_DISK_WITHIN_S`); the API is not blocked meanwhile.
+``mutation_*.txt``): a lightweight DELETE hides the rows before the answer; then an ``ALTER TABLE ... APPLY
+DELETED MASK`` mutation, which ClickHouse runs in the background, rewrites the parts that held them, and the
+parts it replaces leave the disk after ``old_parts_lifetime`` (0005_suppression_tags.sql). The answer's
+``on_disk_by`` is the bound on both (`ERASED_FROM_DISK_WITHIN_S`); the API is not blocked meanwhile.
 
 The suppression list keeps no address: ``suppression_tags`` holds the recipient's keyed tags under every key
 the keyring had when the change was made (`migrate_plain_suppressions` turns 0004's plain rows into tags at

@@ -8,7 +8,7 @@ in any path; `%252F` is the literal `%2F`), as UTF-8. `recipient_paths` keeps ro
 segment: when its decoded form holds a `/`, the path the router sees gets that slash re-encoded, so the
 segment stays one; after routing, `raw_recipient` gives the route's ``recipient`` parameter its exact value.
 
-Owns nothing else: what a recipient *is* (normalisation) is `schemas.tokens.normalize_recipient`'s.
+Owns nothing else: what a recipient *is* (normalisation) is `schemas.recipient.normalize_recipient`'s.
 """
 
 from __future__ import annotations

@@ -19,9 +19,10 @@ write, and never close a connection with a held head unsent.
 **Bounded connections** (`BoundedHttpProtocol`, under the edge's protocol and every other role's): the
 `ingest.connection_bounds` a server is given. A head that takes longer than the header timeout closes the
 connection; a kept-alive connection idle for the idle timeout closes; a head longer than the head limit is
-answered ``431`` and the connection closed, having kept at most the limit (plus one read) of it; a request
-whose body is still to come when its response is complete (a ``GET`` with a huge ``Content-Length``) must
-finish within the header timeout (its body is read and dropped meanwhile) or the connection closes; beyond
+answered ``431`` and the connection closed, having kept at most the limit (plus one read) of it; a request's
+body must arrive within the header timeout of its head, or the connection closes (an API route waiting for a
+trickling body, or a ``GET`` with a huge ``Content-Length`` whose body is read and dropped after its answer:
+with a request in progress, such a connection is never the one evicted); beyond
 the connection cap the longest-waiting connection is closed. Each such close is counted in
 ``pixelpipe_http_connections_closed_total`` by reason.
 """
@@ -301,12 +302,23 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     # -- parser callbacks
 
     def _head_complete(self) -> None:
-        """The request's head is in: no header timeout, no limit, not waiting, until its message ends."""
+        """The request's head is in: no head limit, not waiting, until its message ends; its body, if it
+        declares one, must arrive within the header timeout (an app waiting for a body that trickles in
+        would otherwise hold the connection for ever, and a connection with a request in progress is never
+        evicted)."""
         self._reading_head = False
         self._head_used = 0
         self._heads_read += 1
         self._cancel_head_timer()
         self._table.busy(self)
+        if self._declares_body():
+            self._head_timer = self.loop.call_later(self.bounds.header_timeout_s, self._head_timed_out)
+
+    def _declares_body(self) -> bool:
+        for name, value in self.headers:
+            if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
+                return True
+        return False
 
     def on_headers_complete(self) -> None:
         self._head_complete()
@@ -475,12 +487,6 @@ class EdgeHttpProtocol(BoundedHttpProtocol):
         self._with_body = method != "HEAD"
         self.cycle = cast(RequestResponseCycle, _ANSWERED)
         return edge.serve(method, path, self._peer, self.headers, self._respond)
-
-    def _declares_body(self) -> bool:
-        for name, value in self.headers:
-            if name == b"transfer-encoding" or (name == b"content-length" and value.strip() != b"0"):
-                return True
-        return False
 
     def _respond(self, answer: Answer) -> None:
         keep_alive = self._keep_alive

@@ -951,6 +951,9 @@ class AttemptLog:
         # erasure is not logged after it (the API deletes the logged rows once the outbox forgot them).
         self._erased: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()  # `forget` comes from the API's thread
+        # Held while a flush's rows are on their way to the store: `forget` waits for them, so the delete
+        # that follows it (api.erasure_residue) finds them stored rather than missing rows still in flight.
+        self._flushing = threading.Lock()
 
     def record(
         self,
@@ -979,20 +982,28 @@ class AttemptLog:
     async def flush(self) -> None:
         if self.store is None or not self._rows:
             return
-        with self._lock:
-            rows = list(self._rows)
-            self._rows.clear()
-        try:
-            await asyncio.to_thread(self.store.insert, "webhook_deliveries", DELIVERY_COLUMNS, rows)
-        except StoreError as exc:
-            log.warning("webhooks: could not log %d attempts (%s); keeping them for later", len(rows), exc)
+        await asyncio.to_thread(self._flush)
+
+    def _flush(self) -> None:
+        assert self.store is not None  # noqa: S101 - flush checked
+        with self._flushing:
             with self._lock:
-                self._rows.extendleft(reversed(rows))
+                rows = list(self._rows)
+                self._rows.clear()
+            if not rows:
+                return
+            try:
+                self.store.insert("webhook_deliveries", DELIVERY_COLUMNS, rows)
+            except StoreError as exc:
+                log.warning("webhooks: could not log %d attempts (%s); keeping them", len(rows), exc)
+                with self._lock:  # not those of messages erased meanwhile
+                    self._rows.extendleft(r for r in reversed(rows) if (r[0], r[4]) not in self._erased)
 
     def forget(self, account: str, message_ids: Iterable[str], keep_s: float = 3600.0) -> int:
-        """Drop the unflushed rows of erased messages and log none of theirs for ``keep_s``; how many."""
+        """Drop the unflushed rows of erased messages and log none of theirs for ``keep_s``; how many. Waits
+        for a flush in progress (blocking: never from the event loop's thread)."""
         now = time.monotonic()
-        with self._lock:
+        with self._flushing, self._lock:
             self._erased = {key: until for key, until in self._erased.items() if until > now}
             self._erased.update(dict.fromkeys(((account, m) for m in message_ids), now + keep_s))
             kept = [r for r in self._rows if (r[0], r[4]) not in self._erased]
@@ -1172,12 +1183,12 @@ class WebhookDispatcher:
         assert self._executor is not None  # noqa: S101 - start() made it
         assert self._outbox is not None  # noqa: S101
         tags, messages = list(recipient_tags), list(message_ids)
-        self.attempt_log.forget(account, messages)
         outbox = self._outbox
 
         def purge() -> dict[str, int]:
-            # Erased by tag (another process's erasure, through the privacy topic): their attempts neither.
-            self.attempt_log.forget(account, outbox.messages_of(account, tags))
+            # Erased by tag too (another process's erasure, through the privacy topic): their attempts
+            # neither. Here, off the event loop: `AttemptLog.forget` waits for a flush in progress.
+            self.attempt_log.forget(account, [*messages, *outbox.messages_of(account, tags)])
             return outbox.forget(account, tags, messages)
 
         return self._executor.submit(purge)

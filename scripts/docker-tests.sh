@@ -50,25 +50,10 @@ image_recipe() { docker image inspect --format '{{ index .Config.Labels "dev.pix
 
 # -- the jars ------------------------------------------------------------------------------------------------
 
-# As scripts/kafka.sh does: resolve once per pom (its hash is the stamp), offline first.
+# scripts/kafka.sh resolves them (once per pom, offline first) into the same lib dir; its notes go to stderr,
+# and so does anything else it prints (this script's stdout is an answer: an engine, an image).
 resolve_jars() {
-    local stamp="$KAFKA_LIB_DIR/.pom.sha256" want
-    mkdir -p "$KAFKA_LIB_DIR"
-    want="$(sha256sum "$POM" | cut -d' ' -f1)"
-    if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] && compgen -G "$KAFKA_LIB_DIR/kafka_*.jar" >/dev/null; then
-        return 0
-    fi
-    need mvn "Maven resolves the Kafka jars from kafka/pom.xml"
-    (
-        flock 9
-        if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then exit 0; fi
-        say "resolving Kafka jars with Maven into $KAFKA_LIB_DIR"
-        find "$KAFKA_LIB_DIR" -maxdepth 1 -name '*.jar' -delete
-        mvn -q -B -Dstyle.color=never -o -f "$POM" dependency:copy-dependencies -Dkafka.lib.dir="$KAFKA_LIB_DIR" >/dev/null 2>&1 ||
-            mvn -q -B -Dstyle.color=never -f "$POM" dependency:copy-dependencies -Dkafka.lib.dir="$KAFKA_LIB_DIR" ||
-            die "Maven could not resolve the Kafka jars"
-        printf '%s\n' "$want" >"$stamp"
-    ) 9>"$KAFKA_LIB_DIR/.lock"
+    KAFKA_LIB_DIR="$KAFKA_LIB_DIR" bash "$ROOT/scripts/kafka.sh" jars >&2
 }
 
 # -- the root file system ------------------------------------------------------------------------------------

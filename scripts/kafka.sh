@@ -331,8 +331,9 @@ case "${1:-}" in
     down) cmd_down ;;
     clean) cmd_clean ;;
     status) cmd_status ;;
+    jars) resolve_jars ;; # for scripts/docker-tests.sh, whose Kafka image is built from the same jars
     *)
-        echo "usage: $0 up|down|clean|status" >&2
+        echo "usage: $0 up|down|clean|status|jars" >&2
         exit 2
         ;;
 esac

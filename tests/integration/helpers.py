@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import httpx
 import orjson
 
 from schemas.events import RawHit
+from tests.conftest import DATA, SECRET
 
 BROWSER = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
@@ -70,3 +72,18 @@ def outbox_rows(path: Path) -> list[tuple[str, str, str]]:
     with contextlib.closing(sqlite3.connect(path, timeout=5)) as db:
         rows = db.execute("SELECT message_id, state, body FROM deliveries ORDER BY seq").fetchall()
     return [(m, s, orjson.loads(b)["data"]["recipient"]) for m, s, b in rows]
+
+
+def embedded_env(data_dir: Path, chdb_path: Path, **settings: str) -> dict[str, str]:
+    """The environment of an embedded deployment a module's tests share: account ``acme`` (key
+    ``acme-key-123``), a database of its own in the session's chDB, the test GeoIP City DB, 100 ms flushes;
+    ``settings`` adds to it (``PIXELPIPE_TRUSTED_PROXIES="..."``)."""
+    return {
+        "PIXELPIPE_SECRET": SECRET,
+        "PIXELPIPE_API_KEYS": "acme=acme-key-123",
+        "PIXELPIPE_DATA_DIR": str(data_dir),
+        "PIXELPIPE_CLICKHOUSE_URL": f"chdb://{chdb_path}?database=t_{uuid.uuid4().hex[:12]}",
+        "PIXELPIPE_GEOIP_CITY_DB": str(DATA / "GeoIP2-City-Test.mmdb"),
+        "PIXELPIPE_FLUSH_INTERVAL_MS": "100",
+        **settings,
+    }

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,8 @@ import pytest
 
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import build_app, build_components
-from tests.conftest import DATA, SECRET
+from tests.conftest import SECRET
+from tests.integration.helpers import embedded_env, wait_for
 from tests.serving import serving
 
 ACME = {"Authorization": "Bearer acme-key-123"}
@@ -22,14 +24,7 @@ ACME = {"Authorization": "Bearer acme-key-123"}
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterator[httpx.Client]:
-    env = {
-        "PIXELPIPE_SECRET": SECRET,
-        "PIXELPIPE_API_KEYS": "acme=acme-key-123",
-        "PIXELPIPE_DATA_DIR": str(tmp_path_factory.mktemp("data")),
-        "PIXELPIPE_CLICKHOUSE_URL": f"chdb://{chdb_path}?database=t_{uuid.uuid4().hex[:12]}",
-        "PIXELPIPE_GEOIP_CITY_DB": str(DATA / "GeoIP2-City-Test.mmdb"),
-        "PIXELPIPE_FLUSH_INTERVAL_MS": "100",
-    }
+    env = embedded_env(tmp_path_factory.mktemp("data"), chdb_path)
     components = build_components(settings_mod.load(env), frozenset({"edge", "process", "api"}))
     app, _ = build_app(components)
     with serving(app) as base, httpx.Client(base_url=base, timeout=10, headers=ACME) as client:
@@ -232,3 +227,30 @@ def test_405_lists_every_method_of_the_path(api: httpx.Client) -> None:
         r = api.request("PATCH", path)
         assert r.status_code == 405, path
         assert ", ".join(sorted(r.headers["allow"].split(", "))) == allow, path
+
+
+def test_a_client_that_leaves_before_its_body_is_no_server_error(api: httpx.Client) -> None:
+    """Not a 5xx (nothing failed here), so no error and no traceback in the log, only a note: one error per
+    dropped upload would let any client fill the log (and the body deadline closes such connections)."""
+    records = _Records()
+    records.setLevel(logging.INFO)
+    logger = logging.getLogger("api.errors")
+    logger.addHandler(records)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        url = httpx.URL(str(api.base_url))
+        assert url.port is not None
+        with socket.create_connection((url.host, url.port), timeout=5) as sock:
+            head = (
+                "POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer acme-key-123\r\n"
+                "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+            )
+            sock.sendall(head.encode() + b'{"campaign_id": ')
+        wait_for(lambda: list(records.records), bool)
+    finally:
+        logger.removeHandler(records)
+        logger.setLevel(level)
+    assert [(r.levelname, r.getMessage(), r.exc_info) for r in records.records] == [
+        ("INFO", "POST /v1/messages: the client left before sending its whole body", None)
+    ]

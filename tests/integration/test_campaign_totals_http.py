@@ -5,7 +5,6 @@ leave it: a pixel signed for a message whose send is not in the store."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,8 +16,7 @@ import pytest
 from api.registry import register
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import build_app, build_components
-from tests.conftest import DATA, SECRET
-from tests.integration.helpers import hit, wait_for
+from tests.integration.helpers import embedded_env, hit, wait_for
 from tests.serving import serving
 
 ACME = {"Authorization": "Bearer acme-key-123"}
@@ -27,15 +25,9 @@ OUTLOOK = "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.16827;
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterator[httpx.Client]:
-    env = {
-        "PIXELPIPE_SECRET": SECRET,
-        "PIXELPIPE_API_KEYS": "acme=acme-key-123",
-        "PIXELPIPE_DATA_DIR": str(tmp_path_factory.mktemp("data")),
-        "PIXELPIPE_CLICKHOUSE_URL": f"chdb://{chdb_path}?database=t_{uuid.uuid4().hex[:12]}",
-        "PIXELPIPE_GEOIP_CITY_DB": str(DATA / "GeoIP2-City-Test.mmdb"),
-        "PIXELPIPE_TRUSTED_PROXIES": "127.0.0.0/8,::1/128",
-        "PIXELPIPE_FLUSH_INTERVAL_MS": "100",
-    }
+    env = embedded_env(
+        tmp_path_factory.mktemp("data"), chdb_path, PIXELPIPE_TRUSTED_PROXIES="127.0.0.0/8,::1/128"
+    )
     settings = settings_mod.load(env)
     components = build_components(settings, frozenset({"edge", "process", "api"}))
     app, _ = build_app(components)

@@ -115,7 +115,7 @@ class _ListPublisher:
 
 class _Fallback:
     """The app behind the edge: runs the lifespan; answers every request 200 ``fallback`` (``/slow``: after
-    ``slow_s`` seconds)."""
+    ``slow_s`` seconds; ``/upload``: once it has read the whole body, as an API route does)."""
 
     def __init__(self) -> None:
         self.paths: list[str] = []
@@ -130,6 +130,11 @@ class _Fallback:
         self.paths.append(scope["path"])
         if scope["path"] == "/slow":
             await asyncio.sleep(self.slow_s)
+        if scope["path"] == "/upload":
+            while (message := await receive())["type"] == "http.request" and message.get("more_body"):
+                pass
+            if message["type"] == "http.disconnect":
+                return
         headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(FALLBACK)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else FALLBACK})

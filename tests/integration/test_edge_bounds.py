@@ -208,6 +208,34 @@ def test_a_get_with_a_huge_content_length_is_answered_then_closed(server: _Serve
         assert len(server.publisher.wait(1)) == 1
 
 
+def test_a_body_that_never_completes_is_closed_after_the_header_timeout(server: _Server) -> None:
+    # An API route waits for the whole body: a client that sends its head, then a trickle of the body
+    # (slowloris on the body), must not hold the connection (never evictable: a request is in progress).
+    before = _closed()
+    sock = _raw(server)
+    try:
+        sock.sendall(_get("/upload", "Content-Length: 100", method="POST") + b"x" * 10)
+        elapsed = _closed_by_server(sock, within_s=5)
+    finally:
+        sock.close()
+    assert elapsed >= HEADER_TIMEOUT_S * 0.8
+    assert _delta(before) == {"body_timeout": 1}
+    assert server.fallback.paths == ["/upload"]
+
+
+def test_a_body_that_completes_in_time_is_answered_and_the_connection_serves_on(server: _Server) -> None:
+    before = _closed()
+    with server.connect() as conn:
+        conn.send(_get("/upload", "Content-Length: 10", method="POST") + b"hello")
+        time.sleep(HEADER_TIMEOUT_S / 2)
+        conn.send(b"world")
+        assert conn.response().body == b"fallback"
+        time.sleep(HEADER_TIMEOUT_S + 0.2)  # past the body deadline (before the idle timeout): none runs
+        conn.send(_get(f"/o/{OPEN}.gif"))
+        assert conn.response().body == PIXEL_GIF
+    assert _delta(before) == {}
+
+
 def test_a_small_body_is_read_and_the_connection_serves_on(server: _Server) -> None:
     before = _closed()
     with server.connect() as conn:

@@ -284,3 +284,21 @@ def test_a_suppressed_recipient_is_registered_untracked(running: tuple[httpx.Cli
     assert again["tracked"] is True
     assert "/o/" in again["pixel_url"]
     assert "/c/" in again["links"][SHARED]
+
+
+def test_a_campaign_whose_only_recipient_was_erased_still_answers_with_zeros(
+    running: tuple[httpx.Client, Components],
+) -> None:
+    """Listed by `/v1/campaigns` (the catalog names no one), so its stats answer too: zeros, not a 404 (as
+    `breakdown` and the others answer). Unopened: a hit's hour rollups would keep it known."""
+    client, _ = running
+    register(client, "zed@example.org", [SHARED], campaign_id="solo")
+    assert client.get("/v1/campaigns/solo/stats", headers=ACME).json()["sent"] == 1
+    assert client.delete("/v1/recipients/zed@example.org", headers=ACME).status_code == 200
+    listed = client.get("/v1/campaigns", headers=ACME).json()["items"]
+    assert [(c["campaign_id"], c["sent"], c["opens"]) for c in listed] == [("solo", 0, 0)]
+    for path in ("/v1/campaigns/solo/stats", "/v1/campaigns/solo/summary"):
+        r = client.get(path, headers=ACME)
+        assert r.status_code == 200, (path, r.text)
+        body = r.json()
+        assert (body["sent"], body["opens"], body["unique_opens"], body["open_rate"]) == (0, 0, 0, 0.0)

@@ -9,7 +9,6 @@ instead of streaming for ever."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import build_app, build_components
-from tests.conftest import DATA, SECRET
+from tests.integration.helpers import embedded_env
 from tests.serving import serving
 
 MAX_EXAMPLES = 8
@@ -55,14 +54,7 @@ KEY = "acme-key-123"
 
 @pytest.fixture(scope="module")
 def api_schema(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterator[Any]:
-    env = {
-        "PIXELPIPE_SECRET": SECRET,
-        "PIXELPIPE_API_KEYS": f"acme={KEY}",
-        "PIXELPIPE_DATA_DIR": str(tmp_path_factory.mktemp("data")),
-        "PIXELPIPE_CLICKHOUSE_URL": f"chdb://{chdb_path}?database=t_{uuid.uuid4().hex[:12]}",
-        "PIXELPIPE_GEOIP_CITY_DB": str(DATA / "GeoIP2-City-Test.mmdb"),
-        "PIXELPIPE_FLUSH_INTERVAL_MS": "100",
-    }
+    env = embedded_env(tmp_path_factory.mktemp("data"), chdb_path, PIXELPIPE_API_KEYS=f"acme={KEY}")
     components = build_components(settings_mod.load(env), frozenset({"edge", "process", "api"}))
     app, _ = build_app(components)
     with serving(app) as base:

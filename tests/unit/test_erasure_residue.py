@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 
 from api.erasure_residue import names_recipient
 from processors.notify import AttemptLog, Delivery, PendingDelivery
+from schemas.store import StoreError
 
 
 @pytest.mark.parametrize(
@@ -77,3 +79,64 @@ def test_the_attempt_log_forgets_erased_messages_and_logs_none_of_theirs() -> No
     attempt("acme", "m-ann")  # in flight during the erasure: not logged after it
     asyncio.run(log.flush())
     assert [(row[0], row[4]) for row in store.rows] == [("acme", "m-bob"), ("globex", "m-ann")]
+
+
+class SlowInserts(Inserts):
+    """An insert that takes its time (or fails), so an erasure can arrive while it is in flight."""
+
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.fail = fail
+
+    def insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        self.started.set()
+        assert self.release.wait(10)
+        if self.fail:
+            raise StoreError("the store is away", retriable=True)
+        super().insert(table, columns, rows)
+
+
+def _record(log: AttemptLog, account: str, message_id: str) -> None:
+    log.record(
+        pending=pending(account, message_id), attempt=1, status="delivered", response_code=204,
+        error="", at=1_767_225_600.0, next_attempt_at=None, duration_ms=3,
+    )  # fmt: skip
+
+
+def test_an_erasure_during_a_flush_returns_only_once_the_flushed_rows_are_stored() -> None:
+    # The API deletes the logged rows right after `forget`: rows still on their way to the store would
+    # land after that delete and outlive the erasure.
+    store = SlowInserts()
+    log = AttemptLog(store)  # type: ignore[arg-type]
+    _record(log, "acme", "m-ann")
+    flushing = threading.Thread(target=asyncio.run, args=(log.flush(),))
+    flushing.start()
+    assert store.started.wait(10)
+    forgotten = threading.Thread(target=log.forget, args=("acme", ["m-ann"]))
+    forgotten.start()
+    forgotten.join(0.3)
+    assert forgotten.is_alive()  # waits for the insert in flight
+    store.release.set()
+    forgotten.join(10)
+    flushing.join(10)
+    assert [(row[0], row[4]) for row in store.rows] == [("acme", "m-ann")]  # stored before forget returned
+
+
+def test_rows_of_a_failed_flush_are_not_kept_for_an_erased_message() -> None:
+    store = SlowInserts(fail=True)
+    log = AttemptLog(store)  # type: ignore[arg-type]
+    _record(log, "acme", "m-ann")
+    _record(log, "acme", "m-bob")
+    flushing = threading.Thread(target=asyncio.run, args=(log.flush(),))
+    flushing.start()
+    assert store.started.wait(10)
+    forgotten = threading.Thread(target=log.forget, args=("acme", ["m-ann"]))
+    forgotten.start()
+    store.release.set()
+    flushing.join(10)
+    forgotten.join(10)
+    store.fail = False
+    asyncio.run(log.flush())
+    assert [(row[0], row[4]) for row in store.rows] == [("acme", "m-bob")]
