@@ -17,8 +17,8 @@ CREATE TABLE IF NOT EXISTS {db}.suppression_tags
 ENGINE = ReplacingMergeTree(updated_at)
 ORDER BY (account, tag);
 
--- Erasure rewrites the parts that hold a recipient (api.privacy: ALTER TABLE ... DELETE by message id); the
--- parts it replaces must leave the disk soon after, not after the server's default (480 s, then a cleanup
+-- Erasure rewrites the parts that hold a recipient (api.privacy: a DELETE by message id, then APPLY DELETED
+-- MASK); the parts it replaces must leave the disk soon after, not after the server's default (480 s, then a cleanup
 -- thread that may sleep up to 300 s). 60 s still covers the OS writing the new part back (30 s by default)
 -- before the old one goes. Together these bound api.privacy.ERASED_FROM_DISK_WITHIN_S.
 ALTER TABLE {db}.sends MODIFY SETTING old_parts_lifetime = 60, cleanup_delay_period = 10, max_cleanup_delay_period = 30;
