@@ -38,9 +38,12 @@ run: uv
 	$(UV) sync --locked --inexact $(RUN_GROUPS)
 	$(UV) run --no-sync pixelpipe serve --host $(HOST) --port $(PORT)
 
+# The native fast path (native/, Rust) is held to cargo fmt and clippy with warnings as errors wherever cargo
+# is, as the Python is to ruff; without cargo it is not built, so there is nothing of it to check.
 lint: install
 	$(UV) run ruff check .
 	$(UV) run ruff format --check .
+	$(if $(NATIVE_GROUP),,cd native && cargo fmt --check && cargo clippy --quiet --all-targets -- -D warnings)
 
 typecheck: install
 	$(UV) run mypy

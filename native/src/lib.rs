@@ -57,7 +57,10 @@ impl KeyedMac {
         outer.update(inner.finalize());
         let full = outer.finalize();
         // Constant time over the tag's bytes.
-        let diff = full[..TAG_BYTES].iter().zip(tag).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        let diff = full[..TAG_BYTES]
+            .iter()
+            .zip(tag)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b));
         tag.len() == TAG_BYTES && diff == 0
     }
 }
@@ -147,7 +150,13 @@ fn verify_open<'a>(macs: &[Option<KeyedMac>], raw: &'a [u8]) -> Option<OpenClaim
     if pos != body.len() {
         return None;
     }
-    Some(OpenClaim { sent_at, recipient_tag: &body[7..15], account, campaign_id, message_id })
+    Some(OpenClaim {
+        sent_at,
+        recipient_tag: &body[7..15],
+        account,
+        campaign_id,
+        message_id,
+    })
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -196,7 +205,9 @@ struct PixelRequest<'a> {
 }
 
 fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value.split(|&b| b == b',').any(|part| part.trim_ascii().eq_ignore_ascii_case(token))
+    value
+        .split(|&b| b == b',')
+        .any(|part| part.trim_ascii().eq_ignore_ascii_case(token))
 }
 
 /// ``value`` (a header value httparse has trimmed) with the spaces and tabs that followed it on its line:
@@ -216,7 +227,11 @@ fn with_trailing_whitespace<'a>(data: &'a [u8], value: &'a [u8]) -> &'a [u8] {
 
 fn parse_pixel_request(data: &[u8]) -> Option<PixelRequest<'_>> {
     // httparse takes a bare LF as a line's end; llhttp refuses it (uvicorn answers 400): so do we.
-    if data.iter().enumerate().any(|(at, &b)| b == b'\n' && (at == 0 || data[at - 1] != b'\r')) {
+    if data
+        .iter()
+        .enumerate()
+        .any(|(at, &b)| b == b'\n' && (at == 0 || data[at - 1] != b'\r'))
+    {
         return None;
     }
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -256,7 +271,12 @@ fn parse_pixel_request(data: &[u8]) -> Option<PixelRequest<'_>> {
             return None;
         }
     }
-    Some(PixelRequest { token, keep_alive, user_agent: user_agent.unwrap_or(b""), forwarded_for })
+    Some(PixelRequest {
+        token,
+        keep_alive,
+        user_agent: user_agent.unwrap_or(b""),
+        forwarded_for,
+    })
 }
 
 /// A trusted proxy network (`PIXELPIPE_TRUSTED_PROXIES`).
@@ -270,12 +290,26 @@ impl Network {
         let bad = || PyValueError::new_err(format!("not a network: {address:?}/{prefix}"));
         match address.len() {
             4 if prefix <= 32 => {
-                let mask = if prefix == 0 { 0 } else { u32::MAX << (32 - prefix) };
-                Ok(Network::V4(u32::from_be_bytes(address.try_into().map_err(|_| bad())?), mask))
+                let mask = if prefix == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - prefix)
+                };
+                Ok(Network::V4(
+                    u32::from_be_bytes(address.try_into().map_err(|_| bad())?),
+                    mask,
+                ))
             }
             16 if prefix <= 128 => {
-                let mask = if prefix == 0 { 0 } else { u128::MAX << (128 - prefix) };
-                Ok(Network::V6(u128::from_be_bytes(address.try_into().map_err(|_| bad())?), mask))
+                let mask = if prefix == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - prefix)
+                };
+                Ok(Network::V6(
+                    u128::from_be_bytes(address.try_into().map_err(|_| bad())?),
+                    mask,
+                ))
             }
             _ => Err(bad()),
         }
@@ -295,7 +329,10 @@ impl Network {
 /// whole request is then declined. Only hex digits, ``.:[]``, spaces and tabs are read at all, so Python's
 /// ``strip`` (which also strips other whitespace) strips the same.
 fn parse_hop(part: &[u8]) -> Option<IpAddr> {
-    if !part.iter().all(|b| b.is_ascii_hexdigit() || b".:[] \t".contains(b)) {
+    if !part
+        .iter()
+        .all(|b| b.is_ascii_hexdigit() || b".:[] \t".contains(b))
+    {
         return None;
     }
     let text = std::str::from_utf8(part.trim_ascii()).ok()?;
@@ -339,7 +376,8 @@ impl PixelPath {
     fn next_random_hex(&mut self) -> PyResult<&[u8]> {
         if self.random_pos + 16 > self.random_hex.len() {
             let mut fresh = vec![0u8; 8 * RANDOM_BATCH];
-            getrandom::fill(&mut fresh).map_err(|e| PyValueError::new_err(format!("getrandom: {e}")))?;
+            getrandom::fill(&mut fresh)
+                .map_err(|e| PyValueError::new_err(format!("getrandom: {e}")))?;
             self.random_hex.clear();
             push_hex(&mut self.random_hex, &fresh);
             self.random_pos = 0;
@@ -349,7 +387,13 @@ impl PixelPath {
         Ok(&self.random_hex[start..start + 16])
     }
 
-    fn hit_line(&mut self, claim: &OpenClaim<'_>, now_ms: u64, ip: &str, user_agent: &[u8]) -> PyResult<Vec<u8>> {
+    fn hit_line(
+        &mut self,
+        claim: &OpenClaim<'_>,
+        now_ms: u64,
+        ip: &str,
+        user_agent: &[u8],
+    ) -> PyResult<Vec<u8>> {
         let mut line = Vec::with_capacity(400 + user_agent.len());
         line.extend_from_slice(b"{\"hit_id\":\"");
         line.extend_from_slice(format!("{now_ms:012x}").as_bytes());
@@ -393,15 +437,25 @@ impl PixelPath {
         let mut macs: Vec<Option<KeyedMac>> = vec![None; 256];
         for (key_id, secret) in keys {
             if secret.len() < 16 {
-                return Err(PyValueError::new_err(format!("key {key_id} is shorter than 16 bytes")));
+                return Err(PyValueError::new_err(format!(
+                    "key {key_id} is shorter than 16 bytes"
+                )));
             }
             let slot = &mut macs[usize::from(key_id)];
             if slot.is_none() {
                 *slot = Some(KeyedMac::new(&secret));
             }
         }
-        let proxies = proxies.iter().map(|(address, prefix)| Network::new(address, *prefix)).collect::<PyResult<_>>()?;
-        Ok(PixelPath { macs, proxies, random_hex: Vec::new(), random_pos: 0 })
+        let proxies = proxies
+            .iter()
+            .map(|(address, prefix)| Network::new(address, *prefix))
+            .collect::<PyResult<_>>()?;
+        Ok(PixelPath {
+            macs,
+            proxies,
+            random_hex: Vec::new(),
+            random_pos: 0,
+        })
     }
 
     /// Forget the random digits fetched so far (a forked child must not hand out its parent's).
