@@ -355,10 +355,8 @@ class HitRunner:
                 continue
             for hit in _decodable([record]):
                 ids[hit.hit_id] = p
-                dnt = self.do_not_track
-                if hit.kind == "open" and not (
-                    dnt is not None and hit.token_ok and dnt.suppressed_hex(hit.recipient_tag)
-                ):  # a suppressed hit is never stored: it says nothing of where the run before stopped
+                if hit.kind == "open" and not self._suppressed(hit):
+                    # a suppressed hit is never stored: it says nothing of where the run before stopped
                     last_open[p] = hit.hit_id
         if not ids:
             return {}
@@ -385,6 +383,11 @@ class HitRunner:
                 self._rereading.discard(p)  # past what was stored before: the filter alone from here on
         return stored
 
+    def _suppressed(self, hit: RawHit) -> bool:
+        """Whether ``hit``'s recipient is on do-not-track here: such a hit is never stored or judged."""
+        dnt = self.do_not_track
+        return dnt is not None and hit.token_ok and dnt.suppressed_hex(hit.recipient_tag)
+
     def _replay(self, record: BusRecord, raw: bytes) -> None:
         """Judge a hit read before the committed offset again, for the flood filter's state only: it was
         stored (or dead-lettered, or suppressed) by the run that read it first; nothing of it is stored,
@@ -393,8 +396,7 @@ class HitRunner:
             hit = decode_hit(raw)
         except MalformedHit:
             return
-        dnt = self.do_not_track
-        if dnt is not None and hit.token_ok and dnt.suppressed_hex(hit.recipient_tag):
+        if self._suppressed(hit):
             return  # as `_process` does: a suppressed hit never took part
         self.flood.classify(self.processor.process(hit, record.source), record.partition)
 
@@ -422,11 +424,7 @@ class HitRunner:
                     (record if raw is record.value else dataclasses.replace(record, value=raw), str(exc))
                 )
                 continue
-            if (
-                self.do_not_track is not None
-                and hit.token_ok
-                and self.do_not_track.suppressed_hex(hit.recipient_tag)
-            ):
+            if self._suppressed(hit):
                 metrics.SUPPRESSED.inc()  # opted out after the edge published it: still never stored
                 continue
             processed = self.processor.process(hit, record.source)
