@@ -100,19 +100,10 @@ pub fn partition_key(claim: &OpenClaim<'_>) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::token::tests::{ODD_CLAIM, OPEN_CLAIM};
 
     const NOW_MS: u64 = 1_763_000_123_456;
     const RANDOM_HEX: &[u8] = b"0123456789abcdef";
-
-    fn plain() -> OpenClaim<'static> {
-        OpenClaim {
-            sent_at: 1_763_000_000,
-            recipient_tag: &[0, 1, 2, 3, 4, 5, 6, 7],
-            account: "acme",
-            campaign_id: "spring-2026",
-            message_id: "msg-1",
-        }
-    }
 
     // Expected lines: `schemas.events.encode_hit(RawHit(hit_id=f"{NOW_MS:012x}0123456789abcdef",
     // kind="open", received_at_ms=NOW_MS, ip=..., user_agent=<the header bytes>.decode("latin-1"),
@@ -120,7 +111,7 @@ mod tests {
     // recipient_tag=<tag>.hex()))`, with the claims of token.rs's OPEN_TOKEN and ODD_TOKEN.
     #[test]
     fn a_plain_hit_is_the_line_python_writes() {
-        let line = open_hit_line(&plain(), NOW_MS, RANDOM_HEX, "127.0.0.1", b"Mozilla/5.0");
+        let line = open_hit_line(&OPEN_CLAIM, NOW_MS, RANDOM_HEX, "127.0.0.1", b"Mozilla/5.0");
         let expected = concat!(
             r#"{"hit_id":"019a7aff00400123456789abcdef","kind":"open","received_at_ms":1763000123456,"#,
             r#""ip":"127.0.0.1","user_agent":"Mozilla/5.0","token_ok":true,"account":"acme","#,
@@ -132,15 +123,8 @@ mod tests {
 
     #[test]
     fn strings_are_escaped_as_orjson_escapes_them() {
-        let claim = OpenClaim {
-            sent_at: u32::MAX,
-            recipient_tag: &[0xff; 8],
-            account: "a\"c\\me",
-            campaign_id: "caf\u{e9} \u{1f600}",
-            message_id: "m\n\t\u{0}\u{1f}\u{7f}",
-        };
         let user_agent = b"quote \" backslash \\ tab \t latin-1 \xe9\xff \x01";
-        let line = open_hit_line(&claim, NOW_MS, RANDOM_HEX, "2001:db8::1", user_agent);
+        let line = open_hit_line(&ODD_CLAIM, NOW_MS, RANDOM_HEX, "2001:db8::1", user_agent);
         let expected = concat!(
             r#"{"hit_id":"019a7aff00400123456789abcdef","kind":"open","received_at_ms":1763000123456,"#,
             r#""ip":"2001:db8::1","user_agent":"quote \" backslash \\ tab \t latin-1 "#,
@@ -169,7 +153,7 @@ mod tests {
 
     #[test]
     fn the_user_agent_is_cut_to_1024_characters() {
-        let line = open_hit_line(&plain(), NOW_MS, RANDOM_HEX, "", &[b'x'; 1500]);
+        let line = open_hit_line(&OPEN_CLAIM, NOW_MS, RANDOM_HEX, "", &[b'x'; 1500]);
         let text = String::from_utf8(line).unwrap();
         let expected = format!(r#","ip":"","user_agent":"{}","token_ok""#, "x".repeat(1024));
         assert!(text.contains(&expected));
@@ -177,12 +161,12 @@ mod tests {
 
     #[test]
     fn the_key_is_account_and_message_id() {
-        assert_eq!(partition_key(&plain()), b"acme\x1fmsg-1");
+        assert_eq!(partition_key(&OPEN_CLAIM), b"acme\x1fmsg-1");
     }
 
     #[test]
     fn the_line_says_its_wire_version() {
-        let line = open_hit_line(&plain(), NOW_MS, RANDOM_HEX, "", b"");
+        let line = open_hit_line(&OPEN_CLAIM, NOW_MS, RANDOM_HEX, "", b"");
         assert!(line.ends_with(format!(r#","v":{WIRE_VERSION}}}"#).as_bytes()));
     }
 }
