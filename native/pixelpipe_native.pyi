@@ -1,5 +1,7 @@
 """pixelpipe's edge fast path for pixels, in Rust (native/src/lib.rs)."""
 
+WIRE_VERSION: int  # the "v" of its lines: `schemas.events.SCHEMA_VERSION` (checked by ingest.native)
+
 class PixelPath:
     def __init__(self, keys: list[tuple[int, bytes]], proxies: list[tuple[bytes, int]]) -> None: ...
     def discard_random(self) -> None: ...
