@@ -21,14 +21,14 @@ from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Controller, delete, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from api import queries
+from api.context import ApiContext, account_dependency
 from api.openapi import bad_request
-from api.routes import ApiContext, _account
+from api.sql.common import iso
 from schemas.notices import WEBHOOK_COLUMNS, WebhookEvent
 from schemas.store import Store
 from schemas.tokens import Keyring
@@ -84,7 +84,7 @@ def _shape(keyring: Keyring, account: str, row: tuple[Any, ...]) -> dict[str, An
         "url": url,
         "events": list(events),
         "secret_hint": _secret_hint(keyring, account, webhook_id, stored_secret),
-        "created_at": queries.iso(created_at),
+        "created_at": iso(created_at),
     }
 
 
@@ -104,7 +104,7 @@ def _live_webhooks(store: Store, account: str, webhook_id: str | None = None) ->
 
 class WebhookController(Controller):
     path = "/v1/webhooks"
-    dependencies = {"account": Provide(_account, sync_to_thread=False)}  # noqa: RUF012 - Litestar reads it
+    dependencies = {"account": account_dependency}  # noqa: RUF012 - Litestar reads it
     tags = ["webhooks"]  # noqa: RUF012
 
     @post(
@@ -147,7 +147,7 @@ class WebhookController(Controller):
             "events": events,
             "secret": secret,
             "secret_hint": hint(secret),
-            "created_at": queries.iso(now),
+            "created_at": iso(now),
         }
 
     @get("/", sync_to_thread=True)
@@ -203,7 +203,7 @@ class WebhookController(Controller):
             {"account": account, "webhook_id": webhook_id, "limit": limit},
         )
         for row in rows:
-            row["attempted_at"] = queries.iso(row["attempted_at"])
+            row["attempted_at"] = iso(row["attempted_at"])
             if row["next_attempt_at"] is not None:
-                row["next_attempt_at"] = queries.iso(row["next_attempt_at"])
+                row["next_attempt_at"] = iso(row["next_attempt_at"])
         return {"webhook_id": webhook_id, "deliveries": rows}
