@@ -75,7 +75,7 @@ def requests(store: Store, account: str) -> dict[str, Request]:
         ]
 
     return {
-        "campaign stats, raw (api.queries)": lambda c: [
+        "campaign stats, raw (api.sql.reference)": lambda c: [
             reference.campaign_sent(db, account, c),
             reference.campaign_counts(db, account, c),
             filtered.filtered_breakdown(db, account, c),
@@ -269,7 +269,7 @@ def main() -> None:
         f"SELECT count() FROM system.parts WHERE database = '{db}' AND table = 'rollups' AND active"
     )[0][0]
     stats = requests(store, account)
-    for name in ("campaign stats, raw (api.queries)", "campaign stats, rollups (/summary)"):
+    for name in ("campaign stats, raw (api.sql.reference)", "campaign stats, rollups (/summary)"):
         key = f"{name} [largest, live]"
         results[key] = {"target": "live", **measure(store, stats[name], [largest], args.runs)}
         print(table({key: results[key]}).splitlines()[1], flush=True)
