@@ -182,7 +182,7 @@ class CampaignAnalyticsController(Controller):
             if start is None or end is None:
                 first, last, hits = ctx.read(timeseries.campaign_extent(db, account, campaign_id))[0]
                 if not hits and (start is None or end is None):
-                    return _series(
+                    return timeseries.shape_timeseries(
                         campaign_id,
                         bucket=bucket,
                         tz=tz,
@@ -202,7 +202,7 @@ class CampaignAnalyticsController(Controller):
             )
         )
         series = timeseries.shape_series(span, hit_rows, opener_rows, include_machine=include_machine)
-        return _series(
+        return timeseries.shape_timeseries(
             campaign_id, bucket=bucket, tz=tz, include_machine=include_machine, span=span, series=series
         )
 
@@ -240,26 +240,6 @@ class CampaignAnalyticsController(Controller):
         if campaign.sample_size < bt.MIN_SAMPLE:
             best = bt.first_sufficient(_account_best_time(ctx, account))
         return {"campaign_id": campaign_id, "best_time_to_send": best.as_dict()}
-
-
-def _series(
-    campaign_id: str,
-    *,
-    bucket: str,
-    tz: str,
-    include_machine: bool,
-    span: timeseries.Span | None,
-    series: list[dict[str, Any]],
-) -> dict[str, Any]:
-    return {
-        "campaign_id": campaign_id,
-        "bucket": bucket,
-        "tz": tz,
-        "from": span.starts[0].isoformat() if span else None,
-        "to": span.stop.isoformat() if span else None,
-        "include_machine": include_machine,
-        "series": series,
-    }
 
 
 def _account_best_time(ctx: ApiContext, account: str) -> bt.BestTime:

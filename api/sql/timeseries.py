@@ -190,3 +190,25 @@ def shape_series(
         if int(t) in rows:
             rows[int(t)]["unique_opens"] = int(openers)
     return list(rows.values())
+
+
+def shape_timeseries(
+    campaign_id: str,
+    *,
+    bucket: str,
+    tz: str,
+    include_machine: bool,
+    span: Span | None,
+    series: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The answer of ``/v1/campaigns/{id}/timeseries``: its parameters and ``series`` (`shape_series`);
+    ``span`` None: a campaign without a hit, no series."""
+    return {
+        "campaign_id": campaign_id,
+        "bucket": bucket,
+        "tz": tz,
+        "from": span.starts[0].isoformat() if span else None,
+        "to": span.stop.isoformat() if span else None,
+        "include_machine": include_machine,
+        "series": series,
+    }
