@@ -4,7 +4,8 @@ instrumented), and answer a message's stats, its timeline, and the account's lis
 Handlers are thin: parse, call a pure planner (`api.registry`, `api.sql.messages`), run the store calls in a
 worker thread (``sync_to_thread``), shape. Every read is scoped to the caller's account: another account's id
 answers 404, exactly like an unknown one. Message answers read ``events``, ``filtered_hits`` and ``sends`` by
-their indexes (not the rollups).
+their indexes (not the rollups). A registration reads the store once and inserts once, all or nothing
+(`_plan`, `_store`); a recipient who must not be tracked gets no pixel and their links untouched (`tracking`).
 
 Litestar 2.25 cannot share a path between two controllers (both add an OPTIONS handler), so
 ``GET /v1/messages`` is a plain handler (`list_messages`) registered after `MessageController`, which owns
