@@ -45,7 +45,7 @@ def names_recipient(label: str, recipient: str) -> bool:
 
 
 def erase_link_labels(store: Store, account: str, recipient: str, campaigns: Sequence[str]) -> int:
-    """Call after the erased hits left the rollups (`api.analytics_queries.rollup_erasure`). Deletes the
+    """Call after the erased hits left the rollups (`api.sql.rollup_upkeep.rollup_erasure`). Deletes the
     `url` rows of ``campaigns`` left empty and the account's `url` rows whose label names ``recipient``.
     Returns how many link labels (campaign, URL) are gone. (Other rollups' labels are not personal: reasons,
     countries, clients; their emptied rows stay, so a campaign whose only recipient was erased still answers

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from litestar import Controller, get
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromQuery, HeaderParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from api.routes import _account
+from api.context import account_dependency
 from processors.notify import LiveFeed, LiveItem
 
 
@@ -47,7 +47,7 @@ async def _events(items: AsyncIterator[LiveItem]) -> AsyncIterator[ServerSentEve
 
 class LiveController(Controller):
     path = "/v1"
-    dependencies = {"account": Provide(_account, sync_to_thread=False)}  # noqa: RUF012 - Litestar reads it
+    dependencies = {"account": account_dependency}  # noqa: RUF012 - Litestar reads it
     tags = ["live"]  # noqa: RUF012
 
     @get(

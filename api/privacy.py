@@ -42,9 +42,9 @@ from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, NotFoundException, ServiceUnavailableException
 from litestar.status_codes import HTTP_200_OK
 
-from api.analytics_queries import rollup_erasure
+from api.context import ApiContext, RecipientPath, account_dependency
 from api.erasure_residue import erase_link_labels, erase_webhook_attempts
-from api.routes import ApiContext, RecipientPath, account_dependency
+from api.sql.rollup_upkeep import rollup_erasure
 from schemas.privacy_change import PrivacyChange, PrivacyNotPublished, privacy_change
 from schemas.recipient import BadRecipient, checked_recipient, normalize_recipient
 from schemas.store import Store

@@ -21,16 +21,16 @@ from typing import Annotated, Any, Final
 
 import msgspec
 from litestar import Controller, delete, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from api import queries
+from api.context import ApiContext, account_dependency
 from api.openapi import bad_request
-from api.routes import ApiContext, _account
+from api.sql import webhooks as sql
+from api.sql.common import iso
 from schemas.notices import WEBHOOK_COLUMNS, WebhookEvent
-from schemas.store import Store
 from schemas.tokens import Keyring
 from schemas.webhook_guard import IPAddress, check_addresses, check_url, literal_address
 from schemas.webhook_secrets import SecretUnreadable, hint, seal, unseal
@@ -84,27 +84,17 @@ def _shape(keyring: Keyring, account: str, row: tuple[Any, ...]) -> dict[str, An
         "url": url,
         "events": list(events),
         "secret_hint": _secret_hint(keyring, account, webhook_id, stored_secret),
-        "created_at": queries.iso(created_at),
+        "created_at": iso(created_at),
     }
 
 
-def _live_webhooks(store: Store, account: str, webhook_id: str | None = None) -> list[tuple[Any, ...]]:
-    where = "account = {account:String} AND NOT deleted"
-    parameters: dict[str, Any] = {"account": account}
-    if webhook_id is not None:
-        where += " AND webhook_id = {webhook_id:String}"
-        parameters["webhook_id"] = webhook_id
-    return store.query(
-        f"""SELECT webhook_id, url, events, created_at, secret
-            FROM {store.database}.webhooks FINAL WHERE {where}
-            ORDER BY created_at, webhook_id""",  # a validated database name; values are bound
-        parameters,
-    )
+def _live_webhooks(ctx: ApiContext, account: str, webhook_id: str | None = None) -> list[tuple[Any, ...]]:
+    return ctx.read(sql.live_webhooks(ctx.store.database, account, webhook_id))
 
 
 class WebhookController(Controller):
     path = "/v1/webhooks"
-    dependencies = {"account": Provide(_account, sync_to_thread=False)}  # noqa: RUF012 - Litestar reads it
+    dependencies = {"account": account_dependency}  # noqa: RUF012 - Litestar reads it
     tags = ["webhooks"]  # noqa: RUF012
 
     @post(
@@ -131,7 +121,7 @@ class WebhookController(Controller):
             url = vet_url(data.url, allow_private=ctx.webhook_allow_private)
         except ValueError as exc:
             raise ClientException(f"url: {exc}") from exc
-        if len(_live_webhooks(ctx.store, account)) >= MAX_WEBHOOKS_PER_ACCOUNT:
+        if len(_live_webhooks(ctx, account)) >= MAX_WEBHOOKS_PER_ACCOUNT:
             raise ClientException(f"an account has at most {MAX_WEBHOOKS_PER_ACCOUNT} webhooks")
         events = list(dict.fromkeys(data.events))
         webhook_id = "wh_" + secrets.token_hex(8)
@@ -147,7 +137,7 @@ class WebhookController(Controller):
             "events": events,
             "secret": secret,
             "secret_hint": hint(secret),
-            "created_at": queries.iso(now),
+            "created_at": iso(now),
         }
 
     @get("/", sync_to_thread=True)
@@ -155,14 +145,14 @@ class WebhookController(Controller):
         self, account: NamedDependency[str], ctx: NamedDependency[ApiContext]
     ) -> dict[str, Any]:
         """The account's webhooks (without their secrets)."""
-        return {"webhooks": [_shape(ctx.keyring, account, row) for row in _live_webhooks(ctx.store, account)]}
+        return {"webhooks": [_shape(ctx.keyring, account, row) for row in _live_webhooks(ctx, account)]}
 
     @get("/{webhook_id:str}", sync_to_thread=True)
     def get_webhook(
         self, webhook_id: FromPath[str], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
     ) -> dict[str, Any]:
         """One webhook (without its secret)."""
-        rows = _live_webhooks(ctx.store, account, webhook_id)
+        rows = _live_webhooks(ctx, account, webhook_id)
         if not rows:
             raise NotFoundException(f"no webhook {webhook_id!r}")
         return _shape(ctx.keyring, account, rows[0])
@@ -172,7 +162,7 @@ class WebhookController(Controller):
         self, webhook_id: FromPath[str], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
     ) -> None:
         """Stop deliveries to a webhook; what is still pending for it is dropped."""
-        rows = _live_webhooks(ctx.store, account, webhook_id)
+        rows = _live_webhooks(ctx, account, webhook_id)
         if not rows:
             raise NotFoundException(f"no webhook {webhook_id!r}")
         _, url, events, created_at, _ = rows[0]
@@ -192,18 +182,8 @@ class WebhookController(Controller):
         limit: FromQuery[Annotated[int, msgspec.Meta(ge=1, le=1000)]] = 100,
     ) -> dict[str, Any]:
         """The latest delivery attempts to a webhook, newest first: status, response code, error, next try."""
-        if not _live_webhooks(ctx.store, account, webhook_id):
+        if not _live_webhooks(ctx, account, webhook_id):
             raise NotFoundException(f"no webhook {webhook_id!r}")
-        rows = ctx.store.query_dicts(
-            f"""SELECT delivery_id, notice_id, message_id, type, attempt, status, response_code, error,
-                       attempted_at, next_attempt_at, duration_ms
-                FROM {ctx.store.database}.webhook_deliveries
-                WHERE account = {{account:String}} AND webhook_id = {{webhook_id:String}}
-                ORDER BY attempted_at DESC, attempt DESC LIMIT {{limit:UInt32}}""",
-            {"account": account, "webhook_id": webhook_id, "limit": limit},
-        )
-        for row in rows:
-            row["attempted_at"] = queries.iso(row["attempted_at"])
-            if row["next_attempt_at"] is not None:
-                row["next_attempt_at"] = queries.iso(row["next_attempt_at"])
+        q = sql.deliveries(ctx.store.database, account, webhook_id, limit=limit)
+        rows = sql.shape_deliveries(ctx.store.query_dicts(q.sql, q.parameters))
         return {"webhook_id": webhook_id, "deliveries": rows}

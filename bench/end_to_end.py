@@ -72,7 +72,10 @@ LAG = "pixelpipe_hit_to_stored_seconds"
 CORE_AREAS = (
     ("processing: decode, enrich, classify, rows", ("HitRunner._process",)),
     ("ClickHouse inserts (clickhouse-connect -> chDB)", ("Store.insert",)),
-    ("API requests (the generator's polls, registration)", ("api/routes.py", "litestar/")),
+    (
+        "API requests (the generator's polls, registration)",
+        ("api/messages.py", "api/campaigns.py", "litestar/"),
+    ),
     ("notifications (notices topic, hub, webhooks, live)", ("notice", "Notice", "notify", "webhook")),
     ("Kafka consumer: fetch and decode (aiokafka)", ("aiokafka/", "kafka_source")),
     ("event loop and the rest", ("",)),

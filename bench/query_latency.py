@@ -26,20 +26,30 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from api import analytics_queries as aq
-from api import queries
+from api.sql import (
+    best_time,
+    breakdowns,
+    campaigns,
+    common,
+    exact,
+    filtered,
+    messages,
+    recipients,
+    reference,
+    timeseries,
+)
 from bench.common import argparser, conditions, machine, wait_quiet
 from schemas.store import Store, parse_store_url
 
-Step = queries.Query | aq.ExactRead
+Step = common.Query | exact.ExactRead
 Request = Callable[[str], Sequence[Step]]  # campaign id -> the queries one request runs
 TARGET_MS = 50.0
 BUDGET_S = 25.0  # per query and target: fewer runs when a query is slow
 
 
-def raw_breakdown(db: str, account: str, campaign_id: str) -> queries.Query:
+def raw_breakdown(db: str, account: str, campaign_id: str) -> common.Query:
     """What a breakdown by country costs without the rollups (the baseline)."""
-    return queries.Query(
+    return common.Query(
         f"""SELECT country, uniqExactIf(hit_id, kind = 'open'), uniqExactIf(message_id, kind = 'open'),
                    uniqExactIf(hit_id, kind = 'click'), uniqExactIf(message_id, kind = 'click')
             FROM {db}.events
@@ -54,49 +64,51 @@ def requests(store: Store, account: str) -> dict[str, Request]:
     berlin = ZoneInfo("Europe/Berlin")
 
     def series(campaign_id: str) -> list[Step]:
-        first, last, _ = run(store, aq.campaign_extent(db, account, campaign_id))[0]
+        first, last, _ = run(store, timeseries.campaign_extent(db, account, campaign_id))[0]
         start, end = datetime.fromtimestamp(first, UTC), datetime.fromtimestamp(last + 60, UTC)
-        span = aq.bucket_starts("hour", berlin, start, end)
+        span = timeseries.bucket_starts("hour", berlin, start, end)
         return [
-            aq.series_hits(db, account, campaign_id, bucket="hour", tz="Europe/Berlin", span=span),
-            aq.series_openers(
+            timeseries.series_hits(db, account, campaign_id, bucket="hour", tz="Europe/Berlin", span=span),
+            timeseries.series_openers(
                 db, account, campaign_id, bucket="hour", tz="Europe/Berlin", span=span, include_machine=False
             ),
         ]
 
     return {
-        "campaign stats, raw (api.queries)": lambda c: [
-            queries.campaign_sent(db, account, c),
-            queries.campaign_counts(db, account, c),
-            queries.filtered_breakdown(db, account, c),
+        "campaign stats, raw (api.sql.reference)": lambda c: [
+            reference.campaign_sent(db, account, c),
+            reference.campaign_counts(db, account, c),
+            filtered.filtered_breakdown(db, account, c),
         ],
-        "campaign stats, rollups (/summary)": lambda c: [aq.campaign_counts(db, account, c)],
-        "summary include_machine": lambda c: [aq.campaign_counts(db, account, c, include_machine=True)],
+        "campaign stats, rollups (/summary)": lambda c: [campaigns.campaign_counts(db, account, c)],
+        "summary include_machine": lambda c: [
+            campaigns.campaign_counts(db, account, c, include_machine=True)
+        ],
         "breakdown include_machine": lambda c: [
-            aq.campaign_known(db, account, c),
-            aq.breakdown(db, account, c, "country", include_machine=True),
+            campaigns.campaign_known(db, account, c),
+            breakdowns.breakdown(db, account, c, "country", include_machine=True),
         ],
         "breakdown by country, raw": lambda c: [raw_breakdown(db, account, c)],
         "breakdown by country, rollups": lambda c: [
-            aq.campaign_known(db, account, c),
-            aq.breakdown(db, account, c, "country", include_machine=False),
+            campaigns.campaign_known(db, account, c),
+            breakdowns.breakdown(db, account, c, "country", include_machine=False),
         ],
-        "timeseries hourly, Berlin": lambda c: [aq.campaign_known(db, account, c), *series(c)],
+        "timeseries hourly, Berlin": lambda c: [campaigns.campaign_known(db, account, c), *series(c)],
         "links": lambda c: [
-            aq.campaign_known(db, account, c),
-            aq.link_clicks(db, account, c),
-            aq.link_indexes(db, account, c),
+            campaigns.campaign_known(db, account, c),
+            breakdowns.link_clicks(db, account, c),
+            breakdowns.link_indexes(db, account, c),
         ],
         "best time, campaign": lambda c: [
-            aq.campaign_known(db, account, c),
-            aq.audience_slots(db, account, [c]),
+            campaigns.campaign_known(db, account, c),
+            best_time.audience_slots(db, account, [c]),
         ],
     }
 
 
 def run(store: Store, step: Step) -> list[tuple[Any, ...]]:
-    if isinstance(step, aq.ExactRead):
-        return aq.read_exact(store.query, step)
+    if isinstance(step, exact.ExactRead):
+        return exact.read_exact(store.query, step)
     return store.query(step.sql, step.parameters)
 
 
@@ -137,31 +149,31 @@ def per_request(store: Store, account: str, runs: int) -> dict[str, dict[str, An
     def timeline() -> list[Step]:
         message_id, campaign_id, _ = rng.choice(sample)
         return [
-            queries.send_of_message(db, account, message_id),
-            aq.message_timeline(db, account, campaign_id, message_id),
+            messages.send_of_message(db, account, message_id),
+            messages.message_timeline(db, account, campaign_id, message_id),
         ]
 
     def recipient() -> list[Step]:
         who = rng.choice(sample)[2]
-        messages = run(store, aq.recipient_messages(db, account, who, limit=100))
+        sent = run(store, recipients.recipient_messages(db, account, who, limit=100))
         return [
-            aq.recipient_messages(db, account, who, limit=100),
-            aq.messages_counts(db, account, [(m[1], m[0]) for m in messages[:100]]),
-            aq.recipient_opens(db, account, who),
+            recipients.recipient_messages(db, account, who, limit=100),
+            messages.messages_counts(db, account, [(m[1], m[0]) for m in sent[:100]]),
+            recipients.recipient_opens(db, account, who),
         ]
 
     def campaign_page() -> list[Step]:
-        page = run(store, aq.campaign_list(db, account, limit=50, cursor=None, q=None))
-        counts = aq.campaigns_counts(db, account, [p[0] for p in page[:50]])
-        return [aq.campaign_list(db, account, limit=50, cursor=None, q=None), *counts]
+        page = run(store, campaigns.campaign_list(db, account, limit=50, cursor=None, q=None))
+        counts = campaigns.campaigns_counts(db, account, [p[0] for p in page[:50]])
+        return [campaigns.campaign_list(db, account, limit=50, cursor=None, q=None), *counts]
 
     def message_page() -> list[Step]:
         campaign_id = rng.choice(sample)[1]
-        q = aq.message_list(
+        q = messages.message_list(
             db, account, limit=50, cursor=None, campaign_id=campaign_id, recipient=None, opened=True
         )
-        page = aq.distinct_sends(store.query(q.sql, q.parameters))
-        return [q, aq.messages_counts(db, account, [(m[1], m[0]) for m in page[:50]])]
+        page = messages.distinct_sends(store.query(q.sql, q.parameters))
+        return [q, messages.messages_counts(db, account, [(m[1], m[0]) for m in page[:50]])]
 
     out = {}
     for name, plan in (
@@ -177,10 +189,10 @@ def per_request(store: Store, account: str, runs: int) -> dict[str, dict[str, An
 def check_exact(store: Store, account: str, campaign_id: str) -> str:
     """The rollups' campaign counts must equal the raw uniqExact ones (the data holds replayed hits)."""
     db = store.database
-    (raw,) = run(store, queries.campaign_counts(db, account, campaign_id))
-    (sent,) = run(store, queries.campaign_sent(db, account, campaign_id))
-    hits, messages = aq.split_counts(run(store, aq.campaign_counts(db, account, campaign_id)))
-    summary = aq.shape_summary(campaign_id, hits, messages)
+    (raw,) = run(store, reference.campaign_counts(db, account, campaign_id))
+    (sent,) = run(store, reference.campaign_sent(db, account, campaign_id))
+    hits, messages = campaigns.split_counts(run(store, campaigns.campaign_counts(db, account, campaign_id)))
+    summary = campaigns.shape_summary(campaign_id, hits, messages)
     names = ("opens", "unique_opens", "machine_opens", "unique_machine_opens", "clicks", "unique_clicks")
     rolled = tuple(summary[n] for n in names)
     if rolled != tuple(raw) or summary["sent"] != sent[0]:
@@ -257,7 +269,7 @@ def main() -> None:
         f"SELECT count() FROM system.parts WHERE database = '{db}' AND table = 'rollups' AND active"
     )[0][0]
     stats = requests(store, account)
-    for name in ("campaign stats, raw (api.queries)", "campaign stats, rollups (/summary)"):
+    for name in ("campaign stats, raw (api.sql.reference)", "campaign stats, rollups (/summary)"):
         key = f"{name} [largest, live]"
         results[key] = {"target": "live", **measure(store, stats[name], [largest], args.runs)}
         print(table({key: results[key]}).splitlines()[1], flush=True)

@@ -317,7 +317,7 @@ def _plot(result: dict[str, Any]) -> None:
 
 # The queries (campaign stats, a breakdown, best send time), largest campaign: the worst case.
 PLOTTED = (
-    "campaign stats, raw (api.queries) [largest]",
+    "campaign stats, raw (api.sql.reference) [largest]",
     "campaign stats, rollups (/summary) [largest]",
     "breakdown by country, rollups [largest]",
     "best time, campaign [largest]",

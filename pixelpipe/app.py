@@ -22,14 +22,17 @@ from litestar.openapi.spec import Components as OpenAPIComponents
 from litestar.openapi.spec import SecurityScheme
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from api.analytics import analytics_handlers
-from api.analytics_queries import rollup_retention
+from api.campaigns import CampaignAnalyticsController, CampaignController
+from api.context import ApiContext
 from api.errors import EXCEPTION_HANDLERS, check_request
 from api.live import LiveController
+from api.message_bodies import BatchIn, InstrumentIn, MessageIn
+from api.messages import MessageController, MessageTimelineController, list_messages
 from api.openapi import document
 from api.privacy import PrivacyController, PrivacyPropagation, load_suppressed, migrate_plain_suppressions
 from api.recipient_path import raw_recipient, recipient_paths
-from api.routes import ApiContext, BatchIn, CampaignController, InstrumentIn, MessageController, MessageIn
+from api.recipients import recipient_view
+from api.sql.rollup_upkeep import rollup_retention
 from api.webhooks import WebhookController, WebhookIn
 from ingest.bus import HitPublisher, HitSource, MemoryBus
 from ingest.edge import ASGIApp, Edge
@@ -360,9 +363,11 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
             webhook_allow_private=settings.webhook_allow_private,
             retention_days=settings.retention_days,
         )
-        # The analyst API's plain handlers join paths the controllers made: register them after.
+        # The plain handlers join paths the controllers made (GET /v1/messages, GET /v1/recipients/{r}):
+        # register them after. The order is the OpenAPI document's (its paths, and the operation ids
+        # Litestar derives for a path that gains a handler).
         handlers += [MessageController, CampaignController, PrivacyController, WebhookController]
-        handlers += analytics_handlers()
+        handlers += [CampaignAnalyticsController, MessageTimelineController, list_messages, recipient_view]
         dependencies["ctx"] = Provide(lambda: ctx, use_cache=True, sync_to_thread=False)
         propagation = components.privacy.propagation() if components.privacy else PrivacyPropagation()
         dependencies["privacy"] = Provide(lambda: propagation, use_cache=True, sync_to_thread=False)

@@ -4,7 +4,7 @@
 -- Exact, not approximate. A replayed hit may be stored twice (see 0001), so a rollup cannot keep counts:
 -- it keeps sets. Each row holds the distinct 64-bit hashes of its hits (cityHash64(hit_id)) and of its
 -- messages (cityHash64(message_id)) in SimpleAggregateFunction(groupUniqArrayArray) columns, which merge
--- as a set union; a hit stored twice is the same element twice. The API (api/analytics_queries.py) sums
+-- as a set union; a hit stored twice is the same element twice. The API (api/sql/exact.py) sums
 -- the array lengths of keys that have one row and unions only keys that still have several (parts not yet
 -- merged, or a replay). Keys are chosen so sets never overlap across keys: hits by the hour or minute they
 -- were received (it never changes), messages by a bucket of their hash. Collisions of 64-bit hashes inside
@@ -32,7 +32,7 @@
 --
 -- Rows written twice during this migration's backfill (an insert between CREATE VIEW and the INSERT ...
 -- SELECT below) are harmless for the same reason as replays. Erasure and retention must include this table
--- (api/analytics_queries.py: rollup_retention, rollup_erasure).
+-- (api/sql/rollup_upkeep.py: rollup_retention, rollup_erasure).
 
 CREATE TABLE IF NOT EXISTS {db}.rollups
 (

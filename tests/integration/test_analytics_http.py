@@ -13,10 +13,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
-from litestar import Litestar
-from litestar.handlers import HTTPRouteHandler
 
-from api.analytics import analytics_handlers
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import build_app, build_components
 from tests.conftest import DATA, SECRET
@@ -37,20 +34,6 @@ APPLE_MPP = ("Mozilla/5.0", "17.58.63.200")
 LINKS = ["https://shop.example.com/a", "https://shop.example.com/b"]
 
 
-def with_analytics(litestar: Litestar) -> Litestar:
-    """Register the analyst API's handlers that `pixelpipe.app` does not (yet) register itself."""
-    served = {(route.path, method) for route in litestar.routes for method in route.methods}
-    for handler in analytics_handlers():
-        if isinstance(handler, HTTPRouteHandler):
-            paths = [(path, "GET") for path in handler.paths]
-        else:  # a Controller
-            routes = [h for h in vars(handler).values() if isinstance(h, HTTPRouteHandler)]
-            paths = [(f"{handler.path}{path}".rstrip("/"), "GET") for h in routes for path in h.paths]
-        if not all(p in served for p in paths):
-            litestar.register(handler)
-    return litestar
-
-
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterator[httpx.Client]:
     """One running pipeline and one dataset for the module (the hits take seconds to go through)."""
@@ -65,8 +48,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Itera
         "PIXELPIPE_FLUSH_INTERVAL_MS": "100",
     }
     components = build_components(settings_mod.load(env), frozenset({"edge", "process", "api"}))
-    app, litestar = build_app(components)
-    with_analytics(litestar)
+    app, _ = build_app(components)
     with serving(app) as base, httpx.Client(base_url=base, timeout=10) as client:
         send_and_hit(client)
         yield client

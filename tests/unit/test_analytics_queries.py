@@ -16,9 +16,21 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from api import analytics_queries as aq
-from api import queries
 from api.registry import SEND_COLUMNS
+from api.sql import (
+    best_time,
+    breakdowns,
+    campaigns,
+    common,
+    exact,
+    filtered,
+    messages,
+    pages,
+    recipients,
+    reference,
+    rollup_upkeep,
+    timeseries,
+)
 from processors.rows import EVENT_COLUMNS, FILTERED_COLUMNS
 from schemas.store import Store, parse_store_url
 
@@ -119,14 +131,14 @@ def data(chdb_path: Path) -> Iterator[Store]:
     store.command(f"DROP DATABASE IF EXISTS {store.database}")
 
 
-def rows(store: Store, q: queries.Query | aq.ExactRead) -> list[tuple[Any, ...]]:
-    if isinstance(q, aq.ExactRead):
-        return aq.read_exact(store.query, q)
+def rows(store: Store, q: common.Query | exact.ExactRead) -> list[tuple[Any, ...]]:
+    if isinstance(q, exact.ExactRead):
+        return exact.read_exact(store.query, q)
     return store.query(q.sql, q.parameters)
 
 
 def iso(t: datetime) -> str | None:
-    return queries.iso(t)
+    return common.iso(t)
 
 
 # -- campaigns -----------------------------------------------------------------------------------------------
@@ -134,12 +146,16 @@ def iso(t: datetime) -> str | None:
 
 def summary(store: Store, campaign_id: str, *, include_machine: bool = False) -> dict[str, Any]:
     db = store.database
-    hit_rows = rows(store, aq.campaign_hits(db, "acme", campaign_id))
-    message_rows = rows(store, aq.campaign_messages(db, "acme", campaign_id, include_machine=include_machine))
+    hit_rows = rows(store, campaigns.campaign_hits(db, "acme", campaign_id))
+    message_rows = rows(
+        store, campaigns.campaign_messages(db, "acme", campaign_id, include_machine=include_machine)
+    )
     # The API reads both in one: it must say exactly what the two reads say.
-    combined = rows(store, aq.campaign_counts(db, "acme", campaign_id, include_machine=include_machine))
-    assert aq.split_counts(combined) == (sorted(hit_rows), sorted(message_rows))
-    return aq.shape_summary(campaign_id, hit_rows, message_rows, include_machine=include_machine)
+    combined = rows(
+        store, campaigns.campaign_counts(db, "acme", campaign_id, include_machine=include_machine)
+    )
+    assert campaigns.split_counts(combined) == (sorted(hit_rows), sorted(message_rows))
+    return campaigns.shape_summary(campaign_id, hit_rows, message_rows, include_machine=include_machine)
 
 
 def test_summary_counts_each_hit_once_and_keeps_machine_opens_apart(data: Store) -> None:
@@ -171,8 +187,8 @@ def test_rollup_counts_equal_the_raw_queries(data: Store) -> None:
     db = data.database
     for campaign_id in ("spring", "autumn", "nope"):
         rolled = summary(data, campaign_id)
-        (raw,) = rows(data, queries.campaign_counts(db, "acme", campaign_id))
-        (sent,) = rows(data, queries.campaign_sent(db, "acme", campaign_id))
+        (raw,) = rows(data, reference.campaign_counts(db, "acme", campaign_id))
+        (sent,) = rows(data, reference.campaign_sent(db, "acme", campaign_id))
         names = ("opens", "unique_opens", "machine_opens", "unique_machine_opens", "clicks", "unique_clicks")
         assert tuple(rolled[n] for n in names) == raw
         assert rolled["sent"] == sent[0]
@@ -180,19 +196,19 @@ def test_rollup_counts_equal_the_raw_queries(data: Store) -> None:
 
 def test_campaigns_are_known_per_account(data: Store) -> None:
     db = data.database
-    assert rows(data, aq.campaign_known(db, "acme", "spring"))
-    assert not rows(data, aq.campaign_known(db, "acme", "nope"))
+    assert rows(data, campaigns.campaign_known(db, "acme", "spring"))
+    assert not rows(data, campaigns.campaign_known(db, "acme", "nope"))
     assert summary(data, "nope")["sent"] == 0
-    g = aq.shape_summary(
+    g = campaigns.shape_summary(
         "spring",
-        rows(data, aq.campaign_hits(db, "globex", "spring")),
-        rows(data, aq.campaign_messages(db, "globex", "spring")),
+        rows(data, campaigns.campaign_hits(db, "globex", "spring")),
+        rows(data, campaigns.campaign_messages(db, "globex", "spring")),
     )
     assert (g["sent"], g["opens"], g["unique_opens"], g["clicks"]) == (1, 1, 1, 0)
 
 
 def test_filtered_hits_by_reason_and_machine_opens_by_reason(data: Store) -> None:
-    assert aq.shape_filtered(rows(data, aq.campaign_hits(data.database, "acme", "spring"))) == {
+    assert filtered.shape_filtered(rows(data, campaigns.campaign_hits(data.database, "acme", "spring"))) == {
         "filtered": [
             {"kind": "click", "verdict": "bot", "reason": "gateway_range:microsoft_eop", "hits": 1},
             {"kind": "open", "verdict": "bot", "reason": "ua:http_library", "hits": 1},
@@ -203,9 +219,11 @@ def test_filtered_hits_by_reason_and_machine_opens_by_reason(data: Store) -> Non
     }
 
 
-def breakdown(store: Store, by: aq.Dimension, *, include_machine: bool = False) -> list[dict[str, Any]]:
-    q = aq.breakdown(store.database, "acme", "spring", by, include_machine=include_machine)
-    return aq.shape_breakdown(rows(store, q))
+def breakdown(
+    store: Store, by: breakdowns.Dimension, *, include_machine: bool = False
+) -> list[dict[str, Any]]:
+    q = breakdowns.breakdown(store.database, "acme", "spring", by, include_machine=include_machine)
+    return breakdowns.shape_breakdown(rows(store, q))
 
 
 def b(key: str | None, opens: int, unique_opens: int, clicks: int, unique_clicks: int) -> dict[str, Any]:
@@ -245,8 +263,11 @@ def test_breakdown_by_client_device_and_os(data: Store) -> None:
 
 def test_links_count_human_and_bot_clicks_per_url(data: Store) -> None:
     db = data.database
-    clicks, indexes = aq.link_clicks(db, "acme", "spring"), aq.link_indexes(db, "acme", "spring")
-    assert aq.shape_links(rows(data, clicks), rows(data, indexes)) == [
+    clicks, indexes = (
+        breakdowns.link_clicks(db, "acme", "spring"),
+        breakdowns.link_indexes(db, "acme", "spring"),
+    )
+    assert breakdowns.shape_links(rows(data, clicks), rows(data, indexes)) == [
         {"link_index": 0, "url": A_URL, "clicks": 1, "unique_clicks": 1, "bot_clicks": 1},
         {"link_index": 1, "url": B_URL, "clicks": 1, "unique_clicks": 1, "bot_clicks": 0},
     ]
@@ -256,15 +277,21 @@ def test_links_count_human_and_bot_clicks_per_url(data: Store) -> None:
 
 
 def series(
-    store: Store, bucket: aq.Bucket, tz: str, start: datetime, end: datetime, *, include_machine: bool = False
+    store: Store,
+    bucket: timeseries.Bucket,
+    tz: str,
+    start: datetime,
+    end: datetime,
+    *,
+    include_machine: bool = False,
 ) -> list[dict[str, Any]]:
     db = store.database
-    span = aq.bucket_starts(bucket, ZoneInfo(tz), start, end)
-    hit_rows = rows(store, aq.series_hits(db, "acme", "spring", bucket=bucket, tz=tz, span=span))
-    q = aq.series_openers(
+    span = timeseries.bucket_starts(bucket, ZoneInfo(tz), start, end)
+    hit_rows = rows(store, timeseries.series_hits(db, "acme", "spring", bucket=bucket, tz=tz, span=span))
+    q = timeseries.series_openers(
         db, "acme", "spring", bucket=bucket, tz=tz, span=span, include_machine=include_machine
     )
-    return aq.shape_series(span, hit_rows, rows(store, q), include_machine=include_machine)
+    return timeseries.shape_series(span, hit_rows, rows(store, q), include_machine=include_machine)
 
 
 def point(t: datetime, opens: int, unique_opens: int, clicks: int, machine_opens: int) -> dict[str, Any]:
@@ -307,39 +334,45 @@ def test_minute_and_day_series(data: Store) -> None:
 
 def test_bucket_starts_follow_daylight_saving_and_are_capped() -> None:
     berlin = ZoneInfo("Europe/Berlin")
-    span = aq.bucket_starts(
+    span = timeseries.bucket_starts(
         "day", berlin, datetime(2026, 3, 28, 12, tzinfo=UTC), datetime(2026, 3, 30, tzinfo=UTC)
     )
     assert [s.isoformat() for s in span.starts] == [
         "2026-03-28T00:00:00+01:00", "2026-03-29T00:00:00+01:00", "2026-03-30T00:00:00+02:00",
     ]  # fmt: skip
     assert span.stop.isoformat() == "2026-03-31T00:00:00+02:00"
-    hours = aq.bucket_starts(
+    hours = timeseries.bucket_starts(
         "hour", berlin, datetime(2026, 3, 29, 0, tzinfo=UTC), datetime(2026, 3, 29, 2, tzinfo=UTC)
     )
     assert [s.isoformat() for s in hours.starts] == ["2026-03-29T01:00:00+01:00", "2026-03-29T03:00:00+02:00"]
     start = datetime(2026, 1, 1, tzinfo=UTC)
     assert (
-        len(aq.bucket_starts("minute", ZoneInfo("UTC"), start, start + timedelta(minutes=10_000)).starts)
+        len(
+            timeseries.bucket_starts(
+                "minute", ZoneInfo("UTC"), start, start + timedelta(minutes=10_000)
+            ).starts
+        )
         == 10_000
     )
-    with pytest.raises(aq.BadQuery, match="more than 10000"):
-        aq.bucket_starts("minute", ZoneInfo("UTC"), start, start + timedelta(minutes=10_001))
-    with pytest.raises(aq.BadQuery, match="after"):
-        aq.bucket_starts("hour", ZoneInfo("UTC"), start, start)
+    with pytest.raises(common.BadQuery, match="more than 10000"):
+        timeseries.bucket_starts("minute", ZoneInfo("UTC"), start, start + timedelta(minutes=10_001))
+    with pytest.raises(common.BadQuery, match="after"):
+        timeseries.bucket_starts("hour", ZoneInfo("UTC"), start, start)
 
 
 @pytest.mark.parametrize("name", ["Mars/Olympus", "../etc/passwd", "", "Europe/"])
 def test_unknown_zones_are_refused(name: str) -> None:
-    with pytest.raises(aq.BadQuery, match="time zone"):
-        aq.zone(name)
+    with pytest.raises(common.BadQuery, match="time zone"):
+        timeseries.zone(name)
 
 
 # -- messages ------------------------------------------------------------------------------------------------
 
 
 def test_timeline_lists_each_counted_hit_once_in_time_order(data: Store) -> None:
-    timeline = aq.shape_timeline(rows(data, aq.message_timeline(data.database, "acme", "spring", "m1")))
+    timeline = messages.shape_timeline(
+        rows(data, messages.message_timeline(data.database, "acme", "spring", "m1"))
+    )
     assert [(e["at"], e["kind"], e["verdict"]) for e in timeline] == [
         (iso(at(seconds=5)), "open", "machine"),
         (iso(at(hours=1, seconds=10)), "open", "human"),
@@ -358,11 +391,13 @@ def test_timeline_lists_each_counted_hit_once_in_time_order(data: Store) -> None
 
 def message_page(store: Store, limit: int, cursor: str | None = None, **where: Any) -> dict[str, Any]:
     where = {"campaign_id": None, "recipient": None, "opened": None, **where}
-    page = aq.distinct_sends(
-        rows(store, aq.message_list(store.database, "acme", limit=limit, cursor=cursor, **where))
+    page = messages.distinct_sends(
+        rows(store, messages.message_list(store.database, "acme", limit=limit, cursor=cursor, **where))
     )
-    counts = rows(store, aq.messages_counts(store.database, "acme", [(r[1], r[0]) for r in page[:limit]]))
-    return aq.shape_message_page(page, limit, counts)
+    counts = rows(
+        store, messages.messages_counts(store.database, "acme", [(r[1], r[0]) for r in page[:limit]])
+    )
+    return messages.shape_message_page(page, limit, counts)
 
 
 def test_messages_page_by_newest_send_then_id(data: Store) -> None:
@@ -397,9 +432,9 @@ def test_campaigns_page_by_latest_send_and_filter_by_name(data: Store) -> None:
     db = data.database
 
     def page(limit: int, cursor: str | None = None, q: str | None = None) -> dict[str, Any]:
-        found = rows(data, aq.campaign_list(db, "acme", limit=limit, cursor=cursor, q=q))
-        hits, messages = aq.campaigns_counts(db, "acme", [r[0] for r in found[:limit]])
-        return aq.shape_campaign_page(found, limit, rows(data, hits), rows(data, messages))
+        found = rows(data, campaigns.campaign_list(db, "acme", limit=limit, cursor=cursor, q=q))
+        hits, messages = campaigns.campaigns_counts(db, "acme", [r[0] for r in found[:limit]])
+        return campaigns.shape_campaign_page(found, limit, rows(data, hits), rows(data, messages))
 
     first = page(1)
     assert first["items"] == [
@@ -422,17 +457,17 @@ def test_campaigns_page_by_latest_send_and_filter_by_name(data: Store) -> None:
 
 @pytest.mark.parametrize("cursor", ["", "!!!", "bm90IGpzb24", "WzEsMl0", "WyJhIiwiYiJd", "W3RydWUsImEiXQ"])
 def test_malformed_cursors_are_refused(cursor: str) -> None:
-    with pytest.raises(aq.BadQuery, match="cursor"):
-        aq.decode_cursor(cursor)
+    with pytest.raises(common.BadQuery, match="cursor"):
+        pages.decode_cursor(cursor)
 
 
 def test_cursors_round_trip() -> None:
-    assert aq.decode_cursor(aq.encode_cursor(1_700_000_000_123, "spring/ü")) == (
+    assert pages.decode_cursor(pages.encode_cursor(1_700_000_000_123, "spring/ü")) == (
         1_700_000_000_123,
         "spring/ü",
     )
-    with pytest.raises(aq.BadQuery, match="limit"):
-        aq.check_limit(0)
+    with pytest.raises(common.BadQuery, match="limit"):
+        pages.check_limit(0)
 
 
 # -- recipients and best time --------------------------------------------------------------------------------
@@ -440,14 +475,16 @@ def test_cursors_round_trip() -> None:
 
 def recipient(store: Store, who: str, limit: int = 10) -> dict[str, Any]:
     db = store.database
-    message_rows = rows(store, aq.recipient_messages(db, "acme", who, limit=limit))
-    counts = rows(store, aq.messages_counts(db, "acme", [(r[1], r[0]) for r in message_rows[:limit]]))
-    open_rows = rows(store, aq.recipient_opens(db, "acme", who))
-    best = aq.recipient_best_time([(r[0], r[1]) for r in open_rows])
-    if best.sample_size < aq.MIN_SAMPLE:
-        campaigns = [r[0] for r in rows(store, aq.recipient_campaigns(db, "acme", who))]
-        best = aq.audience_best_time(rows(store, aq.audience_slots(db, "acme", campaigns)), "campaigns")
-    return aq.shape_recipient(
+    message_rows = rows(store, recipients.recipient_messages(db, "acme", who, limit=limit))
+    counts = rows(store, messages.messages_counts(db, "acme", [(r[1], r[0]) for r in message_rows[:limit]]))
+    open_rows = rows(store, recipients.recipient_opens(db, "acme", who))
+    best = best_time.recipient_best_time([(r[0], r[1]) for r in open_rows])
+    if best.sample_size < best_time.MIN_SAMPLE:
+        campaigns = [r[0] for r in rows(store, recipients.recipient_campaigns(db, "acme", who))]
+        best = best_time.audience_best_time(
+            rows(store, best_time.audience_slots(db, "acme", campaigns)), "campaigns"
+        )
+    return recipients.shape_recipient(
         who,
         message_rows=message_rows,
         limit=limit,
@@ -492,27 +529,29 @@ def test_recipient_with_enough_opens_gets_their_own_zone(data: Store) -> None:
 
 
 def test_unknown_recipients_have_no_messages(data: Store) -> None:
-    assert rows(data, aq.recipient_messages(data.database, "acme", "zed@example.com", limit=10)) == []
+    assert rows(data, recipients.recipient_messages(data.database, "acme", "zed@example.com", limit=10)) == []
 
 
 def test_account_audience_and_campaign_audience(data: Store) -> None:
     db = data.database
-    account = aq.audience_best_time(rows(data, aq.audience_slots(db, "acme", None)), "account")
+    account = best_time.audience_best_time(rows(data, best_time.audience_slots(db, "acme", None)), "account")
     assert (account.sample_size, account.hour, account.weekday) == (10, 18, "Tue")
-    spring = aq.audience_best_time(rows(data, aq.audience_slots(db, "acme", ["spring"])), "campaign")
+    spring = best_time.audience_best_time(
+        rows(data, best_time.audience_slots(db, "acme", ["spring"])), "campaign"
+    )
     assert spring.sample_size == 4
-    assert aq.first_sufficient(spring, account) is account
-    assert aq.first_sufficient(spring) == aq.NO_BEST_TIME
+    assert best_time.first_sufficient(spring, account) is account
+    assert best_time.first_sufficient(spring) == best_time.NO_BEST_TIME
 
 
 def test_best_time_ties_go_to_the_earliest_hour_and_day() -> None:
     tz = ZoneInfo("UTC")
-    best = aq.best_time(
+    best = best_time.best_time(
         [(datetime(2026, 11, 3, 9, tzinfo=tz), 1), (datetime(2026, 11, 2, 8, tzinfo=tz), 1)], "x", None
     )
     assert (best.hour, best.weekday, best.sample_size) == (8, "Mon", 2)
-    assert aq.recipient_best_time([(0, ""), (1000, "")]).sample_size == 0
-    assert aq.audience_best_time([("Not/AZone", 0, 3)], "account").sample_size == 0
+    assert best_time.recipient_best_time([(0, ""), (1000, "")]).sample_size == 0
+    assert best_time.audience_best_time([("Not/AZone", 0, 3)], "account").sample_size == 0
 
 
 # -- the exact read itself -----------------------------------------------------------------------------------
@@ -533,22 +572,22 @@ def test_exact_reads_union_keys_with_several_rows_and_read_single_rows_as_they_a
         "('x', 0, [1, 4, 5])",
     ):
         store.command(f"INSERT INTO {db}.sets VALUES {values}")
-    by_k = aq.ExactRead(
+    by_k = exact.ExactRead(
         f"{db}.sets", "1", keys=("k", "b"), sizes=(("n", "s"),), parameters={}, out=(("k", "k"),)
     )
     first = by_k.first()
     (x_key,) = store.query("SELECT cityHash64('x', toUInt8(0))")[0]
     assert store.query(first.sql, first.parameters) == [("x", 1, [x_key]), ("y", 1, [])]
-    assert aq.read_exact(store.query, by_k) == [("x", 6), ("y", 1)]
-    total = aq.ExactRead(f"{db}.sets", "k = 'x'", keys=("b",), sizes=(("n", "s"),), parameters={})
-    assert aq.read_exact(store.query, total) == [(6,)]
+    assert exact.read_exact(store.query, by_k) == [("x", 6), ("y", 1)]
+    total = exact.ExactRead(f"{db}.sets", "k = 'x'", keys=("b",), sizes=(("n", "s"),), parameters={})
+    assert exact.read_exact(store.query, total) == [(6,)]
     store.command(f"SYSTEM START MERGES {db}.sets")
     store.command(f"OPTIMIZE TABLE {db}.sets FINAL")
     assert store.query(f"SELECT count() FROM {db}.sets") == [(3,)]
     assert store.query(first.sql, first.parameters) == [("x", 6, []), ("y", 1, [])]
-    assert aq.read_exact(store.query, by_k) == [("x", 6), ("y", 1)]
-    nothing = aq.ExactRead(f"{db}.sets", "k = 'z'", keys=("b",), sizes=(("n", "s"),), parameters={})
-    assert aq.read_exact(store.query, nothing) == [(0,)]
+    assert exact.read_exact(store.query, by_k) == [("x", 6), ("y", 1)]
+    nothing = exact.ExactRead(f"{db}.sets", "k = 'z'", keys=("b",), sizes=(("n", "s"),), parameters={})
+    assert exact.read_exact(store.query, nothing) == [(0,)]
 
 
 def test_a_key_that_gains_rows_between_the_two_reads_is_counted_once(store: Store) -> None:
@@ -560,7 +599,7 @@ def test_a_key_that_gains_rows_between_the_two_reads_is_counted_once(store: Stor
     store.command(f"SYSTEM STOP MERGES {db}.sets")
     store.command(f"INSERT INTO {db}.sets VALUES (0, [1, 2]), (1, [5])")
     store.command(f"INSERT INTO {db}.sets VALUES (0, [2, 3])")
-    read = aq.ExactRead(f"{db}.sets", "1", keys=("b",), sizes=(("n", "s"),), parameters={})
+    read = exact.ExactRead(f"{db}.sets", "1", keys=("b",), sizes=(("n", "s"),), parameters={})
 
     def run(sql: str, parameters: Any) -> list[tuple[Any, ...]]:
         found = store.query(sql, parameters)
@@ -568,8 +607,8 @@ def test_a_key_that_gains_rows_between_the_two_reads_is_counted_once(store: Stor
             store.command(f"INSERT INTO {db}.sets VALUES (1, [5, 6])")
         return found
 
-    assert aq.read_exact(run, read) == [(4,)]  # {1, 2, 3} and {5}, as the first read saw key 1
-    assert aq.read_exact(store.query, read) == [(5,)]
+    assert exact.read_exact(run, read) == [(4,)]  # {1, 2, 3} and {5}, as the first read saw key 1
+    assert exact.read_exact(store.query, read) == [(5,)]
 
 
 def test_erasure_and_retention_statements_apply_to_the_rollups(store: Store) -> None:
@@ -577,12 +616,17 @@ def test_erasure_and_retention_statements_apply_to_the_rollups(store: Store) -> 
     store.insert("sends", SEND_COLUMNS, SENDS[:2])
     store.insert("events", EVENT_COLUMNS, [EVENTS[0], EVENTS[1], EVENTS[5]])  # m1: h1, h2; m2: h6
     who = {"account": "acme", "campaigns": ["spring"], "messages": ["m1"], "hits": ["h1", "h2"]}
-    for statement in aq.rollup_erasure(db):
+    for statement in rollup_upkeep.rollup_erasure(db):
         store.command(statement, who)
     after = summary(store, "spring")
     assert (after["sent"], after["opens"], after["unique_opens"]) == (1, 1, 1)
-    assert aq.audience_best_time(rows(store, aq.audience_slots(db, "acme", None)), "account").sample_size == 0
-    for statement in aq.rollup_retention(db, events_days=400, filtered_days=90):
+    assert (
+        best_time.audience_best_time(
+            rows(store, best_time.audience_slots(db, "acme", None)), "account"
+        ).sample_size
+        == 0
+    )
+    for statement in rollup_upkeep.rollup_retention(db, events_days=400, filtered_days=90):
         store.command(statement)
     ttl = store.query(
         f"SELECT create_table_query FROM system.tables WHERE database = '{db}' AND name = 'rollups'"

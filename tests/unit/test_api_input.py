@@ -7,9 +7,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from api.analytics_queries import BadQuery, instant, zone
 from api.errors import body_problem, unknown_query
 from api.registry import BadMessage, check_link, check_sent_at
+from api.sql.common import BadQuery
+from api.sql.timeseries import instant, zone
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from api.routes import ApiContext
+from api.context import ApiContext
 from pixelpipe.settings import Settings, SettingsError, load
 from schemas.store import parse_store_url
 from schemas.tokens import Keyring

@@ -1,145 +1,39 @@
-"""The API's routes: register and instrument messages, and answer per-message and per-campaign stats.
+"""``/v1/messages`` and ``/v1/instrument``: register sent emails (one, a batch, or one with its HTML
+instrumented), and answer a message's stats, its timeline, and the account's list of messages.
 
-Handlers are thin: parse, call a pure planner (`api.registry`, `api.queries`), run the store call in a worker
-thread (``sync_to_thread``), shape the answer. Every read is scoped to the caller's account: another
-account's id answers 404, exactly like an unknown one.
+Handlers are thin: parse, call a pure planner (`api.registry`, `api.sql.messages`), run the store calls in a
+worker thread (``sync_to_thread``), shape. Every read is scoped to the caller's account: another account's id
+answers 404, exactly like an unknown one. Message answers read ``events``, ``filtered_hits`` and ``sends`` by
+their indexes (not the rollups). A registration reads the store once and inserts once, all or nothing
+(`_plan`, `_store`); a recipient who must not be tracked gets no pixel and their links untouched (`tracking`).
+
+Litestar 2.25 cannot share a path between two controllers (both add an OPTIONS handler), so
+``GET /v1/messages`` is a plain handler (`list_messages`) registered after `MessageController`, which owns
+``POST /v1/messages``. The analyst endpoints keep their ``analytics`` tag (`MessageTimelineController`).
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Annotated, Any, Final
 
-import msgspec
-from litestar import Controller, Request, get, post
-from litestar.di import NamedDependency, Provide
+from litestar import Controller, get, post
+from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, NotFoundException
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_409_CONFLICT
 
-from api import queries
-from api.auth import account_of
-from api.errors import PATTERN_WORDS
+from api.context import ApiContext, Cursor, Limit, account_dependency
 from api.instrument import find_links, rewrite_html
-from api.openapi import Conflict, bad_request
-from api.registry import (
-    MAX_LINKS,
-    MAX_URL_CHARS,
-    SEND_COLUMNS,
-    BadMessage,
-    Registration,
-    check_sent_at,
-    register,
-)
+from api.message_bodies import MAX_BATCH, BatchIn, InstrumentIn, MessageIn, RegistrationRules
+from api.openapi import Conflict
+from api.registry import SEND_COLUMNS, BadMessage, Registration, check_sent_at, register
+from api.sql import filtered
+from api.sql import messages as sql
+from api.sql.common import BadQuery
 from schemas.recipient import normalize_recipient
-from schemas.store import Store
-from schemas.suppression import DoNotTrack
-from schemas.tokens import Keyring
-
-Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")]
-
-
-# The host is a name (or IPv4 address) or a bracketed IPv6 literal, with an optional port.
-LINK_PATTERN = (
-    r"^[Hh][Tt][Tt][Pp][Ss]?://(?:[A-Za-z0-9][^\s/?#@\\\[\]]*|\[[0-9A-Fa-f:.]+\](?::[0-9]+)?)(?:[/?#]\S*)?$"
-)
-PATTERN_WORDS[LINK_PATTERN] = "an absolute http(s) URL with a host and no user name or password"
-# What `api.registry.check_link` accepts, as the schema says it: an absolute http(s) URL with a host and no
-# user name or password, at most 2048 characters.
-Link = Annotated[
-    str,
-    msgspec.Meta(
-        max_length=MAX_URL_CHARS,
-        pattern=LINK_PATTERN,
-        description="An absolute http(s) URL with a host, without a user name or password (`user:pass@`).",
-    ),
-]
-SentAt = Annotated[
-    datetime,
-    msgspec.Meta(
-        extra_json_schema={"format": "date-time"},
-        description="When the email was sent (default: now). Refused (400) if older than the retention "
-        "(`PIXELPIPE_RETENTION_DAYS`, 396 days by default) or more than 15 minutes in the future.",
-    ),
-]
-
-
-# What `schemas.recipient.checked_recipient` accepts, as the schema says it: something not blank, without
-# control characters or line separators.
-_CONTROLS = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
-RECIPIENT_PATTERN = rf"^[^{_CONTROLS}]*[^\s{_CONTROLS}][^{_CONTROLS}]*$"
-PATTERN_WORDS[RECIPIENT_PATTERN] = "an address that is not blank and holds no control character or line break"
-Recipient = Annotated[
-    str,
-    msgspec.Meta(
-        min_length=1,
-        max_length=512,
-        pattern=RECIPIENT_PATTERN,
-        description="The recipient's address. Compared trimmed and in lower case (one recipient however "
-        "it is written); refused (400) when blank or holding a control character or line break.",
-    ),
-]
-# The same rule for a recipient named in a path (`/v1/recipients/{recipient}`, percent-encoded).
-RecipientPath = Annotated[
-    str,
-    Parameter(
-        max_length=512,
-        pattern=RECIPIENT_PATTERN,
-        description="The recipient's address, percent-encoded (`/` as `%2F`); any case, trimmed.",
-    ),
-]
-
-
-RegistrationRules = bad_request(
-    "a recipient that is blank or holds a control character or line break; "
-    "`sent_at` older than the retention (PIXELPIPE_RETENTION_DAYS) or more than 15 minutes in the future; "
-    "a link that is not an absolute http(s) URL with a host, or that carries a user name or password; "
-    "an unknown field; a batch of no message or more than 1000; more than 1000 links"
-)
-
-
-class MessageIn(msgspec.Struct, forbid_unknown_fields=True):
-    """Unknown fields are refused (400)."""
-
-    campaign_id: Id
-    recipient: Recipient
-    message_id: Id | None = None
-    sent_at: SentAt | None = None
-    links: Annotated[list[Link], msgspec.Meta(max_length=MAX_LINKS)] = msgspec.field(default_factory=list)
-
-
-MAX_BATCH = 1000  # messages per POST /v1/messages/batch
-
-
-class BatchIn(msgspec.Struct, forbid_unknown_fields=True):
-    messages: Annotated[list[MessageIn], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
-
-
-class InstrumentIn(MessageIn, forbid_unknown_fields=True):
-    html: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ApiContext:
-    store: Store
-    keyring: Keyring
-    public_url: str
-    api_keys: Mapping[str, str] = field(repr=False)  # bearer key -> account: secrets, kept out of the repr
-    do_not_track: DoNotTrack | None = None
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
-    webhook_allow_private: bool = False  # PIXELPIPE_WEBHOOK_ALLOW_PRIVATE: see `schemas.webhook_guard`
-    retention_days: int = 396  # PIXELPIPE_RETENTION_DAYS: a send older than this is refused
-
-
-def _account(request: Request[Any, Any, Any], ctx: NamedDependency[ApiContext]) -> str:
-    return account_of(request.headers.get("authorization"), ctx.api_keys)
-
-
-# Every controller of the API resolves the caller's account with this.
-account_dependency = Provide(_account, sync_to_thread=False)
 
 
 class MessageController(Controller):
@@ -196,53 +90,80 @@ class MessageController(Controller):
     ) -> dict[str, Any]:
         """Opens, machine opens, clicks and filtered hits of one message."""
         db = ctx.store.database
-        q = queries.send_of_message(db, account, message_id)
-        sends = ctx.store.query(q.sql, q.parameters)
+        sends = ctx.read(sql.send_of_message(db, account, message_id))
         if not sends:
             # A send the retention dropped before its opens: the campaign counts it as sent, so it answers.
-            q = queries.message_of_hits(db, account, message_id)
-            sends = [(*row[:1], None, row[1], []) for row in ctx.store.query(q.sql, q.parameters)]
+            sends = [
+                (*row[:1], None, row[1], []) for row in ctx.read(sql.message_of_hits(db, account, message_id))
+            ]
         if not sends:
             raise NotFoundException(f"no message {message_id!r}")
-        campaign_id, recipient, sent_at, links = sends[0]
-        q = queries.message_counts(db, account, campaign_id, message_id)
-        opens, machine_opens, first_open, last_open, clicks, first_click = ctx.store.query(
-            q.sql, q.parameters
-        )[0]
-        q = queries.filtered_breakdown(db, account, campaign_id, message_id)
-        filtered = queries.shape_filtered(ctx.store.query(q.sql, q.parameters))
-        return {
-            "message_id": message_id,
-            "campaign_id": campaign_id,
-            "recipient": recipient,
-            "sent_at": queries.iso(sent_at),
-            "links": list(links),
-            "opens": opens,
-            "machine_opens": machine_opens,
-            "first_open_at": queries.iso(first_open) if opens else None,
-            "last_open_at": queries.iso(last_open) if opens else None,
-            "clicks": clicks,
-            "first_click_at": queries.iso(first_click) if clicks else None,
-            "bot_clicks": filtered.bot_clicks,
-            "bot_opens": filtered.bot_opens,
-            "filtered": filtered.by_reason,
-        }
+        campaign_id = sends[0][0]
+        counts = ctx.read(sql.message_counts(db, account, campaign_id, message_id))[0]
+        dropped = filtered.tally(ctx.read(filtered.filtered_breakdown(db, account, campaign_id, message_id)))
+        return sql.shape_stats(message_id, sends[0], counts, dropped)
 
 
-class CampaignController(Controller):
-    path = "/v1/campaigns"
+class MessageTimelineController(Controller):
+    path = "/v1/messages"
     dependencies = {"account": account_dependency}  # noqa: RUF012
-    tags = ["campaigns"]  # noqa: RUF012
+    tags = ["analytics"]  # noqa: RUF012
 
-    @get("/{campaign_id:str}/stats", sync_to_thread=True)
-    def campaign_stats(
-        self, campaign_id: FromPath[str], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
+    @get("/{message_id:str}/timeline", sync_to_thread=True)
+    def timeline(
+        self, message_id: FromPath[str], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
     ) -> dict[str, Any]:
-        """Sends, opens, unique opens, machine opens, clicks, rates and filtered hits of a campaign."""
-        # Read from the rollups (exact, ~20 ms at 10 M events); api.analytics imports this module.
-        from api.analytics import campaign_summary  # noqa: PLC0415
+        """Every counted open and click of one message, oldest first: time, kind, verdict (machine opens are
+        included and marked), reason, client, device, OS, place, whether through a mail proxy, link."""
+        db = ctx.store.database
+        sends = ctx.read(sql.send_of_message(db, account, message_id))
+        if not sends:
+            raise NotFoundException(f"no message {message_id!r}")
+        campaign_id = sends[0][0]
+        rows = ctx.read(sql.message_timeline(db, account, campaign_id, message_id))
+        return {"message_id": message_id, "campaign_id": campaign_id, "timeline": sql.shape_timeline(rows)}
 
-        return campaign_summary(ctx, account, campaign_id, include_machine=False)
+
+_ACCOUNT: Final = {"account": account_dependency}
+
+
+@get("/v1/messages", dependencies=_ACCOUNT, tags=["analytics"], sync_to_thread=True)
+def list_messages(
+    *,
+    account: NamedDependency[str],
+    ctx: NamedDependency[ApiContext],
+    campaign_id: Annotated[
+        str | None, QueryParameter(max_length=256, description="Only this campaign.")
+    ] = None,
+    recipient: Annotated[
+        str | None, QueryParameter(max_length=512, description="Only this recipient.")
+    ] = None,
+    opened: Annotated[
+        bool | None,
+        QueryParameter(description="Only messages with (true) or without (false) a human open."),
+    ] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> dict[str, Any]:
+    """The account's messages, most recently sent first, with opens, machine opens, clicks and the first
+    open. Keyset pagination: pass `next_cursor` back as `cursor`."""
+    db = ctx.store.database
+    try:
+        q = sql.message_list(
+            db,
+            account,
+            limit=limit,
+            cursor=cursor,
+            campaign_id=campaign_id,
+            recipient=None if recipient is None else normalize_recipient(recipient),  # schemas.recipient
+            opened=opened,
+        )
+    except BadQuery as exc:
+        raise ClientException(str(exc)) from exc
+    page = sql.distinct_sends(ctx.read(q))
+    shown = [(row[1], row[0]) for row in page[:limit]]
+    counts = ctx.read(sql.messages_counts(db, account, shown)) if shown else []
+    return sql.shape_message_page(page, limit, counts)
 
 
 def tracking(ctx: ApiContext, account: str, recipient: str) -> bool:
@@ -278,8 +199,8 @@ def _plan(
     # message id -> (campaign id, recipient, sent_at, index of the item that registered it, None: the store)
     known: dict[str, tuple[str, str, datetime, int | None]] = {}
     if given:
-        q = queries.sends_of_messages(ctx.store.database, account, given)
-        for message_id, (campaign_id, recipient, sent_at) in ctx.store.query(q.sql, q.parameters):
+        q = sql.sends_of_messages(ctx.store.database, account, given)
+        for message_id, (campaign_id, recipient, sent_at) in ctx.read(q):
             known[message_id] = (campaign_id, recipient, sent_at, None)
     plans = []
     for index, (data, links) in enumerate(items):

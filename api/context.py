@@ -1,0 +1,92 @@
+"""What every resource of the API shares about a request: the context it is answered in (`ApiContext`: the
+store, the keyring, the settings the handlers read), the caller's account (`account_dependency`, from the
+bearer key), the rule for a recipient as the API takes it (in a body or a path), and the one way a handler
+runs a read (`ApiContext.read`), and the parameters of a page of a list.
+
+Imports no resource module: the resource modules (`api.messages`, `api.campaigns`, `api.recipients`,
+`api.privacy`, `api.webhooks`, `api.live`) import it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Request
+from litestar.di import NamedDependency, Provide
+from litestar.params import Parameter, QueryParameter
+
+from api.auth import account_of
+from api.errors import PATTERN_WORDS
+from api.sql.common import Query
+from api.sql.exact import ExactRead, read_exact
+from api.sql.pages import MAX_PAGE
+from schemas.store import Store
+from schemas.suppression import DoNotTrack
+from schemas.tokens import Keyring
+
+
+@dataclass(frozen=True, slots=True)
+class ApiContext:
+    store: Store
+    keyring: Keyring
+    public_url: str
+    api_keys: Mapping[str, str] = field(repr=False)  # bearer key -> account: secrets, kept out of the repr
+    do_not_track: DoNotTrack | None = None
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    webhook_allow_private: bool = False  # PIXELPIPE_WEBHOOK_ALLOW_PRIVATE: see `schemas.webhook_guard`
+    retention_days: int = 396  # PIXELPIPE_RETENTION_DAYS: a send older than this is refused
+
+    def read(self, q: Query | ExactRead) -> list[tuple[Any, ...]]:
+        """The rows of ``q``: one query, or the one or two of an exact read of the rollups."""
+        if isinstance(q, ExactRead):
+            return read_exact(self.store.query, q)
+        return self.store.query(q.sql, q.parameters)
+
+
+def _account(request: Request[Any, Any, Any], ctx: NamedDependency[ApiContext]) -> str:
+    return account_of(request.headers.get("authorization"), ctx.api_keys)
+
+
+# Every controller of the API resolves the caller's account with this.
+account_dependency = Provide(_account, sync_to_thread=False)
+
+
+# What `schemas.recipient.checked_recipient` accepts, as the schema says it: something not blank, without
+# control characters or line separators.
+_CONTROLS = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+RECIPIENT_PATTERN = rf"^[^{_CONTROLS}]*[^\s{_CONTROLS}][^{_CONTROLS}]*$"
+PATTERN_WORDS[RECIPIENT_PATTERN] = "an address that is not blank and holds no control character or line break"
+Recipient = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=512,
+        pattern=RECIPIENT_PATTERN,
+        description="The recipient's address. Compared trimmed and in lower case (one recipient however "
+        "it is written); refused (400) when blank or holding a control character or line break.",
+    ),
+]
+# The same rule for a recipient named in a path (`/v1/recipients/{recipient}`, percent-encoded).
+RecipientPath = Annotated[
+    str,
+    Parameter(
+        max_length=512,
+        pattern=RECIPIENT_PATTERN,
+        description="The recipient's address, percent-encoded (`/` as `%2F`); any case, trimmed.",
+    ),
+]
+
+# The pages of the campaign and message lists (`api.sql.pages`).
+Limit = Annotated[int, QueryParameter(ge=1, le=MAX_PAGE, description="Rows per page.")]
+Cursor = Annotated[
+    str | None,
+    QueryParameter(
+        max_length=512,
+        description="`next_cursor` of the previous page, as given (opaque); omit for the first page. "
+        "Any other value is refused (400).",
+    ),
+]

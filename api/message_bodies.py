@@ -1,0 +1,72 @@
+"""The request bodies that register messages (`POST /v1/messages`, `/v1/messages/batch`, `/v1/instrument`),
+with each field's rule as the OpenAPI document states it. Unknown fields are refused (400); the rules JSON
+Schema cannot state are `api.registry`'s, listed in `RegistrationRules`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+from api.context import Recipient
+from api.errors import PATTERN_WORDS
+from api.openapi import bad_request
+from api.registry import MAX_LINKS, MAX_URL_CHARS
+
+Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")]
+
+
+# The host is a name (or IPv4 address) or a bracketed IPv6 literal, with an optional port.
+LINK_PATTERN = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://(?:[A-Za-z0-9][^\s/?#@\\\[\]]*|\[[0-9A-Fa-f:.]+\](?::[0-9]+)?)(?:[/?#]\S*)?$"
+)
+PATTERN_WORDS[LINK_PATTERN] = "an absolute http(s) URL with a host and no user name or password"
+# What `api.registry.check_link` accepts, as the schema says it: an absolute http(s) URL with a host and no
+# user name or password, at most 2048 characters.
+Link = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=MAX_URL_CHARS,
+        pattern=LINK_PATTERN,
+        description="An absolute http(s) URL with a host, without a user name or password (`user:pass@`).",
+    ),
+]
+SentAt = Annotated[
+    datetime,
+    msgspec.Meta(
+        extra_json_schema={"format": "date-time"},
+        description="When the email was sent (default: now). Refused (400) if older than the retention "
+        "(`PIXELPIPE_RETENTION_DAYS`, 396 days by default) or more than 15 minutes in the future.",
+    ),
+]
+
+
+RegistrationRules = bad_request(
+    "a recipient that is blank or holds a control character or line break; "
+    "`sent_at` older than the retention (PIXELPIPE_RETENTION_DAYS) or more than 15 minutes in the future; "
+    "a link that is not an absolute http(s) URL with a host, or that carries a user name or password; "
+    "an unknown field; a batch of no message or more than 1000; more than 1000 links"
+)
+
+
+class MessageIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Unknown fields are refused (400)."""
+
+    campaign_id: Id
+    recipient: Recipient
+    message_id: Id | None = None
+    sent_at: SentAt | None = None
+    links: Annotated[list[Link], msgspec.Meta(max_length=MAX_LINKS)] = msgspec.field(default_factory=list)
+
+
+MAX_BATCH = 1000  # messages per POST /v1/messages/batch
+
+
+class BatchIn(msgspec.Struct, forbid_unknown_fields=True):
+    messages: Annotated[list[MessageIn], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
+
+
+class InstrumentIn(MessageIn, forbid_unknown_fields=True):
+    html: str = ""

@@ -1,0 +1,213 @@
+"""A campaign's stats and the account's list of campaigns, read from the rollups of
+``schemas/ddl/0002_rollups.sql`` (exactly: `api.sql.exact`): whether a campaign is known, its summary (sent,
+opens, unique opens, machine opens, clicks, rates, filtered hits), the messages counted as sent without a send
+(`unregistered_messages`), and one page of campaigns. Pure; every query is scoped by ``{account:String}``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from api.sql import filtered, pages
+from api.sql.common import CAMPAIGN_SCOPE, Query, iso_ms, rate
+from api.sql.exact import ROLLUP_KEYS, ExactRead
+
+
+def campaign_known(db: str, account: str, campaign_id: str) -> Query:
+    """One row if the campaign has a send or any hit for this account."""
+    return Query(
+        f"""SELECT 1 FROM {db}.campaign_catalog WHERE {CAMPAIGN_SCOPE}
+            UNION ALL SELECT 1 FROM {db}.rollups WHERE {CAMPAIGN_SCOPE} AND rollup = 'hour' LIMIT 1""",
+        {"account": account, "campaign_id": campaign_id},
+    )
+
+
+def campaign_hits(db: str, account: str, campaign_id: str) -> ExactRead:
+    """Distinct hits of a campaign by (kind, verdict, reason): counted and filtered alike."""
+    return ExactRead(
+        f"{db}.rollups",
+        f"{CAMPAIGN_SCOPE} AND rollup = 'hour'",
+        keys=ROLLUP_KEYS,
+        sizes=(("hits", "hits"),),
+        parameters={"account": account, "campaign_id": campaign_id},
+        out=(("kind", "kind"), ("verdict", "who"), ("reason", "label")),
+    )
+
+
+def campaign_messages(db: str, account: str, campaign_id: str, *, include_machine: bool = False) -> ExactRead:
+    """Distinct messages of a campaign by (event, who): 'sent' (who ''), opened and clicked per verdict, and,
+    for the machine-open switch, opened by anyone ('open', 'any': people or machines)."""
+    scope = f"{CAMPAIGN_SCOPE} AND rollup = 'messages'"
+    return ExactRead(
+        f"{db}.rollups",
+        scope if include_machine else f"{scope} AND who != 'any'",
+        keys=ROLLUP_KEYS,
+        sizes=(("messages", "messages"),),
+        parameters={"account": account, "campaign_id": campaign_id},
+        out=(("event", "kind"), ("who", "who")),
+    )
+
+
+def campaign_counts(db: str, account: str, campaign_id: str, *, include_machine: bool = False) -> ExactRead:
+    """`campaign_hits` and `campaign_messages` in one read (the summary's one or two queries instead of two
+    to four): rows ``(rollup, kind, who, label, hits, messages)``; split them with `split_counts`."""
+    messages = "`rollup` = 'messages'" if include_machine else "`rollup` = 'messages' AND who != 'any'"
+    return ExactRead(
+        f"{db}.rollups",
+        f"{CAMPAIGN_SCOPE} AND (`rollup` = 'hour' OR ({messages}))",
+        keys=("`rollup`", *ROLLUP_KEYS),
+        sizes=(("hits", "hits"), ("messages", "messages")),
+        parameters={"account": account, "campaign_id": campaign_id},
+        out=(("r", "`rollup`"), ("kind", "kind"), ("verdict", "who"), ("reason", "label")),
+    )
+
+
+def unregistered_messages(db: str, account: str, campaign_ids: Sequence[str]) -> Query:
+    """Per campaign, its messages with a counted hit (an open or click in ``events``) but no send: a send
+    dropped by the retention before its opens (sends expire by ``sent_at``, opens by when they came). Such a
+    message counts as sent, so a campaign's totals stay the sum over its messages (`GET /v1/messages/{id}`
+    answers for it from its hits) and its rates stay at most 1. Exact: within one bucket of message hashes,
+    the hit messages minus the sent ones; buckets never share a message."""
+    return Query(
+        f"""SELECT campaign_id, sum(length(arrayDistinct(arrayConcat(sent, hit))) - length(sent)) AS n
+            FROM (
+              SELECT campaign_id, bucket,
+                     arrayDistinct(arrayFlatten(groupArrayIf(messages, kind = 'sent'))) AS sent,
+                     arrayDistinct(arrayFlatten(groupArrayIf(messages, kind != 'sent'))) AS hit
+              FROM {db}.rollups
+              WHERE account = {{account:String}} AND campaign_id IN {{campaign_ids:Array(String)}}
+                AND rollup = 'messages'
+              GROUP BY campaign_id, bucket)
+            GROUP BY campaign_id HAVING n > 0""",
+        {"account": account, "campaign_ids": list(campaign_ids)},
+    )
+
+
+def split_counts(rows: Iterable[tuple[Any, ...]]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """`campaign_counts` rows as (`campaign_hits` rows, `campaign_messages` rows)."""
+    hit_rows: list[tuple[Any, ...]] = []
+    messages: Counter[tuple[str, str]] = Counter()
+    for r, kind, who, label, hits, n in rows:
+        if r == "hour":
+            hit_rows.append((kind, who, label, hits))
+        else:
+            messages[kind, who] += int(n)
+    return hit_rows, [(event, who, n) for (event, who), n in sorted(messages.items())]
+
+
+def shape_summary(
+    campaign_id: str,
+    hit_rows: Iterable[tuple[Any, ...]],
+    message_rows: Iterable[tuple[Any, ...]],
+    *,
+    include_machine: bool = False,
+    unregistered: int = 0,
+) -> dict[str, Any]:
+    """The campaign summary: the contract's campaign stats, from the rollups. With ``include_machine``,
+    ``opens`` / ``unique_opens`` / ``open_rate`` count machine opens too (Mailchimp's MPP switch).
+    ``unregistered``: messages with hits but no send (`unregistered_messages`), counted as sent."""
+    hit_rows = list(hit_rows)
+    hits: Counter[tuple[str, str]] = Counter()
+    for kind, verdict, _, n in hit_rows:
+        hits[kind, verdict] += int(n)
+    dropped = filtered.tally(hit_rows)
+    messages = {(event, verdict): int(n) for event, verdict, n in message_rows}
+    sent = messages.get(("sent", ""), 0) + unregistered
+    opens, unique_opens = hits["open", "human"], messages.get(("open", "human"), 0)
+    if include_machine:
+        opens, unique_opens = opens + hits["open", "machine"], messages.get(("open", "any"), 0)
+    unique_clicks = messages.get(("click", "human"), 0)
+    return {
+        "campaign_id": campaign_id,
+        "include_machine": include_machine,
+        "sent": sent,
+        "opens": opens,
+        "unique_opens": unique_opens,
+        "machine_opens": hits["open", "machine"],
+        "unique_machine_opens": messages.get(("open", "machine"), 0),
+        "open_rate": rate(unique_opens, sent),
+        "clicks": hits["click", "human"],
+        "unique_clicks": unique_clicks,
+        "bot_clicks": dropped.bot_clicks,
+        "bot_opens": dropped.bot_opens,
+        "click_rate": rate(unique_clicks, sent),
+        "filtered": dropped.by_reason,
+    }
+
+
+def campaign_list(db: str, account: str, *, limit: int, cursor: str | None, q: str | None) -> Query:
+    """One page of the account's campaigns, newest send first (then by id), plus one row to tell if there is
+    a next page. ``q`` matches anywhere in the id, case-insensitively (so a prefix matches too)."""
+    parameters: dict[str, Any] = {"account": account, "limit": pages.check_limit(limit) + 1}
+    where = "account = {account:String}"
+    if q:
+        where += " AND positionCaseInsensitiveUTF8(campaign_id, {q:String}) > 0"
+        parameters["q"] = q
+    having = ""
+    if cursor is not None:
+        parameters["after_ms"], parameters["after_id"] = pages.decode_cursor(cursor)
+        having = (
+            "HAVING last_ms < {after_ms:Int64} "
+            "OR (last_ms = {after_ms:Int64} AND campaign_id > {after_id:String})"
+        )
+    return Query(
+        f"""SELECT campaign_id, toUnixTimestamp64Milli(min(first_sent_at)) AS first_ms,
+                   toUnixTimestamp64Milli(max(last_sent_at)) AS last_ms
+            FROM {db}.campaign_catalog WHERE {where}
+            GROUP BY campaign_id {having}
+            ORDER BY last_ms DESC, campaign_id ASC LIMIT {{limit:UInt32}}""",
+        parameters,
+    )
+
+
+def campaigns_counts(db: str, account: str, campaign_ids: Sequence[str]) -> tuple[ExactRead, ExactRead]:
+    """Human opens and clicks, and messages sent, of several campaigns."""
+    scope = "account = {account:String} AND campaign_id IN {campaign_ids:Array(String)}"
+    parameters = {"account": account, "campaign_ids": list(campaign_ids)}
+    hits = ExactRead(
+        f"{db}.rollups",
+        f"{scope} AND rollup = 'hour' AND who = 'human'",
+        keys=("campaign_id", *ROLLUP_KEYS),
+        sizes=(("hits", "hits"),),
+        parameters=parameters,
+        out=(("campaign_id", "campaign_id"), ("kind", "kind")),
+    )
+    messages = ExactRead(
+        f"{db}.rollups",
+        f"{scope} AND rollup = 'messages' AND kind = 'sent'",
+        keys=("campaign_id", *ROLLUP_KEYS),
+        sizes=(("messages", "messages"),),
+        parameters=parameters,
+        out=(("campaign_id", "campaign_id"), ("event", "kind")),
+    )
+    return hits, messages
+
+
+def shape_campaign_page(
+    page: Sequence[tuple[Any, ...]],
+    limit: int,
+    hit_rows: Iterable[tuple[Any, ...]],
+    message_rows: Iterable[tuple[Any, ...]],
+    unregistered_rows: Iterable[tuple[Any, ...]] = (),
+) -> dict[str, Any]:
+    hits = {(c, k): int(n) for c, k, n in hit_rows}
+    messages = {(c, e): int(n) for c, e, n in message_rows}
+    for c, n in unregistered_rows:  # `unregistered_messages`: counted as sent
+        messages[c, "sent"] = messages.get((c, "sent"), 0) + int(n)
+    items = []
+    for campaign_id, first_ms, last_ms in page[:limit]:
+        items.append(
+            {
+                "campaign_id": campaign_id,
+                "sent": messages.get((campaign_id, "sent"), 0),
+                "first_sent_at": iso_ms(first_ms),
+                "last_sent_at": iso_ms(last_ms),
+                "opens": hits.get((campaign_id, "open"), 0),
+                "clicks": hits.get((campaign_id, "click"), 0),
+            }
+        )
+    more = len(page) > limit
+    last = page[limit - 1] if more else None
+    return {"items": items, "next_cursor": pages.encode_cursor(int(last[2]), last[0]) if last else None}

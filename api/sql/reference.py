@@ -1,0 +1,33 @@
+"""The raw campaign counts (``uniqExact`` over ``events`` and ``sends``) that the rollups must equal.
+
+No route reads these: every campaign answer reads the rollups (`api.sql.campaigns`). They stay as the
+reference the rollups are checked against, by the unit tests (`tests/unit/test_analytics_queries.py`) and the
+benchmark (`bench/query_latency.py`, whose baseline they are). Pure.
+"""
+
+from __future__ import annotations
+
+from api.sql.common import Query
+
+
+def campaign_sent(db: str, account: str, campaign_id: str) -> Query:
+    return Query(
+        f"""SELECT uniqExact(message_id) FROM {db}.sends
+            WHERE account = {{account:String}} AND campaign_id = {{campaign_id:String}}""",
+        {"account": account, "campaign_id": campaign_id},
+    )
+
+
+def campaign_counts(db: str, account: str, campaign_id: str) -> Query:
+    return Query(
+        f"""SELECT
+              uniqExactIf(hit_id, kind = 'open' AND verdict = 'human') AS opens,
+              uniqExactIf(message_id, kind = 'open' AND verdict = 'human') AS unique_opens,
+              uniqExactIf(hit_id, kind = 'open' AND verdict = 'machine') AS machine_opens,
+              uniqExactIf(message_id, kind = 'open' AND verdict = 'machine') AS unique_machine_opens,
+              uniqExactIf(hit_id, kind = 'click' AND verdict = 'human') AS clicks,
+              uniqExactIf(message_id, kind = 'click' AND verdict = 'human') AS unique_clicks
+            FROM {db}.events
+            WHERE account = {{account:String}} AND campaign_id = {{campaign_id:String}}""",
+        {"account": account, "campaign_id": campaign_id},
+    )

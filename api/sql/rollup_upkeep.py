@@ -1,0 +1,31 @@
+"""The statements that keep the rollups in step with the tables they summarise: the retention's TTL and the
+erasure of a recipient's hashes. Run by the wiring at start (`pixelpipe.app`) and by an erasure
+(`api.privacy`).
+"""
+
+from __future__ import annotations
+
+
+def rollup_retention(db: str, *, events_days: int, filtered_days: int) -> list[str]:
+    """The TTL statement that keeps the rollups in step with `Store.apply_retention`'s retention."""
+    events, filtered = int(events_days), int(filtered_days)
+    return [
+        f"ALTER TABLE {db}.rollups MODIFY TTL last_at + INTERVAL {filtered} DAY DELETE "
+        f"WHERE who IN ('bot', 'invalid'), last_at + INTERVAL {events} DAY "
+        "SETTINGS materialize_ttl_after_modify = 0"
+    ]
+
+
+def rollup_erasure(db: str) -> list[str]:
+    """The statement that removes an erased recipient's hits and messages from the rollups. Parameters:
+    ``account``; ``campaigns``, ``messages`` and ``hits`` (Array(String)): the hit ids read from events and
+    filtered_hits *before* they are deleted. A mutation: rare, and slow only for the campaigns concerned; it
+    returns once done, so the API confirms an erasure only when it is."""
+    hits = "arrayMap(x -> cityHash64(x), {hits:Array(String)})"
+    messages = "arrayMap(x -> cityHash64(x), {messages:Array(String)})"
+    return [
+        f"ALTER TABLE {db}.rollups UPDATE hits = arrayFilter(h -> NOT has({hits}, h), hits), "
+        f"messages = arrayFilter(m -> NOT has({messages}, m), messages) "
+        "WHERE account = {account:String} AND (campaign_id IN {campaigns:Array(String)} OR campaign_id = '') "
+        "SETTINGS mutations_sync = 2"
+    ]
