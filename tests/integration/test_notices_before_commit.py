@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -138,6 +140,75 @@ async def _enriched(bootstrap: str, topics: Topics) -> list[Notice]:
     return notices
 
 
+def _runner(
+    source: KafkaSource | MemoryBus,
+    store: Store,
+    hub: NoticeHub,
+    flush_interval_s: float = 0.1,
+    **bounds: Any,
+) -> HitRunner:
+    """The processor under test: its stored hits go to ``hub``; it commits past what the hub made durable."""
+    return HitRunner(
+        source=source,
+        store=store,
+        processor=_processor(),
+        flush_interval_s=flush_interval_s,
+        on_stored=hub.publish,
+        notices_durable=hub.durable,
+        **bounds,
+    )
+
+
+@asynccontextmanager
+async def _running(
+    runner: HitRunner, hub: NoticeHub, hub_deadline_s: float | None = None
+) -> AsyncIterator[asyncio.Task[None]]:
+    """The hub started and the runner's loop in a task (yielded); on the way out the runner stops (within
+    15 s), then the hub (within ``hub_deadline_s`` where given)."""
+    await hub.start()
+    task = asyncio.create_task(runner.run())
+    try:
+        yield task
+    finally:
+        runner.stop()
+        await asyncio.wait_for(task, 15)
+        if hub_deadline_s is None:
+            await hub.stop()
+        else:
+            await hub.stop(deadline_s=hub_deadline_s)
+
+
+@asynccontextmanager
+async def _kafka_ends(
+    tmp_path: Path, bootstrap: str, topics: Topics
+) -> AsyncIterator[tuple[NoticeProducer, KafkaPublisher]]:
+    """The enriched topic's notice producer and the edge's raw-hit publisher, started; stopped on the way out
+    (publisher first), so that the enriched topic's end is fixed once the block is left."""
+    producer = NoticeProducer(bootstrap, topics, partitions=PARTITIONS)
+    publisher = KafkaPublisher(bootstrap, topics, spool_dir=tmp_path / "spool", partitions=PARTITIONS)
+    await producer.start()
+    await publisher.start()
+    try:
+        yield producer, publisher
+    finally:
+        await publisher.stop()
+        await producer.stop()
+
+
+async def _publish_and_store(publisher: KafkaPublisher, store: Store) -> list[RawHit]:
+    """HITS hits published on the raw topic, and waited for until every one is stored."""
+    hits = [_hit(i) for i in range(HITS)]
+    for h in hits:
+        publisher.publish(h)
+    await _eventually(lambda: asyncio.to_thread(lambda: _stored(store) == HITS), "every hit stored")
+    return hits
+
+
+def _notified_once_each(notices: Sequence[Notice], hits: Sequence[RawHit]) -> None:
+    assert len(notices) == HITS
+    assert sorted(n.id for n in notices) == sorted(h.hit_id for h in hits)
+
+
 @pytest.mark.kafka
 async def test_raw_offsets_wait_for_the_notices_to_be_acked_on_the_enriched_topic(
     tmp_path: Path, store: Store, kafka_bootstrap: str, kafka_topics: Topics, kafka_group: str
@@ -146,51 +217,28 @@ async def test_raw_offsets_wait_for_the_notices_to_be_acked_on_the_enriched_topi
     offsets = _GroupOffsets(kafka_bootstrap, kafka_topics, kafka_group, partitions)
     committed, all_committed = offsets.committed, offsets.all_committed
 
-    producer = NoticeProducer(kafka_bootstrap, kafka_topics, partitions=partitions)
-    gate = Gate(producer.send)
-    hub = NoticeHub(lookup=MessageLookup(store), sinks=[gate.send], retry_s=(0.05, 0.2))
-    source = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group, partitions=partitions)
-    runner = HitRunner(
-        source=source,
-        store=store,
-        processor=_processor(),
-        flush_interval_s=0.1,
-        on_stored=hub.publish,
-        notices_durable=hub.durable,
-        max_unsettled=1000,  # this test is about the commit, not backpressure: store everything meanwhile
-    )
-    publisher = KafkaPublisher(
-        kafka_bootstrap, kafka_topics, spool_dir=tmp_path / "spool", partitions=partitions
-    )
-    await producer.start()
-    await hub.start()
-    await publisher.start()
-    gate.down = True
-    task = asyncio.create_task(runner.run())
-    try:
-        hits = [_hit(i) for i in range(HITS)]
-        for h in hits:
-            publisher.publish(h)
-        await _eventually(lambda: asyncio.to_thread(lambda: _stored(store) == HITS), "every hit stored")
+    async with _kafka_ends(tmp_path, kafka_bootstrap, kafka_topics) as (producer, publisher):
+        gate = Gate(producer.send)
+        hub = NoticeHub(lookup=MessageLookup(store), sinks=[gate.send], retry_s=(0.05, 0.2))
+        source = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group, partitions=partitions)
+        # this test is about the commit, not backpressure: store everything meanwhile
+        runner = _runner(source, store, hub, max_unsettled=1000)
+        gate.down = True
+        async with _running(runner, hub):
+            hits = await _publish_and_store(publisher, store)
 
-        async def retried() -> bool:  # the hub retried with the topic away: a commit would have come by now
-            return gate.refused >= 3
+            # the hub retried with the topic away: a commit would have come by now
+            async def retried() -> bool:
+                return gate.refused >= 3
 
-        await _eventually(retried, "three refused sends")
-        assert _stored(store) == HITS
-        assert await committed() == [None, None, None]  # stored, but not committed
-        gate.down = False
-        await _eventually(all_committed, "the offsets committed once the notices were acked")
-        assert hub.unsettled == 0
-    finally:
-        runner.stop()
-        await asyncio.wait_for(task, 15)
-        await hub.stop()
-        await publisher.stop()
-        await producer.stop()
+            await _eventually(retried, "three refused sends")
+            assert _stored(store) == HITS
+            assert await committed() == [None, None, None]  # stored, but not committed
+            gate.down = False
+            await _eventually(all_committed, "the offsets committed once the notices were acked")
+            assert hub.unsettled == 0
     notices = await _enriched(kafka_bootstrap, kafka_topics)
-    assert len(notices) == HITS  # each exactly once: nothing was replayed
-    assert sorted(n.id for n in notices) == sorted(h.hit_id for h in hits)
+    _notified_once_each(notices, hits)  # each exactly once: nothing was replayed
     assert {n.type for n in notices} == {"open"}
     assert sum(n.first for n in notices) == 7  # the first human open of each of the 7 messages
 
@@ -203,72 +251,35 @@ async def test_a_processor_that_dies_before_the_ack_leaves_the_hits_to_be_read_a
     offsets = _GroupOffsets(kafka_bootstrap, kafka_topics, kafka_group, partitions)
     committed, all_committed = offsets.committed, offsets.all_committed
 
-    producer = NoticeProducer(kafka_bootstrap, kafka_topics, partitions=partitions)
-    await producer.start()
-    publisher = KafkaPublisher(
-        kafka_bootstrap, kafka_topics, spool_dir=tmp_path / "spool", partitions=partitions
-    )
-    await publisher.start()
-    hits = [_hit(i) for i in range(HITS)]
+    async with _kafka_ends(tmp_path, kafka_bootstrap, kafka_topics) as (producer, publisher):
+        # The first processor stores every hit, but the enriched topic never acknowledges: it stops
+        # uncommitted.
+        gate = Gate(producer.send)
+        gate.held.clear()
+        hub = NoticeHub(lookup=MessageLookup(store), sinks=[gate.send])
+        source = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group, partitions=partitions)
+        runner = _runner(source, store, hub, max_unsettled=1000, settle_deadline_s=0.5)
+        # on the way out the runner waits 0.5 s for the notices, then stops without committing; the held sends
+        # never reached the producer
+        async with _running(runner, hub, hub_deadline_s=0.2):
+            hits = await _publish_and_store(publisher, store)
 
-    # The first processor stores every hit, but the enriched topic never acknowledges: it stops uncommitted.
-    gate = Gate(producer.send)
-    gate.held.clear()
-    hub = NoticeHub(lookup=MessageLookup(store), sinks=[gate.send])
-    source = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group, partitions=partitions)
-    runner = HitRunner(
-        source=source,
-        store=store,
-        processor=_processor(),
-        flush_interval_s=0.1,
-        on_stored=hub.publish,
-        notices_durable=hub.durable,
-        max_unsettled=1000,
-        settle_deadline_s=0.5,
-    )
-    await hub.start()
-    task = asyncio.create_task(runner.run())
-    try:
-        for h in hits:
-            publisher.publish(h)
-        await _eventually(lambda: asyncio.to_thread(lambda: _stored(store) == HITS), "every hit stored")
+            # the stored hits' notices wait at the gate: a commit would be made
+            async def at_the_gate() -> bool:
+                return gate.reached >= 1
 
-        async def at_the_gate() -> bool:  # the stored hits' notices wait at the gate: a commit would be made
-            return gate.reached >= 1
-
-        await _eventually(at_the_gate, "the notices at the gate")
+            await _eventually(at_the_gate, "the notices at the gate")
+            assert await committed() == [None, None, None]
         assert await committed() == [None, None, None]
-    finally:
-        runner.stop()
-        await asyncio.wait_for(task, 15)  # waits 0.5 s for the notices, then stops without committing
-        await hub.stop(deadline_s=0.2)  # the held sends never reached the producer
-    assert await committed() == [None, None, None]
 
-    # The next processor of the group reads them again, stores them again (counted once) and notifies.
-    hub = NoticeHub(lookup=MessageLookup(store), sinks=[producer.send])
-    source = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group, partitions=partitions)
-    runner = HitRunner(
-        source=source,
-        store=store,
-        processor=_processor(),
-        flush_interval_s=0.1,
-        on_stored=hub.publish,
-        notices_durable=hub.durable,
-    )
-    await hub.start()
-    task = asyncio.create_task(runner.run())
-    try:
-        await _eventually(all_committed, "the replayed hits committed")
-    finally:
-        runner.stop()
-        await asyncio.wait_for(task, 15)
-        await hub.stop()
-        await publisher.stop()
-        await producer.stop()
+        # The next processor of the group reads them again, stores them again (counted once) and notifies.
+        hub = NoticeHub(lookup=MessageLookup(store), sinks=[producer.send])
+        source = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group, partitions=partitions)
+        async with _running(_runner(source, store, hub), hub):
+            await _eventually(all_committed, "the replayed hits committed")
     assert _stored(store) == HITS
     notices = await _enriched(kafka_bootstrap, kafka_topics)
-    assert len(notices) == HITS  # the first processor published none of them
-    assert sorted(n.id for n in notices) == sorted(h.hit_id for h in hits)
+    _notified_once_each(notices, hits)  # the first processor published none of them
 
 
 class RecordingBus(MemoryBus):
@@ -306,20 +317,9 @@ async def test_the_runner_stops_fetching_while_too_many_flushes_wait_for_their_n
     gate = Gate(sink)
     gate.held.clear()
     hub = NoticeHub(sinks=[gate.send])
-    runner = HitRunner(
-        source=bus,
-        store=store,
-        processor=_processor(),
-        flush_interval_s=0.05,
-        on_stored=hub.publish,
-        notices_durable=hub.durable,
-        max_unsettled=1,
-        settle_log_s=0.05,
-    )
-    await hub.start()
-    task = asyncio.create_task(runner.run())
+    runner = _runner(bus, store, hub, flush_interval_s=0.05, max_unsettled=1, settle_log_s=0.05)
     hits = [_hit(i) for i in range(30)]
-    try:
+    async with _running(runner, hub):
 
         async def stored(n: int) -> bool:
             return await asyncio.to_thread(_stored, store) == n
@@ -348,10 +348,6 @@ async def test_the_runner_stops_fetching_while_too_many_flushes_wait_for_their_n
             return bool(bus.commits) and bus.commits[-1] == {0: 30}
 
         await _eventually(committed_all, "the commit of every hit", 10)
-    finally:
-        runner.stop()
-        await asyncio.wait_for(task, 15)
-        await hub.stop()
     assert got == [h.hit_id for h in hits]
     assert [c[0] for c in bus.commits] == sorted(c[0] for c in bus.commits)  # never backwards
 
@@ -364,60 +360,38 @@ async def test_waiting_past_max_poll_interval_leaves_the_group_and_loses_nothing
     offsets = _GroupOffsets(kafka_bootstrap, kafka_topics, kafka_group, partitions)
     committed, all_committed = offsets.committed, offsets.all_committed
 
-    producer = NoticeProducer(kafka_bootstrap, kafka_topics, partitions=partitions)
-    gate = Gate(producer.send)
-    hub = NoticeHub(lookup=MessageLookup(store), sinks=[gate.send], retry_s=(0.05, 0.2))
-    source = KafkaSource(
-        kafka_bootstrap,
-        kafka_topics,
-        kafka_group,
-        partitions=partitions,
-        session_timeout_ms=6000,
-        heartbeat_interval_ms=500,
-        max_poll_interval_ms=2000,
-    )
-    revoked: list[set[int]] = []
-    runner = HitRunner(
-        source=source,
-        store=store,
-        processor=_processor(),
-        flush_interval_s=0.1,
-        on_stored=hub.publish,
-        notices_durable=hub.durable,
-        max_unsettled=0,  # every flush waits for its notices before the next fetch
-        settle_deadline_s=0.5,
-        settle_log_s=1.0,
-    )
+    async with _kafka_ends(tmp_path, kafka_bootstrap, kafka_topics) as (producer, publisher):
+        gate = Gate(producer.send)
+        hub = NoticeHub(lookup=MessageLookup(store), sinks=[gate.send], retry_s=(0.05, 0.2))
+        source = KafkaSource(
+            kafka_bootstrap,
+            kafka_topics,
+            kafka_group,
+            partitions=partitions,
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=500,
+            max_poll_interval_ms=2000,
+        )
+        revoked: list[set[int]] = []
+        # max_unsettled=0: every flush waits for its notices before the next fetch
+        runner = _runner(source, store, hub, max_unsettled=0, settle_deadline_s=0.5, settle_log_s=1.0)
 
-    async def on_revoked(parts: set[int]) -> None:
-        revoked.append(parts)
-        await runner.on_revoked(parts)
+        async def on_revoked(parts: set[int]) -> None:
+            revoked.append(parts)
+            await runner.on_revoked(parts)
 
-    source.on_revoked = on_revoked
-    publisher = KafkaPublisher(
-        kafka_bootstrap, kafka_topics, spool_dir=tmp_path / "spool", partitions=partitions
-    )
-    await producer.start()
-    await hub.start()
-    await publisher.start()
-    gate.down = True
-    task = asyncio.create_task(runner.run())
-    try:
-        hits = [_hit(i) for i in range(HITS)]
-        for h in hits:
-            publisher.publish(h)
-        await _eventually(lambda: asyncio.to_thread(lambda: _stored(store) > 0), "a first flush stored")
-        await asyncio.sleep(5.0)  # more than max.poll.interval without a fetch
-        assert await committed() == [None, None, None]
-        gate.down = False
-        await _eventually(all_committed, "every offset committed", 60)
-        assert not task.done()
-    finally:
-        runner.stop()
-        await asyncio.wait_for(task, 15)
-        await hub.stop()
-        await publisher.stop()
-        await producer.stop()
+        source.on_revoked = on_revoked
+        gate.down = True
+        async with _running(runner, hub) as task:
+            hits = [_hit(i) for i in range(HITS)]
+            for h in hits:
+                publisher.publish(h)
+            await _eventually(lambda: asyncio.to_thread(lambda: _stored(store) > 0), "a first flush stored")
+            await asyncio.sleep(5.0)  # more than max.poll.interval without a fetch
+            assert await committed() == [None, None, None]
+            gate.down = False
+            await _eventually(all_committed, "every offset committed", 60)
+            assert not task.done()
     # The member left the group while it waited (aiokafka's heartbeat task does that after max.poll.interval);
     # rejoining revoked every partition first (the empty set is the first join's), with nothing committed.
     assert revoked == [set(), {0, 1, 2}]
