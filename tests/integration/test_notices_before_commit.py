@@ -1,7 +1,7 @@
 """Raw offsets are committed only once the notices of the stored hits are durable: insert → notices acked →
 commit. A real broker, real chDB, the real `NoticeHub` and `NoticeProducer`; the enriched topic is made
-unavailable by a gate in front of the producer that fails (or holds) every send for as long as the test says,
-the way `SwitchedStore` does for ClickHouse in test_processor_on_kafka.py. Also: the loop's backpressure
+unavailable by a `GatedSink` in front of the producer that fails (or holds) every send for as long as the test
+says, the way `SwitchedStore` does for ClickHouse in test_processor_on_kafka.py. Also: the loop's backpressure
 (on the in-memory bus, where flushes are deterministic), and a wait longer than ``max.poll.interval``."""
 
 from __future__ import annotations
@@ -30,30 +30,10 @@ from schemas.notices import Notice, decode_notice_batch
 from schemas.store import Store
 from schemas.topics import Topics
 from tests.integration.helpers import human_open
+from tests.notice_sinks import GatedSink, running
 
 DATA = Path(__file__).parent.parent / "data"
 HITS = 60
-
-
-class Gate:
-    """In front of a sink: while ``down`` every send fails as an unreachable broker does; while ``held`` is
-    clear every send waits. ``reached``: how many sends came to the gate."""
-
-    def __init__(self, sink: Callable[[Sequence[Notice]], Awaitable[None]]) -> None:
-        self.sink = sink
-        self.down = False
-        self.refused = 0
-        self.reached = 0
-        self.held = asyncio.Event()
-        self.held.set()
-
-    async def send(self, notices: Sequence[Notice]) -> None:
-        self.reached += 1
-        await self.held.wait()
-        if self.down:
-            self.refused += 1
-            raise ConnectionError("KafkaConnectionError: enriched topic unreachable")
-        await self.sink(notices)
 
 
 def _hit(i: int) -> RawHit:
@@ -165,17 +145,13 @@ async def _running(
 ) -> AsyncIterator[asyncio.Task[None]]:
     """The hub started and the runner's loop in a task (yielded); on the way out the runner stops (within
     15 s), then the hub (within ``hub_deadline_s`` where given)."""
-    await hub.start()
-    task = asyncio.create_task(runner.run())
-    try:
-        yield task
-    finally:
-        runner.stop()
-        await asyncio.wait_for(task, 15)
-        if hub_deadline_s is None:
-            await hub.stop()
-        else:
-            await hub.stop(deadline_s=hub_deadline_s)
+    async with running(hub, hub_deadline_s):
+        task = asyncio.create_task(runner.run())
+        try:
+            yield task
+        finally:
+            runner.stop()
+            await asyncio.wait_for(task, 15)
 
 
 @asynccontextmanager
@@ -218,23 +194,23 @@ async def test_raw_offsets_wait_for_the_notices_to_be_acked_on_the_enriched_topi
     committed, all_committed = offsets.committed, offsets.all_committed
 
     async with _kafka_ends(tmp_path, kafka_bootstrap, kafka_topics) as (producer, publisher):
-        gate = Gate(producer.send)
-        hub = NoticeHub(lookup=MessageLookup(store), sinks=[gate.send], retry_s=(0.05, 0.2))
+        sink = GatedSink(producer.send)
+        hub = NoticeHub(lookup=MessageLookup(store), sinks=[sink], retry_s=(0.05, 0.2))
         source = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group, partitions=partitions)
         # this test is about the commit, not backpressure: store everything meanwhile
         runner = _runner(source, store, hub, max_unsettled=1000)
-        gate.down = True
+        sink.failing = True
         async with _running(runner, hub):
             hits = await _publish_and_store(publisher, store)
 
             # the hub retried with the topic away: a commit would have come by now
             async def retried() -> bool:
-                return gate.refused >= 3
+                return sink.failures >= 3
 
             await _eventually(retried, "three refused sends")
             assert _stored(store) == HITS
             assert await committed() == [None, None, None]  # stored, but not committed
-            gate.down = False
+            sink.failing = False
             await _eventually(all_committed, "the offsets committed once the notices were acked")
             assert hub.unsettled == 0
     notices = await _enriched(kafka_bootstrap, kafka_topics)
@@ -254,9 +230,9 @@ async def test_a_processor_that_dies_before_the_ack_leaves_the_hits_to_be_read_a
     async with _kafka_ends(tmp_path, kafka_bootstrap, kafka_topics) as (producer, publisher):
         # The first processor stores every hit, but the enriched topic never acknowledges: it stops
         # uncommitted.
-        gate = Gate(producer.send)
-        gate.held.clear()
-        hub = NoticeHub(lookup=MessageLookup(store), sinks=[gate.send])
+        sink = GatedSink(producer.send)
+        sink.gate.clear()
+        hub = NoticeHub(lookup=MessageLookup(store), sinks=[sink])
         source = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group, partitions=partitions)
         runner = _runner(source, store, hub, max_unsettled=1000, settle_deadline_s=0.5)
         # on the way out the runner waits 0.5 s for the notices, then stops without committing; the held sends
@@ -266,7 +242,7 @@ async def test_a_processor_that_dies_before_the_ack_leaves_the_hits_to_be_read_a
 
             # the stored hits' notices wait at the gate: a commit would be made
             async def at_the_gate() -> bool:
-                return gate.reached >= 1
+                return sink.entered >= 1
 
             await _eventually(at_the_gate, "the notices at the gate")
             assert await committed() == [None, None, None]
@@ -311,12 +287,12 @@ async def test_the_runner_stops_fetching_while_too_many_flushes_wait_for_their_n
     bus = RecordingBus()
     got: list[str] = []
 
-    async def sink(notices: Sequence[Notice]) -> None:
+    async def collect(notices: Sequence[Notice]) -> None:
         got.extend(n.id for n in notices)
 
-    gate = Gate(sink)
-    gate.held.clear()
-    hub = NoticeHub(sinks=[gate.send])
+    sink = GatedSink(collect)
+    sink.gate.clear()
+    hub = NoticeHub(sinks=[sink])
     runner = _runner(bus, store, hub, flush_interval_s=0.05, max_unsettled=1, settle_log_s=0.05)
     hits = [_hit(i) for i in range(30)]
     async with _running(runner, hub):
@@ -341,7 +317,7 @@ async def test_the_runner_stops_fetching_while_too_many_flushes_wait_for_their_n
         assert bus.fetched == 20  # the third wave stays on the bus
         assert await stored(20)
         assert bus.commits == []
-        gate.held.set()
+        sink.gate.set()
         await _eventually(lambda: stored(30), "the third flush", 10)
 
         async def committed_all() -> bool:
@@ -361,8 +337,8 @@ async def test_waiting_past_max_poll_interval_leaves_the_group_and_loses_nothing
     committed, all_committed = offsets.committed, offsets.all_committed
 
     async with _kafka_ends(tmp_path, kafka_bootstrap, kafka_topics) as (producer, publisher):
-        gate = Gate(producer.send)
-        hub = NoticeHub(lookup=MessageLookup(store), sinks=[gate.send], retry_s=(0.05, 0.2))
+        sink = GatedSink(producer.send)
+        hub = NoticeHub(lookup=MessageLookup(store), sinks=[sink], retry_s=(0.05, 0.2))
         source = KafkaSource(
             kafka_bootstrap,
             kafka_topics,
@@ -381,7 +357,7 @@ async def test_waiting_past_max_poll_interval_leaves_the_group_and_loses_nothing
             await runner.on_revoked(parts)
 
         source.on_revoked = on_revoked
-        gate.down = True
+        sink.failing = True
         async with _running(runner, hub) as task:
             hits = [_hit(i) for i in range(HITS)]
             for h in hits:
@@ -389,7 +365,7 @@ async def test_waiting_past_max_poll_interval_leaves_the_group_and_loses_nothing
             await _eventually(lambda: asyncio.to_thread(lambda: _stored(store) > 0), "a first flush stored")
             await asyncio.sleep(5.0)  # more than max.poll.interval without a fetch
             assert await committed() == [None, None, None]
-            gate.down = False
+            sink.failing = False
             await _eventually(all_committed, "every offset committed", 60)
             assert not task.done()
     # The member left the group while it waited (aiokafka's heartbeat task does that after max.poll.interval);
