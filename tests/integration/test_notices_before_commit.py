@@ -81,11 +81,16 @@ async def _end_offsets(bootstrap: str, topics: Topics, partitions: int) -> list[
 PARTITIONS = 3
 
 
-class _GroupOffsets:
-    """The group's committed offsets on the raw topic, as an outsider sees them."""
+class _Kafka:
+    """The test's broker, topics and consumer group: the group's sources, and its committed offsets on the
+    raw topic as an outsider sees them."""
 
     def __init__(self, bootstrap: str, topics: Topics, group: str, partitions: int) -> None:
         self.bootstrap, self.topics, self.group, self.partitions = bootstrap, topics, group, partitions
+
+    def source(self, **options: int) -> KafkaSource:
+        """A member of the group, reading the raw topic's partitions."""
+        return KafkaSource(self.bootstrap, self.topics, self.group, partitions=self.partitions, **options)
 
     async def committed(self) -> list[int | None]:
         return await _committed(self.bootstrap, self.topics, self.group, self.partitions)
@@ -94,6 +99,11 @@ class _GroupOffsets:
         """Every record of every partition read and committed (and there is at least one)."""
         ends = await _end_offsets(self.bootstrap, self.topics, self.partitions)
         return sum(ends) > 0 and await self.committed() == ends
+
+
+@pytest.fixture
+def kafka(kafka_bootstrap: str, kafka_topics: Topics, kafka_group: str) -> _Kafka:
+    return _Kafka(kafka_bootstrap, kafka_topics, kafka_group, PARTITIONS)
 
 
 async def _enriched(bootstrap: str, topics: Topics) -> list[Notice]:
@@ -187,16 +197,12 @@ def _notified_once_each(notices: Sequence[Notice], hits: Sequence[RawHit]) -> No
 
 @pytest.mark.kafka
 async def test_raw_offsets_wait_for_the_notices_to_be_acked_on_the_enriched_topic(
-    tmp_path: Path, store: Store, kafka_bootstrap: str, kafka_topics: Topics, kafka_group: str
+    tmp_path: Path, store: Store, kafka: _Kafka
 ) -> None:
-    partitions = PARTITIONS
-    offsets = _GroupOffsets(kafka_bootstrap, kafka_topics, kafka_group, partitions)
-    committed, all_committed = offsets.committed, offsets.all_committed
-
-    async with _kafka_ends(tmp_path, kafka_bootstrap, kafka_topics) as (producer, publisher):
+    async with _kafka_ends(tmp_path, kafka.bootstrap, kafka.topics) as (producer, publisher):
         sink = GatedSink(producer.send)
         hub = NoticeHub(lookup=MessageLookup(store), sinks=[sink], retry_s=(0.05, 0.2))
-        source = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group, partitions=partitions)
+        source = kafka.source()
         # this test is about the commit, not backpressure: store everything meanwhile
         runner = _runner(source, store, hub, max_unsettled=1000)
         sink.failing = True
@@ -209,11 +215,11 @@ async def test_raw_offsets_wait_for_the_notices_to_be_acked_on_the_enriched_topi
 
             await _eventually(retried, "three refused sends")
             assert _stored(store) == HITS
-            assert await committed() == [None, None, None]  # stored, but not committed
+            assert await kafka.committed() == [None, None, None]  # stored, but not committed
             sink.failing = False
-            await _eventually(all_committed, "the offsets committed once the notices were acked")
+            await _eventually(kafka.all_committed, "the offsets committed once the notices were acked")
             assert hub.unsettled == 0
-    notices = await _enriched(kafka_bootstrap, kafka_topics)
+    notices = await _enriched(kafka.bootstrap, kafka.topics)
     _notified_once_each(notices, hits)  # each exactly once: nothing was replayed
     assert {n.type for n in notices} == {"open"}
     assert sum(n.first for n in notices) == 7  # the first human open of each of the 7 messages
@@ -221,19 +227,15 @@ async def test_raw_offsets_wait_for_the_notices_to_be_acked_on_the_enriched_topi
 
 @pytest.mark.kafka
 async def test_a_processor_that_dies_before_the_ack_leaves_the_hits_to_be_read_and_notified_again(
-    tmp_path: Path, store: Store, kafka_bootstrap: str, kafka_topics: Topics, kafka_group: str
+    tmp_path: Path, store: Store, kafka: _Kafka
 ) -> None:
-    partitions = PARTITIONS
-    offsets = _GroupOffsets(kafka_bootstrap, kafka_topics, kafka_group, partitions)
-    committed, all_committed = offsets.committed, offsets.all_committed
-
-    async with _kafka_ends(tmp_path, kafka_bootstrap, kafka_topics) as (producer, publisher):
+    async with _kafka_ends(tmp_path, kafka.bootstrap, kafka.topics) as (producer, publisher):
         # The first processor stores every hit, but the enriched topic never acknowledges: it stops
         # uncommitted.
         sink = GatedSink(producer.send)
         sink.gate.clear()
         hub = NoticeHub(lookup=MessageLookup(store), sinks=[sink])
-        source = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group, partitions=partitions)
+        source = kafka.source()
         runner = _runner(source, store, hub, max_unsettled=1000, settle_deadline_s=0.5)
         # on the way out the runner waits 0.5 s for the notices, then stops without committing; the held sends
         # never reached the producer
@@ -245,16 +247,16 @@ async def test_a_processor_that_dies_before_the_ack_leaves_the_hits_to_be_read_a
                 return sink.entered >= 1
 
             await _eventually(at_the_gate, "the notices at the gate")
-            assert await committed() == [None, None, None]
-        assert await committed() == [None, None, None]
+            assert await kafka.committed() == [None, None, None]
+        assert await kafka.committed() == [None, None, None]
 
         # The next processor of the group reads them again, stores them again (counted once) and notifies.
         hub = NoticeHub(lookup=MessageLookup(store), sinks=[producer.send])
-        source = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group, partitions=partitions)
+        source = kafka.source()
         async with _running(_runner(source, store, hub), hub):
-            await _eventually(all_committed, "the replayed hits committed")
+            await _eventually(kafka.all_committed, "the replayed hits committed")
     assert _stored(store) == HITS
-    notices = await _enriched(kafka_bootstrap, kafka_topics)
+    notices = await _enriched(kafka.bootstrap, kafka.topics)
     _notified_once_each(notices, hits)  # the first processor published none of them
 
 
@@ -330,24 +332,12 @@ async def test_the_runner_stops_fetching_while_too_many_flushes_wait_for_their_n
 
 @pytest.mark.kafka
 async def test_waiting_past_max_poll_interval_leaves_the_group_and_loses_nothing(
-    tmp_path: Path, store: Store, kafka_bootstrap: str, kafka_topics: Topics, kafka_group: str
+    tmp_path: Path, store: Store, kafka: _Kafka
 ) -> None:
-    partitions = PARTITIONS
-    offsets = _GroupOffsets(kafka_bootstrap, kafka_topics, kafka_group, partitions)
-    committed, all_committed = offsets.committed, offsets.all_committed
-
-    async with _kafka_ends(tmp_path, kafka_bootstrap, kafka_topics) as (producer, publisher):
+    async with _kafka_ends(tmp_path, kafka.bootstrap, kafka.topics) as (producer, publisher):
         sink = GatedSink(producer.send)
         hub = NoticeHub(lookup=MessageLookup(store), sinks=[sink], retry_s=(0.05, 0.2))
-        source = KafkaSource(
-            kafka_bootstrap,
-            kafka_topics,
-            kafka_group,
-            partitions=partitions,
-            session_timeout_ms=6000,
-            heartbeat_interval_ms=500,
-            max_poll_interval_ms=2000,
-        )
+        source = kafka.source(session_timeout_ms=6000, heartbeat_interval_ms=500, max_poll_interval_ms=2000)
         revoked: list[set[int]] = []
         # max_unsettled=0: every flush waits for its notices before the next fetch
         runner = _runner(source, store, hub, max_unsettled=0, settle_deadline_s=0.5, settle_log_s=1.0)
@@ -364,15 +354,15 @@ async def test_waiting_past_max_poll_interval_leaves_the_group_and_loses_nothing
                 publisher.publish(h)
             await _eventually(lambda: asyncio.to_thread(lambda: _stored(store) > 0), "a first flush stored")
             await asyncio.sleep(5.0)  # more than max.poll.interval without a fetch
-            assert await committed() == [None, None, None]
+            assert await kafka.committed() == [None, None, None]
             sink.failing = False
-            await _eventually(all_committed, "every offset committed", 60)
+            await _eventually(kafka.all_committed, "every offset committed", 60)
             assert not task.done()
     # The member left the group while it waited (aiokafka's heartbeat task does that after max.poll.interval);
     # rejoining revoked every partition first (the empty set is the first join's), with nothing committed.
     assert revoked == [set(), {0, 1, 2}]
     assert _stored(store) == HITS
-    notices = await _enriched(kafka_bootstrap, kafka_topics)
+    notices = await _enriched(kafka.bootstrap, kafka.topics)
     # Read again from offset 0 after the rejoin: every notice at least once (receivers deduplicate on the id).
     assert sorted({n.id for n in notices}) == sorted(h.hit_id for h in hits)
     assert len(notices) >= HITS
