@@ -36,6 +36,7 @@ from schemas.events import RawHit
 from schemas.notices import MalformedNotice, Notice, Webhook, decode_notice, encode_notice, notice_data
 from schemas.verdicts import Classification, Verdict
 from tests.differential import same_outcome
+from tests.notice_data import open_notice
 
 SECRET = "whsec_unit-test-secret"
 
@@ -43,16 +44,12 @@ SECRET = "whsec_unit-test-secret"
 def notice(
     message: str, seq: int, *, kind: str = "open", first: bool = False, account: str = "acme"
 ) -> Notice:
-    return Notice(
-        id=f"{message}-{seq}",
-        type=kind,  # type: ignore[arg-type]
+    return open_notice(
+        message,
+        seq,
+        type=kind,
         account=account,
-        campaign_id="spring",
-        message_id=message,
-        at_ms=1_700_000_000_000 + seq,
-        created_at_ms=1_700_000_000_500 + seq,
         verdict="machine" if kind == "machine_open" else "human",
-        reason="ua:mail_client",
         first=first,
         link_index=0 if kind == "click" else -1,
         url="https://example.com/sale" if kind == "click" else "",
