@@ -25,9 +25,7 @@ Benchmarks never fail for being slow. Not a test.
 from __future__ import annotations
 
 import itertools
-import os
 import statistics
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -38,16 +36,11 @@ import httpx
 from bench.common import (
     API_KEY,
     BROWSER,
-    KAFKA_SH,
-    PYTHON,
-    ROOT,
-    BenchError,
+    PrivateKafka,
     Role,
     argparser,
     cleanup,
     conditions,
-    ensure_tools,
-    free_ports,
     metric,
     role_env,
     scrape,
@@ -60,39 +53,6 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 MESSAGES = 40
 PHASES = ("before", "stopping", "during", "starting", "after")
 RESIDENTIAL = "81.2.69.160"
-
-
-class _Broker:
-    """scripts/kafka.sh on its own ports and home; stopped and started again on demand."""
-
-    def __init__(self, home: Path) -> None:
-        needed = ["java", "unzip"]
-        if not list((ROOT / ".cache" / "kafka" / "lib").glob("kafka_*.jar")):
-            needed.append("mvn")
-        if missing := ensure_tools(*needed):
-            raise BenchError(f"Kafka needs {', '.join(missing)}")
-        self.port, controller = free_ports(2)
-        self._env = {
-            **os.environ,
-            "KAFKA_PORT": str(self.port),
-            "KAFKA_CONTROLLER_PORT": str(controller),
-            "KAFKA_HOME_DIR": str(home),
-            "KAFKA_PROBE_PYTHON": PYTHON,
-        }
-
-    @property
-    def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def up(self) -> None:
-        done = subprocess.run(
-            ["bash", str(KAFKA_SH), "up"], env=self._env, capture_output=True, text=True, check=False
-        )
-        if done.returncode != 0:
-            raise BenchError(f"Kafka did not start: {done.stderr[-2000:]}")
-
-    def down(self) -> None:
-        subprocess.run(["bash", str(KAFKA_SH), "down"], env=self._env, capture_output=True, check=False)
 
 
 class _Stream:
@@ -152,7 +112,7 @@ def _opens(core: Role) -> int:
 
 
 def measure(work: Path, rate: float, phases_s: tuple[float, float, float]) -> dict[str, Any]:
-    broker = _Broker(work / "kafka")
+    broker = PrivateKafka(work / "kafka")
     broker.up()
     common = {
         "PIXELPIPE_KAFKA_BOOTSTRAP": broker.bootstrap,

@@ -266,35 +266,53 @@ class Role:
         stop(self.proc)
 
 
+class PrivateKafka:
+    """A private single-node broker: scripts/kafka.sh on free ports with ``home`` as its home, reusing the
+    jars in .cache/kafka/lib; started and stopped on demand (its data is kept in between)."""
+
+    def __init__(self, home: Path) -> None:
+        # scripts/kafka.sh runs the broker on Java and needs Maven only to resolve the jars the first time.
+        needed = ["java", "unzip"]
+        if not list((ROOT / ".cache" / "kafka" / "lib").glob("kafka_*.jar")):
+            needed.append("mvn")
+        if missing := ensure_tools(*needed):
+            raise BenchError(f"Kafka needs {', '.join(missing)}")
+        self.port, controller = free_ports(2)
+        self._env = {
+            **os.environ,
+            "KAFKA_PORT": str(self.port),
+            "KAFKA_CONTROLLER_PORT": str(controller),
+            "KAFKA_HOME_DIR": str(home),
+            "KAFKA_PROBE_PYTHON": PYTHON,
+        }
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def up(self) -> None:
+        done = subprocess.run(
+            ["bash", str(KAFKA_SH), "up"], env=self._env, capture_output=True, text=True, check=False
+        )
+        if done.returncode != 0:
+            raise BenchError(f"Kafka did not start: {done.stderr[-2000:]}")
+
+    def down(self) -> None:
+        subprocess.run(["bash", str(KAFKA_SH), "down"], env=self._env, capture_output=True, check=False)
+
+
 @contextlib.contextmanager
 def kafka(home: Path, cpus: str | None) -> Iterator[str]:
-    """A private single-node broker (scripts/kafka.sh on free ports, reusing the jars in .cache/kafka/lib),
-    its JVM pinned to ``cpus``; yields the bootstrap address and stops it afterwards."""
-    # scripts/kafka.sh runs the broker on Java and needs Maven only to resolve the jars the first time.
-    needed = ["java", "unzip"]
-    if not list((ROOT / ".cache" / "kafka" / "lib").glob("kafka_*.jar")):
-        needed.append("mvn")
-    if missing := ensure_tools(*needed):
-        raise BenchError(f"Kafka needs {', '.join(missing)}")
-    port, controller = free_ports(2)
-    env = {
-        **os.environ,
-        "KAFKA_PORT": str(port),
-        "KAFKA_CONTROLLER_PORT": str(controller),
-        "KAFKA_HOME_DIR": str(home),
-        "KAFKA_PROBE_PYTHON": PYTHON,
-    }
-    started = subprocess.run(
-        ["bash", str(KAFKA_SH), "up"], env=env, capture_output=True, text=True, check=False
-    )
-    if started.returncode != 0:
-        raise BenchError(f"Kafka did not start: {started.stderr[-2000:]}")
+    """A `PrivateKafka` in ``home``, its JVM pinned to ``cpus``; yields the bootstrap address and stops it
+    afterwards."""
+    broker = PrivateKafka(home)
+    broker.up()
     try:
         if cpus:
             pin(kafka_pid(home), cpus)  # every thread of the JVM, not only the main one
-        yield f"127.0.0.1:{port}"
+        yield broker.bootstrap
     finally:
-        subprocess.run(["bash", str(KAFKA_SH), "down"], env=env, capture_output=True, check=False)
+        broker.down()
 
 
 NGINX_CONF = """\

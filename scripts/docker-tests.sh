@@ -35,9 +35,10 @@ ENGINE_DIR="${DOCKER_ENGINE_DIR:-/run/pixelpipe-docker}"
 ENGINE_DATA="${DOCKER_ENGINE_DATA:-/var/lib/pixelpipe-docker}"
 ENGINE_HOST="unix://$ENGINE_DIR/docker.sock"
 
-say() { printf 'docker-tests: %s\n' "$*" >&2; }
-die() { say "error: $*"; exit 1; }
-need() { command -v "$1" >/dev/null 2>&1 || die "$1 is not installed (${2:-needed by scripts/docker-tests.sh})"; }
+SCRIPT_TAG=docker-tests
+SCRIPT_NAME=scripts/docker-tests.sh
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 
 kafka_version() { sed -n 's#.*<kafka.version>\(.*\)</kafka.version>.*#\1#p' "$POM" | head -n1; }
 
@@ -165,14 +166,7 @@ build_kafka() {
 
 answers() { DOCKER_HOST="$1" docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
-engine_pid() {
-    [[ -f "$ENGINE_DIR/dockerd.pid" ]] || return 1
-    local pid
-    pid="$(cat "$ENGINE_DIR/dockerd.pid")"
-    [[ "$pid" =~ ^[0-9]+$ && -r "/proc/$pid/cmdline" ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "--host $ENGINE_HOST" || return 1
-    echo "$pid"
-}
+engine_pid() { owned_pid "$ENGINE_DIR/dockerd.pid" "--host $ENGINE_HOST"; }
 
 cmd_engine() {
     need docker "the docker CLI talks to the engine (Debian: apt-get install docker.io)"

@@ -45,10 +45,10 @@ LOG4J_CONFIG="$KAFKA_HOME_DIR/log4j2.properties"
 CLUSTER_ID_FILE="$KAFKA_HOME_DIR/cluster.id"
 BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
 
-say() { printf 'kafka: %s\n' "$*" >&2; }
-die() { say "error: $*"; exit 1; }
-
-need() { command -v "$1" >/dev/null 2>&1 || die "$1 is not installed (${2:-needed by scripts/kafka.sh})"; }
+SCRIPT_TAG=kafka
+SCRIPT_NAME=scripts/kafka.sh
+# shellcheck source=scripts/lib.sh
+. "$ROOT/scripts/lib.sh"
 
 # -- jars ----------------------------------------------------------------------------------------------------
 
@@ -165,15 +165,7 @@ format_storage() {
 
 # The pid in the file is ours only if that process is a java running kafka.Kafka with this home's config:
 # after a reboot the number may belong to anything.
-running_pid() {
-    [[ -f "$PID_FILE" ]] || return 1
-    local pid
-    pid="$(cat "$PID_FILE")"
-    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
-    [[ -r "/proc/$pid/cmdline" ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "kafka.Kafka $CONFIG" || return 1
-    echo "$pid"
-}
+running_pid() { owned_pid "$PID_FILE" "kafka.Kafka $CONFIG"; }
 
 # The client port the running broker of this home was started with (from its generated config).
 configured_port() {

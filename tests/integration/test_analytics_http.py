@@ -4,7 +4,6 @@ rollups fed by their views, and every analyst endpoint answering with the exact 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,8 +15,8 @@ import pytest
 
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import build_app, build_components
-from tests.conftest import DATA, SECRET
-from tests.integration.helpers import BROWSER, hit, wait_for
+from tests.conftest import DATA
+from tests.integration.helpers import BROWSER, embedded_env, hit, wait_for
 from tests.serving import serving
 
 ACME = {"Authorization": "Bearer acme-key-123"}
@@ -37,16 +36,13 @@ LINKS = ["https://shop.example.com/a", "https://shop.example.com/b"]
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterator[httpx.Client]:
     """One running pipeline and one dataset for the module (the hits take seconds to go through)."""
-    env = {
-        "PIXELPIPE_SECRET": SECRET,
-        "PIXELPIPE_API_KEYS": "acme=acme-key-123,globex=globex-key-456",
-        "PIXELPIPE_DATA_DIR": str(tmp_path_factory.mktemp("data")),
-        "PIXELPIPE_CLICKHOUSE_URL": f"chdb://{chdb_path}?database=t_{uuid.uuid4().hex[:12]}",
-        "PIXELPIPE_GEOIP_CITY_DB": str(DATA / "GeoIP2-City-Test.mmdb"),
-        "PIXELPIPE_GEOIP_ASN_DB": str(DATA / "GeoLite2-ASN-Test.mmdb"),
-        "PIXELPIPE_TRUSTED_PROXIES": "127.0.0.0/8,::1/128",
-        "PIXELPIPE_FLUSH_INTERVAL_MS": "100",
-    }
+    env = embedded_env(
+        tmp_path_factory.mktemp("data"),
+        chdb_path,
+        PIXELPIPE_API_KEYS="acme=acme-key-123,globex=globex-key-456",
+        PIXELPIPE_GEOIP_ASN_DB=str(DATA / "GeoLite2-ASN-Test.mmdb"),
+        PIXELPIPE_TRUSTED_PROXIES="127.0.0.0/8,::1/128",
+    )
     components = build_components(settings_mod.load(env), frozenset({"edge", "process", "api"}))
     app, _ = build_app(components)
     with serving(app) as base, httpx.Client(base_url=base, timeout=10) as client:

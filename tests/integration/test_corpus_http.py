@@ -16,7 +16,7 @@ import pytest
 
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import build_app, build_components
-from tests.integration.helpers import hit, wait_for
+from tests.integration.helpers import embedded_env, hit, wait_for
 from tests.serving import serving
 
 DATA = Path(__file__).parent.parent / "data"
@@ -42,16 +42,14 @@ CASES = _cases()
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterator[dict[str, dict[str, Any]]]:
     database = "corpus_http"
-    env = {
-        "PIXELPIPE_SECRET": "corpus-secret-0123456789",
-        "PIXELPIPE_API_KEYS": "acme=acme-key-123",
-        "PIXELPIPE_DATA_DIR": str(tmp_path_factory.mktemp("corpus")),
-        "PIXELPIPE_CLICKHOUSE_URL": f"chdb://{chdb_path}?database={database}",
-        "PIXELPIPE_GEOIP_CITY_DB": str(DATA / "GeoIP2-City-Test.mmdb"),
-        "PIXELPIPE_GEOIP_ASN_DB": str(DATA / "GeoLite2-ASN-Test.mmdb"),
-        "PIXELPIPE_TRUSTED_PROXIES": "127.0.0.0/8",
-        "PIXELPIPE_FLUSH_INTERVAL_MS": "100",
-    }
+    env = embedded_env(
+        tmp_path_factory.mktemp("corpus"),
+        chdb_path,
+        PIXELPIPE_SECRET="corpus-secret-0123456789",
+        PIXELPIPE_CLICKHOUSE_URL=f"chdb://{chdb_path}?database={database}",
+        PIXELPIPE_GEOIP_ASN_DB=str(DATA / "GeoLite2-ASN-Test.mmdb"),
+        PIXELPIPE_TRUSTED_PROXIES="127.0.0.0/8",
+    )
     components = build_components(settings_mod.load(env), frozenset({"edge", "process", "api"}))
     app, _ = build_app(components)
     with serving(app) as base, httpx.Client(base_url=base, timeout=10) as client:

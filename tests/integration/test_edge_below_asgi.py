@@ -211,6 +211,23 @@ class _Server:
     def connect(self) -> _Conn:
         return _Conn(socket.create_connection((self.host, self.port), timeout=5))
 
+    def exchange(self, request: bytes, hits: int = 1) -> tuple[_Response, list[RawHit]]:
+        """``request`` sent on a new connection: its response, and the first ``hits`` hits published, waited
+        for while the connection is still open."""
+        with self.connect() as conn:
+            conn.send(request)
+            response = conn.response()
+            return response, self.publisher.wait(hits)
+
+    def closing_answer(self, request: bytes) -> _Response:
+        """The response to ``request`` on a new connection, which the server then closes: nothing else is
+        answered on it."""
+        with self.connect() as conn:
+            conn.send(request)
+            response = conn.response()
+            assert conn.rest() == b""
+        return response
+
 
 @dataclass
 class _Response:
@@ -365,12 +382,9 @@ def _without_id(hit: RawHit) -> RawHit:
 
 
 def test_a_pixel_is_one_write_from_the_parser_and_one_hit(server: _Server) -> None:
-    with server.connect() as conn:
-        conn.send(_get(f"/o/{OPEN}.gif"))
-        response = conn.response()
-        _assert_pixel(response)
-        assert response.body == PIXEL_GIF
-        hits = server.publisher.wait(1)
+    response, hits = server.exchange(_get(f"/o/{OPEN}.gif"))
+    _assert_pixel(response)
+    assert response.body == PIXEL_GIF
     assert server.writes == [response.raw]
     assert [_without_id(hit) for hit in hits] == [_expected_hit("open", OPEN_CLAIM)]
     server.natively_answered(1)
@@ -432,12 +446,9 @@ def test_a_pixel_answers_other_methods_with_405_and_no_hit(server: _Server, path
 
 def test_a_forged_pixel_is_still_the_gif_and_an_invalid_hit(server: _Server) -> None:
     forged = _forged(OPEN)
-    with server.connect() as conn:
-        conn.send(_get(f"/o/{forged}.gif"))
-        response = conn.response()
-        _assert_pixel(response)
-        assert response.body == PIXEL_GIF
-        hits = server.publisher.wait(1)
+    response, hits = server.exchange(_get(f"/o/{forged}.gif"))
+    _assert_pixel(response)
+    assert response.body == PIXEL_GIF
     assert [_without_id(hit) for hit in hits] == [
         RawHit(
             hit_id="",
@@ -472,13 +483,10 @@ def test_the_token_is_the_decoded_path_without_its_query(server: _Server, path: 
 
 
 def test_a_percent_encoded_prefix_takes_the_asgi_path_to_the_same_answer(server: _Server) -> None:
-    with server.connect() as conn:
-        conn.send(_get(f"/%6F/{OPEN}.gif"))
-        response = conn.response()
-        assert response.status == "HTTP/1.1 200 OK"
-        assert response.header("content-type") == "image/gif"
-        assert response.body == PIXEL_GIF
-        hits = server.publisher.wait(1)
+    response, hits = server.exchange(_get(f"/%6F/{OPEN}.gif"))
+    assert response.status == "HTTP/1.1 200 OK"
+    assert response.header("content-type") == "image/gif"
+    assert response.body == PIXEL_GIF
     assert [_without_id(hit) for hit in hits] == [_expected_hit("open", OPEN_CLAIM)]
     assert server.asgi_tasks == [f"/o/{OPEN}.gif"]
     assert server.edge.calls == [f"/o/{OPEN}.gif"]
@@ -489,10 +497,7 @@ def test_a_percent_encoded_prefix_takes_the_asgi_path_to_the_same_answer(server:
 
 
 def test_a_valid_click_redirects_to_the_signed_location(server: _Server) -> None:
-    with server.connect() as conn:
-        conn.send(_get(f"/c/{CLICK}"))
-        response = conn.response()
-        hits = server.publisher.wait(1)
+    response, hits = server.exchange(_get(f"/c/{CLICK}"))
     assert response.status == "HTTP/1.1 302 Found"
     assert response.headers[1:] == [
         ("server", "uvicorn"),
@@ -511,10 +516,7 @@ def test_a_valid_click_redirects_to_the_signed_location(server: _Server) -> None
 
 def test_a_forged_click_is_a_400_and_an_invalid_hit(server: _Server) -> None:
     forged = _forged(CLICK)
-    with server.connect() as conn:
-        conn.send(_get(f"/c/{forged}"))
-        response = conn.response()
-        hits = server.publisher.wait(1)
+    response, hits = server.exchange(_get(f"/c/{forged}"))
     assert response.status == "HTTP/1.1 400 Bad Request"
     assert response.headers[1:] == [
         ("server", "uvicorn"),
@@ -530,10 +532,7 @@ def test_a_forged_click_is_a_400_and_an_invalid_hit(server: _Server) -> None:
 
 
 def test_an_open_token_is_not_a_click(server: _Server) -> None:
-    with server.connect() as conn:
-        conn.send(_get(f"/c/{OPEN}"))
-        response = conn.response()
-        hits = server.publisher.wait(1)
+    response, hits = server.exchange(_get(f"/c/{OPEN}"))
     assert response.status == "HTTP/1.1 400 Bad Request"
     assert response.body == BAD_LINK
     assert [(hit.kind, hit.token_ok, hit.token_error) for hit in hits] == [
@@ -578,13 +577,10 @@ def test_a_click_answers_other_methods_with_405(server: _Server) -> None:
 def test_no_keep_alive_answers_with_connection_close_then_closes(
     server: _Server, version: str, extra: tuple[str, ...]
 ) -> None:
-    with server.connect() as conn:
-        conn.send(_get(f"/o/{OPEN}.gif", *extra, version=version))
-        response = conn.response()
-        _assert_pixel(response, close=True)
-        assert response.body == PIXEL_GIF
-        assert conn.rest() == b""
-        hits = server.publisher.wait(1)
+    response = server.closing_answer(_get(f"/o/{OPEN}.gif", *extra, version=version))
+    _assert_pixel(response, close=True)
+    assert response.body == PIXEL_GIF
+    hits = server.publisher.wait(1)
     assert server.writes == [response.raw]
     assert [_without_id(hit) for hit in hits] == [_expected_hit("open", OPEN_CLAIM)]
     server.natively_answered(1)
@@ -635,10 +631,7 @@ def test_pipelined_requests_are_answered_in_order(server: _Server) -> None:
     ids=["request-line", "header", "version"],
 )
 def test_a_malformed_request_is_a_400_and_a_close(server: _Server, request_bytes: bytes) -> None:
-    with server.connect() as conn:
-        conn.send(request_bytes)
-        response = conn.response()
-        assert conn.rest() == b""
+    response = server.closing_answer(request_bytes)
     assert response.status == "HTTP/1.1 400 Bad Request"
     assert response.header("connection") == "close"
     assert response.body == b"Invalid HTTP request received."
@@ -649,11 +642,8 @@ def test_a_malformed_request_is_a_400_and_a_close(server: _Server, request_bytes
 def test_a_request_pipelined_after_connection_close_is_not_served(server: _Server) -> None:
     """As uvicorn: nothing after a request that closes the connection is answered, or recorded."""
     second = sign(dataclasses.replace(OPEN_CLAIM, message_id="msg-2"), KEYS)
-    with server.connect() as conn:
-        conn.send(_get(f"/o/{OPEN}.gif", "Connection: close") + _get(f"/o/{second}.gif"))
-        response = conn.response()
-        _assert_pixel(response, close=True)
-        assert conn.rest() == b""
+    response = server.closing_answer(_get(f"/o/{OPEN}.gif", "Connection: close") + _get(f"/o/{second}.gif"))
+    _assert_pixel(response, close=True)
     assert [hit.message_id for hit in server.published_before_a_later_pixel()] == ["msg-123"]
     assert server.edge.calls == []
 

@@ -286,10 +286,7 @@ def test_a_head_over_the_limit_is_a_431_and_a_close(server: _Server, complete: b
     start = _get(f"/o/{OPEN}.gif", "X-Pad: ")[:-4]
     request = start + b"a" * (MAX_HEAD + 1 - len(start) - len(end)) + end
     assert len(request) == MAX_HEAD + 1
-    with server.connect() as conn:
-        conn.send(request)
-        response = conn.response()
-        assert conn.rest() == b""
+    response = server.closing_answer(request)
     assert response.status == "HTTP/1.1 431 Request Header Fields Too Large"
     assert response.header("connection") == "close"
     assert response.body == b"Request header fields too large.\n"

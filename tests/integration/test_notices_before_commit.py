@@ -1,7 +1,7 @@
 """Raw offsets are committed only once the notices of the stored hits are durable: insert → notices acked →
 commit. A real broker, real chDB, the real `NoticeHub` and `NoticeProducer`; the enriched topic is made
-unavailable by a gate in front of the producer that fails (or holds) every send for as long as the test says,
-the way `SwitchedStore` does for ClickHouse in test_processor_on_kafka.py. Also: the loop's backpressure
+unavailable by a `GatedSink` in front of the producer that fails (or holds) every send for as long as the test
+says, the way `SwitchedStore` does for ClickHouse in test_processor_on_kafka.py. Also: the loop's backpressure
 (on the in-memory bus, where flushes are deterministic), and a wait longer than ``max.poll.interval``."""
 
 from __future__ import annotations
@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -28,30 +30,10 @@ from schemas.notices import Notice, decode_notice_batch
 from schemas.store import Store
 from schemas.topics import Topics
 from tests.integration.helpers import human_open
+from tests.notice_sinks import GatedSink, running
 
 DATA = Path(__file__).parent.parent / "data"
 HITS = 60
-
-
-class Gate:
-    """In front of a sink: while ``down`` every send fails as an unreachable broker does; while ``held`` is
-    clear every send waits. ``reached``: how many sends came to the gate."""
-
-    def __init__(self, sink: Callable[[Sequence[Notice]], Awaitable[None]]) -> None:
-        self.sink = sink
-        self.down = False
-        self.refused = 0
-        self.reached = 0
-        self.held = asyncio.Event()
-        self.held.set()
-
-    async def send(self, notices: Sequence[Notice]) -> None:
-        self.reached += 1
-        await self.held.wait()
-        if self.down:
-            self.refused += 1
-            raise ConnectionError("KafkaConnectionError: enriched topic unreachable")
-        await self.sink(notices)
 
 
 def _hit(i: int) -> RawHit:
@@ -99,11 +81,16 @@ async def _end_offsets(bootstrap: str, topics: Topics, partitions: int) -> list[
 PARTITIONS = 3
 
 
-class _GroupOffsets:
-    """The group's committed offsets on the raw topic, as an outsider sees them."""
+class _Kafka:
+    """The test's broker, topics and consumer group: the group's sources, and its committed offsets on the
+    raw topic as an outsider sees them."""
 
     def __init__(self, bootstrap: str, topics: Topics, group: str, partitions: int) -> None:
         self.bootstrap, self.topics, self.group, self.partitions = bootstrap, topics, group, partitions
+
+    def source(self, **options: int) -> KafkaSource:
+        """A member of the group, reading the raw topic's partitions."""
+        return KafkaSource(self.bootstrap, self.topics, self.group, partitions=self.partitions, **options)
 
     async def committed(self) -> list[int | None]:
         return await _committed(self.bootstrap, self.topics, self.group, self.partitions)
@@ -112,6 +99,11 @@ class _GroupOffsets:
         """Every record of every partition read and committed (and there is at least one)."""
         ends = await _end_offsets(self.bootstrap, self.topics, self.partitions)
         return sum(ends) > 0 and await self.committed() == ends
+
+
+@pytest.fixture
+def kafka(kafka_bootstrap: str, kafka_topics: Topics, kafka_group: str) -> _Kafka:
+    return _Kafka(kafka_bootstrap, kafka_topics, kafka_group, PARTITIONS)
 
 
 async def _enriched(bootstrap: str, topics: Topics) -> list[Notice]:
@@ -138,137 +130,134 @@ async def _enriched(bootstrap: str, topics: Topics) -> list[Notice]:
     return notices
 
 
-@pytest.mark.kafka
-async def test_raw_offsets_wait_for_the_notices_to_be_acked_on_the_enriched_topic(
-    tmp_path: Path, store: Store, kafka_bootstrap: str, kafka_topics: Topics, kafka_group: str
-) -> None:
-    partitions = PARTITIONS
-    offsets = _GroupOffsets(kafka_bootstrap, kafka_topics, kafka_group, partitions)
-    committed, all_committed = offsets.committed, offsets.all_committed
-
-    producer = NoticeProducer(kafka_bootstrap, kafka_topics, partitions=partitions)
-    gate = Gate(producer.send)
-    hub = NoticeHub(lookup=MessageLookup(store), sinks=[gate.send], retry_s=(0.05, 0.2))
-    source = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group, partitions=partitions)
-    runner = HitRunner(
+def _runner(
+    source: KafkaSource | MemoryBus,
+    store: Store,
+    hub: NoticeHub,
+    flush_interval_s: float = 0.1,
+    **bounds: Any,
+) -> HitRunner:
+    """The processor under test: its stored hits go to ``hub``; it commits past what the hub made durable."""
+    return HitRunner(
         source=source,
         store=store,
         processor=_processor(),
-        flush_interval_s=0.1,
+        flush_interval_s=flush_interval_s,
         on_stored=hub.publish,
         notices_durable=hub.durable,
-        max_unsettled=1000,  # this test is about the commit, not backpressure: store everything meanwhile
+        **bounds,
     )
-    publisher = KafkaPublisher(
-        kafka_bootstrap, kafka_topics, spool_dir=tmp_path / "spool", partitions=partitions
-    )
+
+
+@asynccontextmanager
+async def _running(
+    runner: HitRunner, hub: NoticeHub, hub_deadline_s: float | None = None
+) -> AsyncIterator[asyncio.Task[None]]:
+    """The hub started and the runner's loop in a task (yielded); on the way out the runner stops (within
+    15 s), then the hub (within ``hub_deadline_s`` where given)."""
+    async with running(hub, hub_deadline_s):
+        task = asyncio.create_task(runner.run())
+        try:
+            yield task
+        finally:
+            runner.stop()
+            await asyncio.wait_for(task, 15)
+
+
+@asynccontextmanager
+async def _kafka_ends(
+    tmp_path: Path, bootstrap: str, topics: Topics
+) -> AsyncIterator[tuple[NoticeProducer, KafkaPublisher]]:
+    """The enriched topic's notice producer and the edge's raw-hit publisher, started; stopped on the way out
+    (publisher first), so that the enriched topic's end is fixed once the block is left."""
+    producer = NoticeProducer(bootstrap, topics, partitions=PARTITIONS)
+    publisher = KafkaPublisher(bootstrap, topics, spool_dir=tmp_path / "spool", partitions=PARTITIONS)
     await producer.start()
-    await hub.start()
     await publisher.start()
-    gate.down = True
-    task = asyncio.create_task(runner.run())
     try:
-        hits = [_hit(i) for i in range(HITS)]
-        for h in hits:
-            publisher.publish(h)
-        await _eventually(lambda: asyncio.to_thread(lambda: _stored(store) == HITS), "every hit stored")
-
-        async def retried() -> bool:  # the hub retried with the topic away: a commit would have come by now
-            return gate.refused >= 3
-
-        await _eventually(retried, "three refused sends")
-        assert _stored(store) == HITS
-        assert await committed() == [None, None, None]  # stored, but not committed
-        gate.down = False
-        await _eventually(all_committed, "the offsets committed once the notices were acked")
-        assert hub.unsettled == 0
+        yield producer, publisher
     finally:
-        runner.stop()
-        await asyncio.wait_for(task, 15)
-        await hub.stop()
         await publisher.stop()
         await producer.stop()
-    notices = await _enriched(kafka_bootstrap, kafka_topics)
-    assert len(notices) == HITS  # each exactly once: nothing was replayed
+
+
+async def _publish_and_store(publisher: KafkaPublisher, store: Store) -> list[RawHit]:
+    """HITS hits published on the raw topic, and waited for until every one is stored."""
+    hits = [_hit(i) for i in range(HITS)]
+    for h in hits:
+        publisher.publish(h)
+    await _eventually(lambda: asyncio.to_thread(lambda: _stored(store) == HITS), "every hit stored")
+    return hits
+
+
+def _notified_once_each(notices: Sequence[Notice], hits: Sequence[RawHit]) -> None:
+    assert len(notices) == HITS
     assert sorted(n.id for n in notices) == sorted(h.hit_id for h in hits)
+
+
+@pytest.mark.kafka
+async def test_raw_offsets_wait_for_the_notices_to_be_acked_on_the_enriched_topic(
+    tmp_path: Path, store: Store, kafka: _Kafka
+) -> None:
+    async with _kafka_ends(tmp_path, kafka.bootstrap, kafka.topics) as (producer, publisher):
+        sink = GatedSink(producer.send)
+        hub = NoticeHub(lookup=MessageLookup(store), sinks=[sink], retry_s=(0.05, 0.2))
+        source = kafka.source()
+        # this test is about the commit, not backpressure: store everything meanwhile
+        runner = _runner(source, store, hub, max_unsettled=1000)
+        sink.failing = True
+        async with _running(runner, hub):
+            hits = await _publish_and_store(publisher, store)
+
+            # the hub retried with the topic away: a commit would have come by now
+            async def retried() -> bool:
+                return sink.failures >= 3
+
+            await _eventually(retried, "three refused sends")
+            assert _stored(store) == HITS
+            assert await kafka.committed() == [None, None, None]  # stored, but not committed
+            sink.failing = False
+            await _eventually(kafka.all_committed, "the offsets committed once the notices were acked")
+            assert hub.unsettled == 0
+    notices = await _enriched(kafka.bootstrap, kafka.topics)
+    _notified_once_each(notices, hits)  # each exactly once: nothing was replayed
     assert {n.type for n in notices} == {"open"}
     assert sum(n.first for n in notices) == 7  # the first human open of each of the 7 messages
 
 
 @pytest.mark.kafka
 async def test_a_processor_that_dies_before_the_ack_leaves_the_hits_to_be_read_and_notified_again(
-    tmp_path: Path, store: Store, kafka_bootstrap: str, kafka_topics: Topics, kafka_group: str
+    tmp_path: Path, store: Store, kafka: _Kafka
 ) -> None:
-    partitions = PARTITIONS
-    offsets = _GroupOffsets(kafka_bootstrap, kafka_topics, kafka_group, partitions)
-    committed, all_committed = offsets.committed, offsets.all_committed
+    async with _kafka_ends(tmp_path, kafka.bootstrap, kafka.topics) as (producer, publisher):
+        # The first processor stores every hit, but the enriched topic never acknowledges: it stops
+        # uncommitted.
+        sink = GatedSink(producer.send)
+        sink.gate.clear()
+        hub = NoticeHub(lookup=MessageLookup(store), sinks=[sink])
+        source = kafka.source()
+        runner = _runner(source, store, hub, max_unsettled=1000, settle_deadline_s=0.5)
+        # on the way out the runner waits 0.5 s for the notices, then stops without committing; the held sends
+        # never reached the producer
+        async with _running(runner, hub, hub_deadline_s=0.2):
+            hits = await _publish_and_store(publisher, store)
 
-    producer = NoticeProducer(kafka_bootstrap, kafka_topics, partitions=partitions)
-    await producer.start()
-    publisher = KafkaPublisher(
-        kafka_bootstrap, kafka_topics, spool_dir=tmp_path / "spool", partitions=partitions
-    )
-    await publisher.start()
-    hits = [_hit(i) for i in range(HITS)]
+            # the stored hits' notices wait at the gate: a commit would be made
+            async def at_the_gate() -> bool:
+                return sink.entered >= 1
 
-    # The first processor stores every hit, but the enriched topic never acknowledges: it stops uncommitted.
-    gate = Gate(producer.send)
-    gate.held.clear()
-    hub = NoticeHub(lookup=MessageLookup(store), sinks=[gate.send])
-    source = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group, partitions=partitions)
-    runner = HitRunner(
-        source=source,
-        store=store,
-        processor=_processor(),
-        flush_interval_s=0.1,
-        on_stored=hub.publish,
-        notices_durable=hub.durable,
-        max_unsettled=1000,
-        settle_deadline_s=0.5,
-    )
-    await hub.start()
-    task = asyncio.create_task(runner.run())
-    try:
-        for h in hits:
-            publisher.publish(h)
-        await _eventually(lambda: asyncio.to_thread(lambda: _stored(store) == HITS), "every hit stored")
+            await _eventually(at_the_gate, "the notices at the gate")
+            assert await kafka.committed() == [None, None, None]
+        assert await kafka.committed() == [None, None, None]
 
-        async def at_the_gate() -> bool:  # the stored hits' notices wait at the gate: a commit would be made
-            return gate.reached >= 1
-
-        await _eventually(at_the_gate, "the notices at the gate")
-        assert await committed() == [None, None, None]
-    finally:
-        runner.stop()
-        await asyncio.wait_for(task, 15)  # waits 0.5 s for the notices, then stops without committing
-        await hub.stop(deadline_s=0.2)  # the held sends never reached the producer
-    assert await committed() == [None, None, None]
-
-    # The next processor of the group reads them again, stores them again (counted once) and notifies.
-    hub = NoticeHub(lookup=MessageLookup(store), sinks=[producer.send])
-    source = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group, partitions=partitions)
-    runner = HitRunner(
-        source=source,
-        store=store,
-        processor=_processor(),
-        flush_interval_s=0.1,
-        on_stored=hub.publish,
-        notices_durable=hub.durable,
-    )
-    await hub.start()
-    task = asyncio.create_task(runner.run())
-    try:
-        await _eventually(all_committed, "the replayed hits committed")
-    finally:
-        runner.stop()
-        await asyncio.wait_for(task, 15)
-        await hub.stop()
-        await publisher.stop()
-        await producer.stop()
+        # The next processor of the group reads them again, stores them again (counted once) and notifies.
+        hub = NoticeHub(lookup=MessageLookup(store), sinks=[producer.send])
+        source = kafka.source()
+        async with _running(_runner(source, store, hub), hub):
+            await _eventually(kafka.all_committed, "the replayed hits committed")
     assert _stored(store) == HITS
-    notices = await _enriched(kafka_bootstrap, kafka_topics)
-    assert len(notices) == HITS  # the first processor published none of them
-    assert sorted(n.id for n in notices) == sorted(h.hit_id for h in hits)
+    notices = await _enriched(kafka.bootstrap, kafka.topics)
+    _notified_once_each(notices, hits)  # the first processor published none of them
 
 
 class RecordingBus(MemoryBus):
@@ -300,26 +289,15 @@ async def test_the_runner_stops_fetching_while_too_many_flushes_wait_for_their_n
     bus = RecordingBus()
     got: list[str] = []
 
-    async def sink(notices: Sequence[Notice]) -> None:
+    async def collect(notices: Sequence[Notice]) -> None:
         got.extend(n.id for n in notices)
 
-    gate = Gate(sink)
-    gate.held.clear()
-    hub = NoticeHub(sinks=[gate.send])
-    runner = HitRunner(
-        source=bus,
-        store=store,
-        processor=_processor(),
-        flush_interval_s=0.05,
-        on_stored=hub.publish,
-        notices_durable=hub.durable,
-        max_unsettled=1,
-        settle_log_s=0.05,
-    )
-    await hub.start()
-    task = asyncio.create_task(runner.run())
+    sink = GatedSink(collect)
+    sink.gate.clear()
+    hub = NoticeHub(sinks=[sink])
+    runner = _runner(bus, store, hub, flush_interval_s=0.05, max_unsettled=1, settle_log_s=0.05)
     hits = [_hit(i) for i in range(30)]
-    try:
+    async with _running(runner, hub):
 
         async def stored(n: int) -> bool:
             return await asyncio.to_thread(_stored, store) == n
@@ -341,88 +319,50 @@ async def test_the_runner_stops_fetching_while_too_many_flushes_wait_for_their_n
         assert bus.fetched == 20  # the third wave stays on the bus
         assert await stored(20)
         assert bus.commits == []
-        gate.held.set()
+        sink.gate.set()
         await _eventually(lambda: stored(30), "the third flush", 10)
 
         async def committed_all() -> bool:
             return bool(bus.commits) and bus.commits[-1] == {0: 30}
 
         await _eventually(committed_all, "the commit of every hit", 10)
-    finally:
-        runner.stop()
-        await asyncio.wait_for(task, 15)
-        await hub.stop()
     assert got == [h.hit_id for h in hits]
     assert [c[0] for c in bus.commits] == sorted(c[0] for c in bus.commits)  # never backwards
 
 
 @pytest.mark.kafka
 async def test_waiting_past_max_poll_interval_leaves_the_group_and_loses_nothing(
-    tmp_path: Path, store: Store, kafka_bootstrap: str, kafka_topics: Topics, kafka_group: str
+    tmp_path: Path, store: Store, kafka: _Kafka
 ) -> None:
-    partitions = PARTITIONS
-    offsets = _GroupOffsets(kafka_bootstrap, kafka_topics, kafka_group, partitions)
-    committed, all_committed = offsets.committed, offsets.all_committed
+    async with _kafka_ends(tmp_path, kafka.bootstrap, kafka.topics) as (producer, publisher):
+        sink = GatedSink(producer.send)
+        hub = NoticeHub(lookup=MessageLookup(store), sinks=[sink], retry_s=(0.05, 0.2))
+        source = kafka.source(session_timeout_ms=6000, heartbeat_interval_ms=500, max_poll_interval_ms=2000)
+        revoked: list[set[int]] = []
+        # max_unsettled=0: every flush waits for its notices before the next fetch
+        runner = _runner(source, store, hub, max_unsettled=0, settle_deadline_s=0.5, settle_log_s=1.0)
 
-    producer = NoticeProducer(kafka_bootstrap, kafka_topics, partitions=partitions)
-    gate = Gate(producer.send)
-    hub = NoticeHub(lookup=MessageLookup(store), sinks=[gate.send], retry_s=(0.05, 0.2))
-    source = KafkaSource(
-        kafka_bootstrap,
-        kafka_topics,
-        kafka_group,
-        partitions=partitions,
-        session_timeout_ms=6000,
-        heartbeat_interval_ms=500,
-        max_poll_interval_ms=2000,
-    )
-    revoked: list[set[int]] = []
-    runner = HitRunner(
-        source=source,
-        store=store,
-        processor=_processor(),
-        flush_interval_s=0.1,
-        on_stored=hub.publish,
-        notices_durable=hub.durable,
-        max_unsettled=0,  # every flush waits for its notices before the next fetch
-        settle_deadline_s=0.5,
-        settle_log_s=1.0,
-    )
+        async def on_revoked(parts: set[int]) -> None:
+            revoked.append(parts)
+            await runner.on_revoked(parts)
 
-    async def on_revoked(parts: set[int]) -> None:
-        revoked.append(parts)
-        await runner.on_revoked(parts)
-
-    source.on_revoked = on_revoked
-    publisher = KafkaPublisher(
-        kafka_bootstrap, kafka_topics, spool_dir=tmp_path / "spool", partitions=partitions
-    )
-    await producer.start()
-    await hub.start()
-    await publisher.start()
-    gate.down = True
-    task = asyncio.create_task(runner.run())
-    try:
-        hits = [_hit(i) for i in range(HITS)]
-        for h in hits:
-            publisher.publish(h)
-        await _eventually(lambda: asyncio.to_thread(lambda: _stored(store) > 0), "a first flush stored")
-        await asyncio.sleep(5.0)  # more than max.poll.interval without a fetch
-        assert await committed() == [None, None, None]
-        gate.down = False
-        await _eventually(all_committed, "every offset committed", 60)
-        assert not task.done()
-    finally:
-        runner.stop()
-        await asyncio.wait_for(task, 15)
-        await hub.stop()
-        await publisher.stop()
-        await producer.stop()
+        source.on_revoked = on_revoked
+        sink.failing = True
+        async with _running(runner, hub) as task:
+            hits = [_hit(i) for i in range(HITS)]
+            for h in hits:
+                publisher.publish(h)
+            await _eventually(lambda: asyncio.to_thread(lambda: _stored(store) > 0), "a first flush stored")
+            await asyncio.sleep(5.0)  # more than max.poll.interval without a fetch
+            assert await kafka.committed() == [None, None, None]
+            sink.failing = False
+            await _eventually(kafka.all_committed, "every offset committed", 60)
+            assert not task.done()
     # The member left the group while it waited (aiokafka's heartbeat task does that after max.poll.interval);
     # rejoining revoked every partition first (the empty set is the first join's), with nothing committed.
     assert revoked == [set(), {0, 1, 2}]
     assert _stored(store) == HITS
-    notices = await _enriched(kafka_bootstrap, kafka_topics)
+    notices = await _enriched(kafka.bootstrap, kafka.topics)
     # Read again from offset 0 after the rejoin: every notice at least once (receivers deduplicate on the id).
     assert sorted({n.id for n in notices}) == sorted(h.hit_id for h in hits)
     assert len(notices) >= HITS

@@ -44,6 +44,7 @@ from schemas.store import Store
 from schemas.topics import Topics
 from schemas.webhook_guard import IPAddress
 from tests.integration.helpers import hit, outbox_rows, wait_for
+from tests.notice_data import open_notice
 from tests.serving import serving
 
 ACME = {"Authorization": "Bearer acme-key-123"}
@@ -492,18 +493,7 @@ def test_secrets_are_sealed_at_rest_and_plain_rows_from_before_still_deliver(
 
 
 def kafka_notice(message: str, seq: int) -> Notice:
-    return Notice(
-        id=f"{message}-{seq}",
-        type="open",
-        account="acme",
-        campaign_id="spring",
-        message_id=message,
-        at_ms=1_700_000_000_000 + seq,
-        created_at_ms=1_700_000_000_000 + seq,
-        verdict="human",
-        reason="ua:mail_client",
-        first=seq == 1,
-    )
+    return open_notice(message, seq, created_at_ms=1_700_000_000_000 + seq, first=seq == 1)
 
 
 async def eventually(condition: Any, timeout_s: float, what: str) -> None:

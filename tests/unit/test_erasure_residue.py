@@ -105,17 +105,26 @@ def _record(log: AttemptLog, account: str, message_id: str) -> None:
     )  # fmt: skip
 
 
+def _forget_during_a_flush(
+    log: AttemptLog, store: SlowInserts, message_id: str
+) -> tuple[threading.Thread, threading.Thread]:
+    """A flush started (its insert held in the store) and, while it is in flight, `forget` of ``message_id``
+    in account acme started: the flushing thread and the forgetting one."""
+    flushing = threading.Thread(target=asyncio.run, args=(log.flush(),))
+    flushing.start()
+    assert store.started.wait(10)
+    forgotten = threading.Thread(target=log.forget, args=("acme", [message_id]))
+    forgotten.start()
+    return flushing, forgotten
+
+
 def test_an_erasure_during_a_flush_returns_only_once_the_flushed_rows_are_stored() -> None:
     # The API deletes the logged rows right after `forget`: rows still on their way to the store would
     # land after that delete and outlive the erasure.
     store = SlowInserts()
     log = AttemptLog(store)  # type: ignore[arg-type]
     _record(log, "acme", "m-ann")
-    flushing = threading.Thread(target=asyncio.run, args=(log.flush(),))
-    flushing.start()
-    assert store.started.wait(10)
-    forgotten = threading.Thread(target=log.forget, args=("acme", ["m-ann"]))
-    forgotten.start()
+    flushing, forgotten = _forget_during_a_flush(log, store, "m-ann")
     forgotten.join(0.3)
     assert forgotten.is_alive()  # waits for the insert in flight
     store.release.set()
@@ -129,11 +138,7 @@ def test_rows_of_a_failed_flush_are_not_kept_for_an_erased_message() -> None:
     log = AttemptLog(store)  # type: ignore[arg-type]
     _record(log, "acme", "m-ann")
     _record(log, "acme", "m-bob")
-    flushing = threading.Thread(target=asyncio.run, args=(log.flush(),))
-    flushing.start()
-    assert store.started.wait(10)
-    forgotten = threading.Thread(target=log.forget, args=("acme", ["m-ann"]))
-    forgotten.start()
+    flushing, forgotten = _forget_during_a_flush(log, store, "m-ann")
     store.release.set()
     flushing.join(10)
     forgotten.join(10)

@@ -66,14 +66,181 @@ def assert_well_formed_edit(source: str, output: str) -> None:
             assert href.startswith(CLICK)
 
 
-def test_rewrites_a_link_and_adds_the_pixel_before_body_end() -> None:
-    source = '<html><body><p>Hi <a href="https://example.com/a">there</a></p></body></html>'
+def _tracked_once(source: str, url: str, end: str = "</body>") -> str:
+    """``source`` with its one web link, ``url`` (double-quoted), tracked as the first and the pixel put
+    before ``end``: what the rewrite may change, and nothing else."""
+    return source.replace(f'href="{url}"', f'href="{CLICK}0"').replace(end, PIXEL + end)
 
-    links, output = instrument(source)
 
-    assert links == ["https://example.com/a"]
-    assert output == (f'<html><body><p>Hi <a href="{CLICK}0">there</a></p>{PIXEL}</body></html>')
+OTHER_TAGS = (
+    '<head><link rel="stylesheet" href="https://fonts.example.com/css"><base href="https://example.com/">'
+    "</head><body>"
+    '<img src="https://cdn.example.com/a.png" alt=\'<a href="https://example.com/in-alt">\'>'
+    '<td background="https://cdn.example.com/bg.png"></td>'
+    '<div data-href="https://example.com/data" title="https://example.com/title"></div>'
+    '<a title="https://example.com/title" href="https://example.com/real">real</a>'
+    "</body>"
+)
+
+
+IMAGE_MAP = (
+    '<body><img src="https://cdn.example.com/map.png" usemap="#m"><map name="m">'
+    '<area shape="rect" coords="0,0,10,10" href="https://example.com/left" alt="left">'
+    '<area shape="rect" coords="10,0,20,10" href="#right" alt="right">'
+    "</map></body>"
+)
+
+
+RAW_TEXT = (
+    '<html><head><title>See <a href="https://example.com/title">this</a></title>'
+    "<style>.x{background:url(https://example.com/bg.png)}"
+    '/* <a href="https://example.com/css"> */</style>'
+    "<script>document.write('<a href=\"https://example.com/js\">x</a></body>');</script></head>"
+    '<body><!-- <a href="https://example.com/commented">old</a> </body> -->'
+    '<textarea><a href="https://example.com/textarea">t</a></textarea>'
+    '<a href="https://example.com/live">live</a>'
+    "</body></html>"
+)
+
+
+@pytest.mark.parametrize(
+    ("source", "links", "expected"),
+    [
+        pytest.param(
+            '<html><body><p>Hi <a href="https://example.com/a">there</a></p></body></html>',
+            ["https://example.com/a"],
+            (f'<html><body><p>Hi <a href="{CLICK}0">there</a></p>{PIXEL}</body></html>'),
+            id="rewrites-a-link-and-adds-the-pixel-before-body-end",
+        ),
+        pytest.param(
+            OTHER_TAGS,
+            ["https://example.com/real"],
+            _tracked_once(OTHER_TAGS, "https://example.com/real"),
+            id="attribute-values-of-other-tags-are-left-alone",
+        ),
+        pytest.param(
+            '<HTML><BODY><A HREF="HTTPS://EXAMPLE.COM/Path?Q=1">x</A><AREA Href=HTTP://EXAMPLE.COM/b></BODY></HTML>',
+            ["HTTPS://EXAMPLE.COM/Path?Q=1", "HTTP://EXAMPLE.COM/b"],
+            f'<HTML><BODY><A HREF="{CLICK}0">x</A><AREA Href={CLICK}1>{PIXEL}</BODY></HTML>',
+            id="uppercase-tags-attributes-and-schemes",
+        ),
+        pytest.param(
+            (
+                "<body>"
+                "<a href=http://example.com/u?a=1>unquoted</a>"
+                "<a href='https://example.com/s?a=1&amp;b=2'>single</a>"
+                '<a class=btn href = "https://example.com/d" >spaced</a>'
+                "<a href=https://example.com/self-closing/>x</a>"
+                '<a href="https://example.com/x" />'
+                "</body>"
+            ),
+            [
+                "http://example.com/u?a=1",
+                "https://example.com/s?a=1&b=2",
+                "https://example.com/d",
+                "https://example.com/self-closing/",
+                "https://example.com/x",
+            ],
+            (
+                "<body>"
+                f"<a href={CLICK}0>unquoted</a>"
+                f"<a href='{CLICK}1'>single</a>"
+                f'<a class=btn href = "{CLICK}2" >spaced</a>'
+                f"<a href={CLICK}3>x</a>"
+                f'<a href="{CLICK}4" />'
+                f"{PIXEL}</body>"
+            ),
+            id="quote-styles-are-kept",
+        ),
+        pytest.param(
+            IMAGE_MAP,
+            ["https://example.com/left"],
+            _tracked_once(IMAGE_MAP, "https://example.com/left"),
+            id="image-map-areas-are-links",
+        ),
+    ],
+)
+def test_web_links_are_tracked_in_a_well_formed_edit(source: str, links: list[str], expected: str) -> None:
+    found, output = instrument(source)
+
+    assert found == links
+    assert output == expected
     assert_well_formed_edit(source, output)
+
+
+@pytest.mark.parametrize(
+    ("source", "links", "expected"),
+    [
+        pytest.param(
+            '<body><a href="  https://example.com/x?y=1 \n\t">x</a></body>',
+            ["https://example.com/x?y=1"],
+            f'<body><a href="{CLICK}0">x</a>{PIXEL}</body>',
+            id="whitespace-around-the-url-is-tolerated-and-dropped",
+        ),
+        pytest.param(
+            RAW_TEXT,
+            ["https://example.com/live"],
+            _tracked_once(RAW_TEXT, "https://example.com/live", "</body></html>"),
+            id="links-in-comments-scripts-styles-and-raw-text-are-left-alone",
+        ),
+        pytest.param(
+            (
+                "<body>"
+                "<!--[if mso]>\r\n"
+                '<v:roundrect href="https://example.com/buy" arcsize="10%">'
+                "<center>Buy</center></v:roundrect>\r\n"
+                '<a href="https://example.com/outlook-only">o</a>\r\n'
+                "<![endif]-->"
+                '<!--[if !mso]><!--><a href="https://example.com/buy">Buy</a><!--<![endif]-->'
+                '<!--[if mso | IE]><table><tr><td><![endif]--><a href="tel:+1555">call</a>'
+                '<!-- [if mso]><a href="https://example.com/not-conditional"><![endif] -->'
+                "</body>"
+            ),
+            ["https://example.com/buy", "https://example.com/outlook-only"],
+            (
+                "<body>"
+                "<!--[if mso]>\r\n"
+                f'<v:roundrect href="{CLICK}0" arcsize="10%"><center>Buy</center></v:roundrect>\r\n'
+                f'<a href="{CLICK}1">o</a>\r\n'
+                "<![endif]-->"
+                f'<!--[if !mso]><!--><a href="{CLICK}0">Buy</a><!--<![endif]-->'
+                '<!--[if mso | IE]><table><tr><td><![endif]--><a href="tel:+1555">call</a>'
+                '<!-- [if mso]><a href="https://example.com/not-conditional"><![endif] -->'
+                f"{PIXEL}</body>"
+            ),
+            id="outlook-conditional-comments-are-rendered-content-so-their-links-are-tracked",
+        ),
+        pytest.param(
+            '<body><a href="https://example.com/first" HREF="https://example.com/second">x</a></body>',
+            ["https://example.com/first"],
+            f'<body><a href="{CLICK}0" HREF="https://example.com/second">x</a>{PIXEL}</body>',
+            id="only-the-first-href-of-a-tag-is-rewritten",
+        ),
+        pytest.param(
+            (
+                "<body>\n"
+                '<a href="https://example.com/p?a=1&amp;b=2">1</a>\n'
+                "<a\n  class='x'\n  href=\"https://example.com/p?a=1&b=2\"\n>2</a>\n"
+                "<a href='https://example.com/p?a=1&#38;b=2'>3</a>\n"
+                "</body>"
+            ),
+            ["https://example.com/p?a=1&b=2"],
+            (
+                "<body>\n"
+                f'<a href="{CLICK}0">1</a>\n'
+                f"<a\n  class='x'\n  href=\"{CLICK}0\"\n>2</a>\n"
+                f"<a href='{CLICK}0'>3</a>\n"
+                f"{PIXEL}</body>"
+            ),
+            id="a-link-repeated-in-different-spellings-is-one-link",
+        ),
+    ],
+)
+def test_web_links_are_tracked(source: str, links: list[str], expected: str) -> None:
+    found, output = instrument(source)
+
+    assert found == links
+    assert output == expected
 
 
 MAILCHIMP_LIKE = """\
@@ -219,68 +386,6 @@ def test_non_web_links_are_left_alone(tag: str) -> None:
     assert output == f"<body>{tag}{PIXEL}</body>"
 
 
-def test_attribute_values_of_other_tags_are_left_alone() -> None:
-    source = (
-        '<head><link rel="stylesheet" href="https://fonts.example.com/css"><base href="https://example.com/">'
-        "</head><body>"
-        '<img src="https://cdn.example.com/a.png" alt=\'<a href="https://example.com/in-alt">\'>'
-        '<td background="https://cdn.example.com/bg.png"></td>'
-        '<div data-href="https://example.com/data" title="https://example.com/title"></div>'
-        '<a title="https://example.com/title" href="https://example.com/real">real</a>'
-        "</body>"
-    )
-
-    links, output = instrument(source)
-
-    assert links == ["https://example.com/real"]
-    assert output == source.replace('href="https://example.com/real"', f'href="{CLICK}0"').replace(
-        "</body>", PIXEL + "</body>"
-    )
-    assert_well_formed_edit(source, output)
-
-
-def test_uppercase_tags_attributes_and_schemes() -> None:
-    source = '<HTML><BODY><A HREF="HTTPS://EXAMPLE.COM/Path?Q=1">x</A><AREA Href=HTTP://EXAMPLE.COM/b></BODY></HTML>'
-
-    links, output = instrument(source)
-
-    assert links == ["HTTPS://EXAMPLE.COM/Path?Q=1", "HTTP://EXAMPLE.COM/b"]
-    assert output == f'<HTML><BODY><A HREF="{CLICK}0">x</A><AREA Href={CLICK}1>{PIXEL}</BODY></HTML>'
-    assert_well_formed_edit(source, output)
-
-
-def test_quote_styles_are_kept() -> None:
-    source = (
-        "<body>"
-        "<a href=http://example.com/u?a=1>unquoted</a>"
-        "<a href='https://example.com/s?a=1&amp;b=2'>single</a>"
-        '<a class=btn href = "https://example.com/d" >spaced</a>'
-        "<a href=https://example.com/self-closing/>x</a>"
-        '<a href="https://example.com/x" />'
-        "</body>"
-    )
-
-    links, output = instrument(source)
-
-    assert links == [
-        "http://example.com/u?a=1",
-        "https://example.com/s?a=1&b=2",
-        "https://example.com/d",
-        "https://example.com/self-closing/",
-        "https://example.com/x",
-    ]
-    assert output == (
-        "<body>"
-        f"<a href={CLICK}0>unquoted</a>"
-        f"<a href='{CLICK}1'>single</a>"
-        f'<a class=btn href = "{CLICK}2" >spaced</a>'
-        f"<a href={CLICK}3>x</a>"
-        f'<a href="{CLICK}4" />'
-        f"{PIXEL}</body>"
-    )
-    assert_well_formed_edit(source, output)
-
-
 def test_tracked_urls_are_escaped_for_the_original_quote_style() -> None:
     source = (
         '<body><a href="https://e.com/1">1</a>'
@@ -309,68 +414,10 @@ def test_tracked_urls_are_escaped_for_the_original_quote_style() -> None:
     assert parse(output).hrefs == list(tracked.values())
 
 
-def test_whitespace_around_the_url_is_tolerated_and_dropped() -> None:
-    source = '<body><a href="  https://example.com/x?y=1 \n\t">x</a></body>'
-
-    links, output = instrument(source)
-
-    assert links == ["https://example.com/x?y=1"]
-    assert output == f'<body><a href="{CLICK}0">x</a>{PIXEL}</body>'
-
-
 def test_query_strings_and_fragments_are_kept_inside_the_link() -> None:
     source = '<body><a href="https://example.com/a/b;p?q=1&amp;q=2&amp;r=%20x#frag?not=query">x</a></body>'
 
     assert find_links(source) == ["https://example.com/a/b;p?q=1&q=2&r=%20x#frag?not=query"]
-
-
-def test_links_in_comments_scripts_styles_and_raw_text_are_left_alone() -> None:
-    source = (
-        '<html><head><title>See <a href="https://example.com/title">this</a></title>'
-        "<style>.x{background:url(https://example.com/bg.png)}"
-        '/* <a href="https://example.com/css"> */</style>'
-        "<script>document.write('<a href=\"https://example.com/js\">x</a></body>');</script></head>"
-        '<body><!-- <a href="https://example.com/commented">old</a> </body> -->'
-        '<textarea><a href="https://example.com/textarea">t</a></textarea>'
-        '<a href="https://example.com/live">live</a>'
-        "</body></html>"
-    )
-
-    links, output = instrument(source)
-
-    assert links == ["https://example.com/live"]
-    assert output == source.replace('href="https://example.com/live"', f'href="{CLICK}0"').replace(
-        "</body></html>", PIXEL + "</body></html>"
-    )
-
-
-def test_outlook_conditional_comments_are_rendered_content_so_their_links_are_tracked() -> None:
-    source = (
-        "<body>"
-        "<!--[if mso]>\r\n"
-        '<v:roundrect href="https://example.com/buy" arcsize="10%"><center>Buy</center></v:roundrect>\r\n'
-        '<a href="https://example.com/outlook-only">o</a>\r\n'
-        "<![endif]-->"
-        '<!--[if !mso]><!--><a href="https://example.com/buy">Buy</a><!--<![endif]-->'
-        '<!--[if mso | IE]><table><tr><td><![endif]--><a href="tel:+1555">call</a>'
-        '<!-- [if mso]><a href="https://example.com/not-conditional"><![endif] -->'
-        "</body>"
-    )
-
-    links, output = instrument(source)
-
-    assert links == ["https://example.com/buy", "https://example.com/outlook-only"]
-    assert output == (
-        "<body>"
-        "<!--[if mso]>\r\n"
-        f'<v:roundrect href="{CLICK}0" arcsize="10%"><center>Buy</center></v:roundrect>\r\n'
-        f'<a href="{CLICK}1">o</a>\r\n'
-        "<![endif]-->"
-        f'<!--[if !mso]><!--><a href="{CLICK}0">Buy</a><!--<![endif]-->'
-        '<!--[if mso | IE]><table><tr><td><![endif]--><a href="tel:+1555">call</a>'
-        '<!-- [if mso]><a href="https://example.com/not-conditional"><![endif] -->'
-        f"{PIXEL}</body>"
-    )
 
 
 @pytest.mark.parametrize(
@@ -422,53 +469,6 @@ def test_non_ascii_text_and_urls_survive_unchanged() -> None:
     assert output.encode() == source.encode().replace(
         'href="https://例え.jp/パス?q=😀&amp;é=1"'.encode(), f'href="{CLICK}0"'.encode()
     ).replace(b"</body>", PIXEL.encode() + b"</body>")
-
-
-def test_image_map_areas_are_links() -> None:
-    source = (
-        '<body><img src="https://cdn.example.com/map.png" usemap="#m"><map name="m">'
-        '<area shape="rect" coords="0,0,10,10" href="https://example.com/left" alt="left">'
-        '<area shape="rect" coords="10,0,20,10" href="#right" alt="right">'
-        "</map></body>"
-    )
-
-    links, output = instrument(source)
-
-    assert links == ["https://example.com/left"]
-    assert output == source.replace('href="https://example.com/left"', f'href="{CLICK}0"').replace(
-        "</body>", PIXEL + "</body>"
-    )
-    assert_well_formed_edit(source, output)
-
-
-def test_only_the_first_href_of_a_tag_is_rewritten() -> None:
-    source = '<body><a href="https://example.com/first" HREF="https://example.com/second">x</a></body>'
-
-    links, output = instrument(source)
-
-    assert links == ["https://example.com/first"]
-    assert output == f'<body><a href="{CLICK}0" HREF="https://example.com/second">x</a>{PIXEL}</body>'
-
-
-def test_a_link_repeated_in_different_spellings_is_one_link() -> None:
-    source = (
-        "<body>\n"
-        '<a href="https://example.com/p?a=1&amp;b=2">1</a>\n'
-        "<a\n  class='x'\n  href=\"https://example.com/p?a=1&b=2\"\n>2</a>\n"
-        "<a href='https://example.com/p?a=1&#38;b=2'>3</a>\n"
-        "</body>"
-    )
-
-    links, output = instrument(source)
-
-    assert links == ["https://example.com/p?a=1&b=2"]
-    assert output == (
-        "<body>\n"
-        f'<a href="{CLICK}0">1</a>\n'
-        f"<a\n  class='x'\n  href=\"{CLICK}0\"\n>2</a>\n"
-        f"<a href='{CLICK}0'>3</a>\n"
-        f"{PIXEL}</body>"
-    )
 
 
 def test_links_missing_from_tracked_are_left_alone() -> None:

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from processors.geo import Geo
 from processors.notify import NoticeHub, Notifications
 from processors.pipeline import ProcessedHit
 from processors.useragent import Agent
 from schemas.events import RawHit
-from schemas.notices import Notice
 from schemas.verdicts import Classification, Verdict
+from tests.notice_sinks import GatedSink, running
 
 
 def stored(hit_id: str, verdict: Verdict = Verdict.HUMAN) -> tuple[ProcessedHit, Classification]:
@@ -36,27 +36,6 @@ def stored(hit_id: str, verdict: Verdict = Verdict.HUMAN) -> tuple[ProcessedHit,
     ), c
 
 
-class Sink:
-    """A sink that fails while ``failing`` and waits while ``gate`` is clear; records what it took, and how
-    many calls reached it (``entered``: the hub's task is at this sink)."""
-
-    def __init__(self) -> None:
-        self.entered = 0
-        self.failing = False
-        self.failures = 0
-        self.gate = asyncio.Event()
-        self.gate.set()
-        self.took: list[list[str]] = []
-
-    async def __call__(self, notices: Sequence[Notice]) -> None:
-        self.entered += 1
-        await self.gate.wait()
-        if self.failing:
-            self.failures += 1
-            raise ConnectionError("enriched topic unreachable")
-        self.took.append([n.id for n in notices])
-
-
 async def settles(future: asyncio.Future[None], timeout_s: float = 30.0) -> None:
     await asyncio.wait_for(asyncio.shield(future), timeout_s)
 
@@ -69,13 +48,12 @@ async def eventually(condition: Callable[[], bool], timeout_s: float = 30.0) -> 
 
 
 async def test_a_ticket_completes_once_its_batches_reached_every_sink_and_not_before() -> None:
-    first, second = Sink(), Sink()
+    first, second = GatedSink(), GatedSink()
     hub = NoticeHub(sinks=[first, second], retry_s=(0.01, 0.01))
     nothing_yet = hub.durable()
     assert nothing_yet.done()  # nothing published: nothing to wait for
     second.gate.clear()
-    await hub.start()
-    try:
+    async with running(hub):
         hub.publish([stored("h1"), stored("h2")])
         await eventually(lambda: second.entered == 1)  # the first sink has them, the second waits
         ticket = hub.durable()
@@ -92,16 +70,13 @@ async def test_a_ticket_completes_once_its_batches_reached_every_sink_and_not_be
         assert first.took == second.took == [["h1", "h2"], ["h3"]]
         assert hub.unsettled == 0
         assert hub.durable().done()
-    finally:
-        await hub.stop()
 
 
 async def test_a_failing_sink_holds_the_ticket_until_it_takes_the_notices() -> None:
-    sink = Sink()
+    sink = GatedSink()
     sink.failing = True
     hub = NoticeHub(sinks=[sink], retry_s=(0.01, 0.02))
-    await hub.start()
-    try:
+    async with running(hub):
         hub.publish([stored("h1")])
         ticket = hub.durable()
         await eventually(lambda: sink.failures >= 3)  # retried, with backoff
@@ -109,28 +84,22 @@ async def test_a_failing_sink_holds_the_ticket_until_it_takes_the_notices() -> N
         sink.failing = False
         await settles(ticket)
         assert sink.took == [["h1"]]
-    finally:
-        await hub.stop()
 
 
 async def test_batches_that_make_no_notice_settle_too() -> None:
-    sink = Sink()
+    sink = GatedSink()
     hub = NoticeHub(sinks=[sink])
-    await hub.start()
-    try:
+    async with running(hub):
         hub.publish([stored("b1", Verdict.BOT), stored("i1", Verdict.INVALID)])
         await settles(hub.durable())
         assert sink.took == []
-    finally:
-        await hub.stop()
 
 
 async def test_a_dropped_batch_is_counted_and_never_holds_a_ticket() -> None:
-    sink = Sink()
+    sink = GatedSink()
     sink.gate.clear()
     hub = NoticeHub(sinks=[sink], max_queued=3)
-    await hub.start()
-    try:
+    async with running(hub):
         hub.publish([stored("h1"), stored("h2")])  # taken by the hub's task, which waits at the sink
         await eventually(lambda: sink.entered == 1)
         hub.publish([stored("h3"), stored("h4")])  # queued: the hub is behind
@@ -140,26 +109,21 @@ async def test_a_dropped_batch_is_counted_and_never_holds_a_ticket() -> None:
         sink.gate.set()
         await settles(ticket)
         assert sink.took == [["h1", "h2"], ["h3", "h4"]]
-    finally:
-        await hub.stop()
 
 
 async def test_one_batch_larger_than_the_bound_is_taken_when_nothing_else_waits() -> None:
-    sink = Sink()
+    sink = GatedSink()
     hub = NoticeHub(sinks=[sink], max_queued=2)
     hub.publish([stored("h1"), stored("h2"), stored("h3")])
     assert hub.dropped == 0
     ticket = hub.durable()
-    await hub.start()
-    try:
+    async with running(hub):
         await settles(ticket)
         assert sink.took == [["h1", "h2", "h3"]]
-    finally:
-        await hub.stop()
 
 
 async def test_a_stop_cancels_the_tickets_of_notices_never_handed_on() -> None:
-    sink = Sink()
+    sink = GatedSink()
     sink.failing = True
     hub = NoticeHub(sinks=[sink], retry_s=(0.01, 0.01))
     await hub.start()

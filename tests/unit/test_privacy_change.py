@@ -20,6 +20,7 @@ from schemas.privacy_change import (
 )
 from schemas.suppression import DoNotTrack
 from schemas.tokens import Keyring, recipient_tag
+from tests.notice_data import open_notice
 
 OLD, NEW = b"a" * 32, b"b" * 32
 ROTATED = Keyring(((2, NEW), (1, OLD)))
@@ -167,18 +168,8 @@ def test_a_reload_read_before_a_change_does_not_undo_it() -> None:
 
 
 def notice(message: str, seq: int, recipient: str, account: str = "acme") -> Notice:
-    return Notice(
-        id=f"{message}-{seq}",
-        type="open",
-        account=account,
-        campaign_id="spring",
-        message_id=message,
-        at_ms=1_700_000_000_000 + seq,
-        created_at_ms=1_700_000_000_500 + seq,
-        verdict="human",
-        reason="ua:mail_client",
-        recipient=recipient,
-        recipient_tag=tag(NEW, recipient, account).hex(),
+    return open_notice(
+        message, seq, account=account, recipient=recipient, recipient_tag=tag(NEW, recipient, account).hex()
     )
 
 

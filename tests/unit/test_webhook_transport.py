@@ -20,6 +20,7 @@ from processors.webhook_transport import GuardedBackend, GuardedTransport
 from schemas.notices import Notice, Webhook
 from schemas.store import Store
 from schemas.webhook_guard import BlockedTarget, IPAddress
+from tests.notice_data import open_notice
 
 ANSWER_204 = [b"HTTP/1.1 204 No Content\r\n", b"content-length: 0\r\n", b"\r\n"]
 
@@ -167,17 +168,7 @@ class Attempts:
 
 
 def a_notice() -> Notice:
-    return Notice(
-        id="m1-1",
-        type="open",
-        account="acme",
-        campaign_id="spring",
-        message_id="m1",
-        at_ms=1_700_000_000_000,
-        created_at_ms=1_700_000_000_500,
-        verdict="human",
-        reason="ua:mail_client",
-    )
+    return open_notice("m1", 0, id="m1-1")
 
 
 async def settled(d: WebhookDispatcher, timeout_s: float = 30.0) -> None:
