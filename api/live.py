@@ -21,7 +21,8 @@ from litestar.params import FromQuery, HeaderParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from api.routes import _account
-from processors.notify import LiveFeed, LiveItem
+from notices.live import LiveFeed
+from schemas.live import LiveItem
 
 
 @dataclass

@@ -33,21 +33,17 @@ from api.routes import ApiContext, BatchIn, CampaignController, InstrumentIn, Me
 from api.webhooks import WebhookController, WebhookIn
 from ingest.bus import HitPublisher, HitSource, MemoryBus
 from ingest.edge import ASGIApp, Edge
+from notices.attempts import AttemptLog
+from notices.directory import WebhookDirectory, store_webhooks
+from notices.dispatcher import WebhookDispatcher
+from notices.hub import NoticeHub
+from notices.live import LiveFeed
+from notices.making import MessageLookup
+from notices.wiring import Notifications, in_process
 from pixelpipe.privacy import PrivacyWiring, privacy_wiring
 from pixelpipe.settings import Settings
 from processors.flood import ReplayFlood
 from processors.geo import GeoLookup
-from processors.notify import (
-    AttemptLog,
-    LiveFeed,
-    MessageLookup,
-    NoticeHub,
-    Notifications,
-    WebhookDirectory,
-    WebhookDispatcher,
-    in_process,
-    store_webhooks,
-)
 from processors.pipeline import HitProcessor
 from processors.ranges import load_ranges
 from processors.runner import DeadLetters, HitRunner, Stored
@@ -281,7 +277,7 @@ def _privacy(c: Components, topics: Topics) -> PrivacyWiring | None:
 
 
 def _notifications(settings: Settings, roles: frozenset[str], store: Store, topics: Topics) -> Notifications:
-    """The notice path of this process (see `processors.notify`).
+    """The notice path of this process (see `notices.wiring`).
 
     In-process bus: the hub feeds the live feed and the webhook dispatcher directly. Kafka: the processor's
     hub publishes to the enriched topic; the dispatcher runs beside the processor as its own consumer group
@@ -294,7 +290,7 @@ def _notifications(settings: Settings, roles: frozenset[str], store: Store, topi
         return in_process(
             store, outbox, keyring=settings.keyring, allow_private=settings.webhook_allow_private
         )
-    from processors import notice_bus  # noqa: PLC0415 - only distributed roles need aiokafka loaded
+    from notices import kafka as notice_bus  # noqa: PLC0415 - only distributed roles need aiokafka loaded
 
     n = Notifications()
     if "process" in roles:

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 import orjson
 import pytest
 
-from processors.notify import LiveFeed, LiveItem, parse_event_id
+from notices.live import LiveFeed, parse_event_id
+from schemas.live import LiveItem
 from tests.unit.test_notify import notice
 
 

@@ -8,8 +8,9 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 
+from notices.hub import NoticeHub
+from notices.wiring import Notifications
 from processors.geo import Geo
-from processors.notify import NoticeHub, Notifications
 from processors.pipeline import ProcessedHit
 from processors.useragent import Agent
 from schemas.events import RawHit

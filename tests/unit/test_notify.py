@@ -15,24 +15,19 @@ import httpx
 import orjson
 import pytest
 
+from notices.deliveries import delivery_id, plan_deliveries
+from notices.directory import WebhookDirectory
+from notices.dispatcher import WebhookDispatcher
+from notices.hub import NoticeHub
+from notices.live import LiveFeed, parse_event_id
+from notices.making import notices_of
+from notices.retries import RetryPolicy
+from notices.signing import sign, verify
 from processors.geo import Geo
-from processors.notify import (
-    LiveFeed,
-    LiveItem,
-    NoticeHub,
-    RetryPolicy,
-    WebhookDirectory,
-    WebhookDispatcher,
-    delivery_id,
-    notices_of,
-    parse_event_id,
-    plan_deliveries,
-    sign,
-    verify,
-)
 from processors.pipeline import ProcessedHit
 from processors.useragent import Agent
 from schemas.events import RawHit
+from schemas.live import LiveItem
 from schemas.notices import MalformedNotice, Notice, Webhook, decode_notice, encode_notice, notice_data
 from schemas.verdicts import Classification, Verdict
 

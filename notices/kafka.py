@@ -1,6 +1,6 @@
 """Notices on Kafka: the processor publishes them to the ``enriched`` topic; delivery and live feeds read it.
 
-Owns the aiokafka clients of the notice path. `NoticeProducer.send` is a `processors.notify.NoticeHub` sink:
+Owns the aiokafka clients of the notice path. `NoticeProducer.send` is a `notices.hub.NoticeHub` sink:
 it returns once the broker acknowledged every notice of the batch (idempotent producer, ``acks=all``), in
 records of many notices (`schemas.notices.encode_notice_batch`), each notice on the partition its key
 (account and message) picks, so that a message's notices stay in order on one partition. `NoticeConsumer`
@@ -8,7 +8,7 @@ reads them back: with a group (``pixelpipe-notify``, the webhook dispatcher) it 
 only after its handler returned — for the dispatcher, once the deliveries are in its outbox on disk; without
 a group (an API process's live feed) it tails every partition from the end and commits nothing.
 
-Never decides what a notice says (`schemas.notices`, `processors.notify`), never stops on a malformed record
+Never decides what a notice says (`schemas.notices`, `notices.making`), never stops on a malformed record
 (logged, counted, skipped: a notice is not worth a stuck partition), never commits past what its handler took.
 """
 
