@@ -47,6 +47,7 @@ from processors.geo import GeoLookup
 from processors.pipeline import HitProcessor
 from processors.ranges import load_ranges
 from processors.runner import DeadLetters, HitRunner, Stored
+from schemas.live import LiveNotices
 from schemas.store import Store, StoreError
 from schemas.suppression import DoNotTrack
 from schemas.topics import Topics
@@ -362,7 +363,8 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         dependencies["ctx"] = Provide(lambda: ctx, use_cache=True, sync_to_thread=False)
         propagation = components.privacy.propagation() if components.privacy else PrivacyPropagation()
         dependencies["privacy"] = Provide(lambda: propagation, use_cache=True, sync_to_thread=False)
-        live = components.notifications.live if components.notifications is not None else None
+        # The API reaches the feed only through its port: `api/` never imports the notice stage.
+        live: LiveNotices | None = components.notifications.live if components.notifications else None
         if live is not None:
             handlers.append(LiveController)
             dependencies["live"] = Provide(lambda: live, use_cache=True, sync_to_thread=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +24,8 @@ class LiveItem:
     retry_ms: int | None = None
 
 
+# runtime_checkable: Litestar checks a dependency against its annotation with isinstance.
+@runtime_checkable
 class LiveNotices(Protocol):
     """What `api.live` streams from."""
 
