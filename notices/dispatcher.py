@@ -356,8 +356,7 @@ class WebhookDispatcher:
                 error,
             )
             return _Outcome(None)
-        delay = self.policy.delay(attempt)
-        next_due = now + delay + self._rng.uniform(0, delay * self.policy.jitter)
+        next_due = now + self.policy.backoff.jittered(attempt, self._rng.random)
         await self._call(self._outbox.retry_at, head.seq, attempt, next_due)
         self.attempt_log.record(
             pending=head, attempt=attempt, status="retrying", response_code=status_code, error=error,

@@ -21,7 +21,9 @@ from typing import Final, TypeVar
 from prometheus_client import Counter
 
 from notices.making import MessageLookup, Stored, notices_of
+from notices.retries import until_taken
 from processors.pipeline import ProcessedHit
+from schemas.backoff import Backoff
 from schemas.notices import Notice
 from schemas.verdicts import Classification
 
@@ -66,7 +68,7 @@ class NoticeHub:
         self.sinks: list[NoticeSink] = list(sinks)
         self.max_queued = max_queued
         self.clock = clock
-        self._retry_min, self._retry_max = retry_s
+        self._backoff = Backoff(*retry_s)
         self._queue: collections.deque[tuple[int, Stored]] = collections.deque()  # (sequence, batch)
         self._queued = 0
         self._published = 0  # sequence number of the last batch queued
@@ -177,13 +179,12 @@ class NoticeHub:
     async def _retrying(
         self, what: str, step: Callable[[Sequence[Notice]], Awaitable[T]], notices: Sequence[Notice]
     ) -> T:
-        delay = self._retry_min
-        while True:
-            try:
-                return await step(notices)
-            except Exception as exc:  # any sink (SQLite, Kafka, a lookup): retried, never fatal to the hub
-                if self._stopping:
-                    raise
-                log.warning("notice hub: %s failed (%r); retrying in %.1fs", what, exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._retry_max)
+        # Any sink (SQLite, Kafka, a lookup) is retried, never fatal to the hub, and a batch is never given
+        # up, even on a failure `retriable()` says cannot pass: `until_taken` says why.
+        return await until_taken(
+            lambda: step(notices),
+            what=f"notice hub: {what}",
+            backoff=self._backoff,
+            log=log,
+            give_up=lambda: self._stopping,
+        )

@@ -24,6 +24,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import Counter
 
 from ingest.kafka_admin import BATCHED_FETCH, KeyPartitions, RenewingProducer, ensure_topics
+from notices.retries import until_taken
+from schemas.backoff import Backoff
 from schemas.notices import MalformedNotice, Notice, decode_notice_batch, encode_notice_batch
 from schemas.topics import Topics
 
@@ -202,16 +204,9 @@ class NoticeConsumer:
                     await self._consumer.commit(mine)
 
     async def _handle(self, notices: Sequence[Notice]) -> None:
-        delay = self._retry_min
-        while True:
-            try:
-                await self.handler(notices)
-            except Exception as exc:  # the handler's store or disk is away: the same batch again, later
-                log.warning("notice handler failed (%r); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._retry_max)
-            else:
-                return
+        # The handler's store or disk is away: the same batch again, later; never skipped (`until_taken`).
+        backoff = Backoff(self._retry_min, self._retry_max)
+        await until_taken(lambda: self.handler(notices), what="notice handler", backoff=backoff, log=log)
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:
