@@ -59,3 +59,25 @@ def test_stopping_gives_up_at_the_next_failure() -> None:
                 give_up=lambda: True,
             )
         )
+
+
+def test_the_default_backoff_doubles_from_1s_to_10min_and_covers_more_than_an_hour() -> None:
+    policy = RetryPolicy()
+    assert policy.schedule() == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 600, 600, 600, 600, 600]
+    assert policy.max_attempts == 16
+    assert policy.span_s == 4023  # 67 minutes from the first attempt to the last
+    assert policy.span_s >= 3600
+
+
+def test_backoff_is_capped_and_bad_policies_are_rejected() -> None:
+    policy = RetryPolicy(first_delay_s=0.5, max_delay_s=3, max_attempts=6)
+    assert policy.schedule() == [0.5, 1, 2, 3, 3]
+    assert policy.delay(10_000) == 3
+    for bad in (
+        {"first_delay_s": 0},
+        {"first_delay_s": 5, "max_delay_s": 1},
+        {"max_attempts": 0},
+        {"jitter": 2},
+    ):
+        with pytest.raises(ValueError, match="need"):
+            RetryPolicy(**bad)  # type: ignore[arg-type]
