@@ -42,7 +42,8 @@ class NoticeHub:
 
     `publish` only appends to a bounded queue (``max_queued`` stored hits) and returns; the hub's own task
     makes the notices, completes them (`MessageLookup`, in a worker thread) and awaits each sink in turn.
-    A sink that raises is retried with backoff (the queue fills meanwhile, and past its bound batches are
+    A sink that raises is retried with backoff until it takes the batch, which is never given up
+    (`notices.retries.until_taken` says why; the queue fills meanwhile, and past its bound batches are
     dropped and counted): `publish` never waits for a sink.
 
     `durable` is how a caller that must not go on before the notices are safe waits for them: it returns a
