@@ -19,6 +19,7 @@ RUN uv sync --locked --no-dev --no-group bench --no-install-project
 COPY schemas schemas
 COPY ingest ingest
 COPY processors processors
+COPY notices notices
 COPY api api
 COPY pixelpipe pixelpipe
 RUN uv sync --locked --no-dev --no-group bench

@@ -84,7 +84,7 @@ def erase_link_labels(store: Store, account: str, recipient: str, campaigns: Seq
 
 def erase_webhook_attempts(store: Store, account: str, messages: Sequence[str]) -> int:
     """Deletes the attempt log's rows of these messages; how many there were. Call after the webhook
-    outbox forgot them (`processors.notify.WebhookDispatcher.forget`), so no new attempt is logged."""
+    outbox forgot them (`notices.dispatcher.WebhookDispatcher.forget`), so no new attempt is logged."""
     if not messages:
         return 0
     db = store.database

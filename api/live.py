@@ -1,7 +1,8 @@
 """`GET /v1/live`: the account's opens and clicks as they are counted, as Server-Sent Events.
 
-Owns the HTTP shape of the stream; the notices, their ids and the resume logic are
-`processors.notify.LiveFeed` (a ring buffer per account in this process). Each event is
+Owns the HTTP shape of the stream; the notices, their ids and the resume logic are the feed's, reached
+through the port `schemas.live.LiveNotices` (`notices.live.LiveFeed`: a ring buffer per account in this
+process, handed in by `pixelpipe.app`). Each event is
 ``id: EPOCH-SEQ``, ``event: open|click|machine_open``, ``data: {...}`` (the notice's public JSON;
 ``data.id`` is the hit id, stable across processes, for deduplication); a ``: keepalive`` comment every
 15 s; a ``gap`` event when a resume cannot be proven complete. Never streams another account's notices,
@@ -21,7 +22,7 @@ from litestar.params import FromQuery, HeaderParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from api.context import account_dependency
-from processors.notify import LiveFeed, LiveItem
+from schemas.live import LiveItem, LiveNotices
 
 
 @dataclass
@@ -66,7 +67,7 @@ class LiveController(Controller):
     async def live(
         self,
         account: NamedDependency[str],
-        live: NamedDependency[LiveFeed],
+        live: NamedDependency[LiveNotices],
         last_event_id: Annotated[
             str | None,
             HeaderParameter(

@@ -1,12 +1,12 @@
 """Webhook registration: create, list and delete an account's endpoints, and read their delivery attempts.
 
-Owns the ``webhooks`` rows (written here, read by `processors.notify.WebhookDirectory`) and the answers about
+Owns the ``webhooks`` rows (written here, read by `notices.directory.WebhookDirectory`) and the answers about
 ``webhook_deliveries``. The secret is generated here and shown once, in the answer to the creation; it is
 stored sealed (`schemas.webhook_secrets`) and never listed again (only its last four characters, as a
 hint). A URL is refused unless it passes the SSRF rule (`schemas.webhook_guard`) for its host and every
 address the host resolves to now; a name that does not resolve yet is accepted (the dispatcher checks again
 at every connection). Never answers across accounts: another account's webhook is a 404, like an unknown one.
-Delivery itself is the dispatcher's (`processors.notify`); a change here reaches it within its refresh
+Delivery itself is the dispatcher's (`notices.dispatcher`); a change here reaches it within its refresh
 interval (1 s by default).
 """
 

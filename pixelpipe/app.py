@@ -36,24 +36,21 @@ from api.sql.rollup_upkeep import rollup_retention
 from api.webhooks import WebhookController, WebhookIn
 from ingest.bus import HitPublisher, HitSource, MemoryBus
 from ingest.edge import ASGIApp, Edge
+from notices.attempts import AttemptLog
+from notices.directory import WebhookDirectory, store_webhooks
+from notices.dispatcher import WebhookDispatcher
+from notices.hub import NoticeHub
+from notices.live import LiveFeed
+from notices.making import MessageLookup
+from notices.wiring import Notifications, in_process
 from pixelpipe.privacy import PrivacyWiring, privacy_wiring
 from pixelpipe.settings import Settings
 from processors.flood import ReplayFlood
 from processors.geo import GeoLookup
-from processors.notify import (
-    AttemptLog,
-    LiveFeed,
-    MessageLookup,
-    NoticeHub,
-    Notifications,
-    WebhookDirectory,
-    WebhookDispatcher,
-    in_process,
-    store_webhooks,
-)
 from processors.pipeline import HitProcessor
 from processors.ranges import load_ranges
 from processors.runner import DeadLetters, HitRunner, Stored
+from schemas.live import LiveNotices
 from schemas.store import Store, StoreError
 from schemas.suppression import DoNotTrack
 from schemas.topics import Topics
@@ -284,7 +281,7 @@ def _privacy(c: Components, topics: Topics) -> PrivacyWiring | None:
 
 
 def _notifications(settings: Settings, roles: frozenset[str], store: Store, topics: Topics) -> Notifications:
-    """The notice path of this process (see `processors.notify`).
+    """The notice path of this process (see `notices.wiring`).
 
     In-process bus: the hub feeds the live feed and the webhook dispatcher directly. Kafka: the processor's
     hub publishes to the enriched topic; the dispatcher runs beside the processor as its own consumer group
@@ -297,7 +294,7 @@ def _notifications(settings: Settings, roles: frozenset[str], store: Store, topi
         return in_process(
             store, outbox, keyring=settings.keyring, allow_private=settings.webhook_allow_private
         )
-    from processors import notice_bus  # noqa: PLC0415 - only distributed roles need aiokafka loaded
+    from notices import kafka as notice_bus  # noqa: PLC0415 - only distributed roles need aiokafka loaded
 
     n = Notifications()
     if "process" in roles:
@@ -371,7 +368,8 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         dependencies["ctx"] = Provide(lambda: ctx, use_cache=True, sync_to_thread=False)
         propagation = components.privacy.propagation() if components.privacy else PrivacyPropagation()
         dependencies["privacy"] = Provide(lambda: propagation, use_cache=True, sync_to_thread=False)
-        live = components.notifications.live if components.notifications is not None else None
+        # The API reaches the feed only through its port: `api/` never imports the notice stage.
+        live: LiveNotices | None = components.notifications.live if components.notifications else None
         if live is not None:
             handlers.append(LiveController)
             dependencies["live"] = Provide(lambda: live, use_cache=True, sync_to_thread=False)

@@ -4,7 +4,7 @@ Every process that can see a hit or a notice holds a `schemas.suppression.DoNotT
 Kafka) the API changes it directly and purges the notice path directly. With Kafka the API also publishes each
 change to the privacy topic (`ingest.privacy_bus.PrivacyPublisher`) and every process follows that topic
 (`PrivacyFeed`): edges have no store and learn do-not-track only there; processors and webhook dispatchers
-also purge an erased recipient's notification state (`processors.erasure`). Processes with a store keep
+also purge an erased recipient's notification state (`notices.erasure`). Processes with a store keep
 reloading it as well (`pixelpipe.app`).
 
 Holds no business logic: it picks the pieces for the roles and hands them to each other.
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from api.privacy import PrivacyPropagation
-from processors.erasure import NotificationEraser, without_suppressed
-from processors.notify import Notifications
+from notices.erasure import NotificationEraser, without_suppressed
+from notices.wiring import Notifications
 from schemas.privacy_change import PrivacyChange
 from schemas.suppression import DoNotTrack
 from schemas.topics import Topics
@@ -51,7 +51,7 @@ class PrivacyWiring:
             return
         if n.hub is not None:
             n.hub.sinks = [without_suppressed(sink, self.do_not_track) for sink in n.hub.sinks]
-        for consumer in n.consumers:  # `processors.notice_bus.NoticeConsumer`s: the dispatcher, the live tail
+        for consumer in n.consumers:  # `notices.kafka.NoticeConsumer`s: the dispatcher, the live tail
             handler = getattr(consumer, "handler", None)
             if handler is not None:
                 consumer.handler = without_suppressed(handler, self.do_not_track)  # type: ignore[attr-defined]

@@ -159,7 +159,7 @@ class HitRunner:
         flood: ReplayFlood | None = None,
     ) -> None:
         """``notices_durable``: called right after ``on_stored``; returns what completes once the notices of
-        every hit handed to ``on_stored`` so far are durable (`processors.notify.NoticeHub.durable`). Offsets
+        every hit handed to ``on_stored`` so far are durable (`notices.hub.NoticeHub.durable`). Offsets
         are committed only past flushes whose ticket completed. ``max_unsettled``: flushes allowed to wait
         for their notices before the loop stops fetching. ``settle_deadline_s``: how long a rebalance or a
         stop waits for tickets before leaving the rest uncommitted."""

@@ -7,7 +7,7 @@ id, so a notice replayed after a crash has the same id and receivers deduplicate
 
 ``first`` marks the first human open of a message: the open with the earliest ``received_at`` (ties broken by
 hit id) among those stored. It is decided with a ClickHouse lookup after the hit is stored, never from
-memory, so it survives restarts and replays (`processors.notify.MessageLookup`).
+memory, so it survives restarts and replays (`notices.making.MessageLookup`).
 
 This module is pure: types, encoding and the public JSON shape. It never does I/O.
 """

@@ -8,7 +8,7 @@ address its host is or resolves to must be public unicast. ``allow_private``
 non-public unicast ranges; an unspecified, multicast or broadcast address is never a target.
 
 The rule is applied at registration (`api.webhooks`) and again at every connection the dispatcher makes
-(`processors.webhook_transport`), which resolves the name itself and connects only to an address it vetted,
+(`notices.transport`), which resolves the name itself and connects only to an address it vetted,
 so a DNS answer that changes in between (rebinding) cannot bring a private address back in.
 
 Pure: no DNS, no sockets (`socket.inet_aton` only parses).

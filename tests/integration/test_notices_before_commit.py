@@ -19,9 +19,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from ingest.bus import BusRecord, MemoryBus
 from ingest.kafka_bus import KafkaPublisher, KafkaSource
+from notices.hub import NoticeHub
+from notices.kafka import NoticeProducer
+from notices.making import MessageLookup
 from processors.geo import GeoLookup
-from processors.notice_bus import NoticeProducer
-from processors.notify import MessageLookup, NoticeHub
 from processors.pipeline import HitProcessor
 from processors.ranges import load_ranges
 from processors.runner import HitRunner

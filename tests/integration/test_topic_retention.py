@@ -16,9 +16,9 @@ from ingest.kafka_admin import ensure_topics
 from ingest.kafka_publisher import KafkaPublisher
 from ingest.kafka_source import KafkaSource
 from ingest.privacy_bus import ensure_privacy_topic
+from notices.kafka import NoticeProducer
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import build_components
-from processors.notice_bus import NoticeProducer
 from schemas.topics import TopicRetention, Topics
 
 HOUR = 3_600_000

@@ -27,18 +27,15 @@ from aiokafka import TopicPartition
 from litestar import Litestar, Request, Response, post
 from litestar.params import FromPath
 
+from notices.directory import WebhookDirectory
+from notices.dispatcher import WebhookDispatcher
+from notices.kafka import NoticeConsumer, NoticeProducer
+from notices.live import LiveFeed
+from notices.retries import RetryPolicy
+from notices.signing import verify
+from notices.wiring import Notifications, in_process
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import build_app, build_components
-from processors.notice_bus import NoticeConsumer, NoticeProducer
-from processors.notify import (
-    LiveFeed,
-    Notifications,
-    RetryPolicy,
-    WebhookDirectory,
-    WebhookDispatcher,
-    in_process,
-    verify,
-)
 from schemas.notices import WEBHOOK_COLUMNS, Notice, Webhook
 from schemas.store import Store
 from schemas.topics import Topics

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from api.erasure_residue import names_recipient
-from processors.notify import AttemptLog, Delivery, PendingDelivery
+from notices.attempts import AttemptLog
+from notices.deliveries import Delivery
+from notices.outbox import PendingDelivery
 from schemas.store import StoreError
 
 

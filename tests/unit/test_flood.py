@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from notices.making import notices_of
 from pixelpipe.settings import SettingsError, load
 from processors.flood import FLOOD, ReplayFlood, bucket_key
 from processors.geo import GeoLookup
-from processors.notify import notices_of
 from processors.pipeline import HitProcessor
 from processors.ranges import load_ranges
 from schemas.events import RawHit

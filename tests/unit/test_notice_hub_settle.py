@@ -8,32 +8,11 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from processors.geo import Geo
-from processors.notify import NoticeHub, Notifications
-from processors.pipeline import ProcessedHit
-from processors.useragent import Agent
-from schemas.events import RawHit
-from schemas.verdicts import Classification, Verdict
+from notices.hub import NoticeHub
+from notices.wiring import Notifications
+from schemas.verdicts import Verdict
+from tests.notice_samples import stored_hit
 from tests.notice_sinks import GatedSink, running
-
-
-def stored(hit_id: str, verdict: Verdict = Verdict.HUMAN) -> tuple[ProcessedHit, Classification]:
-    hit = RawHit(
-        hit_id=hit_id,
-        kind="open",
-        received_at_ms=1_700_000_000_000,
-        ip="81.2.69.160",
-        user_agent="Mozilla/5.0",
-        token_ok=True,
-        account="acme",
-        campaign_id="spring",
-        message_id="m1",
-        sent_at=1_699_999_000,
-    )
-    c = Classification(verdict, "why")
-    return ProcessedHit(
-        hit, "memory:0:1", Geo(country="GB"), Agent("Apple Mail", "16", "iOS", "mobile"), c
-    ), c
 
 
 async def settles(future: asyncio.Future[None], timeout_s: float = 30.0) -> None:
@@ -54,10 +33,10 @@ async def test_a_ticket_completes_once_its_batches_reached_every_sink_and_not_be
     assert nothing_yet.done()  # nothing published: nothing to wait for
     second.gate.clear()
     async with running(hub):
-        hub.publish([stored("h1"), stored("h2")])
+        hub.publish([stored_hit("h1"), stored_hit("h2")])
         await eventually(lambda: second.entered == 1)  # the first sink has them, the second waits
         ticket = hub.durable()
-        hub.publish([stored("h3")])
+        hub.publish([stored_hit("h3")])
         later = hub.durable()
         assert hub.queued == 1  # h3 waits behind the batch held at the second sink
         assert first.took == [["h1", "h2"]]
@@ -77,7 +56,7 @@ async def test_a_failing_sink_holds_the_ticket_until_it_takes_the_notices() -> N
     sink.failing = True
     hub = NoticeHub(sinks=[sink], retry_s=(0.01, 0.02))
     async with running(hub):
-        hub.publish([stored("h1")])
+        hub.publish([stored_hit("h1")])
         ticket = hub.durable()
         await eventually(lambda: sink.failures >= 3)  # retried, with backoff
         assert not ticket.done()
@@ -90,7 +69,7 @@ async def test_batches_that_make_no_notice_settle_too() -> None:
     sink = GatedSink()
     hub = NoticeHub(sinks=[sink])
     async with running(hub):
-        hub.publish([stored("b1", Verdict.BOT), stored("i1", Verdict.INVALID)])
+        hub.publish([stored_hit("b1", Verdict.BOT), stored_hit("i1", Verdict.INVALID)])
         await settles(hub.durable())
         assert sink.took == []
 
@@ -100,10 +79,10 @@ async def test_a_dropped_batch_is_counted_and_never_holds_a_ticket() -> None:
     sink.gate.clear()
     hub = NoticeHub(sinks=[sink], max_queued=3)
     async with running(hub):
-        hub.publish([stored("h1"), stored("h2")])  # taken by the hub's task, which waits at the sink
+        hub.publish([stored_hit("h1"), stored_hit("h2")])  # taken by the hub's task, which waits at the sink
         await eventually(lambda: sink.entered == 1)
-        hub.publish([stored("h3"), stored("h4")])  # queued: the hub is behind
-        hub.publish([stored("h5"), stored("h6")])  # 2 + 2 > 3 with h3, h4 waiting: dropped
+        hub.publish([stored_hit("h3"), stored_hit("h4")])  # queued: the hub is behind
+        hub.publish([stored_hit("h5"), stored_hit("h6")])  # 2 + 2 > 3 with h3, h4 waiting: dropped
         assert hub.dropped == 2
         ticket = hub.durable()
         sink.gate.set()
@@ -114,7 +93,7 @@ async def test_a_dropped_batch_is_counted_and_never_holds_a_ticket() -> None:
 async def test_one_batch_larger_than_the_bound_is_taken_when_nothing_else_waits() -> None:
     sink = GatedSink()
     hub = NoticeHub(sinks=[sink], max_queued=2)
-    hub.publish([stored("h1"), stored("h2"), stored("h3")])
+    hub.publish([stored_hit("h1"), stored_hit("h2"), stored_hit("h3")])
     assert hub.dropped == 0
     ticket = hub.durable()
     async with running(hub):
@@ -127,7 +106,7 @@ async def test_a_stop_cancels_the_tickets_of_notices_never_handed_on() -> None:
     sink.failing = True
     hub = NoticeHub(sinks=[sink], retry_s=(0.01, 0.01))
     await hub.start()
-    hub.publish([stored("h1")])
+    hub.publish([stored_hit("h1")])
     ticket = hub.durable()
     await hub.stop(deadline_s=0.2)
     assert ticket.cancelled()

@@ -9,7 +9,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from processors.notify import Delivery, MessageLookup, Outbox, plan_deliveries
+from notices.deliveries import Delivery, plan_deliveries
+from notices.making import MessageLookup
+from notices.outbox import Outbox
 from schemas.notices import Notice, Webhook
 from schemas.privacy_change import (
     MalformedPrivacyChange,

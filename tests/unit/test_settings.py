@@ -113,7 +113,7 @@ def test_the_native_edge_cannot_be_on_where_it_is_not_installed(
 
 
 def test_the_notify_group_follows_the_topic_prefix() -> None:
-    from processors.notice_bus import notify_group
+    from notices.kafka import notify_group
 
     assert notify_group("") == "pixelpipe-notify"
     assert notify_group("staging") == "staging.pixelpipe-notify"

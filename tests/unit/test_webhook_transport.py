@@ -15,8 +15,11 @@ import httpcore
 import httpx
 import pytest
 
-from processors.notify import AttemptLog, RetryPolicy, WebhookDirectory, WebhookDispatcher
-from processors.webhook_transport import GuardedBackend, GuardedTransport
+from notices.attempts import AttemptLog
+from notices.directory import WebhookDirectory
+from notices.dispatcher import WebhookDispatcher
+from notices.retries import RetryPolicy
+from notices.transport import GuardedBackend, GuardedTransport
 from schemas.notices import Notice, Webhook
 from schemas.store import Store
 from schemas.webhook_guard import BlockedTarget, IPAddress

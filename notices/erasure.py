@@ -2,7 +2,7 @@
 recipients held back.
 
 An erased recipient's address is in the webhook outbox (the bodies, kept 24 h after delivery, and pending
-ones retried for over an hour), in `processors.notify.MessageLookup`'s cache and in the live feed's ring of
+ones retried for over an hour), in `notices.making.MessageLookup`'s cache and in the live feed's ring of
 recent notices (`Last-Event-ID` resumes); `NotificationEraser` drops all three, found by the recipient's
 tags (every notice carries its hit's tag) or, when the caller knows them (the API in the same process), by
 message id. `without_suppressed` wraps a notice sink so that a notice of a
@@ -22,7 +22,10 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
-from processors.notify import LiveFeed, MessageLookup, NoticeSink, WebhookDispatcher
+from notices.dispatcher import WebhookDispatcher
+from notices.hub import NoticeSink
+from notices.live import LiveFeed
+from notices.making import MessageLookup
 from schemas.notices import Notice
 from schemas.privacy_change import PrivacyChange
 from schemas.suppression import DoNotTrack

@@ -1,6 +1,6 @@
 """Notices on Kafka: the processor publishes them to the ``enriched`` topic; delivery and live feeds read it.
 
-Owns the aiokafka clients of the notice path. `NoticeProducer.send` is a `processors.notify.NoticeHub` sink:
+Owns the aiokafka clients of the notice path. `NoticeProducer.send` is a `notices.hub.NoticeHub` sink:
 it returns once the broker acknowledged every notice of the batch (idempotent producer, ``acks=all``), in
 records of many notices (`schemas.notices.encode_notice_batch`), each notice on the partition its key
 (account and message) picks, so that a message's notices stay in order on one partition. `NoticeConsumer`
@@ -8,7 +8,7 @@ reads them back: with a group (``pixelpipe-notify``, the webhook dispatcher) it 
 only after its handler returned — for the dispatcher, once the deliveries are in its outbox on disk; without
 a group (an API process's live feed) it tails every partition from the end and commits nothing.
 
-Never decides what a notice says (`schemas.notices`, `processors.notify`), never stops on a malformed record
+Never decides what a notice says (`schemas.notices`, `notices.making`), never stops on a malformed record
 (logged, counted, skipped: a notice is not worth a stuck partition), never commits past what its handler took.
 """
 
@@ -24,6 +24,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import Counter
 
 from ingest.kafka_admin import BATCHED_FETCH, KeyPartitions, RenewingProducer, ensure_topics
+from notices.retries import until_taken
+from schemas.backoff import Backoff
 from schemas.notices import MalformedNotice, Notice, decode_notice_batch, encode_notice_batch
 from schemas.topics import Topics
 
@@ -202,16 +204,9 @@ class NoticeConsumer:
                     await self._consumer.commit(mine)
 
     async def _handle(self, notices: Sequence[Notice]) -> None:
-        delay = self._retry_min
-        while True:
-            try:
-                await self.handler(notices)
-            except Exception as exc:  # the handler's store or disk is away: the same batch again, later
-                log.warning("notice handler failed (%r); retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self._retry_max)
-            else:
-                return
+        # The handler's store or disk is away: the same batch again, later; never skipped (`until_taken`).
+        backoff = Backoff(self._retry_min, self._retry_max)
+        await until_taken(lambda: self.handler(notices), what="notice handler", backoff=backoff, log=log)
 
 
 def _log_crash(task: asyncio.Task[None]) -> None:

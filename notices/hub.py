@@ -1,0 +1,191 @@
+"""The notice hub: takes each batch the processor stored and hands its notices to the sinks, in stored order.
+
+Must never block or raise in `NoticeHub.publish` (the processor calls it between its insert and its commit);
+never let a sink's failure or slowness reach the processor (the queue is bounded: past the bound a batch is
+dropped and counted in ``pixelpipe_notices_dropped_total``). On Kafka the processor commits raw offsets only
+once `NoticeHub.durable` says the notices of what it stored were handed to every sink (`processors.runner`).
+The sinks: in one process the live feed and the webhook dispatcher; on Kafka the ``enriched`` topic's
+producer (`notices.kafka`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Final, TypeVar
+
+from prometheus_client import Counter
+
+from notices.making import MessageLookup, Stored, notices_of
+from notices.retries import until_taken
+from processors.pipeline import ProcessedHit
+from schemas.backoff import Backoff
+from schemas.notices import Notice
+from schemas.verdicts import Classification
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+NoticeSink = Callable[[Sequence[Notice]], Awaitable[None]]
+
+NOTICES = Counter("pixelpipe_notices_total", "Notices made from stored hits", ["type"])
+NOTICES_DROPPED = Counter("pixelpipe_notices_dropped_total", "Notices dropped: the hub's queue was full")
+MAX_PASS: Final = 5000  # stored hits the hub takes on in one pass
+
+
+class NoticeHub:
+    """Takes each stored batch from the processor and hands its notices to the sinks, in stored order.
+
+    `publish` only appends to a bounded queue (``max_queued`` stored hits) and returns; the hub's own task
+    makes the notices, completes them (`MessageLookup`, in a worker thread) and awaits each sink in turn.
+    A sink that raises is retried with backoff until it takes the batch, which is never given up
+    (`notices.retries.until_taken` says why; the queue fills meanwhile, and past its bound batches are
+    dropped and counted): `publish` never waits for a sink.
+
+    `durable` is how a caller that must not go on before the notices are safe waits for them: it returns a
+    future that completes once every batch published before the call has been handed to every sink (on
+    Kafka: acknowledged by the broker). Batches settle in publish order. A dropped batch counts as settled
+    (it was counted instead: a drop never holds anything up); the processor on Kafka applies backpressure
+    long before the bound, so there it does not happen. Futures still waiting when the hub stops are
+    cancelled: those notices were not handed on.
+    """
+
+    def __init__(
+        self,
+        *,
+        lookup: MessageLookup | None = None,
+        sinks: Iterable[NoticeSink] = (),
+        max_queued: int = 100_000,
+        clock: Callable[[], float] = time.time,
+        retry_s: tuple[float, float] = (0.1, 5.0),
+    ) -> None:
+        if max_queued <= 0:
+            raise ValueError("max_queued must be positive")
+        self.lookup = lookup
+        self.sinks: list[NoticeSink] = list(sinks)
+        self.max_queued = max_queued
+        self.clock = clock
+        self._backoff = Backoff(*retry_s)
+        self._queue: collections.deque[tuple[int, Stored]] = collections.deque()  # (sequence, batch)
+        self._queued = 0
+        self._published = 0  # sequence number of the last batch queued
+        self._settled = 0  # every batch up to this number has been handed to every sink
+        self._waiters: collections.deque[tuple[int, asyncio.Future[None]]] = collections.deque()
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.dropped = 0
+
+    def publish(self, stored: Stored) -> None:
+        """The runner's ``on_stored`` callback. Never blocks, never raises."""
+        if not stored:
+            return
+        # The bound is against falling behind: a batch is always taken when nothing else waits.
+        if self._queue and self._queued + len(stored) > self.max_queued:
+            self.dropped += len(stored)
+            NOTICES_DROPPED.inc(len(stored))
+            log.warning("notice queue full: dropped a batch of %d stored hits", len(stored))
+            return
+        self._published += 1
+        self._queue.append((self._published, stored))
+        self._queued += len(stored)
+        if self._wake is not None:
+            self._wake.set()
+
+    def durable(self) -> asyncio.Future[None]:
+        """Completes once every batch published so far has been handed to every sink (cancelled if the hub
+        stops first). Call on the event loop; never blocks."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._settled >= self._published:
+            future.set_result(None)
+        else:
+            self._waiters.append((self._published, future))
+        return future
+
+    @property
+    def queued(self) -> int:
+        return self._queued
+
+    @property
+    def unsettled(self) -> int:
+        """Batches published and not yet handed to every sink."""
+        return self._published - self._settled
+
+    def _settle(self, upto: int) -> None:
+        self._settled = max(self._settled, upto)
+        while self._waiters and self._waiters[0][0] <= self._settled:
+            _, future = self._waiters.popleft()
+            if not future.done():
+                future.set_result(None)
+
+    async def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name="pixelpipe-notice-hub")
+
+    async def stop(self, deadline_s: float = 3.0) -> None:
+        """Hand what is queued to the sinks within ``deadline_s``, then stop."""
+        if self._task is None:
+            return
+        self._stopping = True
+        if self._wake is not None:
+            self._wake.set()
+        done, _ = await asyncio.wait({self._task}, timeout=deadline_s)
+        if not done:
+            self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            try:
+                await self._task
+            except Exception:
+                log.exception("notice hub: a sink failed at stop")
+        if self._queued:
+            log.warning("notice hub: %d stored hits not handed on at stop", self._queued)
+        while self._waiters:  # never handed on: whoever waits must not take them for durable
+            self._waiters.popleft()[1].cancel()
+        self._task = None
+
+    async def _run(self) -> None:
+        assert self._wake is not None  # noqa: S101 - set in start()
+        while True:
+            if not self._queue:
+                if self._stopping:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            # Behind (a slow lookup or sink): take several batches at once, so one lookup serves them all.
+            stored: list[tuple[ProcessedHit, Classification]] = []
+            upto = self._settled
+            while self._queue and (not stored or len(stored) + len(self._queue[0][1]) <= MAX_PASS):
+                upto, batch = self._queue.popleft()
+                self._queued -= len(batch)
+                stored.extend(batch)
+            notices = notices_of(stored, int(self.clock() * 1000))
+            if notices:
+                if self.lookup is not None:
+                    notices = await self._retrying("message lookup", self._complete, notices)
+                for kind, count in collections.Counter(n.type for n in notices).items():
+                    NOTICES.labels(kind).inc(count)
+                for sink in self.sinks:
+                    await self._retrying(getattr(sink, "__qualname__", "sink"), sink, notices)
+            self._settle(upto)
+
+    async def _complete(self, notices: Sequence[Notice]) -> list[Notice]:
+        assert self.lookup is not None  # noqa: S101 - checked by the caller
+        return await asyncio.to_thread(self.lookup.complete, notices)
+
+    async def _retrying(
+        self, what: str, step: Callable[[Sequence[Notice]], Awaitable[T]], notices: Sequence[Notice]
+    ) -> T:
+        # Any sink (SQLite, Kafka, a lookup) is retried, never fatal to the hub, and a batch is never given
+        # up, even on a failure `retriable()` says cannot pass: `until_taken` says why.
+        return await until_taken(
+            lambda: step(notices),
+            what=f"notice hub: {what}",
+            backoff=self._backoff,
+            log=log,
+            give_up=lambda: self._stopping,
+        )
