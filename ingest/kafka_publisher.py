@@ -1,4 +1,4 @@
-"""The edge's side of the Kafka bus: `KafkaPublisher`, an `ingest.bus.HitPublisher`.
+"""The edge's side of the Kafka bus: `KafkaPublisher`, a `bus.port.HitPublisher`.
 
 Owns the edge's aiokafka producer, its delivery state machine and its use of the on-disk spool
 (`ingest.spool`). Never blocks or raises in `KafkaPublisher.publish` (the pixel is already answered), never
@@ -11,7 +11,7 @@ Edge delivery order (`KafkaPublisher`); per message, hits reach the topic in the
 2. The pump task moves the buffer, in order, to exactly one place:
    - the aiokafka producer (idempotent, ``acks=all``, compressed), while the broker is reachable and the
      spool is empty. Each hit goes to the partition its message's key picks (Kafka's default partitioner,
-     `ingest.kafka_admin.KeyPartitions`), so all hits of a message share a partition, in order; the hits
+     `bus.partitioner.KeyPartitions`), so all hits of a message share a partition, in order; the hits
      taken in one step travel as one record per partition (`schemas.events.join_hits`, at most
      ``_RECORD_MAX_HITS`` hits or ``_RECORD_MAX_BYTES``): aiokafka's Python costs per record, not per byte.
      A step waits ``gather_ms`` after the first hit arrives (Kafka's ``linger.ms``, one level up), so that
@@ -57,15 +57,12 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
+from bus import metrics as bus_metrics
+from bus.kafka_config import acked_producer, default_compression
+from bus.partitioner import KeyPartitions
+from bus.renewing_producer import PRODUCER_FATAL, close_producer
+from bus.topics import ensure_topics
 from ingest import metrics
-from ingest.kafka_admin import (
-    PRODUCER_FATAL,
-    KeyPartitions,
-    acked_producer,
-    close_producer,
-    default_compression,
-    ensure_topics,
-)
 from ingest.spool import Spool, SpoolOrderError
 from schemas.events import RawHit, encode_hit, join_hits
 from schemas.topics import Topics
@@ -271,7 +268,7 @@ class KafkaPublisher:
         """`publish` of a hit already encoded (`encode_hit`) and keyed (`RawHit.partition_key`): what the
         edge's native fast path hands over."""
         record = (key, value)
-        metrics.HITS_PUBLISHED.inc()
+        bus_metrics.HITS_PUBLISHED.inc()
         if self._stopped:
             self._count_dropped(1, "publisher is stopped")
             return

@@ -31,7 +31,8 @@ from api.privacy import PrivacyController, PrivacyPropagation, load_suppressed, 
 from api.recipient_path import raw_recipient, recipient_paths
 from api.routes import ApiContext, BatchIn, CampaignController, InstrumentIn, MessageController, MessageIn
 from api.webhooks import WebhookController, WebhookIn
-from ingest.bus import HitPublisher, HitSource, MemoryBus
+from bus.memory import MemoryBus
+from bus.port import HitPublisher, HitSource
 from ingest.edge import ASGIApp, Edge
 from pixelpipe.privacy import PrivacyWiring, privacy_wiring
 from pixelpipe.settings import Settings
@@ -56,7 +57,7 @@ from schemas.suppression import DoNotTrack
 from schemas.topics import Topics
 
 if TYPE_CHECKING:
-    from ingest.kafka_bus import KafkaSource
+    from processors.kafka_source import KafkaSource
 
 log = logging.getLogger(__name__)
 
@@ -226,16 +227,18 @@ def build_components(
         memory = MemoryBus(settings.bus_capacity)
         c.publisher, c.source = memory, memory
     else:
-        from ingest import kafka_bus  # noqa: PLC0415 - only distributed roles need aiokafka loaded
+        # only distributed roles need aiokafka loaded
+        from ingest.kafka_publisher import KafkaPublisher  # noqa: PLC0415
+        from processors.kafka_source import DeadLetterPublisher, KafkaSource  # noqa: PLC0415
 
         if "edge" in roles:
-            c.publisher = kafka_bus.KafkaPublisher(
+            c.publisher = KafkaPublisher(
                 settings.kafka_bootstrap, topics, spool_dir=settings.data_dir / "spool"
             )
         if "process" in roles:
-            kafka_source = kafka_bus.KafkaSource(settings.kafka_bootstrap, topics, group_id=group_id)
+            kafka_source = KafkaSource(settings.kafka_bootstrap, topics, group_id=group_id)
             c.source = kafka_source
-            dead_letters = kafka_bus.DeadLetterPublisher(settings.kafka_bootstrap, topics)
+            dead_letters = DeadLetterPublisher(settings.kafka_bootstrap, topics)
     if "edge" not in roles and memory is not None:
         c.publisher = None
     if "process" in roles and c.source is not None and c.store is not None:

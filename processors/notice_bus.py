@@ -23,7 +23,10 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client import Counter
 
-from ingest.kafka_admin import BATCHED_FETCH, KeyPartitions, RenewingProducer, ensure_topics
+from bus.kafka_config import BATCHED_FETCH
+from bus.partitioner import KeyPartitions
+from bus.renewing_producer import RenewingProducer
+from bus.topics import ensure_topics
 from schemas.notices import MalformedNotice, Notice, decode_notice_batch, encode_notice_batch
 from schemas.topics import Topics
 

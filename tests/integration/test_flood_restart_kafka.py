@@ -24,9 +24,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from ingest.kafka_bus import KafkaSource
 from processors.flood import ReplayFlood
 from processors.geo import GeoLookup
+from processors.kafka_source import KafkaSource
 from processors.pipeline import HitProcessor
 from processors.ranges import load_ranges
 from processors.runner import HitRunner

@@ -12,16 +12,11 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from ingest.bus import BusRecord
-from ingest.kafka_admin import close_producer, start_acked_producer
-from ingest.kafka_bus import (
-    DeadLetterPublisher,
-    DeliveryMode,
-    KafkaPublisher,
-    KafkaSource,
-    pack_keyed,
-    unpack_keyed,
-)
+from bus.kafka_config import start_acked_producer
+from bus.port import BusRecord
+from bus.renewing_producer import close_producer
+from ingest.kafka_publisher import DeliveryMode, KafkaPublisher, pack_keyed, unpack_keyed
+from processors.kafka_source import DeadLetterPublisher, KafkaSource
 from schemas.events import RawHit, decode_hit, encode_hit, split_hits
 from schemas.topics import Topics
 from tests.kafka_broker import LocalKafka, free_ports

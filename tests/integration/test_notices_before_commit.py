@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from ingest.bus import BusRecord, MemoryBus
-from ingest.kafka_bus import KafkaPublisher, KafkaSource
+from bus.memory import MemoryBus
+from bus.port import BusRecord
+from ingest.kafka_publisher import KafkaPublisher
 from processors.geo import GeoLookup
+from processors.kafka_source import KafkaSource
 from processors.notice_bus import NoticeProducer
 from processors.notify import MessageLookup, NoticeHub
 from processors.pipeline import HitProcessor

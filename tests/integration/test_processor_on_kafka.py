@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from ingest.kafka_bus import DeadLetterPublisher, KafkaPublisher, KafkaSource
+from ingest.kafka_publisher import KafkaPublisher
 from processors import metrics
 from processors.geo import GeoLookup
+from processors.kafka_source import DeadLetterPublisher, KafkaSource
 from processors.pipeline import HitProcessor
 from processors.ranges import load_ranges
 from processors.runner import HitRunner

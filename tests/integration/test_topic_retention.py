@@ -12,12 +12,12 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from ingest.kafka_admin import ensure_topics
+from bus.privacy_feed import ensure_privacy_topic
+from bus.topics import ensure_topics
 from ingest.kafka_publisher import KafkaPublisher
-from ingest.kafka_source import KafkaSource
-from ingest.privacy_bus import ensure_privacy_topic
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import build_components
+from processors.kafka_source import KafkaSource
 from processors.notice_bus import NoticeProducer
 from schemas.topics import TopicRetention, Topics
 
@@ -144,7 +144,7 @@ async def test_an_existing_topic_is_brought_into_line_and_keeps_the_operators_ot
 
     # A second start finds nothing to change, and a changed setting is applied at the next start.
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="ingest.kafka_admin"):
+    with caplog.at_level(logging.INFO, logger="bus.topics"):
         assert (
             await ensure_topics(
                 kafka_bootstrap,
@@ -157,7 +157,7 @@ async def test_an_existing_topic_is_brought_into_line_and_keeps_the_operators_ot
         )
     assert caplog.records == []
     shorter = TopicRetention(raw_hours=24)
-    with caplog.at_level(logging.INFO, logger="ingest.kafka_admin"):
+    with caplog.at_level(logging.INFO, logger="bus.topics"):
         await ensure_topics(
             kafka_bootstrap,
             [kafka_topics.raw_hits],

@@ -26,7 +26,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
-from ingest.kafka_admin import RenewingProducer, ensure_topics
+from bus.renewing_producer import RenewingProducer
+from bus.topics import ensure_topics
 from schemas.privacy_change import (
     MalformedPrivacyChange,
     PrivacyChange,

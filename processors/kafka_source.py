@@ -16,9 +16,11 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
 
-from ingest import metrics
-from ingest.bus import BusRecord
-from ingest.kafka_admin import BATCHED_FETCH, RenewingProducer, ensure_topics
+from bus.kafka_config import BATCHED_FETCH
+from bus.port import BusRecord
+from bus.renewing_producer import RenewingProducer
+from bus.topics import ensure_topics
+from processors import metrics
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -201,7 +203,7 @@ class DeadLetterPublisher:
         key = f"{record.topic}:{record.partition}".encode()
         async with self._producer.use() as producer:
             await producer.send_and_wait(self.topics.dead_letter, record.value, key=key, headers=headers)
-        metrics.DEAD_LETTERS.inc()
+        metrics.DEAD_LETTERED.inc()
         log.warning("dead-lettered %s: %s", record.source, reason)
 
     async def stop(self) -> None:
