@@ -18,8 +18,6 @@ from aiokafka.errors import (
     UnknownProducerId,
 )
 
-from bus.kafka_config import start_acked_producer
-
 log = logging.getLogger(__name__)
 
 # Errors after which an idempotent producer is unusable (its sequence numbers or its producer id are no longer
@@ -28,23 +26,23 @@ PRODUCER_FATAL: Final = (OutOfOrderSequenceNumber, ProducerFenced, ProducerClose
 
 
 class RenewingProducer:
-    """An acked producer (`bus.kafka_config.acked_producer`) that replaces itself after an error no retry on
-    it can fix (`PRODUCER_FATAL`). The call that met the error still raises it, so the caller's own retry (the
-    notice hub's, the dead-letter path's, the API's answer) reaches a fresh producer instead of failing the
-    same way for ever. A producer that cannot be started raises `KafkaError` (or `OSError`) from `use`, and
-    the next `use` tries again."""
+    """An acked producer (`bus.kafka_config.KafkaConfig.renewing_producer` builds it) that replaces itself
+    after an error no retry on it can fix (`PRODUCER_FATAL`). The call that met the error still raises it, so
+    the caller's own retry (the notice hub's, the dead-letter path's, the API's answer) reaches a fresh
+    producer instead of failing the same way for ever. A producer that cannot be started raises `KafkaError`
+    (or `OSError`) from `use`, and the next `use` tries again."""
 
     def __init__(
         self,
         bootstrap: str,
         client_id: str,
         *,
-        start: Callable[..., Awaitable[Any]] | None = None,
+        start: Callable[..., Awaitable[Any]],
         **options: Any,
     ) -> None:
         self.bootstrap = bootstrap
         self.client_id = client_id
-        self._start = start or start_acked_producer
+        self._start = start  # (bootstrap, client_id, **options) -> a started producer
         self._options = options
         self._producer: Any = None
         self.renewals = 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from bus.kafka_config import KafkaConfig
 from bus.memory import MemoryBus
 from bus.port import BusRecord, HitPublisher, HitSource
 from schemas.events import RawHit, decode_hit, split_hits
@@ -28,8 +29,8 @@ async def bus(
 
     bootstrap = request.getfixturevalue("kafka_bootstrap")
     topics = Topics.with_prefix(f"t{uuid.uuid4().hex[:10]}")
-    publisher = KafkaPublisher(bootstrap, topics, spool_dir=tmp_path / "spool")
-    source = KafkaSource(bootstrap, topics, f"g{uuid.uuid4().hex[:10]}")
+    publisher = KafkaPublisher(KafkaConfig(bootstrap), topics, spool_dir=tmp_path / "spool")
+    source = KafkaSource(KafkaConfig(bootstrap), topics, f"g{uuid.uuid4().hex[:10]}")
     await publisher.start()
     await source.start()
     yield publisher, source

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bus.kafka_config import KafkaConfig
 from bus.memory import MemoryBus
 from bus.port import BusRecord
 from ingest.kafka_publisher import KafkaPublisher
@@ -148,10 +149,10 @@ async def test_raw_offsets_wait_for_the_notices_to_be_acked_on_the_enriched_topi
     offsets = _GroupOffsets(kafka_bootstrap, kafka_topics, kafka_group, partitions)
     committed, all_committed = offsets.committed, offsets.all_committed
 
-    producer = NoticeProducer(kafka_bootstrap, kafka_topics, partitions=partitions)
+    producer = NoticeProducer(KafkaConfig(kafka_bootstrap, partitions=partitions), kafka_topics)
     gate = Gate(producer.send)
     hub = NoticeHub(lookup=MessageLookup(store), sinks=[gate.send], retry_s=(0.05, 0.2))
-    source = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group, partitions=partitions)
+    source = KafkaSource(KafkaConfig(kafka_bootstrap, partitions=partitions), kafka_topics, kafka_group)
     runner = HitRunner(
         source=source,
         store=store,
@@ -162,7 +163,7 @@ async def test_raw_offsets_wait_for_the_notices_to_be_acked_on_the_enriched_topi
         max_unsettled=1000,  # this test is about the commit, not backpressure: store everything meanwhile
     )
     publisher = KafkaPublisher(
-        kafka_bootstrap, kafka_topics, spool_dir=tmp_path / "spool", partitions=partitions
+        KafkaConfig(kafka_bootstrap, partitions=partitions), kafka_topics, spool_dir=tmp_path / "spool"
     )
     await producer.start()
     await hub.start()
@@ -205,10 +206,10 @@ async def test_a_processor_that_dies_before_the_ack_leaves_the_hits_to_be_read_a
     offsets = _GroupOffsets(kafka_bootstrap, kafka_topics, kafka_group, partitions)
     committed, all_committed = offsets.committed, offsets.all_committed
 
-    producer = NoticeProducer(kafka_bootstrap, kafka_topics, partitions=partitions)
+    producer = NoticeProducer(KafkaConfig(kafka_bootstrap, partitions=partitions), kafka_topics)
     await producer.start()
     publisher = KafkaPublisher(
-        kafka_bootstrap, kafka_topics, spool_dir=tmp_path / "spool", partitions=partitions
+        KafkaConfig(kafka_bootstrap, partitions=partitions), kafka_topics, spool_dir=tmp_path / "spool"
     )
     await publisher.start()
     hits = [_hit(i) for i in range(HITS)]
@@ -217,7 +218,7 @@ async def test_a_processor_that_dies_before_the_ack_leaves_the_hits_to_be_read_a
     gate = Gate(producer.send)
     gate.held.clear()
     hub = NoticeHub(lookup=MessageLookup(store), sinks=[gate.send])
-    source = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group, partitions=partitions)
+    source = KafkaSource(KafkaConfig(kafka_bootstrap, partitions=partitions), kafka_topics, kafka_group)
     runner = HitRunner(
         source=source,
         store=store,
@@ -248,7 +249,7 @@ async def test_a_processor_that_dies_before_the_ack_leaves_the_hits_to_be_read_a
 
     # The next processor of the group reads them again, stores them again (counted once) and notifies.
     hub = NoticeHub(lookup=MessageLookup(store), sinks=[producer.send])
-    source = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group, partitions=partitions)
+    source = KafkaSource(KafkaConfig(kafka_bootstrap, partitions=partitions), kafka_topics, kafka_group)
     runner = HitRunner(
         source=source,
         store=store,
@@ -366,14 +367,13 @@ async def test_waiting_past_max_poll_interval_leaves_the_group_and_loses_nothing
     offsets = _GroupOffsets(kafka_bootstrap, kafka_topics, kafka_group, partitions)
     committed, all_committed = offsets.committed, offsets.all_committed
 
-    producer = NoticeProducer(kafka_bootstrap, kafka_topics, partitions=partitions)
+    producer = NoticeProducer(KafkaConfig(kafka_bootstrap, partitions=partitions), kafka_topics)
     gate = Gate(producer.send)
     hub = NoticeHub(lookup=MessageLookup(store), sinks=[gate.send], retry_s=(0.05, 0.2))
     source = KafkaSource(
-        kafka_bootstrap,
+        KafkaConfig(kafka_bootstrap, partitions=partitions),
         kafka_topics,
         kafka_group,
-        partitions=partitions,
         session_timeout_ms=6000,
         heartbeat_interval_ms=500,
         max_poll_interval_ms=2000,
@@ -397,7 +397,7 @@ async def test_waiting_past_max_poll_interval_leaves_the_group_and_loses_nothing
 
     source.on_revoked = on_revoked
     publisher = KafkaPublisher(
-        kafka_bootstrap, kafka_topics, spool_dir=tmp_path / "spool", partitions=partitions
+        KafkaConfig(kafka_bootstrap, partitions=partitions), kafka_topics, spool_dir=tmp_path / "spool"
     )
     await producer.start()
     await hub.start()
