@@ -707,6 +707,3 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 def _log_task_error(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("closing an abandoned Kafka producer failed: %r", task.exception())
-
-
-# -- processors' side ----------------------------------------------------------------------------------------
