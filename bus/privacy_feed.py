@@ -162,7 +162,8 @@ class PrivacyFeed:
             self._task = None
 
     async def _run(self) -> None:
-        # Not reset after a good run: a broker that keeps dropping the feed is not asked ever faster.
+        # Never reset after a run that went well (as before this used `Retry`): a later drop may wait up to
+        # `max_s` at once, which a feed that has caught up can afford.
         retry = Retry(self._backoff)
         while True:
             try:
