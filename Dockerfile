@@ -17,6 +17,7 @@ COPY native native
 # The dependencies first (a layer that changes only with uv.lock or native/), then the project.
 RUN uv sync --locked --no-dev --no-group bench --no-install-project
 COPY schemas schemas
+COPY bus bus
 COPY ingest ingest
 COPY processors processors
 COPY notices notices

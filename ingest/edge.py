@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote, urlsplit
 
+from bus.port import EncodedHitPublisher, HitPublisher
 from ingest import metrics
-from ingest.bus import EncodedHitPublisher, HitPublisher
 from ingest.client_ip import Network, client_ip
 from ingest.native import NativeEdge, PixelPath, pixel_path
 from schemas.events import SCHEMA_VERSION, HitKind, RawHit

@@ -1,4 +1,4 @@
-"""The edge's side of the Kafka bus: `KafkaPublisher`, an `ingest.bus.HitPublisher`.
+"""The edge's side of the Kafka bus: `KafkaPublisher`, a `bus.port.HitPublisher`.
 
 Owns the edge's aiokafka producer, its delivery state machine and its use of the on-disk spool
 (`ingest.spool`). Never blocks or raises in `KafkaPublisher.publish` (the pixel is already answered), never
@@ -11,7 +11,7 @@ Edge delivery order (`KafkaPublisher`); per message, hits reach the topic in the
 2. The pump task moves the buffer, in order, to exactly one place:
    - the aiokafka producer (idempotent, ``acks=all``, compressed), while the broker is reachable and the
      spool is empty. Each hit goes to the partition its message's key picks (Kafka's default partitioner,
-     `ingest.kafka_admin.KeyPartitions`), so all hits of a message share a partition, in order; the hits
+     `bus.partitioner.KeyPartitions`), so all hits of a message share a partition, in order; the hits
      taken in one step travel as one record per partition (`schemas.events.join_hits`, at most
      ``_RECORD_MAX_HITS`` hits or ``_RECORD_MAX_BYTES``): aiokafka's Python costs per record, not per byte.
      A step waits ``gather_ms`` after the first hit arrives (Kafka's ``linger.ms``, one level up), so that
@@ -57,16 +57,14 @@ from aiokafka.errors import (
     RecordTooLargeError,
 )
 
+from bus import metrics as bus_metrics
+from bus.kafka_config import KafkaConfig
+from bus.partitioner import KeyPartitions
+from bus.renewing_producer import PRODUCER_FATAL, close_producer
+from bus.topics import TopicSetup
 from ingest import metrics
-from ingest.kafka_admin import (
-    PRODUCER_FATAL,
-    KeyPartitions,
-    acked_producer,
-    close_producer,
-    default_compression,
-    ensure_topics,
-)
 from ingest.spool import Spool, SpoolOrderError
+from schemas.backoff import Backoff, Retry
 from schemas.events import RawHit, encode_hit, join_hits
 from schemas.topics import Topics
 
@@ -171,15 +169,11 @@ class KafkaPublisher:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConfig,
         topics: Topics,
         spool_dir: Path,
         *,
-        partitions: int = 6,
-        replication_factor: int = 1,
-        create_topics: bool = True,
-        client_id: str = "pixelpipe-edge",
-        compression_type: str | None = None,
+        setup: TopicSetup | None = None,
         linger_ms: int = 5,
         gather_ms: int = 5,
         max_batch_size: int = 256 * 1024,
@@ -197,14 +191,12 @@ class KafkaPublisher:
     ) -> None:
         if max_buffered <= 0 or max_in_flight <= 0 or stall_timeout_s <= 0:
             raise ValueError("publisher bounds must be positive")
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.topics = topics
         self.spool_dir = spool_dir
-        self._partitions = partitions
-        self._replication_factor = replication_factor
-        self._create_topics = create_topics
-        self._client_id = client_id
-        self._compression = compression_type or default_compression()
+        self._setup = setup or TopicSetup(
+            kafka, topics, [topics.raw_hits, topics.dead_letter, topics.enriched], timeout_s=connect_timeout_s
+        )
         self._linger_ms = linger_ms
         self._max_batch_size = max_batch_size
         self._max_buffered = max_buffered
@@ -217,7 +209,7 @@ class KafkaPublisher:
         }
         self._stall_timeout_s = stall_timeout_s
         self._connect_timeout_s = connect_timeout_s
-        self._backoff_min, self._backoff_max = reconnect_backoff_s
+        self._reconnect = Retry(Backoff(*reconnect_backoff_s))  # between tries to reach the broker
         self._drain_timeout_s = drain_timeout_s
         self._tick_s = tick_s
         self._gather_s = gather_ms / 1000
@@ -231,7 +223,6 @@ class KafkaPublisher:
         self._reachable = False
         self._last_progress = 0.0  # when the broker last acknowledged or answered
         self._spooling = False  # new hits go to the spool (see the module docstring)
-        self._backoff = self._backoff_min
         self._next_connect_at = 0.0
         self._pump_task: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
@@ -271,7 +262,7 @@ class KafkaPublisher:
         """`publish` of a hit already encoded (`encode_hit`) and keyed (`RawHit.partition_key`): what the
         edge's native fast path hands over."""
         record = (key, value)
-        metrics.HITS_PUBLISHED.inc()
+        bus_metrics.HITS_PUBLISHED.inc()
         if self._stopped:
             self._count_dropped(1, "publisher is stopped")
             return
@@ -425,7 +416,7 @@ class KafkaPublisher:
             self.acked_total += acked
             metrics.KAFKA_ACKED.inc(acked)
             self._last_progress = time.monotonic()
-            self._backoff = self._backoff_min
+            self._reconnect.succeeded()
             if not self._reachable and self._producer is not None:
                 log.info("broker acknowledges again")
                 self._reachable = True
@@ -458,7 +449,7 @@ class KafkaPublisher:
         if self._reachable:
             log.warning(
                 "Kafka broker at %s unreachable (%s); spooling hits to %s",
-                self.bootstrap,
+                self.kafka.bootstrap,
                 reason,
                 self.spool_dir,
             )
@@ -593,35 +584,22 @@ class KafkaPublisher:
         now = time.monotonic()
         if self._producer is not None or now < self._next_connect_at:
             return
-        producer = acked_producer(
-            self.bootstrap,
-            self._client_id,
-            compression_type=self._compression,
-            linger_ms=self._linger_ms,
-            max_batch_size=self._max_batch_size,
-        )
+        producer = self.kafka.producer("edge", linger_ms=self._linger_ms, max_batch_size=self._max_batch_size)
         try:
             async with asyncio.timeout(self._connect_timeout_s):
                 await producer.start()
-            if self._create_topics:
-                await ensure_topics(
-                    self.bootstrap,
-                    [self.topics.raw_hits, self.topics.dead_letter, self.topics.enriched],
-                    partitions=self._partitions,
-                    replication_factor=self._replication_factor,
-                    configs=self.topics.configs(),
-                    timeout_s=self._connect_timeout_s,
-                )
+            await self._setup.ready(self._connect_timeout_s)
             self._partition_of.use(await producer.partitions_for(self.topics.raw_hits))
         except (KafkaError, OSError, TimeoutError) as error:
             await close_producer(producer, 0.0)
-            if self._backoff == self._backoff_min:
-                log.warning("Kafka at %s not reachable (%r); spooling and retrying", self.bootstrap, error)
-            self._next_connect_at = time.monotonic() + self._backoff
-            self._backoff = min(self._backoff * 2, self._backoff_max)
+            if self._reconnect.failures == 0:
+                log.warning(
+                    "Kafka at %s not reachable (%r); spooling and retrying", self.kafka.bootstrap, error
+                )
+            self._next_connect_at = time.monotonic() + self._reconnect.failed()
             self._mark_unreachable(repr(error))
             return
-        log.info("connected to Kafka at %s (compression %s)", self.bootstrap, self._compression)
+        log.info("connected to Kafka at %s (compression %s)", self.kafka.bootstrap, self.kafka.compression)
         self._producer = producer
         self._reachable = True
         self._last_progress = time.monotonic()
@@ -634,11 +612,10 @@ class KafkaPublisher:
             async with asyncio.timeout(self._connect_timeout_s):
                 await self._producer.client.fetch_all_metadata()
         except (KafkaError, OSError, TimeoutError):
-            self._next_connect_at = time.monotonic() + self._backoff
-            self._backoff = min(self._backoff * 2, self._backoff_max)
+            self._next_connect_at = time.monotonic() + self._reconnect.failed()
             return
-        self._backoff = self._backoff_min
-        log.info("Kafka broker at %s answers again", self.bootstrap)
+        self._reconnect.succeeded()
+        log.info("Kafka broker at %s answers again", self.kafka.bootstrap)
         self._reachable = True
         self._last_progress = time.monotonic()
 
@@ -659,8 +636,7 @@ class KafkaPublisher:
             task = asyncio.ensure_future(close_producer(producer, 0.0))
             task.add_done_callback(_log_task_error)
         # Back off before the next producer: an error that keeps coming back must not spin.
-        self._next_connect_at = time.monotonic() + self._backoff
-        self._backoff = min(self._backoff * 2, self._backoff_max)
+        self._next_connect_at = time.monotonic() + self._reconnect.failed()
         self._mark_unreachable(repr(error))
 
     # -- stop
@@ -731,6 +707,3 @@ def _retrieve(future: asyncio.Future[Any]) -> None:
 def _log_task_error(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.warning("closing an abandoned Kafka producer failed: %r", task.exception())
-
-
-# -- processors' side ----------------------------------------------------------------------------------------

@@ -5,13 +5,8 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge
 
 HITS = Counter("pixelpipe_edge_hits_total", "Requests answered by the edge", ["kind", "token"])
-HITS_PUBLISHED = Counter("pixelpipe_bus_published_total", "Raw hits handed to the bus")
-BUS_DROPPED = Counter(
-    "pixelpipe_bus_dropped_total", "Raw hits dropped because the in-process bus was full (overflow)"
-)
-BUS_DEPTH = Gauge("pixelpipe_bus_depth", "Raw hits waiting on the in-process bus")
 
-# -- Kafka publisher and its on-disk spool (ingest.kafka_bus, ingest.spool)
+# -- Kafka publisher and its on-disk spool (ingest.kafka_publisher, ingest.spool)
 KAFKA_REACHABLE = Gauge(
     "pixelpipe_kafka_broker_reachable", "1 while the edge delivers hits straight to Kafka, 0 while it spools"
 )
@@ -33,11 +28,6 @@ SPOOL_REPLAYED = Counter(
 SPOOL_CORRUPT = Counter(
     "pixelpipe_spool_corrupt_bytes_total",
     "Bytes of spool segments skipped at start because a record was truncated or failed its CRC",
-)
-DEAD_LETTERS = Counter("pixelpipe_dead_letter_total", "Records sent to the dead-letter topic")
-COMMIT_FAILURES = Counter(
-    "pixelpipe_commit_failures_total",
-    "Offset commits the group refused (a rebalance or an evicted member); the partitions' next owner replays",
 )
 
 # -- connections (ingest.http_protocol.BoundedHttpProtocol, every role's HTTP server)

@@ -10,7 +10,7 @@ recipient who opted out or was erased after the hit was stored (it was on its wa
 the ``enriched`` topic) is not delivered after the purge.
 
 In one process the API calls `NotificationEraser.erase_now` directly; in Kafka mode each process with a
-dispatcher gets the erasure from the privacy topic (`ingest.privacy_bus.PrivacyFeed`, ``on_erased``).
+dispatcher gets the erasure from the privacy topic (`bus.privacy_feed.PrivacyFeed`, ``on_erased``).
 Never touches ClickHouse (the API erases the stored rows).
 """
 

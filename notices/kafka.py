@@ -20,10 +20,12 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from prometheus_client import Counter
 
-from ingest.kafka_admin import BATCHED_FETCH, KeyPartitions, RenewingProducer, ensure_topics
+from bus.kafka_config import KafkaConfig
+from bus.partitioner import KeyPartitions
+from bus.topics import TopicSetup
 from notices.retries import until_taken
 from schemas.backoff import Backoff
 from schemas.notices import MalformedNotice, Notice, decode_notice_batch, encode_notice_batch
@@ -48,34 +50,20 @@ class NoticeProducer:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConfig,
         topics: Topics,
         *,
-        client_id: str = "pixelpipe-notices",
-        create_topics: bool = True,
-        partitions: int = 6,
-        replication_factor: int = 1,
+        setup: TopicSetup | None = None,
         flush_timeout_s: float = 5.0,
     ) -> None:
-        self.bootstrap = bootstrap
         self.topics = topics
-        self._client_id = client_id
-        self._create_topics = create_topics
-        self._partitions = partitions
-        self._replication_factor = replication_factor
+        self._setup = setup or TopicSetup(kafka, topics, [topics.enriched])
         self._flush_timeout_s = flush_timeout_s
-        self._producer = RenewingProducer(bootstrap, client_id, linger_ms=5)
+        self._producer = kafka.renewing_producer("notices", linger_ms=5)
         self._partition_of = KeyPartitions()
 
     async def start(self) -> None:
-        if self._create_topics:
-            await ensure_topics(
-                self.bootstrap,
-                [self.topics.enriched],
-                partitions=self._partitions,
-                replication_factor=self._replication_factor,
-                configs=self.topics.configs(),
-            )
+        await self._setup.ready()
         await self._producer.start()
 
     async def send(self, notices: Sequence[Notice]) -> None:
@@ -116,26 +104,20 @@ class NoticeConsumer:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConfig,
         topics: Topics,
         handler: NoticeHandler,
         *,
         group_id: str | None = NOTIFY_GROUP,
-        client_id: str = "pixelpipe-notify",
-        create_topics: bool = True,
-        partitions: int = 6,
-        replication_factor: int = 1,
+        setup: TopicSetup | None = None,
         max_records: int = 1000,
         retry_s: tuple[float, float] = (0.2, 5.0),
     ) -> None:
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.topics = topics
         self.handler = handler
         self.group_id = group_id
-        self._client_id = client_id
-        self._create_topics = create_topics
-        self._partitions = partitions
-        self._replication_factor = replication_factor
+        self._setup = setup or TopicSetup(kafka, topics, [topics.enriched])
         self._max_records = max_records
         self._retry_min, self._retry_max = retry_s
         self._consumer: Any = None
@@ -144,21 +126,12 @@ class NoticeConsumer:
         self.consumed = 0
 
     async def start(self) -> None:
-        if self._create_topics:
-            await ensure_topics(
-                self.bootstrap,
-                [self.topics.enriched],
-                partitions=self._partitions,
-                replication_factor=self._replication_factor,
-                configs=self.topics.configs(),
-            )
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+        await self._setup.ready()
+        consumer = self.kafka.consumer(
+            "notify",
             group_id=self.group_id,
-            client_id=self._client_id,
-            enable_auto_commit=False,
+            batched=True,
             auto_offset_reset="earliest" if self.group_id else "latest",
-            **BATCHED_FETCH,
         )
         consumer.subscribe([self.topics.enriched])
         await consumer.start()

@@ -34,7 +34,8 @@ from api.recipient_path import raw_recipient, recipient_paths
 from api.recipients import recipient_view
 from api.sql.rollup_upkeep import rollup_retention
 from api.webhooks import WebhookController, WebhookIn
-from ingest.bus import HitPublisher, HitSource, MemoryBus
+from bus.memory import MemoryBus
+from bus.port import HitPublisher, HitSource
 from ingest.edge import ASGIApp, Edge
 from notices.attempts import AttemptLog
 from notices.directory import WebhookDirectory, store_webhooks
@@ -56,7 +57,9 @@ from schemas.suppression import DoNotTrack
 from schemas.topics import Topics
 
 if TYPE_CHECKING:
-    from ingest.kafka_bus import KafkaSource
+    from bus.kafka_config import KafkaConfig
+    from bus.topics import TopicSetup
+    from processors.kafka_source import KafkaSource
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,8 @@ class Components:
     do_not_track: DoNotTrack | None = None
     notifications: Notifications | None = None
     privacy: PrivacyWiring | None = None
+    kafka: KafkaConfig | None = None  # None: the bus is in memory
+    topic_setup: TopicSetup | None = None  # the Kafka topics of these roles, ensured at start
     _runner_task: asyncio.Task[None] | None = None
     _refresh_task: asyncio.Task[None] | None = None
 
@@ -108,6 +113,8 @@ class Components:
         return checks
 
     async def start(self) -> None:
+        if self.topic_setup is not None:
+            self.topic_setup.start()  # in the background: a broker away at start must not stop the process
         if self.privacy is not None:
             self.privacy.hold_back_suppressed()
         if self.notifications is not None:
@@ -146,6 +153,8 @@ class Components:
             await self.notifications.stop()
         if self.publisher is not None and self.publisher is not cast(object, self.source):
             await self.publisher.stop()
+        if self.topic_setup is not None:
+            await self.topic_setup.stop()
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
 
@@ -204,7 +213,6 @@ def build_components(
         if settings.topic_prefix
         else Topics(retention=settings.kafka_retention)
     )
-    group_id = settings.consumer_group
     c = Components(settings, roles)
     if "edge" in roles and "process" not in roles and not settings.kafka_bootstrap:
         raise RoleError("the edge alone needs Kafka (set PIXELPIPE_KAFKA_BOOTSTRAP) or --roles edge,process")
@@ -218,24 +226,16 @@ def build_components(
         c.do_not_track = DoNotTrack(settings.keyring)
         migrate_plain_suppressions(c.store, settings.keyring)  # before any reload: the store keeps tags only
         c.do_not_track.replace(load_suppressed(c.store))
-    c.privacy = _privacy(c, topics)
-    memory: MemoryBus | None = None
     kafka_source: KafkaSource | None = None
     dead_letters: DeadLetters | None = None
-    if not settings.kafka_bootstrap:
+    if settings.kafka_bootstrap:
+        c.kafka, c.topic_setup = _kafka(settings.kafka_bootstrap, topics, roles)
+        kafka_source, dead_letters = _kafka_bus(c, c.kafka, topics)
+    c.privacy = _privacy(c, topics)
+    memory: MemoryBus | None = None
+    if c.kafka is None:
         memory = MemoryBus(settings.bus_capacity)
         c.publisher, c.source = memory, memory
-    else:
-        from ingest import kafka_bus  # noqa: PLC0415 - only distributed roles need aiokafka loaded
-
-        if "edge" in roles:
-            c.publisher = kafka_bus.KafkaPublisher(
-                settings.kafka_bootstrap, topics, spool_dir=settings.data_dir / "spool"
-            )
-        if "process" in roles:
-            kafka_source = kafka_bus.KafkaSource(settings.kafka_bootstrap, topics, group_id=group_id)
-            c.source = kafka_source
-            dead_letters = kafka_bus.DeadLetterPublisher(settings.kafka_bootstrap, topics)
     if "edge" not in roles and memory is not None:
         c.publisher = None
     if "process" in roles and c.source is not None and c.store is not None:
@@ -264,31 +264,57 @@ def build_components(
         if kafka_source is not None:
             kafka_source.on_revoked = c.runner.on_revoked
     if c.store is not None:
-        c.notifications = _notifications(settings, roles, c.store, topics)
+        c.notifications = _notifications(c, c.store, topics)
         c.on_stored.extend(c.notifications.listeners())
     return c
 
 
+def _kafka(bootstrap: str, topics: Topics, roles: frozenset[str]) -> tuple[KafkaConfig, TopicSetup]:
+    """How this process's clients reach Kafka, and the topics of its roles (created at start)."""
+    from bus.kafka_config import KafkaConfig  # noqa: PLC0415 - only distributed roles need aiokafka loaded
+    from bus.topics import TopicSetup, role_topics  # noqa: PLC0415
+
+    kafka = KafkaConfig(bootstrap)
+    return kafka, TopicSetup(kafka, topics, role_topics(topics, roles))
+
+
+def _kafka_bus(
+    c: Components, kafka: KafkaConfig, topics: Topics
+) -> tuple[KafkaSource | None, DeadLetters | None]:
+    """The Kafka adapters of the bus for the roles: the edge's publisher, the processors' source and dead
+    letters (returned: the runner is built later)."""
+    from ingest.kafka_publisher import KafkaPublisher  # noqa: PLC0415 - only distributed roles need aiokafka
+    from processors.kafka_source import DeadLetterPublisher, KafkaSource  # noqa: PLC0415
+
+    setup = c.topic_setup
+    if "edge" in c.roles:
+        c.publisher = KafkaPublisher(kafka, topics, spool_dir=c.settings.data_dir / "spool", setup=setup)
+    if "process" not in c.roles:
+        return None, None
+    source = KafkaSource(kafka, topics, group_id=c.settings.consumer_group, setup=setup)
+    c.source = source
+    return source, DeadLetterPublisher(kafka, topics)
+
+
 def _privacy(c: Components, topics: Topics) -> PrivacyWiring | None:
     """With Kafka every process follows the privacy topic (an edge alone has no other source)."""
-    if c.settings.kafka_bootstrap and c.do_not_track is None:
+    if c.kafka is not None and c.do_not_track is None:
         c.do_not_track = DoNotTrack(c.settings.keyring)
     if c.do_not_track is None:
         return None
-    return privacy_wiring(
-        c.settings.kafka_bootstrap, topics, c.roles, c.do_not_track, lambda: c.notifications
-    )
+    return privacy_wiring(c.topic_setup, c.roles, c.do_not_track, lambda: c.notifications)
 
 
-def _notifications(settings: Settings, roles: frozenset[str], store: Store, topics: Topics) -> Notifications:
+def _notifications(c: Components, store: Store, topics: Topics) -> Notifications:
     """The notice path of this process (see `notices.wiring`).
 
     In-process bus: the hub feeds the live feed and the webhook dispatcher directly. Kafka: the processor's
     hub publishes to the enriched topic; the dispatcher runs beside the processor as its own consumer group
     (``pixelpipe-notify``); each API process tails the topic for its live feed.
     """
+    settings, roles, kafka, setup = c.settings, c.roles, c.kafka, c.topic_setup
     outbox = settings.data_dir / "webhooks" / "outbox.sqlite3"
-    if not settings.kafka_bootstrap:
+    if kafka is None:
         if "process" not in roles:
             return Notifications(live=LiveFeed())
         return in_process(
@@ -298,7 +324,7 @@ def _notifications(settings: Settings, roles: frozenset[str], store: Store, topi
 
     n = Notifications()
     if "process" in roles:
-        producer = notice_bus.NoticeProducer(settings.kafka_bootstrap, topics)
+        producer = notice_bus.NoticeProducer(kafka, topics, setup=setup)
         n.producers.append(producer)
         n.hub = NoticeHub(lookup=MessageLookup(store), sinks=[producer.send])
         n.dispatcher = WebhookDispatcher(
@@ -309,12 +335,12 @@ def _notifications(settings: Settings, roles: frozenset[str], store: Store, topi
         )
         group = notice_bus.notify_group(settings.topic_prefix)
         n.consumers.append(
-            notice_bus.NoticeConsumer(settings.kafka_bootstrap, topics, n.dispatcher.accept, group_id=group)
+            notice_bus.NoticeConsumer(kafka, topics, n.dispatcher.accept, group_id=group, setup=setup)
         )
     if "api" in roles:
         n.live = LiveFeed()
         n.consumers.append(
-            notice_bus.NoticeConsumer(settings.kafka_bootstrap, topics, n.live.accept, group_id=None)
+            notice_bus.NoticeConsumer(kafka, topics, n.live.accept, group_id=None, setup=setup)
         )
     return n
 

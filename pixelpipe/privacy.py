@@ -2,7 +2,7 @@
 
 Every process that can see a hit or a notice holds a `schemas.suppression.DoNotTrack`. In one process (no
 Kafka) the API changes it directly and purges the notice path directly. With Kafka the API also publishes each
-change to the privacy topic (`ingest.privacy_bus.PrivacyPublisher`) and every process follows that topic
+change to the privacy topic (`bus.privacy_feed.PrivacyPublisher`) and every process follows that topic
 (`PrivacyFeed`): edges have no store and learn do-not-track only there; processors and webhook dispatchers
 also purge an erased recipient's notification state (`notices.erasure`). Processes with a store keep
 reloading it as well (`pixelpipe.app`).
@@ -21,10 +21,10 @@ from notices.erasure import NotificationEraser, without_suppressed
 from notices.wiring import Notifications
 from schemas.privacy_change import PrivacyChange
 from schemas.suppression import DoNotTrack
-from schemas.topics import Topics
 
 if TYPE_CHECKING:
-    from ingest.privacy_bus import PrivacyFeed, PrivacyPublisher
+    from bus.privacy_feed import PrivacyFeed, PrivacyPublisher
+    from bus.topics import TopicSetup
 
 
 @dataclass
@@ -97,18 +97,21 @@ class PrivacyWiring:
 
 
 def privacy_wiring(
-    kafka_bootstrap: str | None,
-    topics: Topics,
+    kafka: TopicSetup | None,
     roles: frozenset[str],
     do_not_track: DoNotTrack,
     notifications: Callable[[], Notifications | None],
 ) -> PrivacyWiring:
+    """``kafka``: the process's Kafka topics (their config and set-up); None: no Kafka."""
     wiring = PrivacyWiring(do_not_track, notifications)
-    if not kafka_bootstrap:
+    if kafka is None:
         return wiring
-    from ingest import privacy_bus  # noqa: PLC0415 - only distributed roles need aiokafka loaded
+    from bus import privacy_feed  # noqa: PLC0415 - only distributed roles need aiokafka loaded
 
+    config, topics = kafka.kafka, kafka.topics
     if "api" in roles:
-        wiring.publisher = privacy_bus.PrivacyPublisher(kafka_bootstrap, topics)
-    wiring.feed = privacy_bus.PrivacyFeed(kafka_bootstrap, topics, do_not_track, on_erased=wiring.on_erased)
+        wiring.publisher = privacy_feed.PrivacyPublisher(config, topics, setup=kafka)
+    wiring.feed = privacy_feed.PrivacyFeed(
+        config, topics, do_not_track, on_erased=wiring.on_erased, setup=kafka
+    )
     return wiring

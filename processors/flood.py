@@ -22,7 +22,7 @@ any case). Pure: no I/O, no clock.
 Across a crash or a rebalance: a hit's verdict depends only on the hits of its partition within `reach_ms`
 (window + skew) of event time before it, so the runner, reading a partition anew, first replays the records
 of that reach before its first hit into this filter alone (`processors.runner.HitRunner`, rewinding with
-`ingest.kafka_source.KafkaSource.rewind`): the state is then what an uninterrupted run had, and so is every
+`processors.kafka_source.KafkaSource.rewind`): the state is then what an uninterrupted run had, as is every
 verdict, of a hit read again or a new one. Chosen over the alternatives because it is exact and bounded:
 seeding from what ClickHouse stored would need each hit's network and partition order (the stored address
 may be hashed or dropped, and erasure deletes rows); keeping the stored verdict of a hit read again settles

@@ -23,3 +23,10 @@ UNSETTLED_FLUSHES = Gauge(
     "pixelpipe_flushes_awaiting_notices",
     "Stored flushes whose offsets are not committed yet because their notices are not durable yet",
 )
+
+# -- the processors on Kafka (processors.kafka_source)
+DEAD_LETTERED = Counter("pixelpipe_dead_letter_total", "Records sent to the dead-letter topic")
+COMMIT_FAILURES = Counter(
+    "pixelpipe_commit_failures_total",
+    "Offset commits the group refused (a rebalance or an evicted member); the partitions' next owner replays",
+)

@@ -49,7 +49,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Se
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-from ingest.bus import BusRecord, HitSource
+from bus.port import BusRecord, HitSource
 from processors import metrics
 from processors.flood import FLOOD, ReplayFlood
 from processors.pipeline import HitProcessor, ProcessedHit
@@ -79,7 +79,7 @@ class DeadLetters(Protocol):
 
 @runtime_checkable
 class RewindableSource(Protocol):
-    """A source that can read a partition again from further back (Kafka: `ingest.kafka_source`)."""
+    """A source that can read a partition again from further back (Kafka: `processors.kafka_source`)."""
 
     async def rewind(self, partition: int, since_ms: int, offset: int) -> int: ...
 

@@ -1,5 +1,5 @@
 """Kafka topics: their names and what each keeps, for how long. One place, so the edge, the processors and the
-tests agree, and so retention is decided where the topics are defined (`ingest.kafka_admin.ensure_topics`
+tests agree, and so retention is decided where the topics are defined (`bus.topics.ensure_topics`
 creates them with these configs and brings existing ones into line).
 
 Hits carry personal data on their way through Kafka: the raw and dead-letter topics hold full client addresses

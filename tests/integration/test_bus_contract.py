@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ingest.bus import BusRecord, HitPublisher, HitSource, MemoryBus
+from bus.kafka_config import KafkaConfig
+from bus.memory import MemoryBus
+from bus.port import BusRecord, HitPublisher, HitSource
 from schemas.events import RawHit, decode_hit, split_hits
 from schemas.topics import Topics
 
@@ -22,12 +24,13 @@ async def bus(
         memory = MemoryBus(capacity=10_000)
         yield memory, memory
         return
-    from ingest.kafka_bus import KafkaPublisher, KafkaSource
+    from ingest.kafka_publisher import KafkaPublisher
+    from processors.kafka_source import KafkaSource
 
     bootstrap = request.getfixturevalue("kafka_bootstrap")
     topics = Topics.with_prefix(f"t{uuid.uuid4().hex[:10]}")
-    publisher = KafkaPublisher(bootstrap, topics, spool_dir=tmp_path / "spool")
-    source = KafkaSource(bootstrap, topics, f"g{uuid.uuid4().hex[:10]}")
+    publisher = KafkaPublisher(KafkaConfig(bootstrap), topics, spool_dir=tmp_path / "spool")
+    source = KafkaSource(KafkaConfig(bootstrap), topics, f"g{uuid.uuid4().hex[:10]}")
     await publisher.start()
     await source.start()
     yield publisher, source
@@ -86,7 +89,7 @@ async def test_every_hit_arrives_once_in_order_per_message(bus: tuple[HitPublish
 
 
 async def test_the_memory_bus_is_bounded_and_counts_what_it_drops() -> None:
-    from ingest import metrics
+    from bus import metrics
 
     bus = MemoryBus(capacity=100)
     dropped = metrics.BUS_DROPPED._value.get()

@@ -24,9 +24,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from ingest.kafka_bus import KafkaSource
+from bus.kafka_config import KafkaConfig
 from processors.flood import ReplayFlood
 from processors.geo import GeoLookup
+from processors.kafka_source import KafkaSource
 from processors.pipeline import HitProcessor
 from processors.ranges import load_ranges
 from processors.runner import HitRunner
@@ -130,7 +131,7 @@ async def test_a_flood_interrupted_after_25_hits_counts_10_opens_and_40_floods(
     await producer.start()
     crash = interruption.startswith("crash")
     first_source = (CrashingSource if crash else KafkaSource)(
-        kafka_bootstrap, kafka_topics, kafka_group, partitions=1
+        KafkaConfig(kafka_bootstrap, partitions=1), kafka_topics, kafka_group
     )
     first = runner_on(first_source, store)
     tasks = [asyncio.create_task(first.run())]
@@ -166,7 +167,7 @@ async def test_a_flood_interrupted_after_25_hits_counts_10_opens_and_40_floods(
 
             first_source.on_revoked = on_revoked
             reader = first_source  # a member still: it reads the group's commits
-            second_source = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group, partitions=1)
+            second_source = KafkaSource(KafkaConfig(kafka_bootstrap, partitions=1), kafka_topics, kafka_group)
             second = runner_on(second_source, store)
             runners.append(second)
             tasks.append(asyncio.create_task(second.run()))
@@ -179,7 +180,7 @@ async def test_a_flood_interrupted_after_25_hits_counts_10_opens_and_40_floods(
         else:
             first.stop()
             await asyncio.wait_for(tasks.pop(), 30)
-            reader = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group, partitions=1)
+            reader = KafkaSource(KafkaConfig(kafka_bootstrap, partitions=1), kafka_topics, kafka_group)
             # A window of 1 s, where hits 100 ms apart never make a flood: the replay cannot agree with the
             # run before, and each hit read again still keeps the side it was stored on.
             other = ReplayFlood(window_ms=1_000) if interruption.endswith("window") else None

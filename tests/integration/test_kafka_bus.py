@@ -12,16 +12,11 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from ingest.bus import BusRecord
-from ingest.kafka_admin import close_producer, start_acked_producer
-from ingest.kafka_bus import (
-    DeadLetterPublisher,
-    DeliveryMode,
-    KafkaPublisher,
-    KafkaSource,
-    pack_keyed,
-    unpack_keyed,
-)
+from bus.kafka_config import KafkaConfig
+from bus.port import BusRecord
+from bus.renewing_producer import close_producer
+from ingest.kafka_publisher import DeliveryMode, KafkaPublisher, pack_keyed, unpack_keyed
+from processors.kafka_source import DeadLetterPublisher, KafkaSource
 from schemas.events import RawHit, decode_hit, encode_hit, split_hits
 from schemas.topics import Topics
 from tests.kafka_broker import LocalKafka, free_ports
@@ -53,7 +48,7 @@ async def eventually(condition: Callable[[], bool], timeout_s: float, what: str)
 async def consume(bootstrap: str, topics: Topics, group: str) -> list[BusRecord]:
     """Everything the topic holds for the group, from its committed offsets (or the start) to the end of
     every partition (nothing publishes meanwhile: the end is fixed), so a duplicate cannot hide after it."""
-    source = KafkaSource(bootstrap, topics, group)
+    source = KafkaSource(KafkaConfig(bootstrap), topics, group)
     await source.start()
     try:
         records: list[BusRecord] = []
@@ -108,7 +103,7 @@ def test_spool_payload_round_trip() -> None:
 async def test_every_hit_once_and_each_message_on_one_partition_in_order(
     kafka_bootstrap: str, kafka_topics: Topics, kafka_group: str, tmp_path: Path
 ) -> None:
-    publisher = KafkaPublisher(kafka_bootstrap, kafka_topics, tmp_path / "spool")
+    publisher = KafkaPublisher(KafkaConfig(kafka_bootstrap), kafka_topics, tmp_path / "spool")
     await publisher.start()
     assert publisher.mode is DeliveryMode.DIRECT
     sent: list[RawHit] = []
@@ -132,11 +127,11 @@ async def test_every_hit_once_and_each_message_on_one_partition_in_order(
 async def test_a_new_consumer_of_the_group_resumes_after_the_commit(
     kafka_bootstrap: str, kafka_topics: Topics, kafka_group: str, tmp_path: Path
 ) -> None:
-    publisher = KafkaPublisher(kafka_bootstrap, kafka_topics, tmp_path / "spool")
+    publisher = KafkaPublisher(KafkaConfig(kafka_bootstrap), kafka_topics, tmp_path / "spool")
     await publisher.start()  # creates the topics
     await publisher.stop()
     # One hit per record (the edge sends many per record): this is about the source's offsets.
-    producer = await start_acked_producer(kafka_bootstrap, "test-single-hits")
+    producer = await KafkaConfig(kafka_bootstrap).started_producer("test-single-hits")
     try:
         for seq in range(10):
             for message in range(12):
@@ -146,7 +141,7 @@ async def test_a_new_consumer_of_the_group_resumes_after_the_commit(
     finally:
         await close_producer(producer, 10.0)
 
-    first = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group)
+    first = KafkaSource(KafkaConfig(kafka_bootstrap), kafka_topics, kafka_group)
     await first.start()
     read: list[BusRecord] = []
     deadline = time.monotonic() + 30
@@ -172,10 +167,10 @@ async def test_a_new_consumer_of_the_group_resumes_after_the_commit(
 async def test_dead_letter_keeps_the_bytes_and_says_why_and_where(
     kafka_bootstrap: str, kafka_topics: Topics, tmp_path: Path
 ) -> None:
-    publisher = KafkaPublisher(kafka_bootstrap, kafka_topics, tmp_path / "spool")
+    publisher = KafkaPublisher(KafkaConfig(kafka_bootstrap), kafka_topics, tmp_path / "spool")
     await publisher.start()  # creates the topics
     await publisher.stop()
-    dead = DeadLetterPublisher(kafka_bootstrap, kafka_topics)
+    dead = DeadLetterPublisher(KafkaConfig(kafka_bootstrap), kafka_topics)
     await dead.start()
     source = BusRecord(value=b"\x00not json", partition=3, offset=41, topic=kafka_topics.raw_hits)
     await dead.send(source, "not JSON: unexpected character")
@@ -205,7 +200,9 @@ async def test_hits_spooled_while_no_broker_answers_are_replayed_in_order_after_
 ) -> None:
     spool_dir = tmp_path / "spool"
     (closed_port,) = free_ports(1)  # nothing listens there
-    offline = KafkaPublisher(f"127.0.0.1:{closed_port}", kafka_topics, spool_dir, connect_timeout_s=1.0)
+    offline = KafkaPublisher(
+        KafkaConfig(f"127.0.0.1:{closed_port}"), kafka_topics, spool_dir, connect_timeout_s=1.0
+    )
     await offline.start()  # must not fail: the edge keeps serving
     assert offline.mode is DeliveryMode.SPOOL
     assert offline.ready()
@@ -218,7 +215,7 @@ async def test_hits_spooled_while_no_broker_answers_are_replayed_in_order_after_
     assert offline.state().dropped_total == 0
 
     # The edge restarts with the broker back: the spool goes first, new hits queue behind it.
-    online = KafkaPublisher(kafka_bootstrap, kafka_topics, spool_dir)
+    online = KafkaPublisher(KafkaConfig(kafka_bootstrap), kafka_topics, spool_dir)
     await online.start()
     after = [make_hit(message, seq) for seq in range(25, 30) for message in range(4)]
     for hit in after:
@@ -244,7 +241,7 @@ async def test_broker_outage_under_load_spools_and_replays_without_loss_or_dupli
 ) -> None:
     bootstrap = kafka_local_broker.bootstrap
     publisher = KafkaPublisher(
-        bootstrap,
+        KafkaConfig(bootstrap),
         kafka_topics,
         tmp_path / "spool",
         stall_timeout_s=1.0,
@@ -304,7 +301,7 @@ async def test_edge_stopped_during_an_outage_keeps_its_hits_for_the_next_start(
     bootstrap = kafka_local_broker.bootstrap
     spool_dir = tmp_path / "spool"
     options = {"stall_timeout_s": 1.0, "connect_timeout_s": 2.0, "reconnect_backoff_s": (0.1, 0.5)}
-    first = KafkaPublisher(bootstrap, kafka_topics, spool_dir, drain_timeout_s=1.0, **options)
+    first = KafkaPublisher(KafkaConfig(bootstrap), kafka_topics, spool_dir, drain_timeout_s=1.0, **options)
     await first.start()
     await asyncio.to_thread(kafka_local_broker.down)
     # Not noticed yet: these are handed to the producer and wait, unacknowledged, in its window ...
@@ -323,7 +320,7 @@ async def test_edge_stopped_during_an_outage_keeps_its_hits_for_the_next_start(
     assert first.state().dropped_total == 0
 
     await asyncio.to_thread(kafka_local_broker.up)
-    second = KafkaPublisher(bootstrap, kafka_topics, spool_dir, **options)
+    second = KafkaPublisher(KafkaConfig(bootstrap), kafka_topics, spool_dir, **options)
     await second.start()
     await eventually(lambda: second.state().spool_depth == 0, 60, "the replay")
     await second.stop()

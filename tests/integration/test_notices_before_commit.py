@@ -17,12 +17,15 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from ingest.bus import BusRecord, MemoryBus
-from ingest.kafka_bus import KafkaPublisher, KafkaSource
+from bus.kafka_config import KafkaConfig
+from bus.memory import MemoryBus
+from bus.port import BusRecord
+from ingest.kafka_publisher import KafkaPublisher
 from notices.hub import NoticeHub
 from notices.kafka import NoticeProducer
 from notices.making import MessageLookup
 from processors.geo import GeoLookup
+from processors.kafka_source import KafkaSource
 from processors.pipeline import HitProcessor
 from processors.ranges import load_ranges
 from processors.runner import HitRunner
@@ -91,7 +94,9 @@ class _Kafka:
 
     def source(self, **options: int) -> KafkaSource:
         """A member of the group, reading the raw topic's partitions."""
-        return KafkaSource(self.bootstrap, self.topics, self.group, partitions=self.partitions, **options)
+        return KafkaSource(
+            KafkaConfig(self.bootstrap, partitions=self.partitions), self.topics, self.group, **options
+        )
 
     async def committed(self) -> list[int | None]:
         return await _committed(self.bootstrap, self.topics, self.group, self.partitions)
@@ -171,8 +176,9 @@ async def _kafka_ends(
 ) -> AsyncIterator[tuple[NoticeProducer, KafkaPublisher]]:
     """The enriched topic's notice producer and the edge's raw-hit publisher, started; stopped on the way out
     (publisher first), so that the enriched topic's end is fixed once the block is left."""
-    producer = NoticeProducer(bootstrap, topics, partitions=PARTITIONS)
-    publisher = KafkaPublisher(bootstrap, topics, spool_dir=tmp_path / "spool", partitions=PARTITIONS)
+    kafka = KafkaConfig(bootstrap, partitions=PARTITIONS)
+    producer = NoticeProducer(kafka, topics)
+    publisher = KafkaPublisher(kafka, topics, spool_dir=tmp_path / "spool")
     await producer.start()
     await publisher.start()
     try:

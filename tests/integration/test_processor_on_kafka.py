@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from ingest.kafka_bus import DeadLetterPublisher, KafkaPublisher, KafkaSource
+from bus.kafka_config import KafkaConfig
+from ingest.kafka_publisher import KafkaPublisher
 from processors import metrics
 from processors.geo import GeoLookup
+from processors.kafka_source import DeadLetterPublisher, KafkaSource
 from processors.pipeline import HitProcessor
 from processors.ranges import load_ranges
 from processors.runner import HitRunner
@@ -61,8 +63,8 @@ async def test_processor_pauses_while_the_store_is_away_then_catches_up(
     tmp_path: Path, store: Store, kafka_bootstrap: str, kafka_topics: Topics, kafka_group: str
 ) -> None:
     switched = SwitchedStore(store)
-    publisher = KafkaPublisher(kafka_bootstrap, kafka_topics, spool_dir=tmp_path / "spool")
-    source = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group)
+    publisher = KafkaPublisher(KafkaConfig(kafka_bootstrap), kafka_topics, spool_dir=tmp_path / "spool")
+    source = KafkaSource(KafkaConfig(kafka_bootstrap), kafka_topics, kafka_group)
     runner = HitRunner(
         source=source,
         store=switched,
@@ -110,13 +112,13 @@ async def test_processor_pauses_while_the_store_is_away_then_catches_up(
 async def test_malformed_records_go_to_the_dead_letter_topic_and_never_stop_the_partition(
     store: Store, kafka_bootstrap: str, kafka_topics: Topics, kafka_group: str
 ) -> None:
-    source = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group, partitions=1)
+    source = KafkaSource(KafkaConfig(kafka_bootstrap, partitions=1), kafka_topics, kafka_group)
     runner = HitRunner(
         source=source,
         store=store,
         processor=HitProcessor(GeoLookup(DATA / "GeoIP2-City-Test.mmdb", None), load_ranges()),
         flush_interval_s=0.1,
-        dead_letters=DeadLetterPublisher(kafka_bootstrap, kafka_topics),
+        dead_letters=DeadLetterPublisher(KafkaConfig(kafka_bootstrap), kafka_topics),
     )
     task = asyncio.create_task(runner.run())
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from prometheus_client import REGISTRY
 
-from ingest.bus import MemoryBus
+from bus.memory import MemoryBus
 from processors.geo import GeoLookup
 from processors.pipeline import HitProcessor
 from processors.ranges import load_ranges

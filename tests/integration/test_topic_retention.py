@@ -12,13 +12,13 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from ingest.kafka_admin import ensure_topics
+from bus.kafka_config import KafkaConfig
+from bus.topics import TopicSetup, ensure_topics
 from ingest.kafka_publisher import KafkaPublisher
-from ingest.kafka_source import KafkaSource
-from ingest.privacy_bus import ensure_privacy_topic
 from notices.kafka import NoticeProducer
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import build_components
+from processors.kafka_source import KafkaSource
 from schemas.topics import TopicRetention, Topics
 
 HOUR = 3_600_000
@@ -56,10 +56,10 @@ async def test_the_processor_creates_its_topics_with_their_retention(
     topics = Topics.with_prefix(
         f"ret{kafka_group[2:]}", TopicRetention(raw_hours=5, dead_letter_hours=48, enriched_hours=2)
     )
-    source = KafkaSource(kafka_bootstrap, topics, kafka_group)
+    source = KafkaSource(KafkaConfig(kafka_bootstrap), topics, kafka_group)
     await source.start()  # creates raw, dead letter and enriched
     await source.stop()
-    await ensure_privacy_topic(kafka_bootstrap, topics.privacy)
+    await TopicSetup(KafkaConfig(kafka_bootstrap), topics, [topics.privacy]).ready()
     configs = await described(
         kafka_bootstrap, topics.raw_hits, topics.dead_letter, topics.enriched, topics.privacy
     )
@@ -99,7 +99,7 @@ async def test_the_processor_creates_its_topics_with_their_retention(
 async def test_the_notice_producer_creates_the_enriched_topic_with_its_retention(
     kafka_bootstrap: str, kafka_topics: Topics
 ) -> None:
-    producer = NoticeProducer(kafka_bootstrap, kafka_topics)
+    producer = NoticeProducer(KafkaConfig(kafka_bootstrap), kafka_topics)
     await producer.start()
     await producer.stop()
     configs = await described(kafka_bootstrap, kafka_topics.enriched)
@@ -124,10 +124,9 @@ async def test_an_existing_topic_is_brought_into_line_and_keeps_the_operators_ot
     assert before[kafka_topics.raw_hits]["retention.ms"] == "604800000"  # the broker's 7 days
 
     created = await ensure_topics(
-        kafka_bootstrap,
+        KafkaConfig(kafka_bootstrap),
         [kafka_topics.raw_hits, kafka_topics.enriched],
         partitions=2,
-        replication_factor=1,
         configs=kafka_topics.configs(),
     )
     assert created == [kafka_topics.enriched]
@@ -144,25 +143,23 @@ async def test_an_existing_topic_is_brought_into_line_and_keeps_the_operators_ot
 
     # A second start finds nothing to change, and a changed setting is applied at the next start.
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="ingest.kafka_admin"):
+    with caplog.at_level(logging.INFO, logger="bus.topics"):
         assert (
             await ensure_topics(
-                kafka_bootstrap,
+                KafkaConfig(kafka_bootstrap),
                 [kafka_topics.raw_hits],
                 partitions=2,
-                replication_factor=1,
                 configs=kafka_topics.configs(),
             )
             == []
         )
     assert caplog.records == []
     shorter = TopicRetention(raw_hours=24)
-    with caplog.at_level(logging.INFO, logger="ingest.kafka_admin"):
+    with caplog.at_level(logging.INFO, logger="bus.topics"):
         await ensure_topics(
-            kafka_bootstrap,
+            KafkaConfig(kafka_bootstrap),
             [kafka_topics.raw_hits],
             partitions=2,
-            replication_factor=1,
             configs=Topics.with_prefix(kafka_topics.raw_hits.split(".")[0], shorter).configs(),
         )
     assert [r.getMessage() for r in caplog.records] == [

@@ -27,6 +27,7 @@ from aiokafka import TopicPartition
 from litestar import Litestar, Request, Response, post
 from litestar.params import FromPath
 
+from bus.kafka_config import KafkaConfig
 from notices.directory import WebhookDirectory
 from notices.dispatcher import WebhookDispatcher
 from notices.kafka import NoticeConsumer, NoticeProducer
@@ -530,7 +531,7 @@ async def test_kafka_notices_reach_webhooks_through_their_own_group(
     hook = Webhook("acme", "wh_kafka", f"{rx_base}/acme", ("open",), "whsec_kafka-test")
     sent = [kafka_notice(f"m{m}", seq) for seq in (1, 2, 3) for m in range(4)]
 
-    producer = NoticeProducer(kafka_bootstrap, kafka_topics, partitions=3)
+    producer = NoticeProducer(KafkaConfig(kafka_bootstrap, partitions=3), kafka_topics)
     await producer.start()
 
     def dispatcher() -> WebhookDispatcher:
@@ -543,8 +544,8 @@ async def test_kafka_notices_reach_webhooks_through_their_own_group(
 
     first = dispatcher()
     live = LiveFeed()
-    notify = NoticeConsumer(kafka_bootstrap, kafka_topics, first.accept, group_id=kafka_group)
-    tail = NoticeConsumer(kafka_bootstrap, kafka_topics, live.accept, group_id=None)
+    notify = NoticeConsumer(KafkaConfig(kafka_bootstrap), kafka_topics, first.accept, group_id=kafka_group)
+    tail = NoticeConsumer(KafkaConfig(kafka_bootstrap), kafka_topics, live.accept, group_id=None)
     await first.start()
     await notify.start()
     await tail.start()
@@ -572,7 +573,7 @@ async def test_kafka_notices_reach_webhooks_through_their_own_group(
 
     # The group committed what reached the outbox: a restarted member reads nothing again.
     second = dispatcher()
-    again = NoticeConsumer(kafka_bootstrap, kafka_topics, second.accept, group_id=kafka_group)
+    again = NoticeConsumer(KafkaConfig(kafka_bootstrap), kafka_topics, second.accept, group_id=kafka_group)
     await second.start()
     await again.start()
     try:

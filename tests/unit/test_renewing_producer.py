@@ -1,5 +1,5 @@
-"""`ingest.kafka_admin.RenewingProducer`: after an error an idempotent producer cannot recover from (such as
-OutOfOrderSequenceNumber once a restarted broker lost its producer state), the failing send still raises,
+"""`bus.renewing_producer.RenewingProducer`: after an error an idempotent producer cannot recover from (such
+as OutOfOrderSequenceNumber once a restarted broker lost its producer state), the failing send still raises,
 and the next send gets a fresh producer instead of failing the same way for ever. Other errors keep the
 producer. (A real broker cannot be made to answer OutOfOrderSequenceNumber on demand; the producers here
 are stand-ins that count what is done to them.)"""
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiokafka.errors import KafkaTimeoutError, OutOfOrderSequenceNumber
 
-from ingest.kafka_admin import RenewingProducer
+from bus.renewing_producer import RenewingProducer
 
 
 class _Producer:

@@ -1,5 +1,5 @@
 """What each Kafka topic keeps and for how long (`schemas.topics`), read from the settings, and the plan for
-bringing an existing topic's configs into line (`ingest.kafka_admin`)."""
+bringing an existing topic's configs into line (`bus.topics`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.kafka_admin import altered_configs, config_changes
+from bus.topics import altered_configs, config_changes
 from pixelpipe.settings import load
 from schemas.topics import TopicRetention, Topics
 from tests.settings_env import refusal

@@ -9,8 +9,9 @@ on to ``on_erased`` (the webhook outbox and the message cache forget the recipie
 those whose newest record is still an erasure, so a replay never purges what a later opt-in made.
 
 Never carries a plain address; never commits offsets; never stops on a malformed record (logged, counted,
-skipped). A broker that is away at start is retried with backoff, in the background: a process starts without
-it (an edge keeps answering, its spool keeps hits), and stays not ready until the feed has caught up.
+skipped). A broker that is away at start is retried with backoff (`schemas.backoff`), in the background: a
+process starts without it (an edge keeps answering, its spool keeps hits), and stays not ready until the feed
+has caught up. The privacy topic is ensured through the process's `bus.topics.TopicSetup`.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ import concurrent.futures
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final
+from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
-from ingest.kafka_admin import RenewingProducer, ensure_topics
+from bus.kafka_config import KafkaConfig
+from bus.renewing_producer import RenewingProducer
+from bus.topics import TopicSetup
+from schemas.backoff import Backoff, Retry
 from schemas.privacy_change import (
     MalformedPrivacyChange,
     PrivacyChange,
@@ -35,11 +39,10 @@ from schemas.privacy_change import (
     encode_privacy_change,
 )
 from schemas.suppression import DoNotTrack
-from schemas.topics import PRIVACY_CONFIGS, Topics
+from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
 
-PRIVACY_TOPIC_CONFIG: Final = PRIVACY_CONFIGS  # `schemas.topics` decides every topic's configs
 PRIVACY_CHANGES = Counter("pixelpipe_privacy_changes_total", "Privacy changes read from the privacy topic")
 PRIVACY_MALFORMED = Counter("pixelpipe_privacy_malformed_total", "Records on the privacy topic that are not")
 PRIVACY_CAUGHT_UP = Gauge("pixelpipe_privacy_caught_up", "1 once the privacy topic was read to its end")
@@ -47,16 +50,9 @@ PRIVACY_CAUGHT_UP = Gauge("pixelpipe_privacy_caught_up", "1 once the privacy top
 ErasureHook = Callable[[Sequence[PrivacyChange]], Awaitable[None]]
 
 
-async def ensure_privacy_topic(bootstrap: str, topic: str, *, replication_factor: int = 1) -> None:
-    """One partition (records of a recipient stay in order across a key rotation), compacted
-    (`schemas.topics.PRIVACY_CONFIGS`)."""
-    await ensure_topics(
-        bootstrap,
-        [topic],
-        partitions=1,
-        replication_factor=replication_factor,
-        configs={topic: PRIVACY_TOPIC_CONFIG},
-    )
+def privacy_topic(kafka: KafkaConfig, topics: Topics) -> TopicSetup:
+    """The privacy topic alone, for a publisher or a feed not given the process's `TopicSetup`."""
+    return TopicSetup(kafka, topics, [topics.privacy])
 
 
 class PrivacyPublisher:
@@ -64,29 +60,22 @@ class PrivacyPublisher:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConfig,
         topics: Topics,
         *,
-        client_id: str = "pixelpipe-privacy",
-        create_topics: bool = True,
-        replication_factor: int = 1,
+        setup: TopicSetup | None = None,
         send_timeout_s: float = 5.0,
     ) -> None:
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.topic = topics.privacy
         self.send_timeout_s = send_timeout_s
-        self._client_id = client_id
-        self._create_topics = create_topics
-        self._replication_factor = replication_factor
+        self._setup = setup or privacy_topic(kafka, topics)
         self._producer: RenewingProducer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
-        if self._create_topics:
-            await ensure_privacy_topic(
-                self.bootstrap, self.topic, replication_factor=self._replication_factor
-            )
-        self._producer = RenewingProducer(self.bootstrap, self._client_id)
+        await self._setup.ready()
+        self._producer = self.kafka.renewing_producer("privacy")
         await self._producer.start()
         self._loop = asyncio.get_running_loop()
 
@@ -122,26 +111,22 @@ class PrivacyFeed:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConfig,
         topics: Topics,
         do_not_track: DoNotTrack,
         *,
         on_erased: ErasureHook | None = None,
-        client_id: str = "pixelpipe-privacy-feed",
-        create_topics: bool = True,
-        replication_factor: int = 1,
+        setup: TopicSetup | None = None,
         max_records: int = 5000,
-        retry_s: tuple[float, float] = (0.5, 10.0),
+        backoff: Backoff = Backoff(0.5, 10.0),  # noqa: B008 - frozen: one value for every feed
     ) -> None:
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.topic = topics.privacy
         self.do_not_track = do_not_track
         self.on_erased = on_erased
-        self._client_id = client_id
-        self._create_topics = create_topics
-        self._replication_factor = replication_factor
+        self._setup = setup or privacy_topic(kafka, topics)
         self._max_records = max_records
-        self._retry_min, self._retry_max = retry_s
+        self._backoff = backoff
         self._positions: dict[TopicPartition, int] = {}  # where to go on after a reconnect
         self._latest_erasures: dict[bytes, PrivacyChange] = {}  # while catching up: newest record per key
         self._task: asyncio.Task[None] | None = None
@@ -177,30 +162,23 @@ class PrivacyFeed:
             self._task = None
 
     async def _run(self) -> None:
-        delay = self._retry_min
+        # Never reset after a run that went well (as before this used `Retry`): a later drop may wait up to
+        # `max_s` at once, which a feed that has caught up can afford.
+        retry = Retry(self._backoff)
         while True:
             try:
                 await self._follow()
             except (KafkaError, OSError, TimeoutError) as exc:
+                delay = retry.failed()
                 log.warning("privacy feed: %r; connecting again in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self._retry_max)
             except Exception:
-                log.exception("privacy feed: failed; starting again in %.1fs", self._retry_max)
-                await asyncio.sleep(self._retry_max)
+                log.exception("privacy feed: failed; starting again in %.1fs", self._backoff.max_s)
+                await asyncio.sleep(self._backoff.max_s)
 
     async def _follow(self) -> None:
-        if self._create_topics:
-            await ensure_privacy_topic(
-                self.bootstrap, self.topic, replication_factor=self._replication_factor
-            )
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
-            group_id=None,
-            client_id=self._client_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
+        await self._setup.ready()
+        consumer = self.kafka.consumer("privacy-feed", group_id=None, auto_offset_reset="earliest")
         consumer.subscribe([self.topic])
         await consumer.start()
         try:
@@ -253,7 +231,7 @@ class PrivacyFeed:
     async def _erased(self, erased: Sequence[PrivacyChange]) -> None:
         if self.on_erased is None:
             return
-        delay = self._retry_min
+        retry = Retry(self._backoff)
         for attempt in range(1, 6):
             try:
                 await self.on_erased(erased)
@@ -261,9 +239,9 @@ class PrivacyFeed:
                 if attempt == 5:
                     log.exception("privacy feed: could not purge notifications of %d erasures", len(erased))
                     return
+                delay = retry.failed()
                 log.warning("privacy feed: purging notifications failed (%r); again in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, self._retry_max)
             else:
                 return
 

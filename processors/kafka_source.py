@@ -12,13 +12,14 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, IllegalStateError, RebalanceInProgressError
 
-from ingest import metrics
-from ingest.bus import BusRecord
-from ingest.kafka_admin import BATCHED_FETCH, RenewingProducer, ensure_topics
+from bus.kafka_config import KafkaConfig
+from bus.port import BusRecord
+from bus.topics import TopicSetup
+from processors import metrics
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -53,29 +54,25 @@ class KafkaSource:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaConfig,
         topics: Topics,
         group_id: str,
         *,
-        client_id: str = "pixelpipe-processor",
-        create_topics: bool = True,
-        partitions: int = 6,
-        replication_factor: int = 1,
+        setup: TopicSetup | None = None,
         session_timeout_ms: int = 10_000,
         heartbeat_interval_ms: int = 3_000,
         max_poll_interval_ms: int = 300_000,
         max_partition_fetch_bytes: int = 1 << 20,
     ) -> None:
-        self.bootstrap = bootstrap
+        self.kafka = kafka
         self.topics = topics
         self.group_id = group_id
         self.on_revoked: PartitionsCallback | None = None
         self.on_assigned: PartitionsCallback | None = None
-        self._create_topics = create_topics
-        self._partitions = partitions
-        self._replication_factor = replication_factor
+        self._setup = setup or TopicSetup(
+            kafka, topics, [topics.raw_hits, topics.dead_letter, topics.enriched]
+        )
         self._options: dict[str, Any] = {
-            "client_id": client_id,
             "session_timeout_ms": session_timeout_ms,
             "heartbeat_interval_ms": heartbeat_interval_ms,
             "max_poll_interval_ms": max_poll_interval_ms,
@@ -84,20 +81,12 @@ class KafkaSource:
         self._consumer: Any = None
 
     async def start(self) -> None:
-        if self._create_topics:
-            await ensure_topics(
-                self.bootstrap,
-                [self.topics.raw_hits, self.topics.dead_letter, self.topics.enriched],
-                partitions=self._partitions,
-                replication_factor=self._replication_factor,
-                configs=self.topics.configs(),
-            )
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+        await self._setup.ready()
+        consumer = self.kafka.consumer(
+            "processor",
             group_id=self.group_id,
-            enable_auto_commit=False,
+            batched=True,
             auto_offset_reset="earliest",
-            **BATCHED_FETCH,
             **self._options,
         )
         consumer.subscribe([self.topics.raw_hits], listener=_RebalanceHooks(self))
@@ -181,11 +170,9 @@ class DeadLetterPublisher:
     ``pixelpipe-source-offset`` (UTF-8 strings). The value is the record's bytes, untouched.
     """
 
-    def __init__(self, bootstrap: str, topics: Topics, *, client_id: str = "pixelpipe-dead-letter") -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, kafka: KafkaConfig, topics: Topics) -> None:
         self.topics = topics
-        self._client_id = client_id
-        self._producer = RenewingProducer(bootstrap, client_id)
+        self._producer = kafka.renewing_producer("dead-letter")
 
     async def start(self) -> None:
         await self._producer.start()
@@ -201,7 +188,7 @@ class DeadLetterPublisher:
         key = f"{record.topic}:{record.partition}".encode()
         async with self._producer.use() as producer:
             await producer.send_and_wait(self.topics.dead_letter, record.value, key=key, headers=headers)
-        metrics.DEAD_LETTERS.inc()
+        metrics.DEAD_LETTERED.inc()
         log.warning("dead-lettered %s: %s", record.source, reason)
 
     async def stop(self) -> None:
