@@ -27,6 +27,7 @@ from typing import Any, Final, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from api.queries import Query, iso, rate
+from schemas.errors import PixelpipeError
 
 Dimension = Literal["country", "client", "device", "os"]
 Bucket = Literal["minute", "hour", "day"]
@@ -42,7 +43,7 @@ _SCOPE: Final = "account = {account:String} AND campaign_id = {campaign_id:Strin
 _KEYS: Final = ("kind", "who", "label", "at", "bucket")
 
 
-class BadQuery(ValueError):
+class BadQuery(PixelpipeError, ValueError):
     """A query value the API cannot answer (answered as 400, with this message)."""
 
 

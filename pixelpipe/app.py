@@ -51,6 +51,7 @@ from processors.notify import (
 from processors.pipeline import HitProcessor
 from processors.ranges import load_ranges
 from processors.runner import DeadLetters, HitRunner, Stored
+from schemas.errors import PixelpipeError
 from schemas.store import Store, StoreError
 from schemas.suppression import DoNotTrack
 from schemas.topics import Topics
@@ -65,7 +66,7 @@ STOP_DEADLINE_S = 8.0
 SUPPRESSION_REFRESH_S = 5.0
 
 
-class RoleError(ValueError):
+class RoleError(PixelpipeError, ValueError):
     pass
 
 

@@ -22,6 +22,7 @@ from ingest import native
 from ingest.connection_bounds import ConnectionBounds
 from ingest.native import NATIVE_EDGE_CHOICES, NativeEdge
 from pixelpipe import limits
+from schemas.errors import PixelpipeError
 from schemas.store import StoreTarget, parse_store_url
 from schemas.tokens import Keyring
 from schemas.topics import TopicRetention
@@ -32,7 +33,7 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 IpStorage = Literal["truncate", "drop", "full"]
 
 
-class SettingsError(ValueError):
+class SettingsError(PixelpipeError, ValueError):
     def __init__(self, variable: str, problem: str) -> None:
         super().__init__(f"{variable}: {problem}")
         self.variable = variable

@@ -56,6 +56,7 @@ from processors.pipeline import HitProcessor, ProcessedHit
 from processors.privacy import IpStorage
 from processors.rows import InsertPlan, plan_inserts, row
 from processors.window import ClickBurstWindow, Released
+from schemas.errors import PixelpipeError
 from schemas.events import MalformedHit, RawHit, decode_hit, split_hits
 from schemas.store import Store, StoreError
 from schemas.suppression import DoNotTrack
@@ -131,7 +132,7 @@ class _Uncommitted:
         return t is not None and t.done() and (t.cancelled() or t.exception() is not None)
 
 
-class NoticesLost(RuntimeError):
+class NoticesLost(PixelpipeError, RuntimeError):
     """The notice path gave up on notices of stored hits (it stopped): their offsets can never be
     committed by this runner. They stay uncommitted and are read again after a restart."""
 
