@@ -42,7 +42,7 @@ def test_the_secrets_are_really_in_the_settings(settings: Settings) -> None:
     # Without this, a test that finds no secret in a repr could be looking at settings that hold none.
     assert settings.keyring.keys == ((2, SIGNING.encode()), (1, OLD_SIGNING.encode()))
     assert dict(settings.api_keys) == {API_KEY: "acme", OTHER_KEY: "beta"}
-    assert settings.store.password == CH_PASSWORD
+    assert settings.store.password.reveal() == CH_PASSWORD
 
 
 def test_settings_repr_and_str_hold_no_secret(settings: Settings) -> None:

@@ -75,7 +75,7 @@ def test_server_url_and_rotating_keys(tmp_path: Path) -> None:
         }
     )
     assert [kid for kid, _ in s.keyring.keys] == [2, 1]
-    assert (s.store.host, s.store.port, s.store.username, s.store.password) == (
+    assert (s.store.host, s.store.port, s.store.username, s.store.password.reveal()) == (
         "ch.example.com", 8443, "bob", "p@ss",
     )  # fmt: skip
     assert s.store.database == "mail"
