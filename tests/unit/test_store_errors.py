@@ -100,7 +100,7 @@ def test_overload_and_unknown_codes_may_pass(store: Store) -> None:
          16, "NO_SUCH_COLUMN_IN_TABLE", False),
         ("Code: 53. DB::Exception: Type mismatch in IN or VALUES section. (TYPE_MISMATCH)",
          53, "TYPE_MISMATCH", False),
-        ("Code: 321. DB::Exception: Value 70000 is out of range of Int16 (VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE)",
+        ("Code: 321. DB::Exception: Value 70000 out of range of Int16 (VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE)",
          321, "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE", False),
         ("Code: 41. DB::Exception: Cannot parse datetime: (at row 1) (CANNOT_PARSE_DATETIME)",
          41, "CANNOT_PARSE_DATETIME", False),
