@@ -31,10 +31,11 @@ from api.privacy import PrivacyController, PrivacyPropagation, load_suppressed, 
 from api.recipient_path import raw_recipient, recipient_paths
 from api.routes import ApiContext, BatchIn, CampaignController, InstrumentIn, MessageController, MessageIn
 from api.webhooks import WebhookController, WebhookIn
+from ingest import native
 from ingest.bus import HitPublisher, HitSource, MemoryBus
 from ingest.edge import ASGIApp, Edge
 from pixelpipe.privacy import PrivacyWiring, privacy_wiring
-from pixelpipe.settings import Settings
+from pixelpipe.settings import Settings, SettingsError
 from processors.flood import ReplayFlood
 from processors.geo import GeoLookup
 from processors.notify import (
@@ -194,6 +195,22 @@ def _prepare_store(store: Store, settings: Settings) -> None:
         store.command(statement)
 
 
+def _check_roles(settings: Settings, roles: frozenset[str]) -> None:
+    """What the roles need of the settings beyond what `load` checks, before anything is built."""
+    if "edge" in roles and "process" not in roles and not settings.kafka_bootstrap:
+        raise RoleError("the edge alone needs Kafka (set PIXELPIPE_KAFKA_BOOTSTRAP) or --roles edge,process")
+    if "process" in roles and "edge" not in roles and not settings.kafka_bootstrap:
+        raise RoleError(
+            "the processor alone needs Kafka (set PIXELPIPE_KAFKA_BOOTSTRAP) or --roles edge,process"
+        )
+    if "edge" in roles and settings.native_edge == "on" and not native.available():
+        raise SettingsError(
+            "PIXELPIPE_NATIVE_EDGE",
+            "is on, but the native fast path (pixelpipe-native) is not installed: build it with "
+            "`uv sync --group native` (needs cargo)",
+        )
+
+
 def build_components(
     settings: Settings,
     roles: frozenset[str],
@@ -207,12 +224,7 @@ def build_components(
     )
     group_id = settings.consumer_group
     c = Components(settings, roles)
-    if "edge" in roles and "process" not in roles and not settings.kafka_bootstrap:
-        raise RoleError("the edge alone needs Kafka (set PIXELPIPE_KAFKA_BOOTSTRAP) or --roles edge,process")
-    if "process" in roles and "edge" not in roles and not settings.kafka_bootstrap:
-        raise RoleError(
-            "the processor alone needs Kafka (set PIXELPIPE_KAFKA_BOOTSTRAP) or --roles edge,process"
-        )
+    _check_roles(settings, roles)
     if roles & {"process", "api"}:
         c.store = store or Store.connect(settings.store)
         _prepare_store(c.store, settings)

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from ingest import native
+from pixelpipe.app import build_components
 from pixelpipe.settings import SettingsError, load
 from tests.native import require_native
 
@@ -113,8 +114,11 @@ def test_the_native_edge_cannot_be_on_where_it_is_not_installed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(native, "PixelPath", None)
-    with pytest.raises(SettingsError) as info:
-        load({**GOOD, "PIXELPIPE_DATA_DIR": str(tmp_path), "PIXELPIPE_NATIVE_EDGE": "on"})
+    with pytest.raises(SettingsError) as info:  # asked where the edge is built, before anything starts
+        build_components(
+            load({**GOOD, "PIXELPIPE_DATA_DIR": str(tmp_path), "PIXELPIPE_NATIVE_EDGE": "on"}),
+            frozenset({"edge", "process"}),
+        )
     assert info.value.variable == "PIXELPIPE_NATIVE_EDGE"
     assert "not installed" in str(info.value)
 
