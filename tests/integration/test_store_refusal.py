@@ -11,11 +11,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import time
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from prometheus_client import REGISTRY
 
 from ingest.bus import MemoryBus
@@ -27,7 +26,7 @@ from processors.runner import HitRunner
 from schemas.events import RawHit, encode_hit, join_hits
 from schemas.store import Store
 from schemas.topics import Topics
-from tests.integration.helpers import human_open
+from tests.integration.helpers import eventually, human_open, read_topic
 
 DATA = Path(__file__).parent.parent / "data"
 CRAWLER = "Googlebot/2.1 (+http://www.google.com/bot.html)"
@@ -57,14 +56,6 @@ def _record(n: int) -> tuple[list[RawHit], list[RawHit]]:
     return humans, bots
 
 
-async def _eventually(check: object, what: str, timeout_s: float = 60) -> None:
-    assert callable(check)
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
-        await asyncio.sleep(0.1)
-
-
 @pytest.mark.kafka
 async def test_a_table_the_store_refuses_sends_its_hits_to_the_dead_letter_topic_and_the_partition_goes_on(
     store: Store, kafka_bootstrap: str, kafka_topics: Topics, kafka_group: str
@@ -90,7 +81,7 @@ async def test_a_table_the_store_refuses_sends_its_hits_to_the_dead_letter_topic
         async def assigned() -> bool:
             return source.assignment() == {0}
 
-        await _eventually(assigned, "the source's partition")
+        await eventually(assigned, "the source's partition")
         for n in range(RECORDS):
             humans, bots = _record(n)
             sent_bots.append(bots)
@@ -101,7 +92,7 @@ async def test_a_table_the_store_refuses_sends_its_hits_to_the_dead_letter_topic
         async def committed_all() -> bool:
             return await source.committed(0) == RECORDS  # past every record: the partition went on
 
-        await _eventually(committed_all, "every record committed")
+        await eventually(committed_all, "every record committed")
         assert store.query(f"SELECT count() FROM {db}.events") == [(RECORDS * HUMANS_PER_RECORD,)]
         assert store.query(f"SELECT count() FROM {db}.filtered_hits") == [(0,)]
         assert _refused("filtered_hits", "469", "VIOLATED_CONSTRAINT") - before == RECORDS * BOTS_PER_RECORD
@@ -115,7 +106,7 @@ async def test_a_table_the_store_refuses_sends_its_hits_to_the_dead_letter_topic
         async def mended() -> bool:
             return await source.committed(0) == RECORDS + 1
 
-        await _eventually(mended, "the record after the mend committed")
+        await eventually(mended, "the record after the mend committed")
         assert store.query(f"SELECT count() FROM {db}.filtered_hits") == [(BOTS_PER_RECORD,)]
         assert runner.store_ok is True
         assert _refused("filtered_hits", "469", "VIOLATED_CONSTRAINT") - before == RECORDS * BOTS_PER_RECORD
@@ -123,18 +114,7 @@ async def test_a_table_the_store_refuses_sends_its_hits_to_the_dead_letter_topic
         runner.stop()
         await asyncio.wait_for(task, 15)
         await producer.stop()
-    consumer = AIOKafkaConsumer(
-        kafka_topics.dead_letter, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    try:
-        dead = []
-        deadline = time.monotonic() + 15
-        while len(dead) < RECORDS and time.monotonic() < deadline:
-            for batch in (await consumer.getmany(timeout_ms=500)).values():
-                dead.extend(batch)
-    finally:
-        await consumer.stop()
+    dead = await read_topic(kafka_bootstrap, kafka_topics.dead_letter, RECORDS)
     # One dead letter per source record, holding that record's refused hits (its bots) and nothing else.
     assert [d.value for d in dead] == [join_hits([encode_hit(b) for b in bots]) for bots in sent_bots]
     offsets = [dict(d.headers)["pixelpipe-source-offset"] for d in dead]
