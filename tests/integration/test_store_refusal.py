@@ -65,17 +65,20 @@ async def test_a_table_the_store_refuses_sends_its_hits_to_the_dead_letter_topic
     store.command(f"ALTER TABLE {db}.filtered_hits ADD CONSTRAINT refuse_all CHECK hit_id = ''")
     before = _refused("filtered_hits", "469", "VIOLATED_CONSTRAINT")
     source = KafkaSource(kafka_bootstrap, kafka_topics, kafka_group, partitions=1)
+    notified: list[str] = []  # what the notice hub would be handed: stored hits only
     runner = HitRunner(
         source=source,
         store=store,
         processor=_processor(),
         flush_interval_s=0.1,
         dead_letters=DeadLetterPublisher(kafka_bootstrap, kafka_topics),
+        on_stored=lambda stored: notified.extend(p.hit.hit_id for p, _ in stored),
     )
     task = asyncio.create_task(runner.run())
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
     sent_bots: list[list[RawHit]] = []
+    sent_humans: list[RawHit] = []
     try:
 
         async def assigned() -> bool:
@@ -85,6 +88,7 @@ async def test_a_table_the_store_refuses_sends_its_hits_to_the_dead_letter_topic
         for n in range(RECORDS):
             humans, bots = _record(n)
             sent_bots.append(bots)
+            sent_humans += humans
             value = join_hits([encode_hit(h) for pair in zip(humans, bots, strict=False) for h in pair])
             value = join_hits([value, *(encode_hit(b) for b in bots[len(humans) :])])
             await producer.send_and_wait(kafka_topics.raw_hits, value)
@@ -97,6 +101,7 @@ async def test_a_table_the_store_refuses_sends_its_hits_to_the_dead_letter_topic
         assert store.query(f"SELECT count() FROM {db}.filtered_hits") == [(0,)]
         assert _refused("filtered_hits", "469", "VIOLATED_CONSTRAINT") - before == RECORDS * BOTS_PER_RECORD
         assert runner.store_ok is False  # the last insert failed: /readyz shows it until one succeeds
+        assert sorted(notified) == sorted(h.hit_id for h in sent_humans)  # refused rows make no notice
 
         # The schema mended, the next record's filtered hits are stored and it is committed.
         store.command(f"ALTER TABLE {db}.filtered_hits DROP CONSTRAINT refuse_all")
@@ -108,6 +113,7 @@ async def test_a_table_the_store_refuses_sends_its_hits_to_the_dead_letter_topic
 
         await eventually(mended, "the record after the mend committed")
         assert store.query(f"SELECT count() FROM {db}.filtered_hits") == [(BOTS_PER_RECORD,)]
+        assert len(notified) == RECORDS * HUMANS_PER_RECORD + BOTS_PER_RECORD  # stored: handed on
         assert runner.store_ok is True
         assert _refused("filtered_hits", "469", "VIOLATED_CONSTRAINT") - before == RECORDS * BOTS_PER_RECORD
     finally:
