@@ -89,8 +89,9 @@ def _route(request: Request[Any, Any, Any]) -> str:
 
 def internal_error(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     """Any failure that is not an HTTP answer of a handler: logged with its cause, answered 503 when the store
-    is away (the client may retry), else 500."""
-    if isinstance(exc, StoreError) and exc.retriable:
+    could not be reached (the client may retry), else 500 (a store that answered with an error: its message
+    holds ClickHouse's code and name, for the log only)."""
+    if isinstance(exc, StoreError) and exc.away:
         log.warning("%s answered 503: the store is unavailable (%s)", _route(request), exc)
         return Response(
             {"status_code": HTTP_503_SERVICE_UNAVAILABLE, "detail": "the store is unavailable; retry later"},

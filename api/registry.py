@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from schemas.errors import PixelpipeError
 from schemas.recipient import BadRecipient, checked_recipient
 from schemas.tokens import Claim, Keyring, TokenKind, recipient_tag, sign
 
@@ -19,7 +20,7 @@ MAX_LINKS = 1000
 MAX_URL_CHARS = 2048
 
 
-class BadMessage(ValueError):
+class BadMessage(PixelpipeError, ValueError):
     """The registration cannot be accepted; the message says why (answered as 400)."""
 
 

@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from schemas.errors import PixelpipeError
+
 log = logging.getLogger(__name__)
 
 HEADER: Final = struct.Struct("<II")
@@ -57,7 +59,7 @@ _READ_CHUNK: Final = 4 << 20
 _ROOM_FOR_ONE: Final = 4096
 
 
-class SpoolOrderError(RuntimeError):
+class SpoolOrderError(PixelpipeError, RuntimeError):
     """`prepend` was asked to put records before records that are already handed out or acknowledged."""
 
 

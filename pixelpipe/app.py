@@ -36,6 +36,7 @@ from api.sql.rollup_upkeep import rollup_retention
 from api.webhooks import WebhookController, WebhookIn
 from bus.memory import MemoryBus
 from bus.port import HitPublisher, HitSource
+from ingest import native
 from ingest.edge import ASGIApp, Edge
 from notices.attempts import AttemptLog
 from notices.directory import WebhookDirectory, store_webhooks
@@ -45,12 +46,13 @@ from notices.live import LiveFeed
 from notices.making import MessageLookup
 from notices.wiring import Notifications, in_process
 from pixelpipe.privacy import PrivacyWiring, privacy_wiring
-from pixelpipe.settings import Settings
+from pixelpipe.settings import Settings, SettingsError
 from processors.flood import ReplayFlood
 from processors.geo import GeoLookup
 from processors.pipeline import HitProcessor
 from processors.ranges import load_ranges
 from processors.runner import DeadLetters, HitRunner, Stored
+from schemas.errors import PixelpipeError
 from schemas.live import LiveNotices
 from schemas.store import Store, StoreError
 from schemas.suppression import DoNotTrack
@@ -68,7 +70,7 @@ STOP_DEADLINE_S = 8.0
 SUPPRESSION_REFRESH_S = 5.0
 
 
-class RoleError(ValueError):
+class RoleError(PixelpipeError, ValueError):
     pass
 
 
@@ -202,6 +204,22 @@ def _prepare_store(store: Store, settings: Settings) -> None:
         store.command(statement)
 
 
+def _check_roles(settings: Settings, roles: frozenset[str]) -> None:
+    """What the roles need of the settings beyond what `load` checks, before anything is built."""
+    if "edge" in roles and "process" not in roles and not settings.kafka_bootstrap:
+        raise RoleError("the edge alone needs Kafka (set PIXELPIPE_KAFKA_BOOTSTRAP) or --roles edge,process")
+    if "process" in roles and "edge" not in roles and not settings.kafka_bootstrap:
+        raise RoleError(
+            "the processor alone needs Kafka (set PIXELPIPE_KAFKA_BOOTSTRAP) or --roles edge,process"
+        )
+    if "edge" in roles and settings.native_edge == "on" and not native.available():
+        raise SettingsError(
+            "PIXELPIPE_NATIVE_EDGE",
+            "is on, but the native fast path (pixelpipe-native) is not installed: build it with "
+            "`uv sync --group native` (needs cargo)",
+        )
+
+
 def build_components(
     settings: Settings,
     roles: frozenset[str],
@@ -214,12 +232,7 @@ def build_components(
         else Topics(retention=settings.kafka_retention)
     )
     c = Components(settings, roles)
-    if "edge" in roles and "process" not in roles and not settings.kafka_bootstrap:
-        raise RoleError("the edge alone needs Kafka (set PIXELPIPE_KAFKA_BOOTSTRAP) or --roles edge,process")
-    if "process" in roles and "edge" not in roles and not settings.kafka_bootstrap:
-        raise RoleError(
-            "the processor alone needs Kafka (set PIXELPIPE_KAFKA_BOOTSTRAP) or --roles edge,process"
-        )
+    _check_roles(settings, roles)
     if roles & {"process", "api"}:
         c.store = store or Store.connect(settings.store)
         _prepare_store(c.store, settings)

@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning("%s", unreachable)
     try:
         components = build_components(settings, roles)
-    except RoleError as exc:
+    except (settings_mod.SettingsError, RoleError) as exc:  # a setting only the roles asked for need
         print(f"pixelpipe: {exc}", file=sys.stderr)
         return 2
     except StoreError as exc:

@@ -81,6 +81,8 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from schemas.errors import PixelpipeError
+
 BROWSER: Final = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/119.0.0.0 Safari/537.36"
@@ -138,7 +140,7 @@ def sample_messages_needed(in_flight: int, poll_interval_s: float, width: int) -
     return in_flight - 1 + math.ceil(samples_per_window / (BUCKET_HITS * width))
 
 
-class LoadgenError(RuntimeError):
+class LoadgenError(PixelpipeError, RuntimeError):
     """The target cannot be driven at all (registration refused, edge unreachable)."""
 
 

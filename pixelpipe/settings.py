@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Final, Literal
 from urllib.parse import urlparse
 
-from ingest import native
 from ingest.connection_bounds import ConnectionBounds
-from ingest.native import NATIVE_EDGE_CHOICES, NativeEdge
 from pixelpipe import limits
+from schemas.errors import PixelpipeError
 from schemas.store import StoreTarget, parse_store_url
 from schemas.tokens import Keyring
 from schemas.topics import TopicRetention
@@ -30,9 +29,13 @@ log = logging.getLogger(__name__)
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 IpStorage = Literal["truncate", "drop", "full"]
+# The edge's native fast path (ingest.native's own `NativeEdge`): only the choice is read here; whether its
+# module is installed is asked where the edge is built (`pixelpipe.app`): settings import no stage's runtime.
+NativeEdge = Literal["auto", "on", "off"]
+NATIVE_EDGE_CHOICES: Final = ("auto", "on", "off")
 
 
-class SettingsError(ValueError):
+class SettingsError(PixelpipeError, ValueError):
     def __init__(self, variable: str, problem: str) -> None:
         super().__init__(f"{variable}: {problem}")
         self.variable = variable
@@ -133,12 +136,6 @@ def _native_edge(env: Mapping[str, str]) -> NativeEdge:
     raw = env.get("PIXELPIPE_NATIVE_EDGE", "").strip().lower() or "auto"
     if raw not in NATIVE_EDGE_CHOICES:
         raise SettingsError("PIXELPIPE_NATIVE_EDGE", f"{raw!r} is not one of auto, on, off")
-    if raw == "on" and not native.available():
-        raise SettingsError(
-            "PIXELPIPE_NATIVE_EDGE",
-            "is on, but the native fast path (pixelpipe-native) is not installed: build it with "
-            "`uv sync --group native` (needs cargo)",
-        )
     return raw  # type: ignore[return-value]
 
 

@@ -18,12 +18,13 @@ from typing import Any, Final
 import maxminddb
 
 from processors.address import ClientAddress, parse_address
+from schemas.errors import PixelpipeError
 
 LOOKUP_CACHE_SIZE: Final = 65_536  # distinct addresses; mail providers' proxies repeat a lot
 PLACES_SIZE: Final = 65_536  # distinct answers kept for reuse; far fewer than addresses (a city, a network)
 
 
-class GeoDatabaseError(ValueError):
+class GeoDatabaseError(PixelpipeError, ValueError):
     """A MaxMind database file that cannot be opened or read: raised at start, never per hit."""
 
 

@@ -23,6 +23,12 @@ UNSETTLED_FLUSHES = Gauge(
     "pixelpipe_flushes_awaiting_notices",
     "Stored flushes whose offsets are not committed yet because their notices are not durable yet",
 )
+STORE_REFUSED = Counter(
+    "pixelpipe_store_rejected_hits_total",
+    "Hits whose rows the store refused for good (a schema mismatch, a value a column refuses): sent to the "
+    "dead letters, not retried; by table and ClickHouse's error code and name (none: refused by the client)",
+    ["table", "code", "name"],
+)
 
 # -- the processors on Kafka (processors.kafka_source)
 DEAD_LETTERED = Counter("pixelpipe_dead_letter_total", "Records sent to the dead-letter topic")

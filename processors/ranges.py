@@ -23,12 +23,13 @@ from typing import Any, Final
 import orjson
 
 from processors.address import ClientAddress, parse_address
+from schemas.errors import PixelpipeError
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _ENTRY_FIELDS: Final = ("network", "owner", "role", "source")
 
 
-class RangeFileError(ValueError):
+class RangeFileError(PixelpipeError, ValueError):
     """A ranges file that is not what this module reads: raised at start, naming the file and the entry."""
 
 

@@ -15,8 +15,17 @@ Delivery order, per batch (at-least-once from the bus, idempotent into ClickHous
    ClickHouse per fetch): the net for the cases the replay cannot agree (clocks further apart than the
    skew allowed, an eviction, other settings), so no hit is on both sides;
 4. every ``flush_interval`` (or sooner when the batch is large) insert the rows into ClickHouse, each table
-   with a deduplication token derived from the batch's hit ids — retried with backoff, forever, while the
-   store is away (nothing is committed meanwhile, so nothing is lost);
+   with a deduplication token derived from the batch's hit ids — retried with backoff (0.1 s doubling to
+   5 s), for as long as the failure may pass (`StoreError.retriable`: the store away, slow or overloaded;
+   nothing is committed meanwhile, so nothing is lost). A table's insert the store refuses for good (its
+   schema lacks what the rows carry, a row holds a value its column refuses) is not retried: the hits of
+   those rows go to the dead-letter path, one record per source record, with a reason naming the table and
+   ClickHouse's error name and code, are counted (``pixelpipe_store_rejected_hits_total``), and their
+   offsets are committed like any dead letter's: the partition goes on. They were not stored, so they make
+   no notice. The tables are separate inserts: when ``events`` is stored and ``filtered_hits`` refused (or
+   the other way round), the stored table's hits go on to step 5 and only the refused table's are
+   dead-lettered. A crash before the commit replays the batch: the stored table's insert is deduplicated by
+   its token, the refused one is refused again and its hits dead-lettered again (at least once);
 5. hand the stored hits to ``on_stored`` (the notice hub) and take a ticket from ``notices_durable``: it
    completes once the notices of everything stored so far are durable (on Kafka: acknowledged on the
    ``enriched`` topic);
@@ -43,11 +52,12 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Final, Protocol, runtime_checkable
 
 from bus.port import BusRecord, HitSource
 from processors import metrics
@@ -56,7 +66,9 @@ from processors.pipeline import HitProcessor, ProcessedHit
 from processors.privacy import IpStorage
 from processors.rows import InsertPlan, plan_inserts, row
 from processors.window import ClickBurstWindow, Released
-from schemas.events import MalformedHit, RawHit, decode_hit, split_hits
+from schemas.backoff import Backoff, retrying
+from schemas.errors import PixelpipeError
+from schemas.events import MalformedHit, RawHit, decode_hit, encode_hit, join_hits, split_hits
 from schemas.store import Store, StoreError
 from schemas.suppression import DoNotTrack
 from schemas.verdicts import Classification
@@ -65,6 +77,8 @@ log = logging.getLogger(__name__)
 
 Stored = Sequence[tuple[ProcessedHit, Classification]]
 NoticesDurable = Callable[[], Awaitable[None]]
+STORE_BACKOFF: Final = Backoff(first_s=0.1, max_s=5.0)  # an insert or a lookup while the store is away
+DEAD_LETTER_BACKOFF: Final = Backoff(first_s=0.1, max_s=5.0)  # a dead letter while its topic is away
 
 
 class DeadLetters(Protocol):
@@ -131,7 +145,7 @@ class _Uncommitted:
         return t is not None and t.done() and (t.cancelled() or t.exception() is not None)
 
 
-class NoticesLost(RuntimeError):
+class NoticesLost(PixelpipeError, RuntimeError):
     """The notice path gave up on notices of stored hits (it stopped): their offsets can never be
     committed by this runner. They stay uncommitted and are read again after a restart."""
 
@@ -280,7 +294,7 @@ class HitRunner:
                 bad, hits = await asyncio.to_thread(self._process, records, stored)
                 for record, reason in bad:
                     metrics.DEAD_LETTERS.inc()
-                    await self.dead_letters.send(record, reason)
+                    await self._dead_letter(record, reason)
             # A full fetch means a backlog. Counted in hits, not records: a record holds many hits, and a
             # fetch of a few records can be a backlog's worth. Behind, held clicks wait for the event-time
             # watermark, not the wall clock: their burst partners may still be unread.
@@ -363,17 +377,23 @@ class HitRunner:
         db = self.store.database
         sql = f"""SELECT hit_id, reason FROM {db}.filtered_hits WHERE hit_id IN {{ids:Array(String)}}
                   UNION ALL SELECT hit_id, '' FROM {db}.events WHERE hit_id IN {{ids:Array(String)}}"""  # noqa: S608 - db is a validated name; values are bound
-        delay = 0.1
-        while True:
-            try:
-                rows = await asyncio.to_thread(self.store.query, sql, {"ids": list(ids)})
-                break
-            except StoreError as exc:
-                if self._stopping.is_set():
-                    raise
-                log.warning("looking up the stored verdicts of hits read again failed (%s); retrying", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        try:
+            rows = await retrying(
+                functools.partial(asyncio.to_thread, self.store.query, sql, {"ids": list(ids)}),
+                what="looking up the stored verdicts of hits read again",
+                backoff=STORE_BACKOFF,
+                log=log,
+                give_up=self._stopping.is_set,
+            )
+        except StoreError as exc:
+            if exc.retriable:
+                raise  # stopping with the store away
+            # No retry fixes it (the tables lack what the lookup reads): go on without the net; the
+            # inserts that follow meet the same schema and dead-letter their hits.
+            log.error(  # noqa: TRY400 - the store's own words are the message; its traceback adds nothing
+                "looking up the stored verdicts of hits read again failed for good (%s): %s", exc.label, exc
+            )
+            return {}
         stored: dict[str, str] = {}
         for hit_id, reason in rows:
             if stored.get(hit_id) != FLOOD.reason:  # stored on both sides by an older version: filtered wins
@@ -463,17 +483,18 @@ class HitRunner:
         pending, self._pending = self._pending, _Pending()
         ticket: asyncio.Future[None] | None = None
         if pending.count:
-            await self._insert(plan_inserts(pending.rows))
+            refused = await self._insert(plan_inserts(pending.rows))
+            stored = await self._dead_letter_refused(pending.stored, refused) if refused else pending.stored
             now_ms = self.clock() * 1000
             kinds: collections.Counter[tuple[str, str]] = collections.Counter()
-            for processed, classification in pending.stored:
+            for processed, classification in stored:
                 kinds[processed.hit.kind, classification.verdict.value] += 1
                 metrics.VISIBLE_LAG.observe(max(0.0, now_ms - processed.hit.received_at_ms) / 1000)
             for (kind, verdict), count in kinds.items():  # labels() costs more than inc(): once per pair
                 metrics.HITS.labels(kind, verdict).inc(count)
-            if self.on_stored is not None:
-                self.on_stored(pending.stored)
-            if self.notices_durable is not None:
+            if stored and self.on_stored is not None:
+                self.on_stored(stored)
+            if stored and self.notices_durable is not None:
                 ticket = asyncio.ensure_future(self.notices_durable())
         offsets = self._commit_offsets()
         if offsets:
@@ -538,33 +559,81 @@ class HitRunner:
                 with contextlib.suppress(asyncio.CancelledError):
                     await stopping
 
-    async def _insert(self, plans: list[InsertPlan]) -> None:
-        """Insert every plan, retrying the same batch (same dedup tokens) until the store takes it."""
-        delay = 0.1
+    async def _insert(self, plans: list[InsertPlan]) -> dict[str, StoreError]:
+        """Insert every plan, retrying the same batch (same dedup tokens) while the failure may pass; the
+        tables whose insert the store refused for good, with the refusal."""
+        refused: dict[str, StoreError] = {}
         for plan in plans:
-            while True:
-                try:
-                    await asyncio.to_thread(
-                        self.store.insert, plan.table, plan.columns, plan.rows, dedup_token=plan.dedup_token
-                    )
-                except StoreError as exc:
-                    if self._stopping.is_set() and not self.drain_on_stop:
-                        raise  # shutting down with the store away: leave it uncommitted for a replay
-                    self.store_ok = False
-                    metrics.STORE_UP.set(0)
-                    metrics.INSERT_FAILURES.labels(str(exc.retriable).lower()).inc()
-                    log.warning(
-                        "insert of %d rows into %s failed (%s); retrying in %.1fs",
-                        len(plan.rows), plan.table, exc, delay,
-                    )  # fmt: skip
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-                    continue
-                self.store_ok = True
-                metrics.STORE_UP.set(1)
-                metrics.ROWS.labels(plan.table).inc(len(plan.rows))
-                delay = 0.1
-                break
+            try:
+                await retrying(
+                    functools.partial(self._insert_once, plan),
+                    what=f"insert of {len(plan.rows)} rows into {plan.table}",
+                    backoff=STORE_BACKOFF,
+                    log=log,
+                    # shutting down with the store away: leave it uncommitted for a replay
+                    give_up=lambda: self._stopping.is_set() and not self.drain_on_stop,
+                )
+            except StoreError as exc:
+                if exc.retriable:
+                    raise
+                log.error(  # noqa: TRY400 - the store's own words are the message; its traceback adds nothing
+                    "insert of %d rows into %s refused for good (%s): %s; their hits go to the dead letters",
+                    len(plan.rows), plan.table, exc.label, exc,
+                )  # fmt: skip
+                refused[plan.table] = exc
+        return refused
+
+    async def _insert_once(self, plan: InsertPlan) -> None:
+        try:
+            await asyncio.to_thread(
+                self.store.insert, plan.table, plan.columns, plan.rows, dedup_token=plan.dedup_token
+            )
+        except StoreError as exc:
+            self.store_ok = False
+            metrics.STORE_UP.set(0)
+            metrics.INSERT_FAILURES.labels(str(exc.retriable).lower()).inc()
+            raise
+        self.store_ok = True
+        metrics.STORE_UP.set(1)
+        metrics.ROWS.labels(plan.table).inc(len(plan.rows))
+
+    async def _dead_letter_refused(self, pending: Stored, refused: Mapping[str, StoreError]) -> Stored:
+        """Send the hits of the refused tables' rows to the dead letters, one record per source record (its
+        hits as decoded, newline-delimited), with the table and the store's error; the hits that were
+        stored."""
+        stored = []
+        by_record: dict[tuple[str, str], list[RawHit]] = {}
+        for processed, classification in pending:
+            table = row(processed, classification, self.ip_storage)[0]
+            if table in refused:
+                by_record.setdefault((processed.source, table), []).append(processed.hit)
+            else:
+                stored.append((processed, classification))
+        for (source, table), hits in by_record.items():
+            exc = refused[table]
+            reason = f"the store refused the insert into {table}: {exc.label}"
+            await self._dead_letter(_record_at(source, join_hits([encode_hit(h) for h in hits])), reason)
+            code = "none" if exc.code is None else str(exc.code)
+            metrics.STORE_REFUSED.labels(table, code, exc.name or "none").inc(len(hits))
+        return stored
+
+    async def _dead_letter(self, record: BusRecord, reason: str) -> None:
+        """Hand a record to the dead letters; retried while their topic is away (nothing is committed
+        meanwhile), given up when stopping (left uncommitted: read again after the restart)."""
+        await retrying(
+            functools.partial(self.dead_letters.send, record, reason),
+            what=f"dead-lettering {record.source}",
+            backoff=DEAD_LETTER_BACKOFF,
+            log=log,
+            give_up=self._stopping.is_set,
+        )
+
+
+def _record_at(source: str, value: bytes) -> BusRecord:
+    """A record of ``value`` at the position ``source`` names (`BusRecord.source`: topic:partition:offset;
+    a Kafka topic name has no ':')."""
+    topic, partition, offset = source.rsplit(":", 2)
+    return BusRecord(value, int(partition), int(offset), topic)
 
 
 def _decodable(records: list[BusRecord]) -> Iterator[RawHit]:

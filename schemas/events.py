@@ -18,6 +18,7 @@ from typing import Annotated, Final, Literal
 import msgspec
 import orjson
 
+from schemas.errors import PixelpipeError
 from schemas.wire import required_fields, strict_fields, typed_decoder, version_tail
 
 SCHEMA_VERSION: Final = 1
@@ -27,7 +28,7 @@ _KINDS: Final = frozenset({"open", "click"})
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 
 
-class MalformedHit(ValueError):
+class MalformedHit(PixelpipeError, ValueError):
     """Bytes on the bus that are not a raw hit of a version we read."""
 
 

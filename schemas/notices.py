@@ -23,6 +23,7 @@ from typing import Any, Final, Literal, get_args
 import msgspec
 import orjson
 
+from schemas.errors import PixelpipeError
 from schemas.wire import required_fields, strict_fields, typed_decoder
 
 NOTICE_VERSION: Final = 1
@@ -35,7 +36,7 @@ WebhookEvent = Literal["first_open", "open", "click", "machine_open"]
 WEBHOOK_EVENTS: Final[tuple[str, ...]] = get_args(WebhookEvent)
 
 
-class MalformedNotice(ValueError):
+class MalformedNotice(PixelpipeError, ValueError):
     """Bytes on the enriched topic that are not a notice of a version we read."""
 
 

@@ -20,6 +20,7 @@ from typing import Final
 
 import orjson
 
+from schemas.errors import PixelpipeError
 from schemas.tokens import RECIPIENT_TAG_BYTES, Keyring, recipient_tag
 from schemas.wire import required_fields, strict_fields
 
@@ -28,12 +29,14 @@ _TAG_HEX_CHARS: Final = 2 * RECIPIENT_TAG_BYTES
 _HEX: Final = frozenset("0123456789abcdef")
 
 
-class MalformedPrivacyChange(ValueError):
+class MalformedPrivacyChange(PixelpipeError, ValueError):
     """Bytes on the privacy topic that are not a privacy change of a version we read."""
 
 
-class PrivacyNotPublished(RuntimeError):
+class PrivacyNotPublished(PixelpipeError, RuntimeError):
     """The broker did not take a privacy change in time (the API answers 503; a repeat publishes again)."""
+
+    retriable = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,12 +20,14 @@ from __future__ import annotations
 import unicodedata
 from typing import Final
 
+from schemas.errors import PixelpipeError
+
 MAX_RECIPIENT_CHARS: Final = 512
 # Cc: C0 and C1 controls and DEL; Cs: surrogates (not encodable); Zl, Zp: line and paragraph separators.
 _REFUSED_CATEGORIES: Final = frozenset({"Cc", "Cs", "Zl", "Zp"})
 
 
-class BadRecipient(ValueError):
+class BadRecipient(PixelpipeError, ValueError):
     """Not something that can name a recipient; the message says why (answered as 400)."""
 
 

@@ -1,9 +1,10 @@
 """The store port: ClickHouse through clickhouse-connect, embedded (chDB) or a server, behind one small class.
 
 clickhouse-connect already speaks both transports; this port adds what pixelpipe needs on top: one URL
-format for both, the database made and migrated at start, errors sorted into retriable or not, and calls
-serialised where the engine needs it (chDB runs one engine per process). Callers on an event loop run these
-blocking calls in a worker thread.
+format for both, the database made and migrated at start, errors that keep ClickHouse's code and name and
+say whether a retry may help (`schemas.store_errors`; never the password), and calls serialised where the
+engine needs it (chDB runs one engine per process). Callers on an event loop run these blocking calls in a
+worker thread.
 """
 
 from __future__ import annotations
@@ -18,21 +19,42 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.exceptions import ClickHouseError, OperationalError
+from clickhouse_connect.driver.exceptions import ClickHouseError
 
 from schemas.ddl import migrations
+from schemas.errors import PixelpipeError
+from schemas.secret import MASK, Secret
+from schemas.store_errors import SERIALISING, sort_failure
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DATABASE = "pixelpipe"
 
 
-class StoreError(Exception):
-    """A store call failed. ``retriable``: the same call may succeed later (the server is away)."""
+class StoreError(PixelpipeError):
+    """A store call failed. ``retriable``: the same call may succeed later; ``code``/``name``: ClickHouse's
+    error (None when the server did not answer one); ``away``: the store could not be reached at all."""
 
-    def __init__(self, message: str, *, retriable: bool) -> None:
-        super().__init__(message)
-        self.retriable = retriable
+    def __init__(
+        self,
+        message: str,
+        *,
+        retriable: bool,
+        code: int | None = None,
+        name: str | None = None,
+        away: bool | None = None,
+    ) -> None:
+        super().__init__(message, retriable=retriable)
+        self.code = code
+        self.name = name
+        self.away = retriable if away is None else away
+
+    @property
+    def label(self) -> str:
+        """The server's name and code (``UNKNOWN_TABLE (code 60)``), or that it gave none."""
+        if self.code is None and self.name is None:
+            return "no server error code"
+        return f"{self.name or 'unnamed'} (code {self.code if self.code is not None else '?'})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +67,7 @@ class StoreTarget:
     host: str = ""
     port: int = 0
     username: str = "default"
-    password: str = field(default="", repr=False)  # secrets stay out of reprs; `redacted` is what to show
+    password: Secret = field(default=Secret(""), repr=False)  # shows as ***; `redacted` is what to show
     secure: bool = False
 
     @property
@@ -80,7 +102,7 @@ def parse_store_url(url: str) -> StoreTarget:
         host=parsed.hostname,
         port=port,
         username=unquote(parsed.username or "default"),
-        password=unquote(parsed.password or ""),
+        password=Secret(unquote(parsed.password or "")),
         secure=parsed.scheme == "https",
     )
 
@@ -90,9 +112,14 @@ def _check_database(name: str) -> None:
         raise ValueError(f"database name {name!r} must be letters, digits and underscores")
 
 
-def _wrap(exc: Exception) -> StoreError:
-    retriable = isinstance(exc, (OperationalError, OSError))
-    return StoreError(f"{type(exc).__name__}: {exc}", retriable=retriable)
+def _wrap(exc: Exception, target: StoreTarget) -> StoreError:
+    failure = sort_failure(exc)
+    message = f"{failure.cause}: {exc}"
+    if password := target.password.reveal():
+        message = message.replace(password, MASK)  # were a server or a client ever to echo it
+    return StoreError(
+        message, retriable=failure.retriable, code=failure.code, name=failure.name, away=failure.away
+    )
 
 
 class Store:
@@ -115,14 +142,14 @@ class Store:
                     host=target.host,
                     port=target.port,
                     username=target.username,
-                    password=target.password,
+                    password=target.password.reveal(),
                     secure=target.secure,
                     autogenerate_session_id=False,
                     connect_timeout=5,
                     send_receive_timeout=30,
                 )
         except (ClickHouseError, OSError) as exc:
-            raise _wrap(exc) from exc
+            raise _wrap(exc, target) from exc
         store = cls(client, target)
         if migrate:
             store.migrate()
@@ -180,15 +207,15 @@ class Store:
                 self._client.insert(
                     f"{self.database}.{table}", rows, column_names=list(columns), settings=settings
                 )
-        except (ClickHouseError, OSError) as exc:
-            raise _wrap(exc) from exc
+        except (ClickHouseError, OSError, *SERIALISING) as exc:  # serialising: a value its column refuses
+            raise _wrap(exc, self.target) from exc
 
     def query(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[tuple[Any, ...]]:
         try:
             with self._lock:
                 result = self._client.query(sql, parameters=dict(parameters or {}))
         except (ClickHouseError, OSError) as exc:
-            raise _wrap(exc) from exc
+            raise _wrap(exc, self.target) from exc
         return [tuple(row) for row in result.result_rows]
 
     def query_dicts(self, sql: str, parameters: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -196,7 +223,7 @@ class Store:
             with self._lock:
                 result = self._client.query(sql, parameters=dict(parameters or {}))
         except (ClickHouseError, OSError) as exc:
-            raise _wrap(exc) from exc
+            raise _wrap(exc, self.target) from exc
         return list(result.named_results())
 
     def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> None:
@@ -204,7 +231,7 @@ class Store:
             with self._lock:
                 self._client.command(sql, parameters=dict(parameters or {}) or None)
         except (ClickHouseError, OSError) as exc:
-            raise _wrap(exc) from exc
+            raise _wrap(exc, self.target) from exc
 
     def ping(self) -> bool:
         try:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Final
 
+from schemas.errors import PixelpipeError
 from schemas.recipient import normalize_recipient
 from schemas.wire import fast_constructor
 
@@ -45,7 +46,7 @@ class TokenKind(IntEnum):
     CLICK = 2
 
 
-class InvalidToken(ValueError):
+class InvalidToken(PixelpipeError, ValueError):
     """The token is garbled, forged, tampered with, or signed by a key this keyring does not hold."""
 
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit
 
+from schemas.errors import PixelpipeError
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 UNSPECIFIED: Final = "unspecified"
@@ -80,7 +82,7 @@ _NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
 ALLOW_PRIVATE_HINT: Final = " (for development, PIXELPIPE_WEBHOOK_ALLOW_PRIVATE=true allows this one)"
 
 
-class BlockedTarget(ValueError):
+class BlockedTarget(PixelpipeError, ValueError):
     """The URL, or an address its host is or resolves to, is not a target pixelpipe will call."""
 
 

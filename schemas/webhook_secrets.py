@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from schemas.errors import PixelpipeError
 from schemas.tokens import Keyring
 
 PREFIX: Final = "enc:v1:"
@@ -32,7 +33,7 @@ NONCE_BYTES: Final = 12
 _INFO: Final = b"pixelpipe webhook secret v1"
 
 
-class SecretUnreadable(ValueError):
+class SecretUnreadable(PixelpipeError, ValueError):
     """A sealed secret that does not open: tampered with, garbled, or sealed under a key no longer held."""
 
 

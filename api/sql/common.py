@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from schemas.errors import PixelpipeError
+
 # Every table the API reads is ordered by this prefix, so ClickHouse reads only the granules of one
 # account's campaign.
 CAMPAIGN_SCOPE: Final = "account = {account:String} AND campaign_id = {campaign_id:String}"
@@ -20,7 +22,7 @@ class Query:
     parameters: dict[str, Any]
 
 
-class BadQuery(ValueError):
+class BadQuery(PixelpipeError, ValueError):
     """A query value the API cannot answer (answered as 400, with this message)."""
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -59,6 +60,31 @@ def wait_for(
         time.sleep(every_s)
         value = probe()
     return value, time.monotonic() - start
+
+
+async def eventually(condition: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 60) -> None:
+    """Await ``condition()`` every 0.1 s until it holds; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not await condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+async def read_topic(bootstrap: str, topic: str, count: int, timeout_s: float = 15) -> list[Any]:
+    """The records of ``topic`` from its beginning, until ``count`` are read or ``timeout_s`` passes."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        while len(records) < count and time.monotonic() < deadline:
+            for batch in (await consumer.getmany(timeout_ms=500)).values():
+                records.extend(batch)
+    finally:
+        await consumer.stop()
+    return records
 
 
 def hit(client: httpx.Client, url: str, *, ua: str = BROWSER, ip: str = RESIDENTIAL) -> httpx.Response:

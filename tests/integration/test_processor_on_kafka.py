@@ -8,13 +8,11 @@ connection does (a retriable `StoreError`), for as long as the test holds it dow
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from bus.kafka_config import KafkaConfig
 from ingest.kafka_publisher import KafkaPublisher
@@ -27,7 +25,7 @@ from processors.runner import HitRunner
 from schemas.events import RawHit, encode_hit
 from schemas.store import Store, StoreError
 from schemas.topics import Topics
-from tests.integration.helpers import human_open
+from tests.integration.helpers import eventually, human_open, read_topic
 
 pytestmark = pytest.mark.kafka
 DATA = Path(__file__).parent.parent / "data"
@@ -50,13 +48,6 @@ class SwitchedStore(Store):
 
 def _hit(i: int) -> RawHit:
     return human_open(i, messages=100)  # six opens each: within the replay-flood limit (10 a minute)
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout_s} s waiting for {what}"
-        await asyncio.sleep(0.1)
 
 
 async def test_processor_pauses_while_the_store_is_away_then_catches_up(
@@ -154,18 +145,7 @@ async def test_malformed_records_go_to_the_dead_letter_topic_and_never_stop_the_
         runner.stop()
         await asyncio.wait_for(task, 15)
         await producer.stop()
-    consumer = AIOKafkaConsumer(
-        kafka_topics.dead_letter, bootstrap_servers=kafka_bootstrap, auto_offset_reset="earliest"
-    )
-    await consumer.start()
-    try:
-        dead = []
-        deadline = time.monotonic() + 15
-        while len(dead) < 3 and time.monotonic() < deadline:
-            for batch in (await consumer.getmany(timeout_ms=500)).values():
-                dead.extend(batch)
-    finally:
-        await consumer.stop()
+    dead = await read_topic(kafka_bootstrap, kafka_topics.dead_letter, 3)
     assert [d.value for d in dead] == [b"not json", b'{"v": 99}', b""]
     reasons = [dict(d.headers)["pixelpipe-reason"].decode() for d in dead]
     assert reasons[0].startswith("not JSON")

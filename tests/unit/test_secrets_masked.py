@@ -4,14 +4,27 @@ or a terminal would show."""
 
 from __future__ import annotations
 
+import collections
+import copy
+import datetime as dt
+import json
+import logging
+import pickle
+import socket
+import traceback
 from pathlib import Path
 
+import orjson
 import pytest
 
 from api.context import ApiContext
+from pixelpipe.app import build_app, build_components
 from pixelpipe.settings import Settings, SettingsError, load
-from schemas.store import parse_store_url
+from schemas.notices import WEBHOOK_COLUMNS, Webhook
+from schemas.secret import Secret
+from schemas.store import Store, StoreError, parse_store_url
 from schemas.tokens import Keyring
+from schemas.webhook_secrets import seal
 from tests.settings_env import refusal
 
 SIGNING = "sig-Tq9vXw2LmPz8RkD4"  # 20 characters
@@ -28,9 +41,9 @@ GOOD = {
 }
 
 
-def _leaks(text: str) -> list[str]:
+def _leaks(text: str, *more: str) -> list[str]:
     # A secret could also show as its bytes' repr (b'...') or in part: look for every 8-character piece.
-    pieces = {s[i : i + 8] for s in SECRETS for i in range(len(s) - 7)}
+    pieces = {s[i : i + 8] for s in (*SECRETS, *more) for i in range(len(s) - 7)}
     return sorted(p for p in pieces if p in text)
 
 
@@ -43,7 +56,7 @@ def test_the_secrets_are_really_in_the_settings(settings: Settings) -> None:
     # Without this, a test that finds no secret in a repr could be looking at settings that hold none.
     assert settings.keyring.keys == ((2, SIGNING.encode()), (1, OLD_SIGNING.encode()))
     assert dict(settings.api_keys) == {API_KEY: "acme", OTHER_KEY: "beta"}
-    assert settings.store.password == CH_PASSWORD
+    assert settings.store.password.reveal() == CH_PASSWORD
 
 
 def test_settings_repr_and_str_hold_no_secret(settings: Settings) -> None:
@@ -120,3 +133,147 @@ def test_the_store_url_parser_keeps_the_password_out_of_its_errors() -> None:
     with pytest.raises(ValueError, match="port") as info:
         parse_store_url(f"http://bob:{CH_PASSWORD}@h:99999999/db")
     assert _leaks(str(info.value)) == []
+
+
+# -- everything the wiring builds, started, logged at DEBUG -----------------------------------------------
+
+WEBHOOK_SECRET = "whsec_Kq3mZ8vRt2LpNb"
+_OURS = ("api.", "bus.", "ingest.", "processors.", "notices.", "schemas.", "pixelpipe.")
+_PLAIN = (str, bytes, bytearray, int, float, bool, type(None), Path)
+
+
+def _reachable(root: object, depth: int = 6) -> list[object]:
+    """Every object reachable from ``root`` through our packages' objects (their attributes and the
+    containers they hold), each once; plain values (the secrets themselves, held where they must be) are not
+    listed, and other libraries' objects are listed but not entered."""
+    seen: set[int] = set()
+    found: list[object] = []
+
+    def walk(obj: object, left: int) -> None:
+        if (
+            isinstance(obj, _PLAIN)
+            or id(obj) in seen
+            or left < 0
+            or (callable(obj) and isinstance(obj, type))
+        ):
+            return
+        seen.add(id(obj))
+        if isinstance(obj, dict):
+            for key, value in obj.items():
+                walk(key, left)
+                walk(value, left)
+            return
+        if isinstance(obj, (list, tuple, set, frozenset, collections.deque)):
+            for item in obj:
+                walk(item, left)
+            return
+        found.append(obj)
+        if not type(obj).__module__.startswith(_OURS):
+            return
+        names = list(getattr(obj, "__dict__", {}))
+        for cls in type(obj).__mro__:
+            names += [n for n in getattr(cls, "__slots__", ()) if isinstance(n, str)]
+        for name in names:
+            walk(getattr(obj, name, None), left - 1)
+
+    walk(root, depth)
+    return found
+
+
+def _as_json(obj: object) -> str:
+    """What orjson writes of ``obj`` (it writes a dataclass's every field, whatever its repr shows), or ""
+    when it cannot (a `Secret` cannot be written)."""
+    if isinstance(obj, Webhook):
+        # Known gap: its secret is still a str the dispatcher signs with (processors/notify.py, moving to
+        # notices/ in issue 15): masked in its repr only. To become a `Secret` once that move has landed.
+        return ""
+    try:
+        return orjson.dumps(obj).decode()
+    except TypeError:
+        return ""
+
+
+async def test_no_secret_in_any_repr_or_log_line_of_what_the_wiring_builds(
+    tmp_path: Path, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The settings of a server deployment (a password in the store's URL); the store itself embedded.
+    settings = load({**GOOD, "PIXELPIPE_DATA_DIR": str(tmp_path)})
+    sealed = seal(settings.keyring, WEBHOOK_SECRET, account="acme", webhook_id="wh_0123456789abcdef")
+    now = dt.datetime.now(dt.UTC)
+    store.insert(
+        "webhooks",
+        WEBHOOK_COLUMNS,
+        [["acme", "wh_0123456789abcdef", "https://hooks.example.com/in", ["open"], sealed, now, now, False]],
+    )
+    log = logging.getLogger("tests.secrets")
+    with caplog.at_level(logging.DEBUG):
+        own = Store.connect(store.target, migrate=False)  # the components close theirs when they stop
+        components = build_components(settings, frozenset({"edge", "process", "api"}), store=own)
+        app, litestar = build_app(components)
+        logging.getLogger().addHandler(caplog.handler)  # Litestar's logging set-up replaced the root's
+        logging.getLogger().setLevel(logging.DEBUG)  # and its level
+        await components.start()
+        try:
+            assert components.notifications is not None
+            assert components.notifications.dispatcher is not None
+            directory = components.notifications.dispatcher.directory
+            await directory.fresh()
+            [webhook] = directory.of_account("acme")
+            assert webhook.secret == WEBHOOK_SECRET  # the secret is really held, unsealed, in a component
+            objects = _reachable([settings, components, app, litestar.state])
+            assert own.target in objects
+            assert webhook in objects
+            assert settings.store in objects
+            assert components.runner in objects
+            assert settings.keyring in objects
+            for obj in objects:
+                log.debug("%r %s", obj, obj)
+                log.debug(f"{obj!r} {obj}")  # noqa: G004 - the f-string is what is tested
+                assert _leaks(repr(obj) + str(obj) + _as_json(obj), WEBHOOK_SECRET) == [], type(obj)
+        finally:
+            await components.stop()
+            logging.getLogger().removeHandler(caplog.handler)
+    assert _leaks(caplog.text, WEBHOOK_SECRET) == []
+    assert len(caplog.records) > 100  # the reprs were logged (and start and stop said what they did)
+
+
+def test_a_store_error_holds_no_password(caplog: pytest.LogCaptureFixture) -> None:
+    with socket.socket() as probe:  # a port nothing listens on: the connection is refused
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    target = parse_store_url(f"http://bob:{CH_PASSWORD}@127.0.0.1:{port}/mail")
+    with caplog.at_level(logging.DEBUG), pytest.raises(StoreError) as info:
+        Store.connect(target)
+    logging.getLogger("tests.secrets").error("the store failed", exc_info=info.value)
+    shown = "".join(traceback.format_exception(info.value))
+    assert info.value.retriable
+    assert info.value.away
+    assert _leaks(str(info.value) + repr(info.value) + shown + caplog.text) == []
+    assert f"127.0.0.1:{port}" in str(info.value)  # the rest is still there to read
+
+
+def test_a_secret_shows_nowhere_but_reveal() -> None:
+    secret = Secret(CH_PASSWORD)
+    shown = [
+        repr(secret),
+        str(secret),
+        f"{secret}",
+        f"{secret!r}",
+        f"{secret:>20}",
+        f"{secret} {secret!r}",
+    ]
+    assert shown == ["Secret('***')", "***", "***", "Secret('***')", f"{'***':>20}", "*** Secret('***')"]
+    assert "%s %r" % (secret, secret) == "*** Secret('***')"  # noqa: UP031 - %-formatting is tested
+    with pytest.raises(TypeError):
+        orjson.dumps({"password": secret})
+    with pytest.raises(TypeError):
+        json.dumps({"password": secret})
+    with pytest.raises(TypeError):
+        pickle.dumps(secret)
+    assert copy.deepcopy(secret) is secret
+    assert secret.reveal() == CH_PASSWORD
+    assert secret == Secret(CH_PASSWORD)
+    assert hash(secret) == hash(Secret(CH_PASSWORD))
+    assert secret != Secret("other")
+    assert secret != CH_PASSWORD
+    assert _leaks(repr(StoreError("x", retriable=False, code=516, name="AUTHENTICATION_FAILED"))) == []

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from ingest import native
-from pixelpipe.settings import load
+from pixelpipe.app import build_components
+from pixelpipe.settings import SettingsError, load
 from tests.native import require_native
 from tests.settings_env import GOOD, refusal
 
@@ -71,7 +72,7 @@ def test_server_url_and_rotating_keys(tmp_path: Path) -> None:
         }
     )
     assert [kid for kid, _ in s.keyring.keys] == [2, 1]
-    assert (s.store.host, s.store.port, s.store.username, s.store.password) == (
+    assert (s.store.host, s.store.port, s.store.username, s.store.password.reveal()) == (
         "ch.example.com", 8443, "bob", "p@ss",
     )  # fmt: skip
     assert s.store.database == "mail"
@@ -109,7 +110,13 @@ def test_the_native_edge_cannot_be_on_where_it_is_not_installed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(native, "PixelPath", None)
-    assert "not installed" in str(refusal(tmp_path, "PIXELPIPE_NATIVE_EDGE", "on"))
+    with pytest.raises(SettingsError) as info:  # asked where the edge is built, before anything starts
+        build_components(
+            load({**GOOD, "PIXELPIPE_DATA_DIR": str(tmp_path), "PIXELPIPE_NATIVE_EDGE": "on"}),
+            frozenset({"edge", "process"}),
+        )
+    assert info.value.variable == "PIXELPIPE_NATIVE_EDGE"
+    assert "not installed" in str(info.value)
 
 
 def test_the_notify_group_follows_the_topic_prefix() -> None:
