@@ -31,6 +31,7 @@ from bus.kafka_config import KafkaConfig
 from bus.renewing_producer import RenewingProducer
 from bus.topics import TopicSetup
 from schemas.backoff import Backoff, Retry
+from schemas.errors import retriable
 from schemas.privacy_change import (
     MalformedPrivacyChange,
     PrivacyChange,
@@ -168,13 +169,14 @@ class PrivacyFeed:
         while True:
             try:
                 await self._follow()
-            except (KafkaError, OSError, TimeoutError) as exc:
-                delay = retry.failed()
-                log.warning("privacy feed: %r; connecting again in %.1fs", exc, delay)
+            except Exception as exc:
+                if retriable(exc):  # the broker away, a timeout: back off from the shortest wait
+                    delay = retry.failed()
+                    log.warning("privacy feed: %r; connecting again in %.1fs", exc, delay)
+                else:  # a bug or a broker that refuses us: the longest wait, with the traceback
+                    delay = self._backoff.max_s
+                    log.exception("privacy feed: failed; starting again in %.1fs", delay)
                 await asyncio.sleep(delay)
-            except Exception:
-                log.exception("privacy feed: failed; starting again in %.1fs", self._backoff.max_s)
-                await asyncio.sleep(self._backoff.max_s)
 
     async def _follow(self) -> None:
         await self._setup.ready()

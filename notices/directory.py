@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from schemas.notices import Webhook
+from schemas.secret import Secret
 from schemas.store import Store, StoreError
 from schemas.tokens import Keyring
 from schemas.webhook_secrets import SecretUnreadable, unseal
@@ -27,16 +28,16 @@ def store_webhooks(store: Store, keyring: Keyring) -> Callable[[], list[Webhook]
     the webhook with an empty one, which `WebhookDispatcher` refuses to sign with; it is logged once."""
     unreadable: set[str] = set()
 
-    def open_secret(account: str, webhook_id: str, stored: str) -> str:
+    def open_secret(account: str, webhook_id: str, stored: str) -> Secret:
         try:
-            return unseal(keyring, stored, account=account, webhook_id=webhook_id)
+            return Secret(unseal(keyring, stored, account=account, webhook_id=webhook_id))
         except SecretUnreadable as exc:
             if webhook_id not in unreadable:
                 unreadable.add(webhook_id)
                 log.error(  # noqa: TRY400 - the reason is the message; a traceback would add nothing
                     "webhooks: the secret of %s (account %s) cannot be read: %s", webhook_id, account, exc
                 )
-            return ""
+            return Secret("")
 
     def load() -> list[Webhook]:
         rows = store.query(

@@ -378,7 +378,7 @@ class WebhookDispatcher:
         except BlockedTarget as exc:
             return _Answer(0, f"refused: {exc}"[:500], retriable=False)
         headers = {
-            SIGNATURE_HEADER: sign(webhook.secret, int(self.clock()), d.body),
+            SIGNATURE_HEADER: sign(webhook.secret.reveal(), int(self.clock()), d.body),
             DELIVERY_HEADER: d.delivery_id,
             EVENT_HEADER: d.notice_id,
             ATTEMPT_HEADER: str(attempt),

@@ -6,7 +6,11 @@ from prometheus_client import Counter, Gauge, Histogram
 
 HITS = Counter("pixelpipe_processed_hits_total", "Hits classified", ["kind", "verdict"])
 ROWS = Counter("pixelpipe_rows_inserted_total", "Rows stored in ClickHouse", ["table"])
-INSERT_FAILURES = Counter("pixelpipe_insert_failures_total", "Failed inserts (retried)", ["retriable"])
+INSERT_FAILURES = Counter(
+    "pixelpipe_insert_failures_total",
+    "Failed inserts (retriable=true: retried; false: the hits go to the dead letters)",
+    ["retriable"],
+)
 DEAD_LETTERS = Counter("pixelpipe_dead_letters_total", "Bus records that were not raw hits")
 HELD_CLICKS = Gauge("pixelpipe_held_clicks", "Clicks held in the burst window")
 FLOOD_BUCKETS = Gauge(

@@ -14,7 +14,6 @@ This module is pure: types, encoding and the public JSON shape. It never does I/
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ import msgspec
 import orjson
 
 from schemas.errors import PixelpipeError
+from schemas.secret import Secret
 from schemas.wire import required_fields, strict_fields, typed_decoder
 
 NOTICE_VERSION: Final = 1
@@ -214,7 +214,7 @@ class Webhook:
     webhook_id: str
     url: str
     events: tuple[str, ...]
-    secret: str = dataclasses.field(repr=False)
+    secret: Secret  # the signing secret, unsealed: never in a repr, a log line or JSON
     created_at: datetime | None = None
 
 

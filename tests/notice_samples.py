@@ -7,6 +7,7 @@ from processors.pipeline import ProcessedHit
 from processors.useragent import Agent
 from schemas.events import RawHit
 from schemas.notices import Notice, Webhook
+from schemas.secret import Secret
 from schemas.verdicts import Classification, Verdict
 from tests.notice_data import open_notice
 
@@ -31,7 +32,7 @@ def notice(
 def webhook(
     webhook_id: str, *events: str, account: str = "acme", url: str = "http://receiver/hook"
 ) -> Webhook:
-    return Webhook(account, webhook_id, url, events, SECRET)
+    return Webhook(account, webhook_id, url, events, Secret(SECRET))
 
 
 def stored_hit(

@@ -38,6 +38,7 @@ from notices.wiring import Notifications, in_process
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import build_app, build_components
 from schemas.notices import WEBHOOK_COLUMNS, Notice, Webhook
+from schemas.secret import Secret
 from schemas.store import Store
 from schemas.topics import Topics
 from schemas.webhook_guard import IPAddress
@@ -414,7 +415,9 @@ async def test_the_dispatcher_connects_to_the_address_it_vetted_and_keeps_the_na
         return [ipaddress.ip_address("127.0.0.1")] if host == "hooks.test" else []
 
     async def deliver(allow_private: bool, message: str) -> WebhookDispatcher:
-        hook = Webhook("acme", "wh_dns", f"http://hooks.test:{port}/acme", ("open",), "whsec_dns-test")
+        hook = Webhook(
+            "acme", "wh_dns", f"http://hooks.test:{port}/acme", ("open",), Secret("whsec_dns-test")
+        )
         d = WebhookDispatcher(
             outbox_path=tmp_path / f"outbox-{allow_private}.sqlite3",
             directory=WebhookDirectory(lambda: [hook], refresh_s=0),
@@ -528,7 +531,7 @@ async def test_kafka_notices_reach_webhooks_through_their_own_group(
 ) -> None:
     rx, rx_base = receiver
     rx.fail_first = 3
-    hook = Webhook("acme", "wh_kafka", f"{rx_base}/acme", ("open",), "whsec_kafka-test")
+    hook = Webhook("acme", "wh_kafka", f"{rx_base}/acme", ("open",), Secret("whsec_kafka-test"))
     sent = [kafka_notice(f"m{m}", seq) for seq in (1, 2, 3) for m in range(4)]
 
     producer = NoticeProducer(KafkaConfig(kafka_bootstrap, partitions=3), kafka_topics)

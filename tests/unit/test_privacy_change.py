@@ -20,6 +20,7 @@ from schemas.privacy_change import (
     encode_privacy_change,
     privacy_change,
 )
+from schemas.secret import Secret
 from schemas.suppression import DoNotTrack
 from schemas.tokens import Keyring, recipient_tag
 from tests.notice_data import open_notice
@@ -177,7 +178,8 @@ def notice(message: str, seq: int, recipient: str, account: str = "acme") -> Not
 
 def deliveries(*notices: Notice) -> list[Delivery]:
     hooks = {
-        a: [Webhook(a, f"wh_{a}", "http://receiver/hook", ("open",), "whsec_x")] for a in ("acme", "globex")
+        a: [Webhook(a, f"wh_{a}", "http://receiver/hook", ("open",), Secret("whsec_x"))]
+        for a in ("acme", "globex")
     }
     return plan_deliveries(notices, lambda account: hooks.get(account, []))
 

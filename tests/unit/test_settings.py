@@ -124,3 +124,14 @@ def test_the_notify_group_follows_the_topic_prefix() -> None:
 
     assert notify_group("") == "pixelpipe-notify"
     assert notify_group("staging") == "staging.pixelpipe-notify"
+
+
+def test_the_native_edge_choices_read_are_the_ones_the_edge_takes() -> None:
+    # Settings keep their own copy so that reading the environment imports no stage's runtime module.
+    from typing import get_args
+
+    from ingest import native
+    from pixelpipe import settings
+
+    assert settings.NATIVE_EDGE_CHOICES == native.NATIVE_EDGE_CHOICES
+    assert get_args(settings.NativeEdge) == get_args(native.NativeEdge) == settings.NATIVE_EDGE_CHOICES

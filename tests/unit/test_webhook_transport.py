@@ -21,6 +21,7 @@ from notices.dispatcher import WebhookDispatcher
 from notices.retries import RetryPolicy
 from notices.transport import GuardedBackend, GuardedTransport
 from schemas.notices import Notice, Webhook
+from schemas.secret import Secret
 from schemas.store import Store
 from schemas.webhook_guard import BlockedTarget, IPAddress
 from tests.notice_data import open_notice
@@ -186,7 +187,9 @@ async def deliver_once(tmp_path: Path, url: str, **kw: Any) -> tuple[WebhookDisp
     attempts = Attempts()
     d = WebhookDispatcher(
         outbox_path=tmp_path / "outbox.sqlite3",
-        directory=WebhookDirectory(lambda: [Webhook("acme", "wh_1", url, ("open",), "whsec_x")], refresh_s=0),
+        directory=WebhookDirectory(
+            lambda: [Webhook("acme", "wh_1", url, ("open",), Secret("whsec_x"))], refresh_s=0
+        ),
         policy=RetryPolicy(first_delay_s=0.01, max_delay_s=0.01, max_attempts=20, jitter=0),
         attempt_log=AttemptLog(cast(Store, attempts)),
         housekeeping_s=0.05,
@@ -249,7 +252,8 @@ async def test_a_webhook_whose_secret_cannot_be_read_is_not_sent_unsigned(tmp_pa
     d = WebhookDispatcher(
         outbox_path=tmp_path / "outbox.sqlite3",
         directory=WebhookDirectory(
-            lambda: [Webhook("acme", "wh_1", "https://hooks.example.com/", ("open",), "")], refresh_s=0
+            lambda: [Webhook("acme", "wh_1", "https://hooks.example.com/", ("open",), Secret(""))],
+            refresh_s=0,
         ),
         policy=RetryPolicy(first_delay_s=0.01, max_delay_s=0.01, max_attempts=3, jitter=0),
         attempt_log=AttemptLog(cast(Store, attempts)),
