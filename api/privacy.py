@@ -44,6 +44,7 @@ from litestar.status_codes import HTTP_200_OK
 
 from api.context import ApiContext, RecipientPath, account_dependency
 from api.erasure_residue import erase_link_labels, erase_webhook_attempts
+from api.sql import privacy as sql
 from api.sql.rollup_upkeep import rollup_erasure
 from schemas.privacy_change import PrivacyChange, PrivacyNotPublished, privacy_change
 from schemas.recipient import BadRecipient, checked_recipient, normalize_recipient
@@ -62,9 +63,8 @@ ERASED_FROM_DISK_WITHIN_S: Final = 300
 
 def load_suppressed(store: Store) -> list[frozenset[bytes]]:
     """Every suppressed recipient, as their tags: the newest row of each tag says whether it is tracked."""
-    rows = store.query(
-        f"SELECT DISTINCT recipient_tags FROM {store.database}.suppression_tags FINAL WHERE NOT tracking"
-    )
+    q = sql.suppressed_tags(store.database)
+    rows = store.query(q.sql, q.parameters)
     return [frozenset(bytes.fromhex(tag) for tag in tags) for (tags,) in rows]
 
 
@@ -74,9 +74,8 @@ def migrate_plain_suppressions(store: Store, keyring: Keyring) -> int:
     db = store.database
     if not store.query(f"EXISTS TABLE {db}.suppressions")[0][0]:
         return 0
-    plain = store.query(
-        f"SELECT account, recipient, reason, updated_at FROM {db}.suppressions FINAL WHERE NOT tracking"
-    )
+    q = sql.plain_suppressions(db)
+    plain = store.query(q.sql, q.parameters)
     rows = [
         row
         for account, recipient, reason, updated_at in plain
@@ -133,11 +132,7 @@ def _set_tracking(
     now = datetime.now(UTC)
     tags = ctx.keyring.recipient_tags(account, recipient)
     # The recipient as stored may carry tags of keys since retired: the change is for all of them.
-    known = ctx.store.query(
-        f"SELECT recipient_tags FROM {ctx.store.database}.suppression_tags FINAL "
-        "WHERE account = {account:String} AND hasAny(recipient_tags, {tags:Array(String)})",
-        {"account": account, "tags": [tag.hex() for tag in tags]},
-    )
+    known = ctx.read(sql.known_tags(ctx.store.database, account, [tag.hex() for tag in tags]))
     every = tags.union(*(frozenset(bytes.fromhex(t) for t in row[0]) for row in known))
     ctx.store.insert(
         "suppression_tags", SUPPRESSION_COLUMNS, _suppression_rows(account, every, tracking, reason, now)
@@ -204,18 +199,11 @@ class PrivacyController(Controller):
         cached facts that name them; further hits are not recorded."""
         db = ctx.store.database
         canonical = _canonical(recipient)
-        # Sends are stored in the canonical form; ones registered before that rule by the spelling given
-        # (found case-insensitively here, and kept only if the rule says they are this recipient).
         messages = sorted(
             {
                 message_id
-                for message_id, stored in ctx.store.query(
-                    f"SELECT DISTINCT message_id, recipient FROM {db}.sends "
-                    "WHERE account = {account:String} AND (recipient = {recipient:String} "
-                    "OR lowerUTF8(trimBoth(recipient)) = {recipient:String})",
-                    {"account": account, "recipient": canonical},
-                )
-                if normalize_recipient(stored) == canonical
+                for message_id, stored in ctx.read(sql.recipient_messages(db, account, canonical))
+                if normalize_recipient(stored) == canonical  # sends registered before the rule
             }
         )
         if not messages:
@@ -225,32 +213,20 @@ class PrivacyController(Controller):
         change = _set_tracking(ctx, privacy, account, canonical, tracking=False, reason="erased")
         scope = {"account": account, "messages": messages}
         # The rollups hold hashes of hit and message ids: take the erased ones out (before the rows go).
-        where = "account = {account:String} AND message_id IN {messages:Array(String)}"
-        hits = [
-            r[0]
-            for r in ctx.store.query(
-                f"SELECT hit_id FROM {db}.events WHERE {where} UNION ALL "
-                f"SELECT hit_id FROM {db}.filtered_hits WHERE {where}",
-                scope,
-            )
-        ]
-        campaigns = [
-            r[0] for r in ctx.store.query(f"SELECT DISTINCT campaign_id FROM {db}.sends WHERE {where}", scope)
-        ]
+        hits = [r[0] for r in ctx.store.query(sql.erased_hits(db), scope)]
+        campaigns = [r[0] for r in ctx.store.query(sql.erased_campaigns(db), scope)]
         for statement in rollup_erasure(db):
             ctx.store.command(statement, {**scope, "campaigns": campaigns, "hits": hits})
         link_labels = erase_link_labels(ctx.store, account, canonical, campaigns)  # api.erasure_residue
         counts = {
-            table: ctx.store.query(f"SELECT count() FROM {db}.{table} WHERE {where}", scope)[0][0]
+            table: ctx.store.query(sql.erased_count(db, table), scope)[0][0]
             for table in ("events", "filtered_hits")
         }
         on_disk_by = datetime.now(UTC) + timedelta(seconds=ERASED_FROM_DISK_WITHIN_S)
-        for table in ERASED_TABLES:
-            # Hidden now (a mask over the rows), then rewritten out of the parts in the background: the
-            # mutation returns at once and the API is not held while ClickHouse rewrites big parts. Not
-            # ALTER ... DELETE WHERE: it takes masked rows for gone and leaves their parts as they are.
-            ctx.store.command(f"DELETE FROM {db}.{table} WHERE {where}", scope)
-            ctx.store.command(f"ALTER TABLE {db}.{table} APPLY DELETED MASK SETTINGS mutations_sync = 0")
+        for table in ERASED_TABLES:  # hidden now, rewritten out of the parts in the background
+            hide, rewrite = sql.erasure(db, table)
+            ctx.store.command(hide, scope)
+            ctx.store.command(rewrite)
         erased: dict[str, Any] = {
             "messages": len(messages),
             "events": counts["events"],
