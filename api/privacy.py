@@ -25,8 +25,8 @@ this process's do-not-track set at once, and, with Kafka, a record on the compac
 (`schemas.privacy_change`: tags, never the address) that edges, processors and webhook dispatchers follow. The
 handler answers once the broker has the record; if it does not take it in time the answer is 503 (the change
 is stored; repeating the request publishes it again). An erasure also purges the notification state that
-names the recipient (webhook outbox, message cache): here directly when this process runs them, elsewhere
-through the topic.
+names the recipient (webhook outbox, message cache, live feed): here directly when this process runs them,
+elsewhere through the topic.
 """
 
 from __future__ import annotations

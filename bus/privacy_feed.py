@@ -5,8 +5,9 @@ The ``privacy`` topic is compacted, one partition, keyed by recipient (`schemas.
 reads it without a consumer group, from the beginning at every start, applies each record to the process's
 `schemas.suppression.DoNotTrack` in order, and then keeps tailing it. It is caught up once it has read up to
 the end offsets the topic had when it started; until then the process is not ready (``/readyz``). Erasures go
-on to ``on_erased`` (the webhook outbox and the message cache forget the recipient): while catching up only
-those whose newest record is still an erasure, so a replay never purges what a later opt-in made.
+on to ``on_erased`` (the webhook outbox, the message cache and the live feed forget the recipient): while
+catching up only those whose newest record is still an erasure, so a replay never purges what a later opt-in
+made.
 
 Never carries a plain address; never commits offsets; never stops on a malformed record (logged, counted,
 skipped). A broker that is away at start is retried with backoff (`schemas.backoff`), in the background: a

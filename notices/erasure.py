@@ -36,7 +36,7 @@ PURGE_TIMEOUT_S: Final = 10.0
 
 
 class NotificationEraser:
-    """Drops an erased recipient from the webhook outbox and the message cache of this process."""
+    """Drops an erased recipient from this process's webhook outbox, message cache and live feed."""
 
     def __init__(
         self,
@@ -52,7 +52,7 @@ class NotificationEraser:
         self, account: str, recipient_tags: Iterable[str], message_ids: Sequence[str] = ()
     ) -> dict[str, Any]:
         """Blocking, from any thread but the event loop's. What was purged: outbox rows (pending, and
-        finished: delivered, failed or cancelled) and cached messages."""
+        finished: delivered, failed or cancelled), cached messages and live-feed notices."""
         tags = list(recipient_tags)
         purged: dict[str, Any] = {}
         if self.dispatcher is not None:

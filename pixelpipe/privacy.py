@@ -3,9 +3,9 @@
 Every process that can see a hit or a notice holds a `schemas.suppression.DoNotTrack`. In one process (no
 Kafka) the API changes it directly and purges the notice path directly. With Kafka the API also publishes each
 change to the privacy topic (`bus.privacy_feed.PrivacyPublisher`) and every process follows that topic
-(`PrivacyFeed`): edges have no store and learn do-not-track only there; processors and webhook dispatchers
-also purge an erased recipient's notification state (`notices.erasure`). Processes with a store keep
-reloading it as well (`pixelpipe.app`).
+(`PrivacyFeed`): edges have no store and learn do-not-track only there; processors, webhook dispatchers and
+API processes (their live feed) also purge an erased recipient's notification state (`notices.erasure`).
+Processes with a store keep reloading it as well (`pixelpipe.app`).
 
 Holds no business logic: it picks the pieces for the roles and hands them to each other.
 """

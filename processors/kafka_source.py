@@ -1,9 +1,10 @@
 """The processors' side of the Kafka bus: `KafkaSource` (a consumer group member with manual commits) and
-`DeadLetterPublisher` (malformed records, with why and where they came from).
+`DeadLetterPublisher` (malformed records, and the hits of rows the store refused for good, with why and
+where they came from).
 
 `KafkaSource.fetch` reads, the caller stores, then `KafkaSource.commit` commits exactly the offsets it is
 given. `DeadLetterPublisher.send` waits for the broker's acknowledgement so the caller can commit the
-malformed record's offset afterwards. Never commits an offset the caller did not hand it.
+dead letter's offset afterwards. Never commits an offset the caller did not hand it.
 """
 
 from __future__ import annotations
@@ -163,7 +164,8 @@ class KafkaSource:
 
 
 class DeadLetterPublisher:
-    """Sends records that are not raw hits to the dead-letter topic, with why and where they came from.
+    """Sends records that are not raw hits, and the hits of rows the store refused for good (one record per
+    source record), to the dead-letter topic, with why and where they came from.
 
     `send` returns once the broker acknowledged (acks=all), so the caller may commit the offset right after.
     Headers: ``pixelpipe-reason``, ``pixelpipe-source-topic``, ``pixelpipe-source-partition``,

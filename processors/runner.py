@@ -34,9 +34,9 @@ Delivery order, per batch (at-least-once from the bus, idempotent into ClickHous
 
 So: insert → notices acknowledged → commit. Step 6 does not hold up the loop: the next batch is fetched and
 stored while the notices of the last one are on their way, and a flush's offsets are committed at the first
-turn after its ticket completes. Only when ``max_unsettled`` flushes wait for their notices does the loop
-stop fetching until the oldest completes (backpressure: the hub's queue stays far below its bound, so it
-never drops a notice; a warning is logged every ``settle_log_s``). If that lasts longer than the consumer's
+turn after its ticket completes. Only when more than ``max_unsettled`` flushes wait for their notices does
+the loop stop fetching until the oldest completes (backpressure: the hub's queue stays far below its bound, so
+it never drops a notice; a warning is logged every ``settle_log_s``). If that lasts longer than the consumer's
 ``max.poll.interval`` the member leaves the group (aiokafka's heartbeat task does that on its own), the
 partitions are revoked and re-read by their next owner from the last commit; nothing is lost. A rebalance
 (`on_revoked`) and a stop wait at most ``settle_deadline_s`` for the tickets, then leave the rest uncommitted.

@@ -5,7 +5,7 @@ Where the session's broker comes from, the first that works:
 1. ``PIXELPIPE_TEST_KAFKA_BOOTSTRAP``: a broker someone else runs; nothing is started or stopped.
 2. A reachable Docker engine: a testcontainers container of the official ``apache/kafka`` image at the version
    kafka/pom.xml pins (``PIXELPIPE_TEST_KAFKA_IMAGE`` names another image with the same contract, such as the
-   stand-in that ``scripts/docker-images.sh`` builds where no registry is reachable). It runs on the host
+   stand-in that ``scripts/docker-tests.sh`` builds where no registry is reachable). It runs on the host
    network and listens on 127.0.0.1 only, on free ports, configured as ``scripts/kafka.sh`` configures its
    broker; stopping and starting the container is an outage with the data kept. (Docker Desktop needs host
    networking turned on.) An engine that has not got the image and cannot pull it counts as no engine.
