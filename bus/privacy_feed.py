@@ -239,7 +239,7 @@ class PrivacyFeed:
             try:
                 await self.on_erased(erased)
             except Exception as exc:  # the outbox's disk: try a few times; the set is applied already
-                if attempt == 5:
+                if attempt == 5 or not retriable(exc):
                     log.exception("privacy feed: could not purge notifications of %d erasures", len(erased))
                     return
                 delay = retry.failed()

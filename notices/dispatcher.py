@@ -29,6 +29,8 @@ from notices.outbox import Outbox, PendingDelivery
 from notices.retries import RetryPolicy
 from notices.signing import ATTEMPT_HEADER, DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, sign
 from notices.transport import GuardedBackend, GuardedTransport, Resolver, system_resolver
+from schemas.backoff import Backoff, Retry
+from schemas.errors import retriable
 from schemas.notices import Notice, Webhook
 from schemas.store import StoreError
 from schemas.webhook_guard import BlockedTarget, check_url
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 WEBHOOK_ATTEMPTS = Counter("pixelpipe_webhook_attempts_total", "Webhook delivery attempts", ["status"])
+# A lane whose run failed (not an attempt: the outbox or the dispatcher itself) is run again after this.
+LANE_BACKOFF = Backoff(5.0, 60.0)
 OUTBOX_PENDING = Gauge("pixelpipe_webhook_outbox_pending", "Webhook deliveries waiting in the outbox")
 
 
@@ -129,6 +133,7 @@ class WebhookDispatcher:
         self._due: list[tuple[float, str]] = []  # heap of (due at, lane); stale entries are skipped
         self._scheduled: dict[str, float] = {}
         self._running: dict[str, asyncio.Task[None]] = {}
+        self._lane_failures: dict[str, Retry] = {}  # lanes whose last runs failed, and how often
         self._per_webhook: dict[str, asyncio.Semaphore] = {}
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
@@ -296,9 +301,17 @@ class WebhookDispatcher:
                 if outcome.next_due is not None:
                     next_due = outcome.next_due
                     break
-        except Exception:
-            log.exception("webhooks: lane %r failed; trying again in 5 s", lane)
-            next_due = self.clock() + 5.0
+        except Exception as exc:  # the outbox's disk, a bug: the lane's deliveries stay pending, tried again
+            may_pass = retriable(exc)
+            retry = self._lane_failures.setdefault(lane, Retry(LANE_BACKOFF))
+            delay = retry.failed() if may_pass else LANE_BACKOFF.max_s
+            log.log(
+                logging.WARNING if may_pass else logging.ERROR,
+                "webhooks: lane %r failed; trying again in %.0f s", lane, delay, exc_info=True,
+            )  # fmt: skip
+            next_due = self.clock() + delay
+        else:
+            self._lane_failures.pop(lane, None)
         finally:
             del self._running[lane]
             if next_due is not None and not self._stopping:

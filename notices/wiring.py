@@ -1,5 +1,5 @@
 """The notice path of one process, assembled: which pieces run for its roles (`in_process` for one process
-with the in-process bus; `pixelpipe.app` for Kafka roles) and the order they start and stop in
+with the in-process bus; `on_kafka` for the roles of a process on Kafka) and the order they start and stop in
 (`Notifications`), so that nothing is lost.
 
 Holds no business logic: it builds the pieces and hands them to each other.
@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from notices.attempts import AttemptLog
 from notices.directory import WebhookDirectory, store_webhooks
@@ -23,6 +23,11 @@ from notices.making import MessageLookup, Stored
 from notices.retries import RetryPolicy
 from schemas.store import Store
 from schemas.tokens import Keyring
+from schemas.topics import Topics
+
+if TYPE_CHECKING:
+    from bus.kafka_config import KafkaConfig
+    from bus.topics import TopicSetup
 
 
 class Service(Protocol):
@@ -101,3 +106,44 @@ def in_process(
     )
     hub = NoticeHub(lookup=MessageLookup(store), sinks=[live.accept, dispatcher.accept])
     return Notifications(hub=hub, live=live, dispatcher=dispatcher)
+
+
+def on_kafka(
+    store: Store | None,
+    outbox_path: Path,
+    *,
+    roles: frozenset[str],
+    kafka: KafkaConfig,
+    topics: Topics,
+    setup: TopicSetup | None,
+    topic_prefix: str,
+    keyring: Keyring,
+    allow_private: bool = False,
+) -> Notifications:
+    """A process on Kafka: with the processor, the hub publishes to the ``enriched`` topic and the dispatcher
+    consumes it as its own group (`notices.kafka.notify_group`) beside the processor; with the API, a
+    group-less consumer tails the topic for this process's live feed."""
+    from notices import kafka as notice_bus  # noqa: PLC0415 - only distributed roles need aiokafka loaded
+
+    n = Notifications()
+    if "process" in roles:
+        assert store is not None  # noqa: S101 - the processor role always has a store
+        producer = notice_bus.NoticeProducer(kafka, topics, setup=setup)
+        n.producers.append(producer)
+        n.hub = NoticeHub(lookup=MessageLookup(store), sinks=[producer.send])
+        n.dispatcher = WebhookDispatcher(
+            outbox_path=outbox_path,
+            directory=WebhookDirectory(store_webhooks(store, keyring)),
+            attempt_log=AttemptLog(store),
+            allow_private=allow_private,
+        )
+        group = notice_bus.notify_group(topic_prefix)
+        n.consumers.append(
+            notice_bus.NoticeConsumer(kafka, topics, n.dispatcher.accept, group_id=group, setup=setup)
+        )
+    if "api" in roles:
+        n.live = LiveFeed()
+        n.consumers.append(
+            notice_bus.NoticeConsumer(kafka, topics, n.live.accept, group_id=None, setup=setup)
+        )
+    return n

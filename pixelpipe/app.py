@@ -38,13 +38,8 @@ from bus.memory import MemoryBus
 from bus.port import HitPublisher, HitSource
 from ingest import native
 from ingest.edge import ASGIApp, Edge
-from notices.attempts import AttemptLog
-from notices.directory import WebhookDirectory, store_webhooks
-from notices.dispatcher import WebhookDispatcher
-from notices.hub import NoticeHub
 from notices.live import LiveFeed
-from notices.making import MessageLookup
-from notices.wiring import Notifications, in_process
+from notices.wiring import Notifications, in_process, on_kafka
 from pixelpipe.privacy import PrivacyWiring, privacy_wiring
 from pixelpipe.settings import Settings, SettingsError
 from processors.flood import ReplayFlood
@@ -321,9 +316,8 @@ def _privacy(c: Components, topics: Topics) -> PrivacyWiring | None:
 def _notifications(c: Components, store: Store, topics: Topics) -> Notifications:
     """The notice path of this process (see `notices.wiring`).
 
-    In-process bus: the hub feeds the live feed and the webhook dispatcher directly. Kafka: the processor's
-    hub publishes to the enriched topic; the dispatcher runs beside the processor as its own consumer group
-    (``pixelpipe-notify``); each API process tails the topic for its live feed.
+    In-process bus: the hub feeds the live feed and the webhook dispatcher directly (`in_process`); Kafka:
+    through the enriched topic (`on_kafka`).
     """
     settings, roles, kafka, setup = c.settings, c.roles, c.kafka, c.topic_setup
     outbox = settings.data_dir / "webhooks" / "outbox.sqlite3"
@@ -333,29 +327,17 @@ def _notifications(c: Components, store: Store, topics: Topics) -> Notifications
         return in_process(
             store, outbox, keyring=settings.keyring, allow_private=settings.webhook_allow_private
         )
-    from notices import kafka as notice_bus  # noqa: PLC0415 - only distributed roles need aiokafka loaded
-
-    n = Notifications()
-    if "process" in roles:
-        producer = notice_bus.NoticeProducer(kafka, topics, setup=setup)
-        n.producers.append(producer)
-        n.hub = NoticeHub(lookup=MessageLookup(store), sinks=[producer.send])
-        n.dispatcher = WebhookDispatcher(
-            outbox_path=outbox,
-            directory=WebhookDirectory(store_webhooks(store, settings.keyring)),
-            attempt_log=AttemptLog(store),
-            allow_private=settings.webhook_allow_private,
-        )
-        group = notice_bus.notify_group(settings.topic_prefix)
-        n.consumers.append(
-            notice_bus.NoticeConsumer(kafka, topics, n.dispatcher.accept, group_id=group, setup=setup)
-        )
-    if "api" in roles:
-        n.live = LiveFeed()
-        n.consumers.append(
-            notice_bus.NoticeConsumer(kafka, topics, n.live.accept, group_id=None, setup=setup)
-        )
-    return n
+    return on_kafka(
+        store,
+        outbox,
+        roles=roles,
+        kafka=kafka,
+        topics=topics,
+        setup=setup,
+        topic_prefix=settings.topic_prefix,
+        keyring=settings.keyring,
+        allow_private=settings.webhook_allow_private,
+    )
 
 
 def _health_handlers(components: Components) -> list[Any]:

@@ -571,7 +571,7 @@ async def test_kafka_notices_reach_webhooks_through_their_own_group(
             f"m{m}-3",
         ]
     for r in rx.attempts():
-        assert verify(hook.secret, r.headers["pixelpipe-signature"], r.body, now=time.time())
+        assert verify(hook.secret.reveal(), r.headers["pixelpipe-signature"], r.body, now=time.time())
     assert len(rx.attempts()) == len(sent) + 3
 
     # The group committed what reached the outbox: a restarted member reads nothing again.

@@ -1,5 +1,6 @@
 import asyncio
 import logging
+import sqlite3
 
 import pytest
 
@@ -38,6 +39,8 @@ def test_errors_say_whether_a_retry_may_pass() -> None:
     assert retriable(ConnectionRefusedError())
     assert retriable(TimeoutError())
     assert not retriable(TypeError("a bug"))
+    assert retriable(sqlite3.OperationalError("database is locked"))  # the outbox's disk, for now
+    assert not retriable(sqlite3.IntegrityError("UNIQUE constraint failed"))
 
 
 def test_retrying_tries_until_it_works_and_raises_what_no_retry_fixes() -> None:
