@@ -21,6 +21,7 @@ COPY bus bus
 COPY ingest ingest
 COPY processors processors
 COPY notices notices
+COPY deliveries deliveries
 COPY api api
 COPY pixelpipe pixelpipe
 RUN uv sync --locked --no-dev --no-group bench

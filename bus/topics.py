@@ -32,10 +32,12 @@ _TOPIC_EXISTS: Final = 36  # Kafka error code TOPIC_ALREADY_EXISTS
 def role_topics(topics: Topics, roles: Iterable[str]) -> list[str]:
     """The topics a process of ``roles`` uses on Kafka: the privacy topic (every process follows it) and the
     enriched one (the processor publishes notices, the dispatcher and the API's live feed read them); the raw
-    and dead-letter topics where hits are published or processed. (An edge also creates the enriched topic,
-    as it always has: a deployment's topics are there as soon as its first role is.)"""
+    and dead-letter topics, and the mail services' delivery events, where hits and delivery events are
+    published or processed. (An edge also creates the enriched topic, as it always has: a deployment's topics
+    are there as soon as its first role is.)"""
     hits = bool(set(roles) & {"edge", "process"})
-    return [*([topics.raw_hits, topics.dead_letter] if hits else []), topics.enriched, topics.privacy]
+    bus = [topics.raw_hits, topics.dead_letter, topics.deliveries] if hits else []
+    return [*bus, topics.enriched, topics.privacy]
 
 
 class TopicSetup:

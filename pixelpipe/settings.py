@@ -407,5 +407,6 @@ def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port:
             raw_hours=_int(env, "PIXELPIPE_KAFKA_RAW_RETENTION_HOURS", 72, 1, 720),
             dead_letter_hours=_int(env, "PIXELPIPE_KAFKA_DEAD_LETTER_RETENTION_HOURS", 168, 1, 2160),
             enriched_hours=_int(env, "PIXELPIPE_KAFKA_ENRICHED_RETENTION_HOURS", 24, 1, 720),
+            deliveries_hours=_int(env, "PIXELPIPE_KAFKA_DELIVERIES_RETENTION_HOURS", 72, 1, 720),
         ),
     )

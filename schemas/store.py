@@ -182,6 +182,7 @@ class Store:
             ("sends", "sent_at", events_days),
             ("events", "received_at", events_days),
             ("filtered_hits", "received_at", filtered_days),
+            ("deliveries", "occurred_at", events_days),
         )
         for table, column, days in plan:
             self.command(

@@ -21,12 +21,14 @@ class TopicRetention:
     """How long each delete-policy topic keeps a record, in hours (``PIXELPIPE_KAFKA_*_RETENTION_HOURS``).
 
     raw: long enough to ride out processors that are down over a weekend, short enough that client addresses
-    do not pile up. dead letter: a week to look at what could not be processed. enriched: a day, enough for a
-    webhook dispatcher that was away to catch up (its outbox then holds the notices)."""
+    do not pile up; deliveries (the mail services' events, with recipients' addresses) likewise. dead letter:
+    a week to look at what could not be processed. enriched: a day, enough for a webhook dispatcher that was
+    away to catch up (its outbox then holds the notices)."""
 
     raw_hours: int = 72
     dead_letter_hours: int = 168
     enriched_hours: int = 24
+    deliveries_hours: int = 72
 
 
 def deleting_after(hours: int) -> dict[str, str]:
@@ -58,6 +60,7 @@ class Topics:
     dead_letter: str = "pixelpipe.hits.dead"
     enriched: str = "pixelpipe.hits.enriched"
     privacy: str = "pixelpipe.privacy"  # compacted: do-not-track and erasures (`schemas.privacy_change`)
+    deliveries: str = "pixelpipe.deliveries"  # the mail services' events (`schemas.delivery_events`)
     retention: TopicRetention = field(default_factory=TopicRetention)
 
     @classmethod
@@ -69,6 +72,7 @@ class Topics:
             dead_letter=f"{prefix}.{base.dead_letter}",
             enriched=f"{prefix}.{base.enriched}",
             privacy=f"{prefix}.{base.privacy}",
+            deliveries=f"{prefix}.{base.deliveries}",
             retention=retention or TopicRetention(),
         )
 
@@ -79,4 +83,5 @@ class Topics:
             self.dead_letter: deleting_after(self.retention.dead_letter_hours),
             self.enriched: deleting_after(self.retention.enriched_hours),
             self.privacy: dict(PRIVACY_CONFIGS),
+            self.deliveries: deleting_after(self.retention.deliveries_hours),
         }

@@ -32,6 +32,11 @@ def test_every_topic_has_an_explicit_retention_by_default() -> None:
             "retention.ms": "86400000",
             "segment.ms": "3600000",
         },
+        "pixelpipe.deliveries": {
+            "cleanup.policy": "delete",
+            "retention.ms": "259200000",
+            "segment.ms": "3600000",
+        },
         "pixelpipe.privacy": {
             "cleanup.policy": "compact",
             "segment.ms": "86400000",

@@ -39,8 +39,11 @@ def test_a_config_without_partitions_or_replicas_is_refused(partitions: int, rep
 @pytest.mark.parametrize(
     ("roles", "expected"),
     [
-        ({"edge"}, [TOPICS.raw_hits, TOPICS.dead_letter, TOPICS.enriched, TOPICS.privacy]),
-        ({"process"}, [TOPICS.raw_hits, TOPICS.dead_letter, TOPICS.enriched, TOPICS.privacy]),
+        ({"edge"}, [TOPICS.raw_hits, TOPICS.dead_letter, TOPICS.deliveries, TOPICS.enriched, TOPICS.privacy]),
+        (
+            {"process"},
+            [TOPICS.raw_hits, TOPICS.dead_letter, TOPICS.deliveries, TOPICS.enriched, TOPICS.privacy],
+        ),
         ({"api"}, [TOPICS.enriched, TOPICS.privacy]),
     ],
 )
