@@ -36,6 +36,9 @@ from api.sql.rollup_upkeep import rollup_retention
 from api.webhooks import WebhookController, WebhookIn
 from bus.memory import MemoryBus
 from bus.port import HitPublisher, HitSource
+from deliveries.certificates import SnsRequests
+from deliveries.ingest import DeliveryIngest, ingest_routes
+from deliveries.port import DeliveryPublisher, MailServiceDirectory
 from ingest import native
 from ingest.edge import ASGIApp, Edge
 from notices.live import LiveFeed
@@ -54,6 +57,8 @@ from schemas.suppression import DoNotTrack
 from schemas.topics import Topics
 
 if TYPE_CHECKING:
+    import httpx
+
     from bus.kafka_config import KafkaConfig
     from bus.topics import TopicSetup
     from processors.kafka_source import KafkaSource
@@ -93,6 +98,10 @@ class Components:
     privacy: PrivacyWiring | None = None
     kafka: KafkaConfig | None = None  # None: the bus is in memory
     topic_setup: TopicSetup | None = None  # the Kafka topics of these roles, ensured at start
+    # The edge's delivery ingest (deliveries.ingest) serves when it has both: where it publishes, whose it is.
+    delivery_publisher: DeliveryPublisher | None = None
+    mail_services: MailServiceDirectory | None = None
+    sns_transport: httpx.AsyncBaseTransport | None = None  # None: Amazon's hosts (tests hand in answers)
     _runner_task: asyncio.Task[None] | None = None
     _refresh_task: asyncio.Task[None] | None = None
 
@@ -100,6 +109,8 @@ class Components:
         checks: dict[str, bool] = {}
         if self.publisher is not None:
             checks["bus"] = self.publisher.ready()
+        if self.delivery_publisher is not None:
+            checks["delivery_bus"] = self.delivery_publisher.ready()
         if self.runner is not None:
             checks["processor"] = self._runner_task is not None and not self._runner_task.done()
             checks["store_writes"] = self.runner.store_ok
@@ -120,6 +131,8 @@ class Components:
             await self.privacy.start()  # after the notice path: an erasure purges its outbox
         if self.publisher is not None:
             await self.publisher.start()
+        if self.delivery_publisher is not None:
+            await self.delivery_publisher.start()
         if self.runner is not None:
             self._runner_task = asyncio.create_task(self.runner.run(), name="pixelpipe-processor")
             self._runner_task.add_done_callback(_log_crash)
@@ -150,6 +163,8 @@ class Components:
             await self.notifications.stop()
         if self.publisher is not None and self.publisher is not cast(object, self.source):
             await self.publisher.stop()
+        if self.delivery_publisher is not None:
+            await self.delivery_publisher.stop()
         if self.topic_setup is not None:
             await self.topic_setup.stop()
         if self.store is not None:
@@ -394,6 +409,11 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         if live is not None:
             handlers.append(LiveController)
             dependencies["live"] = Provide(lambda: live, use_cache=True, sync_to_thread=False)
+    publisher, directory = components.delivery_publisher, components.mail_services
+    if "edge" in components.roles and publisher is not None and directory is not None:
+        sns = SnsRequests(components.sns_transport)
+        limit = settings.delivery_max_body_bytes
+        handlers += ingest_routes(DeliveryIngest(directory, publisher, sns=sns, max_body_bytes=limit))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
