@@ -1,0 +1,270 @@
+"""Amazon SES's delivery events as they come through SNS: the SES notification (``notificationType``: Bounce,
+Complaint, Delivery) or event-publishing record (``eventType``: Send, Delivery, Bounce, Complaint, Reject,
+DeliveryDelay, Rendering Failure, Open, Click, Subscription) inside a signed SNS Notification's Message,
+read into `DeliveryEvent`s; and what the ingest does with the other SNS messages (confirm a subscription,
+or nothing). Pure: the caller fetched the SNS certificate (`deliveries.providers.sns` says from where).
+
+One SNS message may be about several recipients; each recipient is one event, identified by the SNS
+MessageId and the recipient (SNS keeps the MessageId when it retries, so a retry is the same events again).
+Our ids come from the message tags ``pixelpipe_message_id``/``pixelpipe_campaign_id`` (event publishing),
+else from the original headers ``X-Pixelpipe-Message-Id``/``X-Pixelpipe-Campaign-Id`` when SES was told to
+include them; the provider's id is ``mail.messageId``. Opens and clicks are skipped: pixelpipe counts its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+import orjson
+
+from deliveries.bounces import ProviderSays, classify, smtp_code_of, smtp_status_of
+from deliveries.providers import sns
+from deliveries.providers.inbound import Forged, Inbound, Malformed
+from schemas.delivery_events import DeliveryEvent, DeliveryKind, delivery_id
+
+# SES event types that say nothing a delivery event holds: the send itself, opens and clicks (pixelpipe
+# counts its own, from its pixel and links), and a template that failed to render (no mail left).
+_SKIPPED: Final = frozenset({"Send", "Open", "Click", "Rendering Failure"})
+_BOUNCE_TYPES: Final[dict[str, ProviderSays]] = {"Permanent": "hard", "Transient": "soft", "Undetermined": ""}
+_MESSAGE_TAG: Final = "pixelpipe_message_id"
+_CAMPAIGN_TAG: Final = "pixelpipe_campaign_id"
+_MESSAGE_HEADER: Final = "x-pixelpipe-message-id"
+_CAMPAIGN_HEADER: Final = "x-pixelpipe-campaign-id"
+
+
+@dataclass(frozen=True, slots=True)
+class SesRead:
+    """What the ingest does with one signed SNS message: publish its events; or request ``confirm_url`` (a
+    SubscriptionConfirmation, its URL checked by `sns.subscribe_url_allowed`); or nothing, ``skipped`` saying
+    why (an UnsubscribeConfirmation, an event type pixelpipe does not store)."""
+
+    events: tuple[DeliveryEvent, ...] = ()
+    confirm_url: str = ""
+    skipped: str = ""
+
+
+def read(
+    inbound: Inbound, certificate_pem: bytes, *, topic_arns: Collection[str] = (), now_ms: int | None = None
+) -> SesRead:
+    """Check a request SNS posted (signature with the certificate fetched from its SigningCertURL, topic among
+    ``topic_arns`` when any are given) and say what to do with it. `Unsigned`, `Forged` or `Malformed`
+    otherwise."""
+    message = sns.envelope(inbound)
+    sns.verify(message, certificate_pem, now_ms=now_ms)
+    sns.check_topic(message, topic_arns)
+    if message.type == "UnsubscribeConfirmation":
+        return SesRead(skipped="an unsubscribe confirmation: nothing to store")
+    if message.type == "SubscriptionConfirmation":
+        if not sns.subscribe_url_allowed(message):
+            raise Forged("the SubscribeURL is not SNS's confirmation of this topic in its own region")
+        return SesRead(confirm_url=message.subscribe_url)
+    try:
+        notification = orjson.loads(message.message)
+    except orjson.JSONDecodeError as exc:
+        raise Malformed(f"the SNS Message is not JSON: {exc}") from exc
+    if not isinstance(notification, dict):
+        raise Malformed("the SNS Message is not an SES notification (a JSON object)")
+    received = inbound.received_at_ms
+    return events_of(notification, account=inbound.account, envelope=message, received_at_ms=received)
+
+
+def events_of(
+    notification: Mapping[str, Any], *, account: str, envelope: sns.SnsEnvelope, received_at_ms: int
+) -> SesRead:
+    """The delivery events of one SES notification or event-publishing record (either shape)."""
+    kind = notification.get("eventType", notification.get("notificationType"))
+    if not isinstance(kind, str):
+        raise Malformed("an SES notification without notificationType or eventType")
+    if kind in _SKIPPED:
+        return SesRead(skipped=f"an SES {kind} event: not a delivery event")
+    mail = _object(notification, "mail")
+    reader = _READERS.get(kind)
+    if reader is None:
+        raise Malformed(f"an SES event type not known: {kind[:40]!r}")
+    about = _object(notification, _DETAIL[kind])
+    when = _text(about, "timestamp")
+    common = _Common(
+        account=account,
+        sns_message_id=envelope.message_id,
+        received_at_ms=received_at_ms,
+        occurred_at_ms=sns.iso_millis(when) if when else envelope.timestamp_ms,
+        provider_message_id=_text(mail, "messageId"),
+        message_id=_ours(mail, _MESSAGE_TAG, _MESSAGE_HEADER),
+        campaign_id=_ours(mail, _CAMPAIGN_TAG, _CAMPAIGN_HEADER),
+    )
+    events = reader(common, about, mail)
+    if not events:
+        return SesRead(skipped=f"an SES {kind} about no recipient we store")
+    return SesRead(events=tuple(events))
+
+
+@dataclass(frozen=True, slots=True)
+class _Common:
+    """What every event of one SES record shares."""
+
+    account: str
+    sns_message_id: str
+    received_at_ms: int
+    occurred_at_ms: int
+    provider_message_id: str
+    message_id: str
+    campaign_id: str
+
+    def event(self, event: DeliveryKind, recipient: str, provider_type: str, **smtp: Any) -> DeliveryEvent:
+        provider_event_id = f"{self.sns_message_id}:{recipient}"
+        return DeliveryEvent(
+            delivery_id=delivery_id(self.account, "ses", provider_event_id),
+            account=self.account,
+            provider="ses",
+            provider_event_id=provider_event_id,
+            event=event,
+            occurred_at_ms=self.occurred_at_ms,
+            received_at_ms=self.received_at_ms,
+            message_id=self.message_id,
+            campaign_id=self.campaign_id,
+            provider_message_id=self.provider_message_id,
+            recipient=recipient,
+            provider_type=provider_type,
+            **smtp,
+        )
+
+
+def _object(parent: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    found = parent.get(name)
+    if not isinstance(found, dict):
+        raise Malformed(f"an SES notification without its {name} object")
+    return found
+
+
+def _text(parent: Mapping[str, Any], name: str) -> str:
+    found = parent.get(name)
+    if found is None:
+        return ""
+    if not isinstance(found, str):
+        raise Malformed(f"an SES {name} that is not a string")
+    return found
+
+
+def _recipients(parent: Mapping[str, Any], name: str) -> list[Mapping[str, Any]]:
+    """A list of recipient objects (``[{"emailAddress": ...}, ...]``), each with its address."""
+    found = parent.get(name)
+    if not isinstance(found, list) or not all(
+        isinstance(one, dict) and _text(one, "emailAddress") for one in found
+    ):
+        raise Malformed(f"an SES {name} that is not a list of recipients with emailAddress")
+    return found
+
+
+def _addresses(parent: Mapping[str, Any], name: str) -> list[str]:
+    found = parent.get(name)
+    if not isinstance(found, list) or not all(isinstance(a, str) and a for a in found):
+        raise Malformed(f"an SES {name} that is not a list of addresses")
+    return found
+
+
+def _ours(mail: Mapping[str, Any], tag: str, header: str) -> str:
+    """One of our ids: a message tag (``{"tag": ["value"]}``), else an original header SES included."""
+    tags = mail.get("tags")
+    if isinstance(tags, dict):
+        values = tags.get(tag)
+        if isinstance(values, list) and values and isinstance(values[0], str):
+            return values[0]
+    headers = mail.get("headers")
+    if isinstance(headers, list):
+        for one in headers:
+            if isinstance(one, dict) and str(one.get("name", "")).lower() == header:
+                return str(one.get("value", "")).strip()
+    return ""
+
+
+def _smtp(status: str, diagnostic: str) -> dict[str, Any]:
+    return {
+        "smtp_status": status or smtp_status_of(diagnostic),
+        "smtp_code": smtp_code_of(diagnostic),
+        "diagnostic": diagnostic,
+    }
+
+
+def _delivery(common: _Common, delivery: Mapping[str, Any], mail: Mapping[str, Any]) -> list[DeliveryEvent]:
+    smtp = _smtp("", _text(delivery, "smtpResponse"))
+    return [common.event("delivered", r, "Delivery", **smtp) for r in _addresses(delivery, "recipients")]
+
+
+def _bounce(common: _Common, bounce: Mapping[str, Any], mail: Mapping[str, Any]) -> list[DeliveryEvent]:
+    bounce_type, sub_type = _text(bounce, "bounceType"), _text(bounce, "bounceSubType")
+    says = _BOUNCE_TYPES.get(bounce_type, "")
+    events = []
+    for one in _recipients(bounce, "bouncedRecipients"):
+        smtp = _smtp(_text(one, "status"), _text(one, "diagnosticCode"))
+        verdict = classify(says, smtp["smtp_status"], smtp["smtp_code"], smtp["diagnostic"])
+        provider_type = f"Bounce/{bounce_type}/{sub_type}"
+        events.append(common.event("bounce", one["emailAddress"], provider_type, bounce_type=verdict, **smtp))
+    return events
+
+
+def _complaint(common: _Common, complaint: Mapping[str, Any], mail: Mapping[str, Any]) -> list[DeliveryEvent]:
+    feedback = _text(complaint, "complaintFeedbackType")
+    if feedback == "not-spam":
+        return []  # the recipient says it is wanted mail (RFC 5965): the opposite of a complaint
+    provider_type = f"Complaint/{feedback}" if feedback else "Complaint"
+    complained = _recipients(complaint, "complainedRecipients")
+    return [common.event("complaint", one["emailAddress"], provider_type) for one in complained]
+
+
+def _delay(common: _Common, delay: Mapping[str, Any], mail: Mapping[str, Any]) -> list[DeliveryEvent]:
+    delay_type = _text(delay, "delayType")
+    provider_type = f"DeliveryDelay/{delay_type}" if delay_type else "DeliveryDelay"
+    return [
+        common.event(
+            "deferred",
+            one["emailAddress"],
+            provider_type,
+            **_smtp(_text(one, "status"), _text(one, "diagnosticCode")),
+        )
+        for one in _recipients(delay, "delayedRecipients")
+    ]
+
+
+def _reject(common: _Common, reject: Mapping[str, Any], mail: Mapping[str, Any]) -> list[DeliveryEvent]:
+    # SES refused the whole message (a virus): every recipient of it is dropped.
+    reason = _text(reject, "reason")
+    return [common.event("dropped", r, "Reject", diagnostic=reason) for r in _addresses(mail, "destination")]
+
+
+def _subscription(common: _Common, change: Mapping[str, Any], mail: Mapping[str, Any]) -> list[DeliveryEvent]:
+    # A recipient changed their preferences through SES's subscription management: stored when it opts out
+    # (of everything, or of a topic); a change that only opts in says nothing against sending.
+    preferences = change.get("newTopicPreferences")
+    if isinstance(preferences, dict) and not _opts_out(preferences):
+        return []
+    return [common.event("unsubscribe", r, "Subscription") for r in _addresses(mail, "destination")]
+
+
+def _opts_out(preferences: Mapping[str, Any]) -> bool:
+    if preferences.get("unsubscribeAll") is True:
+        return True
+    topics = preferences.get("topicSubscriptionStatus")
+    return isinstance(topics, list) and any(
+        isinstance(t, dict) and t.get("subscriptionStatus") == "OptOut" for t in topics
+    )
+
+
+_READERS: Final = {
+    "Delivery": _delivery,
+    "Bounce": _bounce,
+    "Complaint": _complaint,
+    "DeliveryDelay": _delay,
+    "Reject": _reject,
+    "Subscription": _subscription,
+}
+# The object that holds each type's details (and its timestamp), by SES's own names.
+_DETAIL: Final = {
+    "Delivery": "delivery",
+    "Bounce": "bounce",
+    "Complaint": "complaint",
+    "DeliveryDelay": "deliveryDelay",
+    "Reject": "reject",
+    "Subscription": "subscription",
+}
