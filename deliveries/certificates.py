@@ -18,11 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
 from typing import Final
 
 import httpx
 
+from deliveries.providers import sns
 from deliveries.providers.inbound import Forged
 from schemas.errors import PixelpipeError
 
@@ -42,10 +42,6 @@ class SnsUnavailable(PixelpipeError, RuntimeError):
     retriable = True
 
 
-def _none(_: str) -> bool:
-    return False  # until deliveries.providers.sns says which URLs are SNS's
-
-
 class _Borrowed(httpx.AsyncBaseTransport):
     """A transport handed in, used by a client per request without being closed by it."""
 
@@ -63,14 +59,10 @@ class SnsRequests:
         self,
         transport: httpx.AsyncBaseTransport | None = None,
         *,
-        certificate_url_allowed: Callable[[str], bool] | None = None,
-        subscribe_url_allowed: Callable[[str], bool] | None = None,
         timeout_s: float = TIMEOUT_S,
         cached: int = CACHED_CERTIFICATES,
     ) -> None:
         self._transport = transport
-        self._certificate_url_allowed = certificate_url_allowed or _none
-        self._subscribe_url_allowed = subscribe_url_allowed or _none
         self._timeout = httpx.Timeout(timeout_s)
         self._cached = cached
         self._certificates: OrderedDict[str, bytes] = OrderedDict()
@@ -79,7 +71,7 @@ class SnsRequests:
     async def certificate(self, url: str) -> bytes:
         """The PEM certificate at ``url``: `Forged` when SNS would never sign with it, `SnsUnavailable`
         when it cannot be fetched now."""
-        if not self._certificate_url_allowed(url):
+        if not sns.certificate_url_allowed(url):
             raise Forged("the signing certificate URL is not an Amazon SNS certificate")
         pem = self._certificates.get(url)
         if pem is not None:
@@ -93,12 +85,12 @@ class SnsRequests:
         # Shielded: a request that goes away must not cancel the fetch the others wait for.
         return await asyncio.shield(task)
 
-    async def confirm_subscription(self, subscribe_url: str) -> None:
-        """Visit ``subscribe_url`` (SNS's `ConfirmSubscription` link): `Forged` when it is not one,
-        `SnsUnavailable` when SNS did not confirm."""
-        if not self._subscribe_url_allowed(subscribe_url):
-            raise Forged("the SubscribeURL is not an Amazon SNS subscription confirmation")
-        await self._get(subscribe_url, CONFIRMATION_MAX_BYTES)
+    async def confirm_subscription(self, confirmation: sns.SnsEnvelope) -> None:
+        """Visit a verified SubscriptionConfirmation's SubscribeURL: `Forged` when it is not SNS's
+        confirmation of that topic in its own region, `SnsUnavailable` when SNS did not confirm."""
+        if not sns.subscribe_url_allowed(confirmation):
+            raise Forged("the SubscribeURL is not SNS's confirmation of this topic in its own region")
+        await self._get(confirmation.subscribe_url, CONFIRMATION_MAX_BYTES)
         log.info("confirmed an Amazon SNS subscription")  # not the URL: its token confirms it again
 
     async def _fetch_certificate(self, url: str) -> bytes:

@@ -39,7 +39,9 @@ from prometheus_client import Counter, Histogram
 
 from deliveries.certificates import SnsRequests, SnsUnavailable
 from deliveries.port import BusUnavailable, DeliveryPublisher, MailService, MailServiceDirectory
-from deliveries.providers.inbound import Forged, Inbound, Malformed, Refused, Unsigned
+from deliveries.providers import ses
+from deliveries.providers.inbound import Forged, Inbound, Refused, Unsigned
+from deliveries.providers.sns import envelope as sns_envelope
 from schemas.delivery_events import PROVIDERS, DeliveryEvent
 
 # The path's provider → the account's provider: SES's events come through SNS, under either name.
@@ -126,14 +128,18 @@ class DeliveryIngest:
             content_type=headers.get("content-type", ""),
         )
         try:
-            events = await self._read(service, inbound)
+            if provider == "ses":
+                read = await self._read_sns(service, inbound)
+                if read.confirm_url:
+                    count(provider, "confirmed")
+                    return Answer(200, {"accepted": 0, "subscription": "confirmed"})
+                events: Sequence[DeliveryEvent] = read.events
+            else:
+                events = await self._read(service, inbound)
         except Refused as exc:
             return refused(provider, _OUTCOMES.get(exc.status, "malformed"), exc.status, str(exc))
         except SnsUnavailable as exc:
-            return unavailable(provider, f"the SNS signing certificate could not be fetched: {exc}")
-        except _Confirmed:
-            count(provider, "confirmed")
-            return Answer(200, {"accepted": 0, "subscription": "confirmed"})
+            return unavailable(provider, f"Amazon SNS: {exc}")
         if events:
             try:
                 await self.publisher.publish(events)
@@ -145,19 +151,21 @@ class DeliveryIngest:
         return Answer(200, {"accepted": len(events)})
 
     async def _read(self, service: MailService, inbound: Inbound) -> Sequence[DeliveryEvent]:
-        if service.provider == "ses":
-            return await self._read_sns(service, inbound)
         reader = self.readers[service.provider]
         if len(inbound.body) > INLINE_MAX_BYTES:
             return await asyncio.to_thread(reader, inbound, service)
         return reader(inbound, service)
 
-    async def _read_sns(self, service: MailService, inbound: Inbound) -> Sequence[DeliveryEvent]:
-        raise Malformed("SES through SNS is not read yet")
-
-
-class _Confirmed(Exception):
-    """An SNS subscription confirmation was confirmed: there are no events to publish."""
+    async def _read_sns(self, service: MailService, inbound: Inbound) -> ses.SesRead:
+        """SES's events through SNS: the certificate first (from Amazon's hosts only), then the reader; a
+        subscription confirmation, once verified, is confirmed (nothing to publish)."""
+        message = sns_envelope(inbound)
+        certificate = await self.sns.certificate(message.signing_cert_url)
+        topics = service.options.get("topic_arns") or ()
+        read = ses.read(inbound, certificate, topic_arns=tuple(topics), now_ms=inbound.received_at_ms)
+        if read.confirm_url:
+            await self.sns.confirm_subscription(message)
+        return read
 
 
 def count(provider: str, outcome: str) -> None:

@@ -10,18 +10,27 @@ import pytest
 
 from deliveries.certificates import CERTIFICATE_MAX_BYTES, SnsRequests, SnsUnavailable
 from deliveries.providers.inbound import Forged
+from deliveries.providers.sns import SnsEnvelope
 
 CERT_URL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0123456789abcdef.pem"
-SUBSCRIBE_URL = "https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn=arn&Token=t"
+TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-events"
+SUBSCRIBE_URL = f"https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn={TOPIC}&Token=tok"
 PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
 
-def _allowed_certificate(url: str) -> bool:
-    return url == CERT_URL
-
-
-def _allowed_subscription(url: str) -> bool:
-    return url == SUBSCRIBE_URL
+def _confirmation(subscribe_url: str) -> SnsEnvelope:
+    return SnsEnvelope(
+        type="SubscriptionConfirmation",
+        message_id="m-1",
+        topic_arn=TOPIC,
+        message="You have chosen to subscribe",
+        timestamp="2026-12-03T21:00:00.000Z",
+        signature_version="2",
+        signature=b"checked before",
+        signing_cert_url=CERT_URL,
+        subscribe_url=subscribe_url,
+        token="tok",
+    )
 
 
 class Amazon(httpx.AsyncBaseTransport):
@@ -39,9 +48,7 @@ class Amazon(httpx.AsyncBaseTransport):
 
 
 def _sns(amazon: Amazon) -> SnsRequests:
-    return SnsRequests(
-        amazon, certificate_url_allowed=_allowed_certificate, subscribe_url_allowed=_allowed_subscription
-    )
+    return SnsRequests(amazon)
 
 
 async def test_a_certificate_is_fetched_once_for_all_who_ask() -> None:
@@ -59,6 +66,7 @@ async def test_a_certificate_is_fetched_once_for_all_who_ask() -> None:
         "https://sns.eu-west-1.amazonaws.com.evil.example/cert.pem",
         "http://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0123456789abcdef.pem",
         "https://169.254.169.254/latest/meta-data/",
+        "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0123456789abcdef.pem?x=1",
     ],
 )
 async def test_a_refused_certificate_url_is_never_requested(url: str) -> None:
@@ -71,7 +79,13 @@ async def test_a_refused_certificate_url_is_never_requested(url: str) -> None:
 async def test_a_refused_subscribe_url_is_never_requested() -> None:
     amazon = Amazon({})
     with pytest.raises(Forged):
-        await _sns(amazon).confirm_subscription("https://attacker.example/?Action=ConfirmSubscription")
+        await _sns(amazon).confirm_subscription(
+            _confirmation(SUBSCRIBE_URL.replace("eu-west-1.", "us-east-1."))
+        )
+    with pytest.raises(Forged):
+        await _sns(amazon).confirm_subscription(
+            _confirmation("https://attacker.example/?Action=ConfirmSubscription")
+        )
     assert amazon.requested == []
 
 
@@ -98,12 +112,12 @@ async def test_amazon_unreachable_is_unavailable() -> None:
     def unreachable(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("no route", request=request)
 
-    sns = SnsRequests(httpx.MockTransport(unreachable), certificate_url_allowed=_allowed_certificate)
+    sns = SnsRequests(httpx.MockTransport(unreachable))
     with pytest.raises(SnsUnavailable, match="could not be reached: ConnectError"):
         await sns.certificate(CERT_URL)
 
 
 async def test_a_subscription_is_confirmed_at_its_url() -> None:
     amazon = Amazon({SUBSCRIBE_URL: httpx.Response(200, content=b"<ConfirmSubscriptionResponse/>")})
-    await _sns(amazon).confirm_subscription(SUBSCRIBE_URL)
+    await _sns(amazon).confirm_subscription(_confirmation(SUBSCRIBE_URL))
     assert amazon.requested == [SUBSCRIBE_URL]
