@@ -7,19 +7,23 @@ from __future__ import annotations
 
 import re
 import socket
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from deliveries.port import BusUnavailable, MailService
 from ingest.http_protocol import EdgeHttpProtocol, bounded
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import Components, build_app, build_components
-from schemas.delivery_events import DeliveryEvent
+from schemas.delivery_events import DeliveryEvent, delivery_id
 from schemas.secret import Secret
+from tests import mail_services as ms
 from tests.integration.helpers import embedded_env
 from tests.serving import serving
 
@@ -62,14 +66,18 @@ class RecordingPublisher:
         return [e for call in self.published for e in call]
 
 
+SENDGRID_PRIVATE, SENDGRID_PUBLIC = ms.sendgrid_keys()
+OTHER_PRIVATE, _ = ms.sendgrid_keys()
+MAILGUN_KEY = "mailgun-signing-key"
+GENERIC_SECRET = "generic-secret-0123456789"
 ACCOUNTS = [
-    MailService("acme", "sendgrid", "sg-0123456789abcdef", {"public_key": Secret("")}),
-    MailService("acme", "mailgun", "mg-0123456789abcdef", {"signing_key": Secret("mailgun-signing-key")}),
+    MailService("acme", "sendgrid", "sg-0123456789abcdef", {"public_key": Secret(SENDGRID_PUBLIC)}),
+    MailService("acme", "mailgun", "mg-0123456789abcdef", {"signing_key": Secret(MAILGUN_KEY)}),
     MailService("acme", "ses", "ses-0123456789abcdef", options={"topic_arns": []}),
     MailService(
         "acme", "postmark", "pm-0123456789abcdef", {"username": Secret("pm"), "password": Secret("pm-pass")}
     ),
-    MailService("acme", "generic", "gen-0123456789abcdef", {"secret": Secret("generic-secret-0123456789")}),
+    MailService("acme", "generic", "gen-0123456789abcdef", {"secret": Secret(GENERIC_SECRET)}),
     MailService(
         "acme", "report", "rep-0123456789abcdef", {"username": Secret("rep"), "password": Secret("rep-pass")}
     ),
@@ -181,3 +189,231 @@ def _read_answer(conn: socket.socket) -> bytes:
         assert more
         body += more
     return head + b"\r\n\r\n" + body
+
+
+# --- each provider's requests, signed as it signs them ---
+
+JSON = {"content-type": "application/json"}
+
+
+@dataclass(frozen=True)
+class Post:
+    path: str
+    body: bytes
+    headers: dict[str, str]
+
+
+def _now() -> int:
+    return int(time.time())
+
+
+def sendgrid(events: list[dict[str, Any]], *, key: Any = SENDGRID_PRIVATE, signed: bool = True) -> Post:
+    body = orjson.dumps(events)
+    headers = {**JSON, **(ms.sign_sendgrid(key, body, _now()) if signed else {})}
+    return Post("/in/sendgrid/sg-0123456789abcdef", body, headers)
+
+
+def mailgun(event_data: dict[str, Any], *, key: str = MAILGUN_KEY, signed: bool = True) -> Post:
+    payload = ms.sign_mailgun(key, event_data, timestamp=_now())
+    if not signed:
+        del payload["signature"]
+    return Post("/in/mailgun/mg-0123456789abcdef", orjson.dumps(payload), dict(JSON))
+
+
+def postmark(record: dict[str, Any], *, password: str = "pm-pass", signed: bool = True) -> Post:  # noqa: S107
+    headers = {**JSON, **(ms.postmark_auth("pm", password) if signed else {})}
+    return Post("/in/postmark/pm-0123456789abcdef", orjson.dumps(record), headers)
+
+
+def generic(events: list[dict[str, Any]], *, secret: str = GENERIC_SECRET, signed: bool = True) -> Post:
+    body = orjson.dumps({"events": events})
+    headers = {**JSON, **(ms.sign_generic(secret, body, _now()) if signed else {})}
+    return Post("/in/generic/gen-0123456789abcdef", body, headers)
+
+
+def send(client: httpx.Client, post: Post) -> httpx.Response:
+    return client.post(post.path, content=post.body, headers=post.headers)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One provider's requests: ``good`` publishes ``expected`` ((event, provider_event_id or "" when the
+    reader names it), ...); ``forged`` is signed with the wrong key; ``unsigned`` carries no signature;
+    ``malformed`` is signed, but not the provider's format."""
+
+    provider: str
+    good: Callable[[], Post]
+    expected: tuple[tuple[str, str], ...]
+    forged: Callable[[], Post]
+    unsigned: Callable[[], Post]
+    malformed: Callable[[], Post]
+
+
+SG_EVENTS = [
+    ms.sendgrid_event("delivered", "sg-ev-1"),
+    ms.sendgrid_event("open", "sg-ev-2"),  # not a delivery event: skipped
+    ms.sendgrid_event("bounce", "sg-ev-3", email="bob@example.com"),
+]
+MG_EVENT = ms.mailgun_event(
+    "failed", "mg-ev-1", severity="permanent", reason="bounce", delivery_status={"code": 550}
+)
+GEN_EVENTS = [ms.generic_event("gen-ev-1", "delivered"), ms.generic_event("gen-ev-2", "deferred")]
+
+CASES = [
+    Case(
+        "sendgrid",
+        lambda: sendgrid(SG_EVENTS),
+        (("delivered", "sg-ev-1"), ("bounce", "sg-ev-3")),
+        lambda: sendgrid(SG_EVENTS, key=OTHER_PRIVATE),
+        lambda: sendgrid(SG_EVENTS, signed=False),
+        lambda: sendgrid([{"event": "delivered"}]),
+    ),
+    Case(
+        "mailgun",
+        lambda: mailgun(MG_EVENT),
+        (("bounce", "mg-ev-1"),),
+        lambda: mailgun(MG_EVENT, key="another-key"),
+        lambda: mailgun(MG_EVENT, signed=False),
+        lambda: mailgun({"event": "delivered"}),
+    ),
+    Case(
+        "postmark",
+        lambda: postmark(ms.postmark_bounce(42)),
+        (("bounce", ""),),
+        lambda: postmark(ms.postmark_bounce(42), password="guessed"),
+        lambda: postmark(ms.postmark_bounce(42), signed=False),
+        lambda: postmark({"RecordType": "Bounce"}),
+    ),
+    Case(
+        "generic",
+        lambda: generic(GEN_EVENTS),
+        (("delivered", "gen-ev-1"), ("deferred", "gen-ev-2")),
+        lambda: generic(GEN_EVENTS, secret="another-secret-0123456789"),
+        lambda: generic(GEN_EVENTS, signed=False),
+        lambda: generic([{"id": "x", "event": "exploded", "occurred_at": "2025-12-03T21:00:00Z"}]),
+    ),
+]
+BY_PROVIDER = {case.provider: case for case in CASES}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.provider)
+def test_a_signed_request_publishes_its_events(ingest: Deployment, case: Case) -> None:
+    before = requests_counted(ingest.client, case.provider, "accepted")
+    started_ms = _now() * 1000
+    r = send(ingest.client, case.good())
+    assert r.status_code == 200, r.text
+    assert r.json() == {"accepted": len(case.expected)}
+    assert len(ingest.publisher.published) == 1  # one publish: durable together
+    events = ingest.publisher.events()
+    assert [e.event for e in events] == [kind for kind, _ in case.expected]
+    for event, (_, provider_event_id) in zip(events, case.expected, strict=True):
+        assert event.account == "acme"
+        assert event.provider == case.provider
+        assert event.provider_event_id == (provider_event_id or event.provider_event_id) != ""
+        assert event.delivery_id == delivery_id("acme", case.provider, event.provider_event_id)
+        assert (event.message_id, event.campaign_id) == ("m1", "spring")
+        assert started_ms <= event.received_at_ms <= _now() * 1000 + 1000
+    assert requests_counted(ingest.client, case.provider, "accepted") == before + 1
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.provider)
+@pytest.mark.parametrize(
+    ("which", "status", "outcome"),
+    [("forged", 403, "forged"), ("unsigned", 401, "unsigned"), ("malformed", 400, "malformed")],
+)
+def test_a_refused_request_publishes_nothing(
+    ingest: Deployment, case: Case, which: str, status: int, outcome: str
+) -> None:
+    before = requests_counted(ingest.client, case.provider, outcome)
+    post: Post = getattr(case, which)()
+    r = send(ingest.client, post)
+    assert r.status_code == status, r.text
+    assert set(r.json()) == {"error"}
+    assert r.json()["error"]
+    assert ingest.publisher.published == []
+    assert requests_counted(ingest.client, case.provider, outcome) == before + 1
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.provider)
+def test_the_bus_away_is_503_and_the_retry_is_taken(ingest: Deployment, case: Case) -> None:
+    ingest.publisher.away = True
+    post = case.good()
+    r = send(ingest.client, post)
+    assert r.status_code == 503
+    assert r.headers["retry-after"] == "5"
+    assert r.json() == {"error": "the events could not be made durable now; retry later"}
+    assert ingest.publisher.published == []
+    ingest.publisher.away = False
+    again = send(ingest.client, post)  # the provider's retry, byte for byte
+    assert again.status_code == 200
+    assert again.json() == {"accepted": len(case.expected)}
+
+
+def test_a_batch_without_delivery_events_is_200_with_none(ingest: Deployment) -> None:
+    opens = [ms.sendgrid_event("open", f"sg-open-{i}") for i in range(3)]
+    r = send(ingest.client, sendgrid(opens))
+    assert r.status_code == 200
+    assert r.json() == {"accepted": 0}
+    assert ingest.publisher.published == []  # nothing to make durable
+
+
+def test_a_10000_event_sendgrid_batch(ingest: Deployment) -> None:
+    kinds = ("delivered", "bounce", "deferred", "dropped")
+    batch = [
+        ms.sendgrid_event(kinds[i % 4], f"sg-batch-{i}", message_id=f"m{i}", email=f"r{i}@example.com")
+        for i in range(10_000)
+    ]
+    post = sendgrid(batch)
+    assert 3_000_000 < len(post.body) < LIMIT
+    r = send(ingest.client, post)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"accepted": 10_000}
+    events = ingest.publisher.events()
+    assert len(ingest.publisher.published) == 1
+    assert [e.provider_event_id for e in events] == [f"sg-batch-{i}" for i in range(10_000)]
+    assert len({e.delivery_id for e in events}) == 10_000
+    assert {k: sum(e.event == k for e in events) for k in kinds} == dict.fromkeys(kinds, 2_500)
+
+
+GARBAGE = [
+    b"",
+    b"\xff\xfe\x00garbage",
+    b"null",
+    b"[]",
+    b"{}",
+    b'"events"',
+    b"[1, 2, 3]",
+    b'{"events": {"not": "a list"}}',
+    b"[" * 100_000,
+    b'{"a": 1e999999}',
+    b'[{"event": "delivered", "timestamp": 99999999999999999999999}]',
+    "\u00e9v\u00e9nement".encode("latin-1"),
+    b'--x\r\nContent-Disposition: form-data; name="signature"\r\n\r\nx\r\n--x--\r\n',
+]
+CONTENT_TYPES = ["application/json", "text/plain", "multipart/form-data; boundary=x", ""]
+
+
+@pytest.mark.parametrize("provider", ["sendgrid", "mailgun", "postmark", "generic"])
+def test_garbage_is_a_4xx_and_publishes_nothing(ingest: Deployment, provider: str) -> None:
+    """Each body under each content type, unsigned and (where the signature does not depend on the body's
+    format) signed: never a 5xx, never a 2xx."""
+    path = BY_PROVIDER[provider].good().path
+    statuses: set[int] = set()
+    for body in GARBAGE:
+        for content_type in CONTENT_TYPES:
+            signed = {
+                "sendgrid": ms.sign_sendgrid(SENDGRID_PRIVATE, body, _now()),
+                "mailgun": {},
+                "postmark": ms.postmark_auth("pm", "pm-pass"),
+                "generic": ms.sign_generic(GENERIC_SECRET, body, _now()),
+            }[provider]
+            for headers in ({}, signed):
+                r = ingest.client.post(path, content=body, headers={"content-type": content_type, **headers})
+                if r.status_code == 200:  # a signed empty batch ("[]" to SendGrid) is one
+                    assert (body, r.json()) == (b"[]", {"accepted": 0})
+                    continue
+                assert 400 <= r.status_code < 500, (body[:40], content_type, headers, r.status_code, r.text)
+                assert set(r.json()) == {"error"}
+                statuses.add(r.status_code)
+    assert ingest.publisher.published == []
+    assert 400 in statuses
