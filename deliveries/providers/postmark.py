@@ -83,22 +83,38 @@ def read(
 
 
 def _delivered(inbound: Inbound, record: Fields) -> DeliveryEvent:
-    message_id, recipient = record.text("MessageID", required=True), record.text("Recipient")
-    at = record.text("DeliveredAt", required=True)
-    details = record.text("Details")
+    record.text("MessageID", required=True)
+    return _unnumbered(
+        inbound, record, "delivered", "DeliveredAt", "Delivery", diagnostic=record.text("Details")
+    )
+
+
+def _unnumbered(
+    inbound: Inbound,
+    record: Fields,
+    kind: DeliveryKind,
+    at_field: str,
+    provider_type: str,
+    *,
+    diagnostic: str = "",
+) -> DeliveryEvent:
+    """A record Postmark gives no id of its own: its event id is its type, message, recipient and time (one
+    per recipient; a retry repeats all four)."""
+    message_id, recipient = record.text("MessageID"), record.text("Recipient")
+    at = record.text(at_field, required=True)
     return delivery(
         inbound,
         "postmark",
-        f"Delivery:{message_id}:{recipient}:{at}",
-        "delivered",
-        record.iso_ms("DeliveredAt"),
+        f"{record.text('RecordType')}:{message_id}:{recipient}:{at}",
+        kind,
+        record.iso_ms(at_field),
         ids=ours(record.object("Metadata")),
         provider_message_id=message_id,
         recipient=recipient,
-        smtp_status=smtp_status_of(details),
-        smtp_code=smtp_code_of(details),
-        diagnostic=details,
-        provider_type="Delivery",
+        smtp_status=smtp_status_of(diagnostic),
+        smtp_code=smtp_code_of(diagnostic),
+        diagnostic=diagnostic,
+        provider_type=provider_type,
     )
 
 
@@ -138,16 +154,6 @@ def _subscription_change(inbound: Inbound, record: Fields) -> DeliveryEvent | No
     )
     if not asked:
         return None
-    message_id, recipient = record.text("MessageID"), record.text("Recipient", required=True)
-    at = record.text("ChangedAt", required=True)
-    return delivery(
-        inbound,
-        "postmark",
-        f"SubscriptionChange:{message_id}:{recipient}:{at}",
-        "unsubscribe",
-        record.iso_ms("ChangedAt"),
-        ids=ours(record.object("Metadata")),
-        provider_message_id=message_id,
-        recipient=recipient,
-        provider_type=f"SubscriptionChange:{record.text('SuppressionReason')}",
-    )
+    record.text("Recipient", required=True)
+    reason = record.text("SuppressionReason")
+    return _unnumbered(inbound, record, "unsubscribe", "ChangedAt", f"SubscriptionChange:{reason}")

@@ -177,3 +177,11 @@ def test_malformed_records_say_what_is_wrong(record: dict[str, Any], reason: str
     with pytest.raises(Malformed) as refused:
         _read(record)
     assert str(refused.value) == reason
+
+
+def test_no_refusal_shows_a_password() -> None:
+    for headers in (postmark_auth("postmark", "guess-1"), postmark_auth("postmark", "s3cret-pass")):
+        with pytest.raises(Forged) as refused:
+            _read(postmark_delivery(), headers)
+        assert "s3cret" not in str(refused.value)
+        assert "guess" not in str(refused.value)
