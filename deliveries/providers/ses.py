@@ -13,7 +13,7 @@ include them; the provider's id is ``mail.messageId``. Opens and clicks are skip
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -95,9 +95,12 @@ def events_of(
         campaign_id=_ours(mail, _CAMPAIGN_TAG, _CAMPAIGN_HEADER),
     )
     events = reader(common, about, mail)
-    if not events:
-        return SesRead(skipped=f"an SES {kind} about no recipient we store")
+    if isinstance(events, str):
+        return SesRead(skipped=events)
     return SesRead(events=tuple(events))
+
+
+_Events = list[DeliveryEvent] | str  # the events of a record, or why it has none
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,10 +207,10 @@ def _bounce(common: _Common, bounce: Mapping[str, Any], mail: Mapping[str, Any])
     return events
 
 
-def _complaint(common: _Common, complaint: Mapping[str, Any], mail: Mapping[str, Any]) -> list[DeliveryEvent]:
+def _complaint(common: _Common, complaint: Mapping[str, Any], mail: Mapping[str, Any]) -> _Events:
     feedback = _text(complaint, "complaintFeedbackType")
     if feedback == "not-spam":
-        return []  # the recipient says it is wanted mail (RFC 5965): the opposite of a complaint
+        return "a not-spam complaint: the recipient says the mail is wanted (RFC 5965)"
     provider_type = f"Complaint/{feedback}" if feedback else "Complaint"
     complained = _recipients(complaint, "complainedRecipients")
     return [common.event("complaint", one["emailAddress"], provider_type) for one in complained]
@@ -233,12 +236,12 @@ def _reject(common: _Common, reject: Mapping[str, Any], mail: Mapping[str, Any])
     return [common.event("dropped", r, "Reject", diagnostic=reason) for r in _addresses(mail, "destination")]
 
 
-def _subscription(common: _Common, change: Mapping[str, Any], mail: Mapping[str, Any]) -> list[DeliveryEvent]:
+def _subscription(common: _Common, change: Mapping[str, Any], mail: Mapping[str, Any]) -> _Events:
     # A recipient changed their preferences through SES's subscription management: stored when it opts out
     # (of everything, or of a topic); a change that only opts in says nothing against sending.
     preferences = change.get("newTopicPreferences")
     if isinstance(preferences, dict) and not _opts_out(preferences):
-        return []
+        return "a subscription change that opts out of nothing"
     return [common.event("unsubscribe", r, "Subscription") for r in _addresses(mail, "destination")]
 
 
@@ -251,7 +254,7 @@ def _opts_out(preferences: Mapping[str, Any]) -> bool:
     )
 
 
-_READERS: Final = {
+_READERS: Final[dict[str, Callable[[_Common, Mapping[str, Any], Mapping[str, Any]], _Events]]] = {
     "Delivery": _delivery,
     "Bounce": _bounce,
     "Complaint": _complaint,
