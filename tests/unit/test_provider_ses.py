@@ -293,20 +293,23 @@ def test_unsigned_and_forged_requests_are_refused_before_the_message_is_read() -
     [
         ("not json", "the SNS Message is not JSON"),
         ("[]", "not an SES notification"),
-        ('{"mail": {}}', "without notificationType or eventType"),
-        (signing.ses_record("Delivery", None), "without its delivery object"),
+        ('{"mail": {}}', "an SES record without notificationType or eventType"),
+        (signing.ses_record("Delivery", None), "Message.delivery is missing"),
         (
             signing.ses_record("Bounce", {"bounceType": "Permanent", "timestamp": BOUNCED_AT}),
             "bouncedRecipients",
         ),
-        (signing.ses_record("Bounce", {"bouncedRecipients": [{"status": "5.1.1"}]}), "bouncedRecipients"),
+        (
+            signing.ses_record("Bounce", {"bouncedRecipients": [{"status": "5.1.1"}]}),
+            r"Message.bounce.bouncedRecipients\[0\].emailAddress is missing",
+        ),
         (signing.ses_record("Delivery", {"recipients": "ann@example.org"}), "recipients"),
         (
             signing.ses_record("Delivery", {"recipients": ["a@x"], "timestamp": "soon"}),
-            "not an ISO 8601 time",
+            "Message.delivery.timestamp is not an ISO-8601 time",
         ),
         ('{"eventType": "Teleport", "mail": {}}', "not known: 'Teleport'"),
-        ('{"eventType": "Delivery", "delivery": {"recipients": []}}', "without its mail object"),
+        ('{"eventType": "Delivery", "delivery": {"recipients": []}}', "Message.mail is missing"),
     ],
 )
 def test_a_message_that_is_not_an_ses_record_is_malformed(message: str, reason: str) -> None:

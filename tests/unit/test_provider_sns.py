@@ -132,7 +132,10 @@ def test_without_signature_or_certificate_url_it_is_unsigned(missing: str) -> No
             orjson.dumps({**signing.notification(MESSAGE), "TopicArn": "arn:aws:sqs:x"}),
             "not an SNS topic ARN",
         ),
-        (orjson.dumps({**signing.notification(MESSAGE), "Timestamp": "yesterday"}), "not an ISO 8601 time"),
+        (
+            orjson.dumps({**signing.notification(MESSAGE), "Timestamp": "yesterday"}),
+            "Timestamp is not an ISO-8601",
+        ),
         (orjson.dumps({**signing.notification(MESSAGE), "Message": 5}), "without Message"),
         (orjson.dumps({k: v for k, v in signing.confirmation().items() if k != "Token"}), "without Token"),
     ],
