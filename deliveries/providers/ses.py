@@ -13,7 +13,7 @@ include them; the provider's id is ``mail.messageId``. Opens and clicks are skip
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -21,15 +21,14 @@ import orjson
 
 from deliveries.bounces import ProviderSays, classify, smtp_code_of, smtp_status_of
 from deliveries.providers import sns
+from deliveries.providers.fields import CAMPAIGN_ID_FIELD, MESSAGE_ID_FIELD, Fields, delivery
 from deliveries.providers.inbound import Forged, Inbound, Malformed
-from schemas.delivery_events import DeliveryEvent, DeliveryKind, delivery_id
+from schemas.delivery_events import DeliveryEvent, DeliveryKind
 
 # SES event types that say nothing a delivery event holds: the send itself, opens and clicks (pixelpipe
 # counts its own, from its pixel and links), and a template that failed to render (no mail left).
 _SKIPPED: Final = frozenset({"Send", "Open", "Click", "Rendering Failure"})
 _BOUNCE_TYPES: Final[dict[str, ProviderSays]] = {"Permanent": "hard", "Transient": "soft", "Undetermined": ""}
-_MESSAGE_TAG: Final = "pixelpipe_message_id"
-_CAMPAIGN_TAG: Final = "pixelpipe_campaign_id"
 _MESSAGE_HEADER: Final = "x-pixelpipe-message-id"
 _CAMPAIGN_HEADER: Final = "x-pixelpipe-campaign-id"
 
@@ -66,64 +65,57 @@ def read(
         raise Malformed(f"the SNS Message is not JSON: {exc}") from exc
     if not isinstance(notification, dict):
         raise Malformed("the SNS Message is not an SES notification (a JSON object)")
-    received = inbound.received_at_ms
-    return events_of(notification, account=inbound.account, envelope=message, received_at_ms=received)
+    return events_of(Fields(notification, "Message"), inbound=inbound, envelope=message)
 
 
-def events_of(
-    notification: Mapping[str, Any], *, account: str, envelope: sns.SnsEnvelope, received_at_ms: int
-) -> SesRead:
+def events_of(record: Fields, *, inbound: Inbound, envelope: sns.SnsEnvelope) -> SesRead:
     """The delivery events of one SES notification or event-publishing record (either shape)."""
-    kind = notification.get("eventType", notification.get("notificationType"))
-    if not isinstance(kind, str):
-        raise Malformed("an SES notification without notificationType or eventType")
+    kind = record.text("eventType") or record.text("notificationType")
+    if not kind:
+        raise Malformed("an SES record without notificationType or eventType")
     if kind in _SKIPPED:
         return SesRead(skipped=f"an SES {kind} event: not a delivery event")
-    mail = _object(notification, "mail")
     reader = _READERS.get(kind)
     if reader is None:
         raise Malformed(f"an SES event type not known: {kind[:40]!r}")
-    about = _object(notification, _DETAIL[kind])
-    when = _text(about, "timestamp")
+    mail, about = _object(record, "mail"), _object(record, _DETAIL[kind])
     common = _Common(
-        account=account,
+        inbound=inbound,
         sns_message_id=envelope.message_id,
-        received_at_ms=received_at_ms,
-        occurred_at_ms=sns.iso_millis(when) if when else envelope.timestamp_ms,
-        provider_message_id=_text(mail, "messageId"),
-        message_id=_ours(mail, _MESSAGE_TAG, _MESSAGE_HEADER),
-        campaign_id=_ours(mail, _CAMPAIGN_TAG, _CAMPAIGN_HEADER),
+        occurred_at_ms=about.iso_ms("timestamp") if about.raw("timestamp") else envelope.timestamp_ms,
+        provider_message_id=mail.text("messageId"),
+        ids=(
+            _ours(mail, MESSAGE_ID_FIELD, _MESSAGE_HEADER),
+            _ours(mail, CAMPAIGN_ID_FIELD, _CAMPAIGN_HEADER),
+        ),
     )
     events = reader(common, about, mail)
-    if not events:
-        return SesRead(skipped=f"an SES {kind} about no recipient we store")
+    if isinstance(events, str):
+        return SesRead(skipped=events)
     return SesRead(events=tuple(events))
+
+
+_Events = list[DeliveryEvent] | str  # the events of a record, or why it has none
 
 
 @dataclass(frozen=True, slots=True)
 class _Common:
     """What every event of one SES record shares."""
 
-    account: str
+    inbound: Inbound
     sns_message_id: str
-    received_at_ms: int
     occurred_at_ms: int
     provider_message_id: str
-    message_id: str
-    campaign_id: str
+    ids: tuple[str, str]
 
     def event(self, event: DeliveryKind, recipient: str, provider_type: str, **smtp: Any) -> DeliveryEvent:
-        provider_event_id = f"{self.sns_message_id}:{recipient}"
-        return DeliveryEvent(
-            delivery_id=delivery_id(self.account, "ses", provider_event_id),
-            account=self.account,
-            provider="ses",
-            provider_event_id=provider_event_id,
-            event=event,
-            occurred_at_ms=self.occurred_at_ms,
-            received_at_ms=self.received_at_ms,
-            message_id=self.message_id,
-            campaign_id=self.campaign_id,
+        return delivery(
+            self.inbound,
+            "ses",
+            f"{self.sns_message_id}:{recipient}",
+            event,
+            self.occurred_at_ms,
+            ids=self.ids,
             provider_message_id=self.provider_message_id,
             recipient=recipient,
             provider_type=provider_type,
@@ -131,47 +123,38 @@ class _Common:
         )
 
 
-def _object(parent: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    found = parent.get(name)
-    if not isinstance(found, dict):
-        raise Malformed(f"an SES notification without its {name} object")
-    return found
+def _object(parent: Fields, key: str) -> Fields:
+    if not isinstance(parent.raw(key), dict):
+        raise Malformed(f"{parent.path(key)} is missing (an SES record carries it)")
+    return parent.object(key)
 
 
-def _text(parent: Mapping[str, Any], name: str) -> str:
-    found = parent.get(name)
-    if found is None:
-        return ""
-    if not isinstance(found, str):
-        raise Malformed(f"an SES {name} that is not a string")
-    return found
-
-
-def _recipients(parent: Mapping[str, Any], name: str) -> list[Mapping[str, Any]]:
+def _recipients(parent: Fields, key: str) -> list[Fields]:
     """A list of recipient objects (``[{"emailAddress": ...}, ...]``), each with its address."""
-    found = parent.get(name)
-    if not isinstance(found, list) or not all(
-        isinstance(one, dict) and _text(one, "emailAddress") for one in found
-    ):
-        raise Malformed(f"an SES {name} that is not a list of recipients with emailAddress")
-    return found
+    found = parent.raw(key)
+    if not isinstance(found, list):
+        raise Malformed(f"{parent.path(key)} is not a list of recipients")
+    recipients = [Fields(one, f"{parent.path(key)}[{index}]") for index, one in enumerate(found)]
+    for one in recipients:
+        one.text("emailAddress", required=True)
+    return recipients
 
 
-def _addresses(parent: Mapping[str, Any], name: str) -> list[str]:
-    found = parent.get(name)
+def _addresses(parent: Fields, key: str) -> list[str]:
+    found = parent.raw(key)
     if not isinstance(found, list) or not all(isinstance(a, str) and a for a in found):
-        raise Malformed(f"an SES {name} that is not a list of addresses")
+        raise Malformed(f"{parent.path(key)} is not a list of addresses")
     return found
 
 
-def _ours(mail: Mapping[str, Any], tag: str, header: str) -> str:
+def _ours(mail: Fields, tag: str, header: str) -> str:
     """One of our ids: a message tag (``{"tag": ["value"]}``), else an original header SES included."""
-    tags = mail.get("tags")
+    tags = mail.raw("tags")
     if isinstance(tags, dict):
         values = tags.get(tag)
         if isinstance(values, list) and values and isinstance(values[0], str):
             return values[0]
-    headers = mail.get("headers")
+    headers = mail.raw("headers")
     if isinstance(headers, list):
         for one in headers:
             if isinstance(one, dict) and str(one.get("name", "")).lower() == header:
@@ -187,62 +170,64 @@ def _smtp(status: str, diagnostic: str) -> dict[str, Any]:
     }
 
 
-def _delivery(common: _Common, delivery: Mapping[str, Any], mail: Mapping[str, Any]) -> list[DeliveryEvent]:
-    smtp = _smtp("", _text(delivery, "smtpResponse"))
-    return [common.event("delivered", r, "Delivery", **smtp) for r in _addresses(delivery, "recipients")]
+def _delivery(common: _Common, delivered: Fields, mail: Fields) -> _Events:
+    smtp = _smtp("", delivered.text("smtpResponse"))
+    return [common.event("delivered", r, "Delivery", **smtp) for r in _addresses(delivered, "recipients")]
 
 
-def _bounce(common: _Common, bounce: Mapping[str, Any], mail: Mapping[str, Any]) -> list[DeliveryEvent]:
-    bounce_type, sub_type = _text(bounce, "bounceType"), _text(bounce, "bounceSubType")
+def _bounce(common: _Common, bounce: Fields, mail: Fields) -> _Events:
+    bounce_type, sub_type = bounce.text("bounceType"), bounce.text("bounceSubType")
     says = _BOUNCE_TYPES.get(bounce_type, "")
     events = []
     for one in _recipients(bounce, "bouncedRecipients"):
-        smtp = _smtp(_text(one, "status"), _text(one, "diagnosticCode"))
+        smtp = _smtp(one.text("status"), one.text("diagnosticCode"))
         verdict = classify(says, smtp["smtp_status"], smtp["smtp_code"], smtp["diagnostic"])
         provider_type = f"Bounce/{bounce_type}/{sub_type}"
-        events.append(common.event("bounce", one["emailAddress"], provider_type, bounce_type=verdict, **smtp))
+        events.append(
+            common.event("bounce", one.text("emailAddress"), provider_type, bounce_type=verdict, **smtp)
+        )
     return events
 
 
-def _complaint(common: _Common, complaint: Mapping[str, Any], mail: Mapping[str, Any]) -> list[DeliveryEvent]:
-    feedback = _text(complaint, "complaintFeedbackType")
+def _complaint(common: _Common, complaint: Fields, mail: Fields) -> _Events:
+    feedback = complaint.text("complaintFeedbackType")
     if feedback == "not-spam":
-        return []  # the recipient says it is wanted mail (RFC 5965): the opposite of a complaint
+        return "a not-spam complaint: the recipient says the mail is wanted (RFC 5965)"
     provider_type = f"Complaint/{feedback}" if feedback else "Complaint"
     complained = _recipients(complaint, "complainedRecipients")
-    return [common.event("complaint", one["emailAddress"], provider_type) for one in complained]
+    return [common.event("complaint", one.text("emailAddress"), provider_type) for one in complained]
 
 
-def _delay(common: _Common, delay: Mapping[str, Any], mail: Mapping[str, Any]) -> list[DeliveryEvent]:
-    delay_type = _text(delay, "delayType")
+def _delay(common: _Common, delay: Fields, mail: Fields) -> _Events:
+    delay_type = delay.text("delayType")
     provider_type = f"DeliveryDelay/{delay_type}" if delay_type else "DeliveryDelay"
     return [
         common.event(
             "deferred",
-            one["emailAddress"],
+            one.text("emailAddress"),
             provider_type,
-            **_smtp(_text(one, "status"), _text(one, "diagnosticCode")),
+            **_smtp(one.text("status"), one.text("diagnosticCode")),
         )
         for one in _recipients(delay, "delayedRecipients")
     ]
 
 
-def _reject(common: _Common, reject: Mapping[str, Any], mail: Mapping[str, Any]) -> list[DeliveryEvent]:
+def _reject(common: _Common, reject: Fields, mail: Fields) -> _Events:
     # SES refused the whole message (a virus): every recipient of it is dropped.
-    reason = _text(reject, "reason")
+    reason = reject.text("reason")
     return [common.event("dropped", r, "Reject", diagnostic=reason) for r in _addresses(mail, "destination")]
 
 
-def _subscription(common: _Common, change: Mapping[str, Any], mail: Mapping[str, Any]) -> list[DeliveryEvent]:
+def _subscription(common: _Common, change: Fields, mail: Fields) -> _Events:
     # A recipient changed their preferences through SES's subscription management: stored when it opts out
     # (of everything, or of a topic); a change that only opts in says nothing against sending.
-    preferences = change.get("newTopicPreferences")
+    preferences = change.raw("newTopicPreferences")
     if isinstance(preferences, dict) and not _opts_out(preferences):
-        return []
+        return "a subscription change that opts out of nothing"
     return [common.event("unsubscribe", r, "Subscription") for r in _addresses(mail, "destination")]
 
 
-def _opts_out(preferences: Mapping[str, Any]) -> bool:
+def _opts_out(preferences: dict[str, Any]) -> bool:
     if preferences.get("unsubscribeAll") is True:
         return True
     topics = preferences.get("topicSubscriptionStatus")
@@ -251,7 +236,7 @@ def _opts_out(preferences: Mapping[str, Any]) -> bool:
     )
 
 
-_READERS: Final = {
+_READERS: Final[dict[str, Callable[[_Common, Fields, Fields], _Events]]] = {
     "Delivery": _delivery,
     "Bounce": _bounce,
     "Complaint": _complaint,

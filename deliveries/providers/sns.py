@@ -20,12 +20,12 @@ from datetime import UTC, datetime
 from typing import Final, Literal, get_args
 from urllib.parse import parse_qs, urlsplit
 
-import orjson
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from deliveries.providers.fields import Fields, json_body
 from deliveries.providers.inbound import Forged, Inbound, Malformed, Unsigned
 
 SnsType = Literal["Notification", "SubscriptionConfirmation", "UnsubscribeConfirmation"]
@@ -58,7 +58,6 @@ _SIGNED_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "SubscriptionConfirmation": _CONFIRMATION_FIELDS,
     "UnsubscribeConfirmation": _CONFIRMATION_FIELDS,
 }
-_LAST_MS: Final = 10_413_791_999_000  # the deliveries table's DateTime64(3) ends in 2299
 _HASHES: Final[dict[str, type[hashes.HashAlgorithm]]] = {"1": hashes.SHA1, "2": hashes.SHA256}
 
 
@@ -71,16 +70,13 @@ class SnsEnvelope:
     topic_arn: str
     message: str
     timestamp: str  # ISO 8601, UTC, as SNS wrote it (signed as written)
+    timestamp_ms: int
     signature_version: str  # "1" (SHA1withRSA) or "2" (SHA256withRSA)
     signature: bytes
     signing_cert_url: str
     subject: str | None = None  # a Notification's Subject when the publisher gave one (signed only then)
     subscribe_url: str = ""  # confirmations only
     token: str = ""  # confirmations only
-
-    @property
-    def timestamp_ms(self) -> int:
-        return iso_millis(self.timestamp)
 
     def field(self, name: str) -> str | None:
         """A signed field by its SNS name."""
@@ -96,28 +92,10 @@ class SnsEnvelope:
         }[name]
 
 
-def iso_millis(timestamp: str) -> int:
-    """Epoch milliseconds of an ISO 8601 time with its zone, as SNS and SES write them
-    (``2026-12-03T21:40:01.123Z``); `Malformed` for anything else or a time the store cannot hold."""
-    try:
-        moment = datetime.fromisoformat(timestamp)
-    except ValueError as exc:
-        raise Malformed(f"not an ISO 8601 time: {timestamp[:40]!r}") from exc
-    if moment.tzinfo is None:
-        raise Malformed(f"a time without its zone: {timestamp[:40]!r}")
-    millis = int(moment.timestamp() * 1000)
-    if not 0 <= millis <= _LAST_MS:
-        raise Malformed(f"a time out of range: {timestamp[:40]!r}")
-    return millis
-
-
 def envelope(inbound: Inbound) -> SnsEnvelope:
     """The SNS message in a request's body: `Malformed` with the reason when it is not one, `Unsigned` when
     it carries no Signature or SigningCertURL."""
-    try:
-        body = orjson.loads(inbound.body)
-    except orjson.JSONDecodeError as exc:
-        raise Malformed(f"not JSON: {exc}") from exc
+    body = json_body(inbound.body)
     if not isinstance(body, dict):
         raise Malformed("not an SNS message: the body is not a JSON object")
     kind = body.get("Type")
@@ -147,12 +125,13 @@ def envelope(inbound: Inbound) -> SnsEnvelope:
         signature = base64.b64decode(body["Signature"], validate=True)
     except binascii.Error as exc:
         raise Malformed("the SNS Signature is not base64") from exc
-    found = SnsEnvelope(
+    return SnsEnvelope(
         type=kind,
         message_id=body["MessageId"],
         topic_arn=body["TopicArn"],
         message=body["Message"],
         timestamp=body["Timestamp"],
+        timestamp_ms=Fields(body).iso_ms("Timestamp"),
         signature_version=body["SignatureVersion"],
         signature=signature,
         signing_cert_url=body["SigningCertURL"],
@@ -160,8 +139,6 @@ def envelope(inbound: Inbound) -> SnsEnvelope:
         subscribe_url=body.get("SubscribeURL", "") if confirmation else "",
         token=body.get("Token", "") if confirmation else "",
     )
-    found.timestamp_ms  # noqa: B018 - refuses a Timestamp that is not a time, before anything trusts it
-    return found
 
 
 def _sns_region(netloc: str) -> tuple[str, bool] | None:
