@@ -5,6 +5,7 @@ request publishes, what every refusal answers, and that nothing of a refused req
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import socket
 import time
@@ -24,6 +25,7 @@ from pixelpipe.app import Components, build_app, build_components
 from schemas.delivery_events import DeliveryEvent, delivery_id
 from schemas.secret import Secret
 from tests import mail_services as ms
+from tests import sns_signing as sns
 from tests.integration.helpers import embedded_env
 from tests.serving import serving
 
@@ -73,7 +75,7 @@ GENERIC_SECRET = "generic-secret-0123456789"
 ACCOUNTS = [
     MailService("acme", "sendgrid", "sg-0123456789abcdef", {"public_key": Secret(SENDGRID_PUBLIC)}),
     MailService("acme", "mailgun", "mg-0123456789abcdef", {"signing_key": Secret(MAILGUN_KEY)}),
-    MailService("acme", "ses", "ses-0123456789abcdef", options={"topic_arns": []}),
+    MailService("acme", "ses", "ses-0123456789abcdef", options={"topic_arns": [sns.TOPIC_ARN]}),
     MailService(
         "acme", "postmark", "pm-0123456789abcdef", {"username": Secret("pm"), "password": Secret("pm-pass")}
     ),
@@ -84,12 +86,33 @@ ACCOUNTS = [
 ]
 
 
+class Amazon(httpx.AsyncBaseTransport):
+    """Amazon SNS as the edge would reach it: the test certificate at its SNS URLs, a confirmation at a
+    SubscribeURL; every URL requested recorded. ``down``: URLs answered 500."""
+
+    def __init__(self) -> None:
+        self.requested: list[str] = []
+        self.down: set[str] = set()
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = str(request.url)
+        self.requested.append(url)
+        if url in self.down:
+            return httpx.Response(500)
+        if url.endswith(".pem"):
+            return httpx.Response(200, content=sns.signing_key().certificate_pem)
+        if "Action=ConfirmSubscription" in url:
+            return httpx.Response(200, content=b"<ConfirmSubscriptionResponse/>")
+        return httpx.Response(404)
+
+
 @dataclass
 class Deployment:
     client: httpx.Client
     base: str
     publisher: RecordingPublisher
     components: Components
+    amazon: Amazon
 
 
 @pytest.fixture(scope="module")
@@ -100,16 +123,18 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Ite
     publisher = RecordingPublisher()
     components.delivery_publisher = publisher
     components.mail_services = MailServices(ACCOUNTS)
+    amazon = components.sns_transport = Amazon()
     app, _ = build_app(components)
     protocol = bounded(EdgeHttpProtocol, settings.connection_bounds)
     with serving(app, http=protocol) as base, httpx.Client(base_url=base, timeout=30) as client:
-        yield Deployment(client, base, publisher, components)
+        yield Deployment(client, base, publisher, components, amazon)
 
 
 @pytest.fixture
 def ingest(deployment: Deployment) -> Iterator[Deployment]:
     """The deployment, with nothing published yet and the bus up again after the test."""
     deployment.publisher.published.clear()
+    deployment.amazon.requested.clear()
     yield deployment
     deployment.publisher.away = False
 
@@ -417,3 +442,144 @@ def test_garbage_is_a_4xx_and_publishes_nothing(ingest: Deployment, provider: st
                 statuses.add(r.status_code)
     assert ingest.publisher.published == []
     assert 400 in statuses
+
+
+# --- Amazon SES through SNS ---
+
+SES_PATH = "/in/ses/ses-0123456789abcdef"
+SNS_HEADERS = {"content-type": "text/plain; charset=UTF-8"}
+BOUNCE = {
+    "bounceType": "Permanent",
+    "bounceSubType": "General",
+    "bouncedRecipients": [
+        {"emailAddress": "ann@example.org", "status": "5.1.1", "diagnosticCode": "smtp; 550 5.1.1 unknown"},
+        {"emailAddress": "bob@example.org", "status": "5.1.1", "diagnosticCode": "smtp; 550 5.1.1 unknown"},
+    ],
+    "timestamp": "2026-12-03T21:00:05.000Z",
+    "feedbackId": "0100018c-feedback-1",
+}
+
+
+def ses_post(message: dict[str, str], path: str = SES_PATH) -> Post:
+    headers = {**SNS_HEADERS, "x-amz-sns-message-type": message["Type"]}
+    return Post(path, orjson.dumps(message), headers)
+
+
+def ses_bounce(**fields: Any) -> dict[str, str]:
+    record = sns.ses_record("Bounce", BOUNCE, destination=("ann@example.org", "bob@example.org"))
+    return sns.notification(record, message_id="sns-message-1", **fields)
+
+
+@pytest.mark.parametrize("path", [SES_PATH, "/in/sns/ses-0123456789abcdef"])
+def test_a_signed_sns_notification_publishes_its_ses_events(ingest: Deployment, path: str) -> None:
+    r = send(ingest.client, ses_post(ses_bounce(), path))
+    assert r.status_code == 200, r.text
+    assert r.json() == {"accepted": 2}
+    events = ingest.publisher.events()
+    assert [(e.event, e.recipient, e.bounce_type, e.smtp_status) for e in events] == [
+        ("bounce", "ann@example.org", "hard", "5.1.1"),
+        ("bounce", "bob@example.org", "hard", "5.1.1"),
+    ]
+    for event in events:
+        assert (event.account, event.provider, event.message_id, event.campaign_id) == (
+            "acme",
+            "ses",
+            "msg-1",
+            "camp-1",
+        )
+        assert event.provider_message_id == "0100018c-ses-message-1"
+        assert event.delivery_id == delivery_id("acme", "ses", event.provider_event_id)
+    assert len({e.delivery_id for e in events}) == 2
+    # the certificate from its SNS URL, once: the second request found it cached
+    assert ingest.amazon.requested in ([sns.CERT_URL], [])
+
+
+@pytest.mark.parametrize(
+    ("message", "status"),
+    [
+        (lambda: ses_bounce(key=sns.signing_key(not_after=dt.datetime(2027, 1, 2, tzinfo=dt.UTC))), 403),
+        (lambda: {k: v for k, v in ses_bounce().items() if k != "Signature"}, 401),
+        (lambda: ses_bounce(topic_arn=sns.TOPIC_ARN.replace("pixelpipe", "someone-else")), 403),
+        (lambda: sns.notification("not an SES record"), 400),
+    ],
+    ids=["another key", "unsigned", "another topic", "not SES"],
+)
+def test_a_refused_sns_message_publishes_nothing(
+    ingest: Deployment, message: Callable[[], dict[str, str]], status: int
+) -> None:
+    r = send(ingest.client, ses_post(message()))
+    assert r.status_code == status, r.text
+    assert r.json()["error"]
+    assert ingest.publisher.published == []
+    assert set(ingest.amazon.requested) <= {sns.CERT_URL}
+
+
+@pytest.mark.parametrize(
+    "cert_url",
+    [
+        "https://sns.us-east-1.amazonaws.com.evil.example/SimpleNotificationService-1.pem",
+        "http://sns.us-east-1.amazonaws.com/SimpleNotificationService-1.pem",
+        "https://169.254.169.254/latest/meta-data.pem",
+    ],
+)
+def test_a_certificate_url_that_is_not_snss_is_never_requested(ingest: Deployment, cert_url: str) -> None:
+    r = send(ingest.client, ses_post(ses_bounce(cert_url=cert_url)))
+    assert r.status_code == 403
+    assert r.json() == {"error": "the signing certificate URL is not an Amazon SNS certificate"}
+    assert ingest.amazon.requested == []
+    assert ingest.publisher.published == []
+
+
+def test_amazon_unreachable_is_503(ingest: Deployment) -> None:
+    cert_url = sns.CERT_URL.replace("us-east-1", "eu-west-3")
+    ingest.amazon.down.add(cert_url)
+    try:
+        r = send(ingest.client, ses_post(ses_bounce(cert_url=cert_url)))
+    finally:
+        ingest.amazon.down.discard(cert_url)
+    assert r.status_code == 503
+    assert r.headers["retry-after"] == "5"
+    assert ingest.amazon.requested == [cert_url]
+    assert ingest.publisher.published == []
+    again = send(ingest.client, ses_post(ses_bounce(cert_url=cert_url)))  # SNS retries: Amazon is back
+    assert again.status_code == 200
+    assert again.json() == {"accepted": 2}
+
+
+def test_a_subscription_is_confirmed_at_its_snss_url_only(ingest: Deployment) -> None:
+    message = sns.confirmation()
+    r = send(ingest.client, ses_post(message))
+    assert r.status_code == 200, r.text
+    assert r.json() == {"accepted": 0, "subscription": "confirmed"}
+    assert ingest.amazon.requested == [message["SigningCertURL"], message["SubscribeURL"]]
+    assert ingest.publisher.published == []
+
+
+@pytest.mark.parametrize(
+    "subscribe_url",
+    [
+        "https://attacker.example/?Action=ConfirmSubscription",
+        f"https://sns.eu-west-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn={sns.TOPIC_ARN}&Token=t",
+        "http://169.254.169.254/latest/meta-data/",
+    ],
+)
+def test_a_subscribe_url_that_is_not_snss_is_never_requested(ingest: Deployment, subscribe_url: str) -> None:
+    message = sns.confirmation(subscribe_url=subscribe_url)
+    r = send(ingest.client, ses_post(message))
+    assert r.status_code == 403
+    assert subscribe_url not in ingest.amazon.requested
+    assert set(ingest.amazon.requested) <= {message["SigningCertURL"]}
+
+
+def test_an_unsubscribe_confirmation_is_200_with_nothing(ingest: Deployment) -> None:
+    r = send(ingest.client, ses_post(sns.confirmation("UnsubscribeConfirmation")))
+    assert r.status_code == 200
+    assert r.json() == {"accepted": 0}
+    assert ingest.publisher.published == []
+
+
+def test_the_bus_away_is_503_for_ses_too(ingest: Deployment) -> None:
+    ingest.publisher.away = True
+    r = send(ingest.client, ses_post(ses_bounce()))
+    assert r.status_code == 503
+    assert ingest.publisher.published == []
