@@ -10,7 +10,8 @@ import pytest
 
 from deliveries.certificates import CERTIFICATE_MAX_BYTES, SnsRequests, SnsUnavailable
 from deliveries.providers.inbound import Forged
-from deliveries.providers.sns import SnsEnvelope
+from deliveries.providers.sns import SnsEnvelope, envelope
+from tests import sns_signing
 
 CERT_URL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-0123456789abcdef.pem"
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-events"
@@ -19,18 +20,9 @@ PEM = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
 
 
 def _confirmation(subscribe_url: str) -> SnsEnvelope:
-    return SnsEnvelope(
-        type="SubscriptionConfirmation",
-        message_id="m-1",
-        topic_arn=TOPIC,
-        message="You have chosen to subscribe",
-        timestamp="2026-12-03T21:00:00.000Z",
-        signature_version="2",
-        signature=b"checked before",
-        signing_cert_url=CERT_URL,
-        subscribe_url=subscribe_url,
-        token="tok",
-    )
+    """A SubscriptionConfirmation of ``TOPIC`` asking for ``subscribe_url``, as the ingest has it."""
+    message = sns_signing.confirmation(topic_arn=TOPIC, subscribe_url=subscribe_url, token="tok")
+    return envelope(sns_signing.inbound(message))
 
 
 class Amazon(httpx.AsyncBaseTransport):
