@@ -1,6 +1,6 @@
 """Mailgun's webhooks: the signature (hex HMAC-SHA256 of timestamp + token under the account's webhook signing
 key) and the event it carries, read into a delivery event. Pure. JSON webhooks only (Mailgun's current
-format, one event per request); the legacy form-encoded webhooks are refused as not JSON.
+format, one event per request); the legacy form-encoded webhooks are refused (400, saying so).
 
 The signature travels inside the JSON (``{"signature": {...}, "event-data": {...}}``), so the body is
 parsed before it is verified; nothing of ``event-data`` is read until it has.
@@ -23,7 +23,7 @@ from typing import Final
 
 from deliveries.bounces import ProviderSays, classify, smtp_code_of, smtp_status_of
 from deliveries.providers.fields import Fields, delivery, json_body, ours
-from deliveries.providers.inbound import Forged, Inbound, Unsigned
+from deliveries.providers.inbound import Forged, Inbound, Malformed, Unsigned
 from schemas.delivery_events import DeliveryEvent, DeliveryKind
 from schemas.secret import Secret
 
@@ -54,6 +54,8 @@ def verify(body: Fields, key: Secret) -> None:
 def read(inbound: Inbound, signing_key: Secret, *, now_ms: int | None = None) -> list[DeliveryEvent]:
     """The delivery event of one signed request (none for an event that is not one). ``now_ms`` is not used
     (see the module)."""
+    if inbound.content_type.lower().startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        raise Malformed("a legacy form-encoded Mailgun webhook: use Mailgun's JSON webhooks")
     body = Fields(json_body(inbound.body))
     verify(body, signing_key)
     one = _event(inbound, body.object("event-data"))

@@ -20,7 +20,7 @@ import base64
 import binascii
 from typing import Final
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
@@ -56,7 +56,7 @@ def verifying_key(value: Secret) -> ec.EllipticCurvePublicKey:
             if text.startswith("-----BEGIN")
             else load_der_public_key(base64.b64decode(text, validate=True))
         )
-    except (ValueError, binascii.Error, TypeError) as exc:
+    except (ValueError, binascii.Error, TypeError, UnsupportedAlgorithm) as exc:
         raise ValueError("not a public key in base64 DER or PEM") from exc
     if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
         return key

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from deliveries.providers import mailgun
-from deliveries.providers.inbound import Forged, Malformed, Unsigned
+from deliveries.providers.inbound import Forged, Inbound, Malformed, Unsigned
 from schemas.delivery_events import DeliveryEvent, delivery_id
 from schemas.secret import Secret
 from tests.mail_services import RECEIVED_MS, T0, inbound, mailgun_event, sign_mailgun
@@ -160,3 +160,12 @@ def test_event_data_that_is_not_an_object_is_malformed() -> None:
     payload = {**sign_mailgun(SIGNING_KEY, {}), "event-data": [1]}
     with pytest.raises(Malformed, match=r"^event-data is not an object$"):
         mailgun.read(inbound(orjson.dumps(payload)), KEY)
+
+
+def test_a_legacy_form_encoded_webhook_is_refused_with_what_to_use() -> None:
+    body = b"timestamp=1&token=x&signature=y&event=delivered"
+    form = Inbound("acme", body, {}, RECEIVED_MS, "application/x-www-form-urlencoded")
+    with pytest.raises(
+        Malformed, match=r"^a legacy form-encoded Mailgun webhook: use Mailgun's JSON webhooks$"
+    ):
+        mailgun.read(form, KEY)

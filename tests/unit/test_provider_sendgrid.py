@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from deliveries.providers import sendgrid
 from deliveries.providers.inbound import Forged, Malformed, Unsigned
@@ -202,3 +203,15 @@ def test_a_batch_of_10000_events_is_read_whole() -> None:
     assert {e.message_id for e in read} == {f"m{i}" for i in range(1000)}
     assert (read[0].provider_event_id, read[-1].provider_event_id) == ("ev-1", "ev-9999")
     assert all(e.campaign_id == "spring" and e.received_at_ms == RECEIVED_MS for e in read)
+
+
+def test_only_a_p256_public_key_is_a_verifying_key() -> None:
+    assert sendgrid.verifying_key(KEY).curve.name == "secp256r1"
+    for private in (ec.generate_private_key(ec.SECP384R1()), rsa.generate_private_key(65537, 2048)):
+        der = private.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        with pytest.raises(ValueError, match=r"^not an ECDSA P-256 public key$"):
+            sendgrid.verifying_key(Secret(base64.b64encode(der).decode()))
+    with pytest.raises(ValueError, match=r"^not a public key in base64 DER or PEM$"):
+        sendgrid.verifying_key(Secret(base64.b64encode(b"garbage").decode()))
