@@ -40,7 +40,7 @@ from prometheus_client import Counter, Histogram
 
 from deliveries.certificates import SnsRequests, SnsUnavailable
 from deliveries.port import BusUnavailable, DeliveryPublisher, MailService, MailServiceDirectory
-from deliveries.providers import generic, mailgun, postmark, sendgrid, ses
+from deliveries.providers import generic, mailgun, postmark, reports, sendgrid, ses
 from deliveries.providers.inbound import Forged, Inbound, Refused, Unsigned
 from deliveries.providers.sns import envelope as sns_envelope
 from schemas.delivery_events import PROVIDERS, DeliveryEvent
@@ -201,6 +201,9 @@ def provider_readers() -> dict[str, Reader]:
             inbound, key(service, "username"), key(service, "password")
         ),
         "generic": lambda inbound, service: generic.read(inbound, key(service, "secret")),
+        "report": lambda inbound, service: (
+            reports.read(inbound, key(service, "username"), key(service, "password")).events
+        ),
     }
 
 

@@ -256,6 +256,19 @@ def generic(events: list[dict[str, Any]], *, secret: str = GENERIC_SECRET, signe
     return Post("/in/generic/gen-0123456789abcdef", body, headers)
 
 
+USER_UNKNOWN = {
+    "Action": "failed",
+    "Final-Recipient": "rfc822; ann@example.org",
+    "Status": "5.1.1",
+    "Diagnostic-Code": "smtp; 550 5.1.1 <ann@example.org>: Recipient address rejected: User unknown",
+}
+
+
+def report(body: bytes, *, password: str = "rep-pass", signed: bool = True) -> Post:  # noqa: S107
+    headers = {"content-type": "message/rfc822", **(ms.postmark_auth("rep", password) if signed else {})}
+    return Post("/in/report/rep-0123456789abcdef", body, headers)
+
+
 def send(client: httpx.Client, post: Post) -> httpx.Response:
     return client.post(post.path, content=post.body, headers=post.headers)
 
@@ -318,6 +331,16 @@ CASES = [
         lambda: generic([{"id": "x", "event": "exploded", "occurred_at": "2025-12-03T21:00:00Z"}]),
     ),
 ]
+CASES.append(
+    Case(
+        "report",
+        lambda: report(sns.dsn([USER_UNKNOWN], ours=("m1", "spring"))),
+        (("bounce", ""),),
+        lambda: report(sns.dsn([USER_UNKNOWN]), password="guessed"),
+        lambda: report(sns.dsn([USER_UNKNOWN]), signed=False),
+        lambda: report(b"Subject: not a report\r\n\r\nhello\r\n"),
+    )
+)
 BY_PROVIDER = {case.provider: case for case in CASES}
 
 
@@ -415,10 +438,10 @@ GARBAGE = [
     "\u00e9v\u00e9nement".encode("latin-1"),
     b'--x\r\nContent-Disposition: form-data; name="signature"\r\n\r\nx\r\n--x--\r\n',
 ]
-CONTENT_TYPES = ["application/json", "text/plain", "multipart/form-data; boundary=x", ""]
+CONTENT_TYPES = ["application/json", "text/plain", "multipart/form-data; boundary=x", "message/rfc822", ""]
 
 
-@pytest.mark.parametrize("provider", ["sendgrid", "mailgun", "postmark", "generic"])
+@pytest.mark.parametrize("provider", ["sendgrid", "mailgun", "postmark", "generic", "report"])
 def test_garbage_is_a_4xx_and_publishes_nothing(ingest: Deployment, provider: str) -> None:
     """Each body under each content type, unsigned and (where the signature does not depend on the body's
     format) signed: never a 5xx, never a 2xx."""
@@ -430,6 +453,7 @@ def test_garbage_is_a_4xx_and_publishes_nothing(ingest: Deployment, provider: st
                 "sendgrid": ms.sign_sendgrid(SENDGRID_PRIVATE, body, _now()),
                 "mailgun": {},
                 "postmark": ms.postmark_auth("pm", "pm-pass"),
+                "report": ms.postmark_auth("rep", "rep-pass"),
                 "generic": ms.sign_generic(GENERIC_SECRET, body, _now()),
             }[provider]
             for headers in ({}, signed):
