@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -36,8 +36,10 @@ from api.sql.rollup_upkeep import rollup_retention
 from api.webhooks import WebhookController, WebhookIn
 from bus.memory import MemoryBus
 from bus.port import HitPublisher, HitSource
+from deliveries.bus import MemoryDeliveryBus
 from deliveries.certificates import SnsRequests
 from deliveries.ingest import DeliveryIngest, ingest_routes
+from deliveries.loader import DeliveryLoader, OnStored
 from deliveries.port import DeliveryPublisher, MailServiceDirectory
 from ingest import native
 from ingest.edge import ASGIApp, Edge
@@ -50,6 +52,7 @@ from processors.geo import GeoLookup
 from processors.pipeline import HitProcessor
 from processors.ranges import load_ranges
 from processors.runner import DeadLetters, HitRunner, Stored
+from schemas.delivery_events import DeliveryEvent
 from schemas.errors import PixelpipeError
 from schemas.live import LiveNotices
 from schemas.store import Store, StoreError
@@ -98,11 +101,13 @@ class Components:
     privacy: PrivacyWiring | None = None
     kafka: KafkaConfig | None = None  # None: the bus is in memory
     topic_setup: TopicSetup | None = None  # the Kafka topics of these roles, ensured at start
-    # The edge's delivery ingest (deliveries.ingest) serves when it has both: where it publishes, whose it is.
-    delivery_publisher: DeliveryPublisher | None = None
-    mail_services: MailServiceDirectory | None = None
+    delivery_publisher: DeliveryPublisher | None = None  # the edge's: its delivery ingest publishes here
+    mail_services: MailServiceDirectory | None = None  # the edge's: whose ingest URL a request came to
     sns_transport: httpx.AsyncBaseTransport | None = None  # None: Amazon's hosts (tests hand in answers)
+    delivery_loader: DeliveryLoader | None = None  # the process role's: deliveries bus -> store
+    on_deliveries_stored: list[OnStored] = field(default_factory=list)  # the delivery notices' listeners
     _runner_task: asyncio.Task[None] | None = None
+    _delivery_task: asyncio.Task[None] | None = None
     _refresh_task: asyncio.Task[None] | None = None
 
     def readiness(self) -> dict[str, bool]:
@@ -114,6 +119,8 @@ class Components:
         if self.runner is not None:
             checks["processor"] = self._runner_task is not None and not self._runner_task.done()
             checks["store_writes"] = self.runner.store_ok
+        if self.delivery_loader is not None:
+            checks["delivery_loader"] = self._delivery_task is not None and not self._delivery_task.done()
         if "api" in self.roles and self.store is not None:
             checks["store"] = self.store.ping()
         if self.privacy is not None:
@@ -136,6 +143,9 @@ class Components:
         if self.runner is not None:
             self._runner_task = asyncio.create_task(self.runner.run(), name="pixelpipe-processor")
             self._runner_task.add_done_callback(_log_crash)
+        if self.delivery_loader is not None:  # after the notice path, like the processor: it publishes there
+            self._delivery_task = asyncio.create_task(self.delivery_loader.run(), name="pixelpipe-deliveries")
+            self._delivery_task.add_done_callback(_log_crash)
         if self.store is not None and self.do_not_track is not None:
             self._refresh_task = asyncio.create_task(
                 _refresh_suppressions(self.store, self.do_not_track), name="pixelpipe-dnt"
@@ -151,13 +161,12 @@ class Components:
                 await self._refresh_task
         if self.runner is not None and self._runner_task is not None:
             self.runner.stop()
-            try:
-                await asyncio.wait_for(asyncio.shield(self._runner_task), STOP_DEADLINE_S)
-            except TimeoutError:
-                log.warning("the processor did not drain within %.0fs; stopping it", STOP_DEADLINE_S)
-                self._runner_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await self._runner_task
+        if self.delivery_loader is not None and self._delivery_task is not None:
+            self.delivery_loader.stop()
+        # Both drain at once, each within the deadline.
+        await asyncio.gather(
+            _drained(self._runner_task, "the processor"), _drained(self._delivery_task, "the delivery loader")
+        )
         if self.notifications is not None:
             # After the processor's last batch was stored (and handed to the hub), before the store closes.
             await self.notifications.stop()
@@ -183,14 +192,37 @@ async def _refresh_suppressions(store: Store, do_not_track: DoNotTrack) -> None:
             log.warning("could not refresh do-not-track (%s); keeping the last list", exc)
 
 
+async def _drained(task: asyncio.Task[None] | None, what: str) -> None:
+    """Wait at most STOP_DEADLINE_S for a told-to-stop loop to drain, then cancel it."""
+    if task is None:
+        return
+    try:
+        await asyncio.wait_for(asyncio.shield(task), STOP_DEADLINE_S)
+    except TimeoutError:
+        log.warning("%s did not drain within %.0fs; stopping it", what, STOP_DEADLINE_S)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    except Exception:  # noqa: S110 - its crash was logged when it happened (`_log_crash`)
+        pass
+
+
 def _log_crash(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        log.error("the processor stopped", exc_info=task.exception())
+        log.error("%s stopped", task.get_name(), exc_info=task.exception())
 
 
 def _store_stored(components: Components) -> Callable[[Stored], None]:
     def fan_out(stored: Stored) -> None:
         for listener in components.on_stored:
+            listener(stored)
+
+    return fan_out
+
+
+def _deliveries_stored(components: Components) -> OnStored:
+    def fan_out(stored: Sequence[DeliveryEvent]) -> None:
+        for listener in components.on_deliveries_stored:
             listener(stored)
 
     return fan_out
@@ -251,9 +283,13 @@ def build_components(
         c.do_not_track.replace(load_suppressed(c.store))
     kafka_source: KafkaSource | None = None
     dead_letters: DeadLetters | None = None
+    delivery_source: HitSource | None = None
+    delivery_kafka: tuple[KafkaSource, DeadLetters] | None = None
     if settings.kafka_bootstrap:
         c.kafka, c.topic_setup = _kafka(settings.kafka_bootstrap, topics, roles)
         kafka_source, dead_letters = _kafka_bus(c, c.kafka, topics)
+        delivery_kafka = _kafka_deliveries(c, c.kafka, topics)
+        delivery_source = delivery_kafka[0] if delivery_kafka is not None else None
     c.privacy = _privacy(c, topics)
     memory: MemoryBus | None = None
     if c.kafka is None:
@@ -261,6 +297,10 @@ def build_components(
         c.publisher, c.source = memory, memory
     if "edge" not in roles and memory is not None:
         c.publisher = None
+    if c.kafka is None and roles & {"edge", "process"} == {"edge", "process"}:
+        # One process: the in-memory queue is the ingest's publisher and the loader's source.
+        delivery_bus = MemoryDeliveryBus(settings.bus_capacity)
+        c.delivery_publisher, delivery_source = delivery_bus, delivery_bus
     if "process" in roles and c.source is not None and c.store is not None:
         geo = GeoLookup(settings.geoip_city_db, settings.geoip_asn_db)
         if geo.bundled_snapshot:
@@ -286,6 +326,20 @@ def build_components(
         )
         if kafka_source is not None:
             kafka_source.on_revoked = c.runner.on_revoked
+    if "process" in roles and delivery_source is not None and c.store is not None:
+        c.delivery_loader = DeliveryLoader(
+            source=delivery_source,
+            store=c.store,
+            dead_letters=delivery_kafka[1] if delivery_kafka is not None else None,
+            on_stored=_deliveries_stored(c),
+            # As the hit runner: on Kafka the offsets wait for the notices; in memory nothing is committed.
+            notices_durable=_notices_durable(c) if kafka_source is not None else None,
+            do_not_track=c.do_not_track,
+            flush_interval_s=settings.flush_interval_ms / 1000,
+            drain_on_stop=c.kafka is None,
+        )
+        if delivery_kafka is not None:
+            delivery_kafka[0].on_revoked = c.delivery_loader.on_revoked
     if c.store is not None:
         c.notifications = _notifications(c, c.store, topics)
         c.on_stored.extend(c.notifications.listeners())
@@ -316,6 +370,26 @@ def _kafka_bus(
         return None, None
     source = KafkaSource(kafka, topics, group_id=c.settings.consumer_group, setup=setup)
     c.source = source
+    return source, DeadLetterPublisher(kafka, topics)
+
+
+def _kafka_deliveries(
+    c: Components, kafka: KafkaConfig, topics: Topics
+) -> tuple[KafkaSource, DeadLetters] | None:
+    """The Kafka adapters of the delivery events: the edge's publisher; the loader's source, the processors'
+    source on the deliveries topic in its own group, and its dead letters (returned: the loader is built
+    later)."""
+    from deliveries.bus import KafkaDeliveryPublisher  # noqa: PLC0415 - only distributed roles need aiokafka
+    from processors.kafka_source import DeadLetterPublisher, KafkaSource  # noqa: PLC0415
+
+    if "edge" in c.roles:
+        c.delivery_publisher = KafkaDeliveryPublisher(kafka, topics, setup=c.topic_setup)
+    if "process" not in c.roles:
+        return None
+    group = f"{c.settings.consumer_group}-deliveries"
+    source = KafkaSource(
+        kafka, topics, group, setup=c.topic_setup, topic=topics.deliveries, role="deliveries"
+    )
     return source, DeadLetterPublisher(kafka, topics)
 
 

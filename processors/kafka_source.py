@@ -45,7 +45,8 @@ class _RebalanceHooks(ConsumerRebalanceListener):  # type: ignore[misc]  # aioka
 
 
 class KafkaSource:
-    """The processors' `HitSource` on Kafka: one consumer of ``group_id`` on the raw-hits topic.
+    """The processors' `HitSource` on Kafka: one consumer of ``group_id`` on the raw-hits topic (or on
+    ``topic``: the delivery loader reads the deliveries topic through it, as client ``role``).
 
     Manual commits only: `commit` commits exactly the next offsets it is given, and only for partitions this
     consumer still owns (a revoked partition's records are re-read by its new owner: at-least-once, and the
@@ -64,15 +65,17 @@ class KafkaSource:
         heartbeat_interval_ms: int = 3_000,
         max_poll_interval_ms: int = 300_000,
         max_partition_fetch_bytes: int = 1 << 20,
+        topic: str | None = None,
+        role: str = "processor",
     ) -> None:
         self.kafka = kafka
         self.topics = topics
         self.group_id = group_id
+        self.topic = topic or topics.raw_hits
+        self.role = role
         self.on_revoked: PartitionsCallback | None = None
         self.on_assigned: PartitionsCallback | None = None
-        self._setup = setup or TopicSetup(
-            kafka, topics, [topics.raw_hits, topics.dead_letter, topics.enriched]
-        )
+        self._setup = setup or TopicSetup(kafka, topics, [self.topic, topics.dead_letter, topics.enriched])
         self._options: dict[str, Any] = {
             "session_timeout_ms": session_timeout_ms,
             "heartbeat_interval_ms": heartbeat_interval_ms,
@@ -84,13 +87,13 @@ class KafkaSource:
     async def start(self) -> None:
         await self._setup.ready()
         consumer = self.kafka.consumer(
-            "processor",
+            self.role,
             group_id=self.group_id,
             batched=True,
             auto_offset_reset="earliest",
             **self._options,
         )
-        consumer.subscribe([self.topics.raw_hits], listener=_RebalanceHooks(self))
+        consumer.subscribe([self.topic], listener=_RebalanceHooks(self))
         await consumer.start()
         self._consumer = consumer
 
@@ -106,7 +109,7 @@ class KafkaSource:
         return records
 
     async def commit(self, next_offsets: Mapping[int, int]) -> None:
-        topic = self.topics.raw_hits
+        topic = self.topic
         owned = {tp.partition for tp in self._consumer.assignment()}
         offsets = {TopicPartition(topic, p): offset for p, offset in next_offsets.items() if p in owned}
         if len(offsets) < len(next_offsets):
@@ -132,7 +135,7 @@ class KafkaSource:
         it published, never before any of its hits' ``received_at``), or to the log's start. Returns the new
         position, ``offset`` when there is nothing before it to go back to or the partition is no longer
         ours. The consumer's fetch position only: nothing is committed."""
-        tp = TopicPartition(self.topics.raw_hits, partition)
+        tp = TopicPartition(self.topic, partition)
         found = (await self._consumer.offsets_for_times({tp: max(0, since_ms)})).get(tp)
         start = offset if found is None else min(int(found.offset), offset)
         if start < offset:
@@ -147,13 +150,13 @@ class KafkaSource:
 
     async def committed(self, partition: int) -> int | None:
         """The group's committed next offset for a partition (None if nothing is committed)."""
-        result = await self._consumer.committed(TopicPartition(self.topics.raw_hits, partition))
+        result = await self._consumer.committed(TopicPartition(self.topic, partition))
         return int(result) if result is not None else None
 
     async def end_offsets(self) -> dict[int, int]:
         """The end offset (the next record's) of each partition this consumer owns: what a caught-up member
         has committed."""
-        tps = [TopicPartition(self.topics.raw_hits, p) for p in sorted(self.assignment())]
+        tps = [TopicPartition(self.topic, p) for p in sorted(self.assignment())]
         ends = await self._consumer.end_offsets(tps) if tps else {}
         return {tp.partition: int(offset) for tp, offset in ends.items()}
 
