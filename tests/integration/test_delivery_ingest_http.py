@@ -26,7 +26,7 @@ from schemas.delivery_events import DeliveryEvent, delivery_id
 from schemas.secret import Secret
 from tests import mail_services as ms
 from tests import sns_signing as sns
-from tests.integration.helpers import embedded_env
+from tests.integration.helpers import embedded_env, wait_for
 from tests.serving import serving
 
 LIMIT = 25 * 1024 * 1024  # PIXELPIPE_DELIVERY_MAX_BODY_BYTES's default
@@ -607,3 +607,68 @@ def test_the_bus_away_is_503_for_ses_too(ingest: Deployment) -> None:
     r = send(ingest.client, ses_post(ses_bounce()))
     assert r.status_code == 503
     assert ingest.publisher.published == []
+
+
+# --- end to end: the ingest, the in-process delivery bus and the loader, into chDB ---
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterator[Deployment]:
+    """`pixelpipe serve` as it runs: every role, its own delivery bus and loader; the test's directory."""
+    env = embedded_env(tmp_path_factory.mktemp("data"), chdb_path)
+    settings = settings_mod.load(env)
+    components = build_components(settings, frozenset({"edge", "process", "api"}))
+    assert components.delivery_publisher is not None  # the in-process delivery bus
+    components.mail_services = MailServices(ACCOUNTS)
+    app, _ = build_app(components)
+    protocol = bounded(EdgeHttpProtocol, settings.connection_bounds)
+    with serving(app, http=protocol) as base, httpx.Client(base_url=base, timeout=30) as client:
+        yield Deployment(client, base, RecordingPublisher(), components, Amazon())
+
+
+def test_a_signed_sendgrid_batch_becomes_rows_once(pipeline: Deployment) -> None:
+    store = pipeline.components.store
+    assert store is not None
+    for i in range(3):
+        r = pipeline.client.post(
+            "/v1/messages",
+            json={"campaign_id": "spring", "recipient": f"r{i}@example.com", "message_id": f"m-e2e-{i}"},
+            headers={"Authorization": "Bearer acme-key-123"},
+        )
+        assert r.status_code == 201, r.text
+    at = _now()
+
+    def event(kind: str, n: int, message_id: str, email: str) -> dict[str, Any]:
+        return ms.sendgrid_event(kind, f"e2e-{n}", message_id=message_id, email=email, timestamp=at)
+
+    batch = [
+        *(event("delivered", i, f"m-e2e-{i}", f"r{i}@example.com") for i in range(3)),
+        event("bounce", 3, "m-e2e-2", "r2@example.com"),
+        event("open", 4, "m-e2e-0", "r0@example.com"),  # not a delivery event
+        event("delivered", 5, "m-e2e-unknown", "x@example.com"),  # stored, unmatched
+    ]
+    post = sendgrid(batch)
+    for _ in range(2):  # SendGrid's retry of the same request: the same rows
+        r = send(pipeline.client, post)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"accepted": 5}
+
+    def rows() -> list[tuple[Any, ...]]:
+        return store.query(
+            f"SELECT provider_event_id, event, message_id, matched_by != '', bounce_type "
+            f"FROM {store.database}.deliveries FINAL WHERE account = 'acme' ORDER BY provider_event_id"
+        )
+
+    stored, _ = wait_for(rows, lambda found: len(found) == 5)
+    assert stored == [
+        ("e2e-0", "delivered", "m-e2e-0", True, ""),
+        ("e2e-1", "delivered", "m-e2e-1", True, ""),
+        ("e2e-2", "delivered", "m-e2e-2", True, ""),
+        ("e2e-3", "bounce", "m-e2e-2", True, "hard"),
+        ("e2e-5", "delivered", "", False, ""),
+    ]
+    # Counted once, not only shown once: every stored copy is the same delivery_id.
+    (distinct,) = store.query(
+        f"SELECT uniqExact(delivery_id) FROM {store.database}.deliveries WHERE account = 'acme'"
+    )
+    assert distinct == (5,)
