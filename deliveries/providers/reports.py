@@ -55,9 +55,10 @@ class ReportRead:
     skipped: str = ""
 
 
-def read(inbound: Inbound, username: Secret, password: Secret) -> ReportRead:
+def read(inbound: Inbound, username: Secret, password: Secret, *, now_ms: int | None = None) -> ReportRead:
     """The events of one uploaded report: `Unsigned` without basic-auth credentials, `Forged` when they are
-    not the account's, `Malformed` with the reason when the body is not a DSN or ARF report."""
+    not the account's, `Malformed` with the reason when the body is not a DSN or ARF report. ``now_ms`` is
+    not used (the readers' common shape): basic auth carries no time."""
     try:
         postmark.verify(inbound, username, password)
     except Unsigned:

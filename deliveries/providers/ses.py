@@ -75,9 +75,11 @@ def events_of(record: Fields, *, inbound: Inbound, envelope: sns.SnsEnvelope) ->
         raise Malformed("an SES record without notificationType or eventType")
     if kind in _SKIPPED:
         return SesRead(skipped=f"an SES {kind} event: not a delivery event")
+    if kind == "AmazonSnsSubscriptionSucceeded":
+        return SesRead(skipped="SES's test notification that the topic is set up")
     reader = _READERS.get(kind)
-    if reader is None:
-        raise Malformed(f"an SES event type not known: {kind[:40]!r}")
+    if reader is None:  # SES may add types: taken and skipped, or SNS would retry what will never pass
+        return SesRead(skipped=f"an SES event type pixelpipe does not read: {kind[:40]!r}")
     mail, about = _object(record, "mail"), _object(record, _DETAIL[kind])
     common = _Common(
         inbound=inbound,
