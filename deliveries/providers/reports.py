@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from email.message import Message
 from email.utils import parsedate_to_datetime
-from typing import Final
+from typing import Any, Final
 
 from deliveries.bounces import classify, smtp_code_of, smtp_status_of
 from deliveries.providers import postmark
@@ -55,9 +55,10 @@ class ReportRead:
     skipped: str = ""
 
 
-def read(inbound: Inbound, username: Secret, password: Secret) -> ReportRead:
+def read(inbound: Inbound, username: Secret, password: Secret, *, now_ms: int | None = None) -> ReportRead:
     """The events of one uploaded report: `Unsigned` without basic-auth credentials, `Forged` when they are
-    not the account's, `Malformed` with the reason when the body is not a DSN or ARF report."""
+    not the account's, `Malformed` with the reason when the body is not a DSN or ARF report. ``now_ms`` is
+    not used (the readers' common shape): basic auth carries no time."""
     try:
         postmark.verify(inbound, username, password)
     except Unsigned:
@@ -107,31 +108,20 @@ class _About:
     provider_message_id: str
 
     def event(
-        self,
-        event: DeliveryKind,
-        recipient: str,
-        occurred_at_ms: int | None,
-        provider_type: str,
-        *,
-        smtp_status: str = "",
-        smtp_code: int = 0,
-        diagnostic: str = "",
-        bounce_type: BounceType = "",
+        self, event: DeliveryKind, recipient: str, when: int | None, provider_type: str, **codes: Any
     ) -> DeliveryEvent:
+        """The event about ``recipient``; ``codes``: its SMTP fields and bounce type, when it has them."""
         return delivery(
             self.inbound,
             "report",
             hashlib.sha256(f"{self.report_id}\x1f{recipient}".encode()).hexdigest()[:32],
             event,
-            self.inbound.received_at_ms if occurred_at_ms is None else occurred_at_ms,
+            self.inbound.received_at_ms if when is None else when,
             ids=self.ids,
             provider_message_id=self.provider_message_id,
             recipient=recipient,
-            bounce_type=bounce_type,
-            smtp_status=smtp_status,
-            smtp_code=smtp_code,
-            diagnostic=diagnostic,
             provider_type=provider_type,
+            **codes,
         )
 
 

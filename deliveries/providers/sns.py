@@ -58,6 +58,15 @@ _SIGNED_FIELDS: Final[dict[str, tuple[str, ...]]] = {
     "SubscriptionConfirmation": _CONFIRMATION_FIELDS,
     "UnsubscribeConfirmation": _CONFIRMATION_FIELDS,
 }
+_REQUIRED: Final = (
+    "MessageId",
+    "TopicArn",
+    "Message",
+    "Timestamp",
+    "SignatureVersion",
+    "Signature",
+    "SigningCertURL",
+)
 _HASHES: Final[dict[str, type[hashes.HashAlgorithm]]] = {"1": hashes.SHA1, "2": hashes.SHA256}
 
 
@@ -107,11 +116,7 @@ def envelope(inbound: Inbound) -> SnsEnvelope:
     if not body.get("Signature") or not body.get("SigningCertURL"):
         raise Unsigned("an SNS message without Signature or SigningCertURL")
     confirmation = kind != "Notification"
-    required = ["MessageId", "TopicArn", "Message", "Timestamp", "SignatureVersion", "Signature"]
-    required.append("SigningCertURL")
-    if confirmation:
-        required += ["SubscribeURL", "Token"]
-    for name in required:
+    for name in _REQUIRED + (("SubscribeURL", "Token") if confirmation else ()):
         if not isinstance(body.get(name), str):
             raise Malformed(f"an SNS {kind} without {name} (a string)")
     subject = body.get("Subject")
