@@ -12,7 +12,7 @@ BENCH_RUN := $(UV) run python -m
 BENCH_FLAGS ?=
 
 .PHONY: bench bench-full bench-processors bench-edge bench-slowloris bench-e2e bench-queries bench-scaling \
-	bench-notices bench-outage
+	bench-notices bench-outage bench-deliveries
 
 bench: install ## the quick benchmarks
 	$(BENCH_RUN) bench.processors $(BENCH_FLAGS)
@@ -21,6 +21,7 @@ bench: install ## the quick benchmarks
 	$(BENCH_RUN) bench.scaling $(BENCH_FLAGS)
 	$(BENCH_RUN) bench.notice_latency $(BENCH_FLAGS)
 	$(BENCH_RUN) bench.broker_outage $(BENCH_FLAGS)
+	$(BENCH_RUN) bench.deliveries_throughput $(BENCH_FLAGS)
 
 bench-full: install ## the benchmarks at the issue's full durations
 	$(BENCH_RUN) bench.processors --full $(BENCH_FLAGS)
@@ -29,6 +30,7 @@ bench-full: install ## the benchmarks at the issue's full durations
 	$(BENCH_RUN) bench.scaling --full $(BENCH_FLAGS)
 	$(BENCH_RUN) bench.notice_latency --full $(BENCH_FLAGS)
 	$(BENCH_RUN) bench.broker_outage --full $(BENCH_FLAGS)
+	$(BENCH_RUN) bench.deliveries_throughput --full $(BENCH_FLAGS)
 
 bench-processors: install
 	$(BENCH_RUN) bench.processors $(BENCH_FLAGS)
@@ -57,3 +59,8 @@ bench-notices: install
 
 bench-outage: install
 	$(BENCH_RUN) bench.broker_outage $(BENCH_FLAGS)
+
+# Delivery events per second, bus -> matched -> stored (issue 16): in one process, and on Kafka when
+# PIXELPIPE_TEST_KAFKA_BOOTSTRAP (or --kafka in BENCH_FLAGS) names a broker.
+bench-deliveries: install
+	$(BENCH_RUN) bench.deliveries_throughput $(BENCH_FLAGS)
