@@ -5,6 +5,7 @@ request publishes, what every refusal answers, and that nothing of a refused req
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 import socket
@@ -614,12 +615,12 @@ def test_the_bus_away_is_503_for_ses_too(ingest: Deployment) -> None:
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterator[Deployment]:
-    """`pixelpipe serve` as it runs: every role, its own delivery bus and loader; the test's directory."""
+    """`pixelpipe serve` as it runs: every role, its own delivery bus, loader and directory of accounts."""
     env = embedded_env(tmp_path_factory.mktemp("data"), chdb_path)
     settings = settings_mod.load(env)
     components = build_components(settings, frozenset({"edge", "process", "api"}))
     assert components.delivery_publisher is not None  # the in-process delivery bus
-    components.mail_services = MailServices(ACCOUNTS)
+    assert components.mail_services is not None  # fed by the API
     app, _ = build_app(components)
     protocol = bounded(EdgeHttpProtocol, settings.connection_bounds)
     with serving(app, http=protocol) as base, httpx.Client(base_url=base, timeout=30) as client:
@@ -629,6 +630,14 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Itera
 def test_a_signed_sendgrid_batch_becomes_rows_once(pipeline: Deployment) -> None:
     store = pipeline.components.store
     assert store is not None
+    account = pipeline.client.put(
+        "/v1/mail-services/sendgrid",
+        json={"credentials": {"public_key": SENDGRID_PUBLIC}},
+        headers={"Authorization": "Bearer acme-key-123"},
+    )
+    assert account.status_code == 201, account.text
+    ingest_path = httpx.URL(account.json()["ingest_url"]).path
+    assert ingest_path.startswith("/in/sendgrid/")
     for i in range(3):
         r = pipeline.client.post(
             "/v1/messages",
@@ -647,7 +656,7 @@ def test_a_signed_sendgrid_batch_becomes_rows_once(pipeline: Deployment) -> None
         event("open", 4, "m-e2e-0", "r0@example.com"),  # not a delivery event
         event("delivered", 5, "m-e2e-unknown", "x@example.com"),  # stored, unmatched
     ]
-    post = sendgrid(batch)
+    post = dataclasses.replace(sendgrid(batch), path=ingest_path)
     for _ in range(2):  # SendGrid's retry of the same request: the same rows
         r = send(pipeline.client, post)
         assert r.status_code == 200, r.text
