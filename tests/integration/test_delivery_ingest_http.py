@@ -11,6 +11,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,10 +117,11 @@ class Deployment:
     amazon: Amazon
 
 
-@pytest.fixture(scope="module")
-def deployment(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterator[Deployment]:
-    env = embedded_env(tmp_path_factory.mktemp("data"), chdb_path)
-    settings = settings_mod.load(env)
+@contextmanager
+def deployed(data_dir: Path, chdb_path: Path, **settings_env: str) -> Iterator[Deployment]:
+    """An edge (with a processor: the in-process bus needs one) over real HTTP, the test's directory, a
+    recording publisher and Amazon's answers."""
+    settings = settings_mod.load(embedded_env(data_dir, chdb_path, **settings_env))
     components = build_components(settings, frozenset({"edge", "process"}))
     publisher = RecordingPublisher()
     components.delivery_publisher = publisher
@@ -131,6 +133,12 @@ def deployment(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Ite
         yield Deployment(client, base, publisher, components, amazon)
 
 
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterator[Deployment]:
+    with deployed(tmp_path_factory.mktemp("data"), chdb_path) as running:
+        yield running
+
+
 @pytest.fixture
 def ingest(deployment: Deployment) -> Iterator[Deployment]:
     """The deployment, with nothing published yet and the bus up again after the test."""
@@ -140,17 +148,22 @@ def ingest(deployment: Deployment) -> Iterator[Deployment]:
     deployment.publisher.away = False
 
 
-def requests_counted(client: httpx.Client, provider: str, outcome: str) -> float:
-    text = client.get("/metrics").text
-    pattern = rf'^pixelpipe_delivery_requests_total\{{outcome="{outcome}",provider="{provider}"\}} (\S+)$'
-    found = re.search(pattern, text, re.MULTILINE)
+def counted(client: httpx.Client, metric: str, **labels: str) -> float:
+    """A counter's value (0 before its first count), read from /metrics."""
+    inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    found = re.search(rf"^{metric}\{{{inner}\}} (\S+)$", client.get("/metrics").text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
+
+
+def requests_counted(client: httpx.Client, provider: str, outcome: str) -> float:
+    return counted(client, "pixelpipe_delivery_requests_total", provider=provider, outcome=outcome)
 
 
 @pytest.mark.parametrize(
     "path",
     [
-        "/in/sendgrid/no-such-id",  # unknown
+        *(f"/in/{provider}/no-such-id" for provider in ("sendgrid", "mailgun", "ses", "sns", "postmark")),
+        *(f"/in/{provider}/no-such-id" for provider in ("generic", "report")),
         "/in/mailgun/sg-0123456789abcdef",  # SendGrid's account, on Mailgun's path
         "/in/ses/sg-0123456789abcdef",
         "/in/mandrill/sg-0123456789abcdef",  # no such provider
@@ -170,12 +183,14 @@ def test_only_post_is_taken(ingest: Deployment) -> None:
     assert ingest.publisher.published == []
 
 
-def test_a_body_declared_over_the_limit_is_413_before_it_is_read(ingest: Deployment) -> None:
-    before = requests_counted(ingest.client, "generic", "too_large")
+@pytest.mark.parametrize("account", ACCOUNTS, ids=lambda a: a.provider)
+def test_a_body_declared_over_the_limit_is_413_unread(ingest: Deployment, account: MailService) -> None:
+    before = requests_counted(ingest.client, account.provider, "too_large")
     host, port = ingest.base.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as conn:
         conn.sendall(
-            b"POST /in/generic/gen-0123456789abcdef HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"POST /in/{account.provider}/{account.ingest_id} HTTP/1.1\r\n".encode()
+            + b"Host: x\r\nContent-Type: application/json\r\n"
             + f"Content-Length: {LIMIT + 1}\r\n\r\n".encode()
             + b"[" * 1024  # a start, not the body: the answer comes without it
         )
@@ -183,7 +198,22 @@ def test_a_body_declared_over_the_limit_is_413_before_it_is_read(ingest: Deploym
     assert answer.startswith(b"HTTP/1.1 413 ")
     assert answer.endswith(b'{"error":"the body is over the limit of 26214400 bytes"}')
     assert ingest.publisher.published == []
-    assert requests_counted(ingest.client, "generic", "too_large") == before + 1
+    assert requests_counted(ingest.client, account.provider, "too_large") == before + 1
+
+
+def test_the_limit_is_the_settings(tmp_path: Path, chdb_path: Path) -> None:
+    """PIXELPIPE_DELIVERY_MAX_BODY_BYTES=2048: a body of 2048 bytes is read, one of 2049 is not."""
+    event = ms.generic_event("limit-1", "delivered")
+    body = orjson.dumps({"events": [event]})
+    padded = body[:-1] + b" " * (2048 - len(body)) + b"}"  # JSON whitespace: the same event
+    assert len(padded) == 2048
+    with deployed(tmp_path, chdb_path, PIXELPIPE_DELIVERY_MAX_BODY_BYTES="2048") as small:
+        for content, status in ((padded, 200), (padded + b" ", 413)):
+            headers = {**JSON, **ms.sign_generic(GENERIC_SECRET, content, _now())}
+            r = small.client.post("/in/generic/gen-0123456789abcdef", content=content, headers=headers)
+            assert r.status_code == status, r.text
+        assert r.json() == {"error": "the body is over the limit of 2048 bytes"}
+        assert [e.provider_event_id for e in small.publisher.events()] == ["limit-1"]
 
 
 def test_a_chunked_body_is_413_as_soon_as_it_crosses_the_limit(ingest: Deployment) -> None:
@@ -414,6 +444,8 @@ def test_a_10000_event_sendgrid_batch(ingest: Deployment) -> None:
     ]
     post = sendgrid(batch)
     assert 3_000_000 < len(post.body) < LIMIT
+    metric = "pixelpipe_delivery_events_accepted_total"
+    before = {k: counted(ingest.client, metric, provider="sendgrid", event=k) for k in kinds}
     r = send(ingest.client, post)
     assert r.status_code == 200, r.text
     assert r.json() == {"accepted": 10_000}
@@ -422,6 +454,8 @@ def test_a_10000_event_sendgrid_batch(ingest: Deployment) -> None:
     assert [e.provider_event_id for e in events] == [f"sg-batch-{i}" for i in range(10_000)]
     assert len({e.delivery_id for e in events}) == 10_000
     assert {k: sum(e.event == k for e in events) for k in kinds} == dict.fromkeys(kinds, 2_500)
+    after = {k: counted(ingest.client, metric, provider="sendgrid", event=k) for k in kinds}
+    assert {k: after[k] - before[k] for k in kinds} == dict.fromkeys(kinds, 2_500)
 
 
 GARBAGE = [
