@@ -77,15 +77,18 @@ class MailServices:
                 services[stored.ingest_id] = known  # unchanged: already unsealed
                 continue
             try:
-                credentials = open_credentials(self.keyring, stored)
+                services[stored.ingest_id] = mail_service(self.keyring, stored)
             except SecretUnreadable as exc:  # its URL answers as unknown until the keys are given again
                 what = f"{stored.account}'s {stored.provider} config"
                 log.warning("mail services: %s does not open (%s)", what, exc)
-                continue
-            services[stored.ingest_id] = MailService(
-                stored.account, stored.provider, stored.ingest_id, credentials, stored.options
-            )
         return services
+
+
+def mail_service(keyring: Keyring, stored: StoredMailService) -> MailService:
+    """What the ingest checks a request with, from a stored config: its credentials unsealed, each a
+    `Secret`; `schemas.webhook_secrets.SecretUnreadable` when they do not open."""
+    credentials = open_credentials(keyring, stored)
+    return MailService(stored.account, stored.provider, stored.ingest_id, credentials, stored.options)
 
 
 def load_mail_services(store: Store) -> list[StoredMailService]:
