@@ -26,6 +26,7 @@ import msgspec
 from litestar import Controller, Response, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.exceptions import ClientException, NotFoundException, ServiceUnavailableException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
@@ -40,12 +41,10 @@ from schemas.mail_services import (
     BadMailService,
     MailServiceNotPublished,
     StoredMailService,
-    credential_hints,
     credentials_for,
     new_ingest_id,
     open_credentials,
     options_for,
-    seal_credentials,
 )
 from schemas.webhook_secrets import SecretUnreadable
 
@@ -164,6 +163,13 @@ class MailServiceController(Controller):
         "/{provider:str}",
         sync_to_thread=True,
         status_code=HTTP_200_OK,
+        responses={
+            HTTP_201_CREATED: ResponseSpec(
+                data_container=dict[str, Any],
+                description="Created: the answer also shows what pixelpipe generated, this once",
+                generate_examples=False,
+            )
+        },
         raises=[
             bad_request(
                 "a credential the provider does not take, or not valid for it (`detail` names the field: "
@@ -198,19 +204,16 @@ class MailServiceController(Controller):
         kept = _kept(ctx, before) if before is not None else None
         checked_options = _checked(lambda: options_for(provider, options))
         credentials, generated = _checked(lambda: credentials_for(provider, given, kept))
-        ingest_id = before.ingest_id if before is not None else new_ingest_id()
         now_ms = _now_ms(ctx, before)
-        stored = StoredMailService(
-            account,
-            provider,
-            ingest_id,
-            seal_credentials(
-                ctx.keyring, credentials, account=account, provider=provider, ingest_id=ingest_id
-            ),
+        stored = StoredMailService.sealed(
+            ctx.keyring,
+            credentials,
+            account=account,
+            provider=provider,
+            ingest_id=before.ingest_id if before is not None else new_ingest_id(),
             created_at_ms=before.created_at_ms if before is not None else now_ms,
             updated_at_ms=now_ms,
             options=checked_options,
-            hint=credential_hints(credentials),
         )
         _change(ctx, mail_services, stored)
         status = HTTP_201_CREATED if before is None else HTTP_200_OK
@@ -279,18 +282,15 @@ class MailServiceController(Controller):
             name: kept[name] for name, generated in CREDENTIALS[provider] if not generated and name in kept
         }
         credentials, _ = _checked(lambda: credentials_for(provider, {}, own or None))
-        ingest_id = new_ingest_id()
-        stored = StoredMailService(
-            account,
-            provider,
-            ingest_id,
-            seal_credentials(
-                ctx.keyring, credentials, account=account, provider=provider, ingest_id=ingest_id
-            ),
+        stored = StoredMailService.sealed(
+            ctx.keyring,
+            credentials,
+            account=account,
+            provider=provider,
+            ingest_id=new_ingest_id(),
             created_at_ms=before.created_at_ms,
             updated_at_ms=_now_ms(ctx, before),
             options=before.options,
-            hint=credential_hints(credentials),
         )
         _change(ctx, mail_services, stored)
         return _shown_once(ctx.public_url, stored, credentials)

@@ -3,15 +3,18 @@ from the ingest id of a URL to the account's `MailService`, its credentials unse
 arrives, never per request.
 
 Fed by whoever knows the changes: in one process the store at start (`load_mail_services`) and the API at
-once on each change; on Kafka the compacted mail-services topic (`deliveries.directory_feed`), read from its
-beginning. Each change is the config's whole state (`schemas.mail_services.StoredMailService`); per account
-and provider the newest ``updated_at`` wins, so a late or repeated record never undoes a newer one (a deleted
-config stays known as deleted). The map is replaced whole on each change (copy, change, swap): `find`, on the
-event loop, always sees one state or the next, never half of one, while changes come from the API's threads.
+once on each change; an edge with a store but whose API runs elsewhere (a shared ClickHouse server, no
+Kafka) reads the store again every second (`follow_store`); on Kafka the compacted mail-services topic
+(`deliveries.directory_feed`), read from its beginning. Each change is the config's whole state
+(`schemas.mail_services.StoredMailService`); per account and provider the newest ``updated_at`` wins, so a
+late or repeated record never undoes a newer one (a deleted config stays known as deleted). The map is
+replaced whole on each change (copy, change, swap): `find`, on the event loop, always sees one state or the
+next, never half of one, while changes come from the API's threads.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Iterable
@@ -19,14 +22,15 @@ from typing import Final
 
 from deliveries.port import MailService
 from schemas.mail_services import MAIL_SERVICE_COLUMNS, StoredMailService, open_credentials
-from schemas.store import Store
+from schemas.store import Store, StoreError
 from schemas.tokens import Keyring
 from schemas.webhook_secrets import SecretUnreadable
 
 log = logging.getLogger(__name__)
 
 _Key = tuple[str, str]  # account, provider
-_LIVE: Final = "SELECT {columns} FROM {db}.mail_services FINAL WHERE NOT deleted"
+_ALL: Final = "SELECT {columns} FROM {db}.mail_services FINAL"
+STORE_REFRESH_S: Final = 1.0
 
 
 class MailServices:
@@ -51,7 +55,7 @@ class MailServices:
             applied = 0
             for change in changes:
                 held = latest.get((change.account, change.provider))
-                if held is None or change.updated_at_ms >= held.updated_at_ms:
+                if held is None or (change.updated_at_ms >= held.updated_at_ms and change != held):
                     latest[(change.account, change.provider)] = change
                     applied += 1
             if applied:
@@ -69,22 +73,36 @@ class MailServices:
             if stored.deleted:
                 continue
             known = self._by_ingest_id.get(stored.ingest_id)
-            if known is not None and self._latest.get((stored.account, stored.provider)) is stored:
+            if known is not None and self._latest.get((stored.account, stored.provider)) == stored:
                 services[stored.ingest_id] = known  # unchanged: already unsealed
                 continue
             try:
-                credentials = open_credentials(self.keyring, stored)
+                services[stored.ingest_id] = mail_service(self.keyring, stored)
             except SecretUnreadable as exc:  # its URL answers as unknown until the keys are given again
                 what = f"{stored.account}'s {stored.provider} config"
                 log.warning("mail services: %s does not open (%s)", what, exc)
-                continue
-            services[stored.ingest_id] = MailService(
-                stored.account, stored.provider, stored.ingest_id, credentials, stored.options
-            )
         return services
 
 
+def mail_service(keyring: Keyring, stored: StoredMailService) -> MailService:
+    """What the ingest checks a request with, from a stored config: its credentials unsealed, each a
+    `Secret`; `schemas.webhook_secrets.SecretUnreadable` when they do not open."""
+    credentials = open_credentials(keyring, stored)
+    return MailService(stored.account, stored.provider, stored.ingest_id, credentials, stored.options)
+
+
 def load_mail_services(store: Store) -> list[StoredMailService]:
-    """Every config not deleted, from the store (the directory's start in a process with a store)."""
-    sql = _LIVE.format(columns=", ".join(MAIL_SERVICE_COLUMNS), db=store.database)
+    """Every config in the store, the deleted ones too (so a reload drops them), for `MailServices.apply`."""
+    sql = _ALL.format(columns=", ".join(MAIL_SERVICE_COLUMNS), db=store.database)
     return [StoredMailService.from_row(row) for row in store.query(sql)]
+
+
+async def follow_store(directory: MailServices, store: Store, interval_s: float = STORE_REFRESH_S) -> None:
+    """Read the store into ``directory`` every ``interval_s`` (until cancelled): an edge whose API runs in
+    another process and that follows no topic learns the changes here. A store away keeps the last state."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            directory.apply(await asyncio.to_thread(load_mail_services, store))
+        except StoreError as exc:
+            log.warning("mail services: could not read the store (%s); keeping the last state", exc)

@@ -57,13 +57,11 @@ class MailServicePublisher(CompactedPublisher):
         self.send_record_blocking(stored.key, encode_mail_service(stored))
 
 
-class MailServiceFeed:
+class MailServiceFeed(CompactedFeed[StoredMailService]):
     """Keeps ``directory`` in step with the mail-services topic."""
 
     def __init__(self, kafka: KafkaConfig, topic: str, setup: TopicSetup, directory: MailServices) -> None:
-        self.topic = topic
-        self.directory = directory
-        self._feed = CompactedFeed(
+        super().__init__(
             kafka,
             topic,
             setup,
@@ -75,30 +73,21 @@ class MailServiceFeed:
             metrics=MAIL_SERVICE_METRICS,
             on_caught_up=self._on_caught_up,
         )
-
-    @property
-    def caught_up(self) -> bool:
-        return self._feed.caught_up
+        self.directory = directory
 
     def state(self) -> dict[str, Any]:
         """What ``/readyz`` shows."""
         return {
             "topic": self.topic,
             "caught_up": self.caught_up,
-            "records": self._feed.records,
+            "records": self.records,
             "mail_services": len(self.directory),
         }
-
-    async def start(self) -> None:
-        await self._feed.start()
-
-    async def stop(self) -> None:
-        await self._feed.stop()
 
     async def _apply(self, changes: list[StoredMailService], caught_up: bool) -> None:
         if changes:
             self.directory.apply(changes)
 
     async def _on_caught_up(self) -> None:
-        log.info("mail-services feed: caught up (%d records, %d mail services)", self._feed.records,
+        log.info("mail-services feed: caught up (%d records, %d mail services)", self.records,
                  len(self.directory))  # fmt: skip

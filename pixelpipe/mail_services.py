@@ -2,7 +2,8 @@
 propagation.
 
 An edge (`deliveries.directory.MailServices`) is fed by what its process has: the store at start when it has
-one (`pixelpipe serve`), the API at once on each change when the API runs here, and with Kafka the compacted
+one (`pixelpipe serve`; read again every second when the API runs elsewhere), the API at once on each change
+when the API runs here, and with Kafka the compacted
 mail-services topic (`deliveries.directory_feed`), which a store-less edge reads from its beginning. The API
 publishes each change there when Kafka is set. The API never imports `deliveries/`: it is handed plain
 callables (`api.mail_services.MailServicePropagation`).
@@ -12,11 +13,13 @@ Holds no business logic: it picks the pieces for the roles and hands them to eac
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from api.mail_services import MailServicePropagation
-from deliveries.directory import MailServices, load_mail_services
+from deliveries.directory import MailServices, follow_store, load_mail_services
 from schemas.store import Store
 from schemas.tokens import Keyring
 
@@ -32,6 +35,8 @@ class MailServiceWiring:
     directory: MailServices | None = None  # an edge's
     feed: MailServiceFeed | None = None  # an edge's, on Kafka
     publisher: MailServicePublisher | None = None  # the API's, on Kafka
+    store: Store | None = None  # an edge's to read again, when its API runs in another process
+    _refresh: asyncio.Task[None] | None = None
 
     def readiness(self) -> dict[str, bool]:
         """An edge is not ready until the mail-services topic has been read to where it ended at start."""
@@ -45,8 +50,16 @@ class MailServiceWiring:
             await self.publisher.start()
         if self.feed is not None:
             await self.feed.start()
+        if self.directory is not None and self.store is not None:
+            refresh = follow_store(self.directory, self.store)
+            self._refresh = asyncio.create_task(refresh, name="pixelpipe-mail-services")
 
     async def stop(self) -> None:
+        if self._refresh is not None:
+            self._refresh.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresh
+            self._refresh = None
         if self.feed is not None:
             await self.feed.stop()
         if self.publisher is not None:
@@ -69,6 +82,8 @@ def mail_service_wiring(
         wiring.directory = MailServices(keyring)
         if store is not None:
             wiring.directory.apply(load_mail_services(store))
+            if "api" not in roles:  # its changes are made elsewhere: read them back
+                wiring.store = store
     if kafka is None:
         return wiring
     from deliveries.directory_feed import (  # noqa: PLC0415 - only distributed roles need aiokafka loaded

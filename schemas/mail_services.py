@@ -235,6 +235,34 @@ class StoredMailService:
     hint: dict[str, str] = field(default_factory=dict)
     v: int = MAIL_SERVICE_VERSION
 
+    @classmethod
+    def sealed(
+        cls,
+        keyring: Keyring,
+        credentials: Mapping[str, str],
+        *,
+        account: str,
+        provider: str,
+        ingest_id: str,
+        created_at_ms: int,
+        updated_at_ms: int,
+        options: dict[str, Any],
+    ) -> StoredMailService:
+        """A config to store: ``credentials`` sealed (`seal_credentials`) and their hints."""
+        sealed = seal_credentials(
+            keyring, credentials, account=account, provider=provider, ingest_id=ingest_id
+        )
+        return cls(
+            account,
+            provider,
+            ingest_id,
+            sealed,
+            created_at_ms=created_at_ms,
+            updated_at_ms=updated_at_ms,
+            options=options,
+            hint=credential_hints(credentials),
+        )
+
     @property
     def key(self) -> bytes:
         """The compaction key: one provider of one account (a rotation's new ingest id replaces the old)."""

@@ -23,6 +23,7 @@ from pixelpipe import settings as settings_mod
 from pixelpipe.app import Components, build_app, build_components
 from schemas.mail_services import GENERIC_SECRET_PREFIX
 from schemas.store import Store
+from tests.integration.helpers import wait_for
 from tests.serving import serving
 
 ACME = {"Authorization": "Bearer acme-key-123"}
@@ -204,6 +205,24 @@ def test_a_restarted_process_loads_its_directory_from_the_store(env: dict[str, s
         assert service is not None
         assert (service.account, service.provider) == ("acme", "generic")
         assert len(p.directory) == 1
+
+
+def test_an_edge_whose_api_runs_in_another_process_reads_the_changes_from_the_store(
+    env: dict[str, str],
+) -> None:
+    # Two deployments' processes over one store (a ClickHouse server; here one chDB engine): `edge,process`
+    # without Kafka and an `api` of its own.
+    settings = settings_mod.load({**env, "PIXELPIPE_PUBLIC_URL": PUBLIC_URL})
+    edge_parts = build_components(settings, frozenset({"edge", "process"}))
+    edge_app, _ = build_app(edge_parts)
+    assert isinstance(edge_parts.mail_services, MailServices)
+    edge_directory = edge_parts.mail_services
+    with serving(edge_app), pixelpipe(env) as api:
+        made = ingest_id(put(api.client, "generic", {}).json())
+        _, took = wait_for(lambda: edge_directory.find(made), lambda s: s is not None, timeout_s=10)
+        assert took < 3  # read again every second
+        assert api.client.delete("/v1/mail-services/generic", headers=ACME).status_code == 204
+        wait_for(lambda: edge_directory.find(made), lambda s: s is None, timeout_s=10)
 
 
 def test_an_account_sees_only_its_own(env: dict[str, str]) -> None:
