@@ -30,14 +30,15 @@ _TOPIC_EXISTS: Final = 36  # Kafka error code TOPIC_ALREADY_EXISTS
 
 
 def role_topics(topics: Topics, roles: Iterable[str]) -> list[str]:
-    """The topics a process of ``roles`` uses on Kafka: the privacy topic (every process follows it) and the
-    enriched one (the processor publishes notices, the dispatcher and the API's live feed read them); the raw
+    """The topics a process of ``roles`` uses on Kafka: the privacy topic (every process follows it), the
+    enriched one (the processor publishes notices, the dispatcher and the API's live feed read them) and the
+    mail-services topic (the API publishes the accounts' configs, every edge follows them); the raw
     and dead-letter topics, and the mail services' delivery events, where hits and delivery events are
     published or processed. (An edge also creates the enriched topic, as it always has: a deployment's topics
     are there as soon as its first role is.)"""
     hits = bool(set(roles) & {"edge", "process"})
     bus = [topics.raw_hits, topics.dead_letter, topics.deliveries] if hits else []
-    return [*bus, topics.enriched, topics.privacy]
+    return [*bus, topics.enriched, topics.privacy, topics.mail_services]
 
 
 class TopicSetup:
@@ -47,7 +48,8 @@ class TopicSetup:
     until the topics are there. `ready` is what a client awaits before it needs them: at once when they are
     there, else it joins the attempt under way (or makes one) and raises what that attempt raises
     (`KafkaError`, `OSError`, `TimeoutError`), after at most its ``timeout_s``. The privacy topic gets one
-    partition (a recipient's records stay in order across a key rotation), the others the config's."""
+    partition (a recipient's records stay in order across a key rotation), so does the mail-services topic
+    (a small state every edge reads whole), the others the config's."""
 
     def __init__(
         self,
@@ -105,8 +107,9 @@ class TopicSetup:
 
     async def _ensure(self) -> None:
         configs = self.topics.configs()
-        privacy = [name for name in self.names if name == self.topics.privacy]
-        others = [name for name in self.names if name != self.topics.privacy]
+        single = (self.topics.privacy, self.topics.mail_services)  # one partition each
+        one = [name for name in self.names if name in single]
+        others = [name for name in self.names if name not in single]
         if others:
             await ensure_topics(
                 self.kafka,
@@ -115,8 +118,8 @@ class TopicSetup:
                 configs=configs,
                 timeout_s=self.timeout_s,
             )
-        if privacy:
-            await ensure_topics(self.kafka, privacy, partitions=1, configs=configs, timeout_s=self.timeout_s)
+        if one:
+            await ensure_topics(self.kafka, one, partitions=1, configs=configs, timeout_s=self.timeout_s)
         self._done = True
 
 

@@ -26,6 +26,7 @@ from api.campaigns import CampaignAnalyticsController, CampaignController
 from api.context import ApiContext
 from api.errors import EXCEPTION_HANDLERS, check_request
 from api.live import LiveController
+from api.mail_services import MailServiceController, MailServiceIn, MailServicePropagation
 from api.message_bodies import BatchIn, InstrumentIn, MessageIn
 from api.messages import MessageController, MessageTimelineController, list_messages
 from api.openapi import document
@@ -38,12 +39,15 @@ from bus.dead_letters import DeadLetters
 from bus.memory import MemoryBus
 from bus.port import HitPublisher, HitSource
 from deliveries.bus import MemoryDeliveryBus
+from deliveries.certificates import SnsRequests
+from deliveries.ingest import DeliveryIngest, ingest_routes
 from deliveries.loader import DeliveryLoader, OnStored
-from deliveries.port import DeliveryPublisher
+from deliveries.port import DeliveryPublisher, MailServiceDirectory
 from ingest import native
 from ingest.edge import ASGIApp, Edge
 from notices.live import LiveFeed
 from notices.wiring import Notifications, in_process, on_kafka
+from pixelpipe.mail_services import MailServiceWiring, mail_service_wiring
 from pixelpipe.privacy import PrivacyWiring, privacy_wiring
 from pixelpipe.settings import Settings, SettingsError
 from processors.flood import ReplayFlood
@@ -59,6 +63,8 @@ from schemas.suppression import DoNotTrack
 from schemas.topics import Topics
 
 if TYPE_CHECKING:
+    import httpx
+
     from bus.kafka_config import KafkaConfig
     from bus.topics import TopicSetup
     from processors.kafka_source import KafkaSource
@@ -99,6 +105,9 @@ class Components:
     kafka: KafkaConfig | None = None  # None: the bus is in memory
     topic_setup: TopicSetup | None = None  # the Kafka topics of these roles, ensured at start
     delivery_publisher: DeliveryPublisher | None = None  # the edge's: its delivery ingest publishes here
+    mail_services: MailServiceDirectory | None = None  # the edge's: whose ingest URL is whose
+    mail_service_wiring: MailServiceWiring | None = None  # what feeds it, and the API's propagation
+    sns_transport: httpx.AsyncBaseTransport | None = None  # None: Amazon's hosts (tests hand in answers)
     delivery_loader: DeliveryLoader | None = None  # the process role's: deliveries bus -> store
     on_deliveries_stored: list[OnStored] = field(default_factory=list)  # the delivery notices' listeners
     _runner_task: asyncio.Task[None] | None = None
@@ -109,6 +118,8 @@ class Components:
         checks: dict[str, bool] = {}
         if self.publisher is not None:
             checks["bus"] = self.publisher.ready()
+        if self.delivery_publisher is not None:
+            checks["delivery_bus"] = self.delivery_publisher.ready()
         if self.runner is not None:
             checks["processor"] = self._runner_task is not None and not self._runner_task.done()
             checks["store_writes"] = self.runner.store_ok
@@ -118,6 +129,8 @@ class Components:
             checks["store"] = self.store.ping()
         if self.privacy is not None:
             checks.update(self.privacy.readiness())
+        if self.mail_service_wiring is not None:
+            checks.update(self.mail_service_wiring.readiness())
         return checks
 
     async def start(self) -> None:
@@ -129,6 +142,8 @@ class Components:
             await self.notifications.start()  # before the processor: it publishes into the hub
         if self.privacy is not None:
             await self.privacy.start()  # after the notice path: an erasure purges its outbox
+        if self.mail_service_wiring is not None:
+            await self.mail_service_wiring.start()
         if self.publisher is not None:
             await self.publisher.start()
         if self.delivery_publisher is not None:
@@ -148,6 +163,8 @@ class Components:
         """Stop taking hits, drain what is in flight, commit, close. Bounded by STOP_DEADLINE_S."""
         if self.privacy is not None:
             await self.privacy.stop()
+        if self.mail_service_wiring is not None:
+            await self.mail_service_wiring.stop()
         if self._refresh_task is not None:
             self._refresh_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -284,6 +301,8 @@ def build_components(
         delivery_kafka = _kafka_deliveries(c, c.kafka, topics)
         delivery_source = delivery_kafka[0] if delivery_kafka is not None else None
     c.privacy = _privacy(c, topics)
+    c.mail_service_wiring = mail_service_wiring(c.topic_setup, roles, settings.keyring, c.store)
+    c.mail_services = c.mail_service_wiring.directory
     memory: MemoryBus | None = None
     if c.kafka is None:
         memory = MemoryBus(settings.bus_capacity)
@@ -438,6 +457,10 @@ def _health_handlers(components: Components) -> list[Any]:
         privacy = components.privacy.state() if components.privacy is not None else None
         if privacy is not None:  # the privacy topic: caught up, records read, recipients suppressed
             body["privacy"] = privacy
+        wiring = components.mail_service_wiring
+        mail_services = wiring.state() if wiring is not None else None
+        if mail_services is not None:  # the mail-services topic: caught up, records read, configs known
+            body["mail_services"] = mail_services
         return Response(body, status_code=200 if ready else 503)
 
     @get("/metrics", include_in_schema=False, sync_to_thread=False, media_type=MediaType.TEXT)
@@ -468,14 +491,23 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         # Litestar derives for a path that gains a handler).
         handlers += [MessageController, CampaignController, PrivacyController, WebhookController]
         handlers += [CampaignAnalyticsController, MessageTimelineController, list_messages, recipient_view]
+        handlers.append(MailServiceController)
         dependencies["ctx"] = Provide(lambda: ctx, use_cache=True, sync_to_thread=False)
         propagation = components.privacy.propagation() if components.privacy else PrivacyPropagation()
         dependencies["privacy"] = Provide(lambda: propagation, use_cache=True, sync_to_thread=False)
+        wired = components.mail_service_wiring
+        accounts = wired.propagation() if wired is not None else MailServicePropagation()
+        dependencies["mail_services"] = Provide(lambda: accounts, use_cache=True, sync_to_thread=False)
         # The API reaches the feed only through its port: `api/` never imports the notice stage.
         live: LiveNotices | None = components.notifications.live if components.notifications else None
         if live is not None:
             handlers.append(LiveController)
             dependencies["live"] = Provide(lambda: live, use_cache=True, sync_to_thread=False)
+    publisher, directory = components.delivery_publisher, components.mail_services
+    if "edge" in components.roles and publisher is not None and directory is not None:
+        sns = SnsRequests(components.sns_transport)
+        limit = settings.delivery_max_body_bytes
+        handlers += ingest_routes(DeliveryIngest(directory, publisher, sns=sns, max_body_bytes=limit))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -506,7 +538,7 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         debug=False,
         middleware=[raw_recipient],  # `recipient` path parameters as the client encoded them
     )
-    document(litestar, bodies=[MessageIn, BatchIn, InstrumentIn, WebhookIn])
+    document(litestar, bodies=[MessageIn, BatchIn, InstrumentIn, WebhookIn, MailServiceIn])
     inner = recipient_paths(cast(ASGIApp, litestar))  # a recipient's '/' stays in its path segment
     if "edge" not in components.roles or components.publisher is None:
         return inner, litestar

@@ -70,6 +70,7 @@ class Settings:
     max_head_bytes: int = 32_768
     max_connections: int = 10_000
     fd_reserve: int = 1_024  # file descriptors kept free of connections, for the store, the bus, the spool
+    delivery_max_body_bytes: int = 25 * 1024 * 1024  # the delivery ingest's body limit (deliveries.ingest)
     secret_generated: bool = False
     api_keys_generated: bool = False
     public_url_given: bool = False  # PIXELPIPE_PUBLIC_URL was set (else http://HOST:PORT of this process)
@@ -372,6 +373,7 @@ def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port:
     # By default a quarter of a low limit (a test process, a laptop's 256 or 1024), so the defaults start.
     fd_reserve = _int(env, "PIXELPIPE_FD_RESERVE", min(1_024, open_files // 4), 16, 1_000_000)
     max_connections = _max_connections(env, fd_reserve, open_files)
+    delivery_max_body_bytes = _int(env, "PIXELPIPE_DELIVERY_MAX_BODY_BYTES", 26_214_400, 1_024, 1_073_741_824)
 
     return Settings(
         keyring=keyring,
@@ -400,6 +402,7 @@ def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port:
         max_head_bytes=_int(env, "PIXELPIPE_MAX_HEAD_BYTES", 32_768, 1_024, 1_048_576),
         max_connections=max_connections,
         fd_reserve=fd_reserve,
+        delivery_max_body_bytes=delivery_max_body_bytes,
         secret_generated=secret_generated,
         api_keys_generated=api_keys_generated,
         public_url_given=public_url_given,

@@ -52,6 +52,10 @@ PRIVACY_CONFIGS = {
     "max.compaction.lag.ms": str(7 * DAY_MS),
     "delete.retention.ms": str(DAY_MS),
 }
+# The mail-services topic is the edges' directory of the senders' mail-service accounts on Kafka, kept the
+# same way: each account's newest config for ever (a deletion is a record too), superseded ones compacted
+# away. Credentials travel sealed (`schemas.mail_services`).
+MAIL_SERVICES_CONFIGS = dict(PRIVACY_CONFIGS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +65,7 @@ class Topics:
     enriched: str = "pixelpipe.hits.enriched"
     privacy: str = "pixelpipe.privacy"  # compacted: do-not-track and erasures (`schemas.privacy_change`)
     deliveries: str = "pixelpipe.deliveries"  # the mail services' events (`schemas.delivery_events`)
+    mail_services: str = "pixelpipe.mail-services"  # compacted: the accounts (`schemas.mail_services`)
     retention: TopicRetention = field(default_factory=TopicRetention)
 
     @classmethod
@@ -73,6 +78,7 @@ class Topics:
             enriched=f"{prefix}.{base.enriched}",
             privacy=f"{prefix}.{base.privacy}",
             deliveries=f"{prefix}.{base.deliveries}",
+            mail_services=f"{prefix}.{base.mail_services}",
             retention=retention or TopicRetention(),
         )
 
@@ -84,4 +90,5 @@ class Topics:
             self.enriched: deleting_after(self.retention.enriched_hours),
             self.privacy: dict(PRIVACY_CONFIGS),
             self.deliveries: deleting_after(self.retention.deliveries_hours),
+            self.mail_services: dict(MAIL_SERVICES_CONFIGS),
         }

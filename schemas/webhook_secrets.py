@@ -9,6 +9,9 @@ key 1; a secret sealed under a key that is no longer configured cannot be read (
 
 Rows written before secrets were sealed hold the plain ``whsec_…`` value; `unseal` returns those as they are.
 
+The sealing itself (`seal_with`, `open_with`: any text under associated data its owner names) also seals the
+mail services' credentials (`schemas.mail_services`).
+
 Pure apart from the random nonce.
 """
 
@@ -52,16 +55,28 @@ def is_sealed(stored: str) -> bool:
 
 def seal(keyring: Keyring, secret: str, *, account: str, webhook_id: str) -> str:
     """The stored form of ``secret``, sealed under the keyring's signing key."""
-    key_id, key = keyring.signing_key
-    nonce = os.urandom(NONCE_BYTES)
-    sealed = nonce + _aead(key).encrypt(nonce, secret.encode(), _associated(account, webhook_id))
-    return f"{PREFIX}{key_id}:{base64.urlsafe_b64encode(sealed).decode().rstrip('=')}"
+    return seal_with(keyring, secret, _associated(account, webhook_id))
 
 
 def unseal(keyring: Keyring, stored: str, *, account: str, webhook_id: str) -> str:
     """The secret a stored value holds: opened when sealed, as it is when written before sealing existed."""
     if not is_sealed(stored):
         return stored
+    return open_with(keyring, stored, _associated(account, webhook_id))
+
+
+def seal_with(keyring: Keyring, plain: str, associated: bytes) -> str:
+    """``plain`` sealed under the keyring's signing key, opened only with the same ``associated`` data."""
+    key_id, key = keyring.signing_key
+    nonce = os.urandom(NONCE_BYTES)
+    sealed = nonce + _aead(key).encrypt(nonce, plain.encode(), associated)
+    return f"{PREFIX}{key_id}:{base64.urlsafe_b64encode(sealed).decode().rstrip('=')}"
+
+
+def open_with(keyring: Keyring, stored: str, associated: bytes) -> str:
+    """What `seal_with` sealed with ``associated``; `SecretUnreadable` for anything else (plain text too)."""
+    if not is_sealed(stored):
+        raise SecretUnreadable("not a sealed secret")
     key_text, sep, payload = stored.removeprefix(PREFIX).partition(":")
     if not sep or not key_text.isdigit():
         raise SecretUnreadable("a sealed secret without a key id")
@@ -76,10 +91,10 @@ def unseal(keyring: Keyring, stored: str, *, account: str, webhook_id: str) -> s
     if len(nonce) < NONCE_BYTES:
         raise SecretUnreadable("a sealed secret too short to hold a nonce")
     try:
-        plain = _aead(key).decrypt(nonce, ciphertext, _associated(account, webhook_id))
+        plain = _aead(key).decrypt(nonce, ciphertext, associated)
     except InvalidTag:
         raise SecretUnreadable(
-            "the sealed secret fails its tag: tampered with, or another webhook's"
+            "the sealed secret fails its tag: tampered with, or another webhook's (or mail service's)"
         ) from None
     return plain.decode()
 

@@ -56,6 +56,8 @@ def test_secrets_stay_out_of_repr(tmp_path: Path) -> None:
         ("PIXELPIPE_WEBHOOK_ALLOW_PRIVATE", "2"),
         ("PIXELPIPE_NATIVE_EDGE", "fast"),
         ("PIXELPIPE_NATIVE_EDGE", "1"),
+        ("PIXELPIPE_DELIVERY_MAX_BODY_BYTES", "25MiB"),
+        ("PIXELPIPE_DELIVERY_MAX_BODY_BYTES", "1023"),
     ],
 )
 def test_a_malformed_setting_names_its_variable(tmp_path: Path, variable: str, value: str) -> None:

@@ -43,6 +43,12 @@ def test_every_topic_has_an_explicit_retention_by_default() -> None:
             "max.compaction.lag.ms": "604800000",
             "delete.retention.ms": "86400000",
         },
+        "pixelpipe.mail-services": {
+            "cleanup.policy": "compact",
+            "segment.ms": "86400000",
+            "max.compaction.lag.ms": "604800000",
+            "delete.retention.ms": "86400000",
+        },
     }
 
 

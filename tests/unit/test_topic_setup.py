@@ -19,6 +19,7 @@ from schemas.backoff import Backoff
 from schemas.topics import Topics
 
 TOPICS = Topics()
+COMPACTED_AND_ENRICHED = [TOPICS.enriched, TOPICS.privacy, TOPICS.mail_services]
 
 
 def test_each_client_is_named_after_its_role() -> None:
@@ -39,12 +40,15 @@ def test_a_config_without_partitions_or_replicas_is_refused(partitions: int, rep
 @pytest.mark.parametrize(
     ("roles", "expected"),
     [
-        ({"edge"}, [TOPICS.raw_hits, TOPICS.dead_letter, TOPICS.deliveries, TOPICS.enriched, TOPICS.privacy]),
+        (
+            {"edge"},
+            [*(TOPICS.raw_hits, TOPICS.dead_letter, TOPICS.deliveries), *COMPACTED_AND_ENRICHED],
+        ),
         (
             {"process"},
-            [TOPICS.raw_hits, TOPICS.dead_letter, TOPICS.deliveries, TOPICS.enriched, TOPICS.privacy],
+            [*(TOPICS.raw_hits, TOPICS.dead_letter, TOPICS.deliveries), *COMPACTED_AND_ENRICHED],
         ),
-        ({"api"}, [TOPICS.enriched, TOPICS.privacy]),
+        ({"api"}, COMPACTED_AND_ENRICHED),
     ],
 )
 def test_the_topics_of_the_roles(roles: set[str], expected: list[str]) -> None:
@@ -82,8 +86,8 @@ async def test_the_start_up_step_retries_until_the_topics_are_there(monkeypatch:
     async with asyncio.timeout(5):
         while not setup.done:  # noqa: ASYNC110 - the step has nothing to wait on from outside
             await asyncio.sleep(0.005)
-    # three tries of the enriched topic (the config's partitions), then the privacy topic (one partition)
-    assert broker.calls == [([TOPICS.enriched], 3)] * 3 + [([TOPICS.privacy], 1)]
+    # three tries of the enriched topic (the config's partitions), then the compacted topics (one partition)
+    assert broker.calls == [([TOPICS.enriched], 3)] * 3 + [([TOPICS.privacy, TOPICS.mail_services], 1)]
     await setup.ready()  # at once: nothing more is asked
     assert len(broker.calls) == 4
     await setup.stop()
@@ -93,7 +97,7 @@ async def test_a_client_joins_the_attempt_under_way(monkeypatch: pytest.MonkeyPa
     broker = _Broker(away=0, delay_s=0.05)
     setup = _setup(monkeypatch, broker)
     await asyncio.gather(setup.ready(), setup.ready(), setup.ready())
-    assert broker.calls == [([TOPICS.enriched], 3), ([TOPICS.privacy], 1)]
+    assert broker.calls == [([TOPICS.enriched], 3), ([TOPICS.privacy, TOPICS.mail_services], 1)]
 
 
 async def test_a_client_that_cannot_wait_gets_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
