@@ -6,10 +6,28 @@ from __future__ import annotations
 import asyncio
 import collections
 from collections.abc import Mapping
+from typing import TypeVar
 
 from bus import metrics
 from bus.port import BusRecord
 from schemas.events import RawHit, encode_hit
+
+T = TypeVar("T")
+
+
+async def take(queue: collections.deque[T], wakeup: asyncio.Event, most: int, timeout_s: float) -> list[T]:
+    """The fetch of an in-process queue: up to ``most`` of its oldest items, waiting at most ``timeout_s``
+    (for ``wakeup``, set by its publisher) while it is empty. Also the in-process delivery bus's."""
+    if not queue:
+        wakeup.clear()
+        try:
+            await asyncio.wait_for(wakeup.wait(), timeout_s)
+        except TimeoutError:
+            return []
+    taken: list[T] = []
+    while queue and len(taken) < most:
+        taken.append(queue.popleft())
+    return taken
 
 
 class MemoryBus:
@@ -53,16 +71,7 @@ class MemoryBus:
 
     # -- source side
     async def fetch(self, max_records: int, timeout_s: float) -> list[BusRecord]:
-        if not self._queue:
-            self._wakeup.clear()
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout_s)
-            except TimeoutError:
-                return []
-        batch: list[BusRecord] = []
-        while self._queue and len(batch) < max_records:
-            batch.append(self._queue.popleft())
-        return batch
+        return await take(self._queue, self._wakeup, max_records, timeout_s)
 
     async def commit(self, next_offsets: Mapping[int, int]) -> None:
         return None  # nothing durable to commit in memory

@@ -22,6 +22,7 @@ from typing import Any, Final
 from aiokafka.errors import KafkaError
 
 from bus.kafka_config import KafkaConfig
+from bus.memory import take
 from bus.partitioner import KeyPartitions
 from bus.port import BusRecord
 from bus.topics import TopicSetup
@@ -87,18 +88,9 @@ class MemoryDeliveryBus:
 
     # -- source side
     async def fetch(self, max_records: int, timeout_s: float) -> list[BusRecord]:
-        if not self._queue:
-            self._wakeup.clear()
-            try:
-                await asyncio.wait_for(self._wakeup.wait(), timeout_s)
-            except TimeoutError:
-                return []
-        batch: list[BusRecord] = []
-        while self._queue and len(batch) < max_records:
-            record, count = self._queue.popleft()
-            self._events -= count
-            batch.append(record)
-        return batch
+        taken = await take(self._queue, self._wakeup, max_records, timeout_s)
+        self._events -= sum(count for _, count in taken)
+        return [record for record, _ in taken]
 
     async def commit(self, next_offsets: Mapping[int, int]) -> None:
         return None  # nothing durable to commit in memory
@@ -153,6 +145,7 @@ class KafkaDeliveryPublisher:
         self._producer = kafka.renewing_producer("deliveries", linger_ms=linger_ms)
         self._partition_of = KeyPartitions()
         self._ok = False
+        self._stopped = False
 
     async def start(self) -> None:
         """Connect if the broker is there; an edge whose broker is away still starts (and answers 503)."""
@@ -167,6 +160,9 @@ class KafkaDeliveryPublisher:
     async def publish(self, events: Sequence[DeliveryEvent]) -> None:
         if not events:
             return
+        if self._stopped:
+            metrics.BUS_REFUSED.inc(len(events))
+            raise BusUnavailable("the delivery publisher is stopped")
         topic = self.topics.deliveries
         sent: list[asyncio.Future[Any]] = []
         try:
@@ -194,10 +190,17 @@ class KafkaDeliveryPublisher:
         _count_published(events)
 
     def ready(self) -> bool:
-        """Whether the last start or publish reached the broker. Informative: each publish tries again."""
+        """Until stopped: while the broker is away each request is answered 503 on its own (and the edge's
+        pixels still spool), so an edge is not taken out of its load balancer for it. `reachable` says
+        whether the last start or publish reached the broker."""
+        return not self._stopped
+
+    @property
+    def reachable(self) -> bool:
         return self._ok
 
     async def stop(self) -> None:
+        self._stopped = True
         await self._producer.stop(self.timeout_s)
 
 

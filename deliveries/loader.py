@@ -31,15 +31,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Protocol
+from typing import Final
 
+from bus.dead_letters import DeadLetters, LogDeadLetters, dead_letter
 from bus.port import BusRecord, HitSource
+from bus.tickets import settle
 from deliveries import metrics
 from deliveries.matching import REASON_LABELS, Matched, match_all
 from deliveries.rows import COLUMNS, TABLE, dedup_token, first_of_each, row
@@ -53,31 +54,6 @@ log = logging.getLogger(__name__)
 OnStored = Callable[[Sequence[DeliveryEvent]], None]
 NoticesDurable = Callable[[], Awaitable[None]]
 STORE_BACKOFF: Final = Backoff(first_s=0.1, max_s=5.0)  # a lookup or an insert while the store is away
-DEAD_LETTER_BACKOFF: Final = Backoff(first_s=0.1, max_s=5.0)  # a dead letter while its topic is away
-
-
-class DeadLetters(Protocol):
-    """Where records go that cannot be stored, with the reason; `send` returns once they are safe
-    (`processors.kafka_source.DeadLetterPublisher` on Kafka)."""
-
-    async def start(self) -> None: ...
-
-    async def send(self, record: BusRecord, reason: str) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
-class LogDeadLetters:
-    """The in-process bus has no dead-letter topic: log (the metric counts)."""
-
-    async def start(self) -> None:
-        return None
-
-    async def send(self, record: BusRecord, reason: str) -> None:
-        log.error("dead delivery record %s: %s", record.source, reason)
-
-    async def stop(self) -> None:
-        return None
 
 
 @dataclass(slots=True)
@@ -333,33 +309,22 @@ class DeliveryLoader:
     async def _settle(self, deadline_s: float | None, why: str) -> None:
         """Wait for the waiting flush's ticket: at most ``deadline_s`` (None: until it completes or the loader
         is told to stop), with a warning every ``settle_log_s``."""
-        waiting = self._waiting
-        if waiting is None or waiting.ticket.done():
-            return
-        started = time.monotonic()
-        stopping = asyncio.ensure_future(self._stopping.wait()) if deadline_s is None else None
-        watched: set[asyncio.Future[Any]] = {waiting.ticket} | ({stopping} if stopping is not None else set())
-        try:
-            while not waiting.ticket.done():
-                waited = time.monotonic() - started
-                if deadline_s is not None and waited >= deadline_s:
-                    log.warning("%s: notices of stored delivery events not durable after %.1fs", why, waited)
-                    return
-                timeout = (
-                    self.settle_log_s if deadline_s is None else min(deadline_s - waited, self.settle_log_s)
-                )
-                done, _ = await asyncio.wait(watched, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-                if stopping is not None and stopping in done:
-                    return
-                if not done:
-                    log.warning(
-                        "%s: not durable for %.0fs; offsets stay uncommitted", why, time.monotonic() - started
-                    )
-        finally:
-            if stopping is not None:
-                stopping.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await stopping
+
+        def late(deadline: float) -> None:
+            log.warning("%s: notices of stored delivery events not durable after %.1fs", why, deadline)
+
+        def slow(waited: float) -> None:
+            log.warning("%s: not durable for %.0fs; offsets stay uncommitted", why, waited)
+
+        if self._waiting is not None:
+            await settle(
+                [self._waiting.ticket],
+                deadline_s,
+                stopping=self._stopping,
+                log_every_s=self.settle_log_s,
+                late=late,
+                slow=slow,
+            )
 
     async def _commit_settled(self) -> None:
         waiting = self._waiting
@@ -378,13 +343,6 @@ class DeliveryLoader:
             await self.source.commit(waiting.offsets)
 
     async def _dead_letter(self, record: BusRecord, reason: str) -> None:
-        """Hand a record to the dead letters; retried while their topic is away (nothing is committed
-        meanwhile), given up when stopping (left uncommitted: read again after the restart)."""
+        """`bus.dead_letters.dead_letter`, counted, given up when stopping."""
         metrics.DEAD_LETTERS.inc()
-        await retrying(
-            functools.partial(self.dead_letters.send, record, reason),
-            what=f"dead-lettering {record.source}",
-            backoff=DEAD_LETTER_BACKOFF,
-            log=log,
-            give_up=self._stopping.is_set,
-        )
+        await dead_letter(self.dead_letters, record, reason, give_up=self._stopping.is_set)

@@ -35,6 +35,7 @@ from api.recipient_path import raw_recipient, recipient_paths
 from api.recipients import recipient_view
 from api.sql.rollup_upkeep import rollup_retention
 from api.webhooks import WebhookController, WebhookIn
+from bus.dead_letters import DeadLetters
 from bus.memory import MemoryBus
 from bus.port import HitPublisher, HitSource
 from deliveries.bus import MemoryDeliveryBus
@@ -53,7 +54,7 @@ from processors.flood import ReplayFlood
 from processors.geo import GeoLookup
 from processors.pipeline import HitProcessor
 from processors.ranges import load_ranges
-from processors.runner import DeadLetters, HitRunner, Stored
+from processors.runner import HitRunner, Stored
 from schemas.delivery_events import DeliveryEvent
 from schemas.errors import PixelpipeError
 from schemas.live import LiveNotices

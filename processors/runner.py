@@ -59,7 +59,9 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Se
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, runtime_checkable
 
+from bus.dead_letters import DeadLetters, LogDeadLetters, dead_letter
 from bus.port import BusRecord, HitSource
+from bus.tickets import settle
 from processors import metrics
 from processors.flood import FLOOD, ReplayFlood
 from processors.pipeline import HitProcessor, ProcessedHit
@@ -78,17 +80,6 @@ log = logging.getLogger(__name__)
 Stored = Sequence[tuple[ProcessedHit, Classification]]
 NoticesDurable = Callable[[], Awaitable[None]]
 STORE_BACKOFF: Final = Backoff(first_s=0.1, max_s=5.0)  # an insert or a lookup while the store is away
-DEAD_LETTER_BACKOFF: Final = Backoff(first_s=0.1, max_s=5.0)  # a dead letter while its topic is away
-
-
-class DeadLetters(Protocol):
-    """Where records that are not raw hits go, with the reason; `send` returns once they are safe."""
-
-    async def start(self) -> None: ...
-
-    async def send(self, record: BusRecord, reason: str) -> None: ...
-
-    async def stop(self) -> None: ...
 
 
 @runtime_checkable
@@ -96,19 +87,6 @@ class RewindableSource(Protocol):
     """A source that can read a partition again from further back (Kafka: `processors.kafka_source`)."""
 
     async def rewind(self, partition: int, since_ms: int, offset: int) -> int: ...
-
-
-class LogDeadLetters:
-    """The embedded bus has no dead-letter topic: log and count."""
-
-    async def start(self) -> None:
-        return None
-
-    async def send(self, record: BusRecord, reason: str) -> None:
-        log.error("dead letter %s: %s", record.source, reason)
-
-    async def stop(self) -> None:
-        return None
 
 
 @dataclass(slots=True)
@@ -523,41 +501,21 @@ class HitRunner:
     async def _settle(self, entries: Iterable[_Uncommitted], deadline_s: float | None, why: str) -> None:
         """Wait until the tickets of ``entries`` complete or ``deadline_s`` passes (None: until they do, or
         the runner is told to stop); log a warning every ``settle_log_s`` meanwhile."""
-        waiting: set[asyncio.Future[Any]] = {
-            e.ticket for e in entries if e.ticket is not None and not e.ticket.done()
-        }
-        if not waiting:
-            return
-        started = time.monotonic()
-        stopping = asyncio.ensure_future(self._stopping.wait()) if deadline_s is None else None
-        try:
-            while waiting:
-                waited = time.monotonic() - started
-                if deadline_s is not None and waited >= deadline_s:
-                    log.warning("%s: notices of stored hits not durable after %.1fs", why, deadline_s)
-                    return
-                timeout = (
-                    self.settle_log_s if deadline_s is None else min(deadline_s - waited, self.settle_log_s)
-                )
-                done, _ = await asyncio.wait(
-                    waiting | ({stopping} if stopping is not None else set()),
-                    timeout=timeout,
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                if stopping is not None and stopping in done:
-                    return
-                waiting -= done
-                if not done:
-                    log.warning(
-                        "%s: notices of %d stored flushes not durable for %.0fs; their offsets stay "
-                        "uncommitted (is the enriched topic reachable?)",
-                        why, len(self._uncommitted), time.monotonic() - started,
-                    )  # fmt: skip
-        finally:
-            if stopping is not None:
-                stopping.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await stopping
+
+        def late(deadline: float) -> None:
+            log.warning("%s: notices of stored hits not durable after %.1fs", why, deadline)
+
+        def slow(waited: float) -> None:
+            log.warning(
+                "%s: notices of %d stored flushes not durable for %.0fs; their offsets stay "
+                "uncommitted (is the enriched topic reachable?)",
+                why, len(self._uncommitted), waited,
+            )  # fmt: skip
+
+        tickets = [e.ticket for e in entries if e.ticket is not None]
+        await settle(
+            tickets, deadline_s, stopping=self._stopping, log_every_s=self.settle_log_s, late=late, slow=slow
+        )
 
     async def _insert(self, plans: list[InsertPlan]) -> dict[str, StoreError]:
         """Insert every plan, retrying the same batch (same dedup tokens) while the failure may pass; the
@@ -618,15 +576,8 @@ class HitRunner:
         return stored
 
     async def _dead_letter(self, record: BusRecord, reason: str) -> None:
-        """Hand a record to the dead letters; retried while their topic is away (nothing is committed
-        meanwhile), given up when stopping (left uncommitted: read again after the restart)."""
-        await retrying(
-            functools.partial(self.dead_letters.send, record, reason),
-            what=f"dead-lettering {record.source}",
-            backoff=DEAD_LETTER_BACKOFF,
-            log=log,
-            give_up=self._stopping.is_set,
-        )
+        """`bus.dead_letters.dead_letter`, given up when stopping."""
+        await dead_letter(self.dead_letters, record, reason, give_up=self._stopping.is_set)
 
 
 def _record_at(source: str, value: bytes) -> BusRecord:

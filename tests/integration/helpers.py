@@ -113,3 +113,25 @@ def embedded_env(data_dir: Path, chdb_path: Path, **settings: str) -> dict[str, 
         "PIXELPIPE_FLUSH_INTERVAL_MS": "100",
         **settings,
     }
+
+
+async def group_progress(bootstrap: str, topic: str, group: str) -> dict[int, tuple[int, int]]:
+    """Per partition of ``topic``: (the offset ``group`` committed, 0 if none; the end offset). Empty while
+    the topic is not known yet."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await admin.start()
+    await consumer.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+        [described] = await admin.describe_topics([topic])
+        tps = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
+        ends = await consumer.end_offsets(tps) if tps else {}
+        done = {tp: o.offset for tp, o in offsets.items() if tp.topic == topic}
+        return {tp.partition: (max(0, done.get(tp, 0)), end) for tp, end in ends.items()}
+    finally:
+        await consumer.stop()
+        await admin.close()

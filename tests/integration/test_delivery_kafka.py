@@ -15,15 +15,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from bus.kafka_config import KafkaConfig
 from deliveries.bus import KafkaDeliveryPublisher
 from schemas.delivery_events import DeliveryEvent
 from schemas.topics import Topics
 from tests.deliveries_data import delivery
-from tests.integration.helpers import wait_for
+from tests.integration.helpers import group_progress, wait_for
 from tests.roles import Role, role_env
 
 pytestmark = pytest.mark.kafka
@@ -72,27 +70,10 @@ class Stream(threading.Thread):
             await publisher.stop()
 
 
-async def _committed_and_backlog(bootstrap: str, topic: str, group: str) -> tuple[int, int]:
-    """Records of ``topic`` the group committed, and those it has not (yet)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await admin.start()
-    await consumer.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-        [described] = await admin.describe_topics([topic])
-        tps = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
-        ends = await consumer.end_offsets(tps) if tps else {}
-        done = {tp: o.offset for tp, o in offsets.items() if tp.topic == topic}
-        committed = sum(max(0, done.get(tp, 0)) for tp in ends)
-        return committed, sum(end - max(0, done.get(tp, 0)) for tp, end in ends.items())
-    finally:
-        await consumer.stop()
-        await admin.close()
-
-
 def committed_and_backlog(bootstrap: str, topic: str, group: str) -> tuple[int, int]:
-    return asyncio.run(_committed_and_backlog(bootstrap, topic, group))
+    """Records of ``topic`` the group committed, and those it has not (yet)."""
+    progress = asyncio.run(group_progress(bootstrap, topic, group))
+    return sum(done for done, _ in progress.values()), sum(end - done for done, end in progress.values())
 
 
 COUNTS = """

@@ -17,6 +17,8 @@ from deliveries.bus import MemoryDeliveryBus
 from deliveries.loader import DeliveryLoader
 from deliveries.matching import NOTHING_TO_MATCH_BY
 from deliveries.port import BusUnavailable
+from pixelpipe.app import ROLES, build_components
+from pixelpipe.settings import Settings
 from schemas.delivery_events import DeliveryEvent, encode_deliveries
 from schemas.store import Store
 from schemas.suppression import DoNotTrack
@@ -235,3 +237,26 @@ async def test_the_in_process_bus_takes_a_request_whole_or_refuses_it_and_the_lo
     assert set(stored(store)) == {"a", "b", "c"}
     with pytest.raises(BusUnavailable):  # stopped: refused, never taken and lost
         await bus.publish([delivery("e", message_id="m-cy")])
+
+
+async def test_one_process_wires_the_in_process_queue_as_the_ingests_publisher_and_the_loaders_source(
+    settings: Settings, store: Store
+) -> None:
+    register(store, *SENDS)
+    c = build_components(settings, frozenset(ROLES))  # its own store (closed by its stop), same database
+    assert c.delivery_publisher is not None
+    assert c.delivery_loader is not None
+    handed: list[Sequence[DeliveryEvent]] = []
+    c.on_deliveries_stored.append(handed.append)
+    await c.start()
+    try:
+        assert c.readiness()["delivery_loader"] is True
+        await c.delivery_publisher.publish([delivery("w1", message_id="m-ann"), delivery("w2")])
+        for _ in range(500):
+            if len(stored(store)) == 2:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        await c.stop()
+    assert stored(store)["w1"][4] == "message_id"
+    assert [e.provider_event_id for batch in handed for e in batch] == ["w1"]

@@ -21,8 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer
 
 from bus.kafka_config import KafkaConfig
 from processors.flood import ReplayFlood
@@ -34,7 +33,7 @@ from processors.runner import HitRunner
 from schemas.events import RawHit, encode_hit
 from schemas.store import Store
 from schemas.topics import Topics
-from tests.integration.helpers import BROWSER, RESIDENTIAL, human_open, path_of, wait_for
+from tests.integration.helpers import BROWSER, RESIDENTIAL, group_progress, human_open, path_of, wait_for
 from tests.roles import Role, role_env
 
 pytestmark = pytest.mark.kafka
@@ -98,22 +97,8 @@ def totals(store: Store) -> tuple[int, int, int]:
 
 async def uncommitted(bootstrap: str, topics: Topics, group: str) -> int:
     """Records of the raw-hits topic the group has not committed (-1: the topic is not known yet)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
-    await admin.start()
-    await consumer.start()
-    try:
-        offsets = await admin.list_consumer_group_offsets(group)
-        [topic] = await admin.describe_topics([topics.raw_hits])
-        tps = [TopicPartition(topics.raw_hits, p["partition"]) for p in topic["partitions"]]
-        if not tps:
-            return -1  # not known yet
-        ends = await consumer.end_offsets(tps)
-        done = {tp: o.offset for tp, o in offsets.items() if tp.topic == topics.raw_hits}
-        return sum(end - max(0, done.get(tp, 0)) for tp, end in ends.items())
-    finally:
-        await consumer.stop()
-        await admin.close()
+    progress = await group_progress(bootstrap, topics.raw_hits, group)
+    return sum(end - done for done, end in progress.values()) if progress else -1
 
 
 async def committed(source: KafkaSource, offset: int) -> bool:
