@@ -231,6 +231,18 @@ def test_a_chunked_body_is_413_as_soon_as_it_crosses_the_limit(ingest: Deploymen
     assert ingest.publisher.published == []
 
 
+def test_a_client_that_leaves_mid_body_publishes_nothing(ingest: Deployment) -> None:
+    before = requests_counted(ingest.client, "generic", "disconnected")
+    host, port = ingest.base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(
+            b"POST /in/generic/gen-0123456789abcdef HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n" + b'{"events": ['
+        )
+    wait_for(lambda: requests_counted(ingest.client, "generic", "disconnected"), lambda n: n == before + 1)
+    assert ingest.publisher.published == []
+
+
 def _read_answer(conn: socket.socket) -> bytes:
     """One answer with a Content-Length, read whole."""
     data = b""
