@@ -29,7 +29,7 @@ import collections
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from litestar import MediaType, Request, Response, post
 from litestar.exceptions import InternalServerException
@@ -78,6 +78,7 @@ SECONDS: Final = Histogram(
 
 # A reader of one provider, as the ingest calls it: the request and the account it came to.
 Reader = Callable[[Inbound, MailService], Sequence[DeliveryEvent]]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,21 +158,27 @@ class DeliveryIngest:
         return Answer(200, {"accepted": len(events)})
 
     async def _read(self, service: MailService, inbound: Inbound) -> Sequence[DeliveryEvent]:
-        reader = self.readers[service.provider]
-        if len(inbound.body) > INLINE_MAX_BYTES:
-            return await asyncio.to_thread(reader, inbound, service)
-        return reader(inbound, service)
+        return await _off_the_loop_if_large(inbound, self.readers[service.provider], inbound, service)
 
     async def _read_sns(self, service: MailService, inbound: Inbound) -> ses.SesRead:
         """SES's events through SNS: the certificate first (from Amazon's hosts only), then the reader; a
         subscription confirmation, once verified, is confirmed (nothing to publish)."""
-        message = sns_envelope(inbound)
+        message = await _off_the_loop_if_large(inbound, sns_envelope, inbound)
         certificate = await self.sns.certificate(message.signing_cert_url)
-        topics = service.options.get("topic_arns") or ()
-        read = ses.read(inbound, certificate, topic_arns=tuple(topics), now_ms=inbound.received_at_ms)
+        topics = tuple(service.options.get("topic_arns") or ())
+        read = await _off_the_loop_if_large(
+            inbound, lambda: ses.read(inbound, certificate, topic_arns=topics, now_ms=inbound.received_at_ms)
+        )
         if read.confirm_url:
             await self.sns.confirm_subscription(message)
         return read
+
+
+async def _off_the_loop_if_large(inbound: Inbound, read: Callable[..., _T], *args: Any) -> _T:
+    """``read(*args)``: inline for a small body, in a thread for one over `INLINE_MAX_BYTES`."""
+    if len(inbound.body) > INLINE_MAX_BYTES:
+        return await asyncio.to_thread(read, *args)
+    return read(*args)
 
 
 def count(provider: str, outcome: str) -> None:

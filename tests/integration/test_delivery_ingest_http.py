@@ -565,6 +565,22 @@ def test_a_signed_sns_notification_publishes_its_ses_events(ingest: Deployment, 
     assert ingest.amazon.requested in ([sns.CERT_URL], [])
 
 
+def test_a_large_sns_notification_is_read_whole(ingest: Deployment) -> None:
+    """Over `INLINE_MAX_BYTES`, read in a thread: the same events."""
+    recipients = [f"r{i}@example.org" for i in range(300)]
+    bounce = {
+        **BOUNCE,
+        "bouncedRecipients": [{"emailAddress": r, "status": "5.1.1"} for r in recipients],
+    }
+    record = sns.ses_record("Bounce", bounce, destination=recipients)
+    post = ses_post(sns.notification(record, message_id="sns-message-large"))
+    assert len(post.body) > 16 * 1024
+    r = send(ingest.client, post)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"accepted": 300}
+    assert [e.recipient for e in ingest.publisher.events()] == recipients
+
+
 @pytest.mark.parametrize(
     ("message", "status"),
     [
