@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from concurrent.futures import Future
 from typing import Any
 
 from notices.wiring import Notifications
@@ -55,13 +56,11 @@ async def _hand_on(notifications: Notifications, events: Sequence[DeliveryEvent]
     await notifications.durable()
 
 
-def stored_deliveries(
-    notifications: Notifications, events: Sequence[DeliveryEvent], timeout_s: float = 30.0
-) -> None:
-    """What the delivery loader does after storing ``events`` in a process served on another thread: call
-    the listeners on the hub's event loop, then wait for the notices to be durable. Blocking."""
+def stored_deliveries(notifications: Notifications, events: Sequence[DeliveryEvent]) -> Future[None]:
+    """What the delivery loader does after storing ``events`` in a process served on another thread: call the
+    listeners on the hub's event loop; the future completes once their notices are durable (handed to every
+    sink). ``.result(timeout)`` from a thread, ``asyncio.wrap_future`` from a test's own loop."""
     hub = notifications.hub
     assert hub is not None
     assert hub._task is not None  # started: its loop is the process's
-    future = asyncio.run_coroutine_threadsafe(_hand_on(notifications, events), hub._task.get_loop())
-    future.result(timeout_s)
+    return asyncio.run_coroutine_threadsafe(_hand_on(notifications, events), hub._task.get_loop())
