@@ -118,51 +118,54 @@ def _iso(ms: int) -> str:
 
 def notice_data(notice: Notice) -> dict[str, Any]:
     """The public JSON shape (the ``data`` of a webhook body and of a live event)."""
+    data = _about(notice)
     if notice.type in DELIVERY_NOTICE_TYPES:
-        return _delivery_data(notice)
-    data: dict[str, Any] = {
-        "id": notice.id,
-        "type": notice.type,
-        "account": notice.account,
-        "campaign_id": notice.campaign_id,
-        "message_id": notice.message_id,
-        "recipient": notice.recipient or None,
-        "first": notice.first,
-        "at": _iso(notice.at_ms),
-        "sent_at": _iso(notice.sent_at_ms) if notice.sent_at_ms else None,
-        "verdict": notice.verdict,
-        "reason": notice.reason,
-        "via_proxy": notice.via_proxy,
-        "client": notice.client or None,
-        "device": notice.device or None,
-        "os": notice.os or None,
-        "country": notice.country or None,
-    }
+        return _delivery_data(notice, data)
+    data.update(
+        first=notice.first,
+        at=_iso(notice.at_ms),
+        sent_at=_iso(notice.sent_at_ms) if notice.sent_at_ms else None,
+        verdict=notice.verdict,
+        reason=notice.reason,
+        via_proxy=notice.via_proxy,
+        client=notice.client or None,
+        device=notice.device or None,
+        os=notice.os or None,
+        country=notice.country or None,
+    )
     if notice.type == "click":
         data["link_index"] = notice.link_index
         data["url"] = notice.url
     return data
 
 
-def _delivery_data(notice: Notice) -> dict[str, Any]:
-    # What a mail service said, and nothing of a hit's: a report has no client, verdict or first open.
-    data: dict[str, Any] = {
+def _about(notice: Notice) -> dict[str, Any]:
+    """What every notice's JSON starts with: which notice, of which message, to whom."""
+    return {
         "id": notice.id,
         "type": notice.type,
         "account": notice.account,
         "campaign_id": notice.campaign_id,
         "message_id": notice.message_id,
         "recipient": notice.recipient or None,
-        "at": _iso(notice.at_ms),
-        "provider": notice.provider,
-        "provider_message_id": notice.provider_message_id or None,
-        "provider_type": notice.provider_type or None,
     }
+
+
+def _delivery_data(notice: Notice, data: dict[str, Any]) -> dict[str, Any]:
+    # What a mail service said, and nothing of a hit's: a report has no client, verdict or first open.
+    data.update(
+        at=_iso(notice.at_ms),
+        provider=notice.provider,
+        provider_message_id=notice.provider_message_id or None,
+        provider_type=notice.provider_type or None,
+    )
     if notice.type == "bounce":
         data["bounce_type"] = notice.bounce_type or None
-    data["smtp_status"] = notice.smtp_status or None
-    data["smtp_code"] = notice.smtp_code or None
-    data["diagnostic"] = notice.diagnostic or None
+    data.update(
+        smtp_status=notice.smtp_status or None,
+        smtp_code=notice.smtp_code or None,
+        diagnostic=notice.diagnostic or None,
+    )
     return data
 
 
