@@ -24,6 +24,7 @@ from notices.directory import WebhookDirectory
 from notices.dispatcher import WebhookDispatcher
 from notices.hub import NoticeHub
 from notices.kafka import NoticeConsumer, NoticeProducer
+from notices.live import LiveFeed
 from notices.retries import RetryPolicy
 from notices.signing import verify
 from pixelpipe import settings as settings_mod
@@ -44,6 +45,7 @@ from tests.integration.test_webhooks_http import (
     add_webhook,
     eventually,
     pixelpipe,
+    positions,
     register,
 )
 from tests.notice_samples import stored_hit
@@ -244,6 +246,8 @@ async def test_delivery_notices_reach_the_dispatcher_through_the_enriched_topic_
     notify = NoticeConsumer(
         KafkaConfig(kafka_bootstrap), kafka_topics, dispatcher.accept, group_id=kafka_group
     )
+    live = LiveFeed()  # an API process's: it tails the topic
+    tail = NoticeConsumer(KafkaConfig(kafka_bootstrap), kafka_topics, live.accept, group_id=None)
     messages = [f"m{m}" for m in range(4)]
     delivered = [delivery_event("delivered", m) for m in messages]
     bounces = [delivery_event("bounce", m, 2) for m in messages]
@@ -251,13 +255,17 @@ async def test_delivery_notices_reach_the_dispatcher_through_the_enriched_topic_
     await producer.start()
     await hub.start()
     await notify.start()
+    await tail.start()
     try:
+        await positions(tail)  # the tail starts at the end: where the end is must be known before we send
         hub.publish_deliveries(delivered)
         hub.publish([stored_hit(f"h-{m}", message=m) for m in messages])
         hub.publish_deliveries([*bounces, delivery_event("deferred", "m0", 3)])
         await asyncio.wait_for(hub.durable(), 30)  # on the broker: what the loader waits for to commit
         await eventually(lambda: len(rx.delivered()) == 12, 30, "every notice delivered")
+        await eventually(lambda: tail.consumed == 12, 30, "the live tail")
     finally:
+        await tail.stop()
         await notify.stop()
         await hub.stop()
         await dispatcher.stop()
@@ -271,3 +279,4 @@ async def test_delivery_notices_reach_the_dispatcher_through_the_enriched_topic_
         assert of_message[2]["data"] == expected_data(bounces[i])
     for r in rx.delivered():
         assert verify("whsec_k", r.headers["pixelpipe-signature"], r.body, now=time.time())
+    assert live.held("acme") == 12
