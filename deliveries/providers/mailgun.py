@@ -1,0 +1,99 @@
+"""Mailgun's webhooks: the signature (hex HMAC-SHA256 of timestamp + token under the account's webhook signing
+key) and the event it carries, read into a delivery event. Pure. JSON webhooks only (Mailgun's current
+format, one event per request); the legacy form-encoded webhooks are refused (400, saying so).
+
+The signature travels inside the JSON (``{"signature": {...}, "event-data": {...}}``), so the body is
+parsed before it is verified; nothing of ``event-data`` is read until it has.
+
+Which events: ``delivered``; ``failed`` with ``severity`` ``temporary`` (Mailgun retries: deferred) or
+``permanent`` (a hard bounce, Mailgun's own verdict; but a ``reason`` of ``suppress-bounce``,
+``suppress-unsubscribe`` or ``suppress-complaint`` means Mailgun never tried, the address being on one of its
+suppression lists: dropped); ``rejected`` (Mailgun refused to send it: dropped); ``complained``;
+``unsubscribed``. ``accepted``, ``opened``, ``clicked``, ``stored`` and any other are skipped.
+
+The timestamp is not checked for age: Mailgun retries for hours, and a replay is harmless (the same
+`delivery_id`, stored once).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Final
+
+from deliveries.bounces import ProviderSays, classify, smtp_code_of, smtp_status_of
+from deliveries.providers.fields import Fields, delivery, json_body, ours
+from deliveries.providers.inbound import Forged, Inbound, Malformed, Unsigned
+from schemas.delivery_events import DeliveryEvent, DeliveryKind
+from schemas.secret import Secret
+
+_KINDS: Final[dict[str, DeliveryKind]] = {
+    "delivered": "delivered",
+    "rejected": "dropped",
+    "complained": "complaint",
+    "unsubscribed": "unsubscribe",
+}
+
+
+def signature(key: str, timestamp: str, token: str) -> str:
+    """Mailgun's signature: hex HMAC-SHA256 of ``timestamp + token`` under the webhook signing key."""
+    return hmac.new(key.encode(), (timestamp + token).encode(), hashlib.sha256).hexdigest()
+
+
+def verify(body: Fields, key: Secret) -> None:
+    """`Unsigned` without the signature's three fields, `Forged` unless it matches."""
+    signed = body.object("signature")
+    timestamp, token, given = (signed.text(k) for k in ("timestamp", "token", "signature"))
+    if not (timestamp and token and given):
+        raise Unsigned("no Mailgun signature (signature.timestamp, .token and .signature)")
+    expected = signature(key.reveal(), timestamp, token)
+    if not key or not hmac.compare_digest(expected.encode(), given.strip().lower().encode()):
+        raise Forged("the signature does not verify with the account's Mailgun signing key")
+
+
+def read(inbound: Inbound, signing_key: Secret, *, now_ms: int | None = None) -> list[DeliveryEvent]:
+    """The delivery event of one signed request (none for an event that is not one). ``now_ms`` is not used
+    (see the module)."""
+    if inbound.content_type.lower().startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
+        raise Malformed("a legacy form-encoded Mailgun webhook: use Mailgun's JSON webhooks")
+    body = Fields(json_body(inbound.body))
+    verify(body, signing_key)
+    one = _event(inbound, body.object("event-data"))
+    return [] if one is None else [one]
+
+
+def _kind(name: str, severity: str, reason: str) -> DeliveryKind | None:
+    if name == "failed":
+        if severity == "temporary":
+            return "deferred"
+        return "dropped" if reason.startswith("suppress-") else "bounce"
+    return _KINDS.get(name)
+
+
+def _event(inbound: Inbound, data: Fields) -> DeliveryEvent | None:
+    name = data.text("event", required=True)
+    severity, reason = data.text("severity"), data.text("reason")
+    kind = _kind(name, severity, reason)
+    if kind is None:
+        return None
+    status = data.object("delivery-status")
+    diagnostic = status.text("message") or status.text("description")
+    smtp_status = status.text("enhanced-code") or smtp_status_of(diagnostic)
+    code = status.code("code") or smtp_code_of(diagnostic)
+    provider_says: ProviderSays = "hard" if severity == "permanent" else ""
+    message_id = data.object("message").object("headers").text("message-id")
+    return delivery(
+        inbound,
+        "mailgun",
+        data.text("id", required=True),
+        kind,
+        data.epoch_ms("timestamp"),
+        ids=ours(data.object("user-variables")),
+        provider_message_id=message_id.strip().removeprefix("<").removesuffix(">"),
+        recipient=data.text("recipient"),
+        bounce_type=classify(provider_says, smtp_status, code, diagnostic) if kind == "bounce" else "",
+        smtp_status=smtp_status,
+        smtp_code=code,
+        diagnostic=diagnostic,
+        provider_type=":".join(p for p in (name, severity, reason) if p),
+    )
