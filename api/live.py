@@ -1,10 +1,12 @@
-"""`GET /v1/live`: the account's opens and clicks as they are counted, as Server-Sent Events.
+"""`GET /v1/live`: the account's opens and clicks as they are counted, and its messages' delivery events
+(delivered, bounce, complaint) as they are stored, as Server-Sent Events.
 
 Owns the HTTP shape of the stream; the notices, their ids and the resume logic are the feed's, reached
 through the port `schemas.live.LiveNotices` (`notices.live.LiveFeed`: a ring buffer per account in this
 process, handed in by `pixelpipe.app`). Each event is
-``id: EPOCH-SEQ``, ``event: open|click|machine_open``, ``data: {...}`` (the notice's public JSON;
-``data.id`` is the hit id, stable across processes, for deduplication); a ``: keepalive`` comment every
+``id: EPOCH-SEQ``, ``event: open|click|machine_open|delivered|bounce|complaint``, ``data: {...}`` (the
+notice's public JSON; ``data.id`` is the hit's or the delivery event's id, stable across processes, for
+deduplication); a ``: keepalive`` comment every
 15 s; a ``gap`` event when a resume cannot be proven complete. Never streams another account's notices,
 and never holds anything up: a stream only reads the ring.
 """
@@ -23,14 +25,15 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from api.context import account_dependency
 from schemas.live import LiveItem, LiveNotices
+from schemas.notices import DELIVERY_NOTICE_TYPES
 
 
 @dataclass
 class LiveEvent:
     """One event of the stream, as the OpenAPI document describes it (comments are not events)."""
 
-    event: Literal["open", "click", "machine_open", "gap"] | None = None
-    data: str | None = None  # JSON: the notice (`data.id`: the hit id), or `{"reason"}` of a gap
+    event: Literal["open", "click", "machine_open", "delivered", "bounce", "complaint", "gap"] | None = None
+    data: str | None = None  # JSON: the notice (`data.id`: the hit or delivery id), or `{"reason"}` of a gap
     id: str | None = None  # EPOCH-SEQ: send it back as `Last-Event-ID`
     retry: int | None = None  # ms: how long to wait before reconnecting
 
@@ -58,7 +61,8 @@ class LiveController(Controller):
             200: ResponseSpec(
                 data_container=LiveEvent,
                 media_type="text/event-stream",
-                description="Server-Sent Events: `open`, `click`, `machine_open` and `gap` events, "
+                description="Server-Sent Events: `open`, `click`, `machine_open`, `delivered`, `bounce`, "
+                "`complaint` and `gap` events, "
                 "`: keepalive` comments every 15 s; each event's `id` is `EPOCH-SEQ`.",
                 generate_examples=False,
             )
@@ -79,11 +83,16 @@ class LiveController(Controller):
             ),
         ] = None,
         include_machine: FromQuery[bool] = False,
+        include_delivery: FromQuery[bool] = True,
     ) -> ServerSentEvent:
         """Server-Sent Events: `open` and `click` (and `machine_open` with `include_machine=true`) notices of
-        the account as they are counted. Reconnect with `Last-Event-ID` to receive what was missed."""
-        types = frozenset({"open", "click", "machine_open"} if include_machine else {"open", "click"})
-        items = live.stream(account, last_event_id=last_event_id, types=types)
+        the account as they are counted, and `delivered`, `bounce` and `complaint` notices of its messages as
+        their mail service reports them (unless `include_delivery=false`). Reconnect with `Last-Event-ID` to
+        receive what was missed."""
+        types = {"open", "click", "machine_open"} if include_machine else {"open", "click"}
+        if include_delivery:
+            types |= DELIVERY_NOTICE_TYPES
+        items = live.stream(account, last_event_id=last_event_id, types=frozenset(types))
         return ServerSentEvent(
             _events(items), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         )

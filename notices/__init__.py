@@ -1,6 +1,8 @@
-"""The notice stage: real-time notices of counted hits, after the processors stored them.
+"""The notice stage: real-time notices of counted hits, after the processors stored them, and of the
+delivered, bounce and complaint events of sent messages, after the delivery loader stored them.
 
-Makes one notice per stored counted hit (`making`), hands them on through the hub (`hub`) to the live feed
+Makes one notice per stored counted hit (`making`) and per such delivery event (`delivery_making`), hands them
+on through the hub (`hub`) to the live feed
 (`live`, behind `GET /v1/live`) and to webhooks: planned per webhook (`deliveries`), kept in an SQLite outbox
 (`outbox`), retried on a schedule (`retries`, which also says how the notice loops retry), signed
 (`signing`), posted only to vetted addresses (`transport`) by the dispatcher (`dispatcher`), which logs each

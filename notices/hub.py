@@ -1,9 +1,12 @@
-"""The notice hub: takes each batch the processor stored and hands its notices to the sinks, in stored order.
+"""The notice hub: takes each batch the processor stored (hits) and each batch the delivery loader stored (a
+mail service's delivery events) and hands their notices to the sinks, in the order they were stored.
 
-Must never block or raise in `NoticeHub.publish` (the processor calls it between its insert and its commit);
-never let a sink's failure or slowness reach the processor (the queue is bounded: past the bound a batch is
-dropped and counted in ``pixelpipe_notices_dropped_total``). On Kafka the processor commits raw offsets only
-once `NoticeHub.durable` says the notices of what it stored were handed to every sink (`processors.runner`).
+Must never block or raise in `NoticeHub.publish` or `NoticeHub.publish_deliveries` (called between an insert
+and its commit); never let a sink's failure or slowness reach the processor or the loader (the queue is
+bounded: past the bound a batch is dropped and counted in ``pixelpipe_notices_dropped_total``). On Kafka the
+processor and the delivery loader commit offsets only once `NoticeHub.durable` says the notices of what they
+stored were handed to every sink (`processors.runner`, `deliveries.loader`): both kinds of batch wait in one
+queue, so one ticket covers both.
 The sinks: in one process the live feed and the webhook dispatcher; on Kafka the ``enriched`` topic's
 producer (`notices.kafka`).
 """
@@ -20,28 +23,35 @@ from typing import Final, TypeVar
 
 from prometheus_client import Counter
 
+from notices.delivery_making import delivery_notices_of
 from notices.making import MessageLookup, Stored, notices_of
 from notices.retries import until_taken
-from processors.pipeline import ProcessedHit
 from schemas.backoff import Backoff
+from schemas.delivery_events import DeliveryEvent
 from schemas.notices import Notice
-from schemas.verdicts import Classification
+from schemas.tokens import Keyring
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 NoticeSink = Callable[[Sequence[Notice]], Awaitable[None]]
+# A queued batch: its publish number, and either stored hits or stored delivery events (the other is empty).
+_Batch = tuple[int, Stored, Sequence[DeliveryEvent]]
 
-NOTICES = Counter("pixelpipe_notices_total", "Notices made from stored hits", ["type"])
+NOTICES = Counter("pixelpipe_notices_total", "Notices made from stored hits and delivery events", ["type"])
 NOTICES_DROPPED = Counter("pixelpipe_notices_dropped_total", "Notices dropped: the hub's queue was full")
-MAX_PASS: Final = 5000  # stored hits the hub takes on in one pass
+MAX_PASS: Final = 5000  # stored hits (and delivery events) the hub takes on in one pass
 
 
 class NoticeHub:
-    """Takes each stored batch from the processor and hands its notices to the sinks, in stored order.
+    """Takes each stored batch from the processor (and from the delivery loader) and hands its notices to the
+    sinks, in stored order.
 
-    `publish` only appends to a bounded queue (``max_queued`` stored hits) and returns; the hub's own task
-    makes the notices, completes them (`MessageLookup`, in a worker thread) and awaits each sink in turn.
+    `publish` (`publish_deliveries`) only appends to a bounded queue (``max_queued`` stored hits and delivery
+    events) and returns; the hub's own task makes the notices (a delivery notice's recipient tag under
+    ``keyring``'s signing key), completes them (`MessageLookup`, in a worker thread) and awaits each sink in
+    turn. Hit and delivery batches share the queue: their notices reach the sinks in the order they were
+    published, so a message's ``delivered`` published before its open is handed on before it.
     A sink that raises is retried with backoff until it takes the batch, which is never given up
     (`notices.retries.until_taken` says why; the queue fills meanwhile, and past its bound batches are
     dropped and counted): `publish` never waits for a sink.
@@ -59,6 +69,7 @@ class NoticeHub:
         *,
         lookup: MessageLookup | None = None,
         sinks: Iterable[NoticeSink] = (),
+        keyring: Keyring | None = None,
         max_queued: int = 100_000,
         clock: Callable[[], float] = time.time,
         retry_s: tuple[float, float] = (0.1, 5.0),
@@ -67,10 +78,11 @@ class NoticeHub:
             raise ValueError("max_queued must be positive")
         self.lookup = lookup
         self.sinks: list[NoticeSink] = list(sinks)
+        self.keyring = keyring
         self.max_queued = max_queued
         self.clock = clock
         self._backoff = Backoff(*retry_s)
-        self._queue: collections.deque[tuple[int, Stored]] = collections.deque()  # (sequence, batch)
+        self._queue: collections.deque[_Batch] = collections.deque()
         self._queued = 0
         self._published = 0  # sequence number of the last batch queued
         self._settled = 0  # every batch up to this number has been handed to every sink
@@ -82,17 +94,26 @@ class NoticeHub:
 
     def publish(self, stored: Stored) -> None:
         """The runner's ``on_stored`` callback. Never blocks, never raises."""
-        if not stored:
+        self._enqueue(stored, (), "stored hits")
+
+    def publish_deliveries(self, events: Sequence[DeliveryEvent]) -> None:
+        """The delivery loader's ``on_stored`` callback: delivery events stored (matched or not; only some
+        make a notice, `notices.delivery_making`). Never blocks, never raises."""
+        self._enqueue((), events, "delivery events")
+
+    def _enqueue(self, stored: Stored, events: Sequence[DeliveryEvent], what: str) -> None:
+        size = len(stored) + len(events)
+        if not size:
             return
         # The bound is against falling behind: a batch is always taken when nothing else waits.
-        if self._queue and self._queued + len(stored) > self.max_queued:
-            self.dropped += len(stored)
-            NOTICES_DROPPED.inc(len(stored))
-            log.warning("notice queue full: dropped a batch of %d stored hits", len(stored))
+        if self._queue and self._queued + size > self.max_queued:
+            self.dropped += size
+            NOTICES_DROPPED.inc(size)
+            log.warning("notice queue full: dropped a batch of %d %s", size, what)
             return
         self._published += 1
-        self._queue.append((self._published, stored))
-        self._queued += len(stored)
+        self._queue.append((self._published, stored, events))
+        self._queued += size
         if self._wake is not None:
             self._wake.set()
 
@@ -142,7 +163,7 @@ class NoticeHub:
             except Exception:
                 log.exception("notice hub: a sink failed at stop")
         if self._queued:
-            log.warning("notice hub: %d stored hits not handed on at stop", self._queued)
+            log.warning("notice hub: %d stored hits or delivery events not handed on at stop", self._queued)
         while self._waiters:  # never handed on: whoever waits must not take them for durable
             self._waiters.popleft()[1].cancel()
         self._task = None
@@ -157,13 +178,15 @@ class NoticeHub:
                 await self._wake.wait()
                 continue
             # Behind (a slow lookup or sink): take several batches at once, so one lookup serves them all.
-            stored: list[tuple[ProcessedHit, Classification]] = []
-            upto = self._settled
-            while self._queue and (not stored or len(stored) + len(self._queue[0][1]) <= MAX_PASS):
-                upto, batch = self._queue.popleft()
-                self._queued -= len(batch)
-                stored.extend(batch)
-            notices = notices_of(stored, int(self.clock() * 1000))
+            batches: list[_Batch] = []
+            taken, upto = 0, self._settled
+            while self._queue and (not taken or taken + _size(self._queue[0]) <= MAX_PASS):
+                batch = self._queue.popleft()
+                upto = batch[0]
+                taken += _size(batch)
+                batches.append(batch)
+            self._queued -= taken
+            notices = self._notices_of(batches, int(self.clock() * 1000))
             if notices:
                 if self.lookup is not None:
                     notices = await self._retrying("message lookup", self._complete, notices)
@@ -172,6 +195,15 @@ class NoticeHub:
                 for sink in self.sinks:
                     await self._retrying(getattr(sink, "__qualname__", "sink"), sink, notices)
             self._settle(upto)
+
+    def _notices_of(self, batches: Sequence[_Batch], created_at_ms: int) -> list[Notice]:
+        notices: list[Notice] = []
+        for _, stored, events in batches:
+            if stored:
+                notices.extend(notices_of(stored, created_at_ms))
+            else:
+                notices.extend(delivery_notices_of(events, created_at_ms, self.keyring))
+        return notices
 
     async def _complete(self, notices: Sequence[Notice]) -> list[Notice]:
         assert self.lookup is not None  # noqa: S101 - checked by the caller
@@ -189,3 +221,7 @@ class NoticeHub:
             log=log,
             give_up=lambda: self._stopping,
         )
+
+
+def _size(batch: _Batch) -> int:
+    return len(batch[1]) + len(batch[2])

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from processors.pipeline import ProcessedHit
-from schemas.notices import NOTICE_VERSION, Notice, notice_type
+from schemas.notices import DELIVERY_NOTICE_TYPES, NOTICE_VERSION, Notice, notice_type
 from schemas.store import Store
 from schemas.verdicts import Classification
 from schemas.wire import fast_constructor, fast_replace
@@ -57,6 +57,13 @@ def notices_of(stored: Stored, created_at_ms: int) -> list[Notice]:
                 recipient_tag=hit.recipient_tag,
                 first=False,
                 recipient="",
+                provider="",
+                provider_message_id="",
+                provider_type="",
+                bounce_type="",
+                smtp_status="",
+                smtp_code=0,
+                diagnostic="",
                 v=NOTICE_VERSION,
             )
         )
@@ -77,7 +84,7 @@ class MessageLookup:
     (ties by hit id) — rather than remembered, so a restart or a replay gives the same answer. Known answers
     are kept in a bounded LRU: the first open of a message never changes once stored (short of an
     out-of-order hit from the edge's spool older than it, which then is marked first too). Blocking: run it in
-    a worker thread.
+    a worker thread. A delivery notice passes as it is: it comes complete from its matched event.
     """
 
     def __init__(self, store: Store, cache_size: int = 100_000) -> None:
@@ -90,6 +97,8 @@ class MessageLookup:
         want_recipient: dict[tuple[str, str], set[str]] = collections.defaultdict(set)
         want_first: dict[tuple[str, str], set[str]] = collections.defaultdict(set)
         for n in notices:
+            if n.type in DELIVERY_NOTICE_TYPES:
+                continue
             facts = self._facts(n.message_key)
             facts.recipient_tag = n.recipient_tag or facts.recipient_tag
             if facts.recipient is None:
@@ -120,6 +129,9 @@ class MessageLookup:
                 self._facts((account, message_id)).first_open = str(first_open)
         completed = []
         for n in notices:
+            if n.type in DELIVERY_NOTICE_TYPES:
+                completed.append(n)
+                continue
             facts = self._facts(n.message_key)
             first = n.type == "open" and facts.first_open == n.id
             completed.append(_completed(n, recipient=facts.recipient or "", first=first))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -21,6 +21,7 @@ from notices.hub import NoticeHub
 from notices.live import LiveFeed
 from notices.making import MessageLookup, Stored
 from notices.retries import RetryPolicy
+from schemas.delivery_events import DeliveryEvent
 from schemas.store import Store
 from schemas.tokens import Keyring
 from schemas.topics import Topics
@@ -54,8 +55,14 @@ class Notifications:
         """What the processor's ``on_stored`` must call."""
         return [self.hub.publish] if self.hub is not None else []
 
+    def delivery_listeners(self) -> list[Callable[[Sequence[DeliveryEvent]], None]]:
+        """What the delivery loader's ``on_stored`` must call with the events it stored (on the event loop;
+        never blocks): `NoticeHub.publish_deliveries`, whose notices `durable` covers too."""
+        return [self.hub.publish_deliveries] if self.hub is not None else []
+
     def durable(self) -> asyncio.Future[None]:
-        """The processor's ``notices_durable`` ticket: `NoticeHub.durable`, or done at once without a hub."""
+        """The processor's and the delivery loader's ``notices_durable`` ticket: `NoticeHub.durable`, or
+        done at once without a hub."""
         if self.hub is not None:
             return self.hub.durable()
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -104,7 +111,7 @@ def in_process(
         attempt_log=AttemptLog(store),
         allow_private=allow_private,
     )
-    hub = NoticeHub(lookup=MessageLookup(store), sinks=[live.accept, dispatcher.accept])
+    hub = NoticeHub(lookup=MessageLookup(store), sinks=[live.accept, dispatcher.accept], keyring=keyring)
     return Notifications(hub=hub, live=live, dispatcher=dispatcher)
 
 
@@ -130,7 +137,7 @@ def on_kafka(
         assert store is not None  # noqa: S101 - the processor role always has a store
         producer = notice_bus.NoticeProducer(kafka, topics, setup=setup)
         n.producers.append(producer)
-        n.hub = NoticeHub(lookup=MessageLookup(store), sinks=[producer.send])
+        n.hub = NoticeHub(lookup=MessageLookup(store), sinks=[producer.send], keyring=keyring)
         n.dispatcher = WebhookDispatcher(
             outbox_path=outbox_path,
             directory=WebhookDirectory(store_webhooks(store, keyring)),

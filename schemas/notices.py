@@ -5,6 +5,14 @@ in ClickHouse; it travels on the ``enriched`` topic in Kafka mode (orjson, like 
 stream (`GET /v1/live`) and becomes one webhook delivery per matching subscription. Its ``id`` is the hit's
 id, so a notice replayed after a crash has the same id and receivers deduplicate on it.
 
+A mail service's report on a sent message makes a notice too (``delivered``, ``bounce``, ``complaint``: a
+*delivery notice*, `notices.delivery_making`), once the delivery loader stored it matched to its send. Its
+``id`` is the event's ``delivery_id`` (stable across a provider's retries and our replays), ``at_ms`` when the
+mail service says it happened; it carries the delivery fields (provider, bounce type, SMTP status, diagnostic)
+and no hit fields: ``verdict`` and ``reason`` are empty (a report is not a judged hit), and its public JSON
+(`notice_data`) shows neither them nor what only a hit has (``first``, ``sent_at``, client, device, OS,
+country, ``via_proxy``).
+
 ``first`` marks the first human open of a message: the open with the earliest ``received_at`` (ties broken by
 hit id) among those stored. It is decided with a ClickHouse lookup after the hit is stored, never from
 memory, so it survives restarts and replays (`notices.making.MessageLookup`).
@@ -28,11 +36,13 @@ from schemas.wire import required_fields, strict_fields, typed_decoder
 
 NOTICE_VERSION: Final = 1
 
-NoticeType = Literal["open", "machine_open", "click"]
+NoticeType = Literal["open", "machine_open", "click", "delivered", "bounce", "complaint"]
 NOTICE_TYPES: Final[frozenset[str]] = frozenset(get_args(NoticeType))
+# The notices of a mail service's delivery events; each is named after the event (`DeliveryEvent.event`).
+DELIVERY_NOTICE_TYPES: Final[frozenset[str]] = frozenset({"delivered", "bounce", "complaint"})
 # What a webhook subscribes to. `first_open` selects the opens with ``first`` set; they still arrive as
 # type "open" (with ``data.first: true``), so a receiver subscribed to both sees each open exactly once.
-WebhookEvent = Literal["first_open", "open", "click", "machine_open"]
+WebhookEvent = Literal["first_open", "open", "click", "machine_open", "delivered", "bounce", "complaint"]
 WEBHOOK_EVENTS: Final[tuple[str, ...]] = get_args(WebhookEvent)
 
 
@@ -42,14 +52,15 @@ class MalformedNotice(PixelpipeError, ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Notice:
-    """One counted hit, as senders see it. Times are epoch milliseconds (UTC)."""
+    """One counted hit, or one delivery event of a sent message, as senders see it. Times are epoch
+    milliseconds (UTC)."""
 
-    id: str  # the hit id: stable across replays, the receivers' deduplication key
+    id: str  # the hit id (a delivery notice: the delivery id): stable across replays, the deduplication key
     type: NoticeType
     account: str
     campaign_id: str
     message_id: str
-    at_ms: int  # when the edge received the hit
+    at_ms: int  # when the edge received the hit (a delivery notice: when the mail service says it happened)
     created_at_ms: int  # when the notice was made (its row was stored)
     verdict: str
     reason: str
@@ -65,7 +76,15 @@ class Notice:
     country: str = ""
     # hex of the hit's recipient tag: lets an erasure or do-not-track find the notice; never shown to senders
     recipient_tag: str = ""
-    v: int = NOTICE_VERSION
+    # A delivery notice's (empty on a hit's; defaults, so notices written before them still decode):
+    provider: str = ""  # who reported it: sendgrid, mailgun, ses, postmark, generic, report
+    provider_message_id: str = ""  # the mail service's id of the sent message
+    provider_type: str = ""  # the mail service's own name of the event or bounce type, as given
+    bounce_type: str = ""  # hard or soft, on a bounce
+    smtp_status: str = ""  # the enhanced status code (RFC 3463), e.g. "5.1.1"
+    smtp_code: int = 0  # the basic reply code, e.g. 550; 0 when not given
+    diagnostic: str = ""  # the mail server's diagnostic text
+    v: int = NOTICE_VERSION  # last: `schemas.wire.typed_decoder` recognises a record by its tail
 
     @property
     def message_key(self) -> tuple[str, str]:
@@ -99,27 +118,54 @@ def _iso(ms: int) -> str:
 
 def notice_data(notice: Notice) -> dict[str, Any]:
     """The public JSON shape (the ``data`` of a webhook body and of a live event)."""
-    data: dict[str, Any] = {
+    data = _about(notice)
+    if notice.type in DELIVERY_NOTICE_TYPES:
+        return _delivery_data(notice, data)
+    data.update(
+        first=notice.first,
+        at=_iso(notice.at_ms),
+        sent_at=_iso(notice.sent_at_ms) if notice.sent_at_ms else None,
+        verdict=notice.verdict,
+        reason=notice.reason,
+        via_proxy=notice.via_proxy,
+        client=notice.client or None,
+        device=notice.device or None,
+        os=notice.os or None,
+        country=notice.country or None,
+    )
+    if notice.type == "click":
+        data["link_index"] = notice.link_index
+        data["url"] = notice.url
+    return data
+
+
+def _about(notice: Notice) -> dict[str, Any]:
+    """What every notice's JSON starts with: which notice, of which message, to whom."""
+    return {
         "id": notice.id,
         "type": notice.type,
         "account": notice.account,
         "campaign_id": notice.campaign_id,
         "message_id": notice.message_id,
         "recipient": notice.recipient or None,
-        "first": notice.first,
-        "at": _iso(notice.at_ms),
-        "sent_at": _iso(notice.sent_at_ms) if notice.sent_at_ms else None,
-        "verdict": notice.verdict,
-        "reason": notice.reason,
-        "via_proxy": notice.via_proxy,
-        "client": notice.client or None,
-        "device": notice.device or None,
-        "os": notice.os or None,
-        "country": notice.country or None,
     }
-    if notice.type == "click":
-        data["link_index"] = notice.link_index
-        data["url"] = notice.url
+
+
+def _delivery_data(notice: Notice, data: dict[str, Any]) -> dict[str, Any]:
+    # What a mail service said, and nothing of a hit's: a report has no client, verdict or first open.
+    data.update(
+        at=_iso(notice.at_ms),
+        provider=notice.provider,
+        provider_message_id=notice.provider_message_id or None,
+        provider_type=notice.provider_type or None,
+    )
+    if notice.type == "bounce":
+        data["bounce_type"] = notice.bounce_type or None
+    data.update(
+        smtp_status=notice.smtp_status or None,
+        smtp_code=notice.smtp_code or None,
+        diagnostic=notice.diagnostic or None,
+    )
     return data
 
 
@@ -136,7 +182,8 @@ _TYPES: Final[dict[str, type]] = {
     "id": str, "type": str, "account": str, "campaign_id": str, "message_id": str, "at_ms": int,
     "created_at_ms": int, "verdict": str, "reason": str, "via_proxy": bool, "first": bool, "recipient": str,
     "sent_at_ms": int, "link_index": int, "url": str, "client": str, "device": str, "os": str,
-    "country": str, "recipient_tag": str, "v": int,
+    "country": str, "recipient_tag": str, "provider": str, "provider_message_id": str, "provider_type": str,
+    "bounce_type": str, "smtp_status": str, "smtp_code": int, "diagnostic": str, "v": int,
 }  # fmt: skip
 
 

@@ -282,7 +282,7 @@ def test_webhooks_are_registered_listed_and_deleted_per_account(
             {"url": "/relative", "events": ["open"]},
             {"url": "https://user:pass@example.com/hook", "events": ["open"]},
             {"url": "https://example.com/hook", "events": []},
-            {"url": "https://example.com/hook", "events": ["bounce"]},
+            {"url": "https://example.com/hook", "events": ["spam_report"]},
             {"url": "https://example.com/hook", "events": ["open"], "extra": 1},
         ):
             assert c.post("/v1/webhooks", json=bad, headers=ACME).status_code == 400, bad

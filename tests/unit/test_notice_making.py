@@ -43,7 +43,7 @@ def test_a_notice_survives_the_wire_and_garbage_does_not_pass() -> None:
         orjson.dumps({**good, "v": 99}),
         orjson.dumps({k: v for k, v in good.items() if k != "id"}),
         orjson.dumps({**good, "at_ms": True}),
-        orjson.dumps({**good, "type": "bounce"}),
+        orjson.dumps({**good, "type": "spam_report"}),
     ):
         with pytest.raises(MalformedNotice):
             decode_notice(bad)
@@ -57,8 +57,10 @@ def test_notices_travel_in_batches_and_a_bad_one_does_not_sink_the_rest() -> Non
     assert decode_notice_batch(encode_notice_batch([a, b])) == ([a, b], [])
     assert decode_notice_batch(encode_notice(a)) == ([a], [])  # a lone notice, as earlier versions wrote
     good = orjson.loads(encode_notice(b))
-    damaged = orjson.dumps({"v": 1, "notices": [orjson.loads(encode_notice(a)), {**good, "type": "bounce"}]})
-    assert decode_notice_batch(damaged) == ([a], ["notices[1]: unknown notice type 'bounce'"])
+    damaged = orjson.dumps(
+        {"v": 1, "notices": [orjson.loads(encode_notice(a)), {**good, "type": "spam_report"}]}
+    )
+    assert decode_notice_batch(damaged) == ([a], ["notices[1]: unknown notice type 'spam_report'"])
     for bad in (b"[]", b'{"v": 7, "notices": []}', b"nope", b'{"v":1,"notices":3}'):
         with pytest.raises(MalformedNotice):
             decode_notice_batch(bad)
