@@ -82,8 +82,8 @@ class Fields:
         value = self._raw.get(key)
         if value is None or value == "":
             return 0
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value)
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+            value = int(value)  # isdigit alone takes "²" and "٣", which int() refuses
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 999:
             raise Malformed(f"{self.path(key)} is not an SMTP reply code")
         return value
@@ -95,6 +95,8 @@ class Fields:
             raise Malformed(f"{self.path(key)} is missing")
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise Malformed(f"{self.path(key)} is not a time in epoch seconds")
+        if not 0 <= value <= _LAST_MS / 1000:  # before multiplying: 1e308 * 1000 is inf, round() refuses it
+            raise Malformed(f"{self.path(key)} is out of range")
         return self._in_range(key, round(value * 1000))
 
     def iso_ms(self, key: str) -> int:

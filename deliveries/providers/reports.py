@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from email.message import Message
-from email.utils import parsedate_to_datetime
+from email.utils import parseaddr, parsedate_to_datetime
 from typing import Any, Final
 
 from deliveries.bounces import classify, smtp_code_of, smtp_status_of
@@ -45,6 +45,18 @@ _DSN_ACTIONS: Final[dict[str, DeliveryKind]] = {
 }
 _STATUS_PARTS: Final = ("message/delivery-status", "message/global-delivery-status")
 _ORIGINAL_PARTS: Final = ("message/rfc822", "text/rfc822-headers", "message/global", "message/global-headers")
+
+
+def _raw_header(name: str, value: str) -> str:
+    """A header's value as the report wrote it, unparsed (8-bit bytes read as UTF-8). `email.policy.default`
+    would parse each header as it is read with its structured parsers, and those raise IndexError on some
+    values (``Message-ID: <@>``): a report's bytes are anyone's, and every field read here is taken apart
+    by this module itself."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+# policy.default (RFC 5322 line endings, message/global parts) with headers read raw: see `_raw_header`.
+_POLICY: Final = email.policy.default.clone(header_factory=_raw_header)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +85,7 @@ def read(inbound: Inbound, username: Secret, password: Secret, *, now_ms: int | 
 
 def read_report(inbound: Inbound) -> ReportRead:
     """The events of the report in a request's body, its credentials already checked."""
-    report = email.message_from_bytes(inbound.body, policy=email.policy.default)
+    report = email.message_from_bytes(inbound.body, policy=_POLICY)
     if report.get_content_type() != "multipart/report":
         raise Malformed(
             f"not a report: a {report.get_content_type()} message, not multipart/report (RFC 6522)"
@@ -180,7 +192,7 @@ def _feedback(
         return ReportRead(skipped="a not-spam feedback report: the recipient says the mail is wanted")
     recipients = [_address(r) for r in fields.get_all("Original-Rcpt-To", [])]
     if not any(recipients) and original is not None:
-        recipients = [_address(original.get("To"))]
+        recipients = [parseaddr(_header(original, "To"))[1]]  # "Ann <ann@example.org>" -> the address
     when = _first(dated, _millis(fields.get("Arrival-Date")))
     # Mailbox providers often redact the recipient: the complaint still counts, matched by our message id.
     events = [about.event("complaint", r, when, feedback_type) for r in dict.fromkeys(recipients or [""])]
@@ -194,14 +206,18 @@ def _blocks(part: Message) -> list[Message]:
     payload = part.get_payload(decode=False)
     if part.get_content_type() == "message/delivery-status" and isinstance(payload, list):
         return [block for block in payload if isinstance(block, Message) and len(block) > 0]
+    head: list[Message] = []
     if isinstance(payload, list):
-        text = payload[0].as_string() if payload and isinstance(payload[0], Message) else ""
+        first = payload[0] if payload and isinstance(payload[0], Message) else None
+        head = [first] if first is not None else []
+        rest = first.get_payload(decode=False) if first is not None else ""
+        text = rest if isinstance(rest, str) else ""
     else:
         raw = part.get_payload(decode=True)
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(payload)
     paragraphs = text.replace("\r\n", "\n").split("\n\n")
-    parsed = [email.message_from_string(f"{p.strip()}\n", policy=email.policy.default) for p in paragraphs]
-    return [block for block in parsed if len(block) > 0]
+    parsed = [email.message_from_string(f"{p.strip()}\n", policy=_POLICY) for p in paragraphs]
+    return [block for block in head + parsed if len(block) > 0]
 
 
 def _original(parts: Sequence[Message]) -> Message | None:
@@ -214,7 +230,7 @@ def _original(parts: Sequence[Message]) -> Message | None:
         return payload[0] if payload and isinstance(payload[0], Message) else None
     raw = part.get_payload(decode=True)
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(payload)
-    return email.message_from_string(text, policy=email.policy.default)
+    return email.message_from_string(text, policy=_POLICY)
 
 
 def _text(value: object) -> str:

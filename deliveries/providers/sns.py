@@ -12,7 +12,6 @@ would make the edge a request forger).
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -128,7 +127,7 @@ def envelope(inbound: Inbound) -> SnsEnvelope:
         raise Malformed(f"not an SNS topic ARN: {body['TopicArn'][:300]!r}")
     try:
         signature = base64.b64decode(body["Signature"], validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or a str with other than ASCII (a plain ValueError)
         raise Malformed("the SNS Signature is not base64") from exc
     return SnsEnvelope(
         type=kind,
