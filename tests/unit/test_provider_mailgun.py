@@ -169,3 +169,17 @@ def test_a_legacy_form_encoded_webhook_is_refused_with_what_to_use() -> None:
         Malformed, match=r"^a legacy form-encoded Mailgun webhook: use Mailgun's JSON webhooks$"
     ):
         mailgun.read(form, KEY)
+
+
+def test_a_subaccounts_event_verifies_by_its_parent_signature() -> None:
+    # Mailgun signs a subaccount's events with the subaccount's key and adds parent-signature, the same HMAC
+    # under the primary account's key: an account registered with the primary key takes them.
+    payload = sign_mailgun("subaccount-key", mailgun_event("delivered", "ev-1"))
+    signed = payload["signature"]
+    parent = mailgun.signature(SIGNING_KEY, signed["timestamp"], signed["token"])
+    [one] = mailgun.read(inbound({**payload, "signature": {**signed, "parent-signature": parent}}), KEY)
+    assert (one.event, one.provider_event_id) == ("delivered", "ev-1")
+    foreign = mailgun.signature("another-key", signed["timestamp"], signed["token"])
+    wrong = {**signed, "parent-signature": foreign}
+    with pytest.raises(Forged, match="does not verify"):
+        mailgun.read(inbound({**payload, "signature": wrong}), KEY)
