@@ -7,7 +7,9 @@ A DSN gives one event per recipient group of its ``message/delivery-status`` par
 ``failed`` a bounce (hard or soft by `deliveries.bounces.classify` over its Status and Diagnostic-Code: a
 report has no provider verdict), ``delayed`` deferred, ``delivered``/``relayed``/``expanded`` delivered.
 An ARF report is a complaint about each ``Original-Rcpt-To`` (else the original's ``To``), unless its
-Feedback-Type is ``not-spam`` (the recipient says it is wanted mail: nothing is stored, the answer says so).
+Feedback-Type is ``not-spam`` (the recipient says it is wanted mail) or ``auth-failure`` (RFC 6591: a
+receiver's report of a message failing SPF/DKIM/DMARC, which no recipient sent): nothing is stored, the answer
+says why.
 
 Ours comes from the returned original (``message/rfc822`` or ``text/rfc822-headers``): its
 ``X-Pixelpipe-Message-Id``/``X-Pixelpipe-Campaign-Id`` headers, and its ``Message-ID`` (without the angle
@@ -61,7 +63,7 @@ _POLICY: Final = email.policy.default.clone(header_factory=_raw_header)
 
 @dataclass(frozen=True, slots=True)
 class ReportRead:
-    """The events of one report, or none with ``skipped`` saying why (a not-spam feedback report)."""
+    """The events of one report, or none with ``skipped`` saying why (a not-spam or auth-failure report)."""
 
     events: tuple[DeliveryEvent, ...] = ()
     skipped: str = ""
@@ -190,6 +192,8 @@ def _feedback(
         raise Malformed("a feedback report without Feedback-Type (RFC 5965)")
     if feedback_type == "not-spam":
         return ReportRead(skipped="a not-spam feedback report: the recipient says the mail is wanted")
+    if feedback_type == "auth-failure":
+        return ReportRead(skipped="an authentication failure report (RFC 6591): no recipient complained")
     recipients = [_address(r) for r in fields.get_all("Original-Rcpt-To", [])]
     if not any(recipients) and original is not None:
         recipients = [parseaddr(_header(original, "To"))[1]]  # "Ann <ann@example.org>" -> the address
