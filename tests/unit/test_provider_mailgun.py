@@ -65,13 +65,18 @@ def test_a_permanent_failure_is_a_hard_bounce_with_everything() -> None:
         ({"event": "failed", "severity": "permanent", "reason": "suppress-unsubscribe"}, "dropped", ""),
         ({"event": "failed", "severity": "permanent", "reason": "suppress-complaint"}, "dropped", ""),
         ({"event": "failed", "reason": "generic"}, "bounce", "soft"),  # no severity: the codes decide
+        ({"event": "failed", "severity": "permanent", "reason": "old"}, "bounce", "soft"),  # gave up retrying
+        ({"event": "failed", "severity": "temporary", "reason": "old"}, "bounce", "soft"),
+        ({"event": "failed", "severity": "permanent", "reason": "espblock"}, "bounce", "soft"),
         ({"event": "rejected"}, "dropped", ""),
         ({"event": "complained"}, "complaint", ""),
         ({"event": "unsubscribed"}, "unsubscribe", ""),
     ],
 )
 def test_each_event_is_mapped(fields: dict[str, Any], kind: str, bounce_type: str) -> None:
-    status = {"code": 452, "message": "4.2.2 Mailbox full"} if fields.get("reason") == "generic" else {}
+    codes = {"generic": {"code": 452, "message": "4.2.2 Mailbox full"}, "old": {"message": "Too old"}}
+    codes["espblock"] = {"code": 554, "message": "5.7.1 [CS01] Message rejected due to local policy"}
+    status = codes.get(str(fields.get("reason")), {})
     event = mailgun_event(fields["event"], "ev-1", delivery_status=status)
     event.update(fields)
     [one] = _read(event)
