@@ -93,7 +93,8 @@ def _event(inbound: Inbound, data: Fields) -> DeliveryEvent | None:
     if kind is None:
         return None
     status = data.object("delivery-status")
-    diagnostic = status.text("message") or status.text("description")
+    reject = data.object("reject")  # a rejected event says why here, having no delivery status
+    diagnostic = status.text("message") or status.text("description") or reject.text("reason")
     smtp_status = status.text("enhanced-code") or smtp_status_of(diagnostic)
     code = status.code("code") or smtp_code_of(diagnostic)
     permanent = severity == "permanent" and reason not in _NOT_ABOUT_THE_ADDRESS

@@ -95,6 +95,12 @@ def test_codes_are_read_from_the_message_when_no_enhanced_code_came() -> None:
     assert (one.smtp_code, one.smtp_status, one.bounce_type) == (552, "5.2.2", "soft")
 
 
+def test_a_rejected_event_says_why_in_its_diagnostic() -> None:
+    reason = "Sandbox subdomains are for test purposes only. Please add your own domain."
+    [one] = _read(mailgun_event("rejected", "ev-1", reject={"reason": reason, "description": ""}))
+    assert (one.event, one.diagnostic) == ("dropped", reason)
+
+
 def test_angle_brackets_of_the_message_id_are_dropped() -> None:
     event = mailgun_event("delivered", "ev-1")
     event["message"]["headers"]["message-id"] = "<20251203.1@mg.example.com>"
