@@ -87,13 +87,16 @@ def read(inbound: Inbound, username: Secret, password: Secret, *, now_ms: int | 
 
 def read_report(inbound: Inbound) -> ReportRead:
     """The events of the report in a request's body, its credentials already checked."""
-    report = email.message_from_bytes(inbound.body, policy=_POLICY)
+    try:  # email parses and walks nested parts by recursion: a 60 KB body can nest past the stack's limit
+        report = email.message_from_bytes(inbound.body, policy=_POLICY)
+        parts = [part for part in report.walk() if part is not report]
+    except RecursionError:
+        raise Malformed("not a report: its MIME parts nest too deeply") from None
     if report.get_content_type() != "multipart/report":
         raise Malformed(
             f"not a report: a {report.get_content_type()} message, not multipart/report (RFC 6522)"
         )
     kind = str(report.get_param("report-type", "")).lower()
-    parts = [part for part in report.walk() if part is not report]
     original = _original(parts)
     report_id = _angle_free(report.get("Message-ID")) or "sha256:" + hashlib.sha256(inbound.body).hexdigest()
     about = _About(

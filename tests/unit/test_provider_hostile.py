@@ -103,6 +103,16 @@ def test_a_feedback_report_without_original_rcpt_to_names_the_address_of_the_ori
     assert [e.recipient for e in read.events] == ["ann@example.org"]
 
 
+def test_a_report_nested_past_the_stacks_limit_is_malformed() -> None:
+    # email parses nested multiparts by recursion: 2000 levels are a 110 KB body and a RecursionError.
+    levels = b"".join(
+        b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (n, n + 1) for n in range(2000)
+    )
+    body = b"Content-Type: multipart/report; report-type=delivery-status; boundary=b0\r\n\r\n" + levels
+    with pytest.raises(Malformed, match=r"^not a report: its MIME parts nest too deeply$"):
+        reports.read_report(services.inbound(body, AUTH))
+
+
 # --- the fuzz ---
 
 _WEIRD: list[Any] = [
