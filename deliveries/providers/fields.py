@@ -10,6 +10,7 @@ from typing import Any, Final
 
 import orjson
 
+from deliveries.bounces import smtp_status_of
 from deliveries.providers.inbound import Inbound, Malformed
 from schemas.delivery_events import (
     BounceType,
@@ -141,7 +142,8 @@ def delivery(
     diagnostic: str = "",
     provider_type: str = "",
 ) -> DeliveryEvent:
-    """The event with its stable id (`delivery_id`) and the time the edge took it in."""
+    """The event with its stable id (`delivery_id`) and the time the edge took it in; ``smtp_status`` is kept
+    as the RFC 3463 code it holds (``""`` when it holds none)."""
     return DeliveryEvent(
         delivery_id=delivery_id(inbound.account, provider, provider_event_id),
         account=inbound.account,
@@ -155,7 +157,7 @@ def delivery(
         provider_message_id=provider_message_id,
         recipient=recipient,
         bounce_type=bounce_type if event == "bounce" else "",
-        smtp_status=smtp_status,
+        smtp_status=smtp_status_of(smtp_status),  # the code alone, as providers give more ("5.2.2 (full)")
         smtp_code=smtp_code,
         diagnostic=diagnostic,
         provider_type=provider_type,
