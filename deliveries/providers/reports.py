@@ -154,7 +154,9 @@ def _delivery_status(parts: Sequence[Message], about: _About, dated: int | None)
     events = []
     for number, group in enumerate(per_recipient, start=1):
         recipient = _address(group.get("Final-Recipient") or group.get("Original-Recipient"))
-        action = _text(group.get("Action")).lower()
+        action = (
+            _text(group.get("Action")).partition("(")[0].strip().lower()
+        )  # "failed (bad mailbox)": a comment
         if not recipient:
             raise Malformed(f"recipient group {number} of the delivery status has no Final-Recipient")
         event = _DSN_ACTIONS.get(action)

@@ -247,6 +247,16 @@ def test_a_not_spam_report_is_skipped_and_says_why() -> None:
     )
 
 
+def test_an_action_with_a_comment_is_read_without_it() -> None:
+    group = {
+        "Final-Recipient": "rfc822; ann@example.org",
+        "Action": "Failed (bad destination)",
+        "Status": "5.1.1",
+    }
+    (event,) = _read(samples.dsn([group])).events
+    assert (event.event, event.bounce_type, event.provider_type) == ("bounce", "hard", "failed")
+
+
 def test_an_authentication_failure_report_is_no_complaint_and_says_why() -> None:
     # RFC 6591: a receiver reports a message that failed SPF/DKIM/DMARC; no recipient complained.
     fields = {"Auth-Failure": "dmarc", "Authentication-Results": "mx.example.net; dmarc=fail"}
