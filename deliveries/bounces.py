@@ -96,7 +96,8 @@ def classify(
     """
     if provider_says:
         return provider_says
-    status = smtp_status.strip() or smtp_status_of(diagnostic)
+    # The code out of the field too: providers pass it as given ("5.2.2 (mailbox full)", "#5.1.1").
+    status = smtp_status_of(smtp_status) or smtp_status_of(diagnostic)
     verdict = _by_status(status) if status else None
     if verdict is not None:
         return verdict

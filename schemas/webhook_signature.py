@@ -21,7 +21,9 @@ def refusal(secret: str, header: str, body: bytes, *, now: float, past_s: int, f
     parts = [p.partition("=") for p in header.split(",")]
     stamps = [v.strip() for k, _, v in parts if k.strip() == "t"]
     macs = [v.strip() for k, _, v in parts if k.strip() == "v1"]
-    if len(stamps) != 1 or not stamps[0].isdigit() or not macs:
+    # ASCII only: str.isdigit takes "²", which int() refuses, and compare_digest raises on other than ASCII;
+    # 12 digits reach the year 33658, and int() refuses more than 4300.
+    if not header.isascii() or len(stamps) != 1 or not stamps[0].isdigit() or len(stamps[0]) > 12 or not macs:
         return "the signature is not t=<unix seconds>,v1=<hex HMAC-SHA256>"
     timestamp = int(stamps[0])
     if timestamp < now - past_s:

@@ -10,6 +10,7 @@ from typing import Any, Final
 
 import orjson
 
+from deliveries.bounces import smtp_status_of
 from deliveries.providers.inbound import Inbound, Malformed
 from schemas.delivery_events import (
     BounceType,
@@ -82,8 +83,8 @@ class Fields:
         value = self._raw.get(key)
         if value is None or value == "":
             return 0
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value)
+        if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+            value = int(value)  # isdigit alone takes "²" and "٣", which int() refuses
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 999:
             raise Malformed(f"{self.path(key)} is not an SMTP reply code")
         return value
@@ -95,6 +96,8 @@ class Fields:
             raise Malformed(f"{self.path(key)} is missing")
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise Malformed(f"{self.path(key)} is not a time in epoch seconds")
+        if not 0 <= value <= _LAST_MS / 1000:  # before multiplying: 1e308 * 1000 is inf, round() refuses it
+            raise Malformed(f"{self.path(key)} is out of range")
         return self._in_range(key, round(value * 1000))
 
     def iso_ms(self, key: str) -> int:
@@ -139,7 +142,8 @@ def delivery(
     diagnostic: str = "",
     provider_type: str = "",
 ) -> DeliveryEvent:
-    """The event with its stable id (`delivery_id`) and the time the edge took it in."""
+    """The event with its stable id (`delivery_id`) and the time the edge took it in; ``smtp_status`` is kept
+    as the RFC 3463 code it holds (``""`` when it holds none)."""
     return DeliveryEvent(
         delivery_id=delivery_id(inbound.account, provider, provider_event_id),
         account=inbound.account,
@@ -153,7 +157,7 @@ def delivery(
         provider_message_id=provider_message_id,
         recipient=recipient,
         bounce_type=bounce_type if event == "bounce" else "",
-        smtp_status=smtp_status,
+        smtp_status=smtp_status_of(smtp_status),  # the code alone, as providers give more ("5.2.2 (full)")
         smtp_code=smtp_code,
         diagnostic=diagnostic,
         provider_type=provider_type,

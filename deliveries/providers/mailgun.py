@@ -11,6 +11,12 @@ Which events: ``delivered``; ``failed`` with ``severity`` ``temporary`` (Mailgun
 suppression lists: dropped); ``rejected`` (Mailgun refused to send it: dropped); ``complained``;
 ``unsubscribed``. ``accepted``, ``opened``, ``clicked``, ``stored`` and any other are skipped.
 
+Two failure reasons are not Mailgun's verdict on the address: ``old`` (Mailgun gave up retrying after about
+8 hours of temporary failures, "Too old"; sent as permanent, and by some accounts as temporary, but either
+way the message is given up: a bounce) and ``espblock`` (the mailbox provider blocked the sender, as a
+policy refusal). Mailgun's own hard bounces are an address that does not exist, and it puts neither of these
+on its bounce list, so for them the codes decide (`deliveries.bounces.classify`).
+
 The timestamp is not checked for age: Mailgun retries for hours, and a replay is harmless (the same
 `delivery_id`, stored once).
 """
@@ -41,13 +47,20 @@ def signature(key: str, timestamp: str, token: str) -> str:
 
 
 def verify(body: Fields, key: Secret) -> None:
-    """`Unsigned` without the signature's three fields, `Forged` unless it matches."""
+    """`Unsigned` without the signature's three fields, `Forged` unless ``signature`` or ``parent-signature``
+    matches. Mailgun adds ``parent-signature`` (the same HMAC under the primary account's signing key) to the
+    events of a subaccount's domains, so an account registered with its primary account's key takes them."""
     signed = body.object("signature")
     timestamp, token, given = (signed.text(k) for k in ("timestamp", "token", "signature"))
     if not (timestamp and token and given):
         raise Unsigned("no Mailgun signature (signature.timestamp, .token and .signature)")
-    expected = signature(key.reveal(), timestamp, token)
-    if not key or not hmac.compare_digest(expected.encode(), given.strip().lower().encode()):
+    expected = signature(key.reveal(), timestamp, token).encode()
+    # Both compared always, so the time says nothing of which one matched.
+    matches = [
+        hmac.compare_digest(expected, s.strip().lower().encode())
+        for s in (given, signed.text("parent-signature"))
+    ]
+    if not key or not any(matches):
         raise Forged("the signature does not verify with the account's Mailgun signing key")
 
 
@@ -62,9 +75,12 @@ def read(inbound: Inbound, signing_key: Secret, *, now_ms: int | None = None) ->
     return [] if one is None else [one]
 
 
+_NOT_ABOUT_THE_ADDRESS: Final = frozenset({"old", "espblock"})
+
+
 def _kind(name: str, severity: str, reason: str) -> DeliveryKind | None:
     if name == "failed":
-        if severity == "temporary":
+        if severity == "temporary" and reason != "old":
             return "deferred"
         return "dropped" if reason.startswith("suppress-") else "bounce"
     return _KINDS.get(name)
@@ -77,10 +93,12 @@ def _event(inbound: Inbound, data: Fields) -> DeliveryEvent | None:
     if kind is None:
         return None
     status = data.object("delivery-status")
-    diagnostic = status.text("message") or status.text("description")
+    reject = data.object("reject")  # a rejected event says why here, having no delivery status
+    diagnostic = status.text("message") or status.text("description") or reject.text("reason")
     smtp_status = status.text("enhanced-code") or smtp_status_of(diagnostic)
     code = status.code("code") or smtp_code_of(diagnostic)
-    provider_says: ProviderSays = "hard" if severity == "permanent" else ""
+    permanent = severity == "permanent" and reason not in _NOT_ABOUT_THE_ADDRESS
+    provider_says: ProviderSays = "hard" if permanent else ""
     message_id = data.object("message").object("headers").text("message-id")
     return delivery(
         inbound,

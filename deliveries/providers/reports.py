@@ -7,7 +7,9 @@ A DSN gives one event per recipient group of its ``message/delivery-status`` par
 ``failed`` a bounce (hard or soft by `deliveries.bounces.classify` over its Status and Diagnostic-Code: a
 report has no provider verdict), ``delayed`` deferred, ``delivered``/``relayed``/``expanded`` delivered.
 An ARF report is a complaint about each ``Original-Rcpt-To`` (else the original's ``To``), unless its
-Feedback-Type is ``not-spam`` (the recipient says it is wanted mail: nothing is stored, the answer says so).
+Feedback-Type is ``not-spam`` (the recipient says it is wanted mail) or ``auth-failure`` (RFC 6591: a
+receiver's report of a message failing SPF/DKIM/DMARC, which no recipient sent): nothing is stored, the answer
+says why.
 
 Ours comes from the returned original (``message/rfc822`` or ``text/rfc822-headers``): its
 ``X-Pixelpipe-Message-Id``/``X-Pixelpipe-Campaign-Id`` headers, and its ``Message-ID`` (without the angle
@@ -24,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC
 from email.message import Message
-from email.utils import parsedate_to_datetime
+from email.utils import parseaddr, parsedate_to_datetime
 from typing import Any, Final
 
 from deliveries.bounces import classify, smtp_code_of, smtp_status_of
@@ -47,9 +49,21 @@ _STATUS_PARTS: Final = ("message/delivery-status", "message/global-delivery-stat
 _ORIGINAL_PARTS: Final = ("message/rfc822", "text/rfc822-headers", "message/global", "message/global-headers")
 
 
+def _raw_header(name: str, value: str) -> str:
+    """A header's value as the report wrote it, unparsed (8-bit bytes read as UTF-8). `email.policy.default`
+    would parse each header as it is read with its structured parsers, and those raise IndexError on some
+    values (``Message-ID: <@>``): a report's bytes are anyone's, and every field read here is taken apart
+    by this module itself."""
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+# policy.default (RFC 5322 line endings, message/global parts) with headers read raw: see `_raw_header`.
+_POLICY: Final = email.policy.default.clone(header_factory=_raw_header)
+
+
 @dataclass(frozen=True, slots=True)
 class ReportRead:
-    """The events of one report, or none with ``skipped`` saying why (a not-spam feedback report)."""
+    """The events of one report, or none with ``skipped`` saying why (a not-spam or auth-failure report)."""
 
     events: tuple[DeliveryEvent, ...] = ()
     skipped: str = ""
@@ -73,13 +87,16 @@ def read(inbound: Inbound, username: Secret, password: Secret, *, now_ms: int | 
 
 def read_report(inbound: Inbound) -> ReportRead:
     """The events of the report in a request's body, its credentials already checked."""
-    report = email.message_from_bytes(inbound.body, policy=email.policy.default)
+    try:  # email parses and walks nested parts by recursion: a 60 KB body can nest past the stack's limit
+        report = email.message_from_bytes(inbound.body, policy=_POLICY)
+        parts = [part for part in report.walk() if part is not report]
+    except RecursionError:
+        raise Malformed("not a report: its MIME parts nest too deeply") from None
     if report.get_content_type() != "multipart/report":
         raise Malformed(
             f"not a report: a {report.get_content_type()} message, not multipart/report (RFC 6522)"
         )
     kind = str(report.get_param("report-type", "")).lower()
-    parts = [part for part in report.walk() if part is not report]
     original = _original(parts)
     report_id = _angle_free(report.get("Message-ID")) or "sha256:" + hashlib.sha256(inbound.body).hexdigest()
     about = _About(
@@ -137,7 +154,9 @@ def _delivery_status(parts: Sequence[Message], about: _About, dated: int | None)
     events = []
     for number, group in enumerate(per_recipient, start=1):
         recipient = _address(group.get("Final-Recipient") or group.get("Original-Recipient"))
-        action = _text(group.get("Action")).lower()
+        action = (
+            _text(group.get("Action")).partition("(")[0].strip().lower()
+        )  # "failed (bad mailbox)": a comment
         if not recipient:
             raise Malformed(f"recipient group {number} of the delivery status has no Final-Recipient")
         event = _DSN_ACTIONS.get(action)
@@ -178,9 +197,11 @@ def _feedback(
         raise Malformed("a feedback report without Feedback-Type (RFC 5965)")
     if feedback_type == "not-spam":
         return ReportRead(skipped="a not-spam feedback report: the recipient says the mail is wanted")
+    if feedback_type == "auth-failure":
+        return ReportRead(skipped="an authentication failure report (RFC 6591): no recipient complained")
     recipients = [_address(r) for r in fields.get_all("Original-Rcpt-To", [])]
     if not any(recipients) and original is not None:
-        recipients = [_address(original.get("To"))]
+        recipients = [parseaddr(_header(original, "To"))[1]]  # "Ann <ann@example.org>" -> the address
     when = _first(dated, _millis(fields.get("Arrival-Date")))
     # Mailbox providers often redact the recipient: the complaint still counts, matched by our message id.
     events = [about.event("complaint", r, when, feedback_type) for r in dict.fromkeys(recipients or [""])]
@@ -194,14 +215,18 @@ def _blocks(part: Message) -> list[Message]:
     payload = part.get_payload(decode=False)
     if part.get_content_type() == "message/delivery-status" and isinstance(payload, list):
         return [block for block in payload if isinstance(block, Message) and len(block) > 0]
+    head: list[Message] = []
     if isinstance(payload, list):
-        text = payload[0].as_string() if payload and isinstance(payload[0], Message) else ""
+        first = payload[0] if payload and isinstance(payload[0], Message) else None
+        head = [first] if first is not None else []
+        rest = first.get_payload(decode=False) if first is not None else ""
+        text = rest if isinstance(rest, str) else ""
     else:
         raw = part.get_payload(decode=True)
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(payload)
     paragraphs = text.replace("\r\n", "\n").split("\n\n")
-    parsed = [email.message_from_string(f"{p.strip()}\n", policy=email.policy.default) for p in paragraphs]
-    return [block for block in parsed if len(block) > 0]
+    parsed = [email.message_from_string(f"{p.strip()}\n", policy=_POLICY) for p in paragraphs]
+    return [block for block in head + parsed if len(block) > 0]
 
 
 def _original(parts: Sequence[Message]) -> Message | None:
@@ -214,7 +239,7 @@ def _original(parts: Sequence[Message]) -> Message | None:
         return payload[0] if payload and isinstance(payload[0], Message) else None
     raw = part.get_payload(decode=True)
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(payload)
-    return email.message_from_string(text, policy=email.policy.default)
+    return email.message_from_string(text, policy=_POLICY)
 
 
 def _text(value: object) -> str:

@@ -29,6 +29,10 @@ from schemas.delivery_events import DeliveryEvent, DeliveryKind
 # counts its own, from its pixel and links), and a template that failed to render (no mail left).
 _SKIPPED: Final = frozenset({"Send", "Open", "Click", "Rendering Failure"})
 _BOUNCE_TYPES: Final[dict[str, ProviderSays]] = {"Permanent": "hard", "Transient": "soft", "Undetermined": ""}
+# A bounce or complaint of these sub-types is SES not sending at all, the address being on its global
+# (``Suppressed``) or the account's suppression list: dropped, as Mailgun's ``suppress-*`` failures are, so a
+# suppressed send counts as neither a bounce nor a complaint (nothing reached the address).
+_SUPPRESSED: Final = frozenset({"Suppressed", "OnAccountSuppressionList"})
 _MESSAGE_HEADER: Final = "x-pixelpipe-message-id"
 _CAMPAIGN_HEADER: Final = "x-pixelpipe-campaign-id"
 
@@ -180,13 +184,14 @@ def _delivery(common: _Common, delivered: Fields, mail: Fields) -> _Events:
 def _bounce(common: _Common, bounce: Fields, mail: Fields) -> _Events:
     bounce_type, sub_type = bounce.text("bounceType"), bounce.text("bounceSubType")
     says = _BOUNCE_TYPES.get(bounce_type, "")
+    kind: DeliveryKind = "dropped" if sub_type in _SUPPRESSED else "bounce"
     events = []
     for one in _recipients(bounce, "bouncedRecipients"):
         smtp = _smtp(one.text("status"), one.text("diagnosticCode"))
         verdict = classify(says, smtp["smtp_status"], smtp["smtp_code"], smtp["diagnostic"])
         provider_type = f"Bounce/{bounce_type}/{sub_type}"
         events.append(
-            common.event("bounce", one.text("emailAddress"), provider_type, bounce_type=verdict, **smtp)
+            common.event(kind, one.text("emailAddress"), provider_type, bounce_type=verdict, **smtp)
         )
     return events
 
@@ -195,9 +200,11 @@ def _complaint(common: _Common, complaint: Fields, mail: Fields) -> _Events:
     feedback = complaint.text("complaintFeedbackType")
     if feedback == "not-spam":
         return "a not-spam complaint: the recipient says the mail is wanted (RFC 5965)"
-    provider_type = f"Complaint/{feedback}" if feedback else "Complaint"
+    sub_type = complaint.text("complaintSubType")
+    kind: DeliveryKind = "dropped" if sub_type in _SUPPRESSED else "complaint"
+    provider_type = "/".join(p for p in ("Complaint", feedback, sub_type) if p)
     complained = _recipients(complaint, "complainedRecipients")
-    return [common.event("complaint", one.text("emailAddress"), provider_type) for one in complained]
+    return [common.event(kind, one.text("emailAddress"), provider_type) for one in complained]
 
 
 def _delay(common: _Common, delay: Fields, mail: Fields) -> _Events:

@@ -12,13 +12,12 @@ would make the edge a request forger).
 from __future__ import annotations
 
 import base64
-import binascii
 import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, Literal, get_args
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -128,7 +127,7 @@ def envelope(inbound: Inbound) -> SnsEnvelope:
         raise Malformed(f"not an SNS topic ARN: {body['TopicArn'][:300]!r}")
     try:
         signature = base64.b64decode(body["Signature"], validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, or a str with other than ASCII (a plain ValueError)
         raise Malformed("the SNS Signature is not base64") from exc
     return SnsEnvelope(
         type=kind,
@@ -152,14 +151,24 @@ def _sns_region(netloc: str) -> tuple[str, bool] | None:
     return (host["region"], bool(host["cn"])) if host else None
 
 
+def _split(url: str) -> SplitResult | None:
+    """The URL's parts; None for a URL urlsplit refuses (ValueError for an unclosed "[" of an IPv6 host) or
+    that an SNS URL never is: urlsplit drops tabs and newlines, so a URL that needs them is not SNS's."""
+    if not url.isascii() or not url.isprintable() or " " in url or "\\" in url:
+        return None
+    try:
+        return urlsplit(url)
+    except ValueError:
+        return None
+
+
 def certificate_url_allowed(url: str) -> bool:
     """Whether a SigningCertURL may be fetched: https, an SNS host (``sns.<region>.amazonaws.com`` or
     ``.amazonaws.com.cn``) on the default port without userinfo, a path ending in ``.pem``, no query."""
-    if not url.isascii() or not url.isprintable() or " " in url or "\\" in url:
-        return False  # urlsplit drops tabs and newlines; a URL that needs them is not SNS's
-    parts = urlsplit(url)
+    parts = _split(url)
     return (
-        parts.scheme == "https"
+        parts is not None
+        and parts.scheme == "https"
         and _sns_region(parts.netloc) is not None
         and _CERT_PATH.fullmatch(parts.path) is not None
         and not parts.query
@@ -213,12 +222,9 @@ def subscribe_url_allowed(sns: SnsEnvelope) -> bool:
     topic's own region and partition, default port, ``Action=ConfirmSubscription`` for this very topic and
     token."""
     topic = _TOPIC_ARN.fullmatch(sns.topic_arn)
-    url = sns.subscribe_url
-    if sns.type != "SubscriptionConfirmation" or topic is None or not url.isascii() or not url.isprintable():
+    parts = _split(sns.subscribe_url)
+    if sns.type != "SubscriptionConfirmation" or topic is None or parts is None:
         return False
-    if " " in url or "\\" in url:
-        return False
-    parts = urlsplit(url)
     expected = (topic["region"], _PARTITION_SUFFIX[topic["partition"]] == ".cn")
     if parts.scheme != "https" or _sns_region(parts.netloc) != expected or parts.path not in ("", "/"):
         return False

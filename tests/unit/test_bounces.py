@@ -160,6 +160,13 @@ def test_fields_given_apart_win_over_the_text() -> None:
     assert classify("", smtp_status=" 5.1.1 ") == "hard"
 
 
+def test_a_status_field_with_more_than_the_code_is_read_for_its_code() -> None:
+    assert classify("", smtp_status="5.2.2 (mailbox full)") == "soft"
+    assert classify("", smtp_status="#5.7.1 blocked", smtp_code=550) == "soft"
+    assert classify("", smtp_status="5.1.1 (bad destination mailbox address)") == "hard"
+    assert classify("", smtp_status="n/a", diagnostic="452 4.2.2 Over quota") == "soft"
+
+
 def test_a_success_status_on_a_bounce_lets_the_reply_code_decide() -> None:
     assert classify("", smtp_status="2.0.0", smtp_code=550) == "hard"
     assert classify("", smtp_status="2.0.0") == "soft"

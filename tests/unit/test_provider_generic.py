@@ -85,6 +85,13 @@ def test_the_bounce_type_given_else_the_codes(fields: dict[str, Any], verdict: s
     assert one.bounce_type == verdict
 
 
+def test_the_status_kept_is_the_code_the_field_holds() -> None:
+    given = [("5.2.2 (mailbox full)", "5.2.2", "soft"), ("#5.1.1", "5.1.1", "hard"), ("n/a", "", "hard")]
+    for status, kept, verdict in given:
+        [one] = _read([generic_event("e1", "bounce", smtp_status=status, diagnostic="550 User unknown")])
+        assert (one.smtp_status, one.bounce_type) == (kept, verdict)
+
+
 def test_only_the_id_event_and_time_are_needed() -> None:
     [one] = _read([{"id": "e1", "event": "delivered", "occurred_at": T0}])
     assert (one.message_id, one.campaign_id, one.recipient, one.provider_message_id) == ("", "", "", "")

@@ -65,13 +65,18 @@ def test_a_permanent_failure_is_a_hard_bounce_with_everything() -> None:
         ({"event": "failed", "severity": "permanent", "reason": "suppress-unsubscribe"}, "dropped", ""),
         ({"event": "failed", "severity": "permanent", "reason": "suppress-complaint"}, "dropped", ""),
         ({"event": "failed", "reason": "generic"}, "bounce", "soft"),  # no severity: the codes decide
+        ({"event": "failed", "severity": "permanent", "reason": "old"}, "bounce", "soft"),  # gave up retrying
+        ({"event": "failed", "severity": "temporary", "reason": "old"}, "bounce", "soft"),
+        ({"event": "failed", "severity": "permanent", "reason": "espblock"}, "bounce", "soft"),
         ({"event": "rejected"}, "dropped", ""),
         ({"event": "complained"}, "complaint", ""),
         ({"event": "unsubscribed"}, "unsubscribe", ""),
     ],
 )
 def test_each_event_is_mapped(fields: dict[str, Any], kind: str, bounce_type: str) -> None:
-    status = {"code": 452, "message": "4.2.2 Mailbox full"} if fields.get("reason") == "generic" else {}
+    codes = {"generic": {"code": 452, "message": "4.2.2 Mailbox full"}, "old": {"message": "Too old"}}
+    codes["espblock"] = {"code": 554, "message": "5.7.1 [CS01] Message rejected due to local policy"}
+    status = codes.get(str(fields.get("reason")), {})
     event = mailgun_event(fields["event"], "ev-1", delivery_status=status)
     event.update(fields)
     [one] = _read(event)
@@ -88,6 +93,12 @@ def test_codes_are_read_from_the_message_when_no_enhanced_code_came() -> None:
     event = mailgun_event("failed", "ev-1", delivery_status=status)  # no severity: the codes decide
     [one] = _read(event)
     assert (one.smtp_code, one.smtp_status, one.bounce_type) == (552, "5.2.2", "soft")
+
+
+def test_a_rejected_event_says_why_in_its_diagnostic() -> None:
+    reason = "Sandbox subdomains are for test purposes only. Please add your own domain."
+    [one] = _read(mailgun_event("rejected", "ev-1", reject={"reason": reason, "description": ""}))
+    assert (one.event, one.diagnostic) == ("dropped", reason)
 
 
 def test_angle_brackets_of_the_message_id_are_dropped() -> None:
@@ -169,3 +180,17 @@ def test_a_legacy_form_encoded_webhook_is_refused_with_what_to_use() -> None:
         Malformed, match=r"^a legacy form-encoded Mailgun webhook: use Mailgun's JSON webhooks$"
     ):
         mailgun.read(form, KEY)
+
+
+def test_a_subaccounts_event_verifies_by_its_parent_signature() -> None:
+    # Mailgun signs a subaccount's events with the subaccount's key and adds parent-signature, the same HMAC
+    # under the primary account's key: an account registered with the primary key takes them.
+    payload = sign_mailgun("subaccount-key", mailgun_event("delivered", "ev-1"))
+    signed = payload["signature"]
+    parent = mailgun.signature(SIGNING_KEY, signed["timestamp"], signed["token"])
+    [one] = mailgun.read(inbound({**payload, "signature": {**signed, "parent-signature": parent}}), KEY)
+    assert (one.event, one.provider_event_id) == ("delivered", "ev-1")
+    foreign = mailgun.signature("another-key", signed["timestamp"], signed["token"])
+    wrong = {**signed, "parent-signature": foreign}
+    with pytest.raises(Forged, match="does not verify"):
+        mailgun.read(inbound({**payload, "signature": wrong}), KEY)

@@ -144,6 +144,33 @@ def test_a_complaint_is_one_event_per_complained_recipient(publishing: bool) -> 
     assert _read(record) == ses.SesRead(events=(expected,))
 
 
+@pytest.mark.parametrize("sub_type", ["Suppressed", "OnAccountSuppressionList"])
+def test_a_bounce_of_an_address_ses_suppresses_is_dropped(sub_type: str) -> None:
+    # SES sent nothing: the address is on its global or the account's suppression list.
+    diagnostic = (
+        "Amazon SES has suppressed sending to this address because it has a recent history of bouncing"
+    )
+    record = signing.ses_record("Bounce", _bounce("Permanent", sub_type, "5.1.1", diagnostic))
+    expected = _event(
+        "ann@example.org",
+        event="dropped",
+        smtp_status="5.1.1",
+        diagnostic=diagnostic,
+        provider_type=f"Bounce/Permanent/{sub_type}",
+    )
+    assert _read(record) == ses.SesRead(events=(expected,))
+
+
+def test_a_complaint_of_an_address_on_the_accounts_suppression_list_is_dropped() -> None:
+    complaint = {
+        "complainedRecipients": [{"emailAddress": "ann@example.org"}],
+        "complaintSubType": "OnAccountSuppressionList",
+        "timestamp": BOUNCED_AT,
+    }
+    expected = _event("ann@example.org", event="dropped", provider_type="Complaint/OnAccountSuppressionList")
+    assert _read(signing.ses_record("Complaint", complaint)) == ses.SesRead(events=(expected,))
+
+
 def test_a_not_spam_complaint_is_skipped() -> None:
     complaint = {
         "complainedRecipients": [{"emailAddress": "ann@example.org"}],

@@ -191,6 +191,8 @@ REFUSED = [
     f"https://sns.us-\u0435ast-1.amazonaws.com/{PEM}",  # a Cyrillic "e"
     f"//sns.us-east-1.amazonaws.com/{PEM}",
     f"file:///sns.us-east-1.amazonaws.com/{PEM}",
+    f"https://[sns.us-east-1.amazonaws.com/{PEM}",  # urlsplit raises ValueError (an unclosed IPv6 host)
+    f"https://sns.us-east-1.amazonaws.com]/{PEM}",
     "",
 ]
 
@@ -238,6 +240,7 @@ def test_a_subscription_to_the_topic_on_its_own_regions_sns_host_may_be_confirme
         f"https://sns.us-east-1.amazonaws.com/redirect?Action=ConfirmSubscription&TopicArn={ARN}&Token={TOKEN}",
         f"https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn={ARN}&Token={TOKEN}#x",
         "https://evil.com/?Action=ConfirmSubscription",
+        f"https://[sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn={ARN}&Token={TOKEN}",
     ],
 )
 def test_any_other_subscribe_url_is_not_requested(url: str) -> None:

@@ -235,7 +235,7 @@ def test_a_redacted_report_is_still_a_complaint_about_our_message() -> None:
     assert (anonymous.recipient, anonymous.message_id) == ("", "")
 
 
-@pytest.mark.parametrize("feedback_type", ["fraud", "virus", "other", "auth-failure"])
+@pytest.mark.parametrize("feedback_type", ["fraud", "virus", "other"])
 def test_other_feedback_types_are_complaints_of_their_type(feedback_type: str) -> None:
     (event,) = _read(samples.arf(feedback_type=feedback_type)).events
     assert (event.event, event.provider_type) == ("complaint", feedback_type)
@@ -244,6 +244,24 @@ def test_other_feedback_types_are_complaints_of_their_type(feedback_type: str) -
 def test_a_not_spam_report_is_skipped_and_says_why() -> None:
     assert _read(samples.arf(feedback_type="not-spam")) == reports.ReportRead(
         skipped="a not-spam feedback report: the recipient says the mail is wanted"
+    )
+
+
+def test_an_action_with_a_comment_is_read_without_it() -> None:
+    group = {
+        "Final-Recipient": "rfc822; ann@example.org",
+        "Action": "Failed (bad destination)",
+        "Status": "5.1.1",
+    }
+    (event,) = _read(samples.dsn([group])).events
+    assert (event.event, event.bounce_type, event.provider_type) == ("bounce", "hard", "failed")
+
+
+def test_an_authentication_failure_report_is_no_complaint_and_says_why() -> None:
+    # RFC 6591: a receiver reports a message that failed SPF/DKIM/DMARC; no recipient complained.
+    fields = {"Auth-Failure": "dmarc", "Authentication-Results": "mx.example.net; dmarc=fail"}
+    assert _read(samples.arf(feedback_type="auth-failure", fields=fields)) == reports.ReportRead(
+        skipped="an authentication failure report (RFC 6591): no recipient complained"
     )
 
 
