@@ -17,6 +17,9 @@ way the message is given up: a bounce) and ``espblock`` (the mailbox provider bl
 policy refusal). Mailgun's own hard bounces are an address that does not exist, and it puts neither of these
 on its bounce list, so for them the codes decide (`deliveries.bounces.classify`).
 
+The event's id is Mailgun's ``id`` with its ``timestamp`` in milliseconds (``id@ms``): Mailgun promises the id
+unique within a day only, and a retry resends the same event data, so the pair is stable and unique.
+
 The timestamp is not checked for age: Mailgun retries for hours, and a replay is harmless (the same
 `delivery_id`, stored once).
 """
@@ -100,12 +103,14 @@ def _event(inbound: Inbound, data: Fields) -> DeliveryEvent | None:
     permanent = severity == "permanent" and reason not in _NOT_ABOUT_THE_ADDRESS
     provider_says: ProviderSays = "hard" if permanent else ""
     message_id = data.object("message").object("headers").text("message-id")
+    occurred_ms = data.epoch_ms("timestamp")
     return delivery(
         inbound,
         "mailgun",
-        data.text("id", required=True),
+        # Mailgun's event id is unique within a day only; its retries carry the event's own timestamp.
+        f"{data.text('id', required=True)}@{occurred_ms}",
         kind,
-        data.epoch_ms("timestamp"),
+        occurred_ms,
         ids=ours(data.object("user-variables")),
         provider_message_id=message_id.strip().removeprefix("<").removesuffix(">"),
         recipient=data.text("recipient"),
