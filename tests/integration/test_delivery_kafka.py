@@ -18,6 +18,7 @@ import pytest
 
 from bus.kafka_config import KafkaConfig
 from deliveries.bus import KafkaDeliveryPublisher
+from deliveries.port import BusUnavailable
 from schemas.delivery_events import DeliveryEvent
 from schemas.topics import Topics
 from tests.deliveries_data import delivery
@@ -157,3 +158,25 @@ def test_delivery_events_streamed_across_a_killed_processor_are_stored_exactly_o
     assert counts["unique"] == counts["final"] == counts["matched"] == len(events) == 1120
     assert counts["messages"] == {"delivered": 500, "deferred": 500, "bounce": 100, "complaint": 20}
     assert counts["hits"] == {"delivered": 500, "deferred": 500, "bounce": 100, "complaint": 20}
+
+
+async def test_with_the_broker_away_a_publish_is_refused_within_its_timeout_and_takes_nothing() -> None:
+    """No broker at the address: `BusUnavailable` (the ingest's 503) after at most the timeout; the edge
+    stays ready (its pixels spool; each delivery request is answered on its own)."""
+    from tests.kafka_broker import free_ports
+
+    [port] = free_ports(1)  # nothing listens there
+    publisher = KafkaDeliveryPublisher(
+        KafkaConfig(f"127.0.0.1:{port}"), Topics.with_prefix("away"), timeout_s=1.0
+    )
+    await publisher.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(BusUnavailable):
+            await publisher.publish([delivery("away-1", message_id="m1")])
+        assert time.monotonic() - started < 3.0
+        assert (publisher.ready(), publisher.reachable) == (True, False)
+    finally:
+        await publisher.stop()
+    with pytest.raises(BusUnavailable):  # stopped: refused at once
+        await publisher.publish([delivery("away-2", message_id="m1")])
