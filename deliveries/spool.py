@@ -95,7 +95,11 @@ class DeliverySpool:
     @staticmethod
     async def _sync(spool: Spool) -> None:
         plan = spool.begin_sync()
+        running = asyncio.ensure_future(asyncio.to_thread(spool.run_sync, plan))
         try:
-            await asyncio.to_thread(spool.run_sync, plan)
+            await asyncio.shield(running)
         finally:
+            # Cancelled meanwhile (a stop): the fsync goes on in its thread; the spool's next sync (at close)
+            # must not start before it ends.
+            await asyncio.wait({running})
             spool.end_sync(plan)
