@@ -158,7 +158,7 @@ async def _run(store: Any, events: Sequence[Any], batch: int, kafka: str | None)
         config, topics = KafkaConfig(kafka), Topics.with_prefix(prefix)
         publisher = KafkaDeliveryPublisher(config, topics)
         source = KafkaSource(
-            config, topics, f"{prefix}-deliveries", topic=topics.deliveries, role="deliveries"
+            config, topics, f"{prefix}-deliveries", topic=topics.deliveries, role="delivery-loader"
         )
     loader = DeliveryLoader(source=source, store=store, flush_interval_s=0.25, max_batch=5000)
     await publisher.start()

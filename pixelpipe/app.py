@@ -402,7 +402,7 @@ def _kafka_deliveries(
         return None
     group = f"{c.settings.consumer_group}-deliveries"
     source = KafkaSource(
-        kafka, topics, group, setup=c.topic_setup, topic=topics.deliveries, role="deliveries"
+        kafka, topics, group, setup=c.topic_setup, topic=topics.deliveries, role="delivery-loader"
     )
     return source, DeadLetterPublisher(kafka, topics)
 
