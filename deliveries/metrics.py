@@ -13,6 +13,13 @@ BUS_REFUSED = Counter(
     "pixelpipe_delivery_bus_refused_total",
     "Delivery events the bus could not take (full or away): the ingest answered 503, the provider retries",
 )
+SPOOLED = Counter(
+    "pixelpipe_delivery_events_spooled_total",
+    "Delivery events taken into the edge's spool while Kafka was away",
+)
+SPOOL_REPLAYED = Counter(
+    "pixelpipe_delivery_spool_replayed_total", "Spool records of delivery events replayed to Kafka"
+)
 STORED = Counter(
     "pixelpipe_delivery_events_stored_total",
     "Delivery events stored, by provider and event",

@@ -392,15 +392,17 @@ def _kafka_deliveries(
     source on the deliveries topic in its own group, and its dead letters (returned: the loader is built
     later)."""
     from deliveries.bus import KafkaDeliveryPublisher  # noqa: PLC0415 - only distributed roles need aiokafka
+    from deliveries.spool import DeliverySpool  # noqa: PLC0415
     from processors.kafka_source import DeadLetterPublisher, KafkaSource  # noqa: PLC0415
 
     if "edge" in c.roles:
-        c.delivery_publisher = KafkaDeliveryPublisher(kafka, topics, setup=c.topic_setup)
+        spool = DeliverySpool(c.settings.data_dir / "delivery-spool")  # while the broker is away
+        c.delivery_publisher = KafkaDeliveryPublisher(kafka, topics, setup=c.topic_setup, spool=spool)
     if "process" not in c.roles:
         return None
     group = f"{c.settings.consumer_group}-deliveries"
     source = KafkaSource(
-        kafka, topics, group, setup=c.topic_setup, topic=topics.deliveries, role="deliveries"
+        kafka, topics, group, setup=c.topic_setup, topic=topics.deliveries, role="delivery-loader"
     )
     return source, DeadLetterPublisher(kafka, topics)
 

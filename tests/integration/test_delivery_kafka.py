@@ -18,7 +18,9 @@ import pytest
 
 from bus.kafka_config import KafkaConfig
 from deliveries.bus import KafkaDeliveryPublisher
-from schemas.delivery_events import DeliveryEvent
+from deliveries.port import BusUnavailable
+from deliveries.spool import DeliverySpool
+from schemas.delivery_events import DeliveryEvent, decode_deliveries
 from schemas.topics import Topics
 from tests.deliveries_data import delivery
 from tests.integration.helpers import group_progress, wait_for
@@ -157,3 +159,71 @@ def test_delivery_events_streamed_across_a_killed_processor_are_stored_exactly_o
     assert counts["unique"] == counts["final"] == counts["matched"] == len(events) == 1120
     assert counts["messages"] == {"delivered": 500, "deferred": 500, "bounce": 100, "complaint": 20}
     assert counts["hits"] == {"delivered": 500, "deferred": 500, "bounce": 100, "complaint": 20}
+
+
+async def test_with_the_broker_away_a_publish_is_refused_within_its_timeout_and_takes_nothing() -> None:
+    """No broker at the address: `BusUnavailable` (the ingest's 503) after at most the timeout; the edge
+    stays ready (its pixels spool; each delivery request is answered on its own)."""
+    from tests.kafka_broker import free_ports
+
+    [port] = free_ports(1)  # nothing listens there
+    publisher = KafkaDeliveryPublisher(
+        KafkaConfig(f"127.0.0.1:{port}"), Topics.with_prefix("away"), timeout_s=1.0
+    )
+    await publisher.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(BusUnavailable):
+            await publisher.publish([delivery("away-1", message_id="m1")])
+        assert time.monotonic() - started < 3.0
+        assert (publisher.ready(), publisher.reachable) == (True, False)
+    finally:
+        await publisher.stop()
+    with pytest.raises(BusUnavailable):  # stopped: refused at once
+        await publisher.publish([delivery("away-2", message_id="m1")])
+
+
+async def test_with_the_broker_away_events_are_spooled_and_replayed_once_it_answers(
+    tmp_path: Path, kafka_bootstrap: str, kafka_topics: Topics
+) -> None:
+    """A spool: the request is taken (fsynced) though no broker answers, and the next start, with the broker
+    there, replays it to the topic: every event once, the spool empty."""
+    from tests.kafka_broker import free_ports
+
+    [port] = free_ports(1)
+    events = [delivery(f"sp-{i}", message_id=f"m{i % 7}") for i in range(1200)]
+    away = KafkaDeliveryPublisher(
+        KafkaConfig(f"127.0.0.1:{port}"), kafka_topics, spool=DeliverySpool(tmp_path / "spool"), timeout_s=1.0
+    )
+    await away.start()
+    try:
+        await away.publish(events[:1000])
+        await away.publish(events[1000:])  # the spool holds some: straight behind them
+        assert away.spool is not None
+        assert away.spool.depth == 3  # records of up to 500 events
+    finally:
+        await away.stop()
+    back = KafkaDeliveryPublisher(
+        KafkaConfig(kafka_bootstrap), kafka_topics, spool=DeliverySpool(tmp_path / "spool"), timeout_s=10.0
+    )
+    await back.start()
+    try:
+        deadline = time.monotonic() + 60
+        while back.spool is not None and back.spool.depth:
+            assert time.monotonic() < deadline, "the spool was not replayed"
+            await asyncio.sleep(0.05)
+        assert back.reachable
+    finally:
+        await back.stop()
+    consumer = KafkaConfig(kafka_bootstrap).consumer("check", group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        consumer.subscribe([kafka_topics.deliveries])
+        seen: list[str] = []
+        deadline = time.monotonic() + 30
+        while len(seen) < len(events) and time.monotonic() < deadline:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                seen += [e.delivery_id for r in records for e in decode_deliveries(r.value)]
+    finally:
+        await consumer.stop()
+    assert sorted(seen) == sorted(e.delivery_id for e in events)
