@@ -31,6 +31,7 @@ from api.sql import (
     breakdowns,
     campaigns,
     common,
+    deliveries,
     exact,
     filtered,
     messages,
@@ -81,6 +82,13 @@ def requests(store: Store, account: str) -> dict[str, Request]:
             filtered.filtered_breakdown(db, account, c),
         ],
         "campaign stats, rollups (/summary)": lambda c: [campaigns.campaign_counts(db, account, c)],
+        # What /stats runs for a campaign with delivery data (issue 16): the counts, the messages counted as
+        # sent without a send, and the delivery numbers (`api.sql.deliveries`).
+        "campaign stats with deliveries (/stats)": lambda c: [
+            campaigns.campaign_counts(db, account, c),
+            campaigns.unregistered_messages(db, account, [c]),
+            deliveries.campaigns_delivery(db, account, [c]),
+        ],
         "summary include_machine": lambda c: [
             campaigns.campaign_counts(db, account, c, include_machine=True)
         ],
@@ -197,6 +205,13 @@ def check_exact(store: Store, account: str, campaign_id: str) -> str:
     rolled = tuple(summary[n] for n in names)
     if rolled != tuple(raw) or summary["sent"] != sent[0]:
         return f"MISMATCH: raw {raw}, sent {sent[0]}; rollups {rolled}, sent {summary['sent']}"
+    delivery = run(store, deliveries.campaigns_delivery(db, account, [campaign_id]))
+    if delivery:
+        (raw_delivery,) = run(store, reference.campaign_delivery(db, account, campaign_id))
+        if tuple(delivery[0][1:]) != tuple(raw_delivery):
+            return f"MISMATCH of delivery numbers: raw {raw_delivery}; rollups {delivery[0][1:]}"
+        names = (*names, *deliveries.COUNTS)
+        raw = (*raw, *raw_delivery)
     return (
         f"exact: rollups = raw uniqExact ({', '.join(f'{n} {v:,}' for n, v in zip(names, raw, strict=True))})"
     )
@@ -238,6 +253,7 @@ def main() -> None:
     store = Store.connect(parse_store_url(f"chdb://{args.path}?database={args.database}"))
     db = store.database
     events = store.query(f"SELECT count() FROM {db}.events")[0][0]
+    delivery_events = store.query(f"SELECT count() FROM {db}.deliveries")[0][0]
     busiest = f"SELECT account FROM {db}.events GROUP BY account ORDER BY count() DESC LIMIT 1"
     account = store.query(busiest)[0][0]
     sizes = store.query(
@@ -249,7 +265,8 @@ def main() -> None:
     campaigns = [c for c, _ in sizes]
     state = wait_quiet(0.15, args.wait_quiet) if args.wait_quiet else conditions()
     print(
-        f"{events:,} events; account {account!r}: {len(campaigns)} campaigns, the largest {largest!r} with "
+        f"{events:,} events, {delivery_events:,} delivery events; account {account!r}: {len(campaigns)} "
+        f"campaigns, the largest {largest!r} with "
         f"{largest_events:,} events; load average {state['loadavg']}",
         flush=True,
     )
@@ -269,7 +286,11 @@ def main() -> None:
         f"SELECT count() FROM system.parts WHERE database = '{db}' AND table = 'rollups' AND active"
     )[0][0]
     stats = requests(store, account)
-    for name in ("campaign stats, raw (api.sql.reference)", "campaign stats, rollups (/summary)"):
+    for name in (
+        "campaign stats, raw (api.sql.reference)",
+        "campaign stats, rollups (/summary)",
+        "campaign stats with deliveries (/stats)",
+    ):
         key = f"{name} [largest, live]"
         results[key] = {"target": "live", **measure(store, stats[name], [largest], args.runs)}
         print(table({key: results[key]}).splitlines()[1], flush=True)
@@ -279,6 +300,7 @@ def main() -> None:
     print(table(results))
     report = {
         "events": events,
+        "delivery_events": delivery_events,
         "largest_campaign_events": largest_events,
         "campaigns": len(campaigns),
         "target_ms": TARGET_MS,
