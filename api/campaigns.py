@@ -227,6 +227,22 @@ class CampaignAnalyticsController(Controller):
             campaign_id, bucket=bucket, tz=tz, include_machine=include_machine, span=span, series=series
         )
 
+    @get("/{campaign_id:str}/delivery-series", sync_to_thread=True)
+    def delivery_series(
+        self, campaign_id: FromPath[str], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
+    ) -> dict[str, Any]:
+        """The campaign's delivery events per hour (UTC) in which they happened, by event (delivered,
+        deferred, hard and soft bounces, dropped, complaints, unsubscribes), hours with an event only; a
+        provider's retry of an event counts once."""
+        _require_campaign(ctx, account, campaign_id)
+        rows = ctx.read(deliveries.delivery_series(ctx.store.database, account, campaign_id))
+        return {
+            "campaign_id": campaign_id,
+            "bucket": "hour",
+            "tz": "UTC",
+            "series": deliveries.shape_delivery_series(rows),
+        }
+
     @get("/{campaign_id:str}/links", sync_to_thread=True)
     def links(
         self, campaign_id: FromPath[str], account: NamedDependency[str], ctx: NamedDependency[ApiContext]

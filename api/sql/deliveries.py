@@ -25,7 +25,8 @@ from collections.abc import Iterable, Sequence
 from enum import IntFlag
 from typing import Any, Final
 
-from api.sql.common import CAMPAIGN_SCOPE, Query, iso_ms, rate
+from api.sql.common import CAMPAIGN_SCOPE, Query, iso, iso_ms, rate
+from api.sql.exact import ROLLUP_KEYS, ExactRead
 
 
 class Flag(IntFlag):
@@ -207,6 +208,37 @@ def with_campaign_deliveries(page: dict[str, Any], rows: Iterable[Sequence[Any]]
         delivery = shape_delivery(by_campaign.get(item["campaign_id"]), sent=item["sent"])
         items.append({**item, **{k: delivery[k] for k in ("delivered", "bounced", "delivery_rate")}})
     return {**page, "items": items}
+
+
+# The columns of an hour of `shape_delivery_series`: the event, bounces by type.
+SERIES_EVENTS: Final = (
+    "delivered", "deferred", "bounce_hard", "bounce_soft", "dropped", "complaint", "unsubscribe",
+)  # fmt: skip
+
+
+def delivery_series(db: str, account: str, campaign_id: str) -> ExactRead:
+    """Distinct delivery events (by delivery id: a replay counts once) and their messages per hour in which
+    they happened, by event and bounce type, from the hour rollups (0007)."""
+    return ExactRead(
+        f"{db}.rollups",
+        f"{CAMPAIGN_SCOPE} AND `rollup` = 'hour' AND kind = 'delivery'",
+        keys=ROLLUP_KEYS,
+        sizes=(("events", "hits"), ("messages", "messages")),
+        parameters={"account": account, "campaign_id": campaign_id},
+        out=(("at", "at"), ("event", "who"), ("bounce_type", "label")),
+    )
+
+
+def shape_delivery_series(rows: Iterable[Sequence[Any]]) -> list[dict[str, Any]]:
+    """One row per hour with a delivery event, oldest first: ``t`` and the events of each kind
+    (`SERIES_EVENTS`)."""
+    hours: dict[Any, dict[str, Any]] = {}
+    for at, event, bounce_type, events, _ in rows:
+        hour = hours.setdefault(at, {"t": iso(at), **dict.fromkeys(SERIES_EVENTS, 0)})
+        key = f"bounce_{bounce_type or 'soft'}" if event == "bounce" else event
+        if key in hour:
+            hour[key] += int(events)
+    return [hours[at] for at in sorted(hours)]
 
 
 def message_deliveries(db: str, account: str, campaign_id: str, message_id: str) -> Query:

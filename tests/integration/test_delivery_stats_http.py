@@ -296,3 +296,19 @@ def test_the_openapi_document_names_the_new_fields(served: tuple[httpx.Client, S
     assert "256" in str(body)
     stats = doc["paths"]["/v1/campaigns/{campaign_id}/stats"]["get"]
     assert "rate_basis" in stats["description"]
+
+
+def test_the_delivery_series_counts_events_per_hour(served: tuple[httpx.Client, Store]) -> None:
+    client, _ = served
+    series = _json(client, "/v1/campaigns/dlv/delivery-series")["series"]
+    hours = [row["t"] for row in series]
+    assert hours == sorted(hours)
+    assert all(t.endswith(":00:00.000Z") for t in hours)
+    totals = {k: sum(row[k] for row in series) for k in series[0] if k != "t"}
+    # events, not messages: m3's two hard bounces are two; m2's replayed event is one
+    assert totals == {
+        "delivered": 5, "deferred": 1, "bounce_hard": 3, "bounce_soft": 2, "dropped": 1, "complaint": 1,
+        "unsubscribe": 1,
+    }  # fmt: skip
+    assert _json(client, "/v1/campaigns/plain/delivery-series")["series"] == []
+    assert client.get("/v1/campaigns/nope/delivery-series").status_code == 404
