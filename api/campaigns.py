@@ -55,8 +55,7 @@ def campaign_summary(
     )
     delivery = None
     if any(kind == "delivery" for kind, *_ in hit_rows):  # the delivery events' hour rollups
-        rows = ctx.read(deliveries.campaigns_delivery(db, account, [campaign_id]))
-        delivery = rows[0][1:] if rows else None
+        delivery = ctx.delivery_numbers.read(ctx.read, db, account, [campaign_id]).get(campaign_id)
     if delivery is None and not delivery_fields:
         return summary
     return deliveries.with_deliveries(summary, delivery)
@@ -123,7 +122,8 @@ class CampaignAnalyticsController(Controller):
             unregistered = ctx.read(sql.unregistered_messages(db, account, ids))
             with_data = [row[0] for row in ctx.read(deliveries.campaigns_with_deliveries(db, account, ids))]
             if with_data:
-                delivery_rows = ctx.read(deliveries.campaigns_delivery(db, account, with_data))
+                numbers = ctx.delivery_numbers.read(ctx.read, db, account, with_data)
+                delivery_rows = [(c, *counts) for c, counts in numbers.items()]
         answer = sql.shape_campaign_page(page, limit, hit_rows, message_rows, unregistered)
         return deliveries.with_campaign_deliveries(answer, delivery_rows)
 

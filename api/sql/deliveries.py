@@ -129,24 +129,48 @@ def campaigns_with_deliveries(db: str, account: str, campaign_ids: Sequence[str]
     )
 
 
-def campaigns_delivery(db: str, account: str, campaign_ids: Sequence[str]) -> Query:
-    """Per campaign, its messages by status (`COUNTS`), from the rollups' message sets: every message with a
-    delivery event or a counted open or click, once, with the flags of all its rows (``groupBitOr``: set
-    union, so a replay or a second bounce changes nothing). ``delivered_inferred``: delivered without a
-    ``delivered`` event. Opens are read from the ``any`` rows (every opened message, people or machines)."""
-    status = status_sql("f")
+# The rollup rows a campaign's delivery numbers are read from: its delivery events, clicks and opens (the
+# `any` rows: every opened message, people or machines).
+_STATUS_ROWS: Final = (
+    "account = {account:String} AND campaign_id IN {campaign_ids:Array(String)} AND `rollup` = 'messages' "
+    "AND (kind = 'delivery' OR kind = 'click' OR (kind = 'open' AND who = 'any'))"
+)
+
+
+def delivery_parts(db: str, account: str, campaign_ids: Sequence[str]) -> Query:
+    """Per campaign and bucket of message hashes, the data parts that hold its rows (sorted names). A part
+    never changes (an insert, merge or mutation writes a new one, under a new name), so a bucket whose
+    parts are the same holds the same sets: its counts need not be read again (`api.delivery_numbers`)."""
     return Query(
-        f"""SELECT campaign_id, {STATUS_COUNTS}
-            FROM (
-              SELECT campaign_id, m, groupBitOr(flag) AS f, {status} AS s
-              FROM (
-                SELECT campaign_id, arrayJoin(messages) AS m, {_ROLLUP_FLAG} AS flag FROM {db}.rollups
-                WHERE account = {{account:String}} AND campaign_id IN {{campaign_ids:Array(String)}}
-                  AND `rollup` = 'messages'
-                  AND (kind = 'delivery' OR kind = 'click' OR (kind = 'open' AND who = 'any')))
-              GROUP BY campaign_id, m)
-            GROUP BY campaign_id""",
+        f"""SELECT campaign_id, bucket, arraySort(groupUniqArray(_part)) FROM {db}.rollups
+            WHERE {_STATUS_ROWS} GROUP BY campaign_id, bucket""",
         {"account": account, "campaign_ids": list(campaign_ids)},
+    )
+
+
+def campaigns_delivery(
+    db: str, account: str, campaign_ids: Sequence[str], buckets: Sequence[int] | None = None
+) -> Query:
+    """Per campaign and bucket of message hashes, its messages by status (`COUNTS`), from the rollups'
+    message sets: every message with a delivery event or a counted open or click, once, with the flags of
+    all its rows (``groupBitOr``: set union, so a replay or a second bounce changes nothing).
+    ``delivered_inferred``: delivered without a ``delivered`` event. ``buckets``: only these (None: all).
+    Rows ``(campaign_id, bucket, *COUNTS)``; a message's bucket is its hash % 4096, as the rollups'."""
+    parameters: dict[str, Any] = {"account": account, "campaign_ids": list(campaign_ids)}
+    only = ""
+    if buckets is not None:
+        only = " AND bucket IN {buckets:Array(UInt16)}"
+        parameters["buckets"] = list(buckets)
+    return Query(
+        f"""SELECT campaign_id, b, {STATUS_COUNTS}
+            FROM (
+              SELECT campaign_id, b, m, groupBitOr(flag) AS f, {status_sql("f")} AS s
+              FROM (
+                SELECT campaign_id, bucket AS b, arrayJoin(messages) AS m, {_ROLLUP_FLAG} AS flag
+                FROM {db}.rollups WHERE {_STATUS_ROWS}{only})
+              GROUP BY campaign_id, b, m)
+            GROUP BY campaign_id, b""",
+        parameters,
     )
 
 

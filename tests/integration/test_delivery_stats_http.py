@@ -312,3 +312,39 @@ def test_the_delivery_series_counts_events_per_hour(served: tuple[httpx.Client, 
     }  # fmt: skip
     assert _json(client, "/v1/campaigns/plain/delivery-series")["series"] == []
     assert client.get("/v1/campaigns/nope/delivery-series").status_code == 404
+
+
+def test_the_numbers_follow_new_events_and_erasure(served: tuple[httpx.Client, Store]) -> None:
+    """The delivery numbers are counted again where the data changed (`api.delivery_numbers`): a new event,
+    a replay, an erasure."""
+    client, store = served
+    for i in (1, 2, 3):
+        body = {"campaign_id": "live", "recipient": f"l{i}@example.org", "message_id": f"l{i}"}
+        assert client.post("/v1/messages", json={**body, "sent_at": SENT.isoformat()}).status_code == 201
+    store.insert("deliveries", COLUMNS, [delivery("l1", "delivered", 1, campaign="live")])
+
+    def numbers() -> tuple[Any, ...]:
+        s = _json(client, "/v1/campaigns/live/stats")
+        return s["delivered"], s["bounces"]["hard"], s["deferred"], s["delivery_rate"]
+
+    assert numbers() == (1, 0, 0, 0.3333)
+    store.insert(
+        "deliveries",
+        COLUMNS,
+        [
+            delivery("l2", "bounce", 2, bounce="hard", campaign="live"),
+            delivery("l3", "deferred", 2, campaign="live"),
+        ],
+    )
+    assert numbers() == (1, 1, 1, 0.3333)
+    store.insert(
+        "deliveries",
+        COLUMNS,
+        [delivery("l3", "delivered", 9, campaign="live"), delivery("l1", "delivered", 1, campaign="live")],
+    )  # l3 delivered after its deferral; l1's event again
+    assert numbers() == (2, 1, 0, 0.6667)
+    r = client.delete("/v1/recipients/l3@example.org")
+    assert r.status_code == 200, r.text
+    assert r.json()["erased"]["deliveries"] == 2
+    s = _json(client, "/v1/campaigns/live/stats")
+    assert (s["sent"], s["delivered"], s["bounces"]["hard"], s["deferred"]) == (2, 1, 1, 0)
