@@ -49,13 +49,19 @@ def campaign_summary(
         # Nothing counted: unknown, or every send erased before an open (still listed, so zeros, as the
         # other campaign routes answer).
         _require_campaign(ctx, account, campaign_id)
-    unregistered = sum(int(n) for _, n in ctx.read(sql.unregistered_messages(db, account, [campaign_id])))
+    # The messages by delivery status and those counted as sent without a send (`unregistered_messages`'
+    # number), per bucket, counted again only where the data changed (`api.delivery_numbers`).
+    numbers = ctx.delivery_numbers.read(ctx.read, db, account, [campaign_id]).get(campaign_id)
     summary = sql.shape_summary(
-        campaign_id, hit_rows, message_rows, include_machine=include_machine, unregistered=unregistered
+        campaign_id,
+        hit_rows,
+        message_rows,
+        include_machine=include_machine,
+        unregistered=numbers[deliveries.COUNTS.index("unregistered")] if numbers else 0,
     )
     delivery = None
     if any(kind == "delivery" for kind, *_ in hit_rows):  # the delivery events' hour rollups
-        delivery = ctx.delivery_numbers.read(ctx.read, db, account, [campaign_id]).get(campaign_id)
+        delivery = numbers
     if delivery is None and not delivery_fields:
         return summary
     return deliveries.with_deliveries(summary, delivery)

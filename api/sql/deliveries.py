@@ -40,6 +40,7 @@ class Flag(IntFlag):
     DEFERRED = 32
     COMPLAINT = 64
     UNSUBSCRIBE = 128
+    SENT = 256  # registered (a send): no part of a status; a message without it counts as sent all the same
 
 
 # (status, tests): the first status any of whose tests holds; a test (mask, want) holds when f & mask == want.
@@ -93,29 +94,31 @@ _EVENT_FLAGS: Final = {
 }
 
 
-def flag_sql(event: str, bounce_type: str, read: str) -> str:
-    """`event_flag` as a ClickHouse expression over the columns ``event`` and ``bounce_type``; ``read``: the
-    condition of a row that is a counted open or click."""
+def flag_sql(event: str, bounce_type: str, read: str, sent: str = "false") -> str:
+    """`event_flag` as a ClickHouse expression (UInt16) over the columns ``event`` and ``bounce_type``;
+    ``read``: the condition of a row that is a counted open or click, ``sent``: of a row that is a send."""
     events = ", ".join(f"{event} = '{name}', {int(flag)}" for name, flag in _EVENT_FLAGS.items())
     hard, soft = int(Flag.HARD), int(Flag.SOFT)
     return (
-        f"multiIf({read}, {int(Flag.READ)}, {event} = 'bounce', if({bounce_type} = 'hard', {hard}, {soft}), "
-        f"{events}, 0)"
+        f"toUInt16(multiIf({sent}, {int(Flag.SENT)}, {read}, {int(Flag.READ)}, "
+        f"{event} = 'bounce', if({bounce_type} = 'hard', {hard}, {soft}), {events}, 0))"
     )
 
 
 # A campaign's delivery numbers, in `campaigns_delivery`'s column order.
 COUNTS: Final = (
     "delivered", "delivered_inferred", "hard", "soft", "dropped", "deferred", "complaints", "unsubscribes",
+    "unregistered",  # messages with an event or a hit but no send: counted as sent (`api.sql.campaigns`)
 )  # fmt: skip
 
 
 # A rollup row's flag: its kind, who = the event, label = the bounce type (0007).
-_ROLLUP_FLAG: Final = flag_sql("who", "label", "kind IN ('open', 'click')")
+_ROLLUP_FLAG: Final = flag_sql("who", "label", "kind IN ('open', 'click')", "kind = 'sent'")
 STATUS_COUNTS: Final = f"""countIf(s = 'delivered') AS delivered,
     countIf(s = 'delivered' AND bitAnd(f, {int(Flag.DELIVERED)}) = 0) AS delivered_inferred,
     countIf(s = 'hard'), countIf(s = 'soft'), countIf(s = 'dropped'), countIf(s = 'deferred'),
-    countIf(bitAnd(f, {int(Flag.COMPLAINT)}) != 0), countIf(bitAnd(f, {int(Flag.UNSUBSCRIBE)}) != 0)"""
+    countIf(bitAnd(f, {int(Flag.COMPLAINT)}) != 0), countIf(bitAnd(f, {int(Flag.UNSUBSCRIBE)}) != 0),
+    countIf(bitAnd(f, {int(Flag.SENT)}) = 0) AS unregistered"""
 """`COUNTS` over rows ``(f: the flags of one message, s: its status)`` (`status_sql`)."""
 
 
@@ -129,11 +132,11 @@ def campaigns_with_deliveries(db: str, account: str, campaign_ids: Sequence[str]
     )
 
 
-# The rollup rows a campaign's delivery numbers are read from: its delivery events, clicks and opens (the
-# `any` rows: every opened message, people or machines).
+# The rollup rows a campaign's delivery numbers are read from: its sends, delivery events, clicks and opens
+# (the `any` rows: every opened message, people or machines).
 _STATUS_ROWS: Final = (
     "account = {account:String} AND campaign_id IN {campaign_ids:Array(String)} AND `rollup` = 'messages' "
-    "AND (kind = 'delivery' OR kind = 'click' OR (kind = 'open' AND who = 'any'))"
+    "AND (kind IN ('sent', 'delivery', 'click') OR (kind = 'open' AND who = 'any'))"
 )
 
 
@@ -152,8 +155,8 @@ def campaigns_delivery(
     db: str, account: str, campaign_ids: Sequence[str], buckets: Sequence[int] | None = None
 ) -> Query:
     """Per campaign and bucket of message hashes, its messages by status (`COUNTS`), from the rollups'
-    message sets: every message with a delivery event or a counted open or click, once, with the flags of
-    all its rows (``groupBitOr``: set union, so a replay or a second bounce changes nothing).
+    message sets: every message sent or with a delivery event or a counted open or click, once, with the
+    flags of all its rows (``groupBitOr``: set union, so a replay or a second bounce changes nothing).
     ``delivered_inferred``: delivered without a ``delivered`` event. ``buckets``: only these (None: all).
     Rows ``(campaign_id, bucket, *COUNTS)``; a message's bucket is its hash % 4096, as the rollups'."""
     parameters: dict[str, Any] = {"account": account, "campaign_ids": list(campaign_ids)}

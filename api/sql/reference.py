@@ -9,7 +9,7 @@ benchmark (`bench/query_latency.py`, whose baseline they are). Pure.
 from __future__ import annotations
 
 from api.sql.common import CAMPAIGN_SCOPE, Query
-from api.sql.deliveries import STATUS_COUNTS, flag_sql, status_sql
+from api.sql.deliveries import STATUS_COUNTS, Flag, flag_sql, status_sql
 
 
 def campaign_sent(db: str, account: str, campaign_id: str) -> Query:
@@ -37,7 +37,7 @@ def campaign_counts(db: str, account: str, campaign_id: str) -> Query:
 
 def campaign_delivery(db: str, account: str, campaign_id: str) -> Query:
     """The delivery numbers of `api.sql.deliveries.campaigns_delivery` (without the campaign id), by message
-    id over ``deliveries`` (matched events) and ``events`` (every counted hit proves delivery)."""
+    id over ``deliveries`` (matched events), ``events`` (every counted hit proves delivery) and ``sends``."""
     return Query(
         f"""SELECT {STATUS_COUNTS} FROM (
               SELECT message_id, groupBitOr(flag) AS f, {status_sql("f")} AS s FROM (
@@ -45,7 +45,9 @@ def campaign_delivery(db: str, account: str, campaign_id: str) -> Query:
                 FROM {db}.deliveries
                 WHERE {CAMPAIGN_SCOPE} AND message_id != ''
                 UNION ALL
-                SELECT message_id, 1 AS flag FROM {db}.events WHERE {CAMPAIGN_SCOPE})
+                SELECT message_id, toUInt16({int(Flag.READ)}) AS flag FROM {db}.events WHERE {CAMPAIGN_SCOPE}
+                UNION ALL
+                SELECT message_id, toUInt16({int(Flag.SENT)}) AS flag FROM {db}.sends WHERE {CAMPAIGN_SCOPE})
               GROUP BY message_id)""",
         {"account": account, "campaign_id": campaign_id},
     )
