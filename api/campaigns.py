@@ -50,9 +50,8 @@ def campaign_summary(
         # other campaign routes answer).
         _require_campaign(ctx, account, campaign_id)
     # The messages by delivery status and those counted as sent without a send (`unregistered_messages`'
-    # number): one scan of the campaign's per-message flags (0008).
-    found = ctx.read(deliveries.campaigns_delivery(db, account, [campaign_id]))
-    numbers = tuple(found[0][1:]) if found else None
+    # number), per bucket, counted again only where the data changed (`api.delivery_numbers`).
+    numbers = ctx.delivery_numbers.read(ctx.read, db, account, [campaign_id]).get(campaign_id)
     summary = sql.shape_summary(
         campaign_id,
         hit_rows,
@@ -129,7 +128,8 @@ class CampaignAnalyticsController(Controller):
             unregistered = ctx.read(sql.unregistered_messages(db, account, ids))
             with_data = [row[0] for row in ctx.read(deliveries.campaigns_with_deliveries(db, account, ids))]
             if with_data:
-                delivery_rows = ctx.read(deliveries.campaigns_delivery(db, account, with_data))
+                numbers = ctx.delivery_numbers.read(ctx.read, db, account, with_data)
+                delivery_rows = [(c, *counts) for c, counts in numbers.items()]
         answer = sql.shape_campaign_page(page, limit, hit_rows, message_rows, unregistered)
         return deliveries.with_campaign_deliveries(answer, delivery_rows)
 

@@ -1,7 +1,6 @@
 """What the API reads of the mail services' delivery events (``schemas/ddl/0007_deliveries.sql``): the status
-a message is counted under, the delivery numbers of campaigns (from the per-message flags of
-``0008_message_flags.sql``, exact), a message's delivery events (its detail and timeline) and a recipient's
-last one. Pure: SQL builders and shapers.
+a message is counted under, the delivery numbers of campaigns (from the rollups, exact), a message's delivery
+events (its detail and timeline) and a recipient's last one. Pure: SQL builders and shapers.
 
 One rule decides a message's delivery status, for a campaign's numbers and a message's answer alike (`RULES`,
 evaluated in SQL by `status_sql` and in Python by `status_of`; the unit tests hold the two equal). A message
@@ -16,9 +15,8 @@ report out of order and retry: the first rule that matches wins.
   counts as soft), no hard bounce, not delivered.
 - ``dropped``: the service refused to send it (and nothing above). ``deferred``: only deferrals so far.
 
-Campaign numbers count messages, not events: ``message_flags`` keeps one row per message (by the hash of its
-id) with the OR of the flags of everything that happened to it, so a replayed event (the same ``delivery_id``
-twice) or a message bounced twice counts once.
+Campaign numbers count messages, not events: the rollups keep, per event, the set of hashes of the messages
+it happened to, so a replayed event (the same ``delivery_id`` twice) or a message bounced twice counts once.
 """
 
 from __future__ import annotations
@@ -32,7 +30,7 @@ from api.sql.exact import ROLLUP_KEYS, ExactRead
 
 
 class Flag(IntFlag):
-    """What happened to one message (bits of ``message_flags.flags``, 0008, read by `campaigns_delivery`)."""
+    """What happened to one message (bits of the per-message ``groupBitOr`` in `campaigns_delivery`)."""
 
     READ = 1  # a counted open or click
     DELIVERED = 2
@@ -114,6 +112,8 @@ COUNTS: Final = (
 )  # fmt: skip
 
 
+# A rollup row's flag: its kind, who = the event, label = the bounce type (0007).
+_ROLLUP_FLAG: Final = flag_sql("who", "label", "kind IN ('open', 'click')", "kind = 'sent'")
 STATUS_COUNTS: Final = f"""countIf(s = 'delivered') AS delivered,
     countIf(s = 'delivered' AND bitAnd(f, {int(Flag.DELIVERED)}) = 0) AS delivered_inferred,
     countIf(s = 'hard'), countIf(s = 'soft'), countIf(s = 'dropped'), countIf(s = 'deferred'),
@@ -132,22 +132,50 @@ def campaigns_with_deliveries(db: str, account: str, campaign_ids: Sequence[str]
     )
 
 
-def campaigns_delivery(db: str, account: str, campaign_ids: Sequence[str]) -> Query:
-    """Per campaign, its messages by status (`COUNTS`), from the per-message flags (0008): every message
-    sent or with a matched delivery event or a counted open or click, once, with the flags of all its rows
-    (``FINAL``: the ``groupBitOr`` of rows not yet merged, so a replay or a second bounce changes nothing).
-    ``delivered_inferred``: delivered without a ``delivered`` event. Rows ``(campaign_id, *COUNTS)``.
+# The rollup rows a campaign's delivery numbers are read from: its sends, delivery events, clicks and opens
+# (the `any` rows: every opened message, people or machines).
+_STATUS_ROWS: Final = (
+    "account = {account:String} AND campaign_id IN {campaign_ids:Array(String)} AND `rollup` = 'messages' "
+    "AND (kind IN ('sent', 'delivery', 'click') OR (kind = 'open' AND who = 'any'))"
+)
 
-    One scan of the campaign's rows (1.4 M for the benchmark's largest campaign), in key order: FINAL only
-    merges the key ranges that fresh parts overlap."""
+
+def delivery_parts(db: str, account: str, campaign_ids: Sequence[str]) -> Query:
+    """Per campaign and bucket of message hashes, a signature of the data parts that hold its rows: the sum
+    of a hash of each row's part name. A part never changes (an insert, merge or mutation writes a new one,
+    under a new name) and neither do its rows, so a bucket with the same signature holds the same sets: its
+    counts need not be read again (`api.delivery_numbers`). Two different sets of parts give the same
+    signature with p ~ 2^-64."""
     return Query(
-        f"""SELECT campaign_id, {STATUS_COUNTS}
-            FROM (
-              SELECT campaign_id, flags AS f, {status_sql("f")} AS s
-              FROM {db}.message_flags FINAL
-              WHERE account = {{account:String}} AND campaign_id IN {{campaign_ids:Array(String)}})
-            GROUP BY campaign_id""",
+        f"""SELECT campaign_id, bucket, sum(cityHash64(_part)) FROM {db}.rollups
+            WHERE {_STATUS_ROWS} GROUP BY campaign_id, bucket""",
         {"account": account, "campaign_ids": list(campaign_ids)},
+    )
+
+
+def campaigns_delivery(
+    db: str, account: str, campaign_ids: Sequence[str], buckets: Sequence[int] | None = None
+) -> Query:
+    """Per campaign and bucket of message hashes, its messages by status (`COUNTS`), from the rollups'
+    message sets: every message sent or with a delivery event or a counted open or click, once, with the
+    flags of all its rows (``groupBitOr``: set union, so a replay or a second bounce changes nothing).
+    ``delivered_inferred``: delivered without a ``delivered`` event. ``buckets``: only these (None: all).
+    Rows ``(campaign_id, bucket, *COUNTS)``; a message's bucket is its hash % 4096, as the rollups'."""
+    parameters: dict[str, Any] = {"account": account, "campaign_ids": list(campaign_ids)}
+    only = ""
+    if buckets is not None:
+        only = " AND bucket IN {buckets:Array(UInt16)}"
+        parameters["buckets"] = list(buckets)
+    return Query(
+        f"""SELECT campaign_id, b, {STATUS_COUNTS}
+            FROM (
+              SELECT campaign_id, b, m, groupBitOr(flag) AS f, {status_sql("f")} AS s
+              FROM (
+                SELECT campaign_id, bucket AS b, arrayJoin(messages) AS m, {_ROLLUP_FLAG} AS flag
+                FROM {db}.rollups WHERE {_STATUS_ROWS}{only})
+              GROUP BY campaign_id, b, m)
+            GROUP BY campaign_id, b""",
+        parameters,
     )
 
 

@@ -1,6 +1,6 @@
-"""The statements that keep the rollups (0002) and the per-message flags (0008) in step with the tables they
-summarise: the retention's TTL and the erasure of a recipient's hashes. Run by the wiring at start
-(`pixelpipe.app`) and by an erasure (`api.privacy`).
+"""The statements that keep the rollups in step with the tables they summarise: the retention's TTL and the
+erasure of a recipient's hashes. Run by the wiring at start (`pixelpipe.app`) and by an erasure
+(`api.privacy`).
 """
 
 from __future__ import annotations
@@ -17,19 +17,15 @@ def rollup_retention(db: str, *, events_days: int, filtered_days: int) -> list[s
 
 
 def rollup_erasure(db: str) -> list[str]:
-    """The statements that remove an erased recipient's hits and messages from the rollups, and their
-    messages' rows from the per-message flags. Parameters: ``account``; ``campaigns``, ``messages`` and
-    ``hits`` (Array(String)): the hit ids read from events and filtered_hits *before* they are deleted.
-    Mutations: rare, and slow only for the campaigns concerned; each returns once done, so the API confirms
-    an erasure only when it is."""
+    """The statement that removes an erased recipient's hits and messages from the rollups. Parameters:
+    ``account``; ``campaigns``, ``messages`` and ``hits`` (Array(String)): the hit ids read from events and
+    filtered_hits *before* they are deleted. A mutation: rare, and slow only for the campaigns concerned; it
+    returns once done, so the API confirms an erasure only when it is."""
     hits = "arrayMap(x -> cityHash64(x), {hits:Array(String)})"
     messages = "arrayMap(x -> cityHash64(x), {messages:Array(String)})"
     return [
         f"ALTER TABLE {db}.rollups UPDATE hits = arrayFilter(h -> NOT has({hits}, h), hits), "
         f"messages = arrayFilter(m -> NOT has({messages}, m), messages) "
         "WHERE account = {account:String} AND (campaign_id IN {campaigns:Array(String)} OR campaign_id = '') "
-        "SETTINGS mutations_sync = 2",
-        f"ALTER TABLE {db}.message_flags DELETE WHERE account = {{account:String}} "
-        f"AND campaign_id IN {{campaigns:Array(String)}} AND message IN {messages} "
-        "SETTINGS mutations_sync = 2",
+        "SETTINGS mutations_sync = 2"
     ]

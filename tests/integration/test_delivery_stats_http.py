@@ -316,7 +316,8 @@ def test_the_delivery_series_counts_events_per_hour(served: tuple[httpx.Client, 
 
 
 def test_the_numbers_follow_new_events_and_erasure(served: tuple[httpx.Client, Store]) -> None:
-    """The delivery numbers follow the data (`message_flags`, 0008): a new event, a replay, an erasure."""
+    """The delivery numbers are counted again where the data changed (`api.delivery_numbers`): a new event,
+    a replay, an erasure."""
     client, store = served
     for i in (1, 2, 3):
         body = {"campaign_id": "live", "recipient": f"l{i}@example.org", "message_id": f"l{i}"}

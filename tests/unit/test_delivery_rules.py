@@ -3,7 +3,6 @@ on every set of events, and the cases the README's counting rules name."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -44,41 +43,3 @@ def test_the_sql_rule_is_the_python_rule(chdb_path: Path) -> None:
     every = f"(SELECT toUInt16(number) AS f FROM numbers({int(max(Flag)) * 2}))"
     rows = store.query(f"SELECT f, {deliveries.status_sql('f')} FROM {every} ORDER BY f")
     assert [(int(f), s) for f, s in rows] == [(f, status_of(f) or "") for f in range(int(max(Flag)) * 2)]
-
-
-def test_the_flags_table_sets_the_flag_of_each_event(store: Store) -> None:
-    """0008's views give each message the flags `event_flag` gives its events (SQL written out in the DDL),
-    SENT for a send and READ for a counted open or click, OR-ed over its rows."""
-    db = store.database
-    kinds = [
-        ("delivered", ""), ("deferred", ""), ("bounce", "hard"), ("bounce", "soft"), ("bounce", ""),
-        ("dropped", ""), ("complaint", ""), ("unsubscribe", ""), ("processed", ""),
-    ]  # fmt: skip
-    now = datetime.now(UTC)  # the rows' times: within the retention's TTL
-    rows = [[f"d{i}", "acme", "c", f"m{i}", event, bounce, now] for i, (event, bounce) in enumerate(kinds)]
-    rows += [
-        ["d-again", "acme", "c", "m0", "delivered", "", now],
-        ["d-x", "acme", "c", "m9", "bounce", "hard", now],
-    ]
-    rows += [["d-unmatched", "acme", "c", "", "delivered", "", now]]  # matches no send: no row
-    columns = ("delivery_id", "account", "campaign_id", "message_id", "event", "bounce_type", "occurred_at")
-    store.insert("deliveries", columns, rows)
-    sends = [["acme", "c", m, now] for m in ("m0", "m9")]
-    store.insert("sends", ("account", "campaign_id", "message_id", "sent_at"), sends)
-    store.insert(
-        "events",
-        ("hit_id", "account", "campaign_id", "message_id", "kind", "verdict", "received_at"),
-        [["h1", "acme", "c", "m9", "open", "machine", now], ["h2", "acme", "c", "m9", "click", "human", now]],
-    )
-    want = {f"m{i}": int(event_flag(event, bounce)) for i, (event, bounce) in enumerate(kinds)}
-    want["m0"] |= Flag.SENT
-    want["m9"] = Flag.HARD | Flag.SENT | Flag.READ
-    names = [f"m{i}" for i in range(10)]
-    found = store.query(
-        f"SELECT message, flags FROM {db}.message_flags FINAL WHERE account = 'acme' AND campaign_id = 'c'"
-    )
-    by_hash = {int(store.query(f"SELECT cityHash64('{n}')")[0][0]): n for n in names}
-    # an event of no known kind (m8) still lists its message, as the reference count does (flags 0)
-    assert {by_hash[int(h)]: int(f) for h, f in found} == {m: int(f) for m, f in want.items()}
-    empty = store.query(f"SELECT count() FROM {db}.message_flags WHERE message = cityHash64('')")
-    assert empty == [(0,)]
