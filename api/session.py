@@ -232,6 +232,10 @@ class Sessions:
             raise SessionRefused("the session was signed out; sign in again")
         return session
 
+    def alive(self, session: Session) -> bool:
+        """Whether a session read earlier still holds (a long request, such as the live feed, asks)."""
+        return session.expires_at > self.now() and session.session_id not in self.signed_out
+
     def sign_out(self, session: Session) -> None:
         self.signed_out.add(session, now=self.now())
 

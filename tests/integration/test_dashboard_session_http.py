@@ -319,3 +319,34 @@ async def test_the_live_feed_opens_with_the_cookie(base: str) -> None:
         # Without the cookie (or a key), the feed is refused.
         async with httpx.AsyncClient(base_url=base, timeout=10) as anonymous:
             assert (await anonymous.get("/v1/live")).status_code == 401
+
+
+async def test_signing_out_ends_a_live_stream_the_session_opened(base: str) -> None:
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        r = await client.post("/session", json={"api_key": ACME_KEY})
+        token = {"X-CSRF-Token": r.json()["csrf_token"]}
+        body = {"campaign_id": "live", "recipient": "ann@example.com", "message_id": "m-out"}
+        sent = await client.post("/v1/messages", json=body, headers=token)
+        pixel = path_of(sent.json()["pixel_url"])
+        seen: list[str] = []
+        connected = asyncio.Event()
+
+        async def listen() -> None:
+            async with aconnect_sse(client, "GET", "/v1/live") as source:
+                connected.set()
+                async for sse in source.aiter_sse():
+                    seen.append(sse.event)  # noqa: PERF401 - read while it grows
+
+        task = asyncio.create_task(listen())
+        await asyncio.wait_for(connected.wait(), 10)
+        browser = {"User-Agent": BROWSER, "X-Forwarded-For": RESIDENTIAL}
+        assert (await client.get(pixel, headers=browser)).status_code == 200
+        deadline = time.monotonic() + 30
+        while "open" not in seen:
+            assert time.monotonic() < deadline, seen
+            await asyncio.sleep(0.05)
+        assert (await client.delete("/session", headers=token)).status_code == 204
+        # The next notice finds the session gone: the stream ends instead of sending it.
+        assert (await client.get(pixel, headers=browser)).status_code == 200
+        await asyncio.wait_for(task, 30)
+        assert seen.count("open") == 1
