@@ -172,7 +172,7 @@ class SignedOut:
     `MAX_SIGNED_OUT` ids (after dropping the expired) the oldest sign-out is forgotten."""
 
     limit: int = MAX_SIGNED_OUT
-    _until: dict[str, int] = field(default_factory=dict)  # session id -> its expiry, in sign-out order
+    _until: dict[str, int] = field(default_factory=dict, repr=False)  # session id -> expiry, sign-out order
 
     def add(self, session: Session, *, now: int) -> None:
         if len(self._until) >= self.limit:
