@@ -315,6 +315,7 @@ function WhoOpened({ s }: { s: Summary }) {
 
 function SeriesView({ series }: { series: TimeSeries }) {
   const points = series.series;
+  const [open, setOpen] = useState(false); // the table is drawn only when asked for: a month is 720 rows
   const option = useMemo(() => {
     const names = points.map((p) => p.t.slice(0, series.bucket === "day" ? 10 : 16).replace("T", " "));
     const lines = [
@@ -335,8 +336,9 @@ function SeriesView({ series }: { series: TimeSeries }) {
   return (
     <>
       <Chart option={option} label={`Opens, clicks and machine opens per ${series.bucket} in ${series.tz}`} height={280} />
-      <details>
+      <details onToggle={(e) => setOpen((e.currentTarget as HTMLDetailsElement).open)}>
         <summary>As a table</summary>
+        {open && (
         <DataTable
           rows={points}
           caption={`Per ${series.bucket}, ${series.tz}`}
@@ -349,6 +351,7 @@ function SeriesView({ series }: { series: TimeSeries }) {
             { id: "machine_opens", header: "Machine opens", numeric: true, value: (p) => p.machine_opens },
           ]}
         />
+        )}
       </details>
     </>
   );
