@@ -21,8 +21,8 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import Parameter, QueryParameter
 
 from api.auth import account_of
-from api.delivery_numbers import DeliveryNumbers
 from api.cookie_auth import session_account
+from api.delivery_numbers import DeliveryNumbers
 from api.errors import PATTERN_WORDS
 from api.session import COOKIE, Sessions
 from api.sql.common import Query
@@ -43,9 +43,9 @@ class ApiContext:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     webhook_allow_private: bool = False  # PIXELPIPE_WEBHOOK_ALLOW_PRIVATE: see `schemas.webhook_guard`
     retention_days: int = 396  # PIXELPIPE_RETENTION_DAYS: a send older than this is refused
+    sessions: Sessions | None = None  # the dashboard's sign-in sessions (None: bearer keys only)
     # The campaigns' delivery numbers counted so far, per bucket (`api.delivery_numbers`): this process's.
     delivery_numbers: DeliveryNumbers = field(default_factory=DeliveryNumbers, repr=False)
-    sessions: Sessions | None = None  # the dashboard's sign-in sessions (None: bearer keys only)
 
     def read(self, q: Query | ExactRead) -> list[tuple[Any, ...]]:
         """The rows of ``q``: one query, or the one or two of an exact read of the rollups."""
