@@ -8,7 +8,7 @@ export UV_PYTHON_PREFERENCE ?= system
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help uv install run test lint typecheck unit integration e2e bench fmt clean
+.PHONY: help uv install run test lint typecheck unit integration e2e bench fmt clean browser
 
 help:
 	@echo "make run       install and run pixelpipe serve on $(HOST):$(PORT)"
@@ -57,7 +57,13 @@ fmt: install
 	$(UV) run ruff format .
 	$(UV) run ruff check --fix .
 
-test: install lint typecheck
+# The dashboard's browser tests (tests/browser) drive Debian's Chromium through Playwright, never a browser
+# Playwright downloads: scripts/chromium.sh installs it with `apt-get install -y chromium` when missing (as
+# root); without it they skip, and under CI=true the run fails naming that command.
+browser:
+	@bash scripts/chromium.sh
+
+test: install lint typecheck browser
 	$(NATIVE_TEST)
 	$(UV) run pytest
 
