@@ -1,0 +1,59 @@
+"""Live: with a campaign's report open, a new open fetched through the edge shows in the page's feed and moves
+its unique-opens counter within 2 s of the pixel request, with no reload and no request from the page per
+hit (the page listens on one `EventSource` opened before; Playwright records every request it makes)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from tests.browser import dataset
+from tests.browser.conftest import Served
+from tests.browser.reading import count_text, numbers
+from tests.browser.signing_in import sign_in
+from tests.integration.helpers import path_of
+
+pytestmark = pytest.mark.browser
+
+UNIQUE_OPENS = "summary-unique_opens"
+LIVE_WITHIN_MS = 2000
+
+
+async def test_a_new_open_shows_in_the_feed_and_the_counter_within_2_s_without_a_request_per_hit(
+    page: Any, served: Served
+) -> None:
+    await sign_in(page, path="/#/campaigns/spring-sale")
+    await page.wait_for_selector("body[data-ready=report]")
+    before = int((await numbers(page))[UNIQUE_OPENS][0])
+    assert before == (await served.api("/v1/campaigns/spring-sale/summary"))["unique_opens"]
+    navigations: list[str] = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url))
+    requests: list[str] = []
+    page.on("request", lambda request: requests.append(request.url))
+    feed = page.get_by_test_id("live-feed")
+
+    async with served.http() as edge:
+        for i, message_id in enumerate(("m-fay", "m-eve")):  # neither has opened yet (eve: only bots)
+            pixel = path_of(served.data.pixel(message_id))
+            r = await edge.get(
+                pixel, headers={"User-Agent": dataset.APPLE_MAIL, "X-Forwarded-For": "81.2.69.170"}
+            )
+            assert r.status_code == 200
+            answered = time.monotonic()
+            await page.wait_for_function(
+                "([id, n]) => document.querySelector(`[data-testid='${id}']`)?.dataset.value === String(n)",
+                arg=[UNIQUE_OPENS, before + i + 1],
+                timeout=LIVE_WITHIN_MS,
+            )
+            await feed.get_by_text(message_id).first.wait_for(
+                state="visible", timeout=max(1, LIVE_WITHIN_MS - (time.monotonic() - answered) * 1000)
+            )
+            counter = (await numbers(page))[UNIQUE_OPENS]
+            assert counter == (str(before + i + 1), count_text(before + i + 1))
+
+    assert requests == []  # no request per hit: the numbers came over the one live stream
+    assert navigations == []  # and no reload
+    after = await served.api("/v1/campaigns/spring-sale/summary")
+    assert after["unique_opens"] == before + 2

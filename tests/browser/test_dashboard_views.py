@@ -1,0 +1,128 @@
+"""Each view of the dashboard in Chromium against a served pixelpipe with real data: it draws (a screenshot
+per view in artifacts/screenshots/), its numbers equal the JSON of the same API route exactly, it works from
+the keyboard alone, and it fits a phone's 375 px without scrolling sideways."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser import dataset
+from tests.browser.conftest import Served
+from tests.browser.reading import numbers, shown
+from tests.browser.signing_in import sign_in
+
+pytestmark = pytest.mark.browser
+
+SPRING = dataset.SPRING
+# Each view: its address, what the page marks when it is drawn, and its screenshot's name.
+VIEWS = {
+    "campaigns": ("/#/campaigns", "campaigns"),
+    "campaign-report": (f"/#/campaigns/{SPRING}", "report"),
+    "message": ("/#/messages/m-ann", "message"),
+    "recipient": ("/#/recipients/ann@example.com", "recipient"),
+}
+
+
+async def open_view(page: Any, view: str) -> None:
+    path, ready = VIEWS[view]
+    await page.goto(path)
+    await page.wait_for_selector(f"body[data-ready={ready}]")
+
+
+def assert_equal(on_page: dict[str, tuple[str, str]], expected: dict[str, Any]) -> None:
+    """Every expected number is on the page, as the API's value (``data-value``) and written as the page
+    writes it; and nothing the page shows under these ids differs."""
+    missing = sorted(set(expected) - set(on_page))
+    assert missing == [], f"not on the page: {missing}"
+    for testid, value in expected.items():
+        raw, text = on_page[testid]
+        assert (float(raw), text) == (float(value), shown(value)), testid
+
+
+@pytest.mark.parametrize("view", list(VIEWS))
+async def test_each_view_draws(page: Any, view: str, screenshots: Path) -> None:
+    await sign_in(page)
+    await open_view(page, view)
+    await page.screenshot(path=screenshots / f"{view}.png", full_page=True)
+
+
+async def test_the_campaign_list_shows_the_apis_numbers(page: Any, served: Served) -> None:
+    await sign_in(page)
+    await open_view(page, "campaigns")
+    listed = (await served.api("/v1/campaigns"))["items"]
+    assert [c["campaign_id"] for c in listed] == [dataset.NEWSLETTER, SPRING]  # never globex's
+    assert await page.get_by_text(dataset.SECRET_CAMPAIGN).count() == 0
+    expected = {
+        f"campaign-{c['campaign_id']}-{field}": value
+        for c in listed
+        for field, value in c.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+    assert expected[f"campaign-{SPRING}-sent"] == 6
+    assert_equal(await numbers(page), expected)
+
+
+async def test_the_campaign_report_shows_the_apis_numbers(page: Any, served: Served) -> None:
+    await sign_in(page)
+    await open_view(page, "campaign-report")
+    summary = await served.api(f"/v1/campaigns/{SPRING}/summary")
+    expected = {
+        f"summary-{field}": value
+        for field, value in summary.items()
+        if isinstance(value, int | float) and not isinstance(value, bool)
+    }
+    # The dataset's numbers (dataset.make): 6 sent, ann, bob and cat opened (people); dan only by Apple's
+    # proxy; eve only by bots; 2 people's clicks and a bot's.
+    counted = (summary["sent"], summary["unique_opens"], summary["clicks"], summary["bot_clicks"])
+    assert counted == (6, 3, 2, 1)
+    assert_equal(await numbers(page), expected)
+
+
+async def test_sign_in_and_the_main_navigation_work_from_the_keyboard(page: Any) -> None:
+    await page.goto("/")
+    field = page.get_by_label("API key", exact=True)
+    await field.wait_for(state="visible")
+    for _ in range(10):  # Tab from the top of the page reaches the field
+        if await field.evaluate("(e) => e === document.activeElement"):
+            break
+        await page.keyboard.press("Tab")
+    else:
+        pytest.fail("Tab never reached the API key field")
+    await page.keyboard.type(dataset.ACME_KEY)
+    await page.keyboard.press("Tab")  # to the sign-in button
+    focused = await page.evaluate("document.activeElement.textContent")
+    assert "Sign in" in focused
+    await page.keyboard.press("Enter")
+    await field.wait_for(state="detached")
+    # The main navigation: Tab to the spring campaign's link, Enter opens its report.
+    for _ in range(40):
+        href = await page.evaluate("document.activeElement.getAttribute('href') || ''")
+        if href.endswith(f"#/campaigns/{SPRING}"):
+            break
+        await page.keyboard.press("Tab")
+    else:
+        pytest.fail("Tab never reached the campaign's link")
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector("body[data-ready=report]")
+    assert page.url.endswith(f"#/campaigns/{SPRING}")
+
+
+async def test_every_view_fits_a_phone_without_scrolling_sideways(
+    browser: Any, served: Served, screenshots: Path
+) -> None:
+    context = await browser.new_context(
+        base_url=served.base, viewport={"width": 375, "height": 812}, is_mobile=True, has_touch=True
+    )
+    try:
+        page = await context.new_page()
+        await sign_in(page)
+        for view in VIEWS:
+            await open_view(page, view)
+            wide = await page.evaluate("document.documentElement.scrollWidth")
+            assert wide <= 375, f"{view} is {wide} px wide at 375"
+            await page.screenshot(path=screenshots / f"{view}-phone.png", full_page=True)
+    finally:
+        await context.close()
