@@ -17,7 +17,7 @@ from tests.integration.helpers import path_of
 
 pytestmark = pytest.mark.browser
 
-UNIQUE_OPENS = "summary-unique_opens"
+UNIQUE_OPENS = "stat-unique_opens"
 LIVE_WITHIN_MS = 2000
 
 
