@@ -24,7 +24,7 @@ uv:
 # edge serves every request in Python.
 NATIVE_GROUP := $(if $(shell command -v cargo 2>/dev/null),,--no-group native)
 
-install: uv
+install: uv dashboard
 	@$(if $(NATIVE_GROUP),echo "cargo not found: installing without the edge's native fast path (native/)")
 	$(UV) sync --locked $(NATIVE_GROUP)
 
@@ -33,7 +33,7 @@ install: uv
 # `uv run --no-sync` keeps uv from installing the default groups on its own.
 RUN_GROUPS := --no-default-groups $(if $(NATIVE_GROUP),,--group native)
 
-run: uv
+run: uv dashboard
 	@$(if $(NATIVE_GROUP),echo "cargo not found: installing without the edge's native fast path (native/)")
 	$(UV) sync --locked --inexact $(RUN_GROUPS)
 	$(UV) run --no-sync pixelpipe serve --host $(HOST) --port $(PORT)
@@ -77,3 +77,4 @@ clean:
 include mk/kafka.mk
 include mk/bench.mk
 include mk/docker.mk
+include mk/web.mk
