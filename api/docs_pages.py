@@ -39,11 +39,16 @@ SCALAR_JS: Final = "scalar/standalone.js"
 REDOC_JS: Final = "redoc/redoc.standalone.js"
 _NO_FAVICON: Final = "<link rel='icon' href='data:,'>"  # Litestar's default is an image on a CDN
 
+# Offline: no fonts from Scalar's CDN (`withDefaultFonts`), no AI agent calling Scalar's servers, no
+# telemetry; the CSP would block them anyway, but the console stays clean and nothing is attempted.
 SCALAR_INIT: Final = b"""(function () {
   var target = document.getElementById("api-reference");
-  if (window.Scalar && typeof window.Scalar.createApiReference === "function") {
-    window.Scalar.createApiReference(target, { url: target.dataset.url });
-  }
+  window.Scalar.createApiReference(target, {
+    url: target.dataset.url,
+    withDefaultFonts: false,
+    agent: { disabled: true },
+    telemetry: false,
+  });
 })();
 """
 SWAGGER_INIT: Final = b"""(function () {

@@ -23,6 +23,7 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException, TooManyRequestsException
+from litestar.params import JSONBody
 
 from api.auth import CHALLENGE
 from api.cookie_auth import cookie_session, refuse_cross_site, require_csrf
@@ -64,7 +65,7 @@ class SessionController(Controller):
 
     @post(sync_to_thread=False, status_code=200)
     def sign_in(
-        self, request: Request[Any, Any, Any], data: SignInBody, sign_in: NamedDependency[SignIn]
+        self, request: Request[Any, Any, Any], data: JSONBody[SignInBody], sign_in: NamedDependency[SignIn]
     ) -> Response[dict[str, str]]:
         """Trade an API key for a session cookie."""
         refuse_cross_site(request, sign_in.public_url)

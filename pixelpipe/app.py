@@ -35,7 +35,7 @@ from api.openapi import document
 from api.privacy import PrivacyController, PrivacyPropagation, load_suppressed, migrate_plain_suppressions
 from api.recipient_path import raw_recipient, recipient_paths
 from api.recipients import recipient_view
-from api.session import Sessions
+from api.session import COOKIE, Sessions
 from api.session_routes import SessionController, SignIn
 from api.sql.rollup_upkeep import rollup_retention
 from api.webhooks import WebhookController, WebhookIn
@@ -552,9 +552,13 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
             render_plugins=render_plugins(files),  # offline: their scripts from the dashboard's build
             openapi_router=docs_router("/schema"),
             components=OpenAPIComponents(
-                security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
+                security_schemes={
+                    "bearer": SecurityScheme(type="http", scheme="bearer"),
+                    # The dashboard's: `POST /session` sets it (README, "The dashboard").
+                    "session": SecurityScheme(type="apiKey", name=COOKIE, security_scheme_in="cookie"),
+                }
             ),
-            security=[{"bearer": []}],
+            security=[{"bearer": []}, {"session": []}],
             use_handler_docstrings=True,
         ),
         exception_handlers=dict(EXCEPTION_HANDLERS),
