@@ -77,8 +77,29 @@ async def test_the_campaign_report_shows_the_apis_numbers(page: Any, served: Ser
     # proxy; eve only by bots; 2 people's clicks and a bot's.
     counted = (summary["sent"], summary["unique_opens"], summary["clicks"], summary["bot_clicks"])
     assert counted == (6, 3, 2, 1)
-    seen = assert_equal(await numbers(page), "stat-", summary)
+    on_page = await numbers(page)
+    seen = assert_equal(on_page, "stat-", summary)
     assert {"sent", "unique_opens", "open_rate", "clicks", "click_rate", "machine_opens"} <= set(seen)
+    # Its breakdowns, top links and filtered hits: each table's numbers are its route's rows.
+    report = f"/v1/campaigns/{SPRING}"
+    for by in ("client", "device", "os", "country"):
+        rows = (await served.api(f"{report}/breakdown", by=by))["rows"]
+        assert rows, by
+        for row in rows:
+            key = row["key"] if row["key"] is not None else "unknown"
+            assert {"opens", "unique_opens", "clicks"} <= set(
+                assert_equal(on_page, f"breakdown-{by}-{key}-", row)
+            )
+    links = (await served.api(f"{report}/links"))["links"]
+    assert len(links) == 2
+    for link in links:
+        assert len(assert_equal(on_page, f"link-{link['link_index']}-", link)) == 3
+    filtered = await served.api(f"{report}/filtered")
+    hits = {f"{r['kind']}-{r['reason']}": r["hits"] for r in filtered["filtered"]}
+    assert hits == {"open-ua:http_library": 2, "click-ua:http_library": 1}
+    totals = {"total": filtered["filtered_total"], "machine_opens": filtered["machine_opens"]}
+    assert set(assert_equal(on_page, "filtered-", {**totals, **hits})) == {*totals, *hits}
+    assert_equal(on_page, "machine-", filtered["machine_opens_by_reason"])
 
 
 async def test_sign_in_and_the_main_navigation_work_from_the_keyboard(page: Any) -> None:
