@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -58,3 +59,16 @@ async def test_a_new_open_shows_in_the_feed_and_the_counter_within_2_s_without_a
     assert navigations == []  # and no reload
     after = await served.api("/v1/campaigns/spring-sale/summary")
     assert after["unique_opens"] == before + 2
+    # What the page does not count itself (the rates) it re-reads from the API once, some seconds later
+    # (RECONCILE_MS in web/src/views/CampaignReport.tsx): one request for both hits, then every number is
+    # the API's again.
+    await page.wait_for_function(
+        "(r) => document.querySelector(\"[data-testid='stat-open_rate']\")?.dataset.value === String(r)",
+        arg=after["open_rate"],
+        timeout=20_000,
+    )
+    assert [urlsplit(u).path for u in requests] == ["/v1/campaigns/spring-sale/summary"]
+    on_page = await numbers(page)
+    for field in ("sent", "opens", "unique_opens", "open_rate", "clicks", "click_rate"):
+        assert float(on_page[f"stat-{field}"][0]) == after[field], field
+    assert navigations == []
