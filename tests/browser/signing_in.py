@@ -19,6 +19,14 @@ async def sign_in(page: Any, key: str = dataset.ACME_KEY, *, path: str = "/") ->
     await field.wait_for(state="detached")
 
 
+async def signed_in_cookie(page: Any) -> dict[str, Any]:
+    """Sign in as acme; the session cookie the browser got."""
+    await sign_in(page)
+    cookie = await session_cookie(page)
+    assert cookie is not None
+    return cookie
+
+
 async def session_cookie(page: Any) -> dict[str, Any] | None:
     cookies = [c for c in await page.context.cookies() if c["name"] == SESSION_COOKIE]
     return cookies[0] if cookies else None

@@ -10,7 +10,7 @@ import pytest
 
 from tests.browser import dataset
 from tests.browser.conftest import Served
-from tests.browser.signing_in import SESSION_COOKIE, session_cookie, sign_in, web_storage
+from tests.browser.signing_in import SESSION_COOKIE, session_cookie, signed_in_cookie, web_storage
 
 pytestmark = pytest.mark.browser
 
@@ -26,9 +26,7 @@ async def test_the_sign_in_page_has_a_field_labelled_api_key(page: Any, screensh
 async def test_signing_in_sets_an_http_only_cookie_and_keeps_the_key_nowhere(
     page: Any, served: Served
 ) -> None:
-    await sign_in(page)
-    cookie = await session_cookie(page)
-    assert cookie is not None
+    cookie = await signed_in_cookie(page)
     assert (cookie["httpOnly"], cookie["sameSite"], cookie["path"]) == (True, "Strict", "/")
     assert cookie["expires"] > 0  # expiring, not a browser-session cookie kept forever by "restore tabs"
     assert dataset.ACME_KEY not in cookie["value"]
@@ -56,9 +54,7 @@ async def test_a_wrong_key_is_refused_and_sets_no_cookie(page: Any) -> None:
 async def test_signing_out_returns_to_sign_in_and_the_old_cookie_no_longer_works(
     page: Any, served: Served
 ) -> None:
-    await sign_in(page)
-    cookie = await session_cookie(page)
-    assert cookie is not None
+    cookie = await signed_in_cookie(page)
     await page.get_by_role("button", name="Sign out").click()
     await page.get_by_label("API key", exact=True).wait_for(state="visible")
     assert await session_cookie(page) is None
