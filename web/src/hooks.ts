@@ -8,6 +8,25 @@ export interface Loaded<T> {
   loading: boolean;
 }
 
+// Requests started before their view is drawn (at boot, while GET /session is in flight): taken once by the
+// first `useGet` of the same path. A failed one (no session yet) is simply asked again.
+const early = new Map<string, Promise<unknown>>();
+
+export function prefetch(paths: string[]): void {
+  for (const path of paths) {
+    const started = get(path);
+    started.catch(() => undefined);
+    early.set(path, started);
+  }
+}
+
+function fetchOnce<T>(path: string, signal: AbortSignal): Promise<T> {
+  const started = early.get(path) as Promise<T> | undefined;
+  if (!started) return get<T>(path, signal);
+  early.delete(path);
+  return started.catch(() => get<T>(path, signal));
+}
+
 /** GET `path` (null: nothing to load); reloads when the path changes, drops a stale answer. */
 export function useGet<T>(path: string | null, version = 0): Loaded<T> & { set: (data: T) => void } {
   const [state, setState] = useState<Loaded<T>>({ data: null, error: null, loading: path !== null });
@@ -15,8 +34,10 @@ export function useGet<T>(path: string | null, version = 0): Loaded<T> & { set: 
     if (path === null) return;
     const abort = new AbortController();
     setState((old) => ({ data: old.data, error: null, loading: true }));
-    get<T>(path, abort.signal).then(
-      (data) => setState({ data, error: null, loading: false }),
+    fetchOnce<T>(path, abort.signal).then(
+      (data) => {
+        if (!abort.signal.aborted) setState({ data, error: null, loading: false });
+      },
       (error: Error) => {
         if (!abort.signal.aborted) setState({ data: null, error: error.message, loading: false });
       },

@@ -3,9 +3,11 @@
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { currentSession, signOut, whenSignedOut, type Session } from "./api";
-import { href, useRoute } from "./route";
+import { loadEcharts } from "./charts";
+import { prefetch } from "./hooks";
+import { href, parse, useRoute } from "./route";
 import "./styles.css";
-import { CampaignReport } from "./views/CampaignReport";
+import { CampaignReport, reportPaths } from "./views/CampaignReport";
 import { Campaigns } from "./views/Campaigns";
 import { MessageView } from "./views/Message";
 import { RecipientView } from "./views/Recipient";
@@ -68,6 +70,16 @@ function App() {
       </main>
     </>
   );
+}
+
+// A report opened directly (a link, a reload) starts its requests and the charts library now, alongside
+// GET /session, instead of after it: the report is the page that must draw within a second.
+const first = parse(location.hash);
+if (first.view === "campaign") {
+  void loadEcharts();
+  prefetch(Object.values(reportPaths(first.id)));
+} else if (first.view === "campaigns") {
+  void loadEcharts();
 }
 
 render(<App />, document.getElementById("app")!);

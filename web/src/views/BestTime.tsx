@@ -13,7 +13,7 @@ const BASIS: Record<string, string> = {
   none: "not enough opens yet (at least 5 are needed)",
 };
 
-export function BestTimeView({ best, prefix = "best" }: { best: BestTime; prefix?: string }) {
+export function BestTimeView({ best, prefix = "best_time" }: { best: BestTime; prefix?: string }) {
   const grid = best.by_weekday_hour;
   const option = useMemo(() => {
     const cells: [number, number, number][] = [];

@@ -32,31 +32,50 @@ const DIMENSIONS = [
 ] as const;
 
 function zones(): string[] {
-  const own = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+  const own = ownZone();
   const all = (Intl as unknown as { supportedValuesOf?: (k: string) => string[] }).supportedValuesOf?.("timeZone") ?? [];
   return Array.from(new Set(["UTC", own, ...all]));
 }
 
-export function CampaignReport({ id }: { id: string }) {
+type Bucket = "minute" | "hour" | "day";
+const ownZone = (): string => Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+
+/** Every API path the report reads, for these choices (also prefetched at boot, main.tsx). */
+export function reportPaths(id: string, includeMachine = false, bucket: Bucket = "hour", tz = ownZone()) {
   const base = `/v1/campaigns/${enc(id)}`;
-  const [includeMachine, setIncludeMachine] = useState(false);
-  const [bucket, setBucket] = useState<"minute" | "hour" | "day">("hour");
-  const [tz, setTz] = useState(() => Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC");
-  const [reconciled, setReconciled] = useState(0);
   const machine = includeMachine ? "true" : "false";
+  return {
+    summary: `${base}/summary?include_machine=${machine}`,
+    series: `${base}/timeseries?bucket=${bucket}&tz=${enc(tz)}&include_machine=${machine}`,
+    links: `${base}/links`,
+    filtered: `${base}/filtered`,
+    best: `${base}/best-time`,
+    client: `${base}/breakdown?by=client&include_machine=${machine}`,
+    device: `${base}/breakdown?by=device&include_machine=${machine}`,
+    os: `${base}/breakdown?by=os&include_machine=${machine}`,
+    country: `${base}/breakdown?by=country&include_machine=${machine}`,
+  };
+}
+
+export function CampaignReport({ id }: { id: string }) {
+  const [includeMachine, setIncludeMachine] = useState(false);
+  const [bucket, setBucket] = useState<Bucket>("hour");
+  const [tz, setTz] = useState(ownZone);
+  const paths = reportPaths(id, includeMachine, bucket, tz);
+  const [reconciled, setReconciled] = useState(0);
 
   const [chartsReady, setChartsReady] = useState(false);
   useEffect(() => void loadEcharts().then(() => setChartsReady(true)), []);
-  const summary = useGet<Summary>(`${base}/summary?include_machine=${machine}`, reconciled);
-  const series = useGet<TimeSeries>(`${base}/timeseries?bucket=${bucket}&tz=${enc(tz)}&include_machine=${machine}`);
-  const links = useGet<{ links: LinkRow[] }>(`${base}/links`);
-  const filtered = useGet<Filtered>(`${base}/filtered`);
-  const best = useGet<{ best_time_to_send: BestTime }>(`${base}/best-time`);
+  const summary = useGet<Summary>(paths.summary, reconciled);
+  const series = useGet<TimeSeries>(paths.series);
+  const links = useGet<{ links: LinkRow[] }>(paths.links);
+  const filtered = useGet<Filtered>(paths.filtered);
+  const best = useGet<{ best_time_to_send: BestTime }>(paths.best);
   const breakdowns = {
-    client: useGet<Breakdown>(`${base}/breakdown?by=client&include_machine=${machine}`),
-    device: useGet<Breakdown>(`${base}/breakdown?by=device&include_machine=${machine}`),
-    os: useGet<Breakdown>(`${base}/breakdown?by=os&include_machine=${machine}`),
-    country: useGet<Breakdown>(`${base}/breakdown?by=country&include_machine=${machine}`),
+    client: useGet<Breakdown>(paths.client),
+    device: useGet<Breakdown>(paths.device),
+    os: useGet<Breakdown>(paths.os),
+    country: useGet<Breakdown>(paths.country),
   };
   const parts = [summary, series, links, filtered, best, ...Object.values(breakdowns)];
   useReady("report", chartsReady && parts.every((p) => !p.loading && (p.data !== null || p.error !== null)));
@@ -406,7 +425,7 @@ function LiveFeed({ feed }: { feed: Notice[] }) {
       {feed.map((n) => (
         <li key={n.id} data-type={n.type}>
           <time dateTime={n.at}>{fmt.time(n.at).slice(11, 19)}</time> <strong>{n.type.replace("_", " ")}</strong>
-          {n.first ? " (first)" : ""} · <a href={href.message(n.message_id)}>{n.recipient ?? n.message_id}</a>
+          {n.first ? " (first)" : ""} · {n.recipient ?? "—"} · message <a href={href.message(n.message_id)}>{n.message_id}</a>
           {n.client ? ` · ${n.client}` : ""}
           {n.country ? ` · ${n.country}` : ""}
           {n.url ? <span class="url"> · {n.url}</span> : ""}

@@ -109,7 +109,6 @@ export function RecipientView({ id }: { id: string }) {
         <>
           <dl class="stats">
             <Stat field="opens" label="Opens" value={r.opens} prefix="recipient" />
-            <Stat field="messages" label="Messages shown" value={r.messages.length} prefix="recipient" />
           </dl>
           <section aria-labelledby="messages-title" class="card">
             <h2 id="messages-title">Messages</h2>
@@ -121,8 +120,8 @@ export function RecipientView({ id }: { id: string }) {
                 { id: "message_id", header: "Message", value: (m) => m.message_id, render: (m) => <a href={href.message(m.message_id)}>{m.message_id}</a> },
                 { id: "campaign_id", header: "Campaign", value: (m) => m.campaign_id, render: (m) => <a href={href.campaign(m.campaign_id)}>{m.campaign_id}</a> },
                 { id: "sent_at", header: "Sent", value: (m) => m.sent_at, render: (m) => fmt.time(m.sent_at) },
-                { id: "opens", header: "Opens", numeric: true, value: (m) => m.opens, render: (m) => <Num value={m.opens} testid={`recipient-message-${m.message_id}-opens`} /> },
-                { id: "clicks", header: "Clicks", numeric: true, value: (m) => m.clicks, render: (m) => <Num value={m.clicks} testid={`recipient-message-${m.message_id}-clicks`} /> },
+                { id: "opens", header: "Opens", numeric: true, value: (m) => m.opens, render: (m) => <Num value={m.opens} testid={`recipient_message-${m.message_id}-opens`} /> },
+                { id: "clicks", header: "Clicks", numeric: true, value: (m) => m.clicks, render: (m) => <Num value={m.clicks} testid={`recipient_message-${m.message_id}-clicks`} /> },
                 { id: "first_open_at", header: "First open", value: (m) => m.first_open_at, render: (m) => fmt.time(m.first_open_at) },
               ]}
             />
@@ -146,7 +145,7 @@ export function RecipientView({ id }: { id: string }) {
           </section>
           <section aria-labelledby="rbest-title" class="card">
             <h2 id="rbest-title">Best time to send</h2>
-            <BestTimeView best={r.best_time_to_send} prefix="recipient-best" />
+            <BestTimeView best={r.best_time_to_send} />
           </section>
         </>
       )}
