@@ -9,11 +9,15 @@ A browser sends the cookie by itself, so a request it carries is trusted only wh
 (an older browser, a sibling subdomain). A request with an ``Authorization`` header is a bearer request and
 never reaches here (`api.context`): it needs none of this.
 
-The checks (`cross_site`, `csrf_refusal`) are pure; `session_account` applies them to a request.
+The checks (`cross_site`, `csrf_refusal`) are pure; `session_account` applies them to a request, and leaves
+on it how to ask later whether its session still holds (`session_alive`: the live feed ends a stream whose
+session expired or was signed out).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -25,6 +29,8 @@ from api.session import COOKIE, Session, SessionRefused, Sessions
 
 STATE_CHANGING: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CSRF_HEADER: Final = "X-CSRF-Token"
+# Request state: for a request authorized by the cookie, whether its session still holds (`session_alive`).
+SESSION_ALIVE: Final = "pixelpipe_session_alive"
 
 
 def _origin_of(url: str) -> tuple[str, str]:
@@ -109,4 +115,12 @@ def session_account(request: Request[Any, Any, Any], sessions: Sessions, public_
     session = cookie_session(request, sessions)
     refuse_cross_site(request, public_url)
     require_csrf(request, sessions, session)
+    setattr(request.state, SESSION_ALIVE, functools.partial(sessions.alive, session))
     return session.account
+
+
+def session_alive(request: Request[Any, Any, Any]) -> Callable[[], bool] | None:
+    """For a request authorized by the cookie: whether its session still holds (expired or signed out since
+    the request began: no longer). None for a bearer request."""
+    alive: Callable[[], bool] | None = getattr(request.state, SESSION_ALIVE, None)
+    return alive

@@ -39,8 +39,9 @@ SCALAR_JS: Final = "scalar/standalone.js"
 REDOC_JS: Final = "redoc/redoc.standalone.js"
 _NO_FAVICON: Final = "<link rel='icon' href='data:,'>"  # Litestar's default is an image on a CDN
 
-# Offline: no fonts from Scalar's CDN (`withDefaultFonts`), no AI agent calling Scalar's servers, no
-# telemetry; the CSP would block them anyway, but the console stays clean and nothing is attempted.
+# Offline: no AI agent calling Scalar's servers, no telemetry, no fonts from Scalar's CDN. The standalone
+# bundle of @scalar/api-reference 1.46 still declares its fonts there; the CSP (font-src 'self' data:) keeps
+# the browser from asking for them, and the page falls back to the system's fonts.
 SCALAR_INIT: Final = b"""(function () {
   var target = document.getElementById("api-reference");
   window.Scalar.createApiReference(target, {

@@ -172,7 +172,7 @@ class SignedOut:
     `MAX_SIGNED_OUT` ids (after dropping the expired) the oldest sign-out is forgotten."""
 
     limit: int = MAX_SIGNED_OUT
-    _until: dict[str, int] = field(default_factory=dict)  # session id -> its expiry, in sign-out order
+    _until: dict[str, int] = field(default_factory=dict, repr=False)  # session id -> expiry, sign-out order
 
     def add(self, session: Session, *, now: int) -> None:
         if len(self._until) >= self.limit:
@@ -231,6 +231,10 @@ class Sessions:
         if session.session_id in self.signed_out:
             raise SessionRefused("the session was signed out; sign in again")
         return session
+
+    def alive(self, session: Session) -> bool:
+        """Whether a session read earlier still holds (a long request, such as the live feed, asks)."""
+        return session.expires_at > self.now() and session.session_id not in self.signed_out
 
     def sign_out(self, session: Session) -> None:
         self.signed_out.add(session, now=self.now())

@@ -25,7 +25,8 @@ class SignInThrottle:
     capacity: float = CAPACITY
     refill_per_s: float = REFILL_PER_S
     max_addresses: int = MAX_ADDRESSES
-    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # address -> (tokens, at)
+    # address -> (tokens, when counted); addresses stay out of the repr
+    _buckets: dict[str, tuple[float, float]] = field(default_factory=dict, repr=False)
 
     def _tokens(self, address: str, now: float) -> float:
         tokens, at = self._buckets.get(address, (self.capacity, now))

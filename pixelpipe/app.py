@@ -484,9 +484,10 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
     settings = components.settings
     handlers: list[Any] = _health_handlers(components)
     dependencies: dict[str, Provide] = {}
-    files = DashboardFiles.scan(settings.dashboard_dir)  # the API docs' assets are in the dashboard's build
     store = components.store if "api" in components.roles else None
+    files = DashboardFiles(settings.dashboard_dir, {})  # the dashboard's build: the API role serves it
     if store is not None:
+        files = DashboardFiles.scan(settings.dashboard_dir)  # its files, and the API docs' assets
         sessions = Sessions.of(
             settings.keyring,
             settings.api_keys,

@@ -284,13 +284,19 @@ def test_sign_in_attempts_are_throttled_per_client_address(base: str) -> None:
         assert other.status_code == 200
 
 
+async def signed_in_send(client: httpx.AsyncClient, message_id: str) -> tuple[dict[str, str], str]:
+    """Sign in as acme, register a message with the cookie; the CSRF header and the message's pixel path."""
+    r = await client.post("/session", json={"api_key": ACME_KEY})
+    token = {"X-CSRF-Token": r.json()["csrf_token"]}
+    body = {"campaign_id": "live", "recipient": "ann@example.com", "message_id": message_id}
+    sent = await client.post("/v1/messages", json=body, headers=token)
+    assert sent.status_code == 201
+    return token, path_of(sent.json()["pixel_url"])
+
+
 async def test_the_live_feed_opens_with_the_cookie(base: str) -> None:
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-        r = await client.post("/session", json={"api_key": ACME_KEY})
-        token = {"X-CSRF-Token": r.json()["csrf_token"]}
-        body = {"campaign_id": "live", "recipient": "ann@example.com", "message_id": "m-live"}
-        sent = await client.post("/v1/messages", json=body, headers=token)
-        assert sent.status_code == 201
+        _, pixel = await signed_in_send(client, "m-live")
         events: asyncio.Queue[Any] = asyncio.Queue()
         connected = asyncio.Event()
 
@@ -306,7 +312,6 @@ async def test_the_live_feed_opens_with_the_cookie(base: str) -> None:
         task = asyncio.create_task(listen())
         try:
             await asyncio.wait_for(connected.wait(), 10)
-            pixel = path_of(sent.json()["pixel_url"])
             hit = await client.get(pixel, headers={"User-Agent": BROWSER, "X-Forwarded-For": RESIDENTIAL})
             assert hit.status_code == 200
             opened = await asyncio.wait_for(events.get(), 30)
@@ -319,3 +324,30 @@ async def test_the_live_feed_opens_with_the_cookie(base: str) -> None:
         # Without the cookie (or a key), the feed is refused.
         async with httpx.AsyncClient(base_url=base, timeout=10) as anonymous:
             assert (await anonymous.get("/v1/live")).status_code == 401
+
+
+async def test_signing_out_ends_a_live_stream_the_session_opened(base: str) -> None:
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        token, pixel = await signed_in_send(client, "m-out")
+        seen: list[str] = []
+        connected = asyncio.Event()
+
+        async def listen() -> None:
+            async with aconnect_sse(client, "GET", "/v1/live") as source:
+                connected.set()
+                async for sse in source.aiter_sse():
+                    seen.append(sse.event)  # noqa: PERF401 - read while it grows
+
+        task = asyncio.create_task(listen())
+        await asyncio.wait_for(connected.wait(), 10)
+        browser = {"User-Agent": BROWSER, "X-Forwarded-For": RESIDENTIAL}
+        assert (await client.get(pixel, headers=browser)).status_code == 200
+        deadline = time.monotonic() + 30
+        while "open" not in seen:
+            assert time.monotonic() < deadline, seen
+            await asyncio.sleep(0.05)
+        assert (await client.delete("/session", headers=token)).status_code == 204
+        # The next notice finds the session gone: the stream ends instead of sending it.
+        assert (await client.get(pixel, headers=browser)).status_code == 200
+        await asyncio.wait_for(task, 30)
+        assert seen.count("open") == 1

@@ -122,8 +122,8 @@ def test_sessions_sign_in_by_key_and_sign_out_by_id() -> None:
     assert again is not None
     assert again[0].session_id != session.session_id
     assert sessions.session_of(again[1]).account == "globex"
-    assert "globex-key-456" not in repr(sessions)
-    assert "k1-0123456789abcdef" not in repr(sessions)
+    for secret in ("globex-key-456", "k1-0123456789abcdef", session.session_id, cookie):
+        assert secret not in repr(sessions)
 
 
 def test_the_cookie_header_names_every_attribute() -> None:
@@ -216,6 +216,7 @@ def test_the_throttle_keeps_a_bounded_number_of_addresses() -> None:
     throttle.failed("10.0.0.0", NOW + 100)  # refilled long ago, then failed again: kept, now the newest
     throttle.failed("10.0.0.9", NOW + 100)  # four: the full buckets (10.0.0.1 and .2) are forgotten
     assert set(throttle._buckets) == {"10.0.0.0", "10.0.0.9"}
+    assert "10.0.0" not in repr(throttle)
 
 
 def test_the_session_and_dashboard_settings(tmp_path: Path) -> None:
