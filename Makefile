@@ -16,6 +16,7 @@ help:
 	@echo "make kafka-up / kafka-down / kafka-clean   a local Apache Kafka (KRaft) on 127.0.0.1:9092"
 	@echo "make test-docker   the integration tests through testcontainers (a Docker engine; images built if missing)"
 	@echo "make bench     the quick benchmarks"
+	@echo "make browser   install Debian's chromium for the browser tests (apt-get) when it is missing"
 
 uv:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
