@@ -147,3 +147,20 @@ async def test_every_view_fits_a_phone_without_scrolling_sideways(
             await page.screenshot(path=screenshots / f"{view}-phone.png", full_page=True)
     finally:
         await context.close()
+
+
+async def test_the_message_and_recipient_views_show_the_apis_numbers(page: Any, served: Served) -> None:
+    await sign_in(page)
+    await open_view(page, "message")
+    message = await served.api("/v1/messages/m-ann")
+    seen = assert_equal(await numbers(page), "message-", message)
+    assert {"opens", "machine_opens", "clicks"} <= set(seen)
+    assert (message["opens"], message["machine_opens"], message["clicks"]) == (2, 1, 1)
+    await open_view(page, "recipient")
+    recipient = await served.api("/v1/recipients/ann@example.com")
+    on_page = await numbers(page)
+    assert assert_equal(on_page, "recipient-", recipient) == ["opens"]
+    assert recipient["opens"] == 3
+    for sent in recipient["messages"]:
+        fields = assert_equal(on_page, f"recipient_message-{sent['message_id']}-", sent)
+        assert fields == ["clicks", "opens"]
