@@ -129,6 +129,17 @@ async def test_sign_in_and_the_main_navigation_work_from_the_keyboard(page: Any)
     await page.keyboard.press("Enter")
     await page.wait_for_selector("body[data-ready=report]")
     assert page.url.endswith(f"#/campaigns/{SPRING}")
+    # Back through the main navigation: its "Campaigns" link, reached with Shift+Tab from the report.
+    campaigns = page.get_by_role("navigation", name="Main").get_by_role("link", name="Campaigns")
+    for _ in range(30):
+        await page.keyboard.press("Shift+Tab")
+        if await campaigns.evaluate("(e) => e === document.activeElement"):
+            break
+    else:
+        pytest.fail("Tab never reached the main navigation")
+    await page.keyboard.press("Enter")
+    await page.wait_for_selector("body[data-ready=campaigns]")
+    assert await campaigns.get_attribute("aria-current") == "page"
 
 
 async def test_every_view_fits_a_phone_without_scrolling_sideways(
