@@ -22,6 +22,7 @@ from litestar.params import Parameter, QueryParameter
 
 from api.auth import account_of
 from api.cookie_auth import session_account
+from api.delivery_numbers import DeliveryNumbers
 from api.errors import PATTERN_WORDS
 from api.session import COOKIE, Sessions
 from api.sql.common import Query
@@ -43,6 +44,8 @@ class ApiContext:
     webhook_allow_private: bool = False  # PIXELPIPE_WEBHOOK_ALLOW_PRIVATE: see `schemas.webhook_guard`
     retention_days: int = 396  # PIXELPIPE_RETENTION_DAYS: a send older than this is refused
     sessions: Sessions | None = None  # the dashboard's sign-in sessions (None: bearer keys only)
+    # The campaigns' delivery numbers counted so far, per bucket (`api.delivery_numbers`): this process's.
+    delivery_numbers: DeliveryNumbers = field(default_factory=DeliveryNumbers, repr=False)
 
     def read(self, q: Query | ExactRead) -> list[tuple[Any, ...]]:
         """The rows of ``q``: one query, or the one or two of an exact read of the rollups."""

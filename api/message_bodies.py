@@ -13,7 +13,7 @@ import msgspec
 from api.context import Recipient
 from api.errors import PATTERN_WORDS
 from api.openapi import bad_request
-from api.registry import MAX_LINKS, MAX_URL_CHARS
+from api.registry import MAX_LINKS, MAX_PROVIDER_MESSAGE_ID, MAX_URL_CHARS
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")]
 
@@ -43,11 +43,30 @@ SentAt = Annotated[
 ]
 
 
+# A mail service's id of the sent message (SendGrid's X-Message-Id, an SES MessageId, a Postmark MessageID,
+# Mailgun's Message-Id): printable ASCII without spaces, as every provider's ids are.
+PROVIDER_MESSAGE_ID_PATTERN = r"^[\x21-\x7e]+$"
+PATTERN_WORDS[PROVIDER_MESSAGE_ID_PATTERN] = "printable ASCII without spaces or control characters"
+ProviderMessageId = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=MAX_PROVIDER_MESSAGE_ID,
+        pattern=PROVIDER_MESSAGE_ID_PATTERN,
+        description="The mail service's id of this sent message (what its send API answered: SendGrid's "
+        "`X-Message-Id`, SES's `MessageId`, Postmark's `MessageID`, Mailgun's `id`), so that its delivery "
+        "events find the message when they carry no `pixelpipe_message_id`. Printable ASCII without spaces, "
+        f"at most {MAX_PROVIDER_MESSAGE_ID} characters; a Message-ID's angle brackets are dropped.",
+    ),
+]
+
+
 RegistrationRules = bad_request(
     "a recipient that is blank or holds a control character or line break; "
     "`sent_at` older than the retention (PIXELPIPE_RETENTION_DAYS) or more than 15 minutes in the future; "
     "a link that is not an absolute http(s) URL with a host, or that carries a user name or password; "
-    "an unknown field; a batch of no message or more than 1000; more than 1000 links"
+    "an unknown field; a batch of no message or more than 1000; more than 1000 links; "
+    "a `provider_message_id` that is empty, longer than 256 characters or holds a space or control character"
 )
 
 
@@ -59,6 +78,7 @@ class MessageIn(msgspec.Struct, forbid_unknown_fields=True):
     message_id: Id | None = None
     sent_at: SentAt | None = None
     links: Annotated[list[Link], msgspec.Meta(max_length=MAX_LINKS)] = msgspec.field(default_factory=list)
+    provider_message_id: ProviderMessageId | None = None
 
 
 MAX_BATCH = 1000  # messages per POST /v1/messages/batch

@@ -29,8 +29,8 @@ from api.context import ApiContext, Cursor, Limit, account_dependency
 from api.instrument import find_links, rewrite_html
 from api.message_bodies import MAX_BATCH, BatchIn, InstrumentIn, MessageIn, RegistrationRules
 from api.openapi import Conflict
-from api.registry import SEND_COLUMNS, BadMessage, Registration, check_sent_at, register
-from api.sql import filtered
+from api.registry import REGISTERED_SEND_COLUMNS, BadMessage, Registration, check_sent_at, register
+from api.sql import deliveries, filtered
 from api.sql import messages as sql
 from api.sql.common import BadQuery
 from schemas.recipient import normalize_recipient
@@ -88,20 +88,27 @@ class MessageController(Controller):
     def message_stats(
         self, message_id: FromPath[str], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
     ) -> dict[str, Any]:
-        """Opens, machine opens, clicks and filtered hits of one message."""
+        """Opens, machine opens, clicks and filtered hits of one message, its mail service's id
+        (`provider_message_id`), its delivery status by the counting rules and its latest delivery event."""
         db = ctx.store.database
         sends = ctx.read(sql.send_of_message(db, account, message_id))
         if not sends:
             # A send the retention dropped before its opens: the campaign counts it as sent, so it answers.
             sends = [
-                (*row[:1], None, row[1], []) for row in ctx.read(sql.message_of_hits(db, account, message_id))
+                (*row[:1], None, row[1], [], "")
+                for row in ctx.read(sql.message_of_hits(db, account, message_id))
             ]
         if not sends:
             raise NotFoundException(f"no message {message_id!r}")
         campaign_id = sends[0][0]
         counts = ctx.read(sql.message_counts(db, account, campaign_id, message_id))[0]
         dropped = filtered.tally(ctx.read(filtered.filtered_breakdown(db, account, campaign_id, message_id)))
-        return sql.shape_stats(message_id, sends[0], counts, dropped)
+        events = ctx.read(deliveries.message_deliveries(db, account, campaign_id, message_id))
+        read = bool(counts[0] or counts[1] or counts[4])  # opens, machine opens, clicks: proof of delivery
+        return {
+            **sql.shape_stats(message_id, sends[0], counts, dropped),
+            **deliveries.message_status(events, read=read),
+        }
 
 
 class MessageTimelineController(Controller):
@@ -114,14 +121,18 @@ class MessageTimelineController(Controller):
         self, message_id: FromPath[str], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
     ) -> dict[str, Any]:
         """Every counted open and click of one message, oldest first: time, kind, verdict (machine opens are
-        included and marked), reason, client, device, OS, place, whether through a mail proxy, link."""
+        included and marked), reason, client, device, OS, place, whether through a mail proxy, link; and its
+        mail service's delivery events among them (`kind` "delivery": event, bounce type, provider, SMTP
+        status and code, diagnostic), in the order they happened."""
         db = ctx.store.database
         sends = ctx.read(sql.send_of_message(db, account, message_id))
         if not sends:
             raise NotFoundException(f"no message {message_id!r}")
         campaign_id = sends[0][0]
         rows = ctx.read(sql.message_timeline(db, account, campaign_id, message_id))
-        return {"message_id": message_id, "campaign_id": campaign_id, "timeline": sql.shape_timeline(rows)}
+        events = ctx.read(deliveries.message_deliveries(db, account, campaign_id, message_id))
+        timeline = deliveries.merge_timeline(sql.shape_timeline(rows), events)
+        return {"message_id": message_id, "campaign_id": campaign_id, "timeline": timeline}
 
 
 _ACCOUNT: Final = {"account": account_dependency}
@@ -230,6 +241,7 @@ def _plan(
                 sent_at=sent_at,
                 links=links,
                 now=now,
+                provider_message=data.provider_message_id,
             )
             if data.sent_at is not None:  # the client's own value (a known message keeps its first)
                 check_sent_at(data.sent_at, now=now, retention_days=ctx.retention_days)
@@ -246,7 +258,7 @@ def _store(ctx: ApiContext, plans: Sequence[Registration]) -> None:
     win: ``sends`` is a ReplacingMergeTree on ``registered_at``); an id given twice in one batch is stored
     once, with its last item's links."""
     rows = {plan.message_id: plan.send_row for plan in plans}
-    ctx.store.insert("sends", SEND_COLUMNS, list(rows.values()))
+    ctx.store.insert("sends", REGISTERED_SEND_COLUMNS, list(rows.values()))
 
 
 def _answer(plan: Registration, *, tracked: bool) -> dict[str, Any]:

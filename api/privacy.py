@@ -5,7 +5,8 @@ applies that rule to the address it is given, and refuses with 400 what cannot b
 
 Do-not-track: the edge still serves the GIF and redirects, but nothing is recorded for that recipient (the
 edge drops the hit in the same process; processors drop any hit already on the bus). Erasure deletes the
-recipient's sends, counted events and filtered hits and suppresses the recipient, so a later open of an old
+recipient's sends, counted events, filtered hits and delivery events (of their messages, and those about
+their address that matched no message) and suppresses the recipient, so a later open of an old
 email is not recorded again. Both are per account.
 
 Erasure in two steps, both by message id, never by the address (a mutation's text stays on disk in its
@@ -54,8 +55,13 @@ from schemas.tokens import Keyring
 log = logging.getLogger(__name__)
 
 SUPPRESSION_COLUMNS = ("account", "tag", "recipient_tags", "tracking", "reason", "updated_at")
-# The tables whose rows name a recipient's messages; erasure rewrites their parts.
-ERASED_TABLES: Final = ("events", "filtered_hits", "sends")
+# The tables whose rows name a recipient or their messages, and which rows go; erasure rewrites their parts.
+ERASED_TABLES: Final = (
+    ("events", sql.ERASED_SCOPE),
+    ("filtered_hits", sql.ERASED_SCOPE),
+    ("deliveries", sql.DELIVERIES_SCOPE),
+    ("sends", sql.ERASED_SCOPE),
+)
 # A mutation starts within seconds on an idle engine; then old_parts_lifetime (60 s) and the cleanup thread's
 # longest sleep (30 s), set by 0005_suppression_tags.sql; the rest is room for a busy machine.
 ERASED_FROM_DISK_WITHIN_S: Final = 300
@@ -195,8 +201,9 @@ class PrivacyController(Controller):
         ctx: NamedDependency[ApiContext],
         privacy: NamedDependency[PrivacyPropagation],
     ) -> dict[str, Any]:
-        """Erase a recipient: their sends, opens, clicks and filtered hits, and the webhook deliveries and
-        cached facts that name them; further hits are not recorded."""
+        """Erase a recipient: their sends, opens, clicks, filtered hits and delivery events (bounces,
+        complaints...), and the webhook deliveries and cached facts that name them; further hits are not
+        recorded."""
         db = ctx.store.database
         canonical = _canonical(recipient)
         messages = sorted(
@@ -211,27 +218,31 @@ class PrivacyController(Controller):
         # Suppress first (here, in the store and on the topic): a hit arriving during the deletes is then not
         # recorded either, and the notices still on their way are held back.
         change = _set_tracking(ctx, privacy, account, canonical, tracking=False, reason="erased")
-        scope = {"account": account, "messages": messages}
-        # The rollups hold hashes of hit and message ids: take the erased ones out (before the rows go).
-        hits = [r[0] for r in ctx.store.query(sql.erased_hits(db), scope)]
-        campaigns = [r[0] for r in ctx.store.query(sql.erased_campaigns(db), scope)]
+        scope: dict[str, Any] = {"account": account, "messages": messages}
+        found = ctx.store.query(sql.recipient_deliveries(db), {**scope, "recipient": canonical})
+        scope["deliveries"] = sorted({delivery_id for delivery_id, _ in found})
+        # The rollups hold hashes of hit, delivery and message ids: take the erased ones out (before the
+        # rows go).
+        hits = [r[0] for r in ctx.store.query(sql.erased_hits(db), scope)] + scope["deliveries"]
+        campaigns = sorted(
+            {r[0] for r in ctx.store.query(sql.erased_campaigns(db), scope)} | {c for _, c in found if c}
+        )
         for statement in rollup_erasure(db):
             ctx.store.command(statement, {**scope, "campaigns": campaigns, "hits": hits})
         link_labels = erase_link_labels(ctx.store, account, canonical, campaigns)  # api.erasure_residue
         counts = {
-            table: ctx.store.query(sql.erased_count(db, table), scope)[0][0]
-            for table in ("events", "filtered_hits")
+            table: ctx.store.query(sql.erased_count(db, table, erased_scope), scope)[0][0]
+            for table, erased_scope in ERASED_TABLES
+            if table != "sends"
         }
         on_disk_by = datetime.now(UTC) + timedelta(seconds=ERASED_FROM_DISK_WITHIN_S)
-        for table in ERASED_TABLES:  # hidden now, rewritten out of the parts in the background
-            hide, rewrite = sql.erasure(db, table)
+        for table, erased_scope in ERASED_TABLES:  # hidden now, rewritten out of the parts in the background
+            hide, rewrite = sql.erasure(db, table, erased_scope)
             ctx.store.command(hide, scope)
             ctx.store.command(rewrite)
-        erased: dict[str, Any] = {
-            "messages": len(messages),
-            "events": counts["events"],
-            "filtered_hits": counts["filtered_hits"],
-        }
+        erased: dict[str, Any] = {"messages": len(messages), **counts}
+        if not erased["deliveries"]:  # a recipient without delivery events is answered as before them
+            del erased["deliveries"]
         if privacy.erase_notifications is not None:  # this process's outbox and cache; others via the topic
             erased.update(privacy.erase_notifications(account, change.recipient_tags, messages))
         erased.update(

@@ -17,7 +17,7 @@ from litestar.params import QueryParameter
 
 from api.context import ApiContext, RecipientPath, account_dependency
 from api.sql import best_time as bt
-from api.sql import messages, pages
+from api.sql import deliveries, messages, pages
 from api.sql import recipients as sql
 from schemas.recipient import normalize_recipient
 
@@ -39,7 +39,9 @@ def recipient_view(
 ) -> dict[str, Any]:
     """A recipient's messages (opens, clicks, first open), their recent opens, and the best time to send
     to them: the modal hour and weekday of their human opens in their own time zone (GeoIP), or, below 5
-    such opens, of the audience of the campaigns they were sent, then of the account (`basis` says)."""
+    such opens, of the audience of the campaigns they were sent, then of the account (`basis` says); and
+    what their mail service reported: the latest delivery event, whether any message hard-bounced or drew a
+    complaint, and how many of their messages had each event."""
     db = ctx.store.database
     recipient = normalize_recipient(recipient)  # stored in this form (schemas.recipient)
     message_rows = ctx.read(sql.recipient_messages(db, account, recipient, limit=limit))
@@ -56,7 +58,7 @@ def recipient_view(
             account_wide = ctx.read(bt.audience_slots(db, account, None))
             audience = bt.first_sufficient(bt.audience_best_time(account_wide, "account"))
         best = audience
-    return sql.shape_recipient(
+    answer = sql.shape_recipient(
         recipient,
         message_rows=message_rows,
         limit=limit,
@@ -65,3 +67,5 @@ def recipient_view(
         history=history,
         best=best,
     )
+    delivery = ctx.read(deliveries.recipient_deliveries(db, account, recipient))
+    return {**answer, **deliveries.shape_recipient_deliveries(delivery)}

@@ -18,6 +18,7 @@ from schemas.tokens import Claim, Keyring, TokenKind, recipient_tag, sign
 
 MAX_LINKS = 1000
 MAX_URL_CHARS = 2048
+MAX_PROVIDER_MESSAGE_ID = 256
 
 
 class BadMessage(PixelpipeError, ValueError):
@@ -33,6 +34,9 @@ class Registration:
 
 
 SEND_COLUMNS = ("account", "campaign_id", "message_id", "recipient", "sent_at", "registered_at", "links")
+# What a registration stores (`Registration.send_row`): the columns above and the mail service's id of the
+# message (0007), which its delivery events are matched by.
+REGISTERED_SEND_COLUMNS = (*SEND_COLUMNS, "provider_message_id")
 
 
 def check_link(url: str) -> str:
@@ -54,6 +58,19 @@ def check_link(url: str) -> str:
 
 
 MAX_CLOCK_SKEW: Final = timedelta(minutes=15)  # a sender's clock ahead of ours by this much is still believed
+
+
+def provider_message_id(value: str | None) -> str:
+    """The mail service's id of a message as stored ('' when not given): without the angle brackets that
+    enclose a Message-ID (``<id@host>``: Mailgun answers them, its events carry the id without)."""
+    if value is None:
+        return ""
+    value = value.strip()
+    if value.startswith("<") and value.endswith(">"):
+        value = value[1:-1]
+    if not value:
+        raise BadMessage("provider_message_id: empty")
+    return value
 
 
 def check_sent_at(sent_at: datetime, *, now: datetime, retention_days: int) -> None:
@@ -83,6 +100,7 @@ def register(
     sent_at: datetime,
     links: Sequence[str],
     now: datetime,
+    provider_message: str | None = None,
 ) -> Registration:
     if len(links) > MAX_LINKS:
         raise BadMessage(f"at most {MAX_LINKS} links per message")
@@ -104,5 +122,15 @@ def register(
         url: f"{public_url}/c/{sign(replace(click, link_index=i, url=url), keyring)}"
         for i, url in enumerate(distinct)
     }
-    row = [account, campaign_id, message_id, recipient, datetime.fromtimestamp(seconds, UTC), now, distinct]
+    sent = datetime.fromtimestamp(seconds, UTC)
+    row = [
+        account,
+        campaign_id,
+        message_id,
+        recipient,
+        sent,
+        now,
+        distinct,
+        provider_message_id(provider_message),
+    ]
     return Registration(message_id, pixel_url, tracked, row)

@@ -11,7 +11,7 @@ Rows are made by ``INSERT ... SELECT FROM numbers()`` in the engine itself, in b
 million events take a minute, not an hour of Python. It writes only through `schemas.store.Store` and must
 never be imported by the product.
 
-    uv run python bench/generate.py PATH --events 10000000
+    uv run python bench/generate.py PATH --events 10000000 [--deliveries 10000000]
 """
 
 from __future__ import annotations
@@ -53,14 +53,18 @@ class Shape:
     start: datetime
     days: int
     skew: float = 3.0
-    replay_per_mille: int = 2  # hits stored twice
+    replay_per_mille: int = 2  # hits stored twice (and delivery events, as a provider's retry leaves them)
+    deliveries: int = 0  # the mail service's delivery events (issue 16), at least one per send when given
     filtered_per_cent: int = 6  # filtered hits, relative to events
     seed: int = 1
 
     @classmethod
-    def for_events(cls, events: int, *, start: datetime, days: int = 80, seed: int = 1) -> Shape:
+    def for_events(
+        cls, events: int, *, start: datetime, days: int = 80, seed: int = 1, deliveries: int = 0
+    ) -> Shape:
         sends = max(10, events * 4 // 5)
         return cls(
+            deliveries=deliveries,
             events=events,
             sends=sends,
             campaigns=max(5, events // 50_000),
@@ -199,6 +203,44 @@ def filtered_sql(db: str, shape: Shape, first: int, count: int) -> str:
         FROM ({inner})"""
 
 
+DELIVERY_INSERT_COLUMNS = (
+    "delivery_id, account, campaign_id, message_id, recipient, provider, provider_event_id, "
+    "provider_message_id, event, bounce_type, smtp_status, smtp_code, diagnostic, provider_type, matched_by, "
+    "occurred_at, received_at"
+)
+
+
+def deliveries_sql(db: str, shape: Shape, first: int, count: int, *, where: str = "1") -> str:
+    """Delivery events as a mail service reports them: ``j`` below the number of sends is send ``j``'s outcome
+    (95 % delivered, 2 % hard and 2 % soft bounces, 1 % dropped); the rest are further events of random
+    sends (deferrals before delivery, unsubscribes, complaints, soft bounces). ``where`` picks a subset
+    (the replays: the same rows, the same delivery ids)."""
+    i = f"if(j < {shape.sends}, j, cityHash64(j, {shape.seed}, 'dm') % {shape.sends})"
+    e = _send_expressions(shape, "i")
+    hard = f"if(j < {shape.sends} AND p < 970, 'hard', 'soft')"
+    return f"""INSERT INTO {db}.deliveries ({DELIVERY_INSERT_COLUMNS})
+        SELECT lower(hex(cityHash64(j, {shape.seed}, 'delivery'))), account, campaign_id, message_id,
+               recipient, 'sendgrid', toString(j), concat('sg-', message_id), event, bounce_type, status,
+               code, if(bounce_type = '', '', concat(toString(code), ' ', status, ' ', recipient, ': gone')),
+               event, 'message_id', occurred_at, occurred_at + toIntervalSecond(3)
+        FROM (
+          SELECT number AS j, {i} AS i, {e["account"]} AS account, {e["campaign_id"]} AS campaign_id,
+                 {e["message_id"]} AS message_id, {e["recipient"]} AS recipient, {e["sent_at"]} AS sent_at,
+                 cityHash64(j, 'event') % 1000 AS p,
+                 multiIf(j < {shape.sends}, multiIf(p < 950, 'delivered', p < 990, 'bounce', 'dropped'),
+                         p < 900, 'deferred', p < 950, 'unsubscribe', p < 960, 'complaint', 'bounce')
+                   AS event,
+                 if(event = 'bounce', {hard}, '') AS bounce_type,
+                 multiIf(bounce_type = 'hard', '5.1.1', bounce_type = 'soft', '4.2.2',
+                         event = 'deferred', '4.7.1', '') AS status,
+                 toUInt16(multiIf(bounce_type = 'hard', 550, bounce_type = 'soft', 452,
+                                  event = 'deferred', 421, 0)) AS code,
+                 sent_at + toIntervalSecond(1 + cityHash64(j, 'late') % if(j < {shape.sends}, 60, 86400))
+                   AS occurred_at
+          FROM numbers({first}, {count}))
+        WHERE {where}"""
+
+
 def generate(store: Store, shape: Shape, *, log: bool = True) -> dict[str, float]:
     """Insert the sends, events (with replays) and filtered hits of ``shape``; return seconds per table."""
     db = store.database
@@ -217,6 +259,14 @@ def generate(store: Store, shape: Shape, *, log: bool = True) -> dict[str, float
             "filtered_hits",
             shape.events * shape.filtered_per_cent // 100,
             lambda first, n: filtered_sql(db, shape, first, n),
+        ),
+        ("deliveries", shape.deliveries, lambda first, n: deliveries_sql(db, shape, first, n)),
+        (
+            "delivery replays",
+            shape.deliveries,
+            lambda first, n: deliveries_sql(
+                db, shape, first, n, where=f"cityHash64(j, 'replay') % 1000 < {shape.replay_per_mille}"
+            ),
         ),
     )
     for name, total, sql in plan:
@@ -249,6 +299,9 @@ def main() -> None:
     parser.add_argument("path", help="chDB data directory (created if missing)")
     parser.add_argument("--database", default="bench")
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument(
+        "--deliveries", type=int, default=0, help="delivery events (issue 16); one per send and more"
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--days", type=int, default=80, help="campaigns are sent over this many days")
     parser.add_argument("--optimize", action="store_true", help="merge the base tables' parts afterwards too")
@@ -261,16 +314,19 @@ def main() -> None:
     start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(
         days=args.days + 6
     )
-    shape = Shape.for_events(args.events, start=start, days=args.days, seed=args.seed)
+    shape = Shape.for_events(
+        args.events, start=start, days=args.days, seed=args.seed, deliveries=args.deliveries
+    )
     print(
-        f"{shape.events:,} events, {shape.sends:,} sends, {shape.campaigns} campaigns, "
+        f"{shape.events:,} events, {shape.deliveries:,} delivery events, {shape.sends:,} sends, "
+        f"{shape.campaigns} campaigns, "
         f"{shape.recipients:,} recipients into {args.path} ({args.database})"
     )
     generate(store, shape)
     if not args.unsettled:
         settle(store)
     if args.optimize:
-        for table in ("sends", "events", "filtered_hits"):
+        for table in ("sends", "events", "filtered_hits", "deliveries"):
             store.command(f"OPTIMIZE TABLE {store.database}.{table} FINAL")
     store.close()
 

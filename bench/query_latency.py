@@ -26,11 +26,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from api.delivery_numbers import DeliveryNumbers
 from api.sql import (
     best_time,
     breakdowns,
     campaigns,
     common,
+    deliveries,
     exact,
     filtered,
     messages,
@@ -41,7 +43,7 @@ from api.sql import (
 from bench.common import argparser, conditions, machine, wait_quiet
 from schemas.store import Store, parse_store_url
 
-Step = common.Query | exact.ExactRead
+Step = common.Query | exact.ExactRead | Callable[[], object]  # a callable: a step of the API's own code
 Request = Callable[[str], Sequence[Step]]  # campaign id -> the queries one request runs
 TARGET_MS = 50.0
 BUDGET_S = 25.0  # per query and target: fewer runs when a query is slow
@@ -59,7 +61,7 @@ def raw_breakdown(db: str, account: str, campaign_id: str) -> common.Query:
     )
 
 
-def requests(store: Store, account: str) -> dict[str, Request]:
+def requests(store: Store, account: str, numbers: DeliveryNumbers) -> dict[str, Request]:
     db = store.database
     berlin = ZoneInfo("Europe/Berlin")
 
@@ -81,6 +83,19 @@ def requests(store: Store, account: str) -> dict[str, Request]:
             filtered.filtered_breakdown(db, account, c),
         ],
         "campaign stats, rollups (/summary)": lambda c: [campaigns.campaign_counts(db, account, c)],
+        # What /stats runs (issue 16): the counts, then the delivery numbers and the messages counted as sent
+        # without a send (`api.delivery_numbers`: per bucket, counted again only where the parts changed;
+        # the first request counts every bucket).
+        "campaign stats with deliveries (/stats)": lambda c: [
+            campaigns.campaign_counts(db, account, c),
+            lambda: numbers.read(lambda q: run(store, q), db, account, [c]),
+        ],
+        "unregistered messages, as before (api.sql.campaigns)": lambda c: [
+            campaigns.unregistered_messages(db, account, [c])
+        ],
+        "delivery numbers, counted in full (no cache)": lambda c: [
+            deliveries.campaigns_delivery(db, account, [c])
+        ],
         "summary include_machine": lambda c: [
             campaigns.campaign_counts(db, account, c, include_machine=True)
         ],
@@ -106,10 +121,12 @@ def requests(store: Store, account: str) -> dict[str, Request]:
     }
 
 
-def run(store: Store, step: Step) -> list[tuple[Any, ...]]:
+def run(store: Store, step: Step) -> Any:
     if isinstance(step, exact.ExactRead):
         return exact.read_exact(store.query, step)
-    return store.query(step.sql, step.parameters)
+    if isinstance(step, common.Query):
+        return store.query(step.sql, step.parameters)
+    return step()
 
 
 def measure(store: Store, request: Request, campaigns: Sequence[str], runs: int) -> dict[str, Any]:
@@ -186,7 +203,7 @@ def per_request(store: Store, account: str, runs: int) -> dict[str, dict[str, An
     return out
 
 
-def check_exact(store: Store, account: str, campaign_id: str) -> str:
+def check_exact(store: Store, account: str, campaign_id: str, numbers: DeliveryNumbers) -> str:
     """The rollups' campaign counts must equal the raw uniqExact ones (the data holds replayed hits)."""
     db = store.database
     (raw,) = run(store, reference.campaign_counts(db, account, campaign_id))
@@ -197,6 +214,13 @@ def check_exact(store: Store, account: str, campaign_id: str) -> str:
     rolled = tuple(summary[n] for n in names)
     if rolled != tuple(raw) or summary["sent"] != sent[0]:
         return f"MISMATCH: raw {raw}, sent {sent[0]}; rollups {rolled}, sent {summary['sent']}"
+    delivery = numbers.read(lambda q: run(store, q), db, account, [campaign_id]).get(campaign_id)
+    if delivery:
+        (raw_delivery,) = run(store, reference.campaign_delivery(db, account, campaign_id))
+        if tuple(delivery) != tuple(raw_delivery):
+            return f"MISMATCH of delivery numbers: raw {raw_delivery}; rollups {delivery}"
+        names = (*names, *deliveries.COUNTS)
+        raw = (*raw, *raw_delivery)
     return (
         f"exact: rollups = raw uniqExact ({', '.join(f'{n} {v:,}' for n, v in zip(names, raw, strict=True))})"
     )
@@ -234,10 +258,17 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     parser.add_argument("--runs", type=int, default=200, help="requests per query and target")
     parser.add_argument("--tail-parts", type=int, default=10, help="small parts inserted for the live phase")
+    parser.add_argument("--only", help="measure only the requests whose name contains this")
+    parser.add_argument(
+        "--warm",
+        action="store_true",
+        help="count every campaign's delivery numbers once first, as a server that answered them before",
+    )
     args = parser.parse_args()
     store = Store.connect(parse_store_url(f"chdb://{args.path}?database={args.database}"))
     db = store.database
     events = store.query(f"SELECT count() FROM {db}.events")[0][0]
+    delivery_events = store.query(f"SELECT count() FROM {db}.deliveries")[0][0]
     busiest = f"SELECT account FROM {db}.events GROUP BY account ORDER BY count() DESC LIMIT 1"
     account = store.query(busiest)[0][0]
     sizes = store.query(
@@ -249,18 +280,28 @@ def main() -> None:
     campaigns = [c for c, _ in sizes]
     state = wait_quiet(0.15, args.wait_quiet) if args.wait_quiet else conditions()
     print(
-        f"{events:,} events; account {account!r}: {len(campaigns)} campaigns, the largest {largest!r} with "
+        f"{events:,} events, {delivery_events:,} delivery events; account {account!r}: {len(campaigns)} "
+        f"campaigns, the largest {largest!r} with "
         f"{largest_events:,} events; load average {state['loadavg']}",
         flush=True,
     )
-    print(check_exact(store, account, largest), flush=True)
+    numbers = DeliveryNumbers()
+    print(check_exact(store, account, largest, numbers), flush=True)
+    if args.warm:
+        started = time.perf_counter()
+        numbers.read(lambda q: run(store, q), db, account, campaigns)
+        print(
+            f"warmed: {len(campaigns)} campaigns counted in {time.perf_counter() - started:.1f} s", flush=True
+        )
 
     results: dict[str, dict[str, Any]] = {}
-    for name, request in requests(store, account).items():
+    for name, request in requests(store, account, numbers).items():
+        if args.only and args.only not in name:
+            continue
         for target, pool in (("largest", [largest]), ("mix", campaigns)):
             results[f"{name} [{target}]"] = {"target": target, **measure(store, request, pool, args.runs)}
             print(table({f"{name} [{target}]": results[f"{name} [{target}]"]}).splitlines()[1], flush=True)
-    for name, r in per_request(store, account, args.runs).items():
+    for name, r in ({} if args.only else per_request(store, account, args.runs)).items():
         results[name] = {"target": "random", **r}
         print(table({name: results[name]}).splitlines()[1], flush=True)
 
@@ -268,17 +309,24 @@ def main() -> None:
     parts = store.query(
         f"SELECT count() FROM system.parts WHERE database = '{db}' AND table = 'rollups' AND active"
     )[0][0]
-    stats = requests(store, account)
-    for name in ("campaign stats, raw (api.sql.reference)", "campaign stats, rollups (/summary)"):
+    stats = requests(store, account, numbers)
+    for name in (
+        "campaign stats, raw (api.sql.reference)",
+        "campaign stats, rollups (/summary)",
+        "campaign stats with deliveries (/stats)",
+    ):
+        if args.only and args.only not in name:
+            continue
         key = f"{name} [largest, live]"
         results[key] = {"target": "live", **measure(store, stats[name], [largest], args.runs)}
         print(table({key: results[key]}).splitlines()[1], flush=True)
-    print(check_exact(store, account, largest), f"({parts} active parts in rollups)", flush=True)
+    print(check_exact(store, account, largest, numbers), f"({parts} active parts in rollups)", flush=True)
 
     print()
     print(table(results))
     report = {
         "events": events,
+        "delivery_events": delivery_events,
         "largest_campaign_events": largest_events,
         "campaigns": len(campaigns),
         "target_ms": TARGET_MS,

@@ -22,7 +22,7 @@ _SLACK: Final = 16  # extra rows a message page reads, for copies of re-register
 
 def send_of_message(db: str, account: str, message_id: str) -> Query:
     return Query(
-        f"""SELECT campaign_id, recipient, sent_at, links
+        f"""SELECT campaign_id, recipient, sent_at, links, provider_message_id
             FROM {db}.sends
             WHERE account = {{account:String}} AND message_id = {{message_id:String}}
             ORDER BY registered_at DESC LIMIT 1""",
@@ -73,9 +73,10 @@ def shape_stats(
     counts: tuple[Any, ...],
     dropped: Filtered,
 ) -> dict[str, Any]:
-    """The answer of ``GET /v1/messages/{id}``: ``send`` is ``(campaign_id, recipient, sent_at, links)``
-    (`send_of_message`), ``counts`` the row of `message_counts`, ``dropped`` its filtered hits."""
-    campaign_id, recipient, sent_at, links = send
+    """The answer of ``GET /v1/messages/{id}``: ``send`` is ``(campaign_id, recipient, sent_at, links,
+    provider_message_id)`` (`send_of_message`), ``counts`` the row of `message_counts`, ``dropped`` its
+    filtered hits."""
+    campaign_id, recipient, sent_at, links, provider_message_id = send
     opens, machine_opens, first_open, last_open, clicks, first_click = counts
     return {
         "message_id": message_id,
@@ -83,6 +84,7 @@ def shape_stats(
         "recipient": recipient,
         "sent_at": iso(sent_at),
         "links": list(links),
+        "provider_message_id": provider_message_id or None,
         "opens": opens,
         "machine_opens": machine_opens,
         "first_open_at": iso(first_open) if opens else None,

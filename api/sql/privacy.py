@@ -1,6 +1,7 @@
 """The SQL of recipients' privacy (`api.privacy`): the suppression list by keyed tags, and what an erasure
-reads and deletes. Pure builders; every erasure statement selects by message id, never by the address (a
-mutation's text stays on disk), except the one lookup that finds the recipient's messages.
+reads and deletes. Pure builders; every erasure statement selects by message id (or delivery id), never by
+the address (a mutation's text stays on disk), except the lookups that find the recipient's messages and
+delivery events.
 """
 
 from __future__ import annotations
@@ -12,6 +13,12 @@ from api.sql.common import Query
 
 # The rows of one account's erased messages (parameters ``account``, ``messages``).
 ERASED_SCOPE: Final = "account = {account:String} AND message_id IN {messages:Array(String)}"
+# The recipient's delivery events: of their messages, or about their address but matched to none (parameter
+# ``deliveries`` too: their ids, read by `recipient_deliveries`, so no statement names the address).
+DELIVERIES_SCOPE: Final = (
+    "account = {account:String} AND (message_id IN {messages:Array(String)} "
+    "OR delivery_id IN {deliveries:Array(String)})"
+)
 
 
 def suppressed_tags(db: str) -> Query:
@@ -48,6 +55,17 @@ def recipient_messages(db: str, account: str, recipient: str) -> Query:
     )
 
 
+def recipient_deliveries(db: str) -> str:
+    """The ids and campaigns of the delivery events about ``recipient`` (canonical; the provider's spelling
+    is compared trimmed and in lower case) or about their ``messages``: parameters ``account``,
+    ``recipient``, ``messages``. A read (its text is not kept)."""
+    return (
+        f"SELECT delivery_id, campaign_id FROM {db}.deliveries WHERE account = {{account:String}} "
+        "AND (message_id IN {messages:Array(String)} OR recipient = {recipient:String} "
+        "OR lowerUTF8(trimBoth(recipient)) = {recipient:String})"
+    )
+
+
 def erased_hits(db: str) -> str:
     """The hit ids of the erased messages, counted and filtered (for the rollups' hashes)."""
     return (
@@ -61,17 +79,17 @@ def erased_campaigns(db: str) -> str:
     return f"SELECT DISTINCT campaign_id FROM {db}.sends WHERE {ERASED_SCOPE}"
 
 
-def erased_count(db: str, table: str) -> str:
+def erased_count(db: str, table: str, scope: str = ERASED_SCOPE) -> str:
     """How many rows of ``table`` the erasure takes."""
-    return f"SELECT count() FROM {db}.{table} WHERE {ERASED_SCOPE}"
+    return f"SELECT count() FROM {db}.{table} WHERE {scope}"
 
 
-def erasure(db: str, table: str) -> tuple[str, str]:
+def erasure(db: str, table: str, scope: str = ERASED_SCOPE) -> tuple[str, str]:
     """Hide the erased messages' rows of ``table`` now (a lightweight DELETE: a mask over the rows), then
     rewrite them out of its parts in the background (the mutation returns at once, so the API is not held
     while ClickHouse rewrites big parts). Not ``ALTER ... DELETE WHERE``: it takes masked rows for gone and
     leaves their parts as they are. The first takes the erased scope's parameters, the second none."""
     return (
-        f"DELETE FROM {db}.{table} WHERE {ERASED_SCOPE}",
+        f"DELETE FROM {db}.{table} WHERE {scope}",
         f"ALTER TABLE {db}.{table} APPLY DELETED MASK SETTINGS mutations_sync = 0",
     )

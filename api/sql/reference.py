@@ -1,4 +1,5 @@
-"""The raw campaign counts (``uniqExact`` over ``events`` and ``sends``) that the rollups must equal.
+"""The raw campaign counts (``uniqExact`` over ``events`` and ``sends``; the delivery numbers by message over
+``deliveries`` and ``events``) that the rollups must equal.
 
 No route reads these: every campaign answer reads the rollups (`api.sql.campaigns`). They stay as the
 reference the rollups are checked against, by the unit tests (`tests/unit/test_analytics_queries.py`) and the
@@ -7,7 +8,8 @@ benchmark (`bench/query_latency.py`, whose baseline they are). Pure.
 
 from __future__ import annotations
 
-from api.sql.common import Query
+from api.sql.common import CAMPAIGN_SCOPE, Query
+from api.sql.deliveries import STATUS_COUNTS, Flag, flag_sql, status_sql
 
 
 def campaign_sent(db: str, account: str, campaign_id: str) -> Query:
@@ -29,5 +31,23 @@ def campaign_counts(db: str, account: str, campaign_id: str) -> Query:
               uniqExactIf(message_id, kind = 'click' AND verdict = 'human') AS unique_clicks
             FROM {db}.events
             WHERE account = {{account:String}} AND campaign_id = {{campaign_id:String}}""",
+        {"account": account, "campaign_id": campaign_id},
+    )
+
+
+def campaign_delivery(db: str, account: str, campaign_id: str) -> Query:
+    """The delivery numbers of `api.sql.deliveries.campaigns_delivery` (without the campaign id), by message
+    id over ``deliveries`` (matched events), ``events`` (every counted hit proves delivery) and ``sends``."""
+    return Query(
+        f"""SELECT {STATUS_COUNTS} FROM (
+              SELECT message_id, groupBitOr(flag) AS f, {status_sql("f")} AS s FROM (
+                SELECT message_id, {flag_sql("toString(event)", "toString(bounce_type)", "false")} AS flag
+                FROM {db}.deliveries
+                WHERE {CAMPAIGN_SCOPE} AND message_id != ''
+                UNION ALL
+                SELECT message_id, toUInt16({int(Flag.READ)}) AS flag FROM {db}.events WHERE {CAMPAIGN_SCOPE}
+                UNION ALL
+                SELECT message_id, toUInt16({int(Flag.SENT)}) AS flag FROM {db}.sends WHERE {CAMPAIGN_SCOPE})
+              GROUP BY message_id)""",
         {"account": account, "campaign_id": campaign_id},
     )

@@ -743,3 +743,27 @@ def test_a_signed_sendgrid_batch_becomes_rows_once(pipeline: Deployment) -> None
         f"SELECT uniqExact(delivery_id) FROM {store.database}.deliveries WHERE account = 'acme'"
     )
     assert distinct == (5,)
+
+    # What the sender reads of them, through the API: the numbers of the campaign and the message's life.
+    def stats() -> dict[str, Any]:
+        r = pipeline.client.get(
+            "/v1/campaigns/spring/stats", headers={"Authorization": "Bearer acme-key-123"}
+        )
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+    numbers, _ = wait_for(stats, lambda s: s["delivered"] == 2)
+    assert {
+        k: numbers[k] for k in ("sent", "delivered", "bounced", "bounces", "complaints", "rate_basis")
+    } == {
+        "sent": 3,
+        "delivered": 2,
+        "bounced": 1,
+        "bounces": {"hard": 1, "soft": 0},
+        "complaints": 0,
+        "rate_basis": "delivered",
+    }
+    r = pipeline.client.get("/v1/messages/m-e2e-2/timeline", headers={"Authorization": "Bearer acme-key-123"})
+    assert r.status_code == 200, r.text
+    timeline = [(e["kind"], e["event"], e["bounce_type"], e["smtp_status"]) for e in r.json()["timeline"]]
+    assert timeline == [("delivery", "delivered", None, "2.0.0"), ("delivery", "bounce", "hard", "5.1.1")]

@@ -315,16 +315,31 @@ def test_an_erased_recipient_leaves_the_data_files_by_the_deadline_given(
         lambda: campaign(client),
         lambda c: (c["opens"], c["clicks"], c["filtered"]) == (2, 1, {"ua:http_library": 1}),
     )
-    needles = (f"{marker}@", f"{marker}ua", f"{marker}bot", "erase.me.")  # address, agents, address again
+    # Their mail service's events, as the delivery loader stores them: one matched to the message, one about
+    # the address that matched no message; both keep the address and the server's diagnostic text.
+    store = components.store
+    assert store is not None
+    now = datetime.now(UTC)
+    for message_id, campaign_id, who, event, event_id in (
+        (sent["message_id"], "c", address, "bounce", "ev-1"),
+        ("", "", address.lower(), "complaint", "ev-2"),
+    ):
+        row = {
+            "delivery_id": f"d-{event_id}", "account": "acme", "campaign_id": campaign_id,
+            "message_id": message_id, "recipient": who, "provider": "sendgrid", "provider_event_id": event_id,
+            "event": event, "bounce_type": "hard" if event == "bounce" else "",
+            "diagnostic": f"550 5.1.1 {marker}diag user unknown", "occurred_at": now, "received_at": now,
+        }  # fmt: skip
+        store.insert("deliveries", tuple(row), [list(row.values())])
+    needles = (f"{marker}@", f"{marker}ua", f"{marker}bot", "erase.me.", f"{marker}diag")  # address, agents
     assert all(_files_holding(chdb_path, n) for n in (*needles, link))  # found while they are there
 
     r = client.delete(f"/v1/recipients/{address}", headers=ACME)
     assert r.status_code == 200, r.text
     erased = r.json()["erased"]
     assert (erased["messages"], erased["events"], erased["filtered_hits"]) == (1, 2, 1)
+    assert erased["deliveries"] == 2
     deadline = datetime.fromisoformat(r.json()["on_disk_by"])
-    store = components.store
-    assert store is not None
     db = store.database
 
     def unmasked() -> list[int]:  # rows a lightweight DELETE only hides are still read with the mask off
@@ -332,9 +347,9 @@ def test_an_erased_recipient_leaves_the_data_files_by_the_deadline_given(
         return [
             store.query(f"SELECT count() FROM {db}.{table} {where}", {"m": sent["message_id"]})[0][0]
             for table in ("sends", "events", "filtered_hits")
-        ]
+        ] + [store.query(f"SELECT count() FROM {db}.deliveries SETTINGS apply_deleted_mask = 0")[0][0]]
 
-    wait_for(unmasked, lambda counts: counts == [0, 0, 0], timeout_s=60)
+    wait_for(unmasked, lambda counts: counts == [0, 0, 0, 0], timeout_s=60)
     left = (deadline - datetime.now(UTC)).total_seconds()
     # A click's destination is also a rollup label (`/links`): only this recipient clicked it, so it goes
     # from the rollups too (`api.erasure_residue`).

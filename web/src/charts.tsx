@@ -13,6 +13,15 @@ export function loadEcharts(): Promise<Echarts> {
   return loading;
 }
 
+type WorldMap = typeof import("./worldmap");
+let mapLoading: Promise<WorldMap> | null = null;
+
+/** The world map's atlas (its own chunk; registers the "world" map with ECharts). */
+export function loadWorldMap(): Promise<WorldMap> {
+  mapLoading ??= import("./worldmap");
+  return mapLoading;
+}
+
 export const PALETTE = ["#1f5fbf", "#c2410c", "#15803d", "#7e22ce", "#b91c1c", "#0e7490", "#a16207"];
 
 interface Props {
@@ -24,7 +33,7 @@ interface Props {
 
 export function Chart({ option, label, height = 260, className }: Props) {
   const box = useRef<HTMLDivElement>(null);
-  const chart = useRef<{ setOption: (o: EChartsCoreOption, notMerge?: boolean) => void; dispose: () => void; resize: () => void } | null>(null);
+  const chart = useRef<{ setOption: (o: EChartsCoreOption, notMerge?: boolean) => void; dispose: () => void } | null>(null);
   const latest = useRef(option);
   latest.current = option;
 
@@ -33,10 +42,13 @@ export function Chart({ option, label, height = 260, className }: Props) {
     let observer: ResizeObserver | null = null;
     void loadEcharts().then(({ echarts }) => {
       if (disposed || !box.current) return;
-      const instance = echarts.init(box.current, null, { renderer: "svg" });
+      const instance = echarts.init(box.current, null, { renderer: "canvas" });
       instance.setOption({ aria: { enabled: true }, color: PALETTE, animation: false, ...latest.current }, true);
       chart.current = instance;
-      observer = new ResizeObserver(() => instance.resize());
+      // A resize already queued when the view goes away must not reach the disposed chart.
+      observer = new ResizeObserver(() => {
+        if (!instance.isDisposed() && instance.getDom()?.isConnected) instance.resize();
+      });
       observer.observe(box.current);
     });
     return () => {

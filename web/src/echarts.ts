@@ -9,7 +9,7 @@ import {
   VisualMapComponent,
 } from "echarts/components";
 import * as echarts from "echarts/core";
-import { SVGRenderer } from "echarts/renderers";
+import { CanvasRenderer } from "echarts/renderers";
 
 echarts.use([
   BarChart,
@@ -21,7 +21,7 @@ echarts.use([
   LegendComponent,
   TooltipComponent,
   VisualMapComponent,
-  SVGRenderer,
+  CanvasRenderer,
 ]);
 
 export { echarts };

@@ -3,7 +3,7 @@
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { currentSession, signOut, whenSignedOut, type Session } from "./api";
-import { loadEcharts } from "./charts";
+import { loadEcharts, loadWorldMap } from "./charts";
 import { prefetch } from "./hooks";
 import { href, parse, useRoute } from "./route";
 import "./styles.css";
@@ -20,7 +20,7 @@ function App() {
 
   useEffect(() => {
     whenSignedOut(() => setSession(null));
-    currentSession().then(setSession, (error: Error) => {
+    firstSession.then(setSession, (error: Error) => {
       setProblem(error.message);
       setSession(null);
     });
@@ -72,11 +72,14 @@ function App() {
   );
 }
 
-// A report opened directly (a link, a reload) starts its requests and the charts library now, alongside
-// GET /session, instead of after it: the report is the page that must draw within a second.
+// GET /session goes first (the browser holds 6 requests per host at once); a report opened directly (a link,
+// a reload) then starts the charts library and its own requests alongside it, instead of after it: the report
+// is the page that must draw within a second.
+const firstSession = currentSession();
 const first = parse(location.hash);
 if (first.view === "campaign") {
   void loadEcharts();
+  void loadWorldMap();
   prefetch(Object.values(reportPaths(first.id)));
 } else if (first.view === "campaigns") {
   void loadEcharts();

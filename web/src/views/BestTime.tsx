@@ -27,7 +27,7 @@ export function BestTimeView({ best, prefix = "best_time" }: { best: BestTime; p
     });
     return {
       tooltip: { position: "top" },
-      grid: { left: 45, right: 10, top: 10, bottom: 70 },
+      grid: { left: 45, right: 10, top: 10, bottom: 90 },
       xAxis: { type: "category", data: Array.from({ length: 24 }, (_, h) => String(h).padStart(2, "0")), splitArea: { show: true } },
       yAxis: { type: "category", data: [...fmt.WEEKDAYS], inverse: true, splitArea: { show: true } },
       visualMap: {

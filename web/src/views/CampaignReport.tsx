@@ -6,13 +6,14 @@ import {
   enc,
   type BestTime,
   type Breakdown,
+  type BreakdownRow,
   type Filtered,
   type LinkRow,
   type Notice,
   type Summary,
   type TimeSeries,
 } from "../api";
-import { Chart, loadEcharts } from "../charts";
+import { Chart, loadEcharts, loadWorldMap } from "../charts";
 import * as fmt from "../format";
 import { useGet, useReady, type Loaded } from "../hooks";
 import { useLive } from "../live";
@@ -65,7 +66,7 @@ export function CampaignReport({ id }: { id: string }) {
   const [reconciled, setReconciled] = useState(0);
 
   const [chartsReady, setChartsReady] = useState(false);
-  useEffect(() => void loadEcharts().then(() => setChartsReady(true)), []);
+  useEffect(() => void Promise.all([loadEcharts(), loadWorldMap()]).then(() => setChartsReady(true)), []);
   const summary = useGet<Summary>(paths.summary, reconciled);
   const series = useGet<TimeSeries>(paths.series);
   const links = useGet<{ links: LinkRow[] }>(paths.links);
@@ -255,10 +256,11 @@ function Funnel({ s }: { s: Summary }) {
         {
           type: "funnel",
           sort: "none",
-          left: "5%",
-          width: "90%",
-          minSize: "4%",
-          label: { position: "inside", formatter: "{b}: {c}", color: "#fff" },
+          left: "3%",
+          width: "62%",
+          minSize: "6%",
+          label: { position: "right", formatter: "{b}: {c}", color: "#111827" },
+          labelLine: { show: true },
           data: steps.map(([name, value]) => ({ name, value })),
         },
       ],
@@ -361,6 +363,7 @@ function BreakdownCard({ by, title, data }: { by: string; title: string; data: L
     <section class="card" aria-labelledby={`bd-${by}`}>
       <h3 id={`bd-${by}`}>{title}</h3>
       {data.error && <p class="error" role="alert">{data.error}</p>}
+      {by === "country" && rows.some((r) => r.key) && <WorldMap rows={rows} />}
       {data.data && rows.length > 0 && <Chart option={option} height={Math.max(80, top.length * 26 + 30)} label={`${title} ranked by opens`} />}
       {data.data && (
         <DataTable
@@ -379,6 +382,28 @@ function BreakdownCard({ by, title, data }: { by: string; title: string; data: L
       )}
     </section>
   );
+}
+
+/** Opens per country on a world map; countries the atlas has no shape for are still in the ranking below. */
+function WorldMap({ rows }: { rows: BreakdownRow[] }) {
+  const [atlas, setAtlas] = useState<{ atlasName: (code: string) => string | null } | null>(null);
+  useEffect(() => void loadWorldMap().then(setAtlas), []);
+  const option = useMemo(() => {
+    if (!atlas) return null;
+    const data = rows
+      .filter((r) => r.key)
+      .map((r) => ({ name: atlas.atlasName(r.key!), value: r.opens, code: r.key }))
+      .filter((d) => d.name !== null);
+    const max = Math.max(1, ...data.map((d) => d.value));
+    return {
+      tooltip: { trigger: "item", formatter: (p: { name: string; value: number }) => `${p.name}: ${Number.isFinite(p.value) ? p.value : 0} opens` },
+      visualMap: { min: 0, max, left: 0, bottom: 0, calculable: true, inRange: { color: ["#dbe7f8", "#1f5fbf"] }, itemHeight: 80 },
+      series: [{ type: "map", map: "world", roam: false, name: "Opens", data, itemStyle: { areaColor: "#eef2f7", borderColor: "#9ca3af" }, emphasis: { label: { show: false } } }],
+    };
+  }, [atlas, rows]);
+  if (!option) return null;
+  const placed = rows.filter((r) => r.key).map((r) => `${r.key} ${r.opens}`).join(", ");
+  return <Chart option={option} height={240} label={`World map of opens by country: ${placed || "none located"}`} />;
 }
 
 function FilteredView({ f }: { f: Filtered }) {

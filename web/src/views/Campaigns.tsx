@@ -36,7 +36,8 @@ function Sparkline({ points, id }: { points: number[]; id: string }) {
       grid: { left: 1, right: 1, top: 2, bottom: 2 },
       xAxis: { type: "category", show: false, data: points.map((_, i) => i) },
       yAxis: { type: "value", show: false, min: 0 },
-      series: [{ type: "line", data: points, symbol: "none", lineStyle: { width: 1.5 }, areaStyle: { opacity: 0.15 } }],
+      // One day of data is one point: drawn as a dot, since a line needs two.
+      series: [{ type: "line", data: points, showSymbol: points.length < 2, symbolSize: 5, lineStyle: { width: 1.5 }, areaStyle: { opacity: 0.15 } }],
     }),
     [points],
   );
@@ -138,7 +139,8 @@ export function Campaigns() {
       id: "trend",
       header: "Trend",
       value: (r) => (r.trend ? r.trend.reduce((a, b) => a + b, 0) : null),
-      render: (r) => (r.trend ? <Sparkline points={r.trend} id={r.campaign_id} /> : <span class="muted">{r.failed ? "—" : "…"}</span>),
+      render: (r) =>
+        r.trend?.length ? <Sparkline points={r.trend} id={r.campaign_id} /> : <span class="muted">{r.trend ? "no opens" : r.failed ? "—" : "…"}</span>,
     },
   ];
 
