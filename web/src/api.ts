@@ -91,6 +91,9 @@ export const enc = encodeURIComponent;
 export interface CampaignItem {
   campaign_id: string;
   sent: number;
+  delivered?: number | null; // issue 16: null without delivery data
+  bounced?: number | null;
+  delivery_rate?: number | null;
   first_sent_at: string | null;
   last_sent_at: string | null;
   opens: number;
@@ -117,8 +120,14 @@ export interface Summary {
   bot_opens: number;
   click_rate: number;
   filtered: Record<string, number>;
-  // Issue 16's delivery numbers, present once the API has them.
+  // Issue 16's delivery numbers: null while the campaign has no delivery data (`delivery_data` false).
+  delivery_data?: boolean;
   delivered?: number | null;
+  deferred?: number | null;
+  dropped?: number | null;
+  unsubscribes?: number | null;
+  bounces?: { hard: number; soft: number } | null;
+  delivered_inferred?: number | null;
   bounced?: number | null;
   complaints?: number | null;
   delivery_rate?: number | null;
@@ -244,8 +253,24 @@ export interface OpenRecord {
   time_zone: string | null;
 }
 
+export interface DeliveryEvent {
+  at: string;
+  kind: "delivery";
+  event: string;
+  bounce_type: string | null;
+  provider: string;
+  provider_type: string | null;
+  smtp_status: string | null;
+  smtp_code: number | null;
+  diagnostic: string | null;
+}
+
 export interface Recipient {
   recipient: string;
+  last_delivery?: DeliveryEvent | null;
+  hard_bounced?: boolean;
+  complained?: boolean;
+  delivery_events?: Record<string, number>;
   messages: RecipientMessage[];
   more_messages: boolean;
   opens: number;

@@ -31,6 +31,15 @@ interface Props {
   className?: string;
 }
 
+function draw(instance: { setOption: (o: EChartsCoreOption, notMerge?: boolean) => void }, option: EChartsCoreOption): void {
+  try {
+    instance.setOption({ aria: { enabled: true }, color: PALETTE, animation: false, ...option }, true);
+  } catch (error) {
+    // A chart that cannot be laid out (its box gone mid-navigation) stays blank; its numbers are in the page.
+    console.warn("chart not drawn:", error);
+  }
+}
+
 export function Chart({ option, label, height = 260, className }: Props) {
   const box = useRef<HTMLDivElement>(null);
   const chart = useRef<{ setOption: (o: EChartsCoreOption, notMerge?: boolean) => void; dispose: () => void } | null>(null);
@@ -43,7 +52,7 @@ export function Chart({ option, label, height = 260, className }: Props) {
     void loadEcharts().then(({ echarts }) => {
       if (disposed || !box.current) return;
       const instance = echarts.init(box.current, null, { renderer: "canvas" });
-      instance.setOption({ aria: { enabled: true }, color: PALETTE, animation: false, ...latest.current }, true);
+      draw(instance, latest.current);
       chart.current = instance;
       // A resize already queued when the view goes away must not reach the disposed chart.
       observer = new ResizeObserver(() => {
@@ -60,7 +69,7 @@ export function Chart({ option, label, height = 260, className }: Props) {
   }, []);
 
   useEffect(() => {
-    chart.current?.setOption({ aria: { enabled: true }, color: PALETTE, animation: false, ...option }, true);
+    if (chart.current) draw(chart.current, option);
   }, [option]);
 
   return <div ref={box} class={className ?? "chart"} style={{ height: `${height}px` }} role="img" aria-label={label} />;

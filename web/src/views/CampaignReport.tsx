@@ -215,8 +215,11 @@ export function CampaignReport({ id }: { id: string }) {
   );
 }
 
+/** Whether the campaign has delivery numbers: issue 16's API says so (`delivery_data`); before it, none. */
+const delivers = (s: Summary): boolean => s.delivery_data ?? (s.delivered !== undefined && s.delivered !== null);
+
 function Numbers({ s }: { s: Summary }) {
-  const has = (k: keyof Summary) => s[k] !== undefined;
+  const has = (k: keyof Summary) => delivers(s) && s[k] !== undefined;
   return (
     <dl class="stats">
       <Stat field="sent" label="Sent" value={s.sent} />
@@ -226,6 +229,9 @@ function Numbers({ s }: { s: Summary }) {
       {has("bounce_rate") && <Stat field="bounce_rate" label="Bounce rate" value={s.bounce_rate} kind="rate" />}
       {has("complaints") && <Stat field="complaints" label="Complaints" value={s.complaints} />}
       {has("complaint_rate") && <Stat field="complaint_rate" label="Complaint rate" value={s.complaint_rate} kind="rate" />}
+      {has("deferred") && <Stat field="deferred" label="Deferred" value={s.deferred} />}
+      {has("dropped") && <Stat field="dropped" label="Dropped" value={s.dropped} />}
+      {has("unsubscribes") && <Stat field="unsubscribes" label="Unsubscribes" value={s.unsubscribes} />}
       <Stat field="unique_opens" label="Unique opens" value={s.unique_opens} />
       <Stat field="open_rate" label="Open rate" value={s.open_rate} kind="rate" />
       <Stat field="opens" label="Opens" value={s.opens} />
@@ -237,8 +243,8 @@ function Numbers({ s }: { s: Summary }) {
       <Stat field="bot_clicks" label="Bot clicks" value={s.bot_clicks} />
       {s.rate_basis && (
         <div class="stat">
-          <dt>Rates per</dt>
-          <dd data-testid="stat-rate_basis">{s.rate_basis}</dd>
+          <dt>Open and click rates over</dt>
+          <dd data-testid="stat-rate_basis">{s.rate_basis === "delivered" ? "delivered" : "sent"}</dd>
         </div>
       )}
     </dl>
@@ -247,7 +253,7 @@ function Numbers({ s }: { s: Summary }) {
 
 function Funnel({ s }: { s: Summary }) {
   const steps: [string, number][] = [["Sent", s.sent]];
-  if (s.delivered !== undefined && s.delivered !== null) steps.push(["Delivered", s.delivered]);
+  if (delivers(s) && typeof s.delivered === "number") steps.push(["Delivered", s.delivered]);
   steps.push(["Opened", s.unique_opens], ["Clicked", s.unique_clicks]);
   const option = useMemo(
     () => ({
@@ -273,8 +279,10 @@ function Funnel({ s }: { s: Summary }) {
       <Chart option={option} label={label} height={220} />
       <p class="muted">
         {label}
-        {s.bounced !== undefined && ` · bounced ${fmt.count(s.bounced)}`}
-        {s.complaints !== undefined && ` · complaints ${fmt.count(s.complaints)}`}
+        {delivers(s) && typeof s.bounced === "number" && ` · bounced ${fmt.count(s.bounced)}`}
+        {delivers(s) && s.bounces && ` (hard ${fmt.count(s.bounces.hard)}, soft ${fmt.count(s.bounces.soft)})`}
+        {delivers(s) && typeof s.complaints === "number" && ` · complaints ${fmt.count(s.complaints)}`}
+        {!delivers(s) && " · no delivery events from a mail service yet"}
       </p>
     </>
   );
@@ -307,6 +315,7 @@ function WhoOpened({ s }: { s: Summary }) {
 
 function SeriesView({ series }: { series: TimeSeries }) {
   const points = series.series;
+  const [open, setOpen] = useState(false); // the table is drawn only when asked for: a month is 720 rows
   const option = useMemo(() => {
     const names = points.map((p) => p.t.slice(0, series.bucket === "day" ? 10 : 16).replace("T", " "));
     const lines = [
@@ -327,8 +336,9 @@ function SeriesView({ series }: { series: TimeSeries }) {
   return (
     <>
       <Chart option={option} label={`Opens, clicks and machine opens per ${series.bucket} in ${series.tz}`} height={280} />
-      <details>
+      <details onToggle={(e) => setOpen((e.currentTarget as HTMLDetailsElement).open)}>
         <summary>As a table</summary>
+        {open && (
         <DataTable
           rows={points}
           caption={`Per ${series.bucket}, ${series.tz}`}
@@ -341,6 +351,7 @@ function SeriesView({ series }: { series: TimeSeries }) {
             { id: "machine_opens", header: "Machine opens", numeric: true, value: (p) => p.machine_opens },
           ]}
         />
+        )}
       </details>
     </>
   );

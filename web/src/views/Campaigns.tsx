@@ -108,10 +108,10 @@ export function Campaigns() {
       id: "delivered",
       header: "Delivered",
       numeric: true,
-      value: (r) => r.summary?.delivered ?? null,
-      // Only where the API has delivery numbers (issue 16); otherwise a dash with no number behind it.
+      value: (r) => r.delivered ?? null,
+      // The list's own field (issue 16), null until the campaign has delivery events: a dash, no number.
       render: (r) =>
-        r.summary?.delivered !== undefined ? <Num value={r.summary.delivered} testid={`campaign-${r.campaign_id}-delivered`} /> : "—",
+        typeof r.delivered === "number" ? <Num value={r.delivered} testid={`campaign-${r.campaign_id}-delivered`} /> : "—",
     },
     {
       id: "unique_opens",

@@ -25,6 +25,13 @@ export function MessageView({ id }: { id: string }) {
         <>
           <p>
             To <a href={href.recipient(m.recipient)}>{m.recipient}</a>, sent {fmt.time(m.sent_at)}.
+            {typeof m.delivery_status === "string" && (
+              <>
+                {" "}
+                Delivery: <strong data-testid="message-delivery_status">{m.delivery_status}</strong>
+                {typeof m.bounce_type === "string" ? ` (${m.bounce_type} bounce)` : ""}.
+              </>
+            )}
           </p>
           <dl class="stats">
             <Stat field="opens" label="Opens" value={m.opens} prefix="message" />
@@ -34,11 +41,11 @@ export function MessageView({ id }: { id: string }) {
             {m.bot_opens !== undefined && <Stat field="bot_opens" label="Bot opens" value={m.bot_opens} prefix="message" />}
             <div class="stat">
               <dt>First open</dt>
-              <dd data-testid="message-first_open_at">{fmt.time(m.first_open_at)}</dd>
+              <dd class="time" data-testid="message-first_open_at">{fmt.time(m.first_open_at)}</dd>
             </div>
             <div class="stat">
               <dt>Last open</dt>
-              <dd data-testid="message-last_open_at">{fmt.time(m.last_open_at)}</dd>
+              <dd class="time" data-testid="message-last_open_at">{fmt.time(m.last_open_at)}</dd>
             </div>
           </dl>
         </>
@@ -54,7 +61,13 @@ export function MessageView({ id }: { id: string }) {
             empty="Nothing yet: no open, click or delivery event."
             columns={[
               { id: "at", header: "When (UTC)", value: (r) => r.at, render: (r) => fmt.time(r.at) },
-              { id: "kind", header: "What", value: (r) => r.kind, render: (r) => <span data-testid={`timeline-${r.n}-kind`}>{r.kind}</span> },
+              {
+                id: "kind",
+                header: "What",
+                // A delivery event is named by what the mail service said (delivered, bounce, complaint…).
+                value: (r) => (r.kind === "delivery" ? String(r.event ?? "delivery") : r.kind),
+                render: (r) => <span data-testid={`timeline-${r.n}-kind`}>{r.kind === "delivery" ? `${String(r.event ?? "delivery")} (mail service)` : r.kind}</span>,
+              },
               { id: "verdict", header: "Counted as", value: (r) => r.verdict ?? null },
               { id: "client", header: "Client", value: (r) => r.client ?? null },
               { id: "device", header: "Device", value: (r) => r.device ?? null },
@@ -66,8 +79,10 @@ export function MessageView({ id }: { id: string }) {
                 value: (r) => {
                   const read = readKey(r);
                   const parts = [r.url, r.via_proxy ? "through a mail proxy" : null, read && r[read] !== null ? `read ${String(r[read])} s` : null];
-                  for (const k of ["type", "provider", "status", "smtp_status", "bounce_type", "reason"]) {
-                    if (r.verdict === undefined && r[k]) parts.push(`${k}: ${String(r[k])}`);
+                  if (r.kind === "delivery") {
+                    for (const k of ["bounce_type", "provider", "provider_type", "smtp_status", "smtp_code", "diagnostic"]) {
+                      if (r[k] !== null && r[k] !== undefined) parts.push(`${k.replace("_", " ")}: ${String(r[k])}`);
+                    }
                   }
                   return parts.filter(Boolean).join(" · ") || null;
                 },

@@ -110,6 +110,20 @@ export function RecipientView({ id }: { id: string }) {
           <dl class="stats">
             <Stat field="opens" label="Opens" value={r.opens} prefix="recipient" />
           </dl>
+          {r.delivery_events && Object.keys(r.delivery_events).length > 0 && (
+            <section aria-labelledby="delivery-title" class="card">
+              <h2 id="delivery-title">What their mail service reported</h2>
+              <p>
+                {r.hard_bounced ? "A message to this address hard-bounced. " : ""}
+                {r.complained ? "They marked a message as spam. " : ""}
+                Messages per event:{" "}
+                {Object.entries(r.delivery_events)
+                  .map(([event, n]) => `${event.replace("_", " ")} ${fmt.count(n)}`)
+                  .join(", ")}
+                {r.last_delivery ? `; the latest: ${r.last_delivery.event} at ${fmt.time(r.last_delivery.at)}.` : "."}
+              </p>
+            </section>
+          )}
           <section aria-labelledby="messages-title" class="card">
             <h2 id="messages-title">Messages</h2>
             <DataTable
