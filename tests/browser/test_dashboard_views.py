@@ -67,6 +67,7 @@ async def test_the_campaign_list_shows_the_apis_numbers(page: Any, served: Serve
         seen = assert_equal(on_page, f"campaign-{item['campaign_id']}-", {**summary, **item})
         assert {"sent", "unique_opens", "open_rate", "clicks", "click_rate"} <= set(seen)
     assert on_page[f"campaign-{SPRING}-unique_opens"] == ("3", "3")
+    assert on_page[f"campaign-{SPRING}-delivered"] == ("5", "5")  # Postmark's events (dataset.deliver)
 
 
 async def test_the_campaign_report_shows_the_apis_numbers(page: Any, served: Served) -> None:
@@ -79,7 +80,9 @@ async def test_the_campaign_report_shows_the_apis_numbers(page: Any, served: Ser
     assert counted == (6, 3, 2, 1)
     on_page = await numbers(page)
     seen = assert_equal(on_page, "stat-", summary)
-    assert {"sent", "unique_opens", "open_rate", "clicks", "click_rate", "machine_opens"} <= set(seen)
+    assert {"sent", "delivered", "unique_opens", "open_rate", "clicks", "click_rate", "machine_opens"} <= set(
+        seen
+    )
     # Its breakdowns, top links and filtered hits: each table's numbers are its route's rows.
     report = f"/v1/campaigns/{SPRING}"
     for by in ("client", "device", "os", "country"):
