@@ -1,7 +1,8 @@
 """The dashboard tests' data, made through the public API as a sender's code and its recipients' mail apps
 would: messages registered with `POST /v1/messages`, pixels and clicks fetched through the edge with
 realistic user agents and addresses, so the counts have people, machine opens (Apple MPP, Gmail prefetch)
-and bots in them, and delivery events posted to the ingest URL Postmark would be given. Account ``acme`` has two campaigns; ``globex`` one, which acme's session must never see."""
+and bots in them, and delivery events posted to the ingest URL Postmark would be given. Account ``acme``
+has two campaigns; ``globex`` one, which acme's session must never see."""
 
 from __future__ import annotations
 
