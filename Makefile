@@ -8,7 +8,7 @@ export UV_PYTHON_PREFERENCE ?= system
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: help uv install run test lint typecheck unit integration e2e bench fmt clean
+.PHONY: help uv install run test lint typecheck unit integration e2e bench fmt clean browser
 
 help:
 	@echo "make run       install and run pixelpipe serve on $(HOST):$(PORT)"
@@ -16,6 +16,7 @@ help:
 	@echo "make kafka-up / kafka-down / kafka-clean   a local Apache Kafka (KRaft) on 127.0.0.1:9092"
 	@echo "make test-docker   the integration tests through testcontainers (a Docker engine; images built if missing)"
 	@echo "make bench     the quick benchmarks"
+	@echo "make browser   install Debian's chromium for the browser tests (apt-get) when it is missing"
 
 uv:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -24,7 +25,7 @@ uv:
 # edge serves every request in Python.
 NATIVE_GROUP := $(if $(shell command -v cargo 2>/dev/null),,--no-group native)
 
-install: uv
+install: uv dashboard
 	@$(if $(NATIVE_GROUP),echo "cargo not found: installing without the edge's native fast path (native/)")
 	$(UV) sync --locked $(NATIVE_GROUP)
 
@@ -33,7 +34,7 @@ install: uv
 # `uv run --no-sync` keeps uv from installing the default groups on its own.
 RUN_GROUPS := --no-default-groups $(if $(NATIVE_GROUP),,--group native)
 
-run: uv
+run: uv dashboard
 	@$(if $(NATIVE_GROUP),echo "cargo not found: installing without the edge's native fast path (native/)")
 	$(UV) sync --locked --inexact $(RUN_GROUPS)
 	$(UV) run --no-sync pixelpipe serve --host $(HOST) --port $(PORT)
@@ -57,7 +58,13 @@ fmt: install
 	$(UV) run ruff format .
 	$(UV) run ruff check --fix .
 
-test: install lint typecheck
+# The dashboard's browser tests (tests/browser) drive Debian's Chromium through Playwright, never a browser
+# Playwright downloads: scripts/chromium.sh installs it with `apt-get install -y chromium` when missing (as
+# root); without it they skip, and under CI=true the run fails naming that command.
+browser:
+	@bash scripts/chromium.sh
+
+test: install lint typecheck browser
 	$(NATIVE_TEST)
 	$(UV) run pytest
 
@@ -71,3 +78,4 @@ clean:
 include mk/kafka.mk
 include mk/bench.mk
 include mk/docker.mk
+include mk/web.mk

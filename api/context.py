@@ -1,7 +1,8 @@
 """What every resource of the API shares about a request: the context it is answered in (`ApiContext`: the
-store, the keyring, the settings the handlers read), the caller's account (`account_dependency`, from the
-bearer key), the rule for a recipient as the API takes it (in a body or a path), and the one way a handler
-runs a read (`ApiContext.read`), and the parameters of a page of a list.
+store, the keyring, the settings the handlers read), the caller's account (`account_dependency`: from the
+bearer key, else from the dashboard's session cookie, `api.cookie_auth`), the rule for a recipient as the
+API takes it (in a body or a path), and the one way a handler runs a read (`ApiContext.read`), and the
+parameters of a page of a list.
 
 Imports no resource module: the resource modules (`api.messages`, `api.campaigns`, `api.recipients`,
 `api.privacy`, `api.webhooks`, `api.live`) import it.
@@ -20,8 +21,10 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import Parameter, QueryParameter
 
 from api.auth import account_of
+from api.cookie_auth import session_account
 from api.delivery_numbers import DeliveryNumbers
 from api.errors import PATTERN_WORDS
+from api.session import COOKIE, Sessions
 from api.sql.common import Query
 from api.sql.exact import ExactRead, read_exact
 from api.sql.pages import MAX_PAGE
@@ -40,6 +43,7 @@ class ApiContext:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     webhook_allow_private: bool = False  # PIXELPIPE_WEBHOOK_ALLOW_PRIVATE: see `schemas.webhook_guard`
     retention_days: int = 396  # PIXELPIPE_RETENTION_DAYS: a send older than this is refused
+    sessions: Sessions | None = None  # the dashboard's sign-in sessions (None: bearer keys only)
     # The campaigns' delivery numbers counted so far, per bucket (`api.delivery_numbers`): this process's.
     delivery_numbers: DeliveryNumbers = field(default_factory=DeliveryNumbers, repr=False)
 
@@ -51,7 +55,11 @@ class ApiContext:
 
 
 def _account(request: Request[Any, Any, Any], ctx: NamedDependency[ApiContext]) -> str:
-    return account_of(request.headers.get("authorization"), ctx.api_keys)
+    authorization = request.headers.get("authorization")
+    # A bearer header wins over the cookie: a script's request is never held to the browser's rules.
+    if authorization is None and ctx.sessions is not None and COOKIE in request.cookies:
+        return session_account(request, ctx.sessions, ctx.public_url)
+    return account_of(authorization, ctx.api_keys)
 
 
 # Every controller of the API resolves the caller's account with this.

@@ -8,22 +8,24 @@ process, handed in by `pixelpipe.app`). Each event is
 notice's public JSON; ``data.id`` is the hit's or the delivery event's id, stable across processes, for
 deduplication); a ``: keepalive`` comment every
 15 s; a ``gap`` event when a resume cannot be proven complete. Never streams another account's notices,
-and never holds anything up: a stream only reads the ring.
+and never holds anything up: a stream only reads the ring. A stream opened with the dashboard's session
+cookie ends once that session has expired or was signed out (at its next event or keepalive).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from litestar import Controller, get
+from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromQuery, HeaderParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from api.context import account_dependency
+from api.cookie_auth import session_alive
 from schemas.live import LiveItem, LiveNotices
 from schemas.notices import DELIVERY_NOTICE_TYPES
 
@@ -44,8 +46,15 @@ def _message(item: LiveItem) -> ServerSentEventMessage:
     )
 
 
-async def _events(items: AsyncIterator[LiveItem]) -> AsyncIterator[ServerSentEventMessage]:
+async def _events(
+    items: AsyncIterator[LiveItem], alive: Callable[[], bool] | None
+) -> AsyncIterator[ServerSentEventMessage]:
     async for item in items:
+        if alive is not None and not alive():  # the dashboard's session ended: so does its stream
+            close = getattr(items, "aclose", None)
+            if close is not None:
+                await close()  # now, not when collected: the feed counts its streams
+            return
         yield _message(item)
 
 
@@ -70,6 +79,8 @@ class LiveController(Controller):
     )
     async def live(
         self,
+        *,
+        request: Request[Any, Any, Any],
         account: NamedDependency[str],
         live: NamedDependency[LiveNotices],
         last_event_id: Annotated[
@@ -94,5 +105,6 @@ class LiveController(Controller):
             types |= DELIVERY_NOTICE_TYPES
         items = live.stream(account, last_event_id=last_event_id, types=frozenset(types))
         return ServerSentEvent(
-            _events(items), headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+            _events(items, session_alive(request)),
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )

@@ -21,6 +21,7 @@ from litestar.exceptions import (
     HTTPException,
     NotAuthorizedException,
     NotFoundException,
+    PermissionDeniedException,
     ServiceUnavailableException,
 )
 from litestar.handlers import HTTPRouteHandler
@@ -31,7 +32,18 @@ _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH"})
 
 
 class Unauthorized(NotAuthorizedException):
-    detail = "missing bearer key, or a key this deployment does not know (`WWW-Authenticate: Bearer`)"
+    detail = (
+        "missing bearer key, or a key this deployment does not know (`WWW-Authenticate: Bearer`); without "
+        "`Authorization`, a session cookie that is missing, expired, signed out or of a removed key"
+    )
+
+
+class Forbidden(PermissionDeniedException):
+    detail = (
+        "a request authorized by the dashboard's session cookie (no `Authorization` header) from another "
+        "site (`Origin`, `Sec-Fetch-Site: cross-site`), or a POST, PUT, PATCH or DELETE without the "
+        "session's `X-CSRF-Token`; a bearer request is never refused this way"
+    )
 
 
 class NotFound(NotFoundException):
@@ -79,10 +91,10 @@ def _documented(exc: type[HTTPException]) -> ResponseSpec:
 
 def _document_errors(app: Litestar) -> None:
     """Add to every API route's documented answers the errors every route can give: 401 (the bearer key),
-    503 (the store away), 413 (a body too large) and the body's 400 where a body is read. Routes add their
-    own (400 rules, 404, 409 ...) with ``raises=`` in their decorators; the 400 rules of a route are joined
-    into one description. Each status is documented once, with the error body (`ErrorBody`). Call before
-    the schema is first served."""
+    403 (the session cookie's checks, `api.cookie_auth`), 503 (the store away), 413 (a body too large) and
+    the body's 400 where a body is read. Routes add their own (400 rules, 404, 409 ...) with ``raises=`` in
+    their decorators; the 400 rules of a route are joined into one description. Each status is documented
+    once, with the error body (`ErrorBody`). Call before the schema is first served."""
     for route in app.routes:
         if not route.path.startswith("/v1"):
             continue
@@ -92,7 +104,7 @@ def _document_errors(app: Litestar) -> None:
             own = list(handler.raises or [])
             rules = [exc.detail for exc in own if exc.status_code == HTTP_400_BAD_REQUEST and exc.detail]
             errors: list[type[HTTPException]] = [e for e in own if e.status_code != HTTP_400_BAD_REQUEST]
-            errors += [Unauthorized, Unavailable]
+            errors += [Unauthorized, Forbidden, Unavailable]
             if "{" in route.path and not route.path.endswith("/do-not-track"):
                 errors.append(NotFound)  # an id (message, campaign, recipient, webhook) the account lacks
             if handler.http_methods & _BODY_METHODS:

@@ -12,7 +12,7 @@ BENCH_RUN := $(UV) run python -m
 BENCH_FLAGS ?=
 
 .PHONY: bench bench-full bench-processors bench-edge bench-slowloris bench-e2e bench-queries bench-scaling \
-	bench-notices bench-outage bench-deliveries
+	bench-notices bench-outage bench-deliveries bench-dashboard
 
 bench: install ## the quick benchmarks
 	$(BENCH_RUN) bench.processors $(BENCH_FLAGS)
@@ -22,6 +22,7 @@ bench: install ## the quick benchmarks
 	$(BENCH_RUN) bench.notice_latency $(BENCH_FLAGS)
 	$(BENCH_RUN) bench.broker_outage $(BENCH_FLAGS)
 	$(BENCH_RUN) bench.deliveries_throughput $(BENCH_FLAGS)
+	$(BENCH_RUN) bench.dashboard_draw $(BENCH_FLAGS)
 
 bench-full: install ## the benchmarks at the issue's full durations
 	$(BENCH_RUN) bench.processors --full $(BENCH_FLAGS)
@@ -31,6 +32,7 @@ bench-full: install ## the benchmarks at the issue's full durations
 	$(BENCH_RUN) bench.notice_latency --full $(BENCH_FLAGS)
 	$(BENCH_RUN) bench.broker_outage --full $(BENCH_FLAGS)
 	$(BENCH_RUN) bench.deliveries_throughput --full $(BENCH_FLAGS)
+	$(BENCH_RUN) bench.dashboard_draw --full $(BENCH_FLAGS)
 
 bench-processors: install
 	$(BENCH_RUN) bench.processors $(BENCH_FLAGS)
@@ -64,3 +66,9 @@ bench-outage: install
 # PIXELPIPE_TEST_KAFKA_BOOTSTRAP (or --kafka in BENCH_FLAGS) names a broker.
 bench-deliveries: install
 	$(BENCH_RUN) bench.deliveries_throughput $(BENCH_FLAGS)
+
+# The dashboard's campaign report drawn in Chromium, navigation -> fully drawn, for the largest campaign of the
+# generated set (issue 17): 1 M events (10 M with --full; BENCH_FLAGS="--data PATH" reuses a generated set).
+# Needs the built dashboard (web/dist) and /usr/bin/chromium (`make browser` installs it).
+bench-dashboard: install browser
+	$(BENCH_RUN) bench.dashboard_draw $(BENCH_FLAGS)

@@ -17,13 +17,15 @@ from typing import TYPE_CHECKING, Any, cast
 from litestar import Litestar, MediaType, Response, get
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components as OpenAPIComponents
 from litestar.openapi.spec import SecurityScheme
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.campaigns import CampaignAnalyticsController, CampaignController
 from api.context import ApiContext
+from api.dashboard import dashboard
+from api.dashboard_files import DashboardFiles
+from api.docs_pages import docs_router, render_plugins
 from api.errors import EXCEPTION_HANDLERS, check_request
 from api.live import LiveController
 from api.mail_services import MailServiceController, MailServiceIn, MailServicePropagation
@@ -33,6 +35,8 @@ from api.openapi import document
 from api.privacy import PrivacyController, PrivacyPropagation, load_suppressed, migrate_plain_suppressions
 from api.recipient_path import raw_recipient, recipient_paths
 from api.recipients import recipient_view
+from api.session import COOKIE, Sessions
+from api.session_routes import SessionController, SignIn
 from api.sql.rollup_upkeep import rollup_retention
 from api.webhooks import WebhookController, WebhookIn
 from bus.dead_letters import DeadLetters
@@ -44,6 +48,7 @@ from deliveries.ingest import DeliveryIngest, ingest_routes
 from deliveries.loader import DeliveryLoader, OnStored
 from deliveries.port import DeliveryPublisher, MailServiceDirectory
 from ingest import native
+from ingest.client_ip import client_ip
 from ingest.edge import ASGIApp, Edge
 from notices.live import LiveFeed
 from notices.wiring import Notifications, in_process, on_kafka
@@ -479,15 +484,25 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
     settings = components.settings
     handlers: list[Any] = _health_handlers(components)
     dependencies: dict[str, Provide] = {}
-    if "api" in components.roles and components.store is not None:
+    store = components.store if "api" in components.roles else None
+    files = DashboardFiles(settings.dashboard_dir, {})  # the dashboard's build: the API role serves it
+    if store is not None:
+        files = DashboardFiles.scan(settings.dashboard_dir)  # its files, and the API docs' assets
+        sessions = Sessions.of(
+            settings.keyring,
+            settings.api_keys,
+            lifetime_s=settings.session_seconds,
+            public_url=settings.public_url,
+        )
         ctx = ApiContext(
-            components.store,
+            store,
             settings.keyring,
             settings.public_url,
             settings.api_keys,
             do_not_track=components.do_not_track,
             webhook_allow_private=settings.webhook_allow_private,
             retention_days=settings.retention_days,
+            sessions=sessions,
         )
         # The plain handlers join paths the controllers made (GET /v1/messages, GET /v1/recipients/{r}):
         # register them after. The order is the OpenAPI document's (its paths, and the operation ids
@@ -496,6 +511,12 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         handlers += [CampaignAnalyticsController, MessageTimelineController, list_messages, recipient_view]
         handlers.append(MailServiceController)
         dependencies["ctx"] = Provide(lambda: ctx, use_cache=True, sync_to_thread=False)
+        handlers.append(SessionController)  # the dashboard's sign-in
+        proxies = settings.trusted_proxies
+        sign_in = SignIn(
+            sessions, settings.public_url, lambda peer, forwarded: client_ip(peer, forwarded, proxies)
+        )
+        dependencies["sign_in"] = Provide(lambda: sign_in, use_cache=True, sync_to_thread=False)
         propagation = components.privacy.propagation() if components.privacy else PrivacyPropagation()
         dependencies["privacy"] = Provide(lambda: propagation, use_cache=True, sync_to_thread=False)
         wired = components.mail_service_wiring
@@ -529,11 +550,16 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
             version="0.1.0",
             description="Email open and click tracking: register sends, read opens and clicks.",
             path="/schema",
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            render_plugins=render_plugins(files),  # offline: their scripts from the dashboard's build
+            openapi_router=docs_router("/schema"),
             components=OpenAPIComponents(
-                security_schemes={"bearer": SecurityScheme(type="http", scheme="bearer")}
+                security_schemes={
+                    "bearer": SecurityScheme(type="http", scheme="bearer"),
+                    # The dashboard's: `POST /session` sets it (README, "The dashboard").
+                    "session": SecurityScheme(type="apiKey", name=COOKIE, security_scheme_in="cookie"),
+                }
             ),
-            security=[{"bearer": []}],
+            security=[{"bearer": []}, {"session": []}],
             use_handler_docstrings=True,
         ),
         exception_handlers=dict(EXCEPTION_HANDLERS),
@@ -543,6 +569,8 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
     )
     document(litestar, bodies=[MessageIn, BatchIn, InstrumentIn, WebhookIn, MailServiceIn])
     inner = recipient_paths(cast(ASGIApp, litestar))  # a recipient's '/' stays in its path segment
+    if store is not None:
+        inner = dashboard(files, inner)  # `/`, `/assets/…`: the dashboard's build, in front of the API
     if "edge" not in components.roles or components.publisher is None:
         return inner, litestar
     edge = Edge(

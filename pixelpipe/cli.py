@@ -80,6 +80,12 @@ def _banner(s: settings_mod.Settings, roles: frozenset[str], host: str, port: in
         lines += [f"  pixel   {s.public_url}/o/<token>.gif", f"  click   {s.public_url}/c/<token>"]
     if "api" in roles:
         lines += [f"  API     {base}/v1   docs {base}/schema   OpenAPI {base}/schema/openapi.json"]
+        if (s.dashboard_dir / "index.html").is_file():
+            lines.append(f"  dashboard {base}/  (sign in with an API key)")
+        else:  # as the native fast path without cargo: everything else runs
+            lines.append(
+                f"  dashboard not built ({s.dashboard_dir}): make install with Node 20+, then restart"
+            )
         if s.api_keys_generated:
             (key, account), *_ = s.api_keys.items()
             lines.append(

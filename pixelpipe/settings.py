@@ -35,6 +35,11 @@ NativeEdge = Literal["auto", "on", "off"]
 NATIVE_EDGE_CHOICES: Final = ("auto", "on", "off")
 
 
+# The dashboard's build, `make install` writes it (web/dist, next to this package in a checkout).
+DEFAULT_DASHBOARD_DIR: Final = Path(__file__).resolve().parents[1] / "web" / "dist"
+MAX_SESSION_HOURS: Final = 720
+
+
 class SettingsError(PixelpipeError, ValueError):
     def __init__(self, variable: str, problem: str) -> None:
         super().__init__(f"{variable}: {problem}")
@@ -75,6 +80,8 @@ class Settings:
     api_keys_generated: bool = False
     public_url_given: bool = False  # PIXELPIPE_PUBLIC_URL was set (else http://HOST:PORT of this process)
     kafka_retention: TopicRetention = field(default_factory=TopicRetention)  # hours each topic keeps a hit
+    session_seconds: int = 12 * 3600  # PIXELPIPE_SESSION_HOURS: how long a dashboard sign-in lasts
+    dashboard_dir: Path = DEFAULT_DASHBOARD_DIR  # the dashboard's build (api.dashboard_files)
 
     @property
     def accounts(self) -> frozenset[str]:
@@ -131,6 +138,31 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise SettingsError(name, f"{raw!r} is not true or false (1/0, yes/no, on/off)")
+
+
+def _session_seconds(env: Mapping[str, str]) -> int:
+    """PIXELPIPE_SESSION_HOURS in seconds: hours, fractions allowed (0.5 is 30 minutes), at least 1 s."""
+    name = "PIXELPIPE_SESSION_HOURS"
+    raw = env.get(name, "").strip()
+    if not raw:
+        return 12 * 3600
+    try:
+        hours = float(raw)
+    except ValueError:
+        raise SettingsError(name, f"{raw!r} is not a number of hours") from None
+    if not 0 < hours <= MAX_SESSION_HOURS or round(hours * 3600) < 1:
+        raise SettingsError(name, f"{raw} is outside 1 second..{MAX_SESSION_HOURS} hours")
+    return round(hours * 3600)
+
+
+def _dashboard_dir(env: Mapping[str, str]) -> Path:
+    raw = env.get("PIXELPIPE_DASHBOARD_DIR", "")
+    if not raw:
+        return DEFAULT_DASHBOARD_DIR
+    path = Path(raw)
+    if not path.is_dir():
+        raise SettingsError("PIXELPIPE_DASHBOARD_DIR", f"{raw} is not a directory")
+    return path
 
 
 def _native_edge(env: Mapping[str, str]) -> NativeEdge:
@@ -412,4 +444,6 @@ def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port:
             enriched_hours=_int(env, "PIXELPIPE_KAFKA_ENRICHED_RETENTION_HOURS", 24, 1, 720),
             deliveries_hours=_int(env, "PIXELPIPE_KAFKA_DELIVERIES_RETENTION_HOURS", 72, 1, 720),
         ),
+        session_seconds=_session_seconds(env),
+        dashboard_dir=_dashboard_dir(env),
     )

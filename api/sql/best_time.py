@@ -54,6 +54,8 @@ class BestTime:
     sample_size: int
     hours: tuple[int, ...]
     weekdays: tuple[int, ...]
+    # Opens per weekday (Mon first) and hour: the grid the two histograms sum; the dashboard's heatmap.
+    grid: tuple[tuple[int, ...], ...] = ((0,) * 24,) * 7
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +66,7 @@ class BestTime:
             "sample_size": self.sample_size,
             "by_hour": list(self.hours),
             "by_weekday": dict(zip(WEEKDAYS, self.weekdays, strict=True)),
+            "by_weekday_hour": {day: list(hours) for day, hours in zip(WEEKDAYS, self.grid, strict=True)},
         }
 
 
@@ -80,14 +83,17 @@ def best_time(local_times: Iterable[tuple[datetime, int]], basis: str, timezone:
     is for the caller to pick when no level reaches `MIN_SAMPLE`."""
     hours = [0] * 24
     weekdays = [0] * 7
+    grid = [[0] * 24 for _ in range(7)]
     for at, weight in local_times:
         hours[at.hour] += weight
         weekdays[at.weekday()] += weight
+        grid[at.weekday()][at.hour] += weight
     sample = sum(hours)
+    cells = tuple(tuple(row) for row in grid)
     if not sample:
-        return BestTime(basis, None, None, timezone, 0, tuple(hours), tuple(weekdays))
+        return BestTime(basis, None, None, timezone, 0, tuple(hours), tuple(weekdays), cells)
     return BestTime(
-        basis, _mode(hours), WEEKDAYS[_mode(weekdays)], timezone, sample, tuple(hours), tuple(weekdays)
+        basis, _mode(hours), WEEKDAYS[_mode(weekdays)], timezone, sample, tuple(hours), tuple(weekdays), cells
     )
 
 

@@ -518,6 +518,10 @@ def test_recipient_with_few_opens_falls_back_to_their_campaigns_audience(data: S
     )  # fmt: skip
     assert best["by_weekday"] == {"Mon": 4, "Tue": 5, "Wed": 1, "Thu": 0, "Fri": 0, "Sat": 0, "Sun": 0}
     assert [best["by_hour"][h] for h in (11, 16, 17, 18, 19)] == [1, 1, 1, 6, 1]
+    # The weekday x hour grid (the dashboard's heatmap) sums to both histograms.
+    grid = best["by_weekday_hour"]
+    assert {day: sum(hours) for day, hours in grid.items()} == best["by_weekday"]
+    assert [sum(grid[day][h] for day in grid) for h in range(24)] == best["by_hour"]
 
 
 def test_recipient_with_enough_opens_gets_their_own_zone(data: Store) -> None:

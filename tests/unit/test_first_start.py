@@ -168,3 +168,17 @@ def test_the_banner_says_where_the_generated_key_is_kept(tmp_path: Path) -> None
         f"  API key (account demo, generated and kept in {tmp_path / 'api_keys'}; set PIXELPIPE_API_KEYS to "
         f"choose): {key}"
     ) in banner
+
+
+def test_the_banner_says_where_the_dashboard_is_or_how_to_build_it(tmp_path: Path) -> None:
+    build = tmp_path / "dist"
+    build.mkdir()
+    s = load({"PIXELPIPE_DATA_DIR": str(tmp_path / "data"), "PIXELPIPE_DASHBOARD_DIR": str(build)})
+    not_built = f"  dashboard not built ({build}): make install with Node 20+, then restart"
+    assert not_built in _banner(s, frozenset({"api"}), "127.0.0.1", 8000).splitlines()
+    (build / "index.html").write_text("<!doctype html>")
+    banner = _banner(s, frozenset({"api"}), "127.0.0.1", 8000).splitlines()
+    assert "  dashboard http://127.0.0.1:8000/  (sign in with an API key)" in banner
+    assert not any(
+        "dashboard" in line for line in _banner(s, frozenset({"edge"}), "127.0.0.1", 8000).splitlines()
+    )

@@ -1,0 +1,296 @@
+// The page's only door to the server: same-origin fetches that carry the session cookie (never the API key),
+// and the CSRF token on every state-changing request. The token lives in memory only (no Web Storage).
+
+export interface Session {
+  account: string;
+  csrf_token: string;
+}
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+let csrfToken: string | null = null;
+let onSignedOut: () => void = () => {};
+
+/** Called when any answer says the session is gone (401), so the page goes back to the sign-in view. */
+export function whenSignedOut(callback: () => void): void {
+  onSignedOut = callback;
+}
+
+async function errorOf(response: Response): Promise<ApiError> {
+  let detail = response.statusText;
+  try {
+    const body = (await response.json()) as { detail?: string; error?: string };
+    detail = body.detail ?? body.error ?? detail;
+  } catch {
+    // not JSON: the status text says enough
+  }
+  return new ApiError(response.status, detail);
+}
+
+async function request<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+  const headers: Record<string, string> = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (method !== "GET" && csrfToken) headers["X-CSRF-Token"] = csrfToken;
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+    credentials: "same-origin",
+    signal,
+  });
+  if (response.status === 401 && path !== "/session") {
+    csrfToken = null;
+    onSignedOut();
+  }
+  if (!response.ok) throw await errorOf(response);
+  if (response.status === 204) return undefined as T;
+  return (await response.json()) as T;
+}
+
+export const get = <T>(path: string, signal?: AbortSignal): Promise<T> => request<T>("GET", path, undefined, signal);
+export const put = <T>(path: string, body?: unknown): Promise<T> => request<T>("PUT", path, body ?? {});
+export const del = <T>(path: string): Promise<T> => request<T>("DELETE", path);
+
+/** The current session, or null when there is none (401). */
+export async function currentSession(): Promise<Session | null> {
+  try {
+    const session = await request<Session>("GET", "/session");
+    csrfToken = session.csrf_token;
+    return session;
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) return null;
+    throw error;
+  }
+}
+
+/** Trade the key for a session cookie; the key is not kept anywhere once this returns. */
+export async function signIn(apiKey: string): Promise<Session | null> {
+  await request<Session>("POST", "/session", { api_key: apiKey });
+  return currentSession();
+}
+
+export async function signOut(): Promise<void> {
+  try {
+    await request<void>("DELETE", "/session");
+  } finally {
+    csrfToken = null;
+  }
+}
+
+export const enc = encodeURIComponent;
+
+// The API's JSON shapes (see /schema/openapi.json); only what the views read.
+
+export interface CampaignItem {
+  campaign_id: string;
+  sent: number;
+  delivered?: number | null; // issue 16: null without delivery data
+  bounced?: number | null;
+  delivery_rate?: number | null;
+  first_sent_at: string | null;
+  last_sent_at: string | null;
+  opens: number;
+  clicks: number;
+}
+
+export interface Page<T> {
+  items: T[];
+  next_cursor: string | null;
+}
+
+export interface Summary {
+  campaign_id: string;
+  include_machine: boolean;
+  sent: number;
+  opens: number;
+  unique_opens: number;
+  machine_opens: number;
+  unique_machine_opens: number;
+  open_rate: number;
+  clicks: number;
+  unique_clicks: number;
+  bot_clicks: number;
+  bot_opens: number;
+  click_rate: number;
+  filtered: Record<string, number>;
+  // Issue 16's delivery numbers: null while the campaign has no delivery data (`delivery_data` false).
+  delivery_data?: boolean;
+  delivered?: number | null;
+  deferred?: number | null;
+  dropped?: number | null;
+  unsubscribes?: number | null;
+  bounces?: { hard: number; soft: number } | null;
+  delivered_inferred?: number | null;
+  bounced?: number | null;
+  complaints?: number | null;
+  delivery_rate?: number | null;
+  bounce_rate?: number | null;
+  complaint_rate?: number | null;
+  rate_basis?: string | null;
+}
+
+export interface SeriesPoint {
+  t: string;
+  opens: number;
+  unique_opens: number;
+  clicks: number;
+  machine_opens: number;
+}
+
+export interface TimeSeries {
+  bucket: string;
+  tz: string;
+  from: string | null;
+  to: string | null;
+  include_machine: boolean;
+  series: SeriesPoint[];
+}
+
+export interface BreakdownRow {
+  key: string | null;
+  opens: number;
+  unique_opens: number;
+  clicks: number;
+  unique_clicks: number;
+}
+
+export interface Breakdown {
+  by: string;
+  rows: BreakdownRow[];
+}
+
+export interface LinkRow {
+  link_index: number;
+  url: string;
+  clicks: number;
+  unique_clicks: number;
+  bot_clicks: number;
+}
+
+export interface FilteredRow {
+  kind: string;
+  verdict: string;
+  reason: string;
+  hits: number;
+}
+
+export interface Filtered {
+  filtered: FilteredRow[];
+  filtered_total: number;
+  machine_opens_by_reason: Record<string, number>;
+  machine_opens: number;
+}
+
+export interface BestTime {
+  basis: string;
+  hour: number | null;
+  weekday: string | null;
+  timezone: string | null;
+  sample_size: number;
+  by_hour: number[];
+  by_weekday: Record<string, number>;
+  by_weekday_hour?: Record<string, number[]>;
+}
+
+export interface MessageStats {
+  message_id: string;
+  campaign_id: string;
+  recipient: string;
+  sent_at: string | null;
+  links?: string[];
+  opens: number;
+  machine_opens: number;
+  first_open_at: string | null;
+  last_open_at: string | null;
+  clicks: number;
+  first_click_at?: string | null;
+  bot_clicks: number;
+  bot_opens?: number;
+  filtered?: Record<string, number>;
+  [key: string]: unknown;
+}
+
+export interface TimelineItem {
+  at: string;
+  kind: string;
+  verdict?: string | null;
+  reason?: string | null;
+  client?: string | null;
+  device?: string | null;
+  os?: string | null;
+  country?: string | null;
+  city?: string | null;
+  via_proxy?: boolean | null;
+  link_index?: number | null;
+  url?: string | null;
+  [key: string]: unknown;
+}
+
+export interface RecipientMessage {
+  message_id: string;
+  campaign_id: string;
+  sent_at: string | null;
+  opens: number;
+  clicks: number;
+  first_open_at: string | null;
+}
+
+export interface OpenRecord {
+  at: string;
+  message_id: string;
+  client: string | null;
+  device: string | null;
+  os: string | null;
+  country: string | null;
+  city: string | null;
+  time_zone: string | null;
+}
+
+export interface DeliveryEvent {
+  at: string;
+  kind: "delivery";
+  event: string;
+  bounce_type: string | null;
+  provider: string;
+  provider_type: string | null;
+  smtp_status: string | null;
+  smtp_code: number | null;
+  diagnostic: string | null;
+}
+
+export interface Recipient {
+  recipient: string;
+  last_delivery?: DeliveryEvent | null;
+  hard_bounced?: boolean;
+  complained?: boolean;
+  delivery_events?: Record<string, number>;
+  messages: RecipientMessage[];
+  more_messages: boolean;
+  opens: number;
+  open_history: OpenRecord[];
+  best_time_to_send: BestTime;
+}
+
+/** A live notice's `data` (an open, a click, or a delivery event). */
+export interface Notice {
+  id: string;
+  type: string;
+  campaign_id: string;
+  message_id: string;
+  recipient: string | null;
+  first?: boolean;
+  at: string;
+  client?: string | null;
+  device?: string | null;
+  os?: string | null;
+  country?: string | null;
+  url?: string | null;
+  [key: string]: unknown;
+}
