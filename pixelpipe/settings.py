@@ -76,6 +76,9 @@ class Settings:
     max_connections: int = 10_000
     fd_reserve: int = 1_024  # file descriptors kept free of connections, for the store, the bus, the spool
     delivery_max_body_bytes: int = 25 * 1024 * 1024  # the delivery ingest's body limit (deliveries.ingest)
+    # Read time (ingest.read_time): how long a timed open's pixel is held at most, and how many at once.
+    read_time_cap_s: int = 25
+    read_time_max_held: int = 5_000
     secret_generated: bool = False
     api_keys_generated: bool = False
     public_url_given: bool = False  # PIXELPIPE_PUBLIC_URL was set (else http://HOST:PORT of this process)
@@ -194,6 +197,22 @@ def _max_connections(env: Mapping[str, str], fd_reserve: int, open_files: int) -
             "PIXELPIPE_MAX_CONNECTIONS",
             f"{value} connections and the {fd_reserve} file descriptors kept for the store and the bus "
             f"(PIXELPIPE_FD_RESERVE) exceed the open-file limit {open_files}",
+        )
+    return value
+
+
+def _read_time_max_held(env: Mapping[str, str], max_connections: int) -> int:
+    """The cap on held read-time pixels: ``PIXELPIPE_READ_TIME_MAX_HELD``, by default half the connection cap
+    (held connections are connections: the other half stays for everything else); never over the cap."""
+    default = max(1, max_connections // 2)
+    raw = env.get("PIXELPIPE_READ_TIME_MAX_HELD")
+    if raw is None or raw == "":
+        return default
+    value = _int(env, "PIXELPIPE_READ_TIME_MAX_HELD", default, 0, 10_000_000)
+    if value > max_connections:
+        raise SettingsError(
+            "PIXELPIPE_READ_TIME_MAX_HELD",
+            f"{value} held pixels exceed the connection cap {max_connections} (PIXELPIPE_MAX_CONNECTIONS)",
         )
     return value
 
@@ -406,6 +425,7 @@ def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port:
     fd_reserve = _int(env, "PIXELPIPE_FD_RESERVE", min(1_024, open_files // 4), 16, 1_000_000)
     max_connections = _max_connections(env, fd_reserve, open_files)
     delivery_max_body_bytes = _int(env, "PIXELPIPE_DELIVERY_MAX_BODY_BYTES", 26_214_400, 1_024, 1_073_741_824)
+    read_time_max_held = _read_time_max_held(env, max_connections)
 
     return Settings(
         keyring=keyring,
@@ -435,6 +455,8 @@ def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port:
         max_connections=max_connections,
         fd_reserve=fd_reserve,
         delivery_max_body_bytes=delivery_max_body_bytes,
+        read_time_cap_s=_int(env, "PIXELPIPE_READ_TIME_CAP_SECONDS", 25, 1, 300),
+        read_time_max_held=read_time_max_held,
         secret_generated=secret_generated,
         api_keys_generated=api_keys_generated,
         public_url_given=public_url_given,
