@@ -43,15 +43,23 @@ def campaign_summary(
     had a hit of. With delivery data, its delivery numbers too; without, ``delivery_fields`` says whether
     they are answered (as null, with ``rate_basis`` "sent") or left out."""
     db = ctx.store.database
-    counts = ctx.read(sql.campaign_counts(db, account, campaign_id, include_machine=include_machine))
-    hit_rows, message_rows = sql.split_counts(counts)
-    if not hit_rows and not any(n for *_, n in message_rows):
-        # Nothing counted: unknown, or every send erased before an open (still listed, so zeros, as the
-        # other campaign routes answer).
-        _require_campaign(ctx, account, campaign_id)
-    # The messages by delivery status and those counted as sent without a send (`unregistered_messages`'
-    # number), per bucket, counted again only where the data changed (`api.delivery_numbers`).
-    numbers = ctx.delivery_numbers.read(ctx.read, db, account, [campaign_id]).get(campaign_id)
+
+    def counted() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], tuple[int, ...] | None]:
+        counts = ctx.read(sql.campaign_counts(db, account, campaign_id, include_machine=include_machine))
+        hit_rows, message_rows = sql.split_counts(counts)
+        if not hit_rows and not any(n for *_, n in message_rows):
+            # Nothing counted: unknown, or every send erased before an open (still listed, so zeros, as the
+            # other campaign routes answer).
+            _require_campaign(ctx, account, campaign_id)
+        # The messages by delivery status and those counted as sent without a send (`unregistered_messages`'
+        # number), per bucket, counted again only where the data changed (`api.delivery_numbers`).
+        numbers = ctx.delivery_numbers.read(ctx.read, db, account, [campaign_id]).get(campaign_id)
+        return hit_rows, message_rows, numbers
+
+    # Read again only when the parts holding the campaign's rollup rows changed (`api.campaign_reads`).
+    hit_rows, message_rows, numbers = ctx.campaign_reads.read(
+        ctx.read, db, account, campaign_id, variant=include_machine, compute=counted
+    )
     summary = sql.shape_summary(
         campaign_id,
         hit_rows,

@@ -21,6 +21,7 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import Parameter, QueryParameter
 
 from api.auth import account_of
+from api.campaign_reads import CampaignReads
 from api.cookie_auth import session_account
 from api.delivery_numbers import DeliveryNumbers
 from api.errors import PATTERN_WORDS
@@ -46,6 +47,8 @@ class ApiContext:
     sessions: Sessions | None = None  # the dashboard's sign-in sessions (None: bearer keys only)
     # The campaigns' delivery numbers counted so far, per bucket (`api.delivery_numbers`): this process's.
     delivery_numbers: DeliveryNumbers = field(default_factory=DeliveryNumbers, repr=False)
+    # Each campaign's stats inputs, kept while the parts holding its rollup rows stay (`api.campaign_reads`).
+    campaign_reads: CampaignReads = field(default_factory=CampaignReads, repr=False)
 
     def read(self, q: Query | ExactRead) -> list[tuple[Any, ...]]:
         """The rows of ``q``: one query, or the one or two of an exact read of the rollups."""

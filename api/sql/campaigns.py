@@ -64,6 +64,16 @@ def campaign_counts(db: str, account: str, campaign_id: str, *, include_machine:
     )
 
 
+def campaign_parts(db: str, account: str, campaign_id: str) -> Query:
+    """A signature of the data parts holding the campaign's rollup rows: the sum of a hash of each row's part
+    name, and the number of rows (`api.campaign_reads`). Reads the key columns of the campaign's range
+    only."""
+    return Query(
+        f"SELECT sum(cityHash64(_part)), count() FROM {db}.rollups WHERE {CAMPAIGN_SCOPE}",
+        {"account": account, "campaign_id": campaign_id},
+    )
+
+
 def unregistered_messages(db: str, account: str, campaign_ids: Sequence[str]) -> Query:
     """Per campaign, its messages with a counted hit (an open or click in ``events``) but no send: a send
     dropped by the retention before its opens (sends expire by ``sent_at``, opens by when they came). Such a
