@@ -1,15 +1,14 @@
-// A campaign's report. Every part is fetched at once, in parallel (and the charts library with them), and
-// drawn as it arrives. The live feed adds opens and clicks to the counters as they come, without a request
+// A campaign's report. Every part comes in one answer (GET /v1/campaigns/{id}/report, fetched alongside the
+// charts library), each as its own route gives it. The live feed adds opens and clicks to the counters as they come, without a request
 // per hit: the summary is re-read at most once every RECONCILE_MS to pick up the API's exact numbers.
 import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
 import {
   enc,
-  type BestTime,
   type Breakdown,
   type BreakdownRow,
   type Filtered,
-  type LinkRow,
   type Notice,
+  type Report,
   type Summary,
   type TimeSeries,
 } from "../api";
@@ -55,6 +54,8 @@ export function reportPaths(id: string, includeMachine = false, bucket: Bucket =
     device: `${base}/breakdown?by=device&include_machine=${machine}`,
     os: `${base}/breakdown?by=os&include_machine=${machine}`,
     country: `${base}/breakdown?by=country&include_machine=${machine}`,
+    // Every part above in one answer: what the report draws first (one request, one campaign check).
+    report: `${base}/report?bucket=${bucket}&tz=${enc(tz)}&include_machine=${machine}`,
   };
 }
 
@@ -67,16 +68,21 @@ export function CampaignReport({ id }: { id: string }) {
 
   const [chartsReady, setChartsReady] = useState(false);
   useEffect(() => void Promise.all([loadEcharts(), loadWorldMap()]).then(() => setChartsReady(true)), []);
-  const summary = useGet<Summary>(paths.summary, reconciled);
-  const series = useGet<TimeSeries>(paths.series);
-  const links = useGet<{ links: LinkRow[] }>(paths.links);
-  const filtered = useGet<Filtered>(paths.filtered);
-  const best = useGet<{ best_time_to_send: BestTime }>(paths.best);
+  // The report in one request; the summary alone again when the live feed asks for the exact numbers.
+  const report = useGet<Report>(paths.report);
+  const summaryAgain = useGet<Summary>(reconciled > 0 ? paths.summary : null, reconciled);
+  const r = report.data;
+  const part = <T,>(data: T | undefined): Loaded<T> => ({ data: data ?? null, error: report.error, loading: report.loading });
+  const summary = reconciled > 0 && summaryAgain.data ? summaryAgain : part(r?.summary);
+  const series = part(r?.timeseries);
+  const links = part(r ? { links: r.links } : undefined);
+  const filtered = part(r?.filtered);
+  const best = part(r ? { best_time_to_send: r.best_time_to_send } : undefined);
   const breakdowns = {
-    client: useGet<Breakdown>(paths.client),
-    device: useGet<Breakdown>(paths.device),
-    os: useGet<Breakdown>(paths.os),
-    country: useGet<Breakdown>(paths.country),
+    client: part(r?.breakdowns.client),
+    device: part(r?.breakdowns.device),
+    os: part(r?.breakdowns.os),
+    country: part(r?.breakdowns.country),
   };
   const parts = [summary, series, links, filtered, best, ...Object.values(breakdowns)];
   useReady("report", chartsReady && parts.every((p) => !p.loading && (p.data !== null || p.error !== null)));
