@@ -54,9 +54,17 @@ export function Chart({ option, label, height = 260, className }: Props) {
       const instance = echarts.init(box.current, null, { renderer: "canvas" });
       draw(instance, latest.current);
       chart.current = instance;
-      // A resize already queued when the view goes away must not reach the disposed chart.
+      // A resize already queued when the view goes away must not reach the disposed chart. The observer's
+      // first call (made for every observed box) finds the size `init` drew at: laid out again only when the
+      // box has really changed, so each chart is drawn once, not twice, on the way to the first paint.
+      let drawn = `${box.current.clientWidth}x${box.current.clientHeight}`;
       observer = new ResizeObserver(() => {
-        if (!instance.isDisposed() && instance.getDom()?.isConnected) instance.resize();
+        const dom = instance.getDom();
+        if (instance.isDisposed() || !dom?.isConnected) return;
+        const size = `${dom.clientWidth}x${dom.clientHeight}`;
+        if (size === drawn) return;
+        drawn = size;
+        instance.resize();
       });
       observer.observe(box.current);
     });

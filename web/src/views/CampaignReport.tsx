@@ -31,10 +31,14 @@ const DIMENSIONS = [
   { by: "country", title: "Countries" },
 ] as const;
 
+let zoneList: string[] | null = null; // some 430 names: listed once, not at every render of the report
+
 function zones(): string[] {
+  if (zoneList) return zoneList;
   const own = ownZone();
   const all = (Intl as unknown as { supportedValuesOf?: (k: string) => string[] }).supportedValuesOf?.("timeZone") ?? [];
-  return Array.from(new Set(["UTC", own, ...all]));
+  zoneList = Array.from(new Set(["UTC", own, ...all]));
+  return zoneList;
 }
 
 type Bucket = "minute" | "hour" | "day";
@@ -65,6 +69,7 @@ export function CampaignReport({ id }: { id: string }) {
   const [tz, setTz] = useState(ownZone);
   const paths = reportPaths(id, includeMachine, bucket, tz);
   const [reconciled, setReconciled] = useState(0);
+  const zoneOptions = useMemo(() => zones().map((z) => <option key={z} value={z}>{z}</option>), []);
 
   const [chartsReady, setChartsReady] = useState(false);
   useEffect(() => void Promise.all([loadEcharts(), loadWorldMap()]).then(() => setChartsReady(true)), []);
@@ -160,11 +165,7 @@ export function CampaignReport({ id }: { id: string }) {
           </select>
           <label for="tz">Time zone</label>
           <select id="tz" value={tz} onChange={(e) => setTz((e.target as HTMLSelectElement).value)}>
-            {zones().map((z) => (
-              <option key={z} value={z}>
-                {z}
-              </option>
-            ))}
+            {zoneOptions}
           </select>
         </div>
         {series.error && <p class="error" role="alert">{series.error}</p>}
