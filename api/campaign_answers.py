@@ -23,6 +23,8 @@ from api.context import ApiContext
 from api.sql import best_time as bt
 from api.sql import breakdowns, deliveries, filtered, timeseries
 from api.sql import campaigns as sql
+from api.sql.common import Query
+from api.sql.exact import ExactRead
 
 Rows = list[tuple[Any, ...]]
 DIMENSIONS: tuple[breakdowns.Dimension, ...] = ("client", "device", "os", "country")
@@ -89,6 +91,46 @@ def campaign_summary(
     they are answered (as null, with ``rate_basis`` "sent") or left out."""
     counted = _counted(ctx, account, campaign_id, include_machine=include_machine)
     return _summary(campaign_id, counted, include_machine=include_machine, delivery_fields=delivery_fields)
+
+
+# One campaign's rows of the list's reads: (hits, messages, unregistered, delivery numbers or None).
+ListRows = tuple[Rows, Rows, Rows, tuple[int, ...] | None]
+
+
+def campaign_page(
+    ctx: ApiContext, account: str, *, limit: int, cursor: str | None, q: str | None
+) -> dict[str, Any]:
+    """A page of the campaign list (`BadQuery` for a cursor it did not give). Each campaign's numbers are
+    kept while the parts holding its rollup rows stay (`api.campaign_reads.CampaignReads.read_many`: one
+    signature query for the page); the campaigns whose parts changed are read together, a few queries for
+    all of them."""
+    db = ctx.store.database
+    page = ctx.read(sql.campaign_list(db, account, limit=limit, cursor=cursor, q=q))
+    ids = [str(row[0]) for row in page[:limit]]
+
+    def counted(changed: list[str]) -> dict[str, ListRows]:
+        hits, messages = sql.campaigns_counts(db, account, changed)
+        rows: dict[str, tuple[Rows, Rows, Rows]] = {c: ([], [], []) for c in changed}
+        unregistered = sql.unregistered_messages(db, account, changed)
+        reads: tuple[ExactRead | Query, ...] = (hits, messages, unregistered)
+        for i, read in enumerate(reads):
+            for row in ctx.read(read):
+                rows[row[0]][i].append(row)
+        with_data = [row[0] for row in ctx.read(deliveries.campaigns_with_deliveries(db, account, changed))]
+        numbers = ctx.delivery_numbers.read(ctx.read, db, account, with_data) if with_data else {}
+        return {c: (*rows[c], numbers.get(c)) for c in changed}
+
+    kept = ctx.campaign_reads.read_many(ctx.read, db, account, ids, variant="list", compute=counted)
+    every = [kept[c] for c in ids]
+    answer = sql.shape_campaign_page(
+        page,
+        limit,
+        [row for hits, *_ in every for row in hits],
+        [row for _, messages, *_ in every for row in messages],
+        [row for *_, unregistered, _ in every for row in unregistered],
+    )
+    delivery_rows = [(c, *numbers) for c, (*_, numbers) in zip(ids, every, strict=True) if numbers]
+    return deliveries.with_campaign_deliveries(answer, delivery_rows)
 
 
 def breakdown_rows(

@@ -26,7 +26,6 @@ from litestar.params import FromPath, QueryParameter
 from api import campaign_answers as answers
 from api.context import ApiContext, Cursor, Limit, account_dependency
 from api.sql import breakdowns, deliveries, timeseries
-from api.sql import campaigns as sql
 from api.sql.common import BadQuery
 
 IncludeMachine = Annotated[
@@ -81,26 +80,10 @@ class CampaignAnalyticsController(Controller):
         where it has delivery data), human opens per UTC day (`opens_by_day`, for a trend), and, for a
         campaign with delivery data, delivered, bounced and the delivery rate (else null).
         Keyset pagination: pass `next_cursor` back as `cursor`; the order is stable while new sends arrive."""
-        db = ctx.store.database
         try:
-            page = ctx.read(sql.campaign_list(db, account, limit=limit, cursor=cursor, q=q))
+            return answers.campaign_page(ctx, account, limit=limit, cursor=cursor, q=q)
         except BadQuery as exc:
             raise _bad(exc) from exc
-        ids = [row[0] for row in page[:limit]]
-        hit_rows: list[tuple[Any, ...]] = []
-        message_rows: list[tuple[Any, ...]] = []
-        unregistered: list[tuple[Any, ...]] = []
-        delivery_rows: list[tuple[Any, ...]] = []
-        if ids:
-            hits, messages = sql.campaigns_counts(db, account, ids)
-            hit_rows, message_rows = ctx.read(hits), ctx.read(messages)
-            unregistered = ctx.read(sql.unregistered_messages(db, account, ids))
-            with_data = [row[0] for row in ctx.read(deliveries.campaigns_with_deliveries(db, account, ids))]
-            if with_data:
-                numbers = ctx.delivery_numbers.read(ctx.read, db, account, with_data)
-                delivery_rows = [(c, *counts) for c, counts in numbers.items()]
-        answer = sql.shape_campaign_page(page, limit, hit_rows, message_rows, unregistered)
-        return deliveries.with_campaign_deliveries(answer, delivery_rows)
 
     @get("/{campaign_id:str}/summary", sync_to_thread=True)
     def summary(

@@ -75,6 +75,17 @@ def campaign_parts(db: str, account: str, campaign_id: str) -> Query:
     )
 
 
+def campaigns_parts(db: str, account: str, campaign_ids: Sequence[str]) -> Query:
+    """`campaign_parts` of several campaigns in one query: rows ``(campaign_id, signature, rows)`` for those
+    with rollup rows."""
+    return Query(
+        f"""SELECT campaign_id, sum(cityHash64(_part)), count() FROM {db}.rollups
+            WHERE account = {{account:String}} AND campaign_id IN {{campaign_ids:Array(String)}}
+            GROUP BY campaign_id""",
+        {"account": account, "campaign_ids": list(campaign_ids)},
+    )
+
+
 def unregistered_messages(db: str, account: str, campaign_ids: Sequence[str]) -> Query:
     """Per campaign, its messages with a counted hit (an open or click in ``events``) but no send: a send
     dropped by the retention before its opens (sends expire by ``sent_at``, opens by when they came). Such a

@@ -90,9 +90,14 @@ def test_the_reports_numbers(pipeline: httpx.Client) -> None:
     assert (best["basis"], best["sample_size"]) == ("campaign", 5)
 
 
-def test_a_new_open_is_in_the_report_at_once(pipeline: httpx.Client) -> None:
+def listed(client: httpx.Client, campaign_id: str) -> dict[str, Any]:
+    return next(c for c in get(client, "/v1/campaigns")["items"] if c["campaign_id"] == campaign_id)
+
+
+def test_a_new_open_is_in_the_report_and_the_list_at_once(pipeline: httpx.Client) -> None:
     before = get(pipeline, "/v1/campaigns/newsletter/report")
     assert (before["summary"]["opens"], before["summary"]["unique_opens"]) == (5, 1)
+    assert (listed(pipeline, "newsletter")["opens"], listed(pipeline, "newsletter")["unique_opens"]) == (5, 1)
     r = pipeline.post(
         "/v1/messages",
         json={"campaign_id": "newsletter", "message_id": "m-gus", "recipient": "gus@example.com"},
@@ -109,6 +114,8 @@ def test_a_new_open_is_in_the_report_at_once(pipeline: httpx.Client) -> None:
     assert {k: after[k] for k in PARTS} == separately(pipeline, "newsletter")
     gb = [row for row in after["breakdowns"]["country"]["rows"] if row["key"] == "GB"]
     assert [(row["opens"], row["unique_opens"]) for row in gb] == [(1, 1)]
+    item = listed(pipeline, "newsletter")  # kept by the list too, and read again after the open
+    assert (item["sent"], item["opens"], item["unique_opens"], item["open_rate"]) == (3, 6, 2, 0.6667)
 
 
 @pytest.mark.parametrize(
