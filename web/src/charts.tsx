@@ -16,11 +16,16 @@ export function loadEcharts(): Promise<Echarts> {
 type WorldMap = typeof import("./worldmap");
 let mapLoading: Promise<WorldMap> | null = null;
 
+let mapLoaded: WorldMap | null = null;
+
 /** The world map's atlas (its own chunk; registers the "world" map with ECharts). */
 export function loadWorldMap(): Promise<WorldMap> {
-  mapLoading ??= import("./worldmap");
+  mapLoading ??= import("./worldmap").then((map) => (mapLoaded = map));
   return mapLoading;
 }
+
+/** The atlas if its chunk has loaded, else null. */
+export const loadedWorldMap = (): WorldMap | null => mapLoaded;
 
 export const PALETTE = ["#1f5fbf", "#c2410c", "#15803d", "#7e22ce", "#b91c1c", "#0e7490", "#a16207"];
 

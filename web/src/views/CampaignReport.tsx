@@ -12,7 +12,7 @@ import {
   type Summary,
   type TimeSeries,
 } from "../api";
-import { Chart, loadEcharts, loadWorldMap } from "../charts";
+import { Chart, loadEcharts, loadedWorldMap, loadWorldMap } from "../charts";
 import * as fmt from "../format";
 import { useGet, useReady, type Loaded } from "../hooks";
 import { useLive } from "../live";
@@ -325,16 +325,18 @@ function SeriesView({ series }: { series: TimeSeries }) {
   const [open, setOpen] = useState(false); // the table is drawn only when asked for: a month is 720 rows
   const option = useMemo(() => {
     const names = points.map((p) => p.t.slice(0, series.bucket === "day" ? 10 : 16).replace("T", " "));
+    // A long campaign is thousands of hours: its bars are drawn in one batch (ECharts' large mode).
     const lines = [
       { name: "Opens", type: "line", data: points.map((p) => p.opens), showSymbol: points.length < 60 },
       { name: "Clicks", type: "line", data: points.map((p) => p.clicks), showSymbol: points.length < 60 },
-      { name: "Machine opens", type: "bar", data: points.map((p) => p.machine_opens), barMaxWidth: 12 },
+      { name: "Machine opens", type: "bar", data: points.map((p) => p.machine_opens), barMaxWidth: 12, large: true },
     ];
     return {
       tooltip: { trigger: "axis" },
       legend: { top: 0 },
       grid: { left: 45, right: 15, top: 35, bottom: 40 },
-      xAxis: { type: "category", data: names },
+      // About a dozen labels, chosen here: ECharts' own choice measures the labels of every bucket.
+      xAxis: { type: "category", data: names, axisLabel: { interval: Math.max(0, Math.ceil(names.length / 12) - 1) } },
       yAxis: { type: "value", minInterval: 1 },
       series: lines,
     };
@@ -404,8 +406,9 @@ function BreakdownCard({ by, title, data }: { by: string; title: string; data: L
 
 /** Opens per country on a world map; countries the atlas has no shape for are still in the ranking below. */
 function WorldMap({ rows }: { rows: BreakdownRow[] }) {
-  const [atlas, setAtlas] = useState<{ atlasName: (code: string) => string | null } | null>(null);
-  useEffect(() => void loadWorldMap().then(setAtlas), []);
+  // At once when its chunk is in (the report is marked drawn only then), so the map is drawn with the rest.
+  const [atlas, setAtlas] = useState<{ atlasName: (code: string) => string | null } | null>(loadedWorldMap);
+  useEffect(() => void (atlas || loadWorldMap().then(setAtlas)), []);
   const option = useMemo(() => {
     if (!atlas) return null;
     const data = rows
