@@ -114,7 +114,7 @@ _AWS_DATE: Final = re.compile(r"(\d{4})-(\d{2})-(\d{2})-(\d{2})-(\d{2})-(\d{2})"
 def read_aws(raw: bytes, origin: str, file_date: str) -> Published:
     """`ip-ranges.json`: `createDate` "yyyy-mm-dd-hh-mm-ss" (UTC), `prefixes` (`ip_prefix`) and
     `ipv6_prefixes` (`ipv6_prefix`), each with `region` and `service`; EC2 kept."""
-    doc = _doc(raw, origin, "AWS's ip-ranges.json", ("createDate", "prefixes"))
+    doc = _doc(raw, origin, "AWS's ip-ranges.json", ("createDate", "prefixes", "ipv6_prefixes"))
     created = _field(doc, "createDate", str, origin)
     date = _AWS_DATE.fullmatch(created)
     if date is None:
