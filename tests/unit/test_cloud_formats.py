@@ -1,7 +1,7 @@
 """Each cloud platform's published list, read in its own format: what is kept as compute, and what is refused.
 
 The samples in tests/data/cloud/ are in the exact published formats (the structure each provider documents,
-with ranges known to be in its list); tests/data/cloud/README.md says where each format is documented.
+with ranges known to be in its list); processors/data/cloud/README.md says where each format is documented.
 """
 
 from __future__ import annotations
