@@ -17,6 +17,7 @@ from pathlib import Path
 from pixelpipe import settings as settings_mod
 from processors.cloud_formats import PLATFORMS
 from processors.cloud_ranges import (
+    BUNDLED,
     REFRESHED_DIR,
     CloudList,
     cloud_summary,
@@ -96,15 +97,19 @@ def ranges_main(args: argparse.Namespace) -> int:
             print(f"pixelpipe ranges refresh: give at least one list ({names})", file=sys.stderr)
             return 2
         new = {cloud.platform: cloud for cloud in given}
-        kept = [new.get(cloud.platform, cloud) for cloud in load_cloud_lists(directory)]
+        current = load_cloud_lists(directory)
+        kept = [new.get(cloud.platform, cloud) for cloud in current]
         curated = load_ranges()
         table = with_cloud(curated, kept)  # the table the processors will build: it must hold
         written = write_cloud_lists(given, directory)
     except (RangeFileError, OSError) as exc:
         print(f"pixelpipe ranges refresh: {exc}; nothing was replaced", file=sys.stderr)
         return 1
+    before = {cloud.platform: cloud for cloud in current}
     for cloud, path in zip(given, written, strict=True):
-        print(f"{cloud_summary(cloud)} -> {path}")
+        was = before[cloud.platform]
+        what = "the bundled sample" if was.origin == BUNDLED else "the list refreshed " + was.refreshed
+        print(f"{cloud_summary(cloud)} -> {path} (replacing {what}: {len(was.networks):,} ranges)")
     from_clouds = len(table) - len(curated)
     covered = sum(len(cloud.networks) for cloud in kept) - from_clouds
     print(

@@ -3,7 +3,8 @@
 Owns the versioned data file `processors/data/ranges.json` (Apple's MPP relays, mail providers' image proxies,
 security gateways; each entry with its public source) and a lookup over it that is fast enough to run on every
 hit. A lookup never raises: a garbled address simply matches nothing. It says whose space an address is in,
-never what the hit was: that is `processors.classify`.
+never what the hit was: that is `processors.classify`. The processors classify with this table extended by
+the cloud platforms' compute ranges (`processors.cloud_ranges`, role `cloud_compute`).
 
 Lookup: per address family, the networks sorted by first address; a binary search finds the last network
 that starts at or before the address, and if that one ends too early, its enclosing networks are tried
@@ -36,8 +37,8 @@ class RangeFileError(PixelpipeError, ValueError):
 @dataclass(frozen=True, slots=True)
 class RangeEntry:
     network: Network
-    owner: str  # "apple", "google", "yahoo", "microsoft_eop", "proofpoint", ...
-    role: str  # "mpp_prefetch", "image_proxy", "security_gateway"
+    owner: str  # "apple", "google", "yahoo", "microsoft_eop", "proofpoint", ...; a cloud: "aws", "gcp", ...
+    role: str  # "mpp_prefetch", "image_proxy", "security_gateway"; "cloud_compute" (processors.cloud_ranges)
     source: str  # where the range is published
 
 

@@ -75,19 +75,22 @@ def test_every_list_is_read_reported_and_kept_where_the_processors_read_it(
     kept = tmp_path / "data" / "cloud_ranges"
     assert done.stdout.splitlines() == [
         f'aws 4 ranges (3 IPv4, 1 IPv6; service "EC2"), published 2026-11-30T16:33:07Z, refreshed {today}, '
-        f"from {downloads}/ip-ranges.json -> {kept}/aws.json",
+        f"from {downloads}/ip-ranges.json -> {kept}/aws.json (replacing the bundled sample: 4 ranges)",
         f"gcp 5 ranges (4 IPv4, 1 IPv6; every prefix (customers' resources)), published "
-        f"2026-11-30T09:00:00.000000, refreshed {today}, from {downloads}/cloud.json -> {kept}/gcp.json",
+        f"2026-11-30T09:00:00.000000, refreshed {today}, from {downloads}/cloud.json -> {kept}/gcp.json "
+        "(replacing the bundled sample: 5 ranges)",
         f'azure 4 ranges (4 IPv4, 0 IPv6; service tag "AzureCloud"), published 2026-11-30 (cloud Public, '
         f"change 401), refreshed {today}, from {downloads}/ServiceTags_Public_20261130.json -> "
-        f"{kept}/azure.json",
+        f"{kept}/azure.json (replacing the bundled sample: 4 ranges)",
         f'oracle 2 ranges (2 IPv4, 0 IPv6; tag "OCI"), published 2026-11-30T19:55:47.204985, '
-        f"refreshed {today}, from {downloads}/public_ip_ranges.json -> {kept}/oracle.json",
+        f"refreshed {today}, from {downloads}/public_ip_ranges.json -> {kept}/oracle.json "
+        "(replacing the bundled sample: 2 ranges)",
         f"digitalocean 4 ranges (3 IPv4, 1 IPv6; every line (RFC 8805 geofeed)), published not stated (file "
         f"date 2026-12-01), refreshed {today}, from {downloads}/digitalocean-google.csv -> "
-        f"{kept}/digitalocean.json",
+        f"{kept}/digitalocean.json (replacing the bundled sample: 4 ranges)",
         f"linode 3 ranges (2 IPv4, 1 IPv6; every line (RFC 8805 geofeed)), published not stated (file date "
-        f"2026-12-01), refreshed {today}, from {downloads}/linode-geofeed.csv -> {kept}/linode.json",
+        f"2026-12-01), refreshed {today}, from {downloads}/linode-geofeed.csv -> {kept}/linode.json "
+        "(replacing the bundled sample: 3 ranges)",
         "classification table: 73 ranges (51 curated, 22 from the cloud lists, 0 left out inside curated "
         "ranges); restart the processors to use it",
     ]

@@ -5,6 +5,7 @@ process."""
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,13 @@ def test_one_list_alone_writes_that_platforms_file_only(
     assert list(_kept(kept)) == ["gcp.json"]
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("gcp 5 ranges (4 IPv4, 1 IPv6; every prefix (customers' resources)), published ")
+    assert out[0].endswith(f"-> {kept}/gcp.json (replacing the bundled sample: 5 ranges)")
     assert out[-1].startswith("classification table: 73 ranges (51 curated, 22 from the cloud lists, ")
+    # Again: it replaces the refreshed list now, and says so (a much shorter list would show here).
+    assert main(["ranges", "refresh", "--gcp", str(downloads / "cloud.json")]) == 0
+    today = datetime.now(UTC).date().isoformat()
+    again = capsys.readouterr().out.splitlines()[0]
+    assert again.endswith(f"-> {kept}/gcp.json (replacing the list refreshed {today}: 5 ranges)")
     # --dir writes elsewhere (the bundled files' directory, for a maintainer) and leaves the data dir alone.
     assert (
         main(
