@@ -219,8 +219,9 @@ def write_cloud_lists(lists: Sequence[CloudList], directory: Path) -> list[Path]
 def cloud_summary(cloud: CloudList) -> str:
     """One platform's list in a line, for the start log and the refresh report."""
     v4, v6 = cloud.counts
-    where = "bundled sample" if cloud.origin == BUNDLED else cloud.origin
-    return (
-        f"{cloud.platform} {v4 + v6:,} ranges ({v4:,} IPv4, {v6:,} IPv6; {cloud.kept}), "
-        f"published {cloud.published}, refreshed {cloud.refreshed}, from {where}"
-    )
+    total = v4 + v6
+    ranges = "range" if total == 1 else "ranges"
+    counts = f"{cloud.platform} {total:,} {ranges} ({v4:,} IPv4, {v6:,} IPv6; {cloud.kept})"
+    if cloud.origin == BUNDLED:
+        return f"{counts}, the bundled sample of {cloud.refreshed}"
+    return f"{counts}, published {cloud.published}, refreshed {cloud.refreshed}, from {cloud.origin}"

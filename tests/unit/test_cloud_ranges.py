@@ -14,6 +14,7 @@ from processors.cloud_ranges import (
     BUNDLED,
     CLOUD_ROLE,
     CloudList,
+    cloud_summary,
     load_classification_ranges,
     load_cloud_lists,
     read_published,
@@ -222,3 +223,17 @@ def test_a_malformed_kept_file_stops_the_start_naming_it(
     with pytest.raises(RangeFileError, match=message) as caught:
         load_cloud_lists(tmp_path)
     assert str(caught.value).startswith(str(tmp_path / "aws.json"))
+
+
+def test_the_summary_of_a_list_for_the_start_log_and_the_refresh_report(tmp_path: Path) -> None:
+    bundled = {c.platform: c for c in load_cloud_lists()}
+    assert cloud_summary(bundled["aws"]) == (
+        'aws 4 ranges (3 IPv4, 1 IPv6; service "EC2"), the bundled sample of 2026-12-04'
+    )
+    refreshed = dataclasses.replace(
+        _cloud("oracle", "129.146.0.0/21"), published="2026-11-30T19:55:47", origin="/d/oracle.json"
+    )
+    assert cloud_summary(refreshed) == (
+        "oracle 1 range (1 IPv4, 0 IPv6; all), published 2026-11-30T19:55:47, refreshed 2026-12-04, "
+        "from /d/oracle.json"
+    )
