@@ -6,11 +6,20 @@ person's. The table is the one the processors use: the curated ranges plus the b
 from __future__ import annotations
 
 import ipaddress
+import json
+from pathlib import Path
 
 import pytest
 
 from processors.classify import CLOUD_AT_DELIVERY_S, RULES, classify, facts_for, rule_table_markdown
-from processors.cloud_ranges import CloudList, load_classification_ranges, with_cloud
+from processors.cloud_formats import PLATFORM_BY_NAME
+from processors.cloud_ranges import (
+    CloudList,
+    load_classification_ranges,
+    read_published,
+    with_cloud,
+    write_cloud_lists,
+)
 from processors.geo import Geo
 from processors.ranges import RangeTable, load_ranges
 from processors.useragent import parse_agent
@@ -249,3 +258,36 @@ def test_the_rule_table_prints_the_cloud_rules_with_their_sources() -> None:
     table = rule_table_markdown()
     assert table.count("| `cloud_{platform}` |") == 2
     assert "AWS ip-ranges.json (EC2)" in table
+
+
+def test_ipv6_from_a_refreshed_azure_or_oracle_list(tmp_path: Path) -> None:
+    """The bundled Azure and Oracle samples hold IPv4 only; their readers take IPv6 (documentation prefixes
+    stand in for the real ones here)."""
+    azure = {
+        "changeNumber": 9,
+        "cloud": "Public",
+        "values": [
+            {"name": "AzureCloud", "properties": {"region": "", "addressPrefixes": ["2001:db8:a::/48"]}}
+        ],
+    }
+    oracle = {"last_updated_timestamp": "2026-11-30T19:55:47", "regions": [
+        {"region": "eu-frankfurt-1", "cidrs": [{"cidr": "2001:db8:b::/48", "tags": ["OCI"]},
+                                              {"cidr": "2001:db8:c::/48", "tags": ["OSN"]}]}]}  # fmt: skip
+    lists = [
+        read_published(
+            PLATFORM_BY_NAME[name], json.dumps(doc).encode(), f"{name}.json", "2026-12-01", "2026-12-01"
+        )
+        for name, doc in (("azure", azure), ("oracle", oracle))
+    ]
+    write_cloud_lists(lists, tmp_path)
+    table, _ = load_classification_ranges(tmp_path)
+    assert verdict_of(hit(CHROME, "2001:db8:a::7", after_s=5), table) == Classification(
+        Verdict.MACHINE, "cloud_azure"
+    )
+    assert verdict_of(hit(CHROME, "2001:db8:b::7", kind="click", after_s=5), table) == Classification(
+        Verdict.BOT, "cloud_oracle"
+    )
+    assert verdict_of(hit(CHROME, "2001:db8:c::7", after_s=5), table) == HUMAN  # the Oracle Services Network
+    assert (
+        verdict_of(hit(CHROME, "13.82.10.10", after_s=5), table) == HUMAN
+    )  # the refreshed list replaced the sample
