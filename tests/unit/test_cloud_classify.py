@@ -23,27 +23,17 @@ from processors.cloud_ranges import (
 from processors.geo import Geo
 from processors.ranges import RangeTable, load_ranges
 from processors.useragent import parse_agent
-from schemas.events import HitKind, RawHit
+from schemas.events import HitKind
 from schemas.verdicts import Classification, Verdict
+from tests.unit.test_classify import CHROME, GMAIL_PREFETCH, GMAIL_PROXY, OUTLOOK, hit, verdict_of
 
-SENT_AT = 1_767_225_600  # 2026-01-01T00:00:00Z
-CHROME = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/119.0.0.0 Safari/537.36"
-)
 EDGE = (
     "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
     "Chrome/120.0.0.0 Safari/537.36 Edg/120.0.2210.91"
 )
-OUTLOOK = "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.16827; Pro)"
 APPLE_MAIL = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)"
 THUNDERBIRD = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:115.0) Gecko/20100101 Thunderbird/115.6.0"
 OUTLOOK_IOS = "Outlook-iOS/723.4027091.prod.iphone (4.2.1)"
-GMAIL_PROXY = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
-GMAIL_PREFETCH = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-    "Chrome/42.0.2311.135 Safari/537.36 Edge/12.246 Mozilla/5.0"
-)
 
 # One address in each platform's bundled compute ranges, IPv4 and IPv6, and one just outside them.
 INSIDE = [
@@ -80,27 +70,6 @@ HUMAN = Classification(Verdict.HUMAN, "ua:client")
 @pytest.fixture(scope="module")
 def ranges() -> RangeTable:
     return load_classification_ranges()[0]
-
-
-def hit(ua: str, ip: str, *, kind: HitKind = "open", after_s: float = 30, sent_at: int = SENT_AT) -> RawHit:
-    return RawHit(
-        hit_id="h1",
-        kind=kind,
-        received_at_ms=int((SENT_AT + after_s) * 1000),
-        ip=ip,
-        user_agent=ua,
-        token_ok=True,
-        account="acme",
-        campaign_id="c1",
-        message_id="m1",
-        sent_at=sent_at,
-        link_index=0 if kind == "click" else -1,
-        url="https://example.com/" if kind == "click" else "",
-    )
-
-
-def verdict_of(h: RawHit, ranges: RangeTable, geo: Geo | None = None) -> Classification:
-    return classify(h, parse_agent(h.user_agent), geo or Geo(), ranges)
 
 
 @pytest.mark.parametrize(("ip", "platform"), INSIDE)
