@@ -2,13 +2,15 @@
 
 Owns the ordered rule table below: each rule names the signals it combines, the verdict and reason it gives,
 and the public fact behind it; the first rule that applies decides. Pure and synchronous: the inputs are the
-raw hit and its enrichment (`processors.useragent`, `processors.geo`, `processors.ranges`); no I/O, no clock,
-no state. It sees one hit at a time, so it never judges a burst of clicks (several links of one message within
-a second or two): the stateful click window after it does. Timing alone never condemns a person: people do
+raw hit and its enrichment (`processors.useragent`, `processors.geo`, `processors.ranges`, which with
+`processors.cloud_ranges` also holds the cloud platforms' compute ranges); no I/O, no clock, no state. It
+sees one hit at a time, so it never judges a burst of clicks (several links of one message within a second or
+two): the stateful click window after it does. Timing alone never condemns a person: people do
 open mail seconds after it arrives, so time since sending only ever supports another signal.
 
-Counting (the contract): HUMAN counts in opens/clicks; MACHINE (a prefetch or a gateway loading images) only
-in machine_opens; BOT in neither (link scanners' clicks are reported as bot_clicks); INVALID never.
+Counting (the contract): HUMAN counts in opens/clicks; MACHINE (a prefetch, or a gateway or a cloud scanner
+loading images) only in machine_opens; BOT in neither (link scanners' clicks are reported as bot_clicks);
+INVALID never.
 """
 
 from __future__ import annotations
