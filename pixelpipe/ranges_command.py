@@ -31,19 +31,20 @@ from processors.ranges import RangeFileError, load_ranges
 _EPILOG = """\
 Download the lists first (no network is used here), for example:
   https://ip-ranges.amazonaws.com/ip-ranges.json             --aws
-  https://www.gstatic.com/ipranges/cloud.json                --gcp  (not goog.json)
+  https://www.gstatic.com/ipranges/cloud.json                --gcp
   https://www.microsoft.com/en-us/download/details.aspx?id=56519
                                   ServiceTags_Public_*.json  --azure
   https://docs.oracle.com/iaas/tools/public_ip_ranges.json   --oracle
   https://www.digitalocean.com/geo/google.csv                --digitalocean
   https://geoip.linode.com/                                  --linode
-The lists not given stay as they are. Restart the processors to use the new lists."""
+The lists not given stay as they are. Restart the processors to use the new
+lists."""
 
 
 def ranges_argparser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ranges = sub.add_parser("ranges", help="the cloud platforms' address lists used to classify hits")
     actions = ranges.add_subparsers(dest="ranges_command", required=True)
-    text = "read cloud platforms' published address lists you downloaded, check them and keep them"
+    text = "read the cloud platforms' address lists you downloaded, check and keep them"
     refresh = actions.add_parser(
         "refresh",
         help=text,

@@ -125,3 +125,13 @@ def test_no_list_given_is_a_usage_error_and_writes_nothing(
         "--linode)\n"
     )
     assert not (tmp_path / "data").exists()
+
+
+def test_the_help_is_plain_text_in_80_columns(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["ranges", "refresh", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: pixelpipe ranges refresh [-h] [--aws FILE] [--gcp FILE] [--azure FILE]")
+    assert "`" not in out
+    assert max(len(line) for line in out.splitlines()) <= 80
