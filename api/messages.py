@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Final
 
@@ -25,6 +26,8 @@ from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_409_CONFLICT
 
+from api.account_settings import BadSetting, check_base_url
+from api.consent_state import recipients_consent
 from api.context import ApiContext, Cursor, Limit, account_dependency
 from api.instrument import find_links, rewrite_html
 from api.message_bodies import MAX_BATCH, BatchIn, InstrumentIn, MessageIn, RegistrationRules
@@ -33,7 +36,15 @@ from api.registry import REGISTERED_SEND_COLUMNS, BadMessage, Registration, chec
 from api.sql import deliveries, filtered
 from api.sql import messages as sql
 from api.sql.common import BadQuery
+from api.tracking import TrackingDecision, aggregate_pixel_url, decide
+from schemas.consent import ConsentMode, Tracking
 from schemas.recipient import normalize_recipient
+from schemas.tokens import recipient_tag
+
+try:  # helper c4-prefs' page (issue 19); until its branch is merged, the same URL from here
+    from api.preferences import preferences_url  # type: ignore[import-not-found, unused-ignore]
+except ImportError:  # pragma: no cover - c4-prefs' branch not merged
+    from api.tracking import stand_in_preferences_url as preferences_url
 
 
 class MessageController(Controller):
@@ -67,8 +78,7 @@ class MessageController(Controller):
             )
         plans = _plan(ctx, account, [(m, m.links) for m in data.messages], batch=True)
         _store(ctx, plans)
-        tracked = [tracking(ctx, account, m.recipient) for m in data.messages]
-        return {"messages": [_answer(plan, tracked=t) for plan, t in zip(plans, tracked, strict=True)]}
+        return {"messages": [_answer(plan) for plan in plans]}
 
     @post(
         "/instrument", status_code=HTTP_201_CREATED, sync_to_thread=True, raises=[Conflict, RegistrationRules]
@@ -79,9 +89,12 @@ class MessageController(Controller):
         """Register an email and return its HTML with the pixel added and every http(s) link tracked."""
         links = list(dict.fromkeys([*data.links, *find_links(data.html)]))
         done = _register(ctx, account, data, links)
-        if not done["tracked"]:  # do-not-track: the HTML goes out as it came
+        if done["pixel_url"] is None:  # do-not-track, no consent: the HTML goes out as it came
             return {**done, "html": data.html}
-        html = rewrite_html(data.html, pixel_url=done["pixel_url"], tracked=done["links"])
+        # Individual: the pixel and tracked links; aggregate: the campaign's pixel, links as they are.
+        html = rewrite_html(
+            data.html, pixel_url=done["pixel_url"], tracked=done["links"] if done["tracked"] else {}
+        )
         return {**done, "html": html}
 
     @get("/messages/{message_id:str}", sync_to_thread=True)
@@ -177,27 +190,30 @@ def list_messages(
     return sql.shape_message_page(page, limit, counts)
 
 
-def tracking(ctx: ApiContext, account: str, recipient: str) -> bool:
-    """Whether this recipient may be tracked: not when they opted out or were erased (the process's
-    do-not-track set, which the store, the API and the privacy topic keep current). Checked by their tags
-    under every key, as the edge checks a token's, so "the same recipient" means here what it means there
-    (and a suppression made before a key rotation still holds)."""
-    suppressed = ctx.do_not_track
-    if suppressed is None:
-        return True
-    return not any(tag in suppressed for tag in ctx.keyring.recipient_tags(account, recipient))
+@dataclass(frozen=True, slots=True)
+class Planned:
+    """A registration (`api.registry`) and how it is tracked (`api.tracking`), with the URLs that follow."""
+
+    registration: Registration
+    decision: TrackingDecision
+    pixel_url: str | None  # individual: the message's; aggregate: the campaign's; none: None
+    preferences_url: str | None  # individual only
+
+    @property
+    def send_row(self) -> list[Any]:
+        return [*self.registration.send_row, self.decision.tracking.value]
 
 
 def _register(ctx: ApiContext, account: str, data: MessageIn, links: list[str]) -> dict[str, Any]:
     """Register one message (see `_plan`); its answer."""
     plans = _plan(ctx, account, [(data, links)], batch=False)
     _store(ctx, plans)
-    return _answer(plans[0], tracked=tracking(ctx, account, data.recipient))
+    return _answer(plans[0])
 
 
 def _plan(
     ctx: ApiContext, account: str, items: Sequence[tuple[MessageIn, list[str]]], *, batch: bool
-) -> list[Registration]:
+) -> list[Planned]:
     """Plan the registration of each item, in order, reading the store once; store nothing.
 
     A message id already registered keeps its first ``sent_at``, so registering it again gives the same URLs;
@@ -206,6 +222,14 @@ def _plan(
     the item (``messages[3]: ...``).
     """
     now = ctx.clock()
+    # How each recipient may be tracked (issue 19): the account's settings (this process's copy, at most a
+    # second old), their consent and do-not-track: at most two reads for the whole batch.
+    settings = ctx.settings(account)
+    managed = settings.consent_mode is not ConsentMode.OFF  # a preferences page only where consent is managed
+    consent = recipients_consent(
+        ctx, account, list(dict.fromkeys(normalize_recipient(d.recipient) for d, _ in items)),
+        mode=settings.consent_mode,
+    )  # fmt: skip
     given = list(dict.fromkeys(data.message_id for data, _ in items if data.message_id is not None))
     # message id -> (campaign id, recipient, sent_at, index of the item that registered it, None: the store)
     known: dict[str, tuple[str, str, datetime, int | None]] = {}
@@ -230,10 +254,16 @@ def _plan(
                     status_code=HTTP_409_CONFLICT,
                 )
             sent_at = previous_sent_at  # registering again gives the same URLs
+        of = consent[normalize_recipient(data.recipient)]
+        decision = decide(
+            settings.consent_mode, of.state, do_not_track=of.do_not_track,
+            aggregate_wanted=settings.aggregate_opens,
+        )  # fmt: skip
         try:
+            base_url = _base_url(ctx, settings.tracking_base_url, data.tracking_base_url)
             plan = register(
                 keyring=ctx.keyring,
-                public_url=ctx.public_url,
+                public_url=base_url,
                 account=account,
                 campaign_id=data.campaign_id,
                 message_id=message_id,
@@ -249,26 +279,67 @@ def _plan(
             raise ClientException(f"{where}{exc}") from exc
         if previous is None:
             known[message_id] = (data.campaign_id, data.recipient, sent_at, index)
-        plans.append(plan)
+        plans.append(_tracked(ctx, account, plan, decision=decision, base_url=base_url, managed=managed))
     return plans
 
 
-def _store(ctx: ApiContext, plans: Sequence[Registration]) -> None:
+def _base_url(ctx: ApiContext, account_url: str | None, message_url: str | None) -> str:
+    """The base of the send's URLs: the message's own (checked), else the account's, else the public URL."""
+    if message_url is not None:
+        try:
+            return check_base_url(message_url)
+        except BadSetting as exc:
+            raise BadMessage(str(exc)) from exc
+    return account_url or ctx.public_url
+
+
+def _tracked(
+    ctx: ApiContext,
+    account: str,
+    plan: Registration,
+    *,
+    decision: TrackingDecision,
+    base_url: str,
+    managed: bool,
+) -> Planned:
+    """The registration's URLs as its tracking allows: the pixel and tracked links for an individual send,
+    and where the account manages consent (``managed``: ``opt_out``, ``opt_in``) its preferences page; the
+    campaign's aggregate pixel for an aggregate send; nothing otherwise."""
+    campaign_id = plan.send_row[1]
+    if decision.individual:
+        page = None
+        if managed:
+            tag = recipient_tag(ctx.keyring.signing_key[1], account, plan.send_row[3])
+            page = preferences_url(ctx.keyring, base_url, account, campaign_id, plan.message_id, tag)
+        return Planned(plan, decision, plan.pixel_url, page)
+    if decision.tracking is Tracking.AGGREGATE:
+        sent_at = int(plan.send_row[4].timestamp())
+        return Planned(
+            plan, decision, aggregate_pixel_url(ctx.keyring, base_url, account, campaign_id, sent_at), None
+        )
+    return Planned(plan, decision, None, None)
+
+
+def _store(ctx: ApiContext, plans: Sequence[Planned]) -> None:
     """One insert for every planned message. A message registered again is stored again (its latest links
     win: ``sends`` is a ReplacingMergeTree on ``registered_at``); an id given twice in one batch is stored
     once, with its last item's links."""
-    rows = {plan.message_id: plan.send_row for plan in plans}
-    ctx.store.insert("sends", REGISTERED_SEND_COLUMNS, list(rows.values()))
+    rows = {plan.registration.message_id: plan.send_row for plan in plans}
+    ctx.store.insert("sends", (*REGISTERED_SEND_COLUMNS, "tracking"), list(rows.values()))
 
 
-def _answer(plan: Registration, *, tracked: bool) -> dict[str, Any]:
-    """The registration's answer. A recipient who must not be tracked gets no pixel and their links as they
-    are (the send is registered all the same: it counts as sent)."""
-    if not tracked:
-        return {
-            "message_id": plan.message_id,
-            "tracked": False,
-            "pixel_url": None,
-            "links": {url: url for url in plan.links},
-        }
-    return {"message_id": plan.message_id, "tracked": True, "pixel_url": plan.pixel_url, "links": plan.links}
+def _answer(plan: Planned) -> dict[str, Any]:
+    """The registration's answer. A send not tracked individually gets its links as they are and the
+    campaign's aggregate pixel or none (it is registered all the same: it counts as sent); `tracking` and
+    `tracking_reason` say how and why (`api.tracking`)."""
+    registration, decision = plan.registration, plan.decision
+    links = registration.links if decision.individual else {url: url for url in registration.links}
+    return {
+        "message_id": registration.message_id,
+        "tracked": decision.individual,
+        "tracking": decision.tracking.value,
+        "tracking_reason": decision.reason,
+        "pixel_url": plan.pixel_url,
+        "links": links,
+        "tracking_preferences_url": plan.preferences_url,
+    }
