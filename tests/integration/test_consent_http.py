@@ -15,7 +15,7 @@ from api.tracking import aggregate_pixel_url
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import Components, build_app, build_components
 from schemas.tokens import TokenKind, verify
-from tests.integration.helpers import hit, wait_for
+from tests.integration.helpers import BROWSER, hit, wait_for
 from tests.serving import serving
 
 ACME = {"Authorization": "Bearer acme-key-123"}
@@ -119,7 +119,7 @@ def _token_of(url: str) -> str:
         ("opt_in", "refused", False, "aggregate", "consent_refused"),
     ],
 )
-def test_registration_and_instrument_follow_mode_state_and_do_not_track(  # noqa: PLR0913, PLR0917
+def test_registration_and_instrument_follow_mode_state_and_do_not_track(  # noqa: PLR0917
     running: tuple[httpx.Client, Components],
     mode: str,
     state: str | None,
@@ -229,9 +229,7 @@ def test_a_branded_pixel_is_counted_whatever_its_host(running: tuple[httpx.Clien
     sent = register(client, "ann@example.com", "m1")
     assert sent["pixel_url"].startswith(f"{BRAND}/o/")
     path = urlsplit(sent["pixel_url"]).path
-    browser = {
-        "User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko)"
-    }
+    browser = {"User-Agent": BROWSER}
     r = client.get(path, headers={**browser, "Host": "t.brand.example", "X-Forwarded-For": "81.2.69.160"})
     assert (r.status_code, r.headers["content-type"]) == (200, "image/gif")
     click = client.get(
