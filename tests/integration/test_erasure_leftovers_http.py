@@ -251,6 +251,7 @@ def test_a_suppressed_recipient_is_registered_untracked(running: tuple[httpx.Cli
     one = register(client, " ann@example.com", [SHARED], message_id="m1")
     assert one == {
         "message_id": "m1", "tracked": False, "pixel_url": None, "links": {SHARED: SHARED},
+        "tracking": "none", "tracking_reason": "do_not_track", "tracking_preferences_url": None,  # issue 19
     }  # fmt: skip
     r = client.post(
         "/v1/messages/batch",
@@ -274,6 +275,7 @@ def test_a_suppressed_recipient_is_registered_untracked(running: tuple[httpx.Cli
     assert r.status_code == 201, r.text
     assert r.json() == {
         "message_id": "m4", "tracked": False, "pixel_url": None, "links": {SHARED: SHARED}, "html": html,
+        "tracking": "none", "tracking_reason": "do_not_track", "tracking_preferences_url": None,  # issue 19
     }  # fmt: skip
     # the sends are registered (counted as sent) all the same
     assert client.get("/v1/campaigns/c/stats", headers=ACME).json()["sent"] == 4
