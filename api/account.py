@@ -4,9 +4,8 @@ URL (a branded domain) and whether sends not allowed individual tracking get the
 ``GET`` answers them (defaults until set: ``off``, the process's public URL (null), ``true``); ``PUT`` sets
 every one (an omitted one takes its default), ``PATCH`` only those given. A change is stored as the
 account's newest row (``account_settings``), dropped from this process's copy at once and seen by other API
-processes within `api.account_settings.SETTINGS_TTL_S`. A change of consent mode makes the edge follow the
-recorded refusals (`api.consent_state.follow_mode`): suppressed under ``opt_out``/``opt_in``, lifted under
-``off``.
+processes within `api.account_settings.SETTINGS_TTL_S`. A refusal is honoured in every mode
+(`schemas.consent.consent_blocks`), so a change of mode changes nothing at the edge.
 """
 
 from __future__ import annotations
@@ -27,10 +26,8 @@ from api.account_settings import (
     BadSetting,
     check_base_url,
 )
-from api.consent_state import follow_mode
 from api.context import ApiContext, account_dependency
 from api.openapi import bad_request
-from api.privacy import PrivacyPropagation
 from api.sql import consent as sql
 from schemas.consent import ConsentMode
 
@@ -67,11 +64,7 @@ class SettingsPatch(msgspec.Struct, forbid_unknown_fields=True):
     aggregate_opens: bool | msgspec.UnsetType = msgspec.UNSET
 
 
-def _store(
-    ctx: ApiContext, privacy: PrivacyPropagation, account: str, new: AccountSettings
-) -> dict[str, Any]:
-    ctx.account_settings.forget(ctx.store.database, account)
-    before = ctx.settings(account)
+def _store(ctx: ApiContext, account: str, new: AccountSettings) -> dict[str, Any]:
     try:
         base_url = None if new.tracking_base_url is None else check_base_url(new.tracking_base_url)
     except BadSetting as exc:
@@ -79,10 +72,7 @@ def _store(
     row = [account, new.consent_mode.value, base_url or "", new.aggregate_opens, ctx.clock()]
     ctx.store.insert("account_settings", sql.SETTINGS_COLUMNS, [row])
     ctx.account_settings.forget(ctx.store.database, account)
-    answer = {"account": account, **AccountSettings(new.consent_mode, base_url, new.aggregate_opens).answer()}
-    if before.consent_mode is not new.consent_mode:
-        answer["refusals_changed"] = follow_mode(ctx, privacy, account, new.consent_mode)
-    return answer
+    return {"account": account, **AccountSettings(new.consent_mode, base_url, new.aggregate_opens).answer()}
 
 
 class AccountController(Controller):
@@ -105,12 +95,10 @@ class AccountController(Controller):
         data: JSONBody[SettingsIn],
         account: NamedDependency[str],
         ctx: NamedDependency[ApiContext],
-        privacy: NamedDependency[PrivacyPropagation],
     ) -> dict[str, Any]:
-        """Set every setting (an omitted one takes its default). A change of consent mode applies the
-        recorded refusals at the edge (`refusals_changed`: how many recipients it stopped or resumed)."""
+        """Set every setting (an omitted one takes its default)."""
         new = AccountSettings(ConsentMode(data.consent_mode), data.tracking_base_url, data.aggregate_opens)
-        return _store(ctx, privacy, account, new)
+        return _store(ctx, account, new)
 
     @patch("/settings", status_code=HTTP_200_OK, sync_to_thread=True, raises=[SettingsRules])
     def change_settings(
@@ -118,7 +106,6 @@ class AccountController(Controller):
         data: JSONBody[SettingsPatch],
         account: NamedDependency[str],
         ctx: NamedDependency[ApiContext],
-        privacy: NamedDependency[PrivacyPropagation],
     ) -> dict[str, Any]:
         """Change the settings given; the others stay."""
         ctx.account_settings.forget(ctx.store.database, account)
@@ -128,4 +115,4 @@ class AccountController(Controller):
             now.tracking_base_url if data.tracking_base_url is msgspec.UNSET else data.tracking_base_url,
             now.aggregate_opens if data.aggregate_opens is msgspec.UNSET else data.aggregate_opens,
         )
-        return _store(ctx, privacy, account, new)
+        return _store(ctx, account, new)

@@ -79,8 +79,8 @@ class ConsentController(Controller):
         privacy: NamedDependency[PrivacyPropagation],
     ) -> dict[str, Any]:
         """Record a recipient's consent to tracking (granted, refused, unknown), with how it was given, its
-        source and evidence, kept as proof. Under `opt_out` or `opt_in`, a refusal stops the edge recording
-        them within a second (as do-not-track, without its meaning); a grant or `unknown` lifts it."""
+        source and evidence, kept as proof. A refusal (in every mode) stops the edge recording them within a
+        second (as do-not-track, without its meaning); a grant or `unknown` lifts it."""
         canonical = _canonical(recipient)
         now = ctx.clock()
         at = now if data.at is None else (data.at if data.at.tzinfo else data.at.replace(tzinfo=UTC))

@@ -3,7 +3,7 @@ turns a consent change into history and, where it must, into a suppression at th
 
 A consent change is history first: a ``consent_events`` row per tag of the recipient (`CONSENT_COLUMNS`:
 when, the state, how, the source, the evidence), kept as proof until the recipient is erased. Where the
-account manages consent (`schemas.consent.consent_blocks`: a refusal under ``opt_out`` or ``opt_in``), a
+recipient refused (`schemas.consent.consent_blocks`: in every mode, as the preferences page does), the
 refusal is also a suppression, reason ``consent_refused``, written and propagated exactly as do-not-track's
 (`api.privacy.set_suppression`: ``suppression_tags``, this process's set, the privacy topic), so the edge and
 the processors stop recording the recipient's individual hits within a second; a later grant (or ``unknown``)
@@ -12,11 +12,11 @@ their own reasons and meaning: a refusal never lifts them, a grant never lifts t
 leaves a refusal in force (`api.privacy.PrivacyController.track_again`).
 
 Registration tells the two apart by the suppression's newest reason (`recipients_consent`): a recipient
-suppressed for ``consent_refused`` is not on do-not-track, so they may still get the aggregate pixel.
+suppressed for ``consent_refused`` is not on do-not-track but has refused (whatever the mode, and whatever the
+store's history says yet), so they may still get the aggregate pixel.
 
-Used by the consent routes (`api.consent`), the account settings (`api.account`: a change of mode enforces or
-lifts the recorded refusals) and the preferences page (helper c4-prefs: `record_consent` with the tags its
-token names).
+Used by the consent routes (`api.consent`); the preferences page (helper c4-prefs, `api.preferences_routes`)
+records its changes the same way, with the same reasons.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def recipients_consent(
     ctx: ApiContext, account: str, recipients: Sequence[str], *, mode: ConsentMode
 ) -> dict[str, RecipientConsent]:
     """Per recipient (canonical), their consent and do-not-track: at most two reads for the whole batch, the
-    consent states only when ``mode`` is not ``off`` (which ignores them), the suppression reasons only for
-    recipients this process's do-not-track set holds."""
+    consent states only when ``mode`` is not ``off`` (which needs only refusals, and a refusal is a
+    suppression), the suppression reasons only for recipients this process's do-not-track set holds."""
     tags_of = {r: frozenset(t.hex() for t in ctx.keyring.recipient_tags(account, r)) for r in recipients}
     every = sorted(set().union(*tags_of.values())) if tags_of else []
     db = ctx.store.database
@@ -70,16 +70,18 @@ def recipients_consent(
     for recipient in recipients:
         tags = tags_of[recipient]
         state = sql.newest_state(states[t] for t in tags if t in states)
-        do_not_track = recipient in held and _do_not_track(reasons[t] for t in tags if t in reasons)
-        answer[recipient] = RecipientConsent(state, do_not_track)
+        reason = _reason(reasons[t] for t in tags if t in reasons) if recipient in held else None
+        if reason == REFUSED_REASON:  # suppressed for their refusal: refused, not on do-not-track
+            state = ConsentState.REFUSED
+        answer[recipient] = RecipientConsent(state, reason is not None and reason != REFUSED_REASON)
     return answer
 
 
-def _do_not_track(rows: Iterable[tuple[Any, ...]]) -> bool:
-    """From a held recipient's `suppression_reasons` rows: on do-not-track unless the newest says the
-    suppression is a consent refusal (no row: the set knows more than the store yet, so do-not-track)."""
+def _reason(rows: Iterable[tuple[Any, ...]]) -> str:
+    """A held recipient's suppression reason: the newest of their `suppression_reasons` rows (none: the set
+    knows more than the store yet: do-not-track)."""
     newest = max(rows, key=lambda row: int(row[3]), default=None)
-    return newest is None or newest[2] != REFUSED_REASON
+    return "opt_out" if newest is None else str(newest[2])
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,18 +149,3 @@ def apply_consent(
         set_suppression(ctx, propagation, account, tags, tracking=True, reason=LIFTED_REASON, first=first)
         return False
     return suppressed and reason == REFUSED_REASON
-
-
-def follow_mode(ctx: ApiContext, propagation: PrivacyPropagation, account: str, mode: ConsentMode) -> int:
-    """After the account's mode changed: every recipient whose newest consent is a refusal is suppressed at
-    the edge (``opt_out``, ``opt_in``) or lifted (``off``), as `apply_consent` does. How many changed."""
-    changed = 0
-    blocked = consent_blocks(mode, ConsentState.REFUSED)
-    for (tags,) in ctx.read(sql.refused_recipients(ctx.store.database, account)):
-        recipient = frozenset(bytes.fromhex(t) for t in tags)
-        before = ctx.read(sql.suppression_reasons(ctx.store.database, account, sorted(tags)))
-        newest = max(before, key=lambda row: int(row[3]), default=None)
-        was = newest is not None and not newest[1] and newest[2] == REFUSED_REASON
-        if apply_consent(ctx, propagation, account, recipient, blocked) != was:
-            changed += 1
-    return changed

@@ -37,7 +37,7 @@ from api.sql import deliveries, filtered
 from api.sql import messages as sql
 from api.sql.common import BadQuery
 from api.tracking import TrackingDecision, aggregate_pixel_url, decide
-from schemas.consent import ConsentMode, Tracking
+from schemas.consent import Tracking, effective_mode
 from schemas.recipient import normalize_recipient
 from schemas.tokens import recipient_tag
 
@@ -225,7 +225,6 @@ def _plan(
     # How each recipient may be tracked (issue 19): the account's settings (this process's copy, at most a
     # second old), their consent and do-not-track: at most two reads for the whole batch.
     settings = ctx.settings(account)
-    managed = settings.consent_mode is not ConsentMode.OFF  # a preferences page only where consent is managed
     consent = recipients_consent(
         ctx, account, list(dict.fromkeys(normalize_recipient(d.recipient) for d, _ in items)),
         mode=settings.consent_mode,
@@ -256,7 +255,7 @@ def _plan(
             sent_at = previous_sent_at  # registering again gives the same URLs
         of = consent[normalize_recipient(data.recipient)]
         decision = decide(
-            settings.consent_mode, of.state, do_not_track=of.do_not_track,
+            effective_mode(settings.consent_mode, of.state), of.state, do_not_track=of.do_not_track,
             aggregate_wanted=settings.aggregate_opens,
         )  # fmt: skip
         try:
@@ -279,7 +278,7 @@ def _plan(
             raise ClientException(f"{where}{exc}") from exc
         if previous is None:
             known[message_id] = (data.campaign_id, data.recipient, sent_at, index)
-        plans.append(_tracked(ctx, account, plan, decision=decision, base_url=base_url, managed=managed))
+        plans.append(_tracked(ctx, account, plan, decision=decision, base_url=base_url))
     return plans
 
 
@@ -300,17 +299,14 @@ def _tracked(
     *,
     decision: TrackingDecision,
     base_url: str,
-    managed: bool,
 ) -> Planned:
-    """The registration's URLs as its tracking allows: the pixel and tracked links for an individual send,
-    and where the account manages consent (``managed``: ``opt_out``, ``opt_in``) its preferences page; the
-    campaign's aggregate pixel for an aggregate send; nothing otherwise."""
+    """The registration's URLs as its tracking allows: the pixel, tracked links and the recipient's
+    preferences page for an individual send; the campaign's aggregate pixel for an aggregate send; nothing
+    otherwise."""
     campaign_id = plan.send_row[1]
     if decision.individual:
-        page = None
-        if managed:
-            tag = recipient_tag(ctx.keyring.signing_key[1], account, plan.send_row[3])
-            page = preferences_url(ctx.keyring, base_url, account, campaign_id, plan.message_id, tag)
+        tag = recipient_tag(ctx.keyring.signing_key[1], account, plan.send_row[3])
+        page = preferences_url(ctx.keyring, base_url, account, campaign_id, plan.message_id, tag)
         return Planned(plan, decision, plan.pixel_url, page)
     if decision.tracking is Tracking.AGGREGATE:
         sent_at = int(plan.send_row[4].timestamp())

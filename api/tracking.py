@@ -4,7 +4,7 @@
 `schemas.consent.Tracking` and the reason it is not individual (`tracking_reason`):
 
 - ``do_not_track``: the recipient is on do-not-track (or was erased): nothing, not even the aggregate pixel.
-- ``consent_refused``: they refused, and the account manages consent (``opt_out`` or ``opt_in``).
+- ``consent_refused``: they refused (honoured in every mode: `schemas.consent.effective_mode`).
 - ``consent_not_granted``: the account asks for consent (``opt_in``) and they have not granted it.
 
 None when tracked individually. Where individual tracking is not allowed, the send gets the aggregate pixel

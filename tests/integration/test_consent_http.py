@@ -67,7 +67,6 @@ def test_settings_default_change_and_refuse(running: tuple[httpx.Client, Compone
         **defaults,
         "consent_mode": "opt_in",
         "tracking_base_url": BRAND,
-        "refusals_changed": 0,
     }
     r = client.patch("/v1/account/settings", json={"aggregate_opens": False}, headers=ACME)
     assert r.json() == {
@@ -106,7 +105,7 @@ def _token_of(url: str) -> str:
     ("mode", "state", "dnt", "tracking", "reason"),
     [
         ("off", None, False, "individual", None),
-        ("off", "refused", False, "individual", None),
+        ("off", "refused", False, "aggregate", "consent_refused"),  # a refusal is honoured in every mode
         ("off", None, True, "none", "do_not_track"),
         ("opt_out", None, False, "individual", None),
         ("opt_out", "granted", False, "individual", None),
@@ -157,12 +156,9 @@ def test_registration_and_instrument_follow_mode_state_and_do_not_track(  # noqa
             assert done["links"][LINK].startswith(f"{BRAND}/c/")
             assert verify(_token_of(done["links"][LINK]), keyring, expect=TokenKind.CLICK).url == LINK
             page = done["tracking_preferences_url"]
-            if mode == "off":
-                assert page is None  # consent is not managed: no preferences page
-            else:
-                assert page.startswith(f"{BRAND}/")
-                claim = verify(_token_of(page), keyring, expect=TokenKind.PREFERENCES)
-                assert (claim.account, claim.campaign_id, claim.message_id) == ("acme", "c", message_id)
+            assert page.startswith(f"{BRAND}/p/")
+            claim = verify(_token_of(page), keyring, expect=TokenKind.PREFERENCES)
+            assert (claim.account, claim.campaign_id, claim.message_id) == ("acme", "c", message_id)
         elif tracking == "aggregate":
             expected = aggregate_pixel_url(keyring, BRAND, "acme", "c", 1796120430)
             assert done["pixel_url"] == expected
@@ -270,17 +266,17 @@ def test_a_refusal_stops_the_edge_and_a_grant_resumes_it(running: tuple[httpx.Cl
     wait_for(lambda: client.get("/v1/messages/m-ann", headers=ACME).json(), lambda m: m["opens"] == 1)
 
 
-def test_switching_the_mode_applies_and_lifts_recorded_refusals(
-    running: tuple[httpx.Client, Components],
-) -> None:
+def test_a_refusal_is_honoured_in_every_mode(running: tuple[httpx.Client, Components]) -> None:
     client, _ = running
-    ann = register(client, "ann@example.com", "m-ann")
-    assert consent(client, "ann@example.com", "refused")["refusal_enforced"] is False  # off: not managed
-    assert settings(client, consent_mode="opt_in")["refusals_changed"] == 1
-    hit(client, ann["pixel_url"])
+    ann = register(client, "ann@example.com", "m-ann")  # mode off
+    assert consent(client, "ann@example.com", "refused")["refusal_enforced"] is True
+    again = register(client, "ann@example.com", "m-ann-2")
+    assert (again["tracking"], again["tracking_reason"]) == ("aggregate", "consent_refused")
+    hit(client, ann["pixel_url"])  # not recorded
+    assert settings(client, consent_mode="opt_in")["consent_mode"] == "opt_in"
     bob = register(client, "bob@example.com", "m-bob")
-    assert bob["tracking"] == "aggregate"  # opt_in: bob has not granted
-    assert settings(client, consent_mode="off")["refusals_changed"] == 1
+    assert (bob["tracking"], bob["tracking_reason"]) == ("aggregate", "consent_not_granted")
+    assert consent(client, "ann@example.com", "granted")["refusal_enforced"] is False
     hit(client, ann["pixel_url"])
     wait_for(lambda: client.get("/v1/messages/m-ann", headers=ACME).json(), lambda m: m["opens"] == 1)
 

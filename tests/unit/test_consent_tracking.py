@@ -18,7 +18,7 @@ from api.account_settings import (
 from api.sql import campaigns, deliveries
 from api.sql.common import Query
 from api.tracking import aggregate_pixel_url, decide
-from schemas.consent import ConsentMode, ConsentState, Tracking, consent_blocks
+from schemas.consent import ConsentMode, ConsentState, Tracking, consent_blocks, effective_mode
 from schemas.tokens import Keyring, TokenKind, verify
 
 KEYRING = Keyring(((1, b"k" * 32),))
@@ -51,9 +51,12 @@ def test_decide(
     assert decision.individual is (decision.tracking is Tracking.INDIVIDUAL)
 
 
-def test_only_a_refusal_under_a_managed_mode_blocks_the_edge() -> None:
+def test_a_refusal_blocks_the_edge_and_is_honoured_in_every_mode() -> None:
     blocked = {(m, s) for m in ConsentMode for s in ConsentState if consent_blocks(m, s)}
-    assert blocked == {(OPT_OUT, REFUSED), (OPT_IN, REFUSED)}
+    assert blocked == {(OFF, REFUSED), (OPT_OUT, REFUSED), (OPT_IN, REFUSED)}
+    assert effective_mode(OFF, REFUSED) is OPT_OUT
+    assert [effective_mode(OFF, s) for s in (GRANTED, UNKNOWN)] == [OFF, OFF]
+    assert [effective_mode(m, REFUSED) for m in (OPT_OUT, OPT_IN)] == [OPT_OUT, OPT_IN]
 
 
 @pytest.mark.parametrize(
