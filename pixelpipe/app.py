@@ -51,6 +51,7 @@ from deliveries.port import DeliveryPublisher, MailServiceDirectory
 from ingest import native
 from ingest.client_ip import client_ip
 from ingest.edge import ASGIApp, Edge
+from ingest.preferences_redirect import preferences_redirect
 from notices.live import LiveFeed
 from notices.wiring import Notifications, in_process, on_kafka
 from pixelpipe.mail_services import MailServiceWiring, mail_service_wiring
@@ -534,6 +535,8 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         sns = SnsRequests(components.sns_transport)
         limit = settings.delivery_max_body_bytes
         handlers += ingest_routes(DeliveryIngest(directory, publisher, sns=sns, max_body_bytes=limit))
+    if "edge" in components.roles and store is None:  # the preferences page lives with the API (issue 19)
+        handlers.append(preferences_redirect(settings.api_public_url))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
