@@ -20,16 +20,17 @@ the recipient's consent changes and suppressions (keys since retired) join them.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, Final
-from urllib.parse import parse_qs
+from typing import Annotated, Any, Final
 
 from anyio import to_thread
 from litestar import HttpMethod, Request, Response, post, route
 from litestar.di import NamedDependency
-from litestar.enums import MediaType
-from litestar.params import FromPath
+from litestar.enums import MediaType, RequestEncodingType
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Body, FromPath
 
 from api.context import ApiContext
 from api.page_headers import PREFERENCES_CSP, page_headers
@@ -52,7 +53,6 @@ from schemas.tokens import Claim, recipient_tag
 
 REFUSED_REASON: Final = "consent_refused"  # the suppression of a refusal (as helper c3-consent's)
 LIFTED_REASON: Final = "consent"  # a refusal's suppression lifted by a grant
-MAX_FORM_BYTES: Final = 2048
 _CHOICES: Final = {"refuse": ConsentState.REFUSED, "grant": ConsentState.GRANTED}
 _NOT_FOUND: Final = ("Link not found", "This link is not valid. Use the link from the email as it was sent.")
 
@@ -124,12 +124,34 @@ def _suppress(
         propagation.publish(PrivacyChange(account, ordered, tracking=tracking, erased=False, at_ms=at_ms))
 
 
+@dataclass
+class PreferencesForm:
+    """The page's form: ``choice`` is ``refuse`` or ``grant``; ``nonce`` the page's hidden field."""
+
+    choice: str = ""
+    nonce: str = ""
+
+
+def _page(description: str) -> ResponseSpec:
+    return ResponseSpec(data_container=str, media_type=MediaType.HTML, description=description)
+
+
+_PAGE_ERRORS: Final = {404: _page("not a preferences token we signed (forged, altered, another kind)")}
+_FORM_ERRORS: Final = {
+    **_PAGE_ERRORS,
+    400: _page("no valid `choice`, or a `nonce` that is not this page's or is older than a day"),
+    403: _page("sent from another site's page (`Origin`, `Sec-Fetch-Site: cross-site`)"),
+    503: _page("the choice is stored but the privacy topic did not take it in time; send it again"),
+}
+
+
 @route(
     "/p/{token:str}",
     http_method=[HttpMethod.GET, HttpMethod.HEAD],
     tags=["preferences"],
     security=[],
     media_type=MediaType.HTML,
+    responses=_PAGE_ERRORS,
 )
 async def preferences_page(token: FromPath[str], ctx: NamedDependency[ApiContext]) -> Response[str]:
     """The recipient's tracking preferences page (HTML, no script): their current state for the sender and
@@ -145,10 +167,18 @@ async def preferences_page(token: FromPath[str], ctx: NamedDependency[ApiContext
     return _html(page_html(page, nonce))
 
 
-@post("/p/{token:str}", tags=["preferences"], security=[], media_type=MediaType.HTML)
+@post(
+    "/p/{token:str}",
+    tags=["preferences"],
+    security=[],
+    media_type=MediaType.HTML,
+    status_code=200,
+    responses=_FORM_ERRORS,
+)
 async def choose(
     token: FromPath[str],
     request: Request[Any, Any, Any],
+    data: Annotated[PreferencesForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
     ctx: NamedDependency[ApiContext],
     privacy: NamedDependency[PrivacyPropagation],
 ) -> Response[str]:
@@ -163,11 +193,9 @@ async def choose(
     headers = request.headers
     if cross_site(headers.get("origin"), headers.get("sec-fetch-site"), headers.get("host")):
         return _message(403, "Not allowed", "This form can only be sent from its own page.")
-    body = await request.body()
-    form = parse_qs(body[:MAX_FORM_BYTES].decode("utf-8", "replace")) if len(body) <= MAX_FORM_BYTES else {}
-    chose = _CHOICES.get((form.get("choice") or [""])[0])
+    chose = _CHOICES.get(data.choice)
     now = ctx.clock()
-    shown_at = nonce_shown_at(ctx.keyring, token, (form.get("nonce") or [""])[0], int(now.timestamp()))
+    shown_at = nonce_shown_at(ctx.keyring, token, data.nonce, int(now.timestamp()))
     if chose is None or shown_at is None:
         return _message(400, "Page expired", "Open the link from the email again and choose once more.")
     try:
