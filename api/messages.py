@@ -32,6 +32,7 @@ from api.context import ApiContext, Cursor, Limit, account_dependency
 from api.instrument import find_links, rewrite_html
 from api.message_bodies import MAX_BATCH, BatchIn, InstrumentIn, MessageIn, RegistrationRules
 from api.openapi import Conflict
+from api.preferences import preferences_url
 from api.registry import REGISTERED_SEND_COLUMNS, BadMessage, Registration, check_sent_at, register
 from api.sql import deliveries, filtered
 from api.sql import messages as sql
@@ -40,11 +41,6 @@ from api.tracking import TrackingDecision, aggregate_pixel_url, decide
 from schemas.consent import Tracking, effective_mode
 from schemas.recipient import normalize_recipient
 from schemas.tokens import recipient_tag
-
-try:  # helper c4-prefs' page (issue 19); until its branch is merged, the same URL from here
-    from api.preferences import preferences_url  # type: ignore[import-not-found, unused-ignore]
-except ImportError:  # pragma: no cover - c4-prefs' branch not merged
-    from api.tracking import stand_in_preferences_url as preferences_url
 
 
 class MessageController(Controller):

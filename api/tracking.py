@@ -56,12 +56,3 @@ def aggregate_pixel_url(keyring: Keyring, base_url: str, account: str, campaign_
     hour = sent_at - sent_at % AGGREGATE_SENT_AT_STEP_S
     token = sign(Claim(TokenKind.AGGREGATE_OPEN, account, campaign_id, "", hour), keyring)
     return f"{base_url}/o/{token}.gif"
-
-
-def stand_in_preferences_url(  # noqa: PLR0917 - c4-prefs' `preferences_url`, as the brief names it
-    keyring: Keyring, base_url: str, account: str, campaign_id: str, message_id: str, recipient_tag: bytes
-) -> str:
-    """What `api.preferences.preferences_url` (helper c4-prefs' page) answers, until that module is here: a
-    `TokenKind.PREFERENCES` token under ``base_url``."""
-    claim = Claim(TokenKind.PREFERENCES, account, campaign_id, message_id, 0, recipient_tag=recipient_tag)
-    return f"{base_url}/p/{sign(claim, keyring)}"

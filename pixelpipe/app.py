@@ -34,6 +34,7 @@ from api.mail_services import MailServiceController, MailServiceIn, MailServiceP
 from api.message_bodies import BatchIn, InstrumentIn, MessageIn
 from api.messages import MessageController, MessageTimelineController, list_messages
 from api.openapi import document
+from api.preferences_routes import choose, preferences_page
 from api.privacy import PrivacyController, PrivacyPropagation, load_suppressed, migrate_plain_suppressions
 from api.recipient_path import raw_recipient, recipient_paths
 from api.recipients import recipient_view
@@ -52,6 +53,7 @@ from deliveries.port import DeliveryPublisher, MailServiceDirectory
 from ingest import native
 from ingest.client_ip import client_ip
 from ingest.edge import ASGIApp, Edge
+from ingest.preferences_redirect import preferences_redirect
 from notices.live import LiveFeed
 from notices.wiring import Notifications, in_process, on_kafka
 from pixelpipe.mail_services import MailServiceWiring, mail_service_wiring
@@ -513,6 +515,7 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         handlers += [CampaignAnalyticsController, MessageTimelineController, list_messages, recipient_view]
         handlers.append(MailServiceController)
         handlers += [AccountController, ConsentController]  # issue 19: settings, recipients' consent
+        handlers += [preferences_page, choose]  # /p/{token}: a recipient's page
         dependencies["ctx"] = Provide(lambda: ctx, use_cache=True, sync_to_thread=False)
         handlers.append(SessionController)  # the dashboard's sign-in
         proxies = settings.trusted_proxies
@@ -535,6 +538,8 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         sns = SnsRequests(components.sns_transport)
         limit = settings.delivery_max_body_bytes
         handlers += ingest_routes(DeliveryIngest(directory, publisher, sns=sns, max_body_bytes=limit))
+    if "edge" in components.roles and store is None:  # the preferences page lives with the API (issue 19)
+        handlers.append(preferences_redirect(settings.api_public_url))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
