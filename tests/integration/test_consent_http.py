@@ -384,3 +384,28 @@ def test_bad_consent_is_a_400(running: tuple[httpx.Client, Components]) -> None:
         assert r.status_code == 400, (body, r.text)
     r = client.put("/v1/recipients/%20/consent", json={"state": "granted"}, headers=ACME)
     assert r.status_code == 400
+
+
+def test_the_aggregate_pixel_a_registration_gives_counts_the_campaign(
+    running: tuple[httpx.Client, Components],
+) -> None:
+    """opt_in, nobody granted: each send gets the campaign's pixel, which counts opens and names nobody."""
+    client, components = running
+    settings(client, consent_mode="opt_in")
+    sent = [register(client, f"{name}@example.com", f"m-{name}", sent_at=SENT_AT) for name in ("ann", "bob")]
+    assert sent[0]["pixel_url"] == sent[1]["pixel_url"]  # one URL for the campaign's hour: nobody told apart
+    hit(client, sent[0]["pixel_url"])
+    hit(client, sent[1]["pixel_url"], ip="81.2.69.161")
+    numbers = wait_for(lambda: stats(client), lambda s: s.get("aggregate_opens") == 2)[0]
+    assert {k: numbers[k] for k in ("sent", "tracked_sends", "opens", "unique_opens", "open_rate")} == {
+        "sent": 2,
+        "tracked_sends": 0,
+        "opens": 0,
+        "unique_opens": 0,
+        "open_rate": 0.0,
+    }
+    for message_id in ("m-ann", "m-bob"):  # nothing per person
+        assert client.get(f"/v1/messages/{message_id}", headers=ACME).json()["opens"] == 0
+    store = components.store
+    assert store is not None
+    assert store.query(f"SELECT count() FROM {store.database}.events")[0][0] == 0
