@@ -6,6 +6,7 @@ worker thread (``sync_to_thread``), shape. Every read is scoped to the caller's 
 answers 404, exactly like an unknown one. Message answers read ``events``, ``filtered_hits`` and ``sends`` by
 their indexes (not the rollups). A registration reads the store once and inserts once, all or nothing
 (`_plan`, `_store`); a recipient who must not be tracked gets no pixel and their links untouched (`tracking`).
+Which links are tracked, and why the others are not (``untracked_links``), is `api.link_controls`' decision.
 
 Litestar 2.25 cannot share a path between two controllers (both add an OPTIONS handler), so
 ``GET /v1/messages`` is a plain handler (`list_messages`) registered after `MessageController`, which owns
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Final
 
@@ -26,13 +28,15 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_409_CONFLICT
 
 from api.context import ApiContext, Cursor, Limit, account_dependency
-from api.instrument import find_links, rewrite_html
+from api.instrument import rewrite_html, scan_links
+from api.link_controls import LinkChoice, LinkSeen, choose, list_unsubscribe_urls
 from api.message_bodies import MAX_BATCH, BatchIn, InstrumentIn, MessageIn, RegistrationRules
 from api.openapi import Conflict
 from api.registry import REGISTERED_SEND_COLUMNS, BadMessage, Registration, check_sent_at, register
 from api.sql import deliveries, filtered
 from api.sql import messages as sql
 from api.sql.common import BadQuery
+from api.utm import Utm
 from schemas.recipient import normalize_recipient
 
 
@@ -47,8 +51,9 @@ class MessageController(Controller):
     def register_message(
         self, data: JSONBody[MessageIn], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
     ) -> dict[str, Any]:
-        """Register one sent email: its pixel URL and a tracked URL for each link."""
-        return _register(ctx, account, data, data.links)
+        """Register one sent email: its pixel URL and a tracked URL for each link (`untracked_links`: each
+        link left as it is, and why)."""
+        return _register(ctx, account, data, _given(data))[0]
 
     @post(
         "/messages/batch",
@@ -65,7 +70,7 @@ class MessageController(Controller):
             raise ClientException(
                 f"messages: a batch holds 1 to {MAX_BATCH} messages, got {len(data.messages)}"
             )
-        plans = _plan(ctx, account, [(m, m.links) for m in data.messages], batch=True)
+        plans = _plan(ctx, account, [(m, _given(m)) for m in data.messages], batch=True)
         _store(ctx, plans)
         tracked = [tracking(ctx, account, m.recipient) for m in data.messages]
         return {"messages": [_answer(plan, tracked=t) for plan, t in zip(plans, tracked, strict=True)]}
@@ -76,12 +81,13 @@ class MessageController(Controller):
     def instrument(
         self, data: JSONBody[InstrumentIn], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
     ) -> dict[str, Any]:
-        """Register an email and return its HTML with the pixel added and every http(s) link tracked."""
-        links = list(dict.fromkeys([*data.links, *find_links(data.html)]))
-        done = _register(ctx, account, data, links)
-        if not done["tracked"]:  # do-not-track: the HTML goes out as it came
-            return {**done, "html": data.html}
-        html = rewrite_html(data.html, pixel_url=done["pixel_url"], tracked=done["links"])
+        """Register an email and return its HTML with the pixel added and its http(s) links tracked, but
+        those left as they are by the link controls (`untracked_links`, with the reason of each); no-track
+        marker attributes are removed."""
+        done, planned = _register(ctx, account, data, [*_given(data), *scan_links(data.html)])
+        # Do-not-track: the HTML goes out as it came, but for the markers (no pixel, no link tracked).
+        tracked = planned.registration.links if done["tracked"] else {}
+        html = rewrite_html(data.html, pixel_url=done["pixel_url"], tracked=tracked)
         return {**done, "html": html}
 
     @get("/messages/{message_id:str}", sync_to_thread=True)
@@ -188,16 +194,41 @@ def tracking(ctx: ApiContext, account: str, recipient: str) -> bool:
     return not any(tag in suppressed for tag in ctx.keyring.recipient_tags(account, recipient))
 
 
-def _register(ctx: ApiContext, account: str, data: MessageIn, links: list[str]) -> dict[str, Any]:
-    """Register one message (see `_plan`); its answer."""
-    plans = _plan(ctx, account, [(data, links)], batch=False)
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """One message's registration, the decision over its links, and whether it has an open pixel."""
+
+    registration: Registration
+    links: LinkChoice
+    track_opens: bool
+
+
+def _given(data: MessageIn) -> list[LinkSeen]:
+    """The links given in the body's ``links`` (http(s) URLs, by its schema)."""
+    return [LinkSeen(url) for url in data.links]
+
+
+def _utm(data: MessageIn) -> Utm | None:
+    """The message's UTM parameters; ``utm_campaign`` is its campaign id unless given."""
+    if data.utm is None:
+        return None
+    given = data.utm
+    campaign = data.campaign_id if given.campaign is None else given.campaign
+    return Utm(given.source, given.medium, campaign, given.term, given.content)
+
+
+def _register(
+    ctx: ApiContext, account: str, data: MessageIn, seen: list[LinkSeen]
+) -> tuple[dict[str, Any], _Planned]:
+    """Register one message (see `_plan`); its answer, and its plan."""
+    plans = _plan(ctx, account, [(data, seen)], batch=False)
     _store(ctx, plans)
-    return _answer(plans[0], tracked=tracking(ctx, account, data.recipient))
+    return _answer(plans[0], tracked=tracking(ctx, account, data.recipient)), plans[0]
 
 
 def _plan(
-    ctx: ApiContext, account: str, items: Sequence[tuple[MessageIn, list[str]]], *, batch: bool
-) -> list[Registration]:
+    ctx: ApiContext, account: str, items: Sequence[tuple[MessageIn, list[LinkSeen]]], *, batch: bool
+) -> list[_Planned]:
     """Plan the registration of each item, in order, reading the store once; store nothing.
 
     A message id already registered keeps its first ``sent_at``, so registering it again gives the same URLs;
@@ -214,7 +245,7 @@ def _plan(
         for message_id, (campaign_id, recipient, sent_at) in ctx.read(q):
             known[message_id] = (campaign_id, recipient, sent_at, None)
     plans = []
-    for index, (data, links) in enumerate(items):
+    for index, (data, seen) in enumerate(items):
         where = f"messages[{index}]: " if batch else ""
         message_id = data.message_id or secrets.token_urlsafe(16)
         sent_at = data.sent_at or now
@@ -231,6 +262,11 @@ def _plan(
                 )
             sent_at = previous_sent_at  # registering again gives the same URLs
         try:
+            choice = choose(
+                seen,
+                list_unsubscribe=list_unsubscribe_urls(data.list_unsubscribe),
+                track_clicks=data.track_clicks,
+            )
             plan = register(
                 keyring=ctx.keyring,
                 public_url=ctx.public_url,
@@ -239,9 +275,11 @@ def _plan(
                 message_id=message_id,
                 recipient=data.recipient,
                 sent_at=sent_at,
-                links=links,
+                links=list(dict.fromkeys(link.url for link in seen if link.web)),
                 now=now,
                 provider_message=data.provider_message_id,
+                track=frozenset(choice.tracked),
+                utm=_utm(data),
             )
             if data.sent_at is not None:  # the client's own value (a known message keeps its first)
                 check_sent_at(data.sent_at, now=now, retention_days=ctx.retention_days)
@@ -249,26 +287,30 @@ def _plan(
             raise ClientException(f"{where}{exc}") from exc
         if previous is None:
             known[message_id] = (data.campaign_id, data.recipient, sent_at, index)
-        plans.append(plan)
+        plans.append(_Planned(plan, choice, data.track_opens))
     return plans
 
 
-def _store(ctx: ApiContext, plans: Sequence[Registration]) -> None:
+def _store(ctx: ApiContext, plans: Sequence[_Planned]) -> None:
     """One insert for every planned message. A message registered again is stored again (its latest links
     win: ``sends`` is a ReplacingMergeTree on ``registered_at``); an id given twice in one batch is stored
     once, with its last item's links."""
-    rows = {plan.message_id: plan.send_row for plan in plans}
+    rows = {plan.registration.message_id: plan.registration.send_row for plan in plans}
     ctx.store.insert("sends", REGISTERED_SEND_COLUMNS, list(rows.values()))
 
 
-def _answer(plan: Registration, *, tracked: bool) -> dict[str, Any]:
-    """The registration's answer. A recipient who must not be tracked gets no pixel and their links as they
-    are (the send is registered all the same: it counts as sent)."""
-    if not tracked:
-        return {
-            "message_id": plan.message_id,
-            "tracked": False,
-            "pixel_url": None,
-            "links": {url: url for url in plan.links},
-        }
-    return {"message_id": plan.message_id, "tracked": True, "pixel_url": plan.pixel_url, "links": plan.links}
+def _answer(planned: _Planned, *, tracked: bool) -> dict[str, Any]:
+    """The registration's answer: each link mapped to its tracked URL, or to itself when it is left as it is
+    (``untracked_links`` says why). A recipient who must not be tracked gets no pixel and every link as it
+    is (the send is registered all the same: it counts as sent); so does a message with ``track_opens``
+    false no pixel."""
+    plan = planned.registration
+    signed = plan.links if tracked else {}
+    pixel_url = plan.pixel_url if tracked and planned.track_opens else None
+    return {
+        "message_id": plan.message_id,
+        "tracked": tracked,
+        "pixel_url": pixel_url,
+        "links": {url: signed.get(url, url) for url in plan.registered},
+        "untracked_links": planned.links.untracked(recipient_tracked=tracked),
+    }
