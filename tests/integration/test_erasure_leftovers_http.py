@@ -251,6 +251,7 @@ def test_a_suppressed_recipient_is_registered_untracked(running: tuple[httpx.Cli
     one = register(client, " ann@example.com", [SHARED], message_id="m1")
     assert one == {
         "message_id": "m1", "tracked": False, "pixel_url": None, "links": {SHARED: SHARED},
+        "untracked_links": [{"url": SHARED, "reason": "do_not_track"}],
     }  # fmt: skip
     r = client.post(
         "/v1/messages/batch",
@@ -274,6 +275,7 @@ def test_a_suppressed_recipient_is_registered_untracked(running: tuple[httpx.Cli
     assert r.status_code == 201, r.text
     assert r.json() == {
         "message_id": "m4", "tracked": False, "pixel_url": None, "links": {SHARED: SHARED}, "html": html,
+        "untracked_links": [{"url": SHARED, "reason": "do_not_track"}],
     }  # fmt: skip
     # the sends are registered (counted as sent) all the same
     assert client.get("/v1/campaigns/c/stats", headers=ACME).json()["sent"] == 4
