@@ -20,7 +20,8 @@ text and attributes). A link is left as it is, never rewritten, for the first of
 5. ``template``: it holds a template placeholder (`api.template_tags`), which the mail service fills in
    after pixelpipe: a token would sign the placeholder itself.
 6. ``clicks_off``: the message asked for no click tracking (``"track_clicks": false``).
-7. ``do_not_track``: the recipient is not tracked (do-not-track or erased: `api.messages.tracking`).
+7. the reason the recipient is not tracked individually, the answer's ``tracking_reason`` (`api.tracking`):
+   ``do_not_track`` (do-not-track or erased), ``consent_refused``, ``consent_not_granted``.
 
 Every other http(s) link is tracked (its destination with the message's UTM parameters, `api.utm`).
 """
@@ -48,7 +49,7 @@ class Reason(StrEnum):
     UNSUBSCRIBE = "unsubscribe"
     TEMPLATE = "template"
     CLICKS_OFF = "clicks_off"
-    DO_NOT_TRACK = "do_not_track"
+    # 7: the recipient's own (`api.tracking`'s reasons): do_not_track, consent_refused, consent_not_granted
 
 
 # Attribute name -> the values that mark a link untracked (None: its mere presence does, whatever its value).
@@ -97,13 +98,11 @@ class LinkChoice:
         """The distinct URLs to sign, in order."""
         return tuple(url for url, reason in self.decisions if reason is None)
 
-    def untracked(self, *, recipient_tracked: bool = True) -> list[dict[str, Any]]:
+    def untracked(self, *, instead: str | None = None) -> list[dict[str, Any]]:
         """``untracked_links`` of the answer: every link left as it is and why, each (URL, reason) once. When
-        the recipient is not tracked, the links that would have been are listed as ``do_not_track``."""
-        pairs = (
-            (url, reason if reason is not None or recipient_tracked else Reason.DO_NOT_TRACK)
-            for url, reason in self.decisions
-        )
+        the recipient is not tracked individually, the links that would have been are listed with
+        ``instead``, the reason why not (``do_not_track``, ``consent_refused``, ...)."""
+        pairs = ((url, reason if reason is not None else instead) for url, reason in self.decisions)
         return [
             {"url": url, "reason": str(reason)} for url, reason in dict.fromkeys(pairs) if reason is not None
         ]

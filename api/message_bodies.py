@@ -10,6 +10,7 @@ from typing import Annotated
 
 import msgspec
 
+from api.account_settings import MAX_BASE_URL_CHARS
 from api.context import Recipient
 from api.errors import PATTERN_WORDS
 from api.link_controls import MAX_LIST_UNSUBSCRIBE_CHARS, MAX_LIST_UNSUBSCRIBE_URLS
@@ -98,15 +99,30 @@ class UtmIn(msgspec.Struct, forbid_unknown_fields=True):
     content: UtmValue | None = None
 
 
+# The base of this message's pixel, click and preferences URLs (issue 19: a branded domain), instead of the
+# account's (`/v1/account/settings`) or the public URL: `api.account_settings.check_base_url`'s rule.
+TrackingBaseUrl = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=MAX_BASE_URL_CHARS,
+        description="The base of this message's pixel, click and preferences URLs (a branded domain, a "
+        "CNAME to the edge), instead of the account's `tracking_base_url` or `PIXELPIPE_PUBLIC_URL`: an "
+        "absolute http(s) URL with a host, optionally a path, no user name or password, query or fragment.",
+    ),
+]
+
+
 RegistrationRules = bad_request(
     "a recipient that is blank or holds a control character or line break; "
     "`sent_at` older than the retention (PIXELPIPE_RETENTION_DAYS) or more than 15 minutes in the future; "
     "a link that is not an absolute http(s) URL with a host, or that carries a user name or password; "
     "an unknown field; a batch of no message or more than 1000; more than 1000 links; "
     "a `provider_message_id` that is empty, longer than 256 characters or holds a space or control "
-    "character; a `list_unsubscribe` that is not a List-Unsubscribe header value (`<URL>, <URL>`) or a list "
-    "of at most 10 http(s) or mailto: URLs; a tracked link that, with its UTM parameters, no longer fits in "
-    "a click token"
+    "character; a `tracking_base_url` that is not an absolute http(s) URL with a host, or carries a user "
+    "name or password, a query or a fragment; a `list_unsubscribe` that is not a List-Unsubscribe header "
+    "value (`<URL>, <URL>`) or a list of at most 10 http(s) or mailto: URLs; a tracked link that, with its "
+    "UTM parameters, no longer fits in a click token"
 )
 
 
@@ -119,6 +135,7 @@ class MessageIn(msgspec.Struct, forbid_unknown_fields=True):
     sent_at: SentAt | None = None
     links: Annotated[list[Link], msgspec.Meta(max_length=MAX_LINKS)] = msgspec.field(default_factory=list)
     provider_message_id: ProviderMessageId | None = None
+    tracking_base_url: TrackingBaseUrl | None = None
     track_opens: Annotated[
         bool, msgspec.Meta(description="Add an open pixel (default true); false: `pixel_url` is null.")
     ] = True

@@ -27,6 +27,8 @@ from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_201_CREATED, HTTP_409_CONFLICT
 
+from api.account_settings import BadSetting, check_base_url
+from api.consent_state import recipients_consent
 from api.context import ApiContext, Cursor, Limit, account_dependency
 from api.instrument import rewrite_html, scan_links
 from api.link_controls import LinkChoice, LinkSeen, choose, list_unsubscribe_urls
@@ -36,8 +38,16 @@ from api.registry import REGISTERED_SEND_COLUMNS, BadMessage, Registration, chec
 from api.sql import deliveries, filtered
 from api.sql import messages as sql
 from api.sql.common import BadQuery
+from api.tracking import TrackingDecision, aggregate_pixel_url, decide
 from api.utm import Utm
+from schemas.consent import ConsentMode, Tracking
 from schemas.recipient import normalize_recipient
+from schemas.tokens import recipient_tag
+
+try:  # helper c4-prefs' page (issue 19); until its branch is merged, the same URL from here
+    from api.preferences import preferences_url  # type: ignore[import-not-found, unused-ignore]
+except ImportError:  # pragma: no cover - c4-prefs' branch not merged
+    from api.tracking import stand_in_preferences_url as preferences_url
 
 
 class MessageController(Controller):
@@ -72,8 +82,7 @@ class MessageController(Controller):
             )
         plans = _plan(ctx, account, [(m, _given(m)) for m in data.messages], batch=True)
         _store(ctx, plans)
-        tracked = [tracking(ctx, account, m.recipient) for m in data.messages]
-        return {"messages": [_answer(plan, tracked=t) for plan, t in zip(plans, tracked, strict=True)]}
+        return {"messages": [_answer(plan) for plan in plans]}
 
     @post(
         "/instrument", status_code=HTTP_201_CREATED, sync_to_thread=True, raises=[Conflict, RegistrationRules]
@@ -83,10 +92,10 @@ class MessageController(Controller):
     ) -> dict[str, Any]:
         """Register an email and return its HTML with the pixel added and its http(s) links tracked, but
         those left as they are by the link controls (`untracked_links`, with the reason of each); no-track
-        marker attributes are removed."""
+        marker attributes are removed. Not tracked individually (do-not-track, consent): no link is
+        tracked, and the pixel is the campaign's aggregate one or none."""
         done, planned = _register(ctx, account, data, [*_given(data), *scan_links(data.html)])
-        # Do-not-track: the HTML goes out as it came, but for the markers (no pixel, no link tracked).
-        tracked = planned.registration.links if done["tracked"] else {}
+        tracked = planned.registration.links if planned.decision.individual else {}
         html = rewrite_html(data.html, pixel_url=done["pixel_url"], tracked=tracked)
         return {**done, "html": html}
 
@@ -183,24 +192,19 @@ def list_messages(
     return sql.shape_message_page(page, limit, counts)
 
 
-def tracking(ctx: ApiContext, account: str, recipient: str) -> bool:
-    """Whether this recipient may be tracked: not when they opted out or were erased (the process's
-    do-not-track set, which the store, the API and the privacy topic keep current). Checked by their tags
-    under every key, as the edge checks a token's, so "the same recipient" means here what it means there
-    (and a suppression made before a key rotation still holds)."""
-    suppressed = ctx.do_not_track
-    if suppressed is None:
-        return True
-    return not any(tag in suppressed for tag in ctx.keyring.recipient_tags(account, recipient))
-
-
 @dataclass(frozen=True, slots=True)
-class _Planned:
-    """One message's registration, the decision over its links, and whether it has an open pixel."""
+class Planned:
+    """A registration (`api.registry`) and how it is tracked (`api.tracking`), with the URLs that follow."""
 
     registration: Registration
-    links: LinkChoice
-    track_opens: bool
+    decision: TrackingDecision
+    pixel_url: str | None  # individual: the message's; aggregate: the campaign's; none (or track_opens false)
+    preferences_url: str | None  # individual only
+    links: LinkChoice  # which links are tracked, and why not the others (`api.link_controls`)
+
+    @property
+    def send_row(self) -> list[Any]:
+        return [*self.registration.send_row, self.decision.tracking.value]
 
 
 def _given(data: MessageIn) -> list[LinkSeen]:
@@ -219,16 +223,16 @@ def _utm(data: MessageIn) -> Utm | None:
 
 def _register(
     ctx: ApiContext, account: str, data: MessageIn, seen: list[LinkSeen]
-) -> tuple[dict[str, Any], _Planned]:
+) -> tuple[dict[str, Any], Planned]:
     """Register one message (see `_plan`); its answer, and its plan."""
     plans = _plan(ctx, account, [(data, seen)], batch=False)
     _store(ctx, plans)
-    return _answer(plans[0], tracked=tracking(ctx, account, data.recipient)), plans[0]
+    return _answer(plans[0]), plans[0]
 
 
 def _plan(
     ctx: ApiContext, account: str, items: Sequence[tuple[MessageIn, list[LinkSeen]]], *, batch: bool
-) -> list[_Planned]:
+) -> list[Planned]:
     """Plan the registration of each item, in order, reading the store once; store nothing.
 
     A message id already registered keeps its first ``sent_at``, so registering it again gives the same URLs;
@@ -237,6 +241,14 @@ def _plan(
     the item (``messages[3]: ...``).
     """
     now = ctx.clock()
+    # How each recipient may be tracked (issue 19): the account's settings (this process's copy, at most a
+    # second old), their consent and do-not-track: at most two reads for the whole batch.
+    settings = ctx.settings(account)
+    managed = settings.consent_mode is not ConsentMode.OFF  # a preferences page only where consent is managed
+    consent = recipients_consent(
+        ctx, account, list(dict.fromkeys(normalize_recipient(d.recipient) for d, _ in items)),
+        mode=settings.consent_mode,
+    )  # fmt: skip
     given = list(dict.fromkeys(data.message_id for data, _ in items if data.message_id is not None))
     # message id -> (campaign id, recipient, sent_at, index of the item that registered it, None: the store)
     known: dict[str, tuple[str, str, datetime, int | None]] = {}
@@ -261,7 +273,13 @@ def _plan(
                     status_code=HTTP_409_CONFLICT,
                 )
             sent_at = previous_sent_at  # registering again gives the same URLs
+        of = consent[normalize_recipient(data.recipient)]
+        decision = decide(
+            settings.consent_mode, of.state, do_not_track=of.do_not_track,
+            aggregate_wanted=settings.aggregate_opens,
+        )  # fmt: skip
         try:
+            base_url = _base_url(ctx, settings.tracking_base_url, data.tracking_base_url)
             choice = choose(
                 seen,
                 list_unsubscribe=list_unsubscribe_urls(data.list_unsubscribe),
@@ -269,7 +287,7 @@ def _plan(
             )
             plan = register(
                 keyring=ctx.keyring,
-                public_url=ctx.public_url,
+                public_url=base_url,
                 account=account,
                 campaign_id=data.campaign_id,
                 message_id=message_id,
@@ -287,30 +305,75 @@ def _plan(
             raise ClientException(f"{where}{exc}") from exc
         if previous is None:
             known[message_id] = (data.campaign_id, data.recipient, sent_at, index)
-        plans.append(_Planned(plan, choice, data.track_opens))
+        tracked = _tracked(
+            ctx, account, plan, decision=decision, base_url=base_url, managed=managed, links=choice,
+            track_opens=data.track_opens,
+        )  # fmt: skip
+        plans.append(tracked)
     return plans
 
 
-def _store(ctx: ApiContext, plans: Sequence[_Planned]) -> None:
+def _base_url(ctx: ApiContext, account_url: str | None, message_url: str | None) -> str:
+    """The base of the send's URLs: the message's own (checked), else the account's, else the public URL."""
+    if message_url is not None:
+        try:
+            return check_base_url(message_url)
+        except BadSetting as exc:
+            raise BadMessage(str(exc)) from exc
+    return account_url or ctx.public_url
+
+
+def _tracked(
+    ctx: ApiContext,
+    account: str,
+    plan: Registration,
+    *,
+    decision: TrackingDecision,
+    base_url: str,
+    managed: bool,
+    links: LinkChoice,
+    track_opens: bool,
+) -> Planned:
+    """The registration's URLs as its tracking allows: the pixel and tracked links for an individual send,
+    and where the account manages consent (``managed``: ``opt_out``, ``opt_in``) its preferences page; the
+    campaign's aggregate pixel for an aggregate send; nothing otherwise. No pixel of either kind when the
+    message asks for none (``track_opens`` false)."""
+    campaign_id = plan.send_row[1]
+    if decision.individual:
+        page = None
+        if managed:
+            tag = recipient_tag(ctx.keyring.signing_key[1], account, plan.send_row[3])
+            page = preferences_url(ctx.keyring, base_url, account, campaign_id, plan.message_id, tag)
+        return Planned(plan, decision, plan.pixel_url if track_opens else None, page, links)
+    if decision.tracking is Tracking.AGGREGATE and track_opens:
+        sent_at = int(plan.send_row[4].timestamp())
+        pixel_url = aggregate_pixel_url(ctx.keyring, base_url, account, campaign_id, sent_at)
+        return Planned(plan, decision, pixel_url, None, links)
+    return Planned(plan, decision, None, None, links)
+
+
+def _store(ctx: ApiContext, plans: Sequence[Planned]) -> None:
     """One insert for every planned message. A message registered again is stored again (its latest links
     win: ``sends`` is a ReplacingMergeTree on ``registered_at``); an id given twice in one batch is stored
     once, with its last item's links."""
-    rows = {plan.registration.message_id: plan.registration.send_row for plan in plans}
-    ctx.store.insert("sends", REGISTERED_SEND_COLUMNS, list(rows.values()))
+    rows = {plan.registration.message_id: plan.send_row for plan in plans}
+    ctx.store.insert("sends", (*REGISTERED_SEND_COLUMNS, "tracking"), list(rows.values()))
 
 
-def _answer(planned: _Planned, *, tracked: bool) -> dict[str, Any]:
-    """The registration's answer: each link mapped to its tracked URL, or to itself when it is left as it is
-    (``untracked_links`` says why). A recipient who must not be tracked gets no pixel and every link as it
-    is (the send is registered all the same: it counts as sent); so does a message with ``track_opens``
-    false no pixel."""
-    plan = planned.registration
-    signed = plan.links if tracked else {}
-    pixel_url = plan.pixel_url if tracked and planned.track_opens else None
+def _answer(plan: Planned) -> dict[str, Any]:
+    """The registration's answer. Each link maps to its tracked URL, or to itself when it is left as it is
+    (`untracked_links` says why, `api.link_controls`). A send not tracked individually gets every link as it
+    is and the campaign's aggregate pixel or none (it is registered all the same: it counts as sent);
+    `tracking` and `tracking_reason` say how and why (`api.tracking`)."""
+    registration, decision = plan.registration, plan.decision
+    signed = registration.links if decision.individual else {}
     return {
-        "message_id": plan.message_id,
-        "tracked": tracked,
-        "pixel_url": pixel_url,
-        "links": {url: signed.get(url, url) for url in plan.registered},
-        "untracked_links": planned.links.untracked(recipient_tracked=tracked),
+        "message_id": registration.message_id,
+        "tracked": decision.individual,
+        "tracking": decision.tracking.value,
+        "tracking_reason": decision.reason,
+        "pixel_url": plan.pixel_url,
+        "links": {url: signed.get(url, url) for url in registration.registered},
+        "untracked_links": plan.links.untracked(instead=decision.reason),
+        "tracking_preferences_url": plan.preferences_url,
     }

@@ -65,6 +65,14 @@ def tracking_of(
     return Tracking.NONE
 
 
+def consent_blocks(mode: ConsentMode, state: ConsentState) -> bool:
+    """Whether the edge must stop recording the recipient's hits (a suppression, reason ``consent_refused``,
+    through the privacy topic, as do-not-track): a refusal where the account manages consent. A recipient who
+    merely has not granted it under ``opt_in`` is never given an individual pixel at registration, so the
+    edge needs no list of them."""
+    return mode is not ConsentMode.OFF and state is ConsentState.REFUSED
+
+
 # A consent change as stored (0009 `consent_events`): per account and recipient tag (never the address; the
 # tags under every key of the keyring, as `suppression_tags`), the state, how it was given (``api``: the
 # sender's call; ``preferences_page``: the recipient on the page of `tracking_preferences_url`; ``import``),

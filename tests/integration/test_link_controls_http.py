@@ -236,7 +236,7 @@ def test_registration_and_the_batch_apply_the_same_controls(served: Served) -> N
         "utm": {"source": "newsletter", "medium": "email", "campaign": "spring", "content": "footer"},
     }
     one = post(served, "/v1/messages", body)
-    assert list(one) == ["message_id", "tracked", "pixel_url", "links", "untracked_links"]
+    assert (one["tracked"], one["tracking"], one["tracking_reason"]) == (True, "individual", None)
     assert one["untracked_links"] == [
         {"url": LEAVE, "reason": "list_unsubscribe"},
         {"url": "https://shop.example.com/account/opt-out?u=1", "reason": "unsubscribe"},
@@ -304,3 +304,27 @@ def test_utm_that_no_longer_fits_a_click_token_is_a_400(served: Served) -> None:
     r = served.client.post("/v1/messages", json=body, headers=ACME)
     assert r.status_code == 400, r.text
     assert "too long for a click token" in r.json()["detail"]
+
+
+def test_a_recipient_on_do_not_track_gets_the_html_back_without_the_markers(served: Served) -> None:
+    r = served.client.put("/v1/recipients/dora@example.com/do-not-track", headers=ACME)
+    assert r.status_code == 200, r.text
+    answer = instrument(
+        served, "m-dnt", recipient="dora@example.com", utm=UTM, list_unsubscribe=LIST_UNSUBSCRIBE
+    )
+    assert (answer["tracked"], answer["tracking_reason"], answer["pixel_url"]) == (
+        False,
+        "do_not_track",
+        None,
+    )
+    assert answer["links"] == {url: url for url in answer["links"]}
+    assert answer["html"] == SOURCE.replace(" clicktracking=off", "").replace(
+        " data-pm-no-track", ""
+    ).replace(' data-pixelpipe-track="off"', "")
+    assert answer["untracked_links"] == [
+        {"url": SALE, "reason": "do_not_track"},
+        {"url": NEW, "reason": "do_not_track"},
+        *UNTRACKED[:3],
+        {"url": GUIDE, "reason": "do_not_track"},
+        *UNTRACKED[3:],
+    ]

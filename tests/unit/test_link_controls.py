@@ -196,7 +196,7 @@ def test_a_recipient_not_tracked_lists_every_link() -> None:
         ]
     )
     assert choice.tracked == ("https://a.example/1",)
-    assert choice.untracked(recipient_tracked=False) == [
+    assert choice.untracked(instead="do_not_track") == [
         {"url": "https://a.example/1", "reason": "do_not_track"},
         {"url": "https://a.example/unsubscribe", "reason": "unsubscribe"},
     ]
