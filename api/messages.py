@@ -6,6 +6,7 @@ worker thread (``sync_to_thread``), shape. Every read is scoped to the caller's 
 answers 404, exactly like an unknown one. Message answers read ``events``, ``filtered_hits`` and ``sends`` by
 their indexes (not the rollups). A registration reads the store once and inserts once, all or nothing
 (`_plan`, `_store`); a recipient who must not be tracked gets no pixel and their links untouched (`tracking`).
+Which links are tracked, and why the others are not (``untracked_links``), is `api.link_controls`' decision.
 
 Litestar 2.25 cannot share a path between two controllers (both add an OPTIONS handler), so
 ``GET /v1/messages`` is a plain handler (`list_messages`) registered after `MessageController`, which owns
@@ -29,7 +30,8 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_409_CONFLICT
 from api.account_settings import BadSetting, check_base_url
 from api.consent_state import recipients_consent
 from api.context import ApiContext, Cursor, Limit, account_dependency
-from api.instrument import find_links, rewrite_html
+from api.instrument import rewrite_html, scan_links
+from api.link_controls import LinkChoice, LinkSeen, choose, list_unsubscribe_urls
 from api.message_bodies import MAX_BATCH, BatchIn, InstrumentIn, MessageIn, RegistrationRules
 from api.openapi import Conflict
 from api.preferences import preferences_url
@@ -38,6 +40,7 @@ from api.sql import deliveries, filtered
 from api.sql import messages as sql
 from api.sql.common import BadQuery
 from api.tracking import TrackingDecision, aggregate_pixel_url, decide
+from api.utm import Utm
 from schemas.consent import Tracking, effective_mode
 from schemas.recipient import normalize_recipient
 from schemas.tokens import recipient_tag
@@ -54,8 +57,9 @@ class MessageController(Controller):
     def register_message(
         self, data: JSONBody[MessageIn], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
     ) -> dict[str, Any]:
-        """Register one sent email: its pixel URL and a tracked URL for each link."""
-        return _register(ctx, account, data, data.links)
+        """Register one sent email: its pixel URL and a tracked URL for each link (`untracked_links`: each
+        link left as it is, and why)."""
+        return _register(ctx, account, data, _given(data))[0]
 
     @post(
         "/messages/batch",
@@ -72,7 +76,7 @@ class MessageController(Controller):
             raise ClientException(
                 f"messages: a batch holds 1 to {MAX_BATCH} messages, got {len(data.messages)}"
             )
-        plans = _plan(ctx, account, [(m, m.links) for m in data.messages], batch=True)
+        plans = _plan(ctx, account, [(m, _given(m)) for m in data.messages], batch=True)
         _store(ctx, plans)
         return {"messages": [_answer(plan) for plan in plans]}
 
@@ -82,15 +86,13 @@ class MessageController(Controller):
     def instrument(
         self, data: JSONBody[InstrumentIn], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
     ) -> dict[str, Any]:
-        """Register an email and return its HTML with the pixel added and every http(s) link tracked."""
-        links = list(dict.fromkeys([*data.links, *find_links(data.html)]))
-        done = _register(ctx, account, data, links)
-        if done["pixel_url"] is None:  # do-not-track, no consent: the HTML goes out as it came
-            return {**done, "html": data.html}
-        # Individual: the pixel and tracked links; aggregate: the campaign's pixel, links as they are.
-        html = rewrite_html(
-            data.html, pixel_url=done["pixel_url"], tracked=done["links"] if done["tracked"] else {}
-        )
+        """Register an email and return its HTML with the pixel added and its http(s) links tracked, but
+        those left as they are by the link controls (`untracked_links`, with the reason of each); no-track
+        marker attributes are removed. Not tracked individually (do-not-track, consent): no link is
+        tracked, and the pixel is the campaign's aggregate one or none."""
+        done, planned = _register(ctx, account, data, [*_given(data), *scan_links(data.html)])
+        tracked = planned.registration.links if planned.decision.individual else {}
+        html = rewrite_html(data.html, pixel_url=done["pixel_url"], tracked=tracked)
         return {**done, "html": html}
 
     @get("/messages/{message_id:str}", sync_to_thread=True)
@@ -192,23 +194,40 @@ class Planned:
 
     registration: Registration
     decision: TrackingDecision
-    pixel_url: str | None  # individual: the message's; aggregate: the campaign's; none: None
+    pixel_url: str | None  # individual: the message's; aggregate: the campaign's; none (or track_opens false)
     preferences_url: str | None  # individual only
+    links: LinkChoice  # which links are tracked, and why not the others (`api.link_controls`)
 
     @property
     def send_row(self) -> list[Any]:
         return [*self.registration.send_row, self.decision.tracking.value]
 
 
-def _register(ctx: ApiContext, account: str, data: MessageIn, links: list[str]) -> dict[str, Any]:
-    """Register one message (see `_plan`); its answer."""
-    plans = _plan(ctx, account, [(data, links)], batch=False)
+def _given(data: MessageIn) -> list[LinkSeen]:
+    """The links given in the body's ``links`` (http(s) URLs, by its schema)."""
+    return [LinkSeen(url) for url in data.links]
+
+
+def _utm(data: MessageIn) -> Utm | None:
+    """The message's UTM parameters; ``utm_campaign`` is its campaign id unless given."""
+    if data.utm is None:
+        return None
+    given = data.utm
+    campaign = data.campaign_id if given.campaign is None else given.campaign
+    return Utm(given.source, given.medium, campaign, given.term, given.content)
+
+
+def _register(
+    ctx: ApiContext, account: str, data: MessageIn, seen: list[LinkSeen]
+) -> tuple[dict[str, Any], Planned]:
+    """Register one message (see `_plan`); its answer, and its plan."""
+    plans = _plan(ctx, account, [(data, seen)], batch=False)
     _store(ctx, plans)
-    return _answer(plans[0])
+    return _answer(plans[0]), plans[0]
 
 
 def _plan(
-    ctx: ApiContext, account: str, items: Sequence[tuple[MessageIn, list[str]]], *, batch: bool
+    ctx: ApiContext, account: str, items: Sequence[tuple[MessageIn, list[LinkSeen]]], *, batch: bool
 ) -> list[Planned]:
     """Plan the registration of each item, in order, reading the store once; store nothing.
 
@@ -233,7 +252,7 @@ def _plan(
         for message_id, (campaign_id, recipient, sent_at) in ctx.read(q):
             known[message_id] = (campaign_id, recipient, sent_at, None)
     plans = []
-    for index, (data, links) in enumerate(items):
+    for index, (data, seen) in enumerate(items):
         where = f"messages[{index}]: " if batch else ""
         message_id = data.message_id or secrets.token_urlsafe(16)
         sent_at = data.sent_at or now
@@ -256,6 +275,11 @@ def _plan(
         )  # fmt: skip
         try:
             base_url = _base_url(ctx, settings.tracking_base_url, data.tracking_base_url)
+            choice = choose(
+                seen,
+                list_unsubscribe=list_unsubscribe_urls(data.list_unsubscribe),
+                track_clicks=data.track_clicks,
+            )
             plan = register(
                 keyring=ctx.keyring,
                 public_url=base_url,
@@ -264,9 +288,11 @@ def _plan(
                 message_id=message_id,
                 recipient=data.recipient,
                 sent_at=sent_at,
-                links=links,
+                links=list(dict.fromkeys(link.url for link in seen if link.web)),
                 now=now,
                 provider_message=data.provider_message_id,
+                track=frozenset(choice.tracked),
+                utm=_utm(data),
             )
             if data.sent_at is not None:  # the client's own value (a known message keeps its first)
                 check_sent_at(data.sent_at, now=now, retention_days=ctx.retention_days)
@@ -274,7 +300,11 @@ def _plan(
             raise ClientException(f"{where}{exc}") from exc
         if previous is None:
             known[message_id] = (data.campaign_id, data.recipient, sent_at, index)
-        plans.append(_tracked(ctx, account, plan, decision=decision, base_url=base_url))
+        tracked = _tracked(
+            ctx, account, plan, decision=decision, base_url=base_url, links=choice,
+            track_opens=data.track_opens,
+        )  # fmt: skip
+        plans.append(tracked)
     return plans
 
 
@@ -295,21 +325,22 @@ def _tracked(
     *,
     decision: TrackingDecision,
     base_url: str,
+    links: LinkChoice,
+    track_opens: bool,
 ) -> Planned:
     """The registration's URLs as its tracking allows: the pixel, tracked links and the recipient's
     preferences page for an individual send; the campaign's aggregate pixel for an aggregate send; nothing
-    otherwise."""
+    otherwise. No pixel of either kind when the message asks for none (``track_opens`` false)."""
     campaign_id = plan.send_row[1]
     if decision.individual:
         tag = recipient_tag(ctx.keyring.signing_key[1], account, plan.send_row[3])
         page = preferences_url(ctx.keyring, base_url, account, campaign_id, plan.message_id, tag)
-        return Planned(plan, decision, plan.pixel_url, page)
-    if decision.tracking is Tracking.AGGREGATE:
+        return Planned(plan, decision, plan.pixel_url if track_opens else None, page, links)
+    if decision.tracking is Tracking.AGGREGATE and track_opens:
         sent_at = int(plan.send_row[4].timestamp())
-        return Planned(
-            plan, decision, aggregate_pixel_url(ctx.keyring, base_url, account, campaign_id, sent_at), None
-        )
-    return Planned(plan, decision, None, None)
+        pixel_url = aggregate_pixel_url(ctx.keyring, base_url, account, campaign_id, sent_at)
+        return Planned(plan, decision, pixel_url, None, links)
+    return Planned(plan, decision, None, None, links)
 
 
 def _store(ctx: ApiContext, plans: Sequence[Planned]) -> None:
@@ -321,17 +352,19 @@ def _store(ctx: ApiContext, plans: Sequence[Planned]) -> None:
 
 
 def _answer(plan: Planned) -> dict[str, Any]:
-    """The registration's answer. A send not tracked individually gets its links as they are and the
-    campaign's aggregate pixel or none (it is registered all the same: it counts as sent); `tracking` and
-    `tracking_reason` say how and why (`api.tracking`)."""
+    """The registration's answer. Each link maps to its tracked URL, or to itself when it is left as it is
+    (`untracked_links` says why, `api.link_controls`). A send not tracked individually gets every link as it
+    is and the campaign's aggregate pixel or none (it is registered all the same: it counts as sent);
+    `tracking` and `tracking_reason` say how and why (`api.tracking`)."""
     registration, decision = plan.registration, plan.decision
-    links = registration.links if decision.individual else {url: url for url in registration.links}
+    signed = registration.links if decision.individual else {}
     return {
         "message_id": registration.message_id,
         "tracked": decision.individual,
         "tracking": decision.tracking.value,
         "tracking_reason": decision.reason,
         "pixel_url": plan.pixel_url,
-        "links": links,
+        "links": {url: signed.get(url, url) for url in registration.registered},
+        "untracked_links": plan.links.untracked(instead=decision.reason),
         "tracking_preferences_url": plan.preferences_url,
     }
