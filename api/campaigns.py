@@ -76,6 +76,8 @@ def campaign_summary(
         delivery = numbers
     if delivery is None and not delivery_fields:
         return summary
+    if delivery_fields:  # /stats answers the sends tracked individually (the rates' basis), all of them too
+        summary.setdefault("tracked_sends", summary["sent"])
     return deliveries.with_deliveries(summary, delivery)
 
 

@@ -21,7 +21,9 @@ from litestar.openapi.spec import Components as OpenAPIComponents
 from litestar.openapi.spec import SecurityScheme
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.account import AccountController, SettingsIn, SettingsPatch
 from api.campaigns import CampaignAnalyticsController, CampaignController
+from api.consent import ConsentController, ConsentIn
 from api.context import ApiContext
 from api.dashboard import dashboard
 from api.dashboard_files import DashboardFiles
@@ -512,6 +514,7 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         handlers += [MessageController, CampaignController, PrivacyController, WebhookController]
         handlers += [CampaignAnalyticsController, MessageTimelineController, list_messages, recipient_view]
         handlers.append(MailServiceController)
+        handlers += [AccountController, ConsentController]  # issue 19: settings, recipients' consent
         handlers += [preferences_page, choose]  # /p/{token}: a recipient's page
         dependencies["ctx"] = Provide(lambda: ctx, use_cache=True, sync_to_thread=False)
         handlers.append(SessionController)  # the dashboard's sign-in
@@ -572,7 +575,19 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         debug=False,
         middleware=[raw_recipient],  # `recipient` path parameters as the client encoded them
     )
-    document(litestar, bodies=[MessageIn, BatchIn, InstrumentIn, WebhookIn, MailServiceIn])
+    document(
+        litestar,
+        bodies=[
+            MessageIn,
+            BatchIn,
+            InstrumentIn,
+            WebhookIn,
+            MailServiceIn,
+            SettingsIn,
+            SettingsPatch,
+            ConsentIn,
+        ],
+    )
     inner = recipient_paths(cast(ASGIApp, litestar))  # a recipient's '/' stays in its path segment
     if store is not None:
         inner = dashboard(files, inner)  # `/`, `/assets/…`: the dashboard's build, in front of the API
