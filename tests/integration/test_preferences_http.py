@@ -73,6 +73,7 @@ def test_get_shows_and_changes_nothing(running: tuple[httpx.Client, Components])
     client, components = running
     sent = register(client, "ann@example.com")
     path = path_of(page_url(components, sent["message_id"], "ann@example.com"))
+    assert path_of(sent["tracking_preferences_url"]) == path  # what registration answers (c3-consent)
     r = client.get(path)
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/html")
