@@ -2,7 +2,8 @@
 `api.preferences`, which also says why a POST is safe without cookies).
 
 GET and HEAD only read: the recipient's consent state for the account, whether the sender stopped tracking
-them, whether their opens and clicks are measured now. A POST from the page records the choice:
+them, whether their opens and clicks are measured now. A POST from the page records the choice as every
+consent change is recorded (`api.consent_state.record_consent`, helper c3-consent's):
 
 - a ``consent_events`` row per tag of the recipient (`schemas.consent.CONSENT_COLUMNS`): how
   ``preferences_page``, source the message id of the link, evidence what the page said, the button and both
@@ -21,7 +22,7 @@ the recipient's consent changes and suppressions (keys since retired) join them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
 from typing import Annotated, Any, Final
 
@@ -29,9 +30,11 @@ from anyio import to_thread
 from litestar import HttpMethod, Request, Response, post, route
 from litestar.di import NamedDependency
 from litestar.enums import MediaType, RequestEncodingType
+from litestar.exceptions import ServiceUnavailableException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import Body, FromPath
 
+from api.consent_state import ConsentChange, record_consent
 from api.context import ApiContext
 from api.page_headers import PREFERENCES_CSP, page_headers
 from api.preferences import (
@@ -45,14 +48,13 @@ from api.preferences import (
     page_claim,
     page_html,
 )
-from api.privacy import SUPPRESSION_COLUMNS, PrivacyPropagation
+from api.privacy import PrivacyPropagation
+from api.sql import consent as consent_sql
 from api.sql import preferences as sql
-from schemas.consent import CONSENT_COLUMNS, ConsentState, individual_allowed
-from schemas.privacy_change import PrivacyChange, PrivacyNotPublished
+from schemas.consent import ConsentState, effective_mode, individual_allowed
+from schemas.privacy_change import PrivacyNotPublished
 from schemas.tokens import Claim, recipient_tag
 
-REFUSED_REASON: Final = "consent_refused"  # the suppression of a refusal (as helper c3-consent's)
-LIFTED_REASON: Final = "consent"  # a refusal's suppression lifted by a grant
 _CHOICES: Final = {"refuse": ConsentState.REFUSED, "grant": ConsentState.GRANTED}
 _NOT_FOUND: Final = ("Link not found", "This link is not valid. Use the link from the email as it was sent.")
 
@@ -92,36 +94,18 @@ class _Recipient:
         self.first = first
         self.hex = sorted(t.hex() for t in self.tags)
 
-    def page(self, ctx: ApiContext, account: str) -> tuple[PageState, bool, str]:
-        """What the page shows, whether they are suppressed, and the newest suppression's reason."""
+    def page(self, ctx: ApiContext, account: str) -> PageState:
+        """What the page shows: their consent state, whether the sender stopped tracking them, whether their
+        opens and clicks are measured now (under the account's mode, a refusal honoured in every mode)."""
         db = ctx.store.database
-        state = sql.state_of(ctx.read(sql.consent_state(db, account, self.hex)))
-        rows = ctx.read(sql.suppression(db, account, self.hex))
-        suppressed, reason = (not rows[0][0], str(rows[0][1])) if rows else (False, "")
-        mode = sql.mode_of(ctx.read(sql.consent_mode(db, account)))
-        sender_stopped = suppressed and reason in sql.SENDER_REASONS
+        state = consent_sql.newest_state(ctx.read(consent_sql.consent_states(db, account, self.hex)))
+        rows = ctx.read(consent_sql.suppression_reasons(db, account, self.hex))
+        newest = max(rows, key=lambda row: int(row[3]), default=None)
+        suppressed = newest is not None and not newest[1]
+        sender_stopped = suppressed and newest is not None and newest[2] in sql.SENDER_REASONS
+        mode = effective_mode(ctx.settings(account).consent_mode, state)
         measured = not suppressed and individual_allowed(mode, state, do_not_track=False)
-        return PageState(account, state, sender_stopped, measured), suppressed, reason
-
-
-def _suppress(
-    ctx: ApiContext, propagation: PrivacyPropagation, account: str, who: _Recipient, *, tracking: bool
-) -> None:
-    """Suppress the recipient for their refusal, or lift that suppression: in the store, this process's
-    do-not-track set, and on the privacy topic (`api.privacy`'s propagation, by tags)."""
-    now = datetime.now(UTC)
-    reason = LIFTED_REASON if tracking else REFUSED_REASON
-    rows = [[account, tag, who.hex, tracking, reason, now] for tag in who.hex]
-    ctx.store.insert("suppression_tags", SUPPRESSION_COLUMNS, rows)
-    if ctx.do_not_track is not None:
-        if tracking:
-            ctx.do_not_track.remove_tags(who.tags)
-        else:
-            ctx.do_not_track.add_tags(who.tags)
-    if propagation.publish is not None:
-        ordered = (who.first.hex(), *(t for t in who.hex if t != who.first.hex()))
-        at_ms = int(now.timestamp() * 1000)
-        propagation.publish(PrivacyChange(account, ordered, tracking=tracking, erased=False, at_ms=at_ms))
+        return PageState(account, state, sender_stopped, measured)
 
 
 @dataclass
@@ -201,15 +185,14 @@ async def choose(
     try:
         record = partial(_record, ctx, privacy, claim, chose, shown_at=shown_at, now=now)
         page = await to_thread.run_sync(record)
-    except PrivacyNotPublished:
+    except (PrivacyNotPublished, ServiceUnavailableException):
         text = "Your choice is saved but not yet in effect everywhere; send it again."
         return _message(503, "Try again", text)
     return _html(confirmation_html(page, chose))
 
 
 def _shown(ctx: ApiContext, claim: Claim) -> PageState:
-    page, _, _ = _Recipient(ctx, claim).page(ctx, claim.account)
-    return page
+    return _Recipient(ctx, claim).page(ctx, claim.account)
 
 
 def _record(
@@ -221,17 +204,11 @@ def _record(
     shown_at: int,
     now: datetime,
 ) -> PageState:
-    """Store the choice and apply it; what the page says now."""
+    """Store the choice and apply it at the edge (`api.consent_state.record_consent`: history, then a
+    refusal's suppression or its lifting); what the page says now."""
     account = claim.account
     who = _Recipient(ctx, claim)
-    shown, suppressed, reason = who.page(ctx, account)
-    proof = evidence(shown, chose, shown_at, now)
-    how, source = "preferences_page", claim.message_id
-    rows = [[account, tag, who.hex, chose.value, how, source, proof, now] for tag in who.hex]
-    ctx.store.insert("consent_events", CONSENT_COLUMNS, rows)
-    if chose is ConsentState.REFUSED and not suppressed:
-        _suppress(ctx, propagation, account, who, tracking=False)
-    elif chose is ConsentState.GRANTED and suppressed and reason == REFUSED_REASON:
-        _suppress(ctx, propagation, account, who, tracking=True)
-    page, _, _ = who.page(ctx, account)
-    return page
+    proof = evidence(who.page(ctx, account), chose, shown_at, now)
+    change = ConsentChange(chose, "preferences_page", source=claim.message_id, evidence=proof)
+    record_consent(ctx, propagation, account, who.tags, change, first=who.first, at=now)
+    return who.page(ctx, account)

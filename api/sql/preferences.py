@@ -1,17 +1,15 @@
 """The SQL of the tracking preferences page (`api.preferences_routes`): who the page's recipient is (their
-tags, never kept with the address), their consent state, their suppression, and the account's mode. Pure
-builders and shapers, each scoped by ``{account:String}``.
+tags, never kept with the address). Pure builders, each scoped by ``{account:String}``; the consent states and
+suppression reasons are read with `api.sql.consent`'s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from collections.abc import Sequence
+from typing import Final
 
 from api.sql.common import Query
-from schemas.consent import ConsentMode, ConsentState
 
-_TAGS: Final = "account = {account:String} AND tag IN {tags:Array(String)}"
 # Suppressions the sender set (do-not-track, erasure): a recipient's grant on the page never lifts them.
 SENDER_REASONS: Final = frozenset({"opt_out", "erased"})
 
@@ -36,39 +34,3 @@ def known_tags(db: str, account: str, tags: Sequence[str]) -> Query:
         "WHERE account = {account:String} AND hasAny(recipient_tags, {tags:Array(String)})",
         {"account": account, "tags": list(tags)},
     )
-
-
-def consent_state(db: str, account: str, tags: Sequence[str]) -> Query:
-    """The newest consent change of the recipient of ``tags``: (state,), or no row."""
-    return Query(
-        f"SELECT argMax(state, at) FROM {db}.consent_events WHERE {_TAGS} HAVING count() > 0",
-        {"account": account, "tags": list(tags)},
-    )
-
-
-def suppression(db: str, account: str, tags: Sequence[str]) -> Query:
-    """The newest suppression row of the recipient of ``tags``: (tracking, reason), or no row."""
-    return Query(
-        f"SELECT argMax(tracking, updated_at), argMax(reason, updated_at) FROM {db}.suppression_tags "
-        f"WHERE {_TAGS} HAVING count() > 0",
-        {"account": account, "tags": list(tags)},
-    )
-
-
-def consent_mode(db: str, account: str) -> Query:
-    """The account's consent mode: (mode,), or no row (``off``)."""
-    return Query(
-        f"SELECT argMax(consent_mode, updated_at) FROM {db}.account_settings "
-        "WHERE account = {account:String} HAVING count() > 0",
-        {"account": account},
-    )
-
-
-def state_of(rows: Iterable[Sequence[Any]]) -> ConsentState:
-    """`consent_state`'s answer: unknown without a row."""
-    return next((ConsentState(row[0]) for row in rows), ConsentState.UNKNOWN)
-
-
-def mode_of(rows: Iterable[Sequence[Any]]) -> ConsentMode:
-    """`consent_mode`'s answer: ``off`` without a row."""
-    return next((ConsentMode(row[0]) for row in rows if row[0]), ConsentMode.OFF)

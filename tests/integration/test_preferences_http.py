@@ -60,6 +60,13 @@ def nonce_of(page: str) -> str:
     return found.group(1)
 
 
+def opened(client: httpx.Client, components: Components) -> tuple[dict[str, Any], str, str]:
+    """A message registered for ann, the path of its preferences page, and the nonce of the page shown."""
+    sent = register(client, "ann@example.com")
+    path = path_of(page_url(components, sent["message_id"], "ann@example.com"))
+    return sent, path, nonce_of(client.get(path).text)
+
+
 def counted_after(client: httpx.Client, sent: dict[str, Any], expected: int) -> None:
     """After a hit of ``sent``'s pixel: a tracked recipient's open is counted (so anything recorded of the
     hit before it would show), and ``sent`` has ``expected`` opens."""
@@ -73,6 +80,7 @@ def test_get_shows_and_changes_nothing(running: tuple[httpx.Client, Components])
     client, components = running
     sent = register(client, "ann@example.com")
     path = path_of(page_url(components, sent["message_id"], "ann@example.com"))
+    assert path_of(sent["tracking_preferences_url"]) == path  # what registration answers (c3-consent)
     r = client.get(path)
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/html")
@@ -92,9 +100,7 @@ def test_refusal_stops_recording_and_a_grant_lifts_only_its_own_suppression(
     running: tuple[httpx.Client, Components],
 ) -> None:
     client, components = running
-    sent = register(client, "ann@example.com")
-    path = path_of(page_url(components, sent["message_id"], "ann@example.com"))
-    nonce = nonce_of(client.get(path).text)
+    sent, path, nonce = opened(client, components)
     r = client.post(path, data={"choice": "refuse", "nonce": nonce})
     assert r.status_code == 200, r.text
     assert 'id="confirmation" data-state="refused"' in r.text
@@ -136,9 +142,7 @@ def test_forged_tokens_bad_forms_and_other_sites_change_nothing(
     running: tuple[httpx.Client, Components],
 ) -> None:
     client, components = running
-    sent = register(client, "ann@example.com")
-    path = path_of(page_url(components, sent["message_id"], "ann@example.com"))
-    nonce = nonce_of(client.get(path).text)
+    sent, path, nonce = opened(client, components)
     token = path.removeprefix("/p/")
     flipped = token[:20] + ("A" if token[20] != "A" else "B") + token[21:]
     open_token = path_of(sent["pixel_url"]).removeprefix("/o/").removesuffix(".gif")
