@@ -11,16 +11,19 @@ text and attributes). A link is left as it is, never rewritten, for the first of
    is removed from the output (`api.instrument`), the rest of the tag is left byte for byte.
 2. ``list_unsubscribe``: it is one of the message's List-Unsubscribe URLs (`list_unsubscribe_urls`), compared
    with the scheme and host in any case.
-3. ``not_http``: it is not an absolute http(s) URL and holds no template placeholder: ``mailto:``, ``tel:``,
+3. ``pixelpipe``: it points at pixelpipe itself, under the send's base URL or the public URL: a pixel
+   (``/o/``), a tracked link (``/c/``) or the recipient's tracking preferences page (``/p/``, the
+   registration's ``tracking_preferences_url``: a refusal of tracking must never be counted as a click).
+4. ``not_http``: it is not an absolute http(s) URL and holds no template placeholder: ``mailto:``, ``tel:``,
    ``sms:``, an anchor (``#top``), a relative link, ``javascript:``. The click endpoint only redirects to
    http(s), so these were never tracked; now the answer says so.
-4. ``unsubscribe``: it is recognisably an unsubscribe or preferences link (`api.unsubscribe_links`), by its
+5. ``unsubscribe``: it is recognisably an unsubscribe or preferences link (`api.unsubscribe_links`), by its
    URL, a placeholder in it, or the text or attributes of any tag linking to it (so every tag linking to it
    is left alone).
-5. ``template``: it holds a template placeholder (`api.template_tags`), which the mail service fills in
+6. ``template``: it holds a template placeholder (`api.template_tags`), which the mail service fills in
    after pixelpipe: a token would sign the placeholder itself.
-6. ``clicks_off``: the message asked for no click tracking (``"track_clicks": false``).
-7. the reason the recipient is not tracked individually, the answer's ``tracking_reason`` (`api.tracking`):
+7. ``clicks_off``: the message asked for no click tracking (``"track_clicks": false``).
+8. the reason the recipient is not tracked individually, the answer's ``tracking_reason`` (`api.tracking`):
    ``do_not_track`` (do-not-track or erased), ``consent_refused``, ``consent_not_granted``.
 
 Every other http(s) link is tracked (its destination with the message's UTM parameters, `api.utm`).
@@ -45,11 +48,12 @@ class Reason(StrEnum):
 
     ATTRIBUTE = "attribute"
     LIST_UNSUBSCRIBE = "list_unsubscribe"
+    PIXELPIPE = "pixelpipe"
     NOT_HTTP = "not_http"
     UNSUBSCRIBE = "unsubscribe"
     TEMPLATE = "template"
     CLICKS_OFF = "clicks_off"
-    # 7: the recipient's own (`api.tracking`'s reasons): do_not_track, consent_refused, consent_not_granted
+    # 8: the recipient's own (`api.tracking`'s reasons): do_not_track, consent_refused, consent_not_granted
 
 
 # Attribute name -> the values that mark a link untracked (None: its mere presence does, whatever its value).
@@ -62,6 +66,7 @@ NO_TRACK_ATTRIBUTES: Final[dict[str, frozenset[str] | None]] = {
 }
 MAX_LIST_UNSUBSCRIBE_URLS: Final = 10
 MAX_LIST_UNSUBSCRIBE_CHARS: Final = 4096
+_OWN_PATHS: Final = ("o", "c", "p")  # pixelpipe's own paths: pixels, clicks, the preferences page
 _BRACKETED: Final = re.compile(r"<([^<>]*)>")
 _WHITESPACE: Final = re.compile(r"\s+")
 
@@ -109,27 +114,43 @@ class LinkChoice:
 
 
 def choose(
-    seen: Sequence[LinkSeen], *, list_unsubscribe: Collection[str] = (), track_clicks: bool = True
+    seen: Sequence[LinkSeen],
+    *,
+    list_unsubscribe: Collection[str] = (),
+    track_clicks: bool = True,
+    own_bases: Collection[str] = (),
 ) -> LinkChoice:
-    """Decide, by the rules of this module's docstring, which links are tracked and why the others are not."""
+    """Decide, by the rules of this module's docstring, which links are tracked and why the others are not;
+    ``own_bases``: the base URLs of pixelpipe's own links (the send's, the public URL)."""
     occurrences: dict[str, list[LinkSeen]] = {}
     for link in seen:
         occurrences.setdefault(link.url, []).append(link)
     listed = {_comparable(url) for url in list_unsubscribe}
-    by_url = {url: _reason_of_url(url, links, listed, track_clicks) for url, links in occurrences.items()}
+    own = tuple(f"{_comparable(base).rstrip('/')}/{part}/" for base in own_bases for part in _OWN_PATHS)
+    by_url = {url: _reason_of_url(url, tags, listed, own, track_clicks) for url, tags in occurrences.items()}
     decisions = ((link.url, Reason.ATTRIBUTE if link.marked else by_url[link.url]) for link in seen)
     return LinkChoice(tuple(dict.fromkeys(decisions)))
 
 
 def _reason_of_url(
-    url: str, links: Sequence[LinkSeen], listed: Collection[str], track_clicks: bool
+    url: str, links: Sequence[LinkSeen], listed: Collection[str], own: tuple[str, ...], track_clicks: bool
 ) -> Reason | None:
     """The reason every unmarked tag linking to ``url`` is left untracked, or None: it is tracked."""
-    if _comparable(url) in listed:
-        return Reason.LIST_UNSUBSCRIBE
+    comparable = _comparable(url)
     templated = bool(placeholders(url))
+    if comparable in listed:
+        return Reason.LIST_UNSUBSCRIBE
+    if comparable.startswith(own):
+        return Reason.PIXELPIPE
     if not links[0].web and not templated:
         return Reason.NOT_HTTP
+    return _reason_of_web_url(url, links, templated=templated, track_clicks=track_clicks)
+
+
+def _reason_of_web_url(
+    url: str, links: Sequence[LinkSeen], *, templated: bool, track_clicks: bool
+) -> Reason | None:
+    """`_reason_of_url` for an http(s) link or one holding a placeholder."""
     if any(is_unsubscribe_link(url, text=link.text, attributes=link.attributes) for link in links):
         return Reason.UNSUBSCRIBE
     if templated or not links[0].web:

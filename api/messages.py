@@ -279,6 +279,7 @@ def _plan(
                 seen,
                 list_unsubscribe=list_unsubscribe_urls(data.list_unsubscribe),
                 track_clicks=data.track_clicks,
+                own_bases=(base_url, ctx.public_url),
             )
             plan = register(
                 keyring=ctx.keyring,

@@ -328,3 +328,17 @@ def test_a_recipient_on_do_not_track_gets_the_html_back_without_the_markers(serv
         {"url": GUIDE, "reason": "do_not_track"},
         *UNTRACKED[3:],
     ]
+
+
+def test_the_tracking_preferences_link_in_the_html_is_never_tracked(served: Served) -> None:
+    body = {"campaign_id": "spring-sale", "recipient": "eve@example.com", "message_id": "m-prefs"}
+    preferences = post(served, "/v1/messages", body)["tracking_preferences_url"]
+    html = f'<p><a href="{NEW}">New</a> <a href="{preferences}">Tracking preferences</a></p>'
+    answer = post(served, "/v1/instrument", {**body, "html": html})
+    assert answer["tracking_preferences_url"] == preferences
+    assert answer["untracked_links"] == [{"url": preferences, "reason": "pixelpipe"}]
+    assert answer["links"][preferences] == preferences
+    assert answer["html"] == (
+        f'<p><a href="{answer["links"][NEW]}">New</a> <a href="{preferences}">Tracking preferences</a></p>'
+        + pixel_tag(answer["pixel_url"])
+    )

@@ -277,3 +277,20 @@ def test_list_unsubscribe_matches_scheme_and_host_in_any_case_only() -> None:
         {"url": "mailto:Leave@Example.com", "reason": "list_unsubscribe"},
     ]
     assert choice.tracked == ("https://example.com/u/abc",)
+
+
+def test_links_to_pixelpipe_itself_are_never_tracked() -> None:
+    links = [
+        LinkSeen("https://T.example.com/track/p/AQUBprefs"),  # the preferences page, under a branded base
+        LinkSeen("http://127.0.0.1:8000/c/AQIBclick"),  # an already tracked link, under the public URL
+        LinkSeen("http://127.0.0.1:8000/o/AQEBpixel.gif"),
+        LinkSeen("https://t.example.com/track/page"),  # another path of that host: a link like any other
+        LinkSeen("https://t.example.com/p/AQUB"),  # not under the base's path
+    ]
+    choice = choose(links, own_bases=("https://t.example.com/track/", "http://127.0.0.1:8000"))
+    assert choice.untracked() == [
+        {"url": "https://T.example.com/track/p/AQUBprefs", "reason": "pixelpipe"},
+        {"url": "http://127.0.0.1:8000/c/AQIBclick", "reason": "pixelpipe"},
+        {"url": "http://127.0.0.1:8000/o/AQEBpixel.gif", "reason": "pixelpipe"},
+    ]
+    assert choice.tracked == ("https://t.example.com/track/page", "https://t.example.com/p/AQUB")
