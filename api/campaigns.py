@@ -23,6 +23,7 @@ from litestar.exceptions import ClientException, NotFoundException
 from litestar.params import FromPath, QueryParameter
 
 from api.context import ApiContext, Cursor, Limit, account_dependency
+from api.sql import aggregate_opens as aggregate
 from api.sql import best_time as bt
 from api.sql import breakdowns, deliveries, filtered, timeseries
 from api.sql import campaigns as sql
@@ -67,11 +68,16 @@ def campaign_summary(
         include_machine=include_machine,
         unregistered=numbers[deliveries.COUNTS.index("unregistered")] if numbers else 0,
     )
+    # The campaign pixel's opens (issue 19), when it has any or sent one: never cached, a small table.
+    rows = ctx.read(aggregate.aggregate_counts(db, account, campaign_id))
+    summary.update(aggregate.shape_aggregate(rows, include_machine=include_machine) or {})
     delivery = None
     if any(kind == "delivery" for kind, *_ in hit_rows):  # the delivery events' hour rollups
         delivery = numbers
     if delivery is None and not delivery_fields:
         return summary
+    if delivery_fields:  # /stats answers the sends tracked individually (the rates' basis), all of them too
+        summary.setdefault("tracked_sends", summary["sent"])
     return deliveries.with_deliveries(summary, delivery)
 
 

@@ -17,7 +17,7 @@ from litestar.params import QueryParameter
 
 from api.context import ApiContext, RecipientPath, account_dependency
 from api.sql import best_time as bt
-from api.sql import deliveries, messages, pages
+from api.sql import consent, deliveries, messages, pages
 from api.sql import recipients as sql
 from schemas.recipient import normalize_recipient
 
@@ -68,4 +68,12 @@ def recipient_view(
         best=best,
     )
     delivery = ctx.read(deliveries.recipient_deliveries(db, account, recipient))
-    return {**answer, **deliveries.shape_recipient_deliveries(delivery)}
+    # Their consent to tracking and its whole history (issue 19): the proof, with the rest of their data.
+    tags = sorted(t.hex() for t in ctx.keyring.recipient_tags(account, recipient))
+    changes = consent.shape_history(ctx.read(consent.consent_history(db, account, tags)))
+    state = changes[-1]["state"] if changes else "unknown"
+    return {
+        **answer,
+        **deliveries.shape_recipient_deliveries(delivery),
+        "consent": {"state": state, "history": changes},
+    }

@@ -21,7 +21,9 @@ from litestar.openapi.spec import Components as OpenAPIComponents
 from litestar.openapi.spec import SecurityScheme
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.account import AccountController, SettingsIn, SettingsPatch
 from api.campaigns import CampaignAnalyticsController, CampaignController
+from api.consent import ConsentController, ConsentIn
 from api.context import ApiContext
 from api.dashboard import dashboard
 from api.dashboard_files import DashboardFiles
@@ -32,6 +34,7 @@ from api.mail_services import MailServiceController, MailServiceIn, MailServiceP
 from api.message_bodies import BatchIn, InstrumentIn, MessageIn
 from api.messages import MessageController, MessageTimelineController, list_messages
 from api.openapi import document
+from api.preferences_routes import choose, preferences_page
 from api.privacy import PrivacyController, PrivacyPropagation, load_suppressed, migrate_plain_suppressions
 from api.recipient_path import raw_recipient, recipient_paths
 from api.recipients import recipient_view
@@ -50,6 +53,7 @@ from deliveries.port import DeliveryPublisher, MailServiceDirectory
 from ingest import native
 from ingest.client_ip import client_ip
 from ingest.edge import ASGIApp, Edge
+from ingest.preferences_redirect import preferences_redirect
 from notices.live import LiveFeed
 from notices.wiring import Notifications, in_process, on_kafka
 from pixelpipe.mail_services import MailServiceWiring, mail_service_wiring
@@ -519,6 +523,8 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         handlers += [MessageController, CampaignController, PrivacyController, WebhookController]
         handlers += [CampaignAnalyticsController, MessageTimelineController, list_messages, recipient_view]
         handlers.append(MailServiceController)
+        handlers += [AccountController, ConsentController]  # issue 19: settings, recipients' consent
+        handlers += [preferences_page, choose]  # /p/{token}: a recipient's page
         dependencies["ctx"] = Provide(lambda: ctx, use_cache=True, sync_to_thread=False)
         handlers.append(SessionController)  # the dashboard's sign-in
         proxies = settings.trusted_proxies
@@ -541,6 +547,8 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         sns = SnsRequests(components.sns_transport)
         limit = settings.delivery_max_body_bytes
         handlers += ingest_routes(DeliveryIngest(directory, publisher, sns=sns, max_body_bytes=limit))
+    if "edge" in components.roles and store is None:  # the preferences page lives with the API (issue 19)
+        handlers.append(preferences_redirect(settings.api_public_url))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -576,7 +584,19 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         debug=False,
         middleware=[raw_recipient],  # `recipient` path parameters as the client encoded them
     )
-    document(litestar, bodies=[MessageIn, BatchIn, InstrumentIn, WebhookIn, MailServiceIn])
+    document(
+        litestar,
+        bodies=[
+            MessageIn,
+            BatchIn,
+            InstrumentIn,
+            WebhookIn,
+            MailServiceIn,
+            SettingsIn,
+            SettingsPatch,
+            ConsentIn,
+        ],
+    )
     inner = recipient_paths(cast(ASGIApp, litestar))  # a recipient's '/' stays in its path segment
     if store is not None:
         inner = dashboard(files, inner)  # `/`, `/assets/…`: the dashboard's build, in front of the API

@@ -125,11 +125,17 @@ def shape_summary(
     dropped = filtered.tally(hit_rows)
     messages = {(event, verdict): int(n) for event, verdict, n in message_rows}
     sent = messages.get(("sent", ""), 0) + unregistered
+    # Sends without individual tracking (0010: those outside the 'individual' set) have no pixel or tracked
+    # link of their own: the rates are over the others. Answered (`tracked_sends`, `rate_basis`) only where
+    # a campaign has some, so a campaign without is answered as before. A message with hits but no send was
+    # tracked (its hits came through its pixel or links).
+    tracked = messages.get(("sent", "individual"), 0) + unregistered
+    untracked = sent - tracked
     opens, unique_opens = hits["open", "human"], messages.get(("open", "human"), 0)
     if include_machine:
         opens, unique_opens = opens + hits["open", "machine"], messages.get(("open", "any"), 0)
     unique_clicks = messages.get(("click", "human"), 0)
-    return {
+    summary = {
         "campaign_id": campaign_id,
         "include_machine": include_machine,
         "sent": sent,
@@ -137,14 +143,17 @@ def shape_summary(
         "unique_opens": unique_opens,
         "machine_opens": hits["open", "machine"],
         "unique_machine_opens": messages.get(("open", "machine"), 0),
-        "open_rate": rate(unique_opens, sent),
+        "open_rate": rate(unique_opens, tracked),
         "clicks": hits["click", "human"],
         "unique_clicks": unique_clicks,
         "bot_clicks": dropped.bot_clicks,
         "bot_opens": dropped.bot_opens,
-        "click_rate": rate(unique_clicks, sent),
+        "click_rate": rate(unique_clicks, tracked),
         "filtered": dropped.by_reason,
     }
+    if untracked:
+        summary.update(tracked_sends=tracked, rate_basis="tracked_sends")
+    return summary
 
 
 def campaign_list(db: str, account: str, *, limit: int, cursor: str | None, q: str | None) -> Query:
@@ -186,7 +195,7 @@ def campaigns_counts(db: str, account: str, campaign_ids: Sequence[str]) -> tupl
     )
     messages = ExactRead(
         f"{db}.rollups",
-        f"{scope} AND rollup = 'messages' AND kind = 'sent'",
+        f"{scope} AND rollup = 'messages' AND kind = 'sent' AND who = ''",  # not 0010's 'individual' rows
         keys=("campaign_id", *ROLLUP_KEYS),
         sizes=(("messages", "messages"),),
         parameters=parameters,
