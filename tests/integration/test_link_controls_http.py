@@ -55,15 +55,23 @@ NEWSLETTER = """<!DOCTYPE html>
 <a href="{{{{{{ pm:unsubscribe }}}}}}">Unsubscribe (Postmark)</a> &middot;
 <a href="https://lists.example.com/leave?id=8c1d">Leave this list</a></p>
 {pixel}</body></html>"""
-SOURCE = NEWSLETTER.format(
-    sale="https://shop.example.com/sale?color=red&amp;size=m#offers",
-    new=NEW,
-    guide=GUIDE,
-    m1=" clicktracking=off",
-    m2=" data-pm-no-track",
-    m3=' data-pixelpipe-track="off"',
-    pixel="",
-)
+SALE_HREF = "https://shop.example.com/sale?color=red&amp;size=m#offers"  # as the HTML writes SALE
+MARKERS = (" clicktracking=off", " data-pm-no-track", ' data-pixelpipe-track="off"')
+
+
+def newsletter(
+    sale: str = SALE_HREF,
+    new: str = NEW,
+    guide: str = GUIDE,
+    pixel: str = "",
+    markers: tuple[str, ...] = ("",) * 3,
+) -> str:
+    """The newsletter with these hrefs, markers and pixel: the source (`SOURCE`), or an expected output."""
+    m1, m2, m3 = markers
+    return NEWSLETTER.format(sale=sale, new=new, guide=guide, m1=m1, m2=m2, m3=m3, pixel=pixel)
+
+
+SOURCE = newsletter(markers=MARKERS)
 UNTRACKED = [
     {"url": ACCOUNT, "reason": "attribute"},
     {"url": RESET, "reason": "attribute"},
@@ -125,15 +133,7 @@ def test_instrument_tracks_only_what_it_may_and_says_why_not_the_rest(served: Se
         url: url for url in (ACCOUNT, RESET, PARTNER, UNSUBSCRIBE, PREFERENCES, LEAVE)
     }
     assert all(path_of(links[url]).startswith("/c/") for url in (SALE, NEW, GUIDE))
-    assert answer["html"] == NEWSLETTER.format(
-        sale=links[SALE],
-        new=links[NEW],
-        guide=links[GUIDE],
-        m1="",
-        m2="",
-        m3="",
-        pixel=pixel_tag(answer["pixel_url"]),
-    )
+    assert answer["html"] == newsletter(links[SALE], links[NEW], links[GUIDE], pixel_tag(answer["pixel_url"]))
 
     # Each tracked link lands on its URL with the UTM parameters, the query and the fragment kept in place,
     # a parameter the link already had (utm_content) kept and not repeated.
@@ -184,15 +184,7 @@ def test_track_clicks_and_track_opens_off(served: Served) -> None:
     off = instrument(served, "m-off", utm=UTM, track_clicks=False, track_opens=False)
     assert off["pixel_url"] is None
     assert off["links"] == {url: url for url in off["links"]}
-    assert off["html"] == NEWSLETTER.format(
-        sale="https://shop.example.com/sale?color=red&amp;size=m#offers",
-        new=NEW,
-        guide=GUIDE,
-        m1="",
-        m2="",
-        m3="",
-        pixel="",
-    )
+    assert off["html"] == newsletter()  # only the markers removed
     assert (
         off["untracked_links"]
         == [
@@ -209,9 +201,7 @@ def test_track_clicks_and_track_opens_off(served: Served) -> None:
     opens_off = instrument(served, "m-opens-off", track_opens=False, list_unsubscribe=LIST_UNSUBSCRIBE)
     assert opens_off["pixel_url"] is None
     links = opens_off["links"]
-    assert opens_off["html"] == NEWSLETTER.format(
-        sale=links[SALE], new=links[NEW], guide=links[GUIDE], m1="", m2="", m3="", pixel=""
-    )
+    assert opens_off["html"] == newsletter(links[SALE], links[NEW], links[GUIDE])
     assert destination(served, links[SALE]) == SALE  # no UTM asked for: the link as it was
     assert opens_off["untracked_links"] == UNTRACKED
 
@@ -318,9 +308,7 @@ def test_a_recipient_on_do_not_track_gets_the_html_back_without_the_markers(serv
         None,
     )
     assert answer["links"] == {url: url for url in answer["links"]}
-    assert answer["html"] == SOURCE.replace(" clicktracking=off", "").replace(
-        " data-pm-no-track", ""
-    ).replace(' data-pixelpipe-track="off"', "")
+    assert answer["html"] == newsletter()  # as given, but for the markers
     assert answer["untracked_links"] == [
         {"url": SALE, "reason": "do_not_track"},
         {"url": NEW, "reason": "do_not_track"},
