@@ -7,8 +7,9 @@ The report reads what the separate routes read, with fewer queries and one campa
 are the summary's hour rows (`api.sql.campaigns.campaign_counts` holds `campaign_hits`' rows), the four
 breakdowns are one exact read (`api.sql.breakdowns.breakdowns`). It is kept, like the stats inputs, while
 the parts holding the campaign's rollup rows stay the same (`api.campaign_reads`: every part of it is read
-from those rows), so a settled campaign's report costs one signature query; the best time falls back to
-the whole account's audience below 5 opens, which other campaigns change, and is then read each time.
+from those rows), so a settled campaign's report costs one signature query; the campaign pixel's opens
+(issue 19, a table of their own) are read each time, and so is the best time when it falls back to the whole
+account's audience below 5 opens, which other campaigns change.
 Never writes.
 """
 
@@ -20,6 +21,7 @@ from typing import Any
 from litestar.exceptions import NotFoundException
 
 from api.context import ApiContext
+from api.sql import aggregate_opens as aggregate
 from api.sql import best_time as bt
 from api.sql import breakdowns, deliveries, filtered, timeseries
 from api.sql import campaigns as sql
@@ -63,6 +65,7 @@ def _counted(
 def _summary(
     campaign_id: str,
     counted: tuple[Rows, Rows, tuple[int, ...] | None],
+    aggregate_rows: Rows,
     *,
     include_machine: bool,
     delivery_fields: bool,
@@ -75,12 +78,21 @@ def _summary(
         include_machine=include_machine,
         unregistered=numbers[deliveries.COUNTS.index("unregistered")] if numbers else 0,
     )
+    # The campaign pixel's opens (issue 19), when it has any or sent one.
+    summary.update(aggregate.shape_aggregate(aggregate_rows, include_machine=include_machine) or {})
     delivery = None
     if any(kind == "delivery" for kind, *_ in hit_rows):  # the delivery events' hour rollups
         delivery = numbers
     if delivery is None and not delivery_fields:
         return summary
+    if delivery_fields:  # /stats answers the sends tracked individually (the rates' basis), all of them too
+        summary.setdefault("tracked_sends", summary["sent"])
     return deliveries.with_deliveries(summary, delivery)
+
+
+def _aggregate_rows(ctx: ApiContext, account: str, campaign_id: str) -> Rows:
+    """The campaign pixel's counts (issue 19): never kept, a small table of its own."""
+    return ctx.read(aggregate.aggregate_counts(ctx.store.database, account, campaign_id))
 
 
 def campaign_summary(
@@ -90,7 +102,10 @@ def campaign_summary(
     had a hit of. With delivery data, its delivery numbers too; without, ``delivery_fields`` says whether
     they are answered (as null, with ``rate_basis`` "sent") or left out."""
     counted = _counted(ctx, account, campaign_id, include_machine=include_machine)
-    return _summary(campaign_id, counted, include_machine=include_machine, delivery_fields=delivery_fields)
+    aggregate_rows = _aggregate_rows(ctx, account, campaign_id)
+    return _summary(
+        campaign_id, counted, aggregate_rows, include_machine=include_machine, delivery_fields=delivery_fields
+    )
 
 
 # One campaign's rows of the list's reads: (hits, messages, unregistered, delivery numbers or None).
@@ -221,9 +236,8 @@ def campaign_report(
     db = ctx.store.database
     timeseries.zone(tz)  # refused before anything is read
 
-    def computed() -> tuple[dict[str, Any], bt.BestTime]:
+    def computed() -> tuple[dict[str, Any], tuple[Rows, Rows, tuple[int, ...] | None], bt.BestTime]:
         counted = _counted(ctx, account, campaign_id, include_machine=include_machine)
-        summary = _summary(campaign_id, counted, include_machine=include_machine, delivery_fields=False)
         rows = ctx.read(breakdowns.breakdowns(db, account, campaign_id, DIMENSIONS, include_machine))
         series = timeseries_answer(
             ctx,
@@ -236,7 +250,6 @@ def campaign_report(
             include_machine=include_machine,
         )
         parts = {
-            "summary": summary,
             "timeseries": _without_id(series),
             "breakdowns": {
                 by: {"by": by, "include_machine": include_machine, "rows": shaped}
@@ -246,14 +259,23 @@ def campaign_report(
             # The hour rows of the summary's read are `campaign_hits`' rows.
             "filtered": filtered.shape_filtered(counted[0]),
         }
-        return parts, _campaign_best_time(ctx, account, campaign_id)
+        return parts, counted, _campaign_best_time(ctx, account, campaign_id)
 
     variant = ("report", include_machine, bucket, tz)
-    parts, campaign_best = ctx.campaign_reads.read(
+    parts, counted, campaign_best = ctx.campaign_reads.read(
         ctx.read, db, account, campaign_id, variant=variant, compute=computed
     )
+    # What other tables or campaigns change is read each time: the campaign pixel's opens, and the best time
+    # of the whole account's audience below 5 opens of the campaign's.
+    summary = _summary(
+        campaign_id,
+        counted,
+        _aggregate_rows(ctx, account, campaign_id),
+        include_machine=include_machine,
+        delivery_fields=False,
+    )
     best = _sufficient(ctx, account, campaign_best)
-    return {"campaign_id": campaign_id, **parts, "best_time_to_send": best.as_dict()}
+    return {"campaign_id": campaign_id, "summary": summary, **parts, "best_time_to_send": best.as_dict()}
 
 
 def _without_id(answer: dict[str, Any]) -> dict[str, Any]:

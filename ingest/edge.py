@@ -23,8 +23,10 @@ from urllib.parse import quote, urlsplit
 
 from bus.port import EncodedHitPublisher, HitPublisher
 from ingest import metrics
+from ingest.aggregate import AggregatePixels
 from ingest.client_ip import Network, client_ip
 from ingest.native import NativeEdge, PixelPath, pixel_path
+from schemas.aggregate_opens import looks_aggregate
 from schemas.events import SCHEMA_VERSION, HitKind, RawHit
 from schemas.suppression import DoNotTrack
 from schemas.tokens import Claim, InvalidToken, Keyring, TokenKind, token_shape, verify
@@ -213,6 +215,10 @@ class Edge:
         if isinstance(publisher, EncodedHitPublisher):
             self.pixel_path = pixel_path(keyring, native, self.trusted_proxies)
             self._publish_encoded = publisher.publish_encoded
+        # Campaign pixels (issue 19, `ingest.aggregate`): published through the encoded path (every publisher
+        # of the edge has one: the memory bus's and Kafka's).
+        encoded = getattr(publisher, "publish_encoded", None)
+        self.aggregate = AggregatePixels(keyring, encoded, self.trusted_proxies, clock) if encoded else None
         # The counters' children, bound once: `.labels()` per hit costs a locked lookup.
         self._hits = {
             (kind, token): metrics.HITS.labels(kind, token)
@@ -273,7 +279,10 @@ class Edge:
         # Answer first: the GIF goes out before anything else happens.
         respond(PIXEL)
         try:
-            self._record("open", token.removesuffix(".gif"), TokenKind.OPEN, peer, headers)
+            token = token.removesuffix(".gif")
+            if looks_aggregate(token) and self.aggregate and self.aggregate.record(token, peer, headers):
+                return  # a campaign pixel: an aggregate open, naming nobody (`ingest.aggregate`)
+            self._record("open", token, TokenKind.OPEN, peer, headers)
         except Exception:  # the email is already served; a bug here must not surface
             log.exception("could not record a pixel hit")
 

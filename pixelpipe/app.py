@@ -21,7 +21,9 @@ from litestar.openapi.spec import Components as OpenAPIComponents
 from litestar.openapi.spec import SecurityScheme
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.account import AccountController, SettingsIn, SettingsPatch
 from api.campaigns import CampaignAnalyticsController, CampaignController
+from api.consent import ConsentController, ConsentIn
 from api.context import ApiContext
 from api.dashboard import dashboard
 from api.dashboard_files import DashboardFiles, WatchedBuild
@@ -32,6 +34,7 @@ from api.mail_services import MailServiceController, MailServiceIn, MailServiceP
 from api.message_bodies import BatchIn, InstrumentIn, MessageIn
 from api.messages import MessageController, MessageTimelineController, list_messages
 from api.openapi import document
+from api.preferences_routes import choose, preferences_page
 from api.privacy import PrivacyController, PrivacyPropagation, load_suppressed, migrate_plain_suppressions
 from api.recipient_path import raw_recipient, recipient_paths
 from api.recipients import recipient_view
@@ -50,15 +53,16 @@ from deliveries.port import DeliveryPublisher, MailServiceDirectory
 from ingest import native
 from ingest.client_ip import client_ip
 from ingest.edge import ASGIApp, Edge
+from ingest.preferences_redirect import preferences_redirect
 from notices.live import LiveFeed
 from notices.wiring import Notifications, in_process, on_kafka
 from pixelpipe.mail_services import MailServiceWiring, mail_service_wiring
 from pixelpipe.privacy import PrivacyWiring, privacy_wiring
 from pixelpipe.settings import Settings, SettingsError
+from processors.cloud_ranges import REFRESHED_DIR, cloud_summary, load_classification_ranges
 from processors.flood import ReplayFlood
 from processors.geo import GeoLookup
 from processors.pipeline import HitProcessor
-from processors.ranges import load_ranges
 from processors.runner import HitRunner, Stored
 from schemas.delivery_events import DeliveryEvent
 from schemas.errors import PixelpipeError
@@ -325,10 +329,19 @@ def build_components(
                 "GeoIP: using the bundled GeoLite2-City snapshot from 2018; locations will be dated. "
                 "Point PIXELPIPE_GEOIP_CITY_DB at a current GeoLite2/GeoIP2 City file."
             )
+        ranges, clouds = load_classification_ranges(settings.data_dir / REFRESHED_DIR)
+        log.info("cloud ranges: %s", "; ".join(cloud_summary(cloud) for cloud in clouds))
+        samples = [cloud.platform for cloud in clouds if not cloud.complete]
+        if samples:
+            log.warning(
+                "cloud ranges: %s use the bundled samples (a few ranges each); download the published lists "
+                "and run `pixelpipe ranges refresh` (README, Cloud scanners)",
+                ", ".join(samples),
+            )
         c.runner = HitRunner(
             source=c.source,
             store=c.store,
-            processor=HitProcessor(geo, load_ranges()),
+            processor=HitProcessor(geo, ranges),
             ip_storage=settings.ip_storage,
             click_window_ms=settings.click_window_ms,
             flood=ReplayFlood(settings.replay_flood_limit, settings.replay_flood_window_s * 1000),
@@ -510,6 +523,8 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         handlers += [MessageController, CampaignController, PrivacyController, WebhookController]
         handlers += [CampaignAnalyticsController, MessageTimelineController, list_messages, recipient_view]
         handlers.append(MailServiceController)
+        handlers += [AccountController, ConsentController]  # issue 19: settings, recipients' consent
+        handlers += [preferences_page, choose]  # /p/{token}: a recipient's page
         dependencies["ctx"] = Provide(lambda: ctx, use_cache=True, sync_to_thread=False)
         handlers.append(SessionController)  # the dashboard's sign-in
         proxies = settings.trusted_proxies
@@ -532,6 +547,8 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         sns = SnsRequests(components.sns_transport)
         limit = settings.delivery_max_body_bytes
         handlers += ingest_routes(DeliveryIngest(directory, publisher, sns=sns, max_body_bytes=limit))
+    if "edge" in components.roles and store is None:  # the preferences page lives with the API (issue 19)
+        handlers.append(preferences_redirect(settings.api_public_url))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -567,7 +584,19 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         debug=False,
         middleware=[raw_recipient],  # `recipient` path parameters as the client encoded them
     )
-    document(litestar, bodies=[MessageIn, BatchIn, InstrumentIn, WebhookIn, MailServiceIn])
+    document(
+        litestar,
+        bodies=[
+            MessageIn,
+            BatchIn,
+            InstrumentIn,
+            WebhookIn,
+            MailServiceIn,
+            SettingsIn,
+            SettingsPatch,
+            ConsentIn,
+        ],
+    )
     inner = recipient_paths(cast(ASGIApp, litestar))  # a recipient's '/' stays in its path segment
     if store is not None:
         # `/`, `/assets/…`: the dashboard's build, in front of the API (a rebuild is served without a restart)

@@ -63,11 +63,13 @@ from bus.dead_letters import DeadLetters, LogDeadLetters, dead_letter
 from bus.port import BusRecord, HitSource
 from bus.tickets import settle
 from processors import metrics
+from processors.aggregate import PendingAggregate, aggregate_row, judge, plan_aggregate_insert
 from processors.flood import FLOOD, ReplayFlood
 from processors.pipeline import HitProcessor, ProcessedHit
 from processors.privacy import IpStorage
 from processors.rows import InsertPlan, plan_inserts, row
 from processors.window import ClickBurstWindow, Released
+from schemas.aggregate_opens import MalformedAggregateOpen, decode_aggregate, is_aggregate_line
 from schemas.backoff import Backoff, retrying
 from schemas.errors import PixelpipeError
 from schemas.events import MalformedHit, RawHit, decode_hit, encode_hit, join_hits, split_hits
@@ -93,8 +95,15 @@ class RewindableSource(Protocol):
 class _Pending:
     rows: dict[str, list[list[Any]]] = field(default_factory=dict)
     stored: list[tuple[ProcessedHit, Classification]] = field(default_factory=list)
+    aggregates: list[PendingAggregate] = field(default_factory=list)  # issue 19: `processors.aggregate`
     since: float = 0.0
     count: int = 0
+
+    def add_aggregate(self, aggregate: PendingAggregate) -> None:
+        if not self.count:
+            self.since = time.monotonic()
+        self.aggregates.append(aggregate)
+        self.count += 1
 
     def add(self, processed: ProcessedHit, classification: Classification, ip_storage: IpStorage) -> None:
         table, values = row(processed, classification, ip_storage)
@@ -398,6 +407,16 @@ class HitRunner:
             return  # as `_process` does: a suppressed hit never took part
         self.flood.classify(self.processor.process(hit, record.source), record.partition)
 
+    def _take_aggregate(self, record: BusRecord, raw: bytes) -> list[tuple[BusRecord, str]]:
+        """Judge an aggregate open, queue its row for the next flush; its dead letter if it is malformed."""
+        try:
+            aggregate = decode_aggregate(raw)
+        except MalformedAggregateOpen as exc:
+            return [(dataclasses.replace(record, value=raw), str(exc))]
+        judged = aggregate_row(aggregate, judge(self.processor, aggregate, record.source))
+        self._pending.add_aggregate(PendingAggregate(judged, raw, record.source))
+        return []
+
     def _process(
         self, records: list[BusRecord], stored: Mapping[str, str]
     ) -> tuple[list[tuple[BusRecord, str]], int]:
@@ -414,6 +433,9 @@ class HitRunner:
                     continue
                 del self._replay_until[record.partition]  # replayed: judge from here on
             self._next_offsets[record.partition] = record.offset + 1
+            if is_aggregate_line(raw):  # a campaign pixel's open, naming nobody (`processors.aggregate`)
+                bad.extend(self._take_aggregate(record, raw))
+                continue
             try:
                 hit = decode_hit(raw)
             except MalformedHit as exc:
@@ -461,7 +483,13 @@ class HitRunner:
         pending, self._pending = self._pending, _Pending()
         ticket: asyncio.Future[None] | None = None
         if pending.count:
-            refused = await self._insert(plan_inserts(pending.rows))
+            plans = plan_inserts(pending.rows)
+            aggregates = plan_aggregate_insert([a.row for a in pending.aggregates])
+            refused = await self._insert([*plans, aggregates] if aggregates else plans)
+            if aggregates is not None and (failed := refused.get(aggregates.table)) is not None:
+                why = f"the store refused the insert into {aggregates.table}: {failed.label}"
+                for a in pending.aggregates:
+                    await self._dead_letter(_record_at(a.source, a.line), why)
             stored = await self._dead_letter_refused(pending.stored, refused) if refused else pending.stored
             now_ms = self.clock() * 1000
             kinds: collections.Counter[tuple[str, str]] = collections.Counter()
