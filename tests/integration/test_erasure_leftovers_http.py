@@ -28,10 +28,10 @@ from ingest.http_protocol import EdgeHttpProtocol
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import Components, build_app, build_components
 from schemas.events import RawHit, encode_hit
-from schemas.reads import ReadEnd, ReadRecord, encode_read
+from schemas.reads import encode_read
 from schemas.store import Store
 from schemas.tokens import recipient_tag
-from tests.integration.helpers import BROWSER, RESIDENTIAL, hit, path_of, wait_for
+from tests.integration.helpers import BROWSER, RESIDENTIAL, hit, path_of, read_record, wait_for
 from tests.serving import serving
 
 ACME = {"Authorization": "Bearer acme-key-123"}
@@ -329,11 +329,7 @@ def test_erasure_takes_the_recipients_read_times_off_the_disk(
             user_agent=BROWSER, token_ok=True, account="acme", campaign_id="c", message_id=sent[who],
             sent_at=now_ms // 1000 - 60, recipient_tag=recipient_tag(secret, "acme", who).hex(),
         )  # fmt: skip
-        read = ReadRecord(
-            read_of=open_.hit_id, account="acme", campaign_id="c", message_id=sent[who],
-            recipient_tag=open_.recipient_tag, opened_at_ms=now_ms, ended_at_ms=now_ms + read_ms,
-            read_ms=read_ms, end=ReadEnd.CLOSED,
-        )  # fmt: skip
+        read = read_record(open_, read_ms)
         publisher.publish_encoded(open_.partition_key, encode_hit(open_))
         publisher.publish_encoded(read.partition_key, encode_read(read))
 
