@@ -86,11 +86,15 @@ def test_the_stored_read_is_named_by_its_opens_classification_when_known() -> No
 
 
 def test_recent_opens_forget_the_oldest_beyond_their_bound() -> None:
-    opens = RecentOpens(bound=2)
+    opens = RecentOpens(bound=4)  # two generations of two
     human = Classification(Verdict.HUMAN, "ua:client")
+    machine = Classification(Verdict.MACHINE, "apple_mpp")
     for hit_id in ("a", "b", "c"):
         opens.remember(hit_id, human)
-    assert (opens.get("a"), opens.get("b"), opens.get("c"), len(opens)) == (None, human, human, 2)
+    assert [opens.get(h) for h in ("a", "b", "c")] == [human, human, human]
+    opens.remember("d", machine)  # the newer generation full again: "a" and "b" go
+    assert [opens.get(h) for h in ("a", "b", "c", "d")] == [None, None, human, machine]
+    assert len(opens) == 2
     none = RecentOpens(bound=0)
     none.remember("a", human)
     assert none.get("a") is None
