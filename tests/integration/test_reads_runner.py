@@ -142,3 +142,35 @@ async def test_a_read_record_read_again_is_one_row(store: Store) -> None:
     await run(store, [encode_read(read_record(ann, 6_000))])  # in another batch: one row read exactly
     assert stored_reads(store) == [(ann.hit_id, 6_000, "closed", "raw-hits:0:0")]
     assert store.query(f"SELECT count() FROM {db}.reads FINAL") == [(1,)]
+
+
+async def test_read_records_the_store_refuses_for_good_go_to_the_dead_letters_and_the_hits_are_stored(
+    store: Store,
+) -> None:
+    db = store.database
+    store.command(f"ALTER TABLE {db}.reads ADD CONSTRAINT refuse_all CHECK read_of = ''")
+    labels = {"table": "reads", "code": "469", "name": "VIOLATED_CONSTRAINT"}
+    before = REGISTRY.get_sample_value("pixelpipe_store_rejected_hits_total", labels) or 0.0
+    ann, bob = an_open(1, "ann@example.com"), an_open(2, "bob@example.com")
+    dead = CollectedDeadLetters()
+    handed, source = await run(
+        store,
+        [
+            join_hits([encode_hit(ann), encode_read(read_record(ann, 9_000))]),
+            join_hits([encode_hit(bob), encode_read(read_record(bob, 1_000))]),
+        ],
+        dead=dead,
+    )
+    assert handed == []  # nothing stored: no read notice
+    assert store.query(f"SELECT count() FROM {db}.reads") == [(0,)]
+    assert store.query(f"SELECT uniqExact(hit_id) FROM {db}.events") == [(2,)]  # the opens are stored
+    # one dead letter per source record, holding its read records, with the table and the store's error
+    assert sorted((r.offset, r.value) for r, _ in dead.letters) == [
+        (0, encode_read(read_record(ann, 9_000))),
+        (1, encode_read(read_record(bob, 1_000))),
+    ]
+    assert {reason for _, reason in dead.letters} == {
+        "the store refused the insert into reads: VIOLATED_CONSTRAINT (code 469)"
+    }
+    assert REGISTRY.get_sample_value("pixelpipe_store_rejected_hits_total", labels) == before + 2
+    assert source.commits[-1] == {0: 2}
