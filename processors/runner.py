@@ -15,7 +15,8 @@ Delivery order, per batch (at-least-once from the bus, idempotent into ClickHous
    ClickHouse per fetch): the net for the cases the replay cannot agree (clocks further apart than the
    skew allowed, an eviction, other settings), so no hit is on both sides;
 4. every ``flush_interval`` (or sooner when the batch is large) insert the rows into ClickHouse, each table
-   with a deduplication token derived from the batch's hit ids — retried with backoff (0.1 s doubling to
+   with a deduplication token derived from the batch's hit ids (``reads``, the batch's read records,
+   `processors.reads`: from their ``read_of``s) — retried with backoff (0.1 s doubling to
    5 s), for as long as the failure may pass (`StoreError.retriable`: the store away, slow or overloaded;
    nothing is committed meanwhile, so nothing is lost). A table's insert the store refuses for good (its
    schema lacks what the rows carry, a row holds a value its column refuses) is not retried: the hits of
