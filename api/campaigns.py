@@ -58,7 +58,7 @@ def campaign_summary(
         # The messages by delivery status and those counted as sent without a send (`unregistered_messages`'
         # number), per bucket, counted again only where the data changed (`api.delivery_numbers`).
         numbers = ctx.delivery_numbers.read(ctx.read, db, account, [campaign_id]).get(campaign_id)
-        # Read time (issue 18) from ``reads``, mirrored into the rollups' parts (0009): never stale.
+        # Read time (issue 18) from ``reads``, mirrored into the rollups' parts (0010): never stale.
         read_rows: list[tuple[Any, ...]] = []
         if ctx.read(reads.campaign_has_reads(db, account, campaign_id)):
             read_rows = ctx.read(reads.campaign_read_time(db, account, campaign_id))

@@ -68,7 +68,7 @@ def campaign_parts(db: str, account: str, campaign_id: str) -> Query:
     """A signature of the data parts holding the campaign's rollup rows: the sum of a hash of each row's part
     name, and the number of rows (`api.campaign_reads`). Reads the key columns of the campaign's range
     only. Read time's numbers (`api.sql.reads`, from ``reads``) are covered too: every insert into ``reads``
-    writes a ``reads`` row into the rollups (``0009_reads_rollup.sql``), and an erasure rewrites the
+    writes a ``reads`` row into the rollups (``0010_reads_rollup.sql``), and an erasure rewrites the
     rollups' parts."""
     return Query(
         f"SELECT sum(cityHash64(_part)), count() FROM {db}.rollups WHERE {CAMPAIGN_SCOPE}",

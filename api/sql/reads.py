@@ -14,7 +14,7 @@ number is): a read's open is a person's when ``cityHash64(read_of)`` is in the c
 ``hour`` rows), and its client is the ``client`` row that holds it. Joining ``events`` by the hit id strings
 instead costs 4-5 times as much (1.2-1.5 s against 0.26-0.34 s for 158 k reads of the benchmark's largest
 campaign, 1.58 M opens, on a loaded machine). Every insert into ``reads`` also writes a row into the rollups
-(``0009_reads_rollup.sql``), so the signature that keeps a campaign's stats
+(``0010_reads_rollup.sql``), so the signature that keeps a campaign's stats
 (`api.sql.campaigns.campaign_parts`, over the rollups' parts) changes with its reads too: the numbers are
 never stale. A campaign without reads is answered by `campaign_has_reads` alone (one read of an empty key
 range): the plans cost tens of ms even then.

@@ -132,7 +132,7 @@ def test_an_opens_read_in_the_timeline() -> None:
 
 
 def test_a_read_record_changes_the_signature_that_keeps_its_campaigns_stats(store: Store) -> None:
-    """``0009_reads_rollup.sql``: an insert into ``reads`` writes a ``reads`` rollup row, so the parts that
+    """``0010_reads_rollup.sql``: an insert into ``reads`` writes a ``reads`` rollup row, so the parts that
     sign a campaign's kept stats change with its read records; an erasure finds their open hit ids."""
     db = store.database
     q = campaigns.campaign_parts(db, "acme", "c")
