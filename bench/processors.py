@@ -140,11 +140,12 @@ def build_hits(count: int, seed: int = 7, *, repeated: bool = False) -> list[byt
 
 
 def make_processor() -> Any:
+    from processors.cloud_ranges import load_classification_ranges
     from processors.geo import GeoLookup
     from processors.pipeline import HitProcessor
-    from processors.ranges import load_ranges
 
-    return HitProcessor(GeoLookup(None, None), load_ranges())
+    # The table `serve` classifies with: the curated ranges and the cloud lists (bundled, or refreshed ones).
+    return HitProcessor(GeoLookup(None, None), load_classification_ranges()[0])
 
 
 def _timed(loop: Callable[[], None]) -> tuple[float, float]:

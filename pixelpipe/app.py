@@ -55,10 +55,10 @@ from notices.wiring import Notifications, in_process, on_kafka
 from pixelpipe.mail_services import MailServiceWiring, mail_service_wiring
 from pixelpipe.privacy import PrivacyWiring, privacy_wiring
 from pixelpipe.settings import Settings, SettingsError
+from processors.cloud_ranges import REFRESHED_DIR, cloud_summary, load_classification_ranges
 from processors.flood import ReplayFlood
 from processors.geo import GeoLookup
 from processors.pipeline import HitProcessor
-from processors.ranges import load_ranges
 from processors.reads import OnReadsStored, StoredRead
 from processors.runner import HitRunner, Stored
 from schemas.delivery_events import DeliveryEvent
@@ -335,10 +335,19 @@ def build_components(
                 "GeoIP: using the bundled GeoLite2-City snapshot from 2018; locations will be dated. "
                 "Point PIXELPIPE_GEOIP_CITY_DB at a current GeoLite2/GeoIP2 City file."
             )
+        ranges, clouds = load_classification_ranges(settings.data_dir / REFRESHED_DIR)
+        log.info("cloud ranges: %s", "; ".join(cloud_summary(cloud) for cloud in clouds))
+        samples = [cloud.platform for cloud in clouds if not cloud.complete]
+        if samples:
+            log.warning(
+                "cloud ranges: %s use the bundled samples (a few ranges each); download the published lists "
+                "and run `pixelpipe ranges refresh` (README, Cloud scanners)",
+                ", ".join(samples),
+            )
         c.runner = HitRunner(
             source=c.source,
             store=c.store,
-            processor=HitProcessor(geo, load_ranges()),
+            processor=HitProcessor(geo, ranges),
             ip_storage=settings.ip_storage,
             click_window_ms=settings.click_window_ms,
             flood=ReplayFlood(settings.replay_flood_limit, settings.replay_flood_window_s * 1000),

@@ -1,5 +1,5 @@
 """The ``pixelpipe`` command: ``serve`` (all roles in one process), and the roles ``edge``, ``process``,
-``api``.
+``api``; ``loadgen`` and ``ranges refresh`` (the cloud platforms' address lists) beside them.
 
 Settings come from the environment (`pixelpipe.settings`); a malformed one stops start-up with one line that
 names the variable, exit status 2.
@@ -23,6 +23,7 @@ from pixelpipe import limits
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import RoleError, build_app, build_components, parse_roles
 from pixelpipe.loadgen import loadgen_argparser, loadgen_main
+from pixelpipe.ranges_command import ranges_argparser, ranges_main
 from schemas.store import StoreError
 
 log = logging.getLogger("pixelpipe")
@@ -70,6 +71,7 @@ def _parser() -> argparse.ArgumentParser:
         if name == "serve":
             cmd.add_argument("--roles", default="edge,process,api", help="any of edge,process,api")
     loadgen_argparser(sub)
+    ranges_argparser(sub)
     return parser
 
 
@@ -145,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "loadgen":
         return loadgen_main(args)
+    if args.command == "ranges":
+        return ranges_main(args)
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

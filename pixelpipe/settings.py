@@ -378,10 +378,17 @@ def _public_url(env: Mapping[str, str], host: str, port: int) -> tuple[str, bool
     return public_url, bool(given)
 
 
+def data_dir_of(env: Mapping[str, str] | None = None) -> Path:
+    """`PIXELPIPE_DATA_DIR` alone, neither created nor checked: for commands that only write a file there
+    (`pixelpipe ranges refresh`) and need none of the other settings."""
+    env = os.environ if env is None else env
+    return Path(env.get("PIXELPIPE_DATA_DIR") or "./data")
+
+
 def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port: int = 8000) -> Settings:
     """Read every setting; raise `SettingsError` naming the first variable that is malformed."""
     env = os.environ if env is None else env
-    data_dir = Path(env.get("PIXELPIPE_DATA_DIR") or "./data")
+    data_dir = data_dir_of(env)
     try:
         private_data_dir(data_dir)
     except OSError as exc:

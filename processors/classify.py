@@ -2,13 +2,15 @@
 
 Owns the ordered rule table below: each rule names the signals it combines, the verdict and reason it gives,
 and the public fact behind it; the first rule that applies decides. Pure and synchronous: the inputs are the
-raw hit and its enrichment (`processors.useragent`, `processors.geo`, `processors.ranges`); no I/O, no clock,
-no state. It sees one hit at a time, so it never judges a burst of clicks (several links of one message within
-a second or two): the stateful click window after it does. Timing alone never condemns a person: people do
+raw hit and its enrichment (`processors.useragent`, `processors.geo`, `processors.ranges`, which with
+`processors.cloud_ranges` also holds the cloud platforms' compute ranges); no I/O, no clock, no state. It
+sees one hit at a time, so it never judges a burst of clicks (several links of one message within a second or
+two): the stateful click window after it does. Timing alone never condemns a person: people do
 open mail seconds after it arrives, so time since sending only ever supports another signal.
 
-Counting (the contract): HUMAN counts in opens/clicks; MACHINE (a prefetch or a gateway loading images) only
-in machine_opens; BOT in neither (link scanners' clicks are reported as bot_clicks); INVALID never.
+Counting (the contract): HUMAN counts in opens/clicks; MACHINE (a prefetch, or a gateway or a cloud scanner
+loading images) only in machine_opens; BOT in neither (link scanners' clicks are reported as bot_clicks);
+INVALID never.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple, get_args
 
+from processors.cloud_ranges import CLOUD_ROLE
 from processors.geo import Geo
 from processors.ranges import RangeMatch, RangeTable
 from processors.useragent import MAIL_CLIENTS, Agent, UaSignal
@@ -30,6 +33,12 @@ YAHOO_ASNS: Final = frozenset({10310, 26101, 34010, 36646, 36647})
 # Clouds where link scanners and sandboxes run: a browser-like UA from here right at delivery is a scanner.
 DATACENTER_ASNS: Final = frozenset({8075, 15169, 396982})  # Microsoft, Google, Google Cloud
 AT_DELIVERY_S: Final = 10.0
+# A cloud platform's compute range (`processors.cloud_ranges`) is narrower evidence than an ASN: only the
+# machines customers rent, never the platform's consumer or corporate networks. Delivery itself takes
+# seconds to a minute after the send, and scanners act when the mail arrives: so "at delivery" is longer.
+CLOUD_AT_DELIVERY_S: Final = 120.0
+# Hosting providers that publish no list of their ranges, known by their own ASN (only with an ASN DB).
+CLOUD_ASNS: Final[dict[int, str]] = {24940: "hetzner", 16276: "ovh"}
 
 
 class HitFacts(NamedTuple):
@@ -52,7 +61,7 @@ class Rule:
     name: str
     signal: str
     verdict: Verdict
-    reason: str  # "{owner}" and "{token_error}" are filled in from the hit
+    reason: str  # "{owner}", "{platform}" and "{token_error}" are filled in from the hit
     source: str
     applies: Callable[[HitFacts], bool]
     via_proxy: bool = False
@@ -68,7 +77,11 @@ class Rule:
         if self._fixed is not None:
             return self._fixed  # frozen, so one instance serves every hit
         owner = facts.place.owner if facts.place is not None else "unknown"
-        reason = self.reason.format(owner=owner, token_error=facts.hit.token_error or "invalid")
+        reason = self.reason.format(
+            owner=owner,
+            platform=_cloud_platform(facts) or "unknown",
+            token_error=facts.hit.token_error or "invalid",
+        )
         return _classification(self.verdict, reason, self.via_proxy)
 
 
@@ -156,6 +169,33 @@ def _datacenter_at_delivery(f: HitFacts) -> bool:
     )
 
 
+def _cloud_platform(f: HitFacts) -> str | None:
+    """The cloud platform whose compute space the address is in: its published range, or for the providers
+    known by ASN, its ASN. A curated owner's range (a gateway, a mail provider) is never a cloud's."""
+    if f.place is not None:
+        return f.place.owner if f.place.role == CLOUD_ROLE else None
+    return CLOUD_ASNS.get(f.geo.asn)
+
+
+def _cloud_at_delivery(f: HitFacts) -> bool:
+    # Not a mail client: people read mail on cloud PCs (Windows 365, Azure Virtual Desktop, WorkSpaces) and
+    # behind proxies and VPNs that run in clouds (Prisma Access...); scanners do not present a mail client.
+    return (
+        f.after_s is not None
+        and f.after_s < CLOUD_AT_DELIVERY_S
+        and f.agent.client not in MAIL_CLIENTS
+        and _cloud_platform(f) is not None
+    )
+
+
+def _cloud_open(f: HitFacts) -> bool:
+    return f.hit.kind == "open" and _cloud_at_delivery(f)
+
+
+def _cloud_click(f: HitFacts) -> bool:
+    return f.hit.kind == "click" and _cloud_at_delivery(f)
+
+
 def _anything(_: HitFacts) -> bool:
     return True
 
@@ -165,6 +205,10 @@ def _only(*signals: UaSignal) -> frozenset[UaSignal]:
 
 
 CORPUS: Final = "tests/data/corpus_hits.jsonl (shared/corpus README)"
+CLOUD_LISTS: Final = (
+    "AWS ip-ranges.json (EC2), Google cloud.json, Azure Service Tags (AzureCloud), Oracle "
+    "public_ip_ranges.json (OCI), DigitalOcean and Linode geofeeds; Hetzner AS24940, OVH AS16276"
+)
 CONTRACT: Final = "shared/contract.md, counting rules"
 
 RULES: Final[tuple[Rule, ...]] = (
@@ -209,6 +253,14 @@ RULES: Final[tuple[Rule, ...]] = (
     Rule("crawler", 'ua-parser device "Spider" or bot/crawler/spider tokens (mail clients excepted)',
          Verdict.BOT, "ua:crawler", CONTRACT + ": crawlers count in neither", _crawler,
          ua_signals=_only("crawler")),
+    Rule("cloud_open", "open from a cloud platform's compute range (or hosting ASN), not a mail client, "
+         "< 120 s after sending", Verdict.MACHINE, "cloud_{platform}",
+         "security products scan mail from cloud VMs at delivery (issue 19); " + CLOUD_LISTS + "; "
+         + CONTRACT + ": machine_opens", _cloud_open),
+    Rule("cloud_click", "click from a cloud platform's compute range (or hosting ASN), not a mail client, "
+         "< 120 s after sending", Verdict.BOT, "cloud_{platform}",
+         "link scanners and sandboxes run on cloud VMs (issue 19); " + CLOUD_LISTS + "; "
+         + CONTRACT + ": bot_clicks", _cloud_click),
     Rule("datacenter_at_delivery",
          "browser UA (not a mail client) + Microsoft/Google cloud ASN + < 10 s after sending",
          Verdict.BOT, "asn_datacenter_at_delivery",

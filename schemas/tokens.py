@@ -8,7 +8,7 @@ with its first key and verifies with any of them.
 Layout of ``body`` (all integers big-endian):
 
     version:u8  kind:u8  key_id:u8  sent_at:u32 (epoch seconds)  recipient_tag:8 bytes
-    (kind: 1 open, 2 click, 3 an open whose pixel measures read time)
+    (kind: 1 open, 2 click, 3 an open whose pixel measures read time, 4 an aggregate open, 5 preferences)
     account  campaign  message        each a varint length + UTF-8
     [click only]  link_index:varint  url:varint length + UTF-8
 
@@ -49,6 +49,12 @@ class TokenKind(IntEnum):
     # own kind, so the edge decides without a lookup, and an open token (kind 1) stays what it was: the
     # native fast path serves kind 1 only and leaves this one to the Python path that holds connections.
     TIMED_OPEN = 3
+    # A campaign's open counted without identifying anyone (issue 19, consent): no message id and no recipient
+    # tag in the token; the processors count it per campaign and store nothing per person.
+    AGGREGATE_OPEN = 4
+    # A recipient's tracking preferences page (issue 19): names the message it came with and the recipient's
+    # tag, so the page can record a refusal or a grant for that recipient without their address.
+    PREFERENCES = 5
 
 
 class InvalidToken(PixelpipeError, ValueError):

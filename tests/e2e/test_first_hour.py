@@ -44,7 +44,7 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[st
 def test_help_is_plain_text(tmp_path: Path) -> None:
     done = _run(["--help"], _env(tmp_path))
     assert done.returncode == 0
-    assert done.stdout.startswith("usage: pixelpipe [-h] {serve,edge,process,api,loadgen} ...\n")
+    assert done.stdout.startswith("usage: pixelpipe [-h] {serve,edge,process,api,loadgen,ranges} ...\n")
     assert "\x1b[" not in done.stdout  # no terminal colours
     assert "`" not in done.stdout  # no reST or Markdown from a docstring
     assert "PIXELPIPE_PUBLIC_URL" in done.stdout

@@ -191,7 +191,7 @@ def test_an_ordinary_client_is_a_person(ranges: RangeTable) -> None:
 
 def test_the_rule_table_is_complete_and_printable() -> None:
     names = [r.name for r in RULES]
-    assert len(names) == len(set(names)) == 16
+    assert len(names) == len(set(names)) == 18  # issue 19 added cloud_open and cloud_click
     assert names[0] == "token_invalid"
     assert names[-1] == "client"
     assert all(r.signal and r.reason and r.source for r in RULES)

@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 
 from processors.classify import classify
+from processors.cloud_ranges import load_classification_ranges
 from processors.geo import GeoLookup
-from processors.ranges import RangeTable, load_ranges
+from processors.ranges import RangeTable
 from processors.useragent import parse_agent
 from schemas.events import RawHit
 from schemas.verdicts import Verdict
@@ -52,7 +53,8 @@ def geo() -> Iterator[GeoLookup]:
 
 @pytest.fixture(scope="module")
 def ranges() -> RangeTable:
-    return load_ranges()
+    """The table the processors classify with: the curated ranges and the bundled cloud lists."""
+    return load_classification_ranges()[0]
 
 
 def hits_of(case: dict[str, Any]) -> list[RawHit]:

@@ -219,3 +219,43 @@ def test_a_parsed_address_matches_as_its_text_does(table: RangeTable) -> None:
     for ip in ("17.58.63.200", "::ffff:17.122.140.9", "2a00:1450:4864:20::135", "10.0.0.1", "garbage"):
         assert table.match_address(parse_address(ip)) == table.match(ip)
     assert table.match_address(None) is None
+
+
+def test_a_large_table_searched_by_buckets_agrees_with_a_linear_scan() -> None:
+    """Past 512 networks of a family (the cloud lists) the search is narrowed by the top 16 bits first:
+    networks nested across buckets, at bucket edges and at both ends of the address space included."""
+    rng = random.Random(20261204)
+    networks: set[ipaddress.IPv4Network | ipaddress.IPv6Network] = {
+        ipaddress.ip_network("0.0.0.0/24"),
+        ipaddress.ip_network("255.255.255.0/24"),
+        ipaddress.ip_network("ffff:ffff:ffff:ffff::/64"),
+        ipaddress.ip_network("::/64"),
+    }
+    v4: set[ipaddress.IPv4Network] = set()
+    while len(v4) < 900:
+        v4.add(
+            ipaddress.IPv4Network(
+                (rng.getrandbits(32), rng.choice([8, 12, 15, 16, 17, 20, 24, 32])), strict=False
+            )
+        )
+    v6: set[ipaddress.IPv6Network] = set()
+    while len(v6) < 700:
+        value = (0x2600 << 112) | (rng.getrandbits(24) << 88) if rng.random() < 0.8 else rng.getrandbits(128)
+        v6.add(ipaddress.IPv6Network((value, rng.choice([12, 16, 20, 32, 40, 48, 64])), strict=False))
+    networks |= v4 | v6
+    table = RangeTable(RangeEntry(n, "o", "cloud_compute", "s") for n in networks)
+    spans = [
+        (n.version, int(n.network_address), int(n.broadcast_address), n.prefixlen, str(n)) for n in networks
+    ]
+    probes: list[tuple[int, int]] = []
+    for version, low, high, _, _ in spans[:400]:
+        top = 2**32 - 1 if version == 4 else 2**128 - 1
+        probes += [(version, v) for v in (low - 1, low, high, high + 1) if 0 <= v <= top]
+    probes += [(4, rng.getrandbits(32)) for _ in range(600)] + [(4, k << 16) for k in (0, 1, 255, 65535)]
+    probes += [(6, (0x2600 << 112) | rng.getrandbits(112)) for _ in range(300)]
+    for version, value in probes:
+        holders = [s for s in spans if s[0] == version and s[1] <= value <= s[2]]
+        expected = max(holders, key=lambda s: s[3])[4] if holders else None
+        address = str(ipaddress.IPv4Address(value) if version == 4 else ipaddress.IPv6Address(value))
+        got = table.match(address)
+        assert (got.network if got else None) == expected, address

@@ -68,7 +68,7 @@ HEAD = "AQEBaxGCzq6d9xcCovKtBGFjbWUBYwJtMSsDFTin4Vm4SsQ4OL_0mbQAQEBaxGCzq6d"
         (HEAD, "v1 open key 1, 64+ chars"),
         (HEAD[:55], "v1 open key 1, 55 chars"),
         ("AQIC" + "A" * 60, "v1 click key 2, 64+ chars"),
-        ("AQMB" + "A" * 20, "not a v1 token, 24 chars"),  # kind 3: none
+        ("AQkB" + "A" * 20, "not a v1 token, 24 chars"),  # kind 9: none
         ("AgEB" + "A" * 20, "not a v1 token, 24 chars"),  # version 2
         ("x" * 30, "not a v1 token, 30 chars"),
         ("!!!!", "not a v1 token, 4 chars"),
