@@ -50,6 +50,7 @@ from deliveries.port import DeliveryPublisher, MailServiceDirectory
 from ingest import native
 from ingest.client_ip import client_ip
 from ingest.edge import ASGIApp, Edge
+from ingest.read_time import HeldPixels
 from notices.live import LiveFeed
 from notices.wiring import Notifications, in_process, on_kafka
 from pixelpipe.mail_services import MailServiceWiring, mail_service_wiring
@@ -114,6 +115,7 @@ class Components:
     mail_service_wiring: MailServiceWiring | None = None  # what feeds it, and the API's propagation
     sns_transport: httpx.AsyncBaseTransport | None = None  # None: Amazon's hosts (tests hand in answers)
     delivery_loader: DeliveryLoader | None = None  # the process role's: deliveries bus -> store
+    held_pixels: HeldPixels | None = None  # the edge's read-time pixels held open (ingest.read_time)
     on_deliveries_stored: list[OnStored] = field(default_factory=list)  # the delivery notices' listeners
     _runner_task: asyncio.Task[None] | None = None
     _delivery_task: asyncio.Task[None] | None = None
@@ -166,6 +168,10 @@ class Components:
 
     async def stop(self) -> None:
         """Stop taking hits, drain what is in flight, commit, close. Bounded by STOP_DEADLINE_S."""
+        if self.held_pixels is not None:
+            # First: their read records (``stopped``) go to the bus before the processor drains it and the
+            # publisher stops. The edge's HTTP protocol ended those it held at the server's shutdown already.
+            await self.held_pixels.stop()
         if self.privacy is not None:
             await self.privacy.stop()
         if self.mail_service_wiring is not None:
@@ -314,6 +320,10 @@ def build_components(
         c.publisher, c.source = memory, memory
     if "edge" not in roles and memory is not None:
         c.publisher = None
+    if "edge" in roles and c.publisher is not None:
+        c.held_pixels = HeldPixels(
+            c.publisher, cap_s=settings.read_time_cap_s, max_held=settings.read_time_max_held
+        )
     if c.kafka is None and roles & {"edge", "process"} == {"edge", "process"}:
         # One process: the in-memory queue is the ingest's publisher and the loader's source.
         delivery_bus = MemoryDeliveryBus(settings.bus_capacity)
@@ -580,5 +590,6 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         fallback=inner,
         do_not_track=components.do_not_track,
         native=settings.native_edge,
+        read_time=components.held_pixels,
     )
     return edge, litestar
