@@ -1,194 +1,125 @@
-"""`ingest.read_time.HeldPixels` on a loop whose clock the test moves: one frame a second for each held
-answer at the tick it was held on, the trailer at the cap, one record per answer however it ends, the writes
-of answers held at different moments spread over different ticks, a late loop sending one frame and not a
-burst, and who is not held (proxies, beyond the cap)."""
+"""Read time's pure parts (issue 18): the names in SQL equal to the names in Python over a grid (run by chDB),
+a read record as a ``reads`` row and the batch's insert, the opens a processor remembers for their reads, and
+how the API shapes the numbers."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Iterator
+import itertools
+import math
 
 import pytest
 
-from bus.memory import MemoryBus
-from ingest.read_gif import FRAME, TRAILER
-from ingest.read_time import TICKS_PER_SECOND, HeldPixels, TimedOpen
-from schemas.events import RawHit
-from schemas.reads import ReadRecord, decode_read, is_read_line
+from api.sql.reads import open_read, shape_read_time, with_client_read_time
+from processors.reads import READ_COLUMNS, RecentOpens, StoredRead, plan_read_insert, read_row
+from schemas.reads import GLANCED_MS, READ_MS, ReadEnd, ReadRecord, category_sql, read_category
+from schemas.store import Store
+from schemas.verdicts import Classification, Verdict
 
-OPENED = TimedOpen("0190000000001234567890abcdef", "acme", "spring", "msg-1", "00" * 8, 1_700_000_000_000)
-GMAIL_PROXY = "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+GRID_MS = sorted(
+    {0, 1, 999, GLANCED_MS - 1, GLANCED_MS, GLANCED_MS + 1, 5_000, READ_MS - 1, READ_MS, READ_MS + 1, 25_000}
+)
+RECORD = ReadRecord(
+    read_of="h1", account="acme", campaign_id="c", message_id="m1", recipient_tag="00" * 8,
+    opened_at_ms=1_767_225_612_345, ended_at_ms=1_767_225_621_845, read_ms=9_500, end=ReadEnd.CLOSED,
+)  # fmt: skip
 
 
-class _Connection:
-    def __init__(self) -> None:
-        self.written: list[bytes] = []
-        self.completed = 0
-        self.closed = 0
-
-    def write(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def complete(self) -> None:
-        self.completed += 1
-
-    def close(self) -> None:
-        self.closed += 1
-
-
-class _Bus(MemoryBus):
-    def records(self) -> list[ReadRecord]:
-        return [decode_read(r.value) for r in self._queue if is_read_line(r.value)]
+def test_the_names_in_sql_are_the_names_in_python_over_a_grid(store: Store) -> None:
+    grid = list(itertools.product(GRID_MS, [e.value for e in ReadEnd], [True, False]))
+    expression = category_sql("read_ms", "`end`", "person")
+    rows = store.query(
+        f"""SELECT read_ms, `end`, person, {expression}
+            FROM (SELECT t.1 AS read_ms, t.2 AS `end`, t.3 AS person
+                  FROM (SELECT arrayJoin({{grid:Array(Tuple(UInt32, String, Bool))}}) AS t))""",
+        {"grid": grid},
+    )
+    assert len(rows) == len(grid)
+    assert [(int(ms), str(end), bool(person), str(name)) for ms, end, person, name in rows] == [
+        (ms, end, person, read_category(ms, end, person)) for ms, end, person in grid
+    ]
 
 
-@pytest.fixture
-def clock() -> _Clock:
-    return _Clock()
+def test_the_bounds_are_litmus_names() -> None:
+    assert [read_category(ms, "closed", True) for ms in (0, 1_999, 2_000, 7_999, 8_000)] == [
+        "glanced", "glanced", "skimmed", "skimmed", "read",
+    ]  # fmt: skip
+    assert read_category(30_000, "closed", False) == "unknown"  # a machine's open
+    assert read_category(0, "busy", True) == "unknown"
+    assert read_category(0, "proxy", True) == "unknown"
+    assert read_category(3_000, "stopped", True) == "unknown"  # a lower bound under 8 s says nothing
+    assert read_category(9_000, "stopped", True) == "read"  # a lower bound past 8 s is a read
+    assert read_category(25_000, "cap", True) == "read"
 
 
-@pytest.fixture
-def loop(clock: _Clock) -> Iterator[asyncio.AbstractEventLoop]:
-    """A loop whose time is the test's clock (its timers are driven by hand: `_tick`)."""
-    loop = asyncio.new_event_loop()
-    loop.time = clock  # type: ignore[method-assign]
-    yield loop
-    loop.close()
+def test_a_read_record_is_a_reads_row_and_its_batch_one_insert_with_its_own_token() -> None:
+    row = read_row(RECORD, "raw-hits:0:7")
+    assert dict(zip(READ_COLUMNS, row, strict=True)) == {
+        "read_of": "h1", "account": "acme", "campaign_id": "c", "message_id": "m1",
+        "opened_at": 1_767_225_612_345, "ended_at": 1_767_225_621_845, "read_ms": 9_500, "end": "closed",
+        "source": "raw-hits:0:7",
+    }  # fmt: skip
+    assert plan_read_insert([]) is None
+    plan = plan_read_insert([row])
+    assert plan is not None
+    assert (plan.table, plan.columns, plan.rows) == ("reads", READ_COLUMNS, [row])
+    assert plan.dedup_token.startswith("reads:")
+    again = plan_read_insert([read_row(RECORD, "raw-hits:0:7")])
+    assert again is not None
+    assert again.dedup_token == plan.dedup_token  # the same batch again: stored once
+    other = plan_read_insert([row, read_row(ReadRecord(**{**_fields(RECORD), "read_of": "h2"}), "x:0:8")])
+    assert other is not None
+    assert other.dedup_token != plan.dedup_token
 
 
-def _pixels(clock: _Clock, bus: MemoryBus, cap_s: int = 3, max_held: int = 10) -> HeldPixels:
-    return HeldPixels(bus, cap_s=cap_s, max_held=max_held, clock=lambda: 1_700_000_000.0, monotonic=clock)
+def _fields(record: ReadRecord) -> dict[str, object]:
+    return {name: getattr(record, name) for name in ReadRecord.__dataclass_fields__}
 
 
-def _in_loop(loop: asyncio.AbstractEventLoop, call: Callable[[], object]) -> object:
-    async def run() -> object:
-        return call()
-
-    return loop.run_until_complete(run())
-
-
-def _advance(pixels: HeldPixels, clock: _Clock, seconds: float, step: float = 1 / TICKS_PER_SECOND) -> None:
-    """Move the clock ``seconds`` on, running the timer at every ``step`` as the loop would."""
-    end = clock.now + seconds
-    while clock.now < end - 1e-9:
-        clock.now = min(end, clock.now + step)
-        pixels._on_timer()
+def test_the_stored_read_is_named_by_its_opens_classification_when_known() -> None:
+    human = Classification(Verdict.HUMAN, "ua:client")
+    machine = Classification(Verdict.MACHINE, "apple_mpp")
+    assert StoredRead(RECORD, "s", human).category == "read"
+    assert StoredRead(RECORD, "s", machine).category == "unknown"
+    assert StoredRead(RECORD, "s", None).category is None
 
 
-def test_a_frame_a_second_then_the_trailer_at_the_cap_and_one_cap_record(
-    loop: asyncio.AbstractEventLoop, clock: _Clock
-) -> None:
-    bus = _Bus(100)
-    pixels = _pixels(clock, bus)
-    conn = _Connection()
-    held = _in_loop(loop, lambda: pixels.hold(OPENED, conn))
-    assert pixels.held == 1
-    _advance(pixels, clock, 0.95)
-    assert conn.written == []
-    _advance(pixels, clock, 0.1)
-    assert conn.written == [FRAME]  # the second frame, a second after the head
-    _advance(pixels, clock, 1.0)
-    assert conn.written == [FRAME, FRAME]
-    assert conn.completed == 0
-    _advance(pixels, clock, 1.0)
-    assert conn.written == [FRAME, FRAME, TRAILER]  # 3 frames in all: the head carried the first
-    assert conn.completed == 1
-    assert pixels.held == 0
-    records = bus.records()
-    assert [(r.end, r.read_of) for r in records] == [("cap", OPENED.hit_id)]
-    assert 2990 <= records[0].read_ms <= 3020
-    assert records[0].ended_at_ms == 1_700_000_000_000
-    assert pixels._timer is None  # nothing held: nothing ticks
-    held.lost()  # type: ignore[attr-defined]  # the client's close after the end: nothing more
-    _advance(pixels, clock, 2.0)
-    assert len(bus.records()) == 1
+def test_recent_opens_forget_the_oldest_beyond_their_bound() -> None:
+    opens = RecentOpens(bound=2)
+    human = Classification(Verdict.HUMAN, "ua:client")
+    for hit_id in ("a", "b", "c"):
+        opens.remember(hit_id, human)
+    assert (opens.get("a"), opens.get("b"), opens.get("c"), len(opens)) == (None, human, human, 2)
+    none = RecentOpens(bound=0)
+    none.remember("a", human)
+    assert none.get("a") is None
+    with pytest.raises(ValueError, match="bound"):
+        RecentOpens(bound=-1)
 
 
-def test_answers_held_at_different_moments_are_written_at_different_ticks(
-    loop: asyncio.AbstractEventLoop, clock: _Clock
-) -> None:
-    pixels = _pixels(clock, _Bus(100), cap_s=5)
-    first, second = _Connection(), _Connection()
-    _in_loop(loop, lambda: pixels.hold(OPENED, first))
-    _advance(pixels, clock, 0.5)
-    _in_loop(loop, lambda: pixels.hold(OPENED, second))
-    _advance(pixels, clock, 0.55)  # 1.05 s after the first, 0.55 s after the second
-    assert (len(first.written), len(second.written)) == (1, 0)
-    _advance(pixels, clock, 0.5)
-    assert (len(first.written), len(second.written)) == (1, 1)
+def test_the_numbers_are_shaped_with_a_null_median_when_nothing_was_measured() -> None:
+    assert shape_read_time((1, 1, 1, 2, 4_000.0)) == {
+        "read": 1, "skimmed": 1, "glanced": 1, "unknown": 2, "measured": 3, "median_seconds": 4.0,
+    }  # fmt: skip
+    assert shape_read_time((0, 0, 0, 3, math.nan))["median_seconds"] is None
+    assert shape_read_time(None) == {
+        "read": 0, "skimmed": 0, "glanced": 0, "unknown": 0, "measured": 0, "median_seconds": None,
+    }  # fmt: skip
 
 
-def test_a_late_loop_sends_one_frame_not_a_burst(loop: asyncio.AbstractEventLoop, clock: _Clock) -> None:
-    pixels = _pixels(clock, _Bus(100), cap_s=10)
-    conn = _Connection()
-    _in_loop(loop, lambda: pixels.hold(OPENED, conn))
-    _advance(pixels, clock, 3.5, step=3.5)  # the loop was blocked for 3.5 s
-    assert conn.written == [FRAME]
-    _advance(pixels, clock, 0.9)
-    assert conn.written == [FRAME]
-    _advance(pixels, clock, 0.2)  # a second after the late frame
-    assert conn.written == [FRAME, FRAME]
+def test_the_breakdown_rows_gain_read_time_and_a_client_with_reads_only_gets_a_row() -> None:
+    rows = [{"key": "Apple Mail", "opens": 3, "unique_opens": 2, "clicks": 0, "unique_clicks": 0}]
+    out = with_client_read_time(rows, [("Apple Mail", 1, 0, 0, 0, 9_000.0), ("", 0, 0, 0, 2, math.nan)])
+    assert [(r["key"], r["opens"], r["read_time"]["read"], r["read_time"]["unknown"]) for r in out] == [
+        ("Apple Mail", 3, 1, 0),
+        (None, 0, 0, 2),
+    ]
+    assert with_client_read_time(rows, [])[0]["read_time"]["measured"] == 0
 
 
-def test_the_clients_close_makes_one_closed_record(loop: asyncio.AbstractEventLoop, clock: _Clock) -> None:
-    bus = _Bus(100)
-    pixels = _pixels(clock, bus)
-    held = _in_loop(loop, lambda: pixels.hold(OPENED, _Connection()))
-    _advance(pixels, clock, 1.25)
-    held.lost()  # type: ignore[attr-defined]
-    held.lost()  # type: ignore[attr-defined]
-    _advance(pixels, clock, 5)
-    assert [(r.end, r.read_ms) for r in bus.records()] == [("closed", 1250)]
-    assert pixels.held == 0
-
-
-def test_stop_ends_every_held_answer_stopped_and_closes_it(
-    loop: asyncio.AbstractEventLoop, clock: _Clock
-) -> None:
-    bus = _Bus(100)
-    pixels = _pixels(clock, bus, cap_s=25)
-    conns = [_Connection() for _ in range(3)]
-    for conn in conns:
-        _in_loop(loop, lambda conn=conn: pixels.hold(OPENED, conn))  # type: ignore[misc]
-        _advance(pixels, clock, 0.5)
-    loop.run_until_complete(pixels.stop())
-    assert [c.closed for c in conns] == [1, 1, 1]
-    ends = [(r.end, r.read_ms) for r in bus.records()]
-    assert ends == [("stopped", 1500), ("stopped", 1000), ("stopped", 500)]
-    assert pixels.held == 0
-    assert pixels._timer is None
-
-
-def test_who_is_not_held(loop: asyncio.AbstractEventLoop, clock: _Clock) -> None:
-    bus = _Bus(100)
-    pixels = _pixels(clock, bus, max_held=2)
-    assert pixels.unheld_reason(GMAIL_PROXY) == "proxy"
-    assert pixels.unheld_reason("Mozilla/5.0") == "proxy"  # Apple's Mail Privacy Protection prefetch
-    assert pixels.unheld_reason("Mozilla/5.0 (Macintosh) AppleWebKit/605.1.15 (KHTML, like Gecko)") is None
-    for _ in range(2):
-        _in_loop(loop, lambda: pixels.hold(OPENED, _Connection()))
-    assert pixels.unheld_reason("Thunderbird") == "busy"
-    pixels.unheld(OPENED, pixels.unheld_reason("Thunderbird") or "busy")  # type: ignore[arg-type]
-    assert [(r.end, r.read_ms) for r in bus.records()] == [("busy", 0)]
-
-
-def test_a_publisher_of_hits_only_measures_nothing() -> None:
-    class HitsOnly:
-        async def start(self) -> None: ...
-
-        def publish(self, hit: RawHit) -> None: ...
-
-        def ready(self) -> bool:
-            return True
-
-        async def stop(self) -> None: ...
-
-    assert not HeldPixels(HitsOnly(), cap_s=3, max_held=1).measures
-    assert HeldPixels(MemoryBus(1), cap_s=3, max_held=1).measures
+def test_an_opens_read_in_the_timeline() -> None:
+    reads = {"a": (9_500, "closed"), "b": (0, "busy"), "c": (3_000, "stopped")}
+    assert open_read(reads, "a", "human") == (9.5, "read")
+    assert open_read(reads, "a", "machine") == (9.5, "unknown")
+    assert open_read(reads, "b", "human") == (None, "unknown")  # nothing was measured
+    assert open_read(reads, "c", "human") == (3.0, "unknown")  # a lower bound
+    assert open_read(reads, "z", "human") == (None, None)  # not timed
