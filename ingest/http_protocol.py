@@ -140,8 +140,7 @@ class _HeldCycle:
     its trailer (see the module's docstring). It is the held answer's connection for
     `ingest.read_time.HeldPixels` (`ingest.read_time.HeldConnection`)."""
 
-    __slots__ = ("_protocol", "disconnected", "held", "keep_alive", "more_body", "response_complete")
-    body: Final = _DISCARDED
+    __slots__ = ("_protocol", "body", "disconnected", "held", "keep_alive", "more_body", "response_complete")
     message_event: Final = _Answered.message_event
 
     def __init__(self, protocol: EdgeHttpProtocol, keep_alive: bool) -> None:
@@ -150,6 +149,7 @@ class _HeldCycle:
         self.response_complete = False
         self.disconnected = False
         self.more_body = True
+        self.body = _DISCARDED  # uvicorn adds a request's body to it (``cycle.body += …``): dropped
         self.held: Held | None = None
 
     def write(self, data: bytes) -> None:

@@ -333,6 +333,17 @@ def test_connection_close_gets_the_whole_animation_then_a_close(server: _Server)
     assert [r.end for r in server.bus.wait_reads(1)] == ["cap"]
 
 
+def test_a_timed_open_with_a_body_is_held_and_its_body_dropped(server: _Server) -> None:
+    with server.connect() as conn:
+        conn.send(_get(f"/o/{TIMED}.gif", "Content-Length: 5") + b"hello" + _get(f"/o/{PLAIN}.gif"))
+        first = conn.response()
+        second = conn.response()
+        reads = server.bus.wait_reads(1)
+    assert first.body == GIF.whole
+    assert second.body == PIXEL_GIF
+    assert [r.end for r in reads] == ["cap"]
+
+
 # -- not held: proxies, the ASGI path, HEAD, do-not-track, forged tokens
 
 
