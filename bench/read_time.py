@@ -24,8 +24,10 @@ and the result says so.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import resource
+import signal
 import subprocess
 import sys
 import time
@@ -124,24 +126,36 @@ def _requests(count: int) -> list[bytes]:
 
 
 async def _hold(host: str, port: int, count: int, seconds: float) -> dict[str, Any]:
+    """Open ``count`` held connections (`RAMP_PER_S` a second, in concurrent batches), then keep them for
+    ``seconds`` or until SIGTERM; report what was held."""
     loop = asyncio.get_running_loop()
     stats = {"opened": 0, "connect_errors": 0, "heads": 0, "completed": 0, "lost": 0, "bytes": 0}
     live: set[_Held] = set()
     requests = _requests(count)
-    started = time.monotonic()
-    for i, request in enumerate(requests):
+
+    async def open_one(request: bytes) -> None:
         try:
-            await loop.create_connection(lambda request=request: _Held(request, stats, live), host, port)
+            await loop.create_connection(lambda: _Held(request, stats, live), host, port)
             stats["opened"] += 1
         except OSError:
             stats["connect_errors"] += 1
-        if i % 20 == 19:
-            await asyncio.sleep(20 / RAMP_PER_S)
+
+    started = time.monotonic()
+    batch = 50
+    for at in range(0, count, batch):
+        await asyncio.gather(*(open_one(r) for r in requests[at : at + batch]))
+        ahead = started + (at + batch) / RAMP_PER_S - time.monotonic()
+        if ahead > 0:
+            await asyncio.sleep(ahead)
     ramp_s = time.monotonic() - started
     print(json.dumps({"ramped": True, "ramp_s": round(ramp_s, 1), "live": len(live)}), flush=True)
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
     samples: list[tuple[float, int]] = []
-    while time.monotonic() - started < seconds:
-        await asyncio.sleep(1.0)
+    until = time.monotonic() + seconds
+    while not stop.is_set() and time.monotonic() < until:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
         samples.append((round(time.monotonic() - started, 1), len(live)))
     for held in list(live):
         if held.transport is not None:
@@ -201,7 +215,7 @@ def _held_phase(
     edge: Role, paths: list[str], duration: float, broker: int, *, held: int, paced: float
 ) -> dict[str, Any]:
     """The edge runs again while the holder keeps ``held`` pixels held; RSS with them."""
-    seconds = held / RAMP_PER_S + 2 * duration + 90  # ramp, both runs, the waits in between, a margin
+    seconds = 6 * duration + 300  # after the ramp: both runs, their retries and waits (SIGTERM ends it first)
     where = ["127.0.0.1", str(edge.port)]
     command = [PYTHON, "-m", "bench.read_time", "--hold", *where, str(held), str(seconds)]
     holder = subprocess.Popen(pinned(command, LOAD_CPU), cwd=ROOT, stdout=subprocess.PIPE, text=True)
