@@ -219,7 +219,7 @@ def looks_timed(token: str) -> bool:
 @dataclass(frozen=True, slots=True)
 class TimedAnswer:
     """A verified timed open, published: its answer is the read-time GIF, held by the server that can
-    (`ingest.http_protocol`), else sent whole (`Edge.unheld_answer`)."""
+    (`ingest.http_protocol`), else sent whole (`Edge.whole_answer`, the ASGI path)."""
 
     opened: TimedOpen
     user_agent: str

@@ -141,7 +141,12 @@ class HeldPixels:
     ) -> None:
         self.gif: Final = ReadGif(frames=cap_s)
         self.max_held = max_held
-        self._publisher = publisher
+        # Read records go out as lines (`bus.port.EncodedHitPublisher`: the memory bus and Kafka's both take
+        # them); without, nothing can be published, and the edge answers timed opens as plain opens.
+        self._lines: EncodedHitPublisher | None = None
+        if isinstance(publisher, EncodedHitPublisher):
+            self._lines = publisher
+        self.measures: Final = self._lines is not None
         self._clock = clock
         self._monotonic = monotonic
         self._slots: list[dict[Held, None]] = [{} for _ in range(TICKS_PER_SECOND)]
@@ -150,12 +155,6 @@ class HeldPixels:
         self._timer: asyncio.TimerHandle | None = None
         self._origin = 0.0  # loop time of tick 0
         self._tick = 0  # the last tick done
-
-    @property
-    def measures(self) -> bool:
-        """Whether read records can be published: the publisher takes encoded lines (`bus.port`; the memory
-        bus and Kafka's both do). Without, the edge answers timed opens as plain opens."""
-        return isinstance(self._publisher, EncodedHitPublisher)
 
     @property
     def held(self) -> int:
@@ -218,11 +217,11 @@ class HeldPixels:
 
     def _publish(self, record: ReadRecord) -> None:
         _RECORDS[record.end].inc()
-        publisher = self._publisher
-        if not isinstance(publisher, EncodedHitPublisher):
+        lines = self._lines
+        if lines is None:
             return
         try:
-            publisher.publish_encoded(record.partition_key, encode_read(record))
+            lines.publish_encoded(record.partition_key, encode_read(record))
         except Exception:  # never raises by contract; a bug must not end the edge's callbacks
             log.exception("could not publish a read record")
 
