@@ -34,6 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from bench.common import (
     LOAD_CPU,
     PYTHON,
@@ -63,7 +65,7 @@ from bench.edge_vs_nginx import TARGET_P99_MS, measured, wait_acked, warm
 
 CAP_S = 300
 FD_SPARE = 1_000  # file descriptors a process keeps beside the held connections (wrk's, Kafka's, the spool)
-RAMP_PER_S = 2_000  # new held connections a second while the holder ramps up
+RAMP_PER_S = 1_000  # new held connections a second while the holder ramps up
 
 
 # -- the holder (a subprocess: ``python -m bench.read_time --hold HOST PORT N SECONDS``)
@@ -188,8 +190,16 @@ def _rss_kib(pid: int) -> int:
     raise BenchError(f"no VmRSS for {pid}")
 
 
-def _held_now(edge: Role) -> int:
-    return int(metric(scrape(edge.base), "pixelpipe_read_time_held"))
+def _held_now(edge: Role, timeout_s: float = 120) -> int:
+    """The edge's held pixels now (its ``/metrics`` may answer slowly on a busy machine: asked again)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return int(metric(scrape(edge.base), "pixelpipe_read_time_held"))
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
 
 
 def _edge_runs(
