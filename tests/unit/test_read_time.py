@@ -9,6 +9,8 @@ import math
 
 import pytest
 
+from api.sql import campaigns
+from api.sql import privacy as privacy_sql
 from api.sql.reads import open_read, shape_read_time, with_client_read_time
 from processors.reads import READ_COLUMNS, RecentOpens, StoredRead, plan_read_insert, read_row
 from schemas.reads import GLANCED_MS, READ_MS, ReadEnd, ReadRecord, category_sql, read_category
@@ -123,3 +125,25 @@ def test_an_opens_read_in_the_timeline() -> None:
     assert open_read(reads, "b", "human") == (None, "unknown")  # nothing was measured
     assert open_read(reads, "c", "human") == (3.0, "unknown")  # a lower bound
     assert open_read(reads, "z", "human") == (None, None)  # not timed
+
+
+def test_a_read_record_changes_the_signature_that_keeps_its_campaigns_stats(store: Store) -> None:
+    """``0009_reads_rollup.sql``: an insert into ``reads`` writes a ``reads`` rollup row, so the parts that
+    sign a campaign's kept stats change with its read records; an erasure finds their open hit ids."""
+    db = store.database
+    q = campaigns.campaign_parts(db, "acme", "c")
+    before = store.query(q.sql, q.parameters)
+    store.insert("reads", READ_COLUMNS, [read_row(RECORD, "raw-hits:0:7")])
+    after = store.query(q.sql, q.parameters)
+    assert before != after
+    assert after[0][1] == before[0][1] + 1
+    rows = store.query(f"SELECT kind, hits, last_at FROM {db}.rollups WHERE rollup = 'reads'")
+    assert [(kind, list(hits)) for kind, hits, _ in rows] == [("open", [_hash(store, "h1")])]
+    scope = {"account": "acme", "messages": ["m1"]}
+    assert store.query(privacy_sql.erased_hits(db), scope) == [("h1",)]
+    # no other rollup row: the API's numbers read none of it
+    assert store.query(f"SELECT DISTINCT rollup FROM {db}.rollups") == [("reads",)]
+
+
+def _hash(store: Store, hit_id: str) -> int:
+    return int(store.query("SELECT cityHash64({h:String})", {"h": hit_id})[0][0])
