@@ -515,21 +515,7 @@ class HitRunner:
         pending, self._pending = self._pending, _Pending()
         ticket: asyncio.Future[None] | None = None
         if pending.count:
-            plans = plan_inserts(pending.rows)
-            aggregates = plan_aggregate_insert([a.row for a in pending.aggregates])
-            read_plan = plan_read_insert([read_row(r.record, r.source) for r in pending.reads])
-            if read_plan is not None:
-                plans.append(read_plan)
-            refused = await self._insert([*plans, aggregates] if aggregates else plans)
-            if aggregates is not None and (failed := refused.get(aggregates.table)) is not None:
-                why = f"the store refused the insert into {aggregates.table}: {failed.label}"
-                for a in pending.aggregates:
-                    await self._dead_letter(_record_at(a.source, a.line), why)
-            stored = await self._dead_letter_refused(pending.stored, refused) if refused else pending.stored
-            reads = pending.reads
-            if read_plan is not None and read_plan.table in refused:
-                await self._dead_letter_reads(reads, refused[read_plan.table])
-                reads = []
+            stored, reads = await self._store(pending)
             now_ms = self.clock() * 1000
             kinds: collections.Counter[tuple[str, str]] = collections.Counter()
             for processed, classification in stored:
@@ -553,6 +539,26 @@ class HitRunner:
             else:
                 self._uncommitted.append(_Uncommitted(offsets, ticket))
         await self._commit_settled()
+
+    async def _store(self, pending: _Pending) -> tuple[Stored, list[StoredRead]]:
+        """Insert what is pending (hits, the campaign pixel's opens, read records), each table under its own
+        deduplication token; dead-letter what a table refused for good. The hits and reads stored."""
+        plans = plan_inserts(pending.rows)
+        aggregates = plan_aggregate_insert([a.row for a in pending.aggregates])
+        read_plan = plan_read_insert([read_row(r.record, r.source) for r in pending.reads])
+        if read_plan is not None:
+            plans.append(read_plan)
+        refused = await self._insert([*plans, aggregates] if aggregates else plans)
+        if aggregates is not None and (failed := refused.get(aggregates.table)) is not None:
+            why = f"the store refused the insert into {aggregates.table}: {failed.label}"
+            for a in pending.aggregates:
+                await self._dead_letter(_record_at(a.source, a.line), why)
+        stored = await self._dead_letter_refused(pending.stored, refused) if refused else pending.stored
+        reads = pending.reads
+        if read_plan is not None and read_plan.table in refused:
+            await self._dead_letter_reads(reads, refused[read_plan.table])
+            reads = []
+        return stored, reads
 
     async def _commit_settled(self) -> None:
         """Commit the offsets of the leading flushes whose notices are durable, in order. Call with the lock

@@ -1,4 +1,4 @@
--- pixelpipe schema, version 10: read time in the rollups' parts (issue 18). Every insert into `reads` also
+-- pixelpipe schema, version 13: read time in the rollups' parts (issue 18). Every insert into `reads` also
 -- writes a `reads` row of its campaign into the rollups (per hour of the opens: the set of the reads' open
 -- hit id hashes and message hashes), so the parts that hold a campaign's rollup rows change whenever its read
 -- records do. Campaign stats are kept while those parts stay the same (`api.campaign_reads`, signed by
