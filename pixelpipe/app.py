@@ -59,6 +59,7 @@ from processors.flood import ReplayFlood
 from processors.geo import GeoLookup
 from processors.pipeline import HitProcessor
 from processors.ranges import load_ranges
+from processors.reads import OnReadsStored, StoredRead
 from processors.runner import HitRunner, Stored
 from schemas.delivery_events import DeliveryEvent
 from schemas.errors import PixelpipeError
@@ -104,6 +105,7 @@ class Components:
     source: HitSource | None = None
     runner: HitRunner | None = None
     on_stored: list[Callable[[Stored], None]] = field(default_factory=list)
+    on_reads_stored: list[OnReadsStored] = field(default_factory=list)  # the read notices' listeners
     do_not_track: DoNotTrack | None = None
     notifications: Notifications | None = None
     privacy: PrivacyWiring | None = None
@@ -235,6 +237,14 @@ def _store_stored(components: Components) -> Callable[[Stored], None]:
     return fan_out
 
 
+def _reads_stored(components: Components) -> OnReadsStored:
+    def fan_out(stored: Sequence[StoredRead]) -> None:
+        for listener in components.on_reads_stored:
+            listener(stored)
+
+    return fan_out
+
+
 def _deliveries_stored(components: Components) -> OnStored:
     def fan_out(stored: Sequence[DeliveryEvent]) -> None:
         for listener in components.on_deliveries_stored:
@@ -335,6 +345,7 @@ def build_components(
             flush_interval_s=settings.flush_interval_ms / 1000,
             dead_letters=dead_letters,
             on_stored=_store_stored(c),
+            on_reads_stored=_reads_stored(c),
             # Kafka: raw offsets wait until the notices are on the enriched topic. The memory bus commits
             # nothing and cannot replay: waiting there would only turn a stuck outbox into dropped hits.
             notices_durable=_notices_durable(c) if kafka_source is not None else None,
