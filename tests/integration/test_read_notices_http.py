@@ -3,25 +3,37 @@ bus as the edge publishes it (`publish_encoded` with the open's key), stored by 
 (`Notifications.read_listeners`): out as a signed webhook to a real receiver after its open, on
 `GET /v1/live` to a real SSE client after its open, exactly once when the record comes again; no notice for
 a machine open's read or one whose open is not stored; and a read whose open the processor did not judge,
-named by its open's verdict in ``events`` (`MessageLookup` on real chDB)."""
+named by its open's verdict in ``events`` (`MessageLookup` on real chDB); and on Kafka through the
+``enriched`` topic to the dispatcher's group and an API process's live tail, each read after its open."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
+from bus.kafka_config import KafkaConfig
+from notices.directory import WebhookDirectory
+from notices.dispatcher import WebhookDispatcher
+from notices.hub import NoticeHub
+from notices.kafka import NoticeConsumer, NoticeProducer
+from notices.live import LiveFeed
 from notices.making import MessageLookup
 from notices.read_making import read_notices_of
+from notices.retries import RetryPolicy
 from notices.signing import verify
 from processors.reads import StoredRead
-from schemas.notices import Notice, notice_data
+from schemas.notices import Notice, Webhook, notice_data
 from schemas.reads import ReadEnd, ReadRecord, encode_read
+from schemas.secret import Secret
+from schemas.topics import Topics
+from schemas.verdicts import Verdict
 from tests.integration.helpers import hit, wait_for
 from tests.integration.test_delivery_notices_http import events_of
 from tests.integration.test_live_sse import hit as hit_async
@@ -32,9 +44,13 @@ from tests.integration.test_webhooks_http import (
     Receiver,
     Running,
     add_webhook,
+    eventually,
     pixelpipe,
+    positions,
     register,
 )
+from tests.notice_samples import stored_hit
+from tests.read_notice_samples import read_record, stored_read
 from tests.serving import serving
 
 
@@ -187,3 +203,70 @@ async def test_live_shows_a_read_after_its_open_and_include_read_false_leaves_it
         assert orjson.loads(then.data) == expected(record, "read", "m-live@example.com")
         assert int(first.id.rpartition("-")[2]) < int(then.id.rpartition("-")[2])
         assert (only.event, orjson.loads(only.data)["id"]) == ("open", opened.id)
+
+
+# -- Kafka ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.kafka
+async def test_read_notices_reach_the_dispatcher_and_the_live_tail_through_the_enriched_topic_after_opens(
+    kafka_bootstrap: str,
+    kafka_topics: Topics,
+    kafka_group: str,
+    receiver: tuple[Receiver, str],
+    tmp_path: Path,
+) -> None:
+    rx, rx_base = receiver
+    hook = Webhook("acme", "wh_kafka", f"{rx_base}/acme", ("open", "read"), Secret("whsec_k"))
+    producer = NoticeProducer(KafkaConfig(kafka_bootstrap, partitions=3), kafka_topics)
+    hub = NoticeHub(sinks=[producer.send])
+    dispatcher = WebhookDispatcher(
+        outbox_path=tmp_path / "outbox.sqlite3",
+        directory=WebhookDirectory(lambda: [hook], refresh_s=0),
+        policy=RetryPolicy(first_delay_s=0.1, max_delay_s=0.2, max_attempts=50, jitter=0),
+        allow_private=True,  # the receiver is on 127.0.0.1
+    )
+    notify = NoticeConsumer(
+        KafkaConfig(kafka_bootstrap), kafka_topics, dispatcher.accept, group_id=kafka_group
+    )
+    live = LiveFeed()  # an API process's: it tails the topic
+    tail = NoticeConsumer(KafkaConfig(kafka_bootstrap), kafka_topics, live.accept, group_id=None)
+    messages = [f"m{m}" for m in range(4)]
+    reads = [
+        stored_read(read_record(f"h-{m}", 2_000 + 3_000 * i, message_id=m)) for i, m in enumerate(messages)
+    ]
+    await dispatcher.start()
+    await producer.start()
+    await hub.start()
+    await notify.start()
+    await tail.start()
+    try:
+        await positions(tail)  # the tail starts at the end: where the end is must be known before we send
+        # as the runner hands on flushes: the hits, then the flush's read records
+        hub.publish([stored_hit(f"h-{m}", message=m) for m in messages])
+        hub.publish_reads(reads[:2])
+        hub.publish([stored_hit("h-m9", Verdict.MACHINE, message="m9")])
+        hub.publish_reads(
+            [*reads[2:], stored_read(read_record("h-m9", 9_000, message_id="m9"), Verdict.MACHINE)]
+        )
+        await asyncio.wait_for(hub.durable(), 30)  # on the broker: what the runner waits for to commit
+        await eventually(lambda: len(rx.delivered()) == 8, 30, "every notice delivered")
+        await eventually(lambda: tail.consumed == 9, 30, "the live tail")  # and the machine open
+    finally:
+        await tail.stop()
+        await notify.stop()
+        await hub.stop()
+        await dispatcher.stop()
+        await producer.stop()
+
+    bodies = [r.json for r in rx.delivered()]
+    for i, m in enumerate(messages):
+        of_message = [b for b in bodies if b["data"]["message_id"] == m]
+        assert [b["id"] for b in of_message] == [f"h-{m}", f"h-{m}:read"]
+        [n] = read_notices_of([reads[i]], 0)
+        assert of_message[1]["data"] == notice_data(n)
+    categories = {b["data"]["message_id"]: b["data"]["read_category"] for b in bodies if b["type"] == "read"}
+    assert categories == {"m0": "skimmed", "m1": "skimmed", "m2": "read", "m3": "read"}  # 2, 5, 8, 11 s
+    for r in rx.delivered():
+        assert verify("whsec_k", r.headers["pixelpipe-signature"], r.body, now=time.time())
+    assert live.held("acme") == 9
