@@ -24,7 +24,7 @@ from litestar.params import FromPath, QueryParameter
 
 from api.context import ApiContext, Cursor, Limit, account_dependency
 from api.sql import best_time as bt
-from api.sql import breakdowns, deliveries, filtered, timeseries
+from api.sql import breakdowns, deliveries, filtered, reads, timeseries
 from api.sql import campaigns as sql
 from api.sql.common import BadQuery
 
@@ -41,10 +41,14 @@ def campaign_summary(
 ) -> dict[str, Any]:
     """The campaign's stats from the rollups; NotFoundException for a campaign the account never sent nor
     had a hit of. With delivery data, its delivery numbers too; without, ``delivery_fields`` says whether
-    they are answered (as null, with ``rate_basis`` "sent") or left out."""
+    they are answered (as null, with ``rate_basis`` "sent") or left out. The same for read time (issue 18):
+    ``read_time`` with the campaign's read records, else zeros with ``delivery_fields`` (`/stats`) or left
+    out (`/summary` answers as it did before read time)."""
     db = ctx.store.database
 
-    def counted() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], tuple[int, ...] | None]:
+    def counted() -> tuple[
+        list[tuple[Any, ...]], list[tuple[Any, ...]], tuple[int, ...] | None, dict[str, Any]
+    ]:
         counts = ctx.read(sql.campaign_counts(db, account, campaign_id, include_machine=include_machine))
         hit_rows, message_rows = sql.split_counts(counts)
         if not hit_rows and not any(n for *_, n in message_rows):
@@ -54,10 +58,12 @@ def campaign_summary(
         # The messages by delivery status and those counted as sent without a send (`unregistered_messages`'
         # number), per bucket, counted again only where the data changed (`api.delivery_numbers`).
         numbers = ctx.delivery_numbers.read(ctx.read, db, account, [campaign_id]).get(campaign_id)
-        return hit_rows, message_rows, numbers
+        # Read time (issue 18) from ``reads``, whose parts are in the signature too: never stale.
+        read_rows = ctx.read(reads.campaign_read_time(db, account, campaign_id))
+        return hit_rows, message_rows, numbers, reads.shape_read_time(read_rows[0] if read_rows else None)
 
-    # Read again only when the parts holding the campaign's rollup rows changed (`api.campaign_reads`).
-    hit_rows, message_rows, numbers = ctx.campaign_reads.read(
+    # Read again only when the parts of the campaign's rollup and reads rows changed (`api.campaign_reads`).
+    hit_rows, message_rows, numbers, read_time = ctx.campaign_reads.read(
         ctx.read, db, account, campaign_id, variant=include_machine, compute=counted
     )
     summary = sql.shape_summary(
@@ -67,6 +73,8 @@ def campaign_summary(
         include_machine=include_machine,
         unregistered=numbers[deliveries.COUNTS.index("unregistered")] if numbers else 0,
     )
+    if delivery_fields or read_time["measured"] or read_time["unknown"]:
+        summary["read_time"] = dict(read_time)  # a copy: the kept value is shared
     delivery = None
     if any(kind == "delivery" for kind, *_ in hit_rows):  # the delivery events' hour rollups
         delivery = numbers
@@ -95,7 +103,11 @@ class CampaignController(Controller):
     ) -> dict[str, Any]:
         """Sends, opens, unique opens, machine opens, clicks, rates and filtered hits of a campaign; with
         delivery data from its mail service, delivered, deferred, bounced (hard, soft), dropped, complaints,
-        unsubscribes and their rates, and open and click rates over delivered mail (`rate_basis`)."""
+        unsubscribes and their rates, and open and click rates over delivered mail (`rate_basis`); and
+        `read_time`, how long the timed opens (messages registered with `read_time`) stayed on screen:
+        `read` (8 s or more), `skimmed` (2-8 s), `glanced` (under 2 s), `unknown` (not measurable: a machine
+        open, a filtered one, an image proxy, the edge busy), `measured` and `median_seconds` of the
+        measured (null when none)."""
         # Read from the rollups (exact, ~20 ms at 10 M events).
         return campaign_summary(ctx, account, campaign_id, include_machine=False, delivery_fields=True)
 
@@ -152,7 +164,8 @@ class CampaignAnalyticsController(Controller):
         """The campaign's stats (sent, opens, unique opens, rates, clicks, bot clicks, filtered hits by
         reason) from the rollups; `include_machine=true` counts machine opens as opens (the MPP switch). A
         campaign with delivery data also gets the delivery numbers of `/stats`, and open and click rates
-        over delivered mail (`rate_basis`)."""
+        over delivered mail (`rate_basis`). A campaign with timed opens measured also gets `read_time`, as
+        in `/stats`."""
         # Without delivery data the summary answers as it did before delivery events existed.
         return campaign_summary(
             ctx, account, campaign_id, include_machine=include_machine, delivery_fields=False
@@ -171,17 +184,18 @@ class CampaignAnalyticsController(Controller):
         include_machine: IncludeMachine = False,
     ) -> dict[str, Any]:
         """Opens, unique opens, clicks and unique clicks of the campaign per country, mail client, device
-        type or OS, most opens first; `key` null: unknown (proxy and machine opens carry none)."""
+        type or OS, most opens first; `key` null: unknown (proxy and machine opens carry none). By client,
+        each row also has `read_time` (as in `/stats`) of the timed opens of that client; a client with
+        timed opens but no counted open has a row of its own, so the rows add up to the campaign's."""
         _require_campaign(ctx, account, campaign_id)
-        q = breakdowns.breakdown(
-            ctx.store.database, account, campaign_id, by, include_machine=include_machine
-        )
-        return {
-            "campaign_id": campaign_id,
-            "by": by,
-            "include_machine": include_machine,
-            "rows": breakdowns.shape_breakdown(ctx.read(q)),
-        }
+        db = ctx.store.database
+        q = breakdowns.breakdown(db, account, campaign_id, by, include_machine=include_machine)
+        rows = breakdowns.shape_breakdown(ctx.read(q))
+        if by == "client":  # read time per the open's mail client (issue 18)
+            rows = reads.with_client_read_time(
+                rows, ctx.read(reads.client_read_time(db, account, campaign_id))
+            )
+        return {"campaign_id": campaign_id, "by": by, "include_machine": include_machine, "rows": rows}
 
     @get("/{campaign_id:str}/timeseries", sync_to_thread=True)
     def timeseries(

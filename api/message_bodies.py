@@ -61,12 +61,24 @@ ProviderMessageId = Annotated[
 ]
 
 
+ReadTime = Annotated[
+    bool,
+    msgspec.Meta(
+        description="Measure how long the open stays on screen (read time): the pixel's answer is held open "
+        "as a slowly sent animated GIF and the time until the mail client closes it is recorded for the open "
+        "(read / skimmed / glanced / unknown in the campaign's `read_time`, `read_seconds` in the message's "
+        "timeline). Per message; default false (the pixel is answered at once, as without it).",
+    ),
+]
+
+
 RegistrationRules = bad_request(
     "a recipient that is blank or holds a control character or line break; "
     "`sent_at` older than the retention (PIXELPIPE_RETENTION_DAYS) or more than 15 minutes in the future; "
     "a link that is not an absolute http(s) URL with a host, or that carries a user name or password; "
     "an unknown field; a batch of no message or more than 1000; more than 1000 links; "
-    "a `provider_message_id` that is empty, longer than 256 characters or holds a space or control character"
+    "a `provider_message_id` that is empty, longer than 256 characters or holds a space or control "
+    "character; a `read_time` that is not a boolean"
 )
 
 
@@ -79,6 +91,7 @@ class MessageIn(msgspec.Struct, forbid_unknown_fields=True):
     sent_at: SentAt | None = None
     links: Annotated[list[Link], msgspec.Meta(max_length=MAX_LINKS)] = msgspec.field(default_factory=list)
     provider_message_id: ProviderMessageId | None = None
+    read_time: ReadTime = False
 
 
 MAX_BATCH = 1000  # messages per POST /v1/messages/batch

@@ -30,7 +30,7 @@ from api.instrument import find_links, rewrite_html
 from api.message_bodies import MAX_BATCH, BatchIn, InstrumentIn, MessageIn, RegistrationRules
 from api.openapi import Conflict
 from api.registry import REGISTERED_SEND_COLUMNS, BadMessage, Registration, check_sent_at, register
-from api.sql import deliveries, filtered
+from api.sql import deliveries, filtered, reads
 from api.sql import messages as sql
 from api.sql.common import BadQuery
 from schemas.recipient import normalize_recipient
@@ -123,15 +123,21 @@ class MessageTimelineController(Controller):
         """Every counted open and click of one message, oldest first: time, kind, verdict (machine opens are
         included and marked), reason, client, device, OS, place, whether through a mail proxy, link; and its
         mail service's delivery events among them (`kind` "delivery": event, bounce type, provider, SMTP
-        status and code, diagnostic), in the order they happened."""
+        status and code, diagnostic), in the order they happened. Each open has `read_seconds` (how long it
+        stayed on screen; null when the open was not timed or nothing was measured) and `read_category`
+        (read, skimmed, glanced, unknown; null when the open was not timed)."""
         db = ctx.store.database
         sends = ctx.read(sql.send_of_message(db, account, message_id))
         if not sends:
             raise NotFoundException(f"no message {message_id!r}")
         campaign_id = sends[0][0]
         rows = ctx.read(sql.message_timeline(db, account, campaign_id, message_id))
+        timed: dict[str, tuple[int, str]] = {}
+        if any(row[1] == "open" for row in rows):  # read time (issue 18): the opens' read records
+            q = reads.message_reads(db, account, campaign_id, message_id)
+            timed = {str(hit_id): (int(ms), str(end)) for hit_id, ms, end in ctx.read(q)}
         events = ctx.read(deliveries.message_deliveries(db, account, campaign_id, message_id))
-        timeline = deliveries.merge_timeline(sql.shape_timeline(rows), events)
+        timeline = deliveries.merge_timeline(sql.shape_timeline(rows, timed), events)
         return {"message_id": message_id, "campaign_id": campaign_id, "timeline": timeline}
 
 
@@ -242,6 +248,7 @@ def _plan(
                 links=links,
                 now=now,
                 provider_message=data.provider_message_id,
+                read_time=data.read_time,
             )
             if data.sent_at is not None:  # the client's own value (a known message keeps its first)
                 check_sent_at(data.sent_at, now=now, retention_days=ctx.retention_days)

@@ -65,11 +65,16 @@ def campaign_counts(db: str, account: str, campaign_id: str, *, include_machine:
 
 
 def campaign_parts(db: str, account: str, campaign_id: str) -> Query:
-    """A signature of the data parts holding the campaign's rollup rows: the sum of a hash of each row's part
-    name, and the number of rows (`api.campaign_reads`). Reads the key columns of the campaign's range
-    only."""
+    """A signature of the data parts holding the campaign's rows in the rollups and in ``reads`` (read time,
+    issue 18: its numbers are read from there, `api.sql.reads`): the sum of a hash of each row's table and
+    part name, and the number of rows (`api.campaign_reads`). Reads the key columns of the campaign's range
+    only (``reads`` has no rows for a campaign without timed opens). The open classifications a read is
+    named by are in ``events``, whose inserts, erasures and TTL write new rollup parts too."""
     return Query(
-        f"SELECT sum(cityHash64(_part)), count() FROM {db}.rollups WHERE {CAMPAIGN_SCOPE}",
+        f"""SELECT sum(h), sum(n) FROM (
+              SELECT sum(cityHash64(_part)) AS h, count() AS n FROM {db}.rollups WHERE {CAMPAIGN_SCOPE}
+              UNION ALL
+              SELECT sum(cityHash64('reads', _part)), count() FROM {db}.reads WHERE {CAMPAIGN_SCOPE})""",
         {"account": account, "campaign_id": campaign_id},
     )
 
