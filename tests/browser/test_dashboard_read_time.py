@@ -150,10 +150,12 @@ def assert_read_time(on_page: dict[str, tuple[str, str]], prefix: str, read_time
     ), prefix + "median_seconds"
 
 
-async def test_the_reports_read_time_is_the_apis(page: Any, served: Served) -> None:
+async def test_the_reports_read_time_is_the_apis(page: Any, served: Served, screenshots: Path) -> None:
     await sign_in(page, path=f"/#/campaigns/{SPRING}")
     await page.wait_for_selector("body[data-ready=report]")
-    await page.get_by_test_id("read-time").wait_for(state="visible")
+    card = page.get_by_test_id("read-time")
+    await card.wait_for(state="visible")
+    await card.screenshot(path=screenshots / "campaign-report-read-time.png")
     summary = await served.api(f"/v1/campaigns/{SPRING}/summary")
     read_time = summary["read_time"]
     # ann 9.5 s read and 3 s skimmed, bob 1.2 s glanced; bob's proxy open and cat's prefetch unknown
@@ -182,9 +184,12 @@ async def test_the_reports_read_time_is_the_apis(page: Any, served: Served) -> N
     assert await page.get_by_test_id("read-time").count() == 0
 
 
-async def test_the_message_timeline_shows_each_opens_read_time(page: Any, served: Served) -> None:
+async def test_the_message_timeline_shows_each_opens_read_time(
+    page: Any, served: Served, screenshots: Path
+) -> None:
     await sign_in(page, path="/#/messages/m-ann")
     await page.wait_for_selector("body[data-ready=message]")
+    await page.screenshot(path=screenshots / "message-read-time.png", full_page=True)
     timeline = (await served.api("/v1/messages/m-ann/timeline"))["timeline"]
     on_page = await numbers(page)
     timed = [(i, item) for i, item in enumerate(timeline) if item.get("read_category")]

@@ -39,10 +39,9 @@ export function ReadTimeCard({ readTime, clients }: { readTime: ReadTime | null 
       <Distribution rt={readTime} />
       <p class="muted">
         For messages sent with read time on, the tracking image arrives slowly, a frame a second, and the time until the mail app
-        stops loading it is the time the email stayed open. Read: on screen 8 seconds or more; skimmed: 2 to 8 seconds; glanced:
-        under 2 seconds. Unknown: nothing a reader did could be measured — an image proxy (Gmail, Yahoo), Apple's privacy
-        prefetch, a security scanner or a bot fetched the whole image at once, or the server was holding as many images as it
-        may. The median is of the measured opens only.
+        stops loading it is the time the email stayed open. Unknown means nothing a reader did could be measured: an image proxy
+        (Gmail, Yahoo), Apple's privacy prefetch, a security scanner or a bot fetched the whole image at once, or the server was
+        already holding as many images as it may. The median is of the measured opens only.
       </p>
       {rows.length > 0 && (
         <DataTable
