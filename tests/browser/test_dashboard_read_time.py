@@ -239,3 +239,19 @@ async def test_a_read_shows_in_the_live_feed_after_its_open(
     # newest first: the read is above its open
     types = await feed.locator("li").evaluate_all("(items) => items.map((li) => li.dataset.type)")
     assert types.index("read") < types.index("open")
+
+
+async def test_the_read_time_card_fits_a_phone(browser: Any, served: Served, screenshots: Path) -> None:
+    context = await browser.new_context(
+        base_url=served.base, viewport={"width": 375, "height": 812}, is_mobile=True, has_touch=True
+    )
+    try:
+        page = await context.new_page()
+        await sign_in(page, path=f"/#/campaigns/{SPRING}")
+        await page.wait_for_selector("body[data-ready=report]")
+        card = page.get_by_test_id("read-time")
+        await card.wait_for(state="visible")
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 375
+        await card.screenshot(path=screenshots / "campaign-report-read-time-phone.png")
+    finally:
+        await context.close()

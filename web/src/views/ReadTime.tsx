@@ -96,7 +96,7 @@ function Distribution({ rt }: { rt: ReadTime }) {
       </div>
       <p class="muted" aria-hidden="true" style={{ margin: "0.3rem 0 0" }}>
         {CATEGORIES.map((c) => (
-          <span key={c.key} style={{ marginRight: "1rem" }}>
+          <span key={c.key} style={{ marginRight: "1rem", display: "inline-block", whiteSpace: "nowrap" }}>
             <span style={{ display: "inline-block", width: "0.7rem", height: "0.7rem", background: c.color, marginRight: "0.3rem" }} />
             {c.label} ({c.means})
           </span>
