@@ -23,11 +23,10 @@ from pixelpipe.app import Components, build_app, build_components
 from schemas.reads import ReadEnd, ReadRecord, encode_read
 from schemas.tokens import recipient_tag
 from tests.browser import dataset
-from tests.browser.conftest import Served
+from tests.browser.conftest import Served, served_env
 from tests.browser.reading import count_text, numbers
 from tests.browser.signing_in import sign_in
-from tests.conftest import DATA
-from tests.integration.helpers import embedded_env, path_of, wait_for
+from tests.integration.helpers import path_of, wait_for
 from tests.serving import serving
 
 pytestmark = pytest.mark.browser
@@ -108,15 +107,7 @@ def served_components(
     tmp_path_factory: pytest.TempPathFactory, chdb_path: Path, dashboard_dist: Path
 ) -> Iterator[tuple[Served, Components]]:
     """`tests.browser.conftest.served`, with the read records of `TIMED` stored."""
-    env = embedded_env(
-        tmp_path_factory.mktemp("data"),
-        chdb_path,
-        PIXELPIPE_API_KEYS=f"acme={dataset.ACME_KEY},globex={dataset.GLOBEX_KEY}",
-        PIXELPIPE_GEOIP_ASN_DB=str(DATA / "GeoLite2-ASN-Test.mmdb"),
-        PIXELPIPE_TRUSTED_PROXIES="127.0.0.0/8,::1/128",
-        PIXELPIPE_DASHBOARD_DIR=str(dashboard_dist),
-    )
-    settings = settings_mod.load(env)
+    settings = settings_mod.load(served_env(tmp_path_factory.mktemp("data"), chdb_path, dashboard_dist))
     components = build_components(settings, frozenset({"edge", "process", "api"}))
     app, _ = build_app(components)
     with serving(app) as base, httpx.Client(base_url=base, timeout=10) as client:
