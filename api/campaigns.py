@@ -59,7 +59,9 @@ def campaign_summary(
         # number), per bucket, counted again only where the data changed (`api.delivery_numbers`).
         numbers = ctx.delivery_numbers.read(ctx.read, db, account, [campaign_id]).get(campaign_id)
         # Read time (issue 18) from ``reads``, whose parts are in the signature too: never stale.
-        read_rows = ctx.read(reads.campaign_read_time(db, account, campaign_id))
+        read_rows: list[tuple[Any, ...]] = []
+        if ctx.read(reads.campaign_has_reads(db, account, campaign_id)):
+            read_rows = ctx.read(reads.campaign_read_time(db, account, campaign_id))
         return hit_rows, message_rows, numbers, reads.shape_read_time(read_rows[0] if read_rows else None)
 
     # Read again only when the parts of the campaign's rollup and reads rows changed (`api.campaign_reads`).
@@ -192,8 +194,9 @@ class CampaignAnalyticsController(Controller):
         q = breakdowns.breakdown(db, account, campaign_id, by, include_machine=include_machine)
         rows = breakdowns.shape_breakdown(ctx.read(q))
         if by == "client":  # read time per the open's mail client (issue 18)
+            timed = ctx.read(reads.campaign_has_reads(db, account, campaign_id))
             rows = reads.with_client_read_time(
-                rows, ctx.read(reads.client_read_time(db, account, campaign_id))
+                rows, ctx.read(reads.client_read_time(db, account, campaign_id)) if timed else []
             )
         return {"campaign_id": campaign_id, "by": by, "include_machine": include_machine, "rows": rows}
 

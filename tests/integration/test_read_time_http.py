@@ -26,7 +26,7 @@ from pixelpipe.app import Components, build_app, build_components
 from schemas.events import RawHit, encode_hit
 from schemas.reads import ReadEnd, ReadRecord, encode_read
 from schemas.tokens import TokenKind, recipient_tag, verify
-from tests.integration.helpers import BROWSER, RESIDENTIAL, path_of, wait_for
+from tests.integration.helpers import BROWSER, RESIDENTIAL, path_of, read_record, wait_for
 from tests.serving import serving
 
 ACME = {"Authorization": "Bearer acme-key-123"}
@@ -82,17 +82,7 @@ class Opens:
         return hit
 
     def read(self, hit: RawHit, read_ms: int, end: ReadEnd = ReadEnd.CLOSED) -> ReadRecord:
-        record = ReadRecord(
-            read_of=hit.hit_id,
-            account=hit.account,
-            campaign_id=hit.campaign_id,
-            message_id=hit.message_id,
-            recipient_tag=hit.recipient_tag,
-            opened_at_ms=hit.received_at_ms,
-            ended_at_ms=hit.received_at_ms + read_ms,
-            read_ms=read_ms,
-            end=end,
-        )
+        record = read_record(hit, read_ms, end)
         self.publisher.publish_encoded(record.partition_key, encode_read(record))
         return record
 

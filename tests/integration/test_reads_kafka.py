@@ -30,10 +30,10 @@ from processors.pipeline import HitProcessor
 from processors.ranges import load_ranges
 from processors.runner import HitRunner
 from schemas.events import RawHit, encode_hit
-from schemas.reads import ReadEnd, ReadRecord, encode_read
+from schemas.reads import ReadRecord, encode_read
 from schemas.store import Store
 from schemas.topics import Topics
-from tests.integration.helpers import eventually, human_open, wait_for
+from tests.integration.helpers import eventually, human_open, read_record, wait_for
 from tests.roles import Role, role_env
 
 pytestmark = pytest.mark.kafka
@@ -45,13 +45,7 @@ READ_MS = (9_000, 4_000, 1_000)  # read, skimmed, glanced, in turn
 def pair(i: int, messages: int) -> tuple[RawHit, ReadRecord]:
     """The ``i``-th human open (of ``messages`` messages of acme's campaign c) and its read record."""
     hit = replace(human_open(i, messages), hit_id=f"r{uuid.uuid4().hex[:8]}{i:08d}")
-    read_ms = READ_MS[i % 3]
-    record = ReadRecord(
-        read_of=hit.hit_id, account=hit.account, campaign_id=hit.campaign_id, message_id=hit.message_id,
-        recipient_tag=hit.recipient_tag, opened_at_ms=hit.received_at_ms,
-        ended_at_ms=hit.received_at_ms + read_ms, read_ms=read_ms, end=ReadEnd.CLOSED,
-    )  # fmt: skip
-    return hit, record
+    return hit, read_record(hit, READ_MS[i % 3])
 
 
 def expected(n: int) -> dict[str, Any]:

@@ -5,10 +5,8 @@ batch one row for the API's exact read (FINAL)."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 
 from prometheus_client import REGISTRY
@@ -20,12 +18,12 @@ from processors.ranges import load_ranges
 from processors.reads import StoredRead
 from processors.runner import HitRunner
 from schemas.events import RawHit, encode_hit, join_hits
-from schemas.reads import ReadEnd, ReadRecord, encode_read
+from schemas.reads import encode_read
 from schemas.store import Store
 from schemas.suppression import DoNotTrack
 from schemas.tokens import Keyring, recipient_tag
 from schemas.verdicts import Verdict
-from tests.integration.helpers import human_open
+from tests.integration.helpers import CollectedDeadLetters, ListSource, human_open, read_record
 
 DATA = Path(__file__).parent.parent / "data"
 KEYS = Keyring(((1, b"k" * 32),))
@@ -36,59 +34,8 @@ def tag(recipient: str) -> str:
     return recipient_tag(KEYS.keys[0][1], "acme", recipient).hex()
 
 
-@dataclass
-class ListSource:
-    """Records given up front, fetched in order; the commits it was given."""
-
-    records: list[BusRecord]
-    commits: list[dict[int, int]] = field(default_factory=list)
-
-    async def start(self) -> None:
-        return None
-
-    async def fetch(self, max_records: int, timeout_s: float) -> list[BusRecord]:
-        batch, self.records = self.records[:max_records], self.records[max_records:]
-        if not batch:
-            await asyncio.sleep(min(timeout_s, 0.01))
-        return batch
-
-    async def commit(self, next_offsets: Mapping[int, int]) -> None:
-        self.commits.append(dict(next_offsets))
-
-    async def stop(self) -> None:
-        return None
-
-
-@dataclass
-class CollectedDeadLetters:
-    letters: list[tuple[BusRecord, str]] = field(default_factory=list)
-
-    async def start(self) -> None:
-        return None
-
-    async def send(self, record: BusRecord, reason: str) -> None:
-        self.letters.append((record, reason))
-
-    async def stop(self) -> None:
-        return None
-
-
 def an_open(i: int, recipient: str) -> RawHit:
     return dataclasses.replace(human_open(i, messages=1000), recipient_tag=tag(recipient))
-
-
-def read_of(hit: RawHit, read_ms: int, end: ReadEnd = ReadEnd.CLOSED) -> ReadRecord:
-    return ReadRecord(
-        read_of=hit.hit_id,
-        account=hit.account,
-        campaign_id=hit.campaign_id,
-        message_id=hit.message_id,
-        recipient_tag=hit.recipient_tag,
-        opened_at_ms=hit.received_at_ms,
-        ended_at_ms=hit.received_at_ms + read_ms,
-        read_ms=read_ms,
-        end=end,
-    )
 
 
 async def run(
@@ -128,13 +75,13 @@ async def test_a_read_record_is_stored_with_its_batch_and_handed_on_with_its_ope
 ) -> None:
     ann, machine = an_open(1, "ann@example.com"), an_open(2, "bob@example.com")
     machine = dataclasses.replace(machine, user_agent=MPP_UA, ip="17.58.63.200")  # Apple's prefetch relay
-    unknown_open = read_of(an_open(3, "cy@example.com"), 3_000)  # its open was never seen here
+    unknown_open = read_record(an_open(3, "cy@example.com"), 3_000)  # its open was never seen here
     before = REGISTRY.get_sample_value("pixelpipe_reads_total", {"outcome": "stored"}) or 0.0
     handed, source = await run(
         store,
         [
             join_hits([encode_hit(ann), encode_hit(machine)]),
-            join_hits([encode_read(read_of(ann, 9_500)), encode_read(read_of(machine, 4_000))]),
+            join_hits([encode_read(read_record(ann, 9_500)), encode_read(read_record(machine, 4_000))]),
             encode_read(unknown_open),
         ],
     )
@@ -168,9 +115,9 @@ async def test_a_malformed_read_record_is_dead_lettered_alone_and_a_suppressed_r
             join_hits(
                 [
                     encode_hit(ann),
-                    encode_read(read_of(ann, 1_500)),
+                    encode_read(read_record(ann, 1_500)),
                     malformed,
-                    encode_read(read_of(bob, 5_000)),
+                    encode_read(read_record(bob, 5_000)),
                 ]
             )
         ],
@@ -187,11 +134,11 @@ async def test_a_malformed_read_record_is_dead_lettered_alone_and_a_suppressed_r
 
 async def test_a_read_record_read_again_is_one_row(store: Store) -> None:
     ann = an_open(1, "ann@example.com")
-    batch = join_hits([encode_hit(ann), encode_read(read_of(ann, 6_000))])
+    batch = join_hits([encode_hit(ann), encode_read(read_record(ann, 6_000))])
     await run(store, [batch])
     await run(store, [batch])  # the same batch again (a crash before the commit): deduplicated by its token
     db = store.database
     assert store.query(f"SELECT count() FROM {db}.reads") == [(1,)]
-    await run(store, [encode_read(read_of(ann, 6_000))])  # in another batch: one row read exactly
+    await run(store, [encode_read(read_record(ann, 6_000))])  # in another batch: one row read exactly
     assert stored_reads(store) == [(ann.hit_id, 6_000, "closed", "raw-hits:0:0")]
     assert store.query(f"SELECT count() FROM {db}.reads FINAL") == [(1,)]
