@@ -379,6 +379,7 @@ def build_components(
     if c.store is not None:
         c.notifications = _notifications(c, c.store, topics)
         c.on_stored.extend(c.notifications.listeners())
+        c.on_reads_stored.extend(c.notifications.read_listeners())
         c.on_deliveries_stored.extend(c.notifications.delivery_listeners())
     return c
 
