@@ -23,7 +23,7 @@ from litestar.exceptions import NotFoundException
 from api.context import ApiContext
 from api.sql import aggregate_opens as aggregate
 from api.sql import best_time as bt
-from api.sql import breakdowns, deliveries, filtered, timeseries
+from api.sql import breakdowns, deliveries, filtered, reads, timeseries
 from api.sql import campaigns as sql
 from api.sql.common import Query
 from api.sql.exact import ExactRead
@@ -38,14 +38,15 @@ def require_campaign(ctx: ApiContext, account: str, campaign_id: str) -> None:
         raise NotFoundException(f"no campaign {campaign_id!r}")
 
 
-def _counted(
-    ctx: ApiContext, account: str, campaign_id: str, *, include_machine: bool
-) -> tuple[Rows, Rows, tuple[int, ...] | None]:
-    """The campaign's hour rows ``(kind, verdict, reason, hits)``, its message rows and its delivery numbers;
-    NotFoundException for a campaign the account never sent nor had a hit of."""
+Counted = tuple[Rows, Rows, tuple[int, ...] | None, dict[str, Any]]
+
+
+def _counted(ctx: ApiContext, account: str, campaign_id: str, *, include_machine: bool) -> Counted:
+    """The campaign's hour rows ``(kind, verdict, reason, hits)``, its message rows, its delivery numbers and
+    its read time; NotFoundException for a campaign the account never sent nor had a hit of."""
     db = ctx.store.database
 
-    def counted() -> tuple[Rows, Rows, tuple[int, ...] | None]:
+    def counted() -> Counted:
         counts = ctx.read(sql.campaign_counts(db, account, campaign_id, include_machine=include_machine))
         hit_rows, message_rows = sql.split_counts(counts)
         if not hit_rows and not any(n for *_, n in message_rows):
@@ -55,7 +56,11 @@ def _counted(
         # The messages by delivery status and those counted as sent without a send (`unregistered_messages`'
         # number), per bucket, counted again only where the data changed (`api.delivery_numbers`).
         numbers = ctx.delivery_numbers.read(ctx.read, db, account, [campaign_id]).get(campaign_id)
-        return hit_rows, message_rows, numbers
+        # Read time (issue 18) from ``reads``, mirrored into the rollups' parts (0010): never stale.
+        read_rows: Rows = []
+        if ctx.read(reads.campaign_has_reads(db, account, campaign_id)):
+            read_rows = ctx.read(reads.campaign_read_time(db, account, campaign_id))
+        return hit_rows, message_rows, numbers, reads.shape_read_time(read_rows[0] if read_rows else None)
 
     # Read again only when the parts holding the campaign's rollup rows changed (`api.campaign_reads`).
     kept = ctx.campaign_reads
@@ -64,13 +69,13 @@ def _counted(
 
 def _summary(
     campaign_id: str,
-    counted: tuple[Rows, Rows, tuple[int, ...] | None],
+    counted: Counted,
     aggregate_rows: Rows,
     *,
     include_machine: bool,
     delivery_fields: bool,
 ) -> dict[str, Any]:
-    hit_rows, message_rows, numbers = counted
+    hit_rows, message_rows, numbers, read_time = counted
     summary = sql.shape_summary(
         campaign_id,
         hit_rows,
@@ -80,6 +85,8 @@ def _summary(
     )
     # The campaign pixel's opens (issue 19), when it has any or sent one.
     summary.update(aggregate.shape_aggregate(aggregate_rows, include_machine=include_machine) or {})
+    if delivery_fields or read_time["measured"] or read_time["unknown"]:
+        summary["read_time"] = dict(read_time)  # a copy: the kept value is shared
     delivery = None
     if any(kind == "delivery" for kind, *_ in hit_rows):  # the delivery events' hour rollups
         delivery = numbers
@@ -152,7 +159,18 @@ def breakdown_rows(
     ctx: ApiContext, account: str, campaign_id: str, by: breakdowns.Dimension, *, include_machine: bool
 ) -> list[dict[str, Any]]:
     q = breakdowns.breakdown(ctx.store.database, account, campaign_id, by, include_machine=include_machine)
-    return breakdowns.shape_breakdown(ctx.read(q))
+    rows = breakdowns.shape_breakdown(ctx.read(q))
+    return _with_client_read_time(ctx, account, campaign_id, rows) if by == "client" else rows
+
+
+def _with_client_read_time(
+    ctx: ApiContext, account: str, campaign_id: str, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The breakdown by client with each client's read time (issue 18)."""
+    db = ctx.store.database
+    timed = ctx.read(reads.campaign_has_reads(db, account, campaign_id))
+    per_client = ctx.read(reads.client_read_time(db, account, campaign_id)) if timed else []
+    return reads.with_client_read_time(rows, per_client)
 
 
 def timeseries_answer(
@@ -236,7 +254,7 @@ def campaign_report(
     db = ctx.store.database
     timeseries.zone(tz)  # refused before anything is read
 
-    def computed() -> tuple[dict[str, Any], tuple[Rows, Rows, tuple[int, ...] | None], bt.BestTime]:
+    def computed() -> tuple[dict[str, Any], Counted, bt.BestTime]:
         counted = _counted(ctx, account, campaign_id, include_machine=include_machine)
         rows = ctx.read(breakdowns.breakdowns(db, account, campaign_id, DIMENSIONS, include_machine))
         series = timeseries_answer(
@@ -252,7 +270,13 @@ def campaign_report(
         parts = {
             "timeseries": _without_id(series),
             "breakdowns": {
-                by: {"by": by, "include_machine": include_machine, "rows": shaped}
+                by: {
+                    "by": by,
+                    "include_machine": include_machine,
+                    "rows": _with_client_read_time(ctx, account, campaign_id, shaped)
+                    if by == "client"
+                    else shaped,
+                }
                 for by, shaped in breakdowns.shape_breakdowns(rows, DIMENSIONS).items()
             },
             "links": link_rows(ctx, account, campaign_id),

@@ -51,7 +51,11 @@ class CampaignController(Controller):
     ) -> dict[str, Any]:
         """Sends, opens, unique opens, machine opens, clicks, rates and filtered hits of a campaign; with
         delivery data from its mail service, delivered, deferred, bounced (hard, soft), dropped, complaints,
-        unsubscribes and their rates, and open and click rates over delivered mail (`rate_basis`)."""
+        unsubscribes and their rates, and open and click rates over delivered mail (`rate_basis`); and
+        `read_time`, how long the timed opens (messages registered with `read_time`) stayed on screen:
+        `read` (8 s or more), `skimmed` (2-8 s), `glanced` (under 2 s), `unknown` (not measurable: a machine
+        open, a filtered one, an image proxy, the edge busy), `measured` and `median_seconds` of the
+        measured (null when none)."""
         # Read from the rollups (exact, ~20 ms at 10 M events).
         return answers.campaign_summary(
             ctx, account, campaign_id, include_machine=False, delivery_fields=True
@@ -96,7 +100,8 @@ class CampaignAnalyticsController(Controller):
         """The campaign's stats (sent, opens, unique opens, rates, clicks, bot clicks, filtered hits by
         reason) from the rollups; `include_machine=true` counts machine opens as opens (the MPP switch). A
         campaign with delivery data also gets the delivery numbers of `/stats`, and open and click rates
-        over delivered mail (`rate_basis`)."""
+        over delivered mail (`rate_basis`). A campaign with timed opens measured also gets `read_time`, as
+        in `/stats`."""
         # Without delivery data the summary answers as it did before delivery events existed.
         return answers.campaign_summary(
             ctx, account, campaign_id, include_machine=include_machine, delivery_fields=False

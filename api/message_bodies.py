@@ -111,6 +111,15 @@ TrackingBaseUrl = Annotated[
         "absolute http(s) URL with a host, optionally a path, no user name or password, query or fragment.",
     ),
 ]
+ReadTime = Annotated[
+    bool,
+    msgspec.Meta(
+        description="Measure how long the open stays on screen (read time): the pixel's answer is held open "
+        "as a slowly sent animated GIF and the time until the mail client closes it is recorded for the open "
+        "(read / skimmed / glanced / unknown in the campaign's `read_time`, `read_seconds` in the message's "
+        "timeline). Per message; default false (the pixel is answered at once, as without it).",
+    ),
+]
 
 
 RegistrationRules = bad_request(
@@ -122,7 +131,8 @@ RegistrationRules = bad_request(
     "character; a `tracking_base_url` that is not an absolute http(s) URL with a host, or carries a user "
     "name or password, a query or a fragment; a `list_unsubscribe` that is not a List-Unsubscribe header "
     "value (`<URL>, <URL>`) or a list of at most 10 http(s) or mailto: URLs; a tracked link that, with its "
-    "UTM parameters, no longer fits in a click token"
+    "UTM parameters, no longer fits in a click token; "
+    "a `read_time` that is not a boolean"
 )
 
 
@@ -148,6 +158,7 @@ class MessageIn(msgspec.Struct, forbid_unknown_fields=True):
     ] = True
     list_unsubscribe: ListUnsubscribe | None = None
     utm: UtmIn | None = None
+    read_time: ReadTime = False
 
 
 MAX_BATCH = 1000  # messages per POST /v1/messages/batch

@@ -36,7 +36,7 @@ from api.message_bodies import MAX_BATCH, BatchIn, InstrumentIn, MessageIn, Regi
 from api.openapi import Conflict
 from api.preferences import preferences_url
 from api.registry import REGISTERED_SEND_COLUMNS, BadMessage, Registration, check_sent_at, register
-from api.sql import deliveries, filtered
+from api.sql import deliveries, filtered, reads
 from api.sql import messages as sql
 from api.sql.common import BadQuery
 from api.tracking import TrackingDecision, aggregate_pixel_url, decide
@@ -134,15 +134,21 @@ class MessageTimelineController(Controller):
         """Every counted open and click of one message, oldest first: time, kind, verdict (machine opens are
         included and marked), reason, client, device, OS, place, whether through a mail proxy, link; and its
         mail service's delivery events among them (`kind` "delivery": event, bounce type, provider, SMTP
-        status and code, diagnostic), in the order they happened."""
+        status and code, diagnostic), in the order they happened. Each open has `read_seconds` (how long it
+        stayed on screen; null when the open was not timed or nothing was measured) and `read_category`
+        (read, skimmed, glanced, unknown; null when the open was not timed)."""
         db = ctx.store.database
         sends = ctx.read(sql.send_of_message(db, account, message_id))
         if not sends:
             raise NotFoundException(f"no message {message_id!r}")
         campaign_id = sends[0][0]
         rows = ctx.read(sql.message_timeline(db, account, campaign_id, message_id))
+        timed: dict[str, tuple[int, str]] = {}
+        if any(row[1] == "open" for row in rows):  # read time (issue 18): the opens' read records
+            q = reads.message_reads(db, account, campaign_id, message_id)
+            timed = {str(hit_id): (int(ms), str(end)) for hit_id, ms, end in ctx.read(q)}
         events = ctx.read(deliveries.message_deliveries(db, account, campaign_id, message_id))
-        timeline = deliveries.merge_timeline(sql.shape_timeline(rows), events)
+        timeline = deliveries.merge_timeline(sql.shape_timeline(rows, timed), events)
         return {"message_id": message_id, "campaign_id": campaign_id, "timeline": timeline}
 
 
@@ -294,6 +300,7 @@ def _plan(
                 provider_message=data.provider_message_id,
                 track=frozenset(choice.tracked),
                 utm=_utm(data),
+                read_time=data.read_time,
             )
             if data.sent_at is not None:  # the client's own value (a known message keeps its first)
                 check_sent_at(data.sent_at, now=now, retention_days=ctx.retention_days)

@@ -62,6 +62,7 @@ ERASED_TABLES: Final = (
     ("events", sql.ERASED_SCOPE),
     ("filtered_hits", sql.ERASED_SCOPE),
     ("deliveries", sql.DELIVERIES_SCOPE),
+    ("reads", sql.ERASED_SCOPE),  # read time (issue 18): the held pixels of their timed opens
     ("sends", sql.ERASED_SCOPE),
 )
 # A mutation starts within seconds on an idle engine; then old_parts_lifetime (60 s) and the cleanup thread's
@@ -240,9 +241,9 @@ class PrivacyController(Controller):
         ctx: NamedDependency[ApiContext],
         privacy: NamedDependency[PrivacyPropagation],
     ) -> dict[str, Any]:
-        """Erase a recipient: their sends, opens, clicks, filtered hits and delivery events (bounces,
-        complaints...), and the webhook deliveries and cached facts that name them; further hits are not
-        recorded."""
+        """Erase a recipient: their sends, opens, clicks, filtered hits, read times and delivery events
+        (bounces, complaints...), and the webhook deliveries and cached facts that name them; further hits
+        are not recorded."""
         db = ctx.store.database
         canonical = _canonical(recipient)
         messages = sorted(
@@ -286,8 +287,9 @@ class PrivacyController(Controller):
         ctx.store.command(hide, consent)
         ctx.store.command(rewrite)
         erased: dict[str, Any] = {"messages": len(messages), **counts}
-        if not erased["deliveries"]:  # a recipient without delivery events is answered as before them
-            del erased["deliveries"]
+        for table in ("deliveries", "reads"):  # a recipient without them is answered as before they existed
+            if not erased[table]:
+                del erased[table]
         if consent_changes:  # and one without consent changes as before them
             erased["consent_changes"] = consent_changes
         if privacy.erase_notifications is not None:  # this process's outbox and cache; others via the topic

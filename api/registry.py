@@ -108,9 +108,12 @@ def register(
     provider_message: str | None = None,
     track: Collection[str] | None = None,
     utm: Utm | None = None,
+    read_time: bool = False,
 ) -> Registration:
     """Plan a message's registration: its pixel, a click token for each link in ``track`` (every link when
-    None) whose destination is the link with ``utm`` appended, and its ``sends`` row (every link)."""
+    None) whose destination is the link with ``utm`` appended, and its ``sends`` row (every link).
+    ``read_time``: the pixel measures how long the open stays on screen (issue 18): its token is a
+    `TokenKind.TIMED_OPEN`, so the edge holds its answer without a lookup."""
     if len(links) > MAX_LINKS:
         raise BadMessage(f"at most {MAX_LINKS} links per message")
     if sent_at.tzinfo is None:
@@ -125,7 +128,8 @@ def register(
     distinct = list(dict.fromkeys(check_link(u) for u in links))
     tag = recipient_tag(keyring.signing_key[1], account, recipient)
     base = Claim(TokenKind.OPEN, account, campaign_id, message_id, seconds, recipient_tag=tag)
-    pixel_url = f"{public_url}/o/{sign(base, keyring)}.gif"
+    pixel = replace(base, kind=TokenKind.TIMED_OPEN) if read_time else base
+    pixel_url = f"{public_url}/o/{sign(pixel, keyring)}.gif"
     click = replace(base, kind=TokenKind.CLICK)
     tracked = {
         url: f"{public_url}/c/{_click_token(replace(click, link_index=i, url=url), keyring, utm)}"

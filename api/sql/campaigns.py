@@ -68,7 +68,9 @@ def campaign_counts(db: str, account: str, campaign_id: str, *, include_machine:
 def campaign_parts(db: str, account: str, campaign_id: str) -> Query:
     """A signature of the data parts holding the campaign's rollup rows: the sum of a hash of each row's part
     name, and the number of rows (`api.campaign_reads`). Reads the key columns of the campaign's range
-    only."""
+    only. Read time's numbers (`api.sql.reads`, from ``reads``) are covered too: every insert into ``reads``
+    writes a ``reads`` row into the rollups (``0013_reads_rollup.sql``), and an erasure rewrites the
+    rollups' parts."""
     return Query(
         f"SELECT sum(cityHash64(_part)), count() FROM {db}.rollups WHERE {CAMPAIGN_SCOPE}",
         {"account": account, "campaign_id": campaign_id},

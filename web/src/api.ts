@@ -139,6 +139,17 @@ export interface Summary {
   bounce_rate?: number | null;
   complaint_rate?: number | null;
   rate_basis?: string | null;
+  read_time?: ReadTime | null; // issue 18: how long timed opens stayed on screen
+}
+
+/** Read time (issue 18): timed opens by how long they stayed on screen; all zeros without timed opens. */
+export interface ReadTime {
+  read: number; // 8 s or more
+  skimmed: number; // 2 to 8 s
+  glanced: number; // under 2 s
+  unknown: number; // not measurable (image proxies, prefetch, bots, the edge at its cap)
+  measured: number; // read + skimmed + glanced
+  median_seconds: number | null; // of the measured; null when none
 }
 
 export interface SeriesPoint {
@@ -164,6 +175,7 @@ export interface BreakdownRow {
   unique_opens: number;
   clicks: number;
   unique_clicks: number;
+  read_time?: ReadTime | null; // issue 18, on the breakdown by client
 }
 
 export interface Breakdown {
@@ -235,6 +247,8 @@ export interface TimelineItem {
   via_proxy?: boolean | null;
   link_index?: number | null;
   url?: string | null;
+  read_seconds?: number | null; // issue 18: an open's read time (null: not timed, or nothing measured)
+  read_category?: string | null; // read, skimmed, glanced, unknown; null when the open was not timed
   [key: string]: unknown;
 }
 
@@ -309,5 +323,8 @@ export interface Notice {
   os?: string | null;
   country?: string | null;
   url?: string | null;
+  read_seconds?: number | null; // a `read` notice's (issue 18)
+  read_category?: string | null;
+  read_of?: string;
   [key: string]: unknown;
 }
