@@ -107,7 +107,9 @@ def campaign_summary(
 ) -> dict[str, Any]:
     """The campaign's stats from the rollups; NotFoundException for a campaign the account never sent nor
     had a hit of. With delivery data, its delivery numbers too; without, ``delivery_fields`` says whether
-    they are answered (as null, with ``rate_basis`` "sent") or left out."""
+    they are answered (as null, with ``rate_basis`` "sent") or left out. The same for read time (issue 18):
+    ``read_time`` with the campaign's read records, else zeros with ``delivery_fields`` (`/stats`) or left
+    out (`/summary` answers as it did before read time)."""
     counted = _counted(ctx, account, campaign_id, include_machine=include_machine)
     aggregate_rows = _aggregate_rows(ctx, account, campaign_id)
     return _summary(

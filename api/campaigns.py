@@ -146,7 +146,9 @@ class CampaignAnalyticsController(Controller):
         include_machine: IncludeMachine = False,
     ) -> dict[str, Any]:
         """Opens, unique opens, clicks and unique clicks of the campaign per country, mail client, device
-        type or OS, most opens first; `key` null: unknown (proxy and machine opens carry none)."""
+        type or OS, most opens first; `key` null: unknown (proxy and machine opens carry none). By client,
+        each row also has `read_time` (as in `/stats`) of the timed opens of that client; a client with
+        timed opens but no counted open has a row of its own, so the rows add up to the campaign's."""
         answers.require_campaign(ctx, account, campaign_id)
         rows = answers.breakdown_rows(ctx, account, campaign_id, by, include_machine=include_machine)
         return {"campaign_id": campaign_id, "by": by, "include_machine": include_machine, "rows": rows}
