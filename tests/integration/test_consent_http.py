@@ -306,6 +306,11 @@ def test_rates_use_only_individually_tracked_sends(running: tuple[httpx.Client, 
         0.5,
         "tracked_sends",
     )
+    # The dashboard's reads say the same: the report's summary, and the list's rates on the same basis.
+    assert client.get("/v1/campaigns/c/report", headers=ACME).json()["summary"] == summary
+    listed = client.get("/v1/campaigns", headers=ACME).json()["items"]
+    item = next(i for i in listed if i["campaign_id"] == "c")
+    assert (item["sent"], item["tracked_sends"], item["open_rate"], item["click_rate"]) == (4, 2, 0.5, 0.5)
     # a campaign whose sends were all tracked answers as before (its summary has no new field)
     settings(client, consent_mode="off")
     register(client, "eve@example.com", "m-eve", campaign_id="d")

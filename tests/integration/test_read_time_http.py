@@ -198,6 +198,11 @@ def test_read_times_are_counted_exactly_by_their_opens_classification(
     assert browser["read_time"]["unknown"] == 2  # busy and stopped
     # the machine open's, the bot's and the absent open's
     assert sum(r["unknown"] for k, r in by_key.items() if k != browser["key"]) == 3
+    # the dashboard's report in one request says the same (its summary and its breakdown by client)
+    report = client.get("/v1/campaigns/c/report", headers=ACME).json()
+    assert report["summary"] == client.get("/v1/campaigns/c/summary", headers=ACME).json()
+    assert report["summary"]["read_time"]["measured"] == 4
+    assert report["breakdowns"]["client"]["rows"] == rows
 
     # the timeline: each open's read seconds and category
     def timeline(message_id: str) -> list[dict[str, Any]]:
