@@ -16,6 +16,7 @@ from typing import Final
 from litestar import HttpMethod, Response, route
 from litestar.enums import MediaType
 from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath
 
 _TOKEN: Final = re.compile(r"[A-Za-z0-9_-]{1,4096}")  # base64url: safe in a Location header as it is
 _HEADERS: Final = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Robots-Tag": "noindex"}
@@ -40,7 +41,7 @@ def preferences_redirect(api_public_url: str) -> HTTPRouteHandler:
         include_in_schema=False,
         media_type=MediaType.HTML,
     )
-    async def redirect_preferences(token: str) -> Response[str]:
+    async def redirect_preferences(token: FromPath[str]) -> Response[str]:
         if not _TOKEN.fullmatch(token):
             return Response(_NOT_FOUND, status_code=404, media_type=MediaType.HTML, headers=_HEADERS)
         if not api_public_url:
