@@ -21,7 +21,6 @@ plain GIF, as a plain open does; a HEAD gets the read-time GIF's head, holds not
 
 from __future__ import annotations
 
-import base64
 import logging
 import os
 import time
@@ -40,7 +39,7 @@ from schemas.aggregate_opens import looks_aggregate
 from schemas.events import SCHEMA_VERSION, HitKind, RawHit
 from schemas.reads import ReadEnd
 from schemas.suppression import DoNotTrack
-from schemas.tokens import VERSION, Claim, InvalidToken, Keyring, TokenKind, token_shape, verify
+from schemas.tokens import Claim, InvalidToken, Keyring, TokenKind, token_shape, token_starts, verify
 from schemas.wire import fast_constructor
 
 log = logging.getLogger(__name__)
@@ -206,11 +205,8 @@ def read_time_answers(pixels: HeldPixels) -> tuple[Answer, Answer, Answer]:
     return Answer(200, headers, pixels.gif.head), Answer(200, headers, pixels.gif.whole), Answer(200, headers)
 
 
-# The first three base64url characters of every v1 token of kind TIMED_OPEN (version, kind, and 2 bits of the
-# key id): a timed open is told from a plain one by them, before anything is verified.
-_TIMED_STARTS: Final = frozenset(
-    base64.urlsafe_b64encode(bytes((VERSION, TokenKind.TIMED_OPEN, key)))[:3].decode() for key in range(256)
-)
+# A timed open is told from a plain one by its first characters, before anything is verified.
+_TIMED_STARTS: Final = token_starts(TokenKind.TIMED_OPEN)
 
 
 def looks_timed(token: str) -> bool:

@@ -19,7 +19,6 @@ opening twice counts twice).
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from typing import Annotated, Final
 
@@ -27,7 +26,7 @@ import msgspec
 import orjson
 
 from schemas.errors import PixelpipeError
-from schemas.tokens import VERSION, TokenKind
+from schemas.tokens import TokenKind, token_starts
 from schemas.wire import required_fields, strict_fields, typed_decoder
 
 AGGREGATE_VERSION: Final = 1
@@ -59,12 +58,8 @@ class AggregateOpen:
 
 
 LINE_START: Final = b'{"aggregate_of":'
-# The first three base64url characters of every v1 token of kind AGGREGATE_OPEN (version, kind and 2 bits of
-# the key id): the edge tells a campaign pixel from an open by them before anything is verified.
-_STARTS: Final = frozenset(
-    base64.urlsafe_b64encode(bytes((VERSION, TokenKind.AGGREGATE_OPEN, key)))[:3].decode()
-    for key in range(256)
-)
+# The edge tells a campaign pixel from an open by its first characters, before anything is verified.
+_STARTS: Final = token_starts(TokenKind.AGGREGATE_OPEN)
 
 
 def looks_aggregate(token: str) -> bool:
