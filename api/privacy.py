@@ -288,7 +288,7 @@ class PrivacyController(Controller):
         ctx.store.command(hide, consent)
         ctx.store.command(rewrite)
         erased: dict[str, Any] = {"messages": len(messages), **counts}
-        for table in ("deliveries", "reads"):  # a recipient without them is answered as before they existed
+        for table in ("deliveries", "reads", "reminders"):  # none: answered as before they existed
             if not erased[table]:
                 del erased[table]
         if consent_changes:  # and one without consent changes as before them
