@@ -4,7 +4,7 @@ the lease. A pass that dies before its notice leaves (m-a decided), and one that
 notices to the ``enriched`` topic before marking them sent (m-a and m-b); then the core restarts and its
 scheduler emits them again with m-c (only Apple's prefetch opened it: ``unknown``). The webhook receiver gets
 each exactly once (the dispatcher's outbox drops the second publication), each process's live feed shows each
-once, and a further restart sends nothing."""
+once, and a further restart sends nothing. And the lease: one holder at a time, taken over when it stops."""
 
 from __future__ import annotations
 
@@ -20,12 +20,13 @@ import pytest
 
 from bus.kafka_config import KafkaConfig
 from notices.kafka import NoticeProducer
+from notices.reminder_lease import ReminderLease, reminder_group
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import Components, build_app, build_components
 from schemas.topics import Topics
 from tests.integration.helpers import hit, wait_for
 from tests.integration.test_privacy_kafka import kafka_env
-from tests.integration.test_webhooks_http import APPLE_MPP, Receiver, add_webhook
+from tests.integration.test_webhooks_http import APPLE_MPP, Receiver, add_webhook, eventually
 from tests.reminder_checks import (
     ACME,
     MarkingFails,
@@ -158,3 +159,26 @@ def test_reminders_on_kafka_survive_a_dying_scheduler_and_restarts_exactly_once(
         assert delivered(rx) == [("not_opened", "m-a"), ("not_opened", "m-b"), ("unknown", "m-c")]
     finally:
         edge.stop()
+
+
+async def test_one_process_at_a_time_holds_the_reminder_lease(kafka_bootstrap: str) -> None:
+    """Two deciders in the lease's group: exactly one holds it; when it stops, the other takes it over."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    topics = Topics.with_prefix(prefix)
+    kafka = KafkaConfig(kafka_bootstrap)
+    group = reminder_group(prefix)
+    first, second = (ReminderLease(kafka, topics, group_id=group) for _ in range(2))
+    await first.start()
+    await second.start()
+    try:
+        await eventually(lambda: first.held() != second.held(), 60, "one holder")
+        holder, other = (first, second) if first.held() else (second, first)
+        for _ in range(20):  # it stays with one of them
+            assert holder.held()
+            assert not other.held()
+            await asyncio.sleep(0.1)
+        await holder.stop()
+        await eventually(other.held, 60, "the lease taken over")
+    finally:
+        await first.stop()
+        await second.stop()
