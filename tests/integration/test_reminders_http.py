@@ -118,6 +118,17 @@ def test_reminders_decide_by_what_came_before_their_time_and_arrive_once(
         assert sent["m-none"]["reminder"]["scheduled"] is True
         assert sent["m-none"]["reminder"]["reason"] is None
         assert "reminder" not in register(c, "m-plain", None).json()  # not asked: the answer as always
+        batch = {
+            "messages": [
+                {"campaign_id": "spring", "recipient": "m-batch@example.com", "message_id": "m-batch",
+                 "remind_if_unopened_after": "5m"},
+                {"campaign_id": "spring", "recipient": "m-plain2@example.com", "message_id": "m-plain2"},
+            ]
+        }  # fmt: skip
+        answers = c.post("/v1/messages/batch", json=batch, headers=ACME).json()["messages"]
+        assert answers[0]["reminder"]["scheduled"] is True
+        assert "reminder" not in answers[1]
+        assert (reminder_rows(d.store, "m-batch"), reminder_rows(d.store, "m-plain2")) == (1, 0)
         assert c.put("/v1/recipients/m-untracked@example.com/do-not-track", headers=ACME).status_code == 200
         untracked = register(c, "m-untracked").json()
         assert untracked["reminder"] == {"scheduled": False, "due_at": None, "reason": "do_not_track"}
@@ -143,17 +154,19 @@ def test_reminders_decide_by_what_came_before_their_time_and_arrive_once(
         time.sleep(2.5)  # more passes: nothing more
         bodies = delivered_reminders(rx)
         assert sorted((b["type"], b["data"]["message_id"]) for b in bodies) == [  # type: ignore[index]
+            ("not_opened", "m-batch"),
             ("not_opened", "m-none"),
             ("unknown", "m-mpp"),
         ]
         assert states(d.store) == {
+            "m-batch": "sent",
             "m-none": "sent",
             "m-mpp": "sent",
             "m-open": "opened",
             "m-click": "opened",
         }  # m-dnt's row went at its time, m-erased's at the erasure; m-untracked never had one
         assert reminder_rows(d.store, "m-dnt") == 0
-        none = next(b for b in bodies if b["type"] == "not_opened")
+        none = next(b for b in bodies if b["data"]["message_id"] == "m-none")  # type: ignore[index]
         assert none["id"] == reminder_notice_id("acme", "m-none")
         data = none["data"]
         assert isinstance(data, dict)
@@ -171,15 +184,16 @@ def test_reminders_decide_by_what_came_before_their_time_and_arrive_once(
         # Registering again after the decision writes a pending row that never undoes it.
         assert register(c, "m-none").status_code == 201
         time.sleep(2.5)
-        assert len(delivered_reminders(rx)) == 2
+        assert len(delivered_reminders(rx)) == 3
         assert states(d.store)["m-none"] == "sent"
 
         live = asyncio.run(live_reminders(d.base))
         assert sorted((event, body["message_id"]) for event, body in live) == [
+            ("not_opened", "m-batch"),
             ("not_opened", "m-none"),
             ("unknown", "m-mpp"),
         ]
-        assert live[0][1]["recipient"] in {"m-none@example.com", "m-mpp@example.com"}
+        assert {body["message_id"]: body["recipient"] for _, body in live}["m-none"] == "m-none@example.com"
 
 
 def test_a_scheduler_dying_before_or_after_its_notices_leave_loses_and_doubles_nothing(
