@@ -222,6 +222,7 @@ def _read_data(notice: Notice, data: dict[str, Any]) -> dict[str, Any]:
 def _reminder_data(notice: Notice, data: dict[str, Any]) -> dict[str, Any]:
     # What the reminder's time found, and when: nothing of a hit's (no hit made it).
     data.update(
+        at=_iso(notice.at_ms),  # as every notice has it: here when it was due
         outcome=notice.type,
         registered_at=_iso(notice.registered_at_ms) if notice.registered_at_ms else None,
         sent_at=_iso(notice.sent_at_ms) if notice.sent_at_ms else None,

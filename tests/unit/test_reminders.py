@@ -139,6 +139,7 @@ def test_the_notice_says_the_outcome_and_when_and_nothing_of_a_hit() -> None:
         "campaign_id": "spring",
         "message_id": "m1",
         "recipient": None,  # filled from the send by the message lookup
+        "at": "2023-11-17T22:13:20.000Z",  # when it was due, as every notice has its `at`
         "outcome": "unknown",
         "registered_at": "2023-11-14T22:13:20.000Z",
         "sent_at": "2023-11-14T22:13:20.000Z",
