@@ -252,3 +252,15 @@ def test_a_scheduler_dying_before_or_after_its_notices_leave_loses_and_doubles_n
         time.sleep(2.5)
         assert asyncio.run(live_reminders(d.base, listen_s=1.0)) == []
     assert len(delivered_reminders(rx)) == 2
+
+
+def test_the_shortest_reminder_is_a_setting_for_tests_and_demos(reminder_env: dict[str, str]) -> None:
+    with deployment({**reminder_env, "PIXELPIPE_REMINDER_MIN_AFTER_SECONDS": "5"}) as d:
+        r = register(d.client, "m-short", "5s")
+        assert r.status_code == 201, r.text
+        assert r.json()["reminder"]["scheduled"] is True
+        r = register(d.client, "m-shorter", "4s")
+        assert r.status_code == 400
+        assert "shorter than 5 seconds (5s)" in r.text
+    with pytest.raises(settings_mod.SettingsError, match="PIXELPIPE_REMINDER_MIN_AFTER_SECONDS"):
+        settings_mod.load({**reminder_env, "PIXELPIPE_REMINDER_MIN_AFTER_SECONDS": "61"})
