@@ -5,8 +5,9 @@ Handlers are thin: parse, call a pure planner (`api.registry`, `api.sql.messages
 worker thread (``sync_to_thread``), shape. Every read is scoped to the caller's account: another account's id
 answers 404, exactly like an unknown one. Message answers read ``events``, ``filtered_hits`` and ``sends`` by
 their indexes (not the rollups). A registration reads the store once and inserts once, all or nothing
-(`_plan`, `_store`); a recipient who must not be tracked gets no pixel and their links untouched (`tracking`).
-Which links are tracked, and why the others are not (``untracked_links``), is `api.link_controls`' decision.
+(`_plan`, `_store`; the reminders asked for, issue 20, in a second insert after the sends); a recipient who
+must not be tracked gets no pixel and their links untouched (`tracking`). Which links are tracked, and why
+the others are not (``untracked_links``), is `api.link_controls`' decision.
 
 Litestar 2.25 cannot share a path between two controllers (both add an OPTIONS handler), so
 ``GET /v1/messages`` is a plain handler (`list_messages`) registered after `MessageController`, which owns
