@@ -46,6 +46,8 @@ class ApiContext:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     webhook_allow_private: bool = False  # PIXELPIPE_WEBHOOK_ALLOW_PRIVATE: see `schemas.webhook_guard`
     retention_days: int = 396  # PIXELPIPE_RETENTION_DAYS: a send older than this is refused
+    # PIXELPIPE_REMINDER_MIN_AFTER_SECONDS: the shortest `remind_if_unopened_after` (issue 20)
+    reminder_min_after_s: int = 60
     sessions: Sessions | None = None  # the dashboard's sign-in sessions (None: bearer keys only)
     # The campaigns' delivery numbers counted so far, per bucket (`api.delivery_numbers`): this process's.
     delivery_numbers: DeliveryNumbers = field(default_factory=DeliveryNumbers, repr=False)

@@ -59,6 +59,7 @@ from ingest.edge import ASGIApp, Edge
 from ingest.preferences_redirect import preferences_redirect
 from ingest.read_time import HeldPixels
 from notices.live import LiveFeed
+from notices.reminders import ReminderTiming
 from notices.wiring import Notifications, in_process, on_kafka
 from pixelpipe.mail_services import MailServiceWiring, mail_service_wiring
 from pixelpipe.privacy import PrivacyWiring, privacy_wiring
@@ -478,7 +479,12 @@ def _notifications(c: Components, store: Store, topics: Topics) -> Notifications
         if "process" not in roles:
             return Notifications(live=LiveFeed())
         return in_process(
-            store, outbox, keyring=settings.keyring, allow_private=settings.webhook_allow_private
+            store,
+            outbox,
+            keyring=settings.keyring,
+            allow_private=settings.webhook_allow_private,
+            do_not_track=c.do_not_track,
+            reminder_timing=_reminder_timing(settings),
         )
     return on_kafka(
         store,
@@ -490,7 +496,13 @@ def _notifications(c: Components, store: Store, topics: Topics) -> Notifications
         topic_prefix=settings.topic_prefix,
         keyring=settings.keyring,
         allow_private=settings.webhook_allow_private,
+        do_not_track=c.do_not_track,
+        reminder_timing=_reminder_timing(settings),
     )
+
+
+def _reminder_timing(settings: Settings) -> ReminderTiming:
+    return ReminderTiming(poll_s=settings.reminder_poll_s, grace_s=settings.reminder_grace_s)
 
 
 def _health_handlers(components: Components) -> list[Any]:
@@ -537,6 +549,7 @@ def api_context(
         do_not_track=do_not_track,
         webhook_allow_private=settings.webhook_allow_private,
         retention_days=settings.retention_days,
+        reminder_min_after_s=settings.reminder_min_after_s,
         sessions=sessions,
         report_warmer=warmer,
     )
