@@ -44,8 +44,16 @@ def from_scratch() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("chdb")
+def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's chDB data directory. A client stays open on it for the whole session: chDB shuts its
+    engine down when the last client on a path closes, and starting it again costs each next test's first
+    connection about half a second (a test's components close theirs when they stop)."""
+    path = tmp_path_factory.mktemp("chdb")
+    keeper = Store.connect(parse_store_url(f"chdb://{path}?database=default"), migrate=False)
+    try:
+        yield path
+    finally:
+        keeper.close()
 
 
 @pytest.fixture
