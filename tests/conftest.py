@@ -1,5 +1,6 @@
 """Shared fixtures. One embedded ClickHouse engine per test process (chDB allows one data path per process);
-each test gets its own database in it, so tests never see each other's rows."""
+each test gets its own database in it, so tests never see each other's rows. A new database is a copy of one
+migrated once per process (tests/store_template.py), not migrated again for each test."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pytest
 
 from pixelpipe import settings as settings_mod
 from schemas.store import Store, parse_store_url
+from tests.store_template import Copier
 
 pytest_plugins = ["tests.kafka_broker"]
 
@@ -18,9 +20,40 @@ DATA = Path(__file__).parent / "data"
 SECRET = "test-secret-0123456789abcdef"
 
 
+_COPIER = Copier(Store.migrate)
+
+
+def _copying_migrate(store: Store) -> list[int]:
+    return _COPIER.migrate(store)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def migrations_copier() -> Iterator[Copier]:
+    """`Store.migrate`, for this process's tests: a new embedded database is copied from the schema that the
+    migrations made once (tests/store_template.py)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Store, "migrate", _copying_migrate)
+        yield _COPIER
+
+
+@pytest.fixture
+def from_scratch() -> Iterator[None]:
+    """The test's new databases are migrated from empty by `Store.migrate` itself, not copied."""
+    with _COPIER.from_scratch():
+        yield
+
+
 @pytest.fixture(scope="session")
-def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("chdb")
+def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's chDB data directory. A client stays open on it for the whole session: chDB shuts its
+    engine down when the last client on a path closes, and starting it again costs each next test's first
+    connection about half a second (a test's components close theirs when they stop)."""
+    path = tmp_path_factory.mktemp("chdb")
+    keeper = Store.connect(parse_store_url(f"chdb://{path}?database=default"), migrate=False)
+    try:
+        yield path
+    finally:
+        keeper.close()
 
 
 @pytest.fixture

@@ -79,7 +79,8 @@ def _row(hit_id: str) -> list[object]:
     return [values[c] for c in EVENT_COLUMNS]
 
 
-def test_migrations_are_idempotent(contract_store: Store) -> None:
+def test_migrations_are_idempotent(from_scratch: None, contract_store: Store) -> None:
+    # from_scratch first: the database is migrated from empty, not copied (tests/store_template.py)
     assert contract_store.migrate() == []
     tables = {r[0] for r in contract_store.query(f"SHOW TABLES FROM {contract_store.database}")}
     assert {"sends", "events", "filtered_hits", "schema_migrations", "suppressions"} <= tables
