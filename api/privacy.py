@@ -46,7 +46,7 @@ from litestar.status_codes import HTTP_200_OK
 from api.context import ApiContext, RecipientPath, account_dependency
 from api.erasure_residue import erase_link_labels, erase_webhook_attempts
 from api.sql import privacy as sql
-from api.sql.rollup_upkeep import rollup_erasure
+from api.sql.rollup_upkeep import engagement_erasure, rollup_erasure
 from schemas.privacy_change import PrivacyChange, PrivacyNotPublished, privacy_change
 from schemas.recipient import BadRecipient, checked_recipient, normalize_recipient
 from schemas.store import Store
@@ -229,6 +229,8 @@ class PrivacyController(Controller):
         )
         for statement in rollup_erasure(db):
             ctx.store.command(statement, {**scope, "campaigns": campaigns, "hits": hits})
+        for statement in engagement_erasure(db):  # the recipient's engagement rows, by their tags
+            ctx.store.command(statement, {"account": account, "tags": list(change.recipient_tags)})
         link_labels = erase_link_labels(ctx.store, account, canonical, campaigns)  # api.erasure_residue
         counts = {
             table: ctx.store.query(sql.erased_count(db, table, erased_scope), scope)[0][0]
