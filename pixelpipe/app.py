@@ -26,6 +26,7 @@ from api.context import ApiContext
 from api.dashboard import dashboard
 from api.dashboard_files import DashboardFiles
 from api.docs_pages import docs_router, render_plugins
+from api.engagement import SegmentIn, recipient_engagement, segment_query
 from api.errors import EXCEPTION_HANDLERS, check_request
 from api.live import LiveController
 from api.mail_services import MailServiceController, MailServiceIn, MailServicePropagation
@@ -519,6 +520,7 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         handlers += [MessageController, CampaignController, PrivacyController, WebhookController]
         handlers += [CampaignAnalyticsController, MessageTimelineController, list_messages, recipient_view]
         handlers.append(MailServiceController)
+        handlers += [recipient_engagement, segment_query]  # issue 20: engagement and segments
         dependencies["ctx"] = Provide(lambda: ctx, use_cache=True, sync_to_thread=False)
         handlers.append(SessionController)  # the dashboard's sign-in
         proxies = settings.trusted_proxies
@@ -576,7 +578,7 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         debug=False,
         middleware=[raw_recipient],  # `recipient` path parameters as the client encoded them
     )
-    document(litestar, bodies=[MessageIn, BatchIn, InstrumentIn, WebhookIn, MailServiceIn])
+    document(litestar, bodies=[MessageIn, BatchIn, InstrumentIn, WebhookIn, MailServiceIn, SegmentIn])
     inner = recipient_paths(cast(ASGIApp, litestar))  # a recipient's '/' stays in its path segment
     if store is not None:
         inner = dashboard(files, inner)  # `/`, `/assets/…`: the dashboard's build, in front of the API

@@ -1,0 +1,129 @@
+"""Engagement per recipient and segments (issue 20): ``GET /v1/recipients/{recipient}/engagement`` and
+``POST /v1/segments/query``, scoped to the caller's account. The numbers, status and score are
+`api.sql.engagement`'s (one SELECT list for both).
+
+A recipient in the store is their keyed tag (`schemas.tokens.recipient_tag`); a lookup by address merges the
+tags under every key of the keyring, a segment lists by tag (after a signing-key rotation an address may
+appear once per key until the old key's sends leave the retention).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Final
+
+import msgspec
+from litestar import get, post
+from litestar.di import NamedDependency
+from litestar.exceptions import ClientException, NotFoundException
+from litestar.params import JSONBody
+from litestar.status_codes import HTTP_200_OK
+
+from api.context import ApiContext, RecipientPath, account_dependency
+from api.sql import engagement as sql
+from api.sql.common import BadQuery
+from api.sql.pages import MAX_PAGE
+from schemas.recipient import normalize_recipient
+
+_ACCOUNT: Final = {"account": account_dependency}
+
+CampaignId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
+@get(
+    "/v1/recipients/{recipient:str}/engagement",
+    dependencies=_ACCOUNT,
+    tags=["analytics"],
+    sync_to_thread=True,
+)
+def recipient_engagement(
+    *, recipient: RecipientPath, account: NamedDependency[str], ctx: NamedDependency[ApiContext]
+) -> dict[str, Any]:
+    """A recipient's engagement since the upgrade to schema 12: messages sent, delivered, opened and clicked
+    by a person (with the opens' and clicks' hits), opened only by machines, bounced, complained; the last
+    open, click and send; `status` (engaged, unengaged, unknown, bounced, complained, not_tracked) and
+    `score` (1-5, null where tracking was refused or never allowed; README: Engagement)."""
+    canonical = normalize_recipient(recipient)
+    tags = sorted(tag.hex() for tag in ctx.keyring.recipient_tags(account, canonical))
+    (row,) = ctx.read(sql.recipient_engagement(ctx.store.database, account, tags))
+    numbers = sql.shape(row[1:])
+    if not row[0] and not numbers["sends"] and not numbers["opened"] and not numbers["delivered"]:
+        raise NotFoundException(f"no engagement recorded for recipient {canonical!r}")
+    return {"recipient": canonical, **numbers}
+
+
+class ClickedIn(msgspec.Struct, forbid_unknown_fields=True):
+    campaign: CampaignId
+    link_index: Annotated[int, msgspec.Meta(ge=0, le=32767)] | None = None
+    url: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)] | None = None
+
+
+class CampaignIn(msgspec.Struct, forbid_unknown_fields=True):
+    campaign: CampaignId
+
+
+class SegmentIn(msgspec.Struct, forbid_unknown_fields=True):
+    """Conditions, all of which a recipient meets (AND); none: every recipient."""
+
+    inactive_days: Annotated[int, msgspec.Meta(ge=1, le=36500)] | None = None
+    min_score: Annotated[int, msgspec.Meta(ge=1, le=5)] | None = None
+    clicked: ClickedIn | None = None
+    opened_not_clicked: CampaignIn | None = None
+    machine_only: bool = False
+    bounced: bool = False
+    complained: bool = False
+    refused_tracking: bool = False
+    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE)] = 100
+    cursor: Annotated[str, msgspec.Meta(max_length=512)] | None = None
+    count: bool = False
+
+
+def segment_of(data: SegmentIn) -> sql.Segment:
+    """The segment a request asks for; `BadQuery` for a contradiction."""
+    clicked = None
+    if data.clicked is not None:
+        if data.clicked.link_index is not None and data.clicked.url is not None:
+            raise BadQuery("clicked: give link_index or url, not both")
+        clicked = sql.CampaignLink(data.clicked.campaign, data.clicked.link_index, data.clicked.url)
+    return sql.Segment(
+        inactive_days=data.inactive_days,
+        min_score=data.min_score,
+        clicked=clicked,
+        opened_not_clicked=None if data.opened_not_clicked is None else data.opened_not_clicked.campaign,
+        machine_only=data.machine_only,
+        bounced=data.bounced,
+        complained=data.complained,
+        refused_tracking=data.refused_tracking,
+    )
+
+
+@post(
+    "/v1/segments/query",
+    dependencies=_ACCOUNT,
+    tags=["analytics"],
+    sync_to_thread=True,
+    status_code=HTTP_200_OK,
+)
+def segment_query(
+    *, data: JSONBody[SegmentIn], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
+) -> dict[str, Any]:
+    """The recipients meeting every condition, with their engagement, in a stable order (by recipient tag),
+    a page at a time (`limit`, then `cursor` = the previous page's `next_cursor`); `count: true` adds how
+    many there are. Consent: a recipient whose tracking was refused or never allowed appears only in segments
+    that rest on no tracking condition (bounced, complained, refused_tracking)."""
+    db = ctx.store.database
+    try:
+        segment = segment_of(data)
+        after = sql.decode_cursor(data.cursor)
+        rows = ctx.read(sql.segment_page(db, account, segment, after=after, limit=data.limit))
+    except BadQuery as exc:
+        raise ClientException(str(exc)) from exc
+    page = rows[: data.limit]
+    answer: dict[str, Any] = {
+        "recipients": [
+            {"recipient": address, "recipient_tag": tag, **sql.shape(rest)} for tag, address, *rest in page
+        ],
+        "next_cursor": sql.encode_cursor(page[-1][0]) if len(rows) > data.limit else None,
+    }
+    if data.count:
+        answer["count"] = ctx.read(sql.segment_count(db, account, segment))[0][0]
+    return answer

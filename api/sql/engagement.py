@@ -1,0 +1,232 @@
+"""The SQL of engagement per recipient (0012's ``engagement`` rollup): one recipient's numbers, status and
+score (`recipient_engagement`), and segments (`segment_page`, `segment_count`). Pure builders and shaping.
+
+One SELECT list (`_MEASURES`) serves both, so a recipient's score in a segment is the score of their own page.
+Sets are unioned at query time (``groupUniqArrayArray``): a hit or event stored twice is the same hash twice.
+
+**Status**, first that applies: ``complained`` (a complaint), ``bounced`` (a hard bounce), ``not_tracked``
+(tracking refused: the newest ``consent_events`` row of a tag says ``refused``; or never allowed: sends but
+none tracked individually, ``sends.tracking``), ``engaged`` (a person opened or clicked a message),
+``unknown`` (no person's open or click, but Apple Mail Privacy Protection opened a message, which hides
+whether the reader did; or no send recorded since the upgrade), ``unengaged``.
+
+**Score** (1-5 stars, like Mailchimp's): null when not tracked; 1 when complained or bounced; 3 when unknown;
+else ``1 + floor(4 * (0.75 * e + 0.25 * c) + 0.5)`` where ``e`` = messages a person opened or clicked /
+messages tracked and ``c`` = messages clicked / messages tracked (each capped at 1; the denominator is at
+least the engaged messages, so opens of sends stored before the upgrade cannot exceed 1).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from api.sql.common import BadQuery, Query, iso
+
+# The merged sets of one recipient (or of several tags of one address), from the rollup's rows.
+_MERGED: Final = """max(recipient) AS address, groupUniqArrayArray(sent) AS s,
+       groupUniqArrayArray(tracked) AS tr,
+       groupUniqArrayArray(delivered) AS d, groupUniqArrayArray(human_opened) AS ho,
+       groupUniqArrayArray(human_open_hits) AS hoh, groupUniqArrayArray(clicked) AS cl,
+       groupUniqArrayArray(click_hits) AS clh, groupUniqArrayArray(machine_opened) AS mo,
+       groupUniqArrayArray(mpp_opened) AS mpp, groupUniqArrayArray(hard_bounced) AS hb,
+       groupUniqArrayArray(complained) AS co, max(last_sent) AS ls, max(last_open) AS lo,
+       max(last_click) AS lc"""
+
+# The numbers of a merged row (`refused` is a UInt8 expression over it), in `FIELDS` order.
+_MEASURES: Final = """length(s) AS sends, length(d) AS delivered_n, length(ho) AS opened,
+       length(hoh) AS human_opens,
+       length(cl) AS clicked_n, length(clh) AS clicks,
+       length(arrayFilter(m -> NOT has(ho, m) AND NOT has(cl, m), mo)) AS machine_only,
+       length(arrayFilter(m -> NOT has(ho, m) AND NOT has(cl, m), mpp)) AS mpp_only,
+       length(hb) AS bounces, length(co) AS complaints, length(tr) AS tracked_n,
+       length(arrayDistinct(arrayConcat(ho, cl))) AS engaged_n,
+       ({refused}) OR (sends > 0 AND tracked_n = 0) AS not_tracked,
+       multiIf(complaints > 0, 'complained', bounces > 0, 'bounced', not_tracked, 'not_tracked',
+               engaged_n > 0, 'engaged', mpp_only > 0 OR sends = 0, 'unknown', 'unengaged') AS status,
+       if(not_tracked, NULL, toNullable(toUInt8(multiIf(
+           complaints > 0 OR bounces > 0, 1,
+           status = 'unknown', 3,
+           1 + floor(4 * (0.75 * least(1, engaged_n / greatest(tracked_n, engaged_n, 1))
+                          + 0.25 * least(1, clicked_n / greatest(tracked_n, engaged_n, 1)))
+                     + 0.5))))) AS score,
+       lo, lc, ls"""
+
+FIELDS: Final = (
+    "sends", "delivered", "opened", "human_opens", "clicked", "clicks", "machine_only", "mpp_only",
+    "bounces", "complaints", "tracked", "engaged", "not_tracked", "status", "score", "last_open",
+    "last_click", "last_sent",
+)  # fmt: skip
+_TIMES: Final = frozenset({"last_open", "last_click", "last_sent"})
+
+
+def refused_tags(db: str) -> str:
+    """The account's tags whose newest consent change is a refusal (0009 `consent_events`)."""
+    return (
+        f"SELECT tag FROM {db}.consent_events WHERE account = {{account:String}} "
+        "GROUP BY tag HAVING argMax(state, at) = 'refused'"
+    )
+
+
+def recipient_engagement(db: str, account: str, tags: Sequence[str]) -> Query:
+    """One address's engagement, every keyring tag of it merged (a signing-key rotation gives new sends the
+    new key's tag). One row; ``sends`` 0 and no address when the rollup has none of the tags."""
+    refused = f"(SELECT count() > 0 FROM ({refused_tags(db)}) WHERE tag IN {{tags:Array(String)}})"
+    return Query(
+        f"""SELECT address, {_MEASURES.format(refused=refused)}
+            FROM (SELECT {_MERGED} FROM {db}.engagement
+                  WHERE account = {{account:String}} AND recipient_tag IN {{tags:Array(String)}})""",
+        {"account": account, "tags": list(tags)},
+    )
+
+
+def shape(row: Sequence[Any]) -> dict[str, Any]:
+    """The answer's numbers of one row of `_MEASURES` (without the leading columns)."""
+    out: dict[str, Any] = {}
+    for name, value in zip(FIELDS, row, strict=True):
+        if name in _TIMES:
+            out[name] = iso(value)
+        elif name == "not_tracked":
+            out[name] = bool(value)
+        else:
+            out[name] = value
+    return out
+
+
+# -- segments
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignLink:
+    """A campaign and, for `clicked`, one of its links by index or URL (neither: any link)."""
+
+    campaign: str
+    link_index: int | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """Conditions, AND-combined. Those resting on tracking (all but bounced, complained, refused_tracking)
+    leave out every recipient not tracked (consent refused or never allowed)."""
+
+    inactive_days: int | None = None
+    min_score: int | None = None
+    clicked: CampaignLink | None = None
+    opened_not_clicked: str | None = None
+    machine_only: bool = False
+    bounced: bool = False
+    complained: bool = False
+    refused_tracking: bool = False
+
+    @property
+    def rests_on_tracking(self) -> bool:
+        return (
+            self.inactive_days is not None
+            or self.min_score is not None
+            or self.clicked is not None
+            or self.opened_not_clicked is not None
+            or self.machine_only
+        )
+
+
+def _human(db: str, kind: str, extra: str = "") -> str:
+    """The tags of the persons' hits of one kind in a campaign: a range of the campaign's keys in
+    ``events``."""
+    return (
+        f"SELECT DISTINCT recipient_tag FROM {db}.events WHERE account = {{account:String}} "
+        f"AND campaign_id = {{campaign:String}} AND kind = '{kind}' AND verdict = 'human' {extra}"
+    )
+
+
+def _conditions(db: str, seg: Segment) -> tuple[list[str], list[str], dict[str, Any]]:
+    """(conditions on the rollup's tags, before the merge; conditions on the measures; parameters)."""
+    inner: list[str] = []
+    outer: list[str] = []
+    params: dict[str, Any] = {}
+    if seg.clicked is not None:
+        link = ""
+        if seg.clicked.link_index is not None:
+            link = "AND link_index = {link_index:Int16}"
+            params["link_index"] = seg.clicked.link_index
+        elif seg.clicked.url is not None:
+            link = "AND url = {url:String}"
+            params["url"] = seg.clicked.url
+        inner.append(f"recipient_tag IN ({_human(db, 'click', link)})")
+        params["campaign"] = seg.clicked.campaign
+    if seg.opened_not_clicked is not None:
+        if "campaign" in params and params["campaign"] != seg.opened_not_clicked:
+            raise BadQuery("clicked and opened_not_clicked must name the same campaign")
+        params["campaign"] = seg.opened_not_clicked
+        inner.append(f"recipient_tag IN ({_human(db, 'open')})")
+        inner.append(f"recipient_tag NOT IN ({_human(db, 'click')})")
+    if seg.inactive_days is not None:
+        outer.append("greatest(lo, lc) < now() - toIntervalDay({inactive_days:UInt32})")
+        params["inactive_days"] = seg.inactive_days
+    if seg.min_score is not None:
+        outer.append("score >= {min_score:UInt8}")
+        params["min_score"] = seg.min_score
+    if seg.machine_only:
+        outer.append("machine_only > 0 AND engaged_n = 0")
+    if seg.bounced:
+        outer.append("bounces > 0")
+    if seg.complained:
+        outer.append("complaints > 0")
+    if seg.refused_tracking:
+        outer.append("not_tracked")
+    if seg.rests_on_tracking:
+        outer.append("NOT not_tracked")
+    return inner, outer, params
+
+
+def _segment_sql(db: str, seg: Segment, *, paged: bool) -> tuple[str, dict[str, Any]]:
+    inner, outer, params = _conditions(db, seg)
+    if paged:
+        inner.append("recipient_tag > {after:String}")
+    where = " AND ".join(["account = {account:String}", *inner])
+    refused = f"tag IN ({refused_tags(db)})"
+    having = " AND ".join(outer) or "1"
+    sql = f"""SELECT tag, address, {_MEASURES.format(refused=refused)}
+              FROM (SELECT recipient_tag AS tag, {_MERGED} FROM {db}.engagement WHERE {where}
+                    GROUP BY recipient_tag ORDER BY recipient_tag)
+              WHERE {having}"""
+    return sql, params
+
+
+def segment_page(db: str, account: str, seg: Segment, *, after: str, limit: int) -> Query:
+    """A page of the segment's recipients in tag order after the cursor's tag (``limit`` + 1 rows, to tell if
+    there is more). The rollup is read in its key order and aggregated in order, so a page reads from the
+    cursor on until it has its rows (campaign conditions narrow the tags first, from the campaign's range)."""
+    sql, params = _segment_sql(db, seg, paged=True)
+    return Query(
+        f"{sql} ORDER BY tag LIMIT {{limit:UInt32}} "
+        "SETTINGS optimize_aggregation_in_order = 1, optimize_read_in_order = 1",
+        {**params, "account": account, "after": after, "limit": limit + 1},
+    )
+
+
+def segment_count(db: str, account: str, seg: Segment) -> Query:
+    """How many recipients the segment has (reads every row of the account's rollup)."""
+    sql, params = _segment_sql(db, seg, paged=False)
+    return Query(f"SELECT count() FROM ({sql})", {**params, "account": account})
+
+
+def encode_cursor(tag: str) -> str:
+    """The cursor after a page: the last tag, opaque."""
+    return base64.urlsafe_b64encode(f"e1:{tag}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> str:
+    """The tag a cursor stands after ('' for the first page); `BadQuery` for one this API did not give."""
+    if not cursor:
+        return ""
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise BadQuery("cursor: not a cursor this API gave") from exc
+    if not text.startswith("e1:"):
+        raise BadQuery("cursor: not a cursor this API gave")
+    return text[3:]

@@ -1,0 +1,226 @@
+"""Engagement per recipient and segments over real HTTP and chDB (issue 20): exact numbers, status and score
+from the engagement rollup (0012), consent (a refused recipient is never scored and appears only in segments
+that rest on no tracking), cursor pages, and erasure of the rollup's rows.
+
+The dataset (campaign ``spring`` unless said):
+- ann: 3 messages; a1 opened twice and its link 0 clicked, a2 opened, a3 nothing -> engaged, 3 stars;
+- bob: 2 messages; b1 opened only by Apple's prefetch -> unknown (MPP hides his opens), 3 stars;
+- cy: 1 message never opened -> unengaged, 1 star;
+- dan: 1 message, delivered, hard-bounced (through the delivery matcher: the send's tag) -> bounced, 1 star;
+- eve: 1 message opened by her, then she refused tracking -> not_tracked, no score;
+- fay: 1 message of campaign ``autumn``, opened, link 1 clicked -> engaged, 5 stars.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from deliveries.matching import match_all
+from deliveries.rows import COLUMNS, row
+from pixelpipe import settings as settings_mod
+from pixelpipe.app import build_app, build_components
+from schemas.consent import CONSENT_COLUMNS
+from schemas.delivery_events import DeliveryEvent, delivery_id
+from schemas.store import Store
+from schemas.tokens import Keyring
+from tests.conftest import DATA
+from tests.integration.helpers import embedded_env, hit, wait_for
+from tests.serving import serving
+
+ACME = {"Authorization": "Bearer acme-key-123"}
+OUTLOOK = "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.16827; Pro)"
+APPLE_MPP = ("Mozilla/5.0", "17.58.63.200")
+LINKS = ["https://shop.example.com/a", "https://shop.example.com/b"]
+
+
+def register(client: httpx.Client, campaign: str, message: str, recipient: str) -> dict[str, Any]:
+    sent_at = (datetime.now(UTC) - timedelta(hours=2)).isoformat()
+    body = {"campaign_id": campaign, "message_id": message, "recipient": recipient, "links": LINKS}
+    r = client.post("/v1/messages", json={**body, "sent_at": sent_at}, headers=ACME)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def engagement(client: httpx.Client, recipient: str) -> dict[str, Any]:
+    r = client.get(f"/v1/recipients/{recipient}/engagement", headers=ACME)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def segment(client: httpx.Client, **body: Any) -> dict[str, Any]:
+    r = client.post("/v1/segments/query", json=body, headers=ACME)
+    assert r.status_code == 200, r.text
+    return dict(r.json())
+
+
+def members(client: httpx.Client, **body: Any) -> list[str]:
+    return sorted(r["recipient"] for r in segment(client, **body)["recipients"])
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterator[tuple[httpx.Client, Store]]:
+    env = embedded_env(
+        tmp_path_factory.mktemp("data"),
+        chdb_path,
+        PIXELPIPE_GEOIP_ASN_DB=str(DATA / "GeoLite2-ASN-Test.mmdb"),
+        PIXELPIPE_TRUSTED_PROXIES="127.0.0.0/8,::1/128",
+        PIXELPIPE_CLICK_WINDOW_MS="200",
+    )
+    components = build_components(settings_mod.load(env), frozenset({"edge", "process", "api"}))
+    app, _ = build_app(components)
+    store = components.store
+    assert store is not None
+    with serving(app) as base, httpx.Client(base_url=base, timeout=20) as client:
+        sent = {
+            "a1": register(client, "spring", "a1", "ann@example.com"),
+            "a2": register(client, "spring", "a2", "Ann@Example.com "),  # one recipient however written
+            "a3": register(client, "spring", "a3", "ann@example.com"),
+            "b1": register(client, "spring", "b1", "bob@example.com"),
+            "b2": register(client, "spring", "b2", "bob@example.com"),
+            "c1": register(client, "spring", "c1", "cy@example.com"),
+            "d1": register(client, "spring", "d1", "dan@example.com"),
+            "e1": register(client, "spring", "e1", "eve@example.com"),
+            "f1": register(client, "autumn", "f1", "fay@example.com"),
+        }
+        for message, ip in (("a1", "81.2.69.160"), ("a2", "81.2.69.161"), ("e1", "81.2.69.162")):
+            assert hit(client, sent[message]["pixel_url"], ua=OUTLOOK, ip=ip).status_code == 200
+        assert hit(client, sent["f1"]["pixel_url"], ua=OUTLOOK, ip="81.2.69.163").status_code == 200
+        assert hit(client, sent["b1"]["pixel_url"], ua=APPLE_MPP[0], ip=APPLE_MPP[1]).status_code == 200
+        time.sleep(0.5)  # past the click window: a person's later click, not a scanner's burst
+        assert hit(client, sent["a1"]["pixel_url"], ua=OUTLOOK, ip="81.2.69.160").status_code == 200
+        assert hit(client, sent["a1"]["links"][LINKS[0]], ip="81.2.69.160").status_code in (302, 303)
+        assert hit(client, sent["f1"]["links"][LINKS[1]], ip="81.2.69.163").status_code in (302, 303)
+        wait_for(
+            lambda: client.get("/v1/campaigns/spring/stats", headers=ACME).json(),
+            lambda s: s.get("opens") == 4 and s.get("clicks") == 1 and s.get("machine_opens") == 1,
+        )
+        wait_for(
+            lambda: client.get("/v1/campaigns/autumn/stats", headers=ACME).json(),
+            lambda s: s.get("clicks") == 1,
+        )
+        # dan's mail service: delivered, then a hard bounce, matched by our message id (the loader's path)
+        now_ms = int(time.time() * 1000)
+        events = [
+            DeliveryEvent(
+                delivery_id("acme", "sendgrid", f"d1-{kind}"), "acme", "sendgrid", f"d1-{kind}",
+                kind, now_ms - 60_000, now_ms, message_id="d1", bounce_type=bounce,  # type: ignore[arg-type]
+            )
+            for kind, bounce in (("delivered", ""), ("bounce", "hard"))
+        ]  # fmt: skip
+        store.insert("deliveries", COLUMNS, [row(m) for m in match_all(store.query, store.database, events)])
+        # eve refuses tracking after her open (consent_events, 0009: the newest row of a tag is the state)
+        keyring: Keyring = components.settings.keyring
+        tags = sorted(t.hex() for t in keyring.recipient_tags("acme", "eve@example.com"))
+        at = datetime.now(UTC)
+        store.insert(
+            "consent_events",
+            CONSENT_COLUMNS,
+            [["acme", tag, tags, "refused", "api", "test", "", at] for tag in tags],
+        )
+        yield client, store
+        store.command(f"DROP DATABASE IF EXISTS {store.database}")
+
+
+def test_a_recipients_engagement_is_exact(served: tuple[httpx.Client, Store]) -> None:
+    client, _ = served
+    ann = engagement(client, "ANN@example.com")
+    assert {k: v for k, v in ann.items() if not k.startswith("last_")} == {
+        "recipient": "ann@example.com", "sends": 3, "delivered": 0, "opened": 2, "human_opens": 3,
+        "clicked": 1, "clicks": 1, "machine_only": 0, "mpp_only": 0, "bounces": 0, "complaints": 0,
+        "tracked": 3, "engaged": 2, "not_tracked": False, "status": "engaged",
+        # e = 2/3, c = 1/3: 1 + floor(4 * (0.75 * 2/3 + 0.25 * 1/3) + 0.5) = 1 + floor(2.83) = 3
+        "score": 3,
+    }  # fmt: skip
+    assert None not in (ann["last_open"], ann["last_click"], ann["last_sent"])
+    assert ann["last_click"] >= ann["last_open"]
+
+
+@pytest.mark.parametrize(
+    ("recipient", "expected"),
+    [
+        ("bob@example.com", {"sends": 2, "opened": 0, "machine_only": 1, "mpp_only": 1, "status": "unknown",
+                             "score": 3, "last_open": None}),
+        ("cy@example.com", {"sends": 1, "opened": 0, "machine_only": 0, "status": "unengaged", "score": 1}),
+        ("dan@example.com", {"sends": 1, "delivered": 1, "bounces": 1, "status": "bounced", "score": 1}),
+        ("eve@example.com", {"sends": 1, "opened": 1, "human_opens": 1, "not_tracked": True,
+                             "status": "not_tracked", "score": None}),
+        # e = 1, c = 1: 1 + floor(4 + 0.5) = 5
+        ("fay@example.com", {"sends": 1, "opened": 1, "clicked": 1, "status": "engaged", "score": 5}),
+    ],
+)  # fmt: skip
+def test_status_and_score(
+    served: tuple[httpx.Client, Store], recipient: str, expected: dict[str, Any]
+) -> None:
+    client, _ = served
+    got = engagement(client, recipient)
+    assert {k: got[k] for k in expected} == expected
+
+
+def test_an_unknown_recipient_is_404(served: tuple[httpx.Client, Store]) -> None:
+    client, _ = served
+    assert client.get("/v1/recipients/nobody@example.com/engagement", headers=ACME).status_code == 404
+    other = {"Authorization": "Bearer nope"}
+    assert client.get("/v1/recipients/ann@example.com/engagement", headers=other).status_code == 401
+
+
+def test_segments_combine_and_respect_consent(served: tuple[httpx.Client, Store]) -> None:
+    client, _ = served
+    everyone = ["ann@example.com", "bob@example.com", "cy@example.com", "dan@example.com", "eve@example.com",
+                "fay@example.com"]  # fmt: skip
+    assert members(client) == everyone
+    assert members(client, min_score=3) == ["ann@example.com", "bob@example.com", "fay@example.com"]
+    assert members(client, min_score=4) == ["fay@example.com"]
+    assert members(client, clicked={"campaign": "spring", "link_index": 0}) == ["ann@example.com"]
+    assert members(client, clicked={"campaign": "spring", "url": LINKS[1]}) == []
+    assert members(client, clicked={"campaign": "autumn"}) == ["fay@example.com"]
+    # eve opened spring and did not click, but refused tracking: not in a segment that rests on tracking
+    assert members(client, opened_not_clicked={"campaign": "spring"}) == []
+    assert members(client, machine_only=True) == ["bob@example.com"]
+    assert members(client, bounced=True) == ["dan@example.com"]
+    assert members(client, complained=True) == []
+    assert members(client, refused_tracking=True) == ["eve@example.com"]
+    # inactive for a day: no person's open or click within it (never counts as inactive since ever)
+    assert members(client, inactive_days=1) == ["bob@example.com", "cy@example.com", "dan@example.com"]
+    assert members(client, inactive_days=1, machine_only=True) == ["bob@example.com"]
+    assert segment(client, min_score=1, count=True)["count"] == 5  # eve: never scored
+
+
+def test_segment_pages_follow_the_cursor(served: tuple[httpx.Client, Store]) -> None:
+    client, _ = served
+    seen: list[str] = []
+    page = segment(client, limit=4, count=True)
+    assert (page["count"], len(page["recipients"])) == (6, 4)
+    seen += [r["recipient"] for r in page["recipients"]]
+    page = segment(client, limit=4, cursor=page["next_cursor"])
+    assert (len(page["recipients"]), page["next_cursor"]) == (2, None)
+    seen += [r["recipient"] for r in page["recipients"]]
+    assert len(set(seen)) == 6
+    tags = [r["recipient_tag"] for r in segment(client)["recipients"]]
+    assert tags == sorted(tags)
+    r = client.post("/v1/segments/query", json={"cursor": "not-ours"}, headers=ACME)
+    assert r.status_code == 400
+    r = client.post("/v1/segments/query", json={"min_score": 9}, headers=ACME)
+    assert r.status_code == 400
+    r = client.post("/v1/segments/query", json={"stars": 3}, headers=ACME)
+    assert r.status_code == 400
+    both = {"campaign": "spring", "link_index": 0, "url": LINKS[0]}
+    assert client.post("/v1/segments/query", json={"clicked": both}, headers=ACME).status_code == 400
+
+
+def test_erasure_takes_the_recipients_engagement(served: tuple[httpx.Client, Store]) -> None:
+    client, store = served
+    assert client.delete("/v1/recipients/cy@example.com", headers=ACME).status_code == 200
+    assert client.get("/v1/recipients/cy@example.com/engagement", headers=ACME).status_code == 404
+    left = store.query(
+        f"SELECT count() FROM {store.database}.engagement WHERE recipient = 'cy@example.com' "
+        "SETTINGS apply_deleted_mask = 0"
+    )
+    assert left == [(0,)]
+    assert "cy@example.com" not in members(client)
