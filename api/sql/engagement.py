@@ -202,8 +202,7 @@ def segment_page(db: str, account: str, seg: Segment, *, after: str, limit: int)
     cursor on until it has its rows (campaign conditions narrow the tags first, from the campaign's range)."""
     sql, params = _segment_sql(db, seg, paged=True)
     return Query(
-        f"{sql} ORDER BY tag LIMIT {{limit:UInt32}} "
-        "SETTINGS optimize_aggregation_in_order = 1, optimize_read_in_order = 1",
+        f"{sql} ORDER BY tag LIMIT {{limit:UInt32}} SETTINGS optimize_aggregation_in_order = 1",
         {**params, "account": account, "after": after, "limit": limit + 1},
     )
 
