@@ -1,7 +1,7 @@
 """The SQL of engagement per recipient (0012's ``engagement`` rollup): one recipient's numbers, status and
 score (`recipient_engagement`), and segments (`segment_page`, `segment_count`). Pure builders and shaping.
 
-One SELECT list (`_MEASURES`) serves both, so a recipient's score in a segment is the score of their own page.
+One SELECT list (`MEASURES`) serves both, so a recipient's score in a segment is the score of their own page.
 Sets are unioned at query time (``groupUniqArrayArray``): a hit or event stored twice is the same hash twice.
 
 **Status**, first that applies: ``complained`` (a complaint), ``bounced`` (a hard bounce), ``not_tracked``
@@ -37,7 +37,7 @@ _MERGED: Final = """max(recipient) AS address, groupUniqArrayArray(sent) AS s,
        max(last_click) AS lc"""
 
 # The numbers of a merged row (`refused` is a UInt8 expression over it), in `FIELDS` order.
-_MEASURES: Final = """length(s) AS sends, length(d) AS delivered_n, length(ho) AS opened,
+MEASURES: Final = """length(s) AS sends, length(d) AS delivered_n, length(ho) AS opened,
        length(hoh) AS human_opens,
        length(cl) AS clicked_n, length(clh) AS clicks,
        length(arrayFilter(m -> NOT has(ho, m) AND NOT has(cl, m), mo)) AS machine_only,
@@ -76,7 +76,7 @@ def recipient_engagement(db: str, account: str, tags: Sequence[str]) -> Query:
     new key's tag). One row; ``sends`` 0 and no address when the rollup has none of the tags."""
     refused = f"(SELECT count() > 0 FROM ({refused_tags(db)}) WHERE tag IN {{tags:Array(String)}})"
     return Query(
-        f"""SELECT address, {_MEASURES.format(refused=refused)}
+        f"""SELECT address, {MEASURES.format(refused=refused)}
             FROM (SELECT {_MERGED} FROM {db}.engagement
                   WHERE account = {{account:String}} AND recipient_tag IN {{tags:Array(String)}})""",
         {"account": account, "tags": list(tags)},
@@ -84,7 +84,7 @@ def recipient_engagement(db: str, account: str, tags: Sequence[str]) -> Query:
 
 
 def shape(row: Sequence[Any]) -> dict[str, Any]:
-    """The answer's numbers of one row of `_MEASURES` (without the leading columns)."""
+    """The answer's numbers of one row of `MEASURES` (without the leading columns)."""
     out: dict[str, Any] = {}
     for name, value in zip(FIELDS, row, strict=True):
         if name in _TIMES:
@@ -189,7 +189,7 @@ def _segment_sql(db: str, seg: Segment, *, paged: bool) -> tuple[str, dict[str, 
     where = " AND ".join(["account = {account:String}", *inner])
     refused = f"tag IN ({refused_tags(db)})"
     having = " AND ".join(outer) or "1"
-    sql = f"""SELECT tag, address, {_MEASURES.format(refused=refused)}
+    sql = f"""SELECT tag, address, {MEASURES.format(refused=refused)}
               FROM (SELECT recipient_tag AS tag, {_MERGED} FROM {db}.engagement WHERE {where}
                     GROUP BY recipient_tag ORDER BY recipient_tag)
               WHERE {having}"""
