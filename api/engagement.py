@@ -107,14 +107,19 @@ def segment_query(
     *, data: JSONBody[SegmentIn], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
 ) -> dict[str, Any]:
     """The recipients meeting every condition, with their engagement, in a stable order (by recipient tag),
-    a page at a time (`limit`, then `cursor` = the previous page's `next_cursor`); `count: true` adds how
-    many there are. Consent: a recipient whose tracking was refused or never allowed appears only in segments
-    that rest on no tracking condition (bounced, complained, refused_tracking)."""
+    a page at a time (`limit`, then `cursor` = the previous page's `next_cursor`; a page reads at most
+    10,000 recipients of the account, so it may hold fewer than `limit`, even none, while `next_cursor` is
+    not null: follow it to the end); `count: true` adds how many there are. Consent: a recipient whose
+    tracking was refused or never allowed appears only in segments that rest on no tracking condition
+    (bounced, complained, refused_tracking)."""
     db = ctx.store.database
     try:
         segment = segment_of(data)
         after = sql.decode_cursor(data.cursor)
-        rows = ctx.read(sql.segment_page(db, account, segment, after=after, limit=data.limit))
+        ((upto, window_rows),) = ctx.read(sql.segment_window(db, account, after=after))
+        rows = []
+        if window_rows:
+            rows = ctx.read(sql.segment_page(db, account, segment, after=after, upto=upto, limit=data.limit))
     except BadQuery as exc:
         raise ClientException(str(exc)) from exc
     page = rows[: data.limit]
@@ -122,7 +127,13 @@ def segment_query(
         "recipients": [
             {"recipient": address, "recipient_tag": tag, **sql.shape(rest)} for tag, address, *rest in page
         ],
-        "next_cursor": sql.encode_cursor(page[-1][0]) if len(rows) > data.limit else None,
+        "next_cursor": sql.next_cursor(
+            [r[0] for r in page],
+            more_rows=len(rows) > data.limit,
+            window_rows=window_rows,
+            upto=upto,
+            limit=data.limit,
+        ),
     }
     if data.count:
         answer["count"] = ctx.read(sql.segment_count(db, account, segment))[0][0]

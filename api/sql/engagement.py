@@ -182,10 +182,15 @@ def _conditions(db: str, seg: Segment) -> tuple[list[str], list[str], dict[str, 
     return inner, outer, params
 
 
+# How many rollup rows of the account one page reads at most, in tag order from the cursor: a page costs this
+# much whatever the segment, and may hold fewer than ``limit`` recipients (even none) with a next cursor.
+PAGE_WINDOW: Final = 10_000
+
+
 def _segment_sql(db: str, seg: Segment, *, paged: bool) -> tuple[str, dict[str, Any]]:
     inner, outer, params = _conditions(db, seg)
     if paged:
-        inner.append("recipient_tag > {after:String}")
+        inner.append("recipient_tag > {after:String} AND recipient_tag <= {upto:String}")
     where = " AND ".join(["account = {account:String}", *inner])
     refused = f"tag IN ({refused_tags(db)})"
     having = " AND ".join(outer) or "1"
@@ -196,15 +201,38 @@ def _segment_sql(db: str, seg: Segment, *, paged: bool) -> tuple[str, dict[str, 
     return sql, params
 
 
-def segment_page(db: str, account: str, seg: Segment, *, after: str, limit: int) -> Query:
-    """A page of the segment's recipients in tag order after the cursor's tag (``limit`` + 1 rows, to tell if
-    there is more). The rollup is read in its key order and aggregated in order, so a page reads from the
-    cursor on until it has its rows (campaign conditions narrow the tags first, from the campaign's range)."""
+def segment_window(db: str, account: str, *, after: str) -> Query:
+    """The last tag of the next `PAGE_WINDOW` rollup rows after the cursor's tag, and how many rows that is:
+    the range one page reads (the table's key order: a range of granules)."""
+    return Query(
+        f"""SELECT max(t), count() FROM (SELECT recipient_tag AS t FROM {db}.engagement
+            WHERE account = {{account:String}} AND recipient_tag > {{after:String}}
+            ORDER BY recipient_tag LIMIT {PAGE_WINDOW})""",
+        {"account": account, "after": after},
+    )
+
+
+def segment_page(db: str, account: str, seg: Segment, *, after: str, upto: str, limit: int) -> Query:
+    """The segment's recipients with tags in (``after``, ``upto``] (`segment_window`), in tag order (``limit``
+    + 1 rows, to tell if there is more). Campaign conditions narrow the tags first, from the campaign's range
+    of ``events``."""
     sql, params = _segment_sql(db, seg, paged=True)
     return Query(
-        f"{sql} ORDER BY tag LIMIT {{limit:UInt32}} SETTINGS optimize_aggregation_in_order = 1",
-        {**params, "account": account, "after": after, "limit": limit + 1},
+        f"{sql} ORDER BY tag LIMIT {{limit:UInt32}}",
+        {**params, "account": account, "after": after, "upto": upto, "limit": limit + 1},
     )
+
+
+def next_cursor(
+    page_tags: Sequence[str], *, more_rows: bool, window_rows: int, upto: str, limit: int
+) -> str | None:
+    """Where the next page starts: after the page's last recipient when it is full and more matched; else
+    after the window when the window was full (the account has rows beyond it); else nowhere (the end)."""
+    if more_rows:
+        return encode_cursor(page_tags[limit - 1])
+    if window_rows >= PAGE_WINDOW:
+        return encode_cursor(upto)
+    return None
 
 
 def segment_count(db: str, account: str, seg: Segment) -> Query:
