@@ -17,7 +17,7 @@ from litestar.params import QueryParameter
 
 from api.context import ApiContext, RecipientPath, account_dependency
 from api.sql import best_time as bt
-from api.sql import deliveries, messages, pages
+from api.sql import consent, deliveries, messages, pages, privacy
 from api.sql import recipients as sql
 from schemas.recipient import normalize_recipient
 
@@ -41,7 +41,8 @@ def recipient_view(
     to them: the modal hour and weekday of their human opens in their own time zone (GeoIP), or, below 5
     such opens, of the audience of the campaigns they were sent, then of the account (`basis` says); and
     what their mail service reported: the latest delivery event, whether any message hard-bounced or drew a
-    complaint, and how many of their messages had each event."""
+    complaint, and how many of their messages had each event; and `tracking`: "off" while they are on
+    do-not-track (their opens and clicks are not recorded), else "on"."""
     db = ctx.store.database
     recipient = normalize_recipient(recipient)  # stored in this form (schemas.recipient)
     message_rows = ctx.read(sql.recipient_messages(db, account, recipient, limit=limit))
@@ -68,4 +69,14 @@ def recipient_view(
         best=best,
     )
     delivery = ctx.read(deliveries.recipient_deliveries(db, account, recipient))
-    return {**answer, **deliveries.shape_recipient_deliveries(delivery)}
+    # Their consent to tracking and its whole history (issue 19): the proof, with the rest of their data.
+    tags = sorted(t.hex() for t in ctx.keyring.recipient_tags(account, recipient))
+    changes = consent.shape_history(ctx.read(consent.consent_history(db, account, tags)))
+    state = changes[-1]["state"] if changes else "unknown"
+    suppressed = bool(ctx.read(privacy.recipient_suppressed(db, account, tags))[0][0])
+    return {
+        **answer,
+        **deliveries.shape_recipient_deliveries(delivery),
+        "consent": {"state": state, "history": changes},
+        "tracking": "off" if suppressed else "on",
+    }

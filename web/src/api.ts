@@ -98,6 +98,11 @@ export interface CampaignItem {
   last_sent_at: string | null;
   opens: number;
   clicks: number;
+  unique_opens: number;
+  open_rate: number; // over delivered mail where the campaign has delivery data, as its summary says
+  unique_clicks: number;
+  click_rate: number;
+  opens_by_day: { day: string; opens: number }[];
 }
 
 export interface Page<T> {
@@ -134,6 +139,17 @@ export interface Summary {
   bounce_rate?: number | null;
   complaint_rate?: number | null;
   rate_basis?: string | null;
+  read_time?: ReadTime | null; // issue 18: how long timed opens stayed on screen
+}
+
+/** Read time (issue 18): timed opens by how long they stayed on screen; all zeros without timed opens. */
+export interface ReadTime {
+  read: number; // 8 s or more
+  skimmed: number; // 2 to 8 s
+  glanced: number; // under 2 s
+  unknown: number; // not measurable (image proxies, prefetch, bots, the edge at its cap)
+  measured: number; // read + skimmed + glanced
+  median_seconds: number | null; // of the measured; null when none
 }
 
 export interface SeriesPoint {
@@ -159,6 +175,7 @@ export interface BreakdownRow {
   unique_opens: number;
   clicks: number;
   unique_clicks: number;
+  read_time?: ReadTime | null; // issue 18, on the breakdown by client
 }
 
 export interface Breakdown {
@@ -230,6 +247,8 @@ export interface TimelineItem {
   via_proxy?: boolean | null;
   link_index?: number | null;
   url?: string | null;
+  read_seconds?: number | null; // issue 18: an open's read time (null: not timed, or nothing measured)
+  read_category?: string | null; // read, skimmed, glanced, unknown; null when the open was not timed
   [key: string]: unknown;
 }
 
@@ -276,6 +295,18 @@ export interface Recipient {
   opens: number;
   open_history: OpenRecord[];
   best_time_to_send: BestTime;
+  tracking?: "on" | "off"; // off: on do-not-track
+}
+
+/** GET /v1/campaigns/{id}/report: every part of the report, each as its own route answers it. */
+export interface Report {
+  campaign_id: string;
+  summary: Summary;
+  timeseries: TimeSeries;
+  breakdowns: Record<"client" | "device" | "os" | "country", Breakdown>;
+  links: LinkRow[];
+  filtered: Filtered;
+  best_time_to_send: BestTime;
 }
 
 /** A live notice's `data` (an open, a click, or a delivery event). */
@@ -292,5 +323,8 @@ export interface Notice {
   os?: string | null;
   country?: string | null;
   url?: string | null;
+  read_seconds?: number | null; // a `read` notice's (issue 18)
+  read_category?: string | null;
+  read_of?: string;
   [key: string]: unknown;
 }
