@@ -60,10 +60,9 @@ def recipient_engagement(
     canonical = normalize_recipient(recipient)
     tags = sorted(tag.hex() for tag in ctx.keyring.recipient_tags(account, canonical))
     (row,) = ctx.read(sql.recipient_engagement(ctx.store.database, account, tags))
-    numbers = sql.shape(row[1:])
-    if not row[0] and not numbers["sends"] and not numbers["opened"] and not numbers["delivered"]:
+    if not sql.recorded(row):
         raise NotFoundException(f"no engagement recorded for recipient {canonical!r}")
-    return {"recipient": canonical, **numbers}
+    return {"recipient": canonical, **sql.shape(row[1:])}
 
 
 class ClickedIn(msgspec.Struct, forbid_unknown_fields=True):

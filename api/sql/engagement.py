@@ -98,6 +98,13 @@ def recipient_engagement(db: str, account: str, tags: Sequence[str]) -> Query:
     )
 
 
+def recorded(row: Sequence[Any]) -> bool:
+    """Whether a `recipient_engagement` row found anything of the recipient: their address (from a send), or
+    a send, a person's open or a delivery (rows of hits and delivery events carry no address)."""
+    numbers = shape(row[1:])
+    return bool(row[0] or numbers["sends"] or numbers["opened"] or numbers["delivered"])
+
+
 def shape(row: Sequence[Any]) -> dict[str, Any]:
     """The answer's numbers of one row of `MEASURES` (without the leading columns)."""
     out: dict[str, Any] = {}

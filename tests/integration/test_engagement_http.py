@@ -170,6 +170,9 @@ def test_a_recipients_engagement_is_exact(served: tuple[httpx.Client, Store]) ->
     }  # fmt: skip
     assert None not in (ann["last_open"], ann["last_click"], ann["last_sent"])
     assert ann["last_click"] >= ann["last_open"]
+    # the recipient view carries the same numbers (issue 20: engagement in the recipient view)
+    view = client.get("/v1/recipients/ann@example.com", headers=ACME).json()
+    assert view["engagement"] == {k: v for k, v in ann.items() if k != "recipient"}
 
 
 @pytest.mark.parametrize(
