@@ -15,6 +15,7 @@ registration, through the view) and must merge with her backfilled row.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +30,7 @@ from deliveries.rows import COLUMNS, row
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import build_app, build_components
 from schemas.delivery_events import DeliveryEvent, delivery_id
-from schemas.store import Store
+from schemas.store import Store, parse_store_url
 from schemas.tokens import Keyring
 from tests.conftest import DATA
 from tests.integration.helpers import embedded_env, hit, wait_for
@@ -179,3 +180,25 @@ def test_the_backfill_and_the_rollup_are_idempotent(served: tuple[httpx.Client, 
     assert {r: engagement(client, r) for r in RECIPIENTS} == answered
     store.command(f"OPTIMIZE TABLE {db}.engagement FINAL")
     assert {r: engagement(client, r) for r in RECIPIENTS} == answered
+
+
+def test_a_store_at_13_without_12_gets_12(chdb_path: Path) -> None:
+    """A store migrated to 0013 on main (0012 was this branch's) gets 0012 at its next start: the store
+    applies every version not yet applied, not only those above the highest."""
+    store = Store.connect(parse_store_url(f"chdb://{chdb_path}?database=t_mig_{uuid.uuid4().hex[:8]}"))
+    db = store.database
+    try:
+        for view in ("engagement_from_sends", "engagement_from_events", "engagement_from_deliveries"):
+            store.command(f"DROP VIEW {db}.{view}")
+        store.command(f"DROP TABLE {db}.engagement")
+        for table in TAGGED_TABLES:
+            store.command(f"ALTER TABLE {db}.{table} DROP COLUMN recipient_tag")
+        store.command(
+            f"ALTER TABLE {db}.schema_migrations DELETE WHERE version = 12 SETTINGS mutations_sync = 2"
+        )
+        assert store.query(f"SELECT max(version) FROM {db}.schema_migrations") == [(13,)]
+        assert store.migrate() == [12]
+        assert store.query(f"EXISTS TABLE {db}.engagement") == [(1,)]
+        assert store.migrate() == []
+    finally:
+        store.command(f"DROP DATABASE IF EXISTS {db}")
