@@ -9,10 +9,10 @@ sends without one and loads the pairs into a ``Join`` table (``tags``: account, 
    (the matched ones) get the tag of their message's send, by a mutation (``joinGet``; a mutation fires no
    materialized view, and rewrites the column, never a second copy of a row);
 2. the engagement rollup gets the same rows 0012's views would have written had these rows been inserted
-   after it: the same SELECTs, over the backfilled sends and the events and delivery events of their
-   messages, in chunks of messages (``cityHash64(message_id) % chunks``) so no chunk holds a whole table's
-   sets. Re-inserting what the views already wrote (a new open of an old message) is harmless: every column
-   is a set union or a max;
+   after it: the views' own SELECTs (read from the migration), over the backfilled sends and the events and
+   delivery events of their messages, in chunks of messages (``cityHash64(message_id) % chunks``) so no
+   chunk holds a whole table's sets. Re-inserting what the views already wrote (a new open of an old
+   message) is harmless: every column is a set union or a max;
 3. ``sends`` last, so that a backfill cut short (a crash) finds sends without a tag at the next start and
    runs again whole (idempotent, for the same reasons).
 """
@@ -21,6 +21,9 @@ from __future__ import annotations
 
 from typing import Final
 
+from schemas.ddl import migrations
+
+ENGAGEMENT_VERSION: Final = 12  # 0012_engagement.sql: its views' SELECTs are the backfill's
 # Rows of engagement a chunk's SELECT reads at most (about): the chunks are messages' hash classes.
 CHUNK_ROWS: Final = 2_000_000
 
@@ -79,69 +82,68 @@ def count_rows(db: str, table: str, messages: str) -> str:
     return f"SELECT count() FROM {db}.{table} WHERE {_tag_of_message(db, messages)} != ''"
 
 
+# The engagement columns each view of 0012 writes, in its SELECT's order (an INSERT ... SELECT maps by
+# position; a view's insert by name).
+_VIEW_COLUMNS: Final = {
+    "engagement_from_sends": (
+        "account", "recipient_tag", "recipient", "sent", "tracked", "last_sent", "last_at",
+    ),
+    "engagement_from_events": (
+        "account", "recipient_tag", "human_opened", "human_open_hits", "clicked", "click_hits",
+        "machine_opened", "mpp_opened", "last_open", "last_click", "last_at",
+    ),
+    "engagement_from_deliveries": (
+        "account", "recipient_tag", "delivered", "hard_bounced", "complained", "last_at",
+    ),
+}  # fmt: skip
+_SOURCE_ROWS: Final = "WHERE recipient_tag != ''"  # each view's filter of its source's rows
+
+
+def _view_insert(db: str, view: str, replacements: dict[str, str]) -> str:
+    """An INSERT of 0012's ``view``'s own SELECT (read from the migration, so the backfill writes exactly
+    what the view writes) into the rollup, with ``replacements`` made in it (each must occur once)."""
+    prefix = f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{view} TO {db}.engagement AS"
+    (select,) = [
+        statement.removeprefix(prefix)
+        for migration in migrations(db)
+        if migration.version == ENGAGEMENT_VERSION
+        for statement in migration.statements
+        if statement.startswith(prefix)
+    ]
+    for old, new in replacements.items():
+        if select.count(old) != 1:
+            raise ValueError(f"0012's {view} no longer holds {old!r} once")
+        select = select.replace(old, new)
+    return f"INSERT INTO {db}.engagement ({', '.join(_VIEW_COLUMNS[view])}) {select}"
+
+
 def rollup_sends(db: str, tags: str, chunks: int, chunk: int) -> str:
     """Step 2, sends: 0012's ``engagement_from_sends`` over the untagged sends, their tag from ``tags``."""
-    return f"""INSERT INTO {db}.engagement
-            (account, recipient_tag, recipient, sent, tracked, last_sent, last_at)
-        SELECT a AS account, t AS recipient_tag, max(r) AS recipient, groupUniqArray(m) AS sent,
-               groupUniqArrayIf(m, tr = 'individual') AS tracked, max(s) AS last_sent, max(s) AS last_at
-        FROM
-        (
-            SELECT account AS a, joinGet('{db}.{tags}', 'tag', toString(account), recipient) AS t,
-                   recipient AS r, cityHash64(message_id) AS m, toString(tracking) AS tr,
-                   toDateTime(sent_at, 'UTC') AS s
-            FROM {db}.sends
-            WHERE recipient_tag = '' AND cityHash64(message_id) % {chunks} = {chunk}
-        )
-        WHERE t != ''
-        GROUP BY a, t"""
+    return _view_insert(
+        db,
+        "engagement_from_sends",
+        {
+            "recipient_tag AS t": f"joinGet('{db}.{tags}', 'tag', toString(account), recipient) AS t",
+            _SOURCE_ROWS: f"WHERE recipient_tag = '' AND cityHash64(message_id) % {chunks} = {chunk}",
+        },
+    )
+
+
+def _of_messages(db: str, messages: str, chunks: int, chunk: int) -> dict[str, str]:
+    return {
+        _SOURCE_ROWS: f"{_SOURCE_ROWS} AND cityHash64(message_id) % {chunks} = {chunk} "
+        f"AND {_tag_of_message(db, messages)} != ''"
+    }
 
 
 def rollup_events(db: str, messages: str, chunks: int, chunk: int) -> str:
     """Step 2, events: 0012's ``engagement_from_events`` over the backfilled messages' events."""
-    return f"""INSERT INTO {db}.engagement
-            (account, recipient_tag, human_opened, human_open_hits, clicked, click_hits, machine_opened,
-             mpp_opened, last_open, last_click, last_at)
-        SELECT a AS account, t AS recipient_tag,
-               groupUniqArrayIf(m, k = 'open' AND v = 'human') AS human_opened,
-               groupUniqArrayIf(h, k = 'open' AND v = 'human') AS human_open_hits,
-               groupUniqArrayIf(m, k = 'click' AND v = 'human') AS clicked,
-               groupUniqArrayIf(h, k = 'click' AND v = 'human') AS click_hits,
-               groupUniqArrayIf(m, k = 'open' AND v = 'machine') AS machine_opened,
-               groupUniqArrayIf(m, k = 'open' AND why IN ('apple_mpp', 'apple_mpp_asn')) AS mpp_opened,
-               maxIf(received, k = 'open' AND v = 'human') AS last_open,
-               maxIf(received, k = 'click' AND v = 'human') AS last_click,
-               max(received) AS last_at
-        FROM
-        (
-            SELECT account AS a, recipient_tag AS t, toString(kind) AS k, toString(verdict) AS v,
-                   toString(reason) AS why, cityHash64(message_id) AS m, cityHash64(hit_id) AS h,
-                   toDateTime(received_at, 'UTC') AS received
-            FROM {db}.events
-            WHERE recipient_tag != '' AND cityHash64(message_id) % {chunks} = {chunk}
-              AND {_tag_of_message(db, messages)} != ''
-        )
-        GROUP BY a, t"""
+    return _view_insert(db, "engagement_from_events", _of_messages(db, messages, chunks, chunk))
 
 
 def rollup_deliveries(db: str, messages: str, chunks: int, chunk: int) -> str:
     """Step 2, delivery events: 0012's ``engagement_from_deliveries`` over the backfilled messages'."""
-    return f"""INSERT INTO {db}.engagement
-            (account, recipient_tag, delivered, hard_bounced, complained, last_at)
-        SELECT a AS account, t AS recipient_tag,
-               groupUniqArrayIf(m, e = 'delivered') AS delivered,
-               groupUniqArrayIf(m, e = 'bounce' AND b = 'hard') AS hard_bounced,
-               groupUniqArrayIf(m, e = 'complaint') AS complained,
-               max(occurred) AS last_at
-        FROM
-        (
-            SELECT account AS a, recipient_tag AS t, toString(event) AS e, toString(bounce_type) AS b,
-                   cityHash64(message_id) AS m, toDateTime(occurred_at, 'UTC') AS occurred
-            FROM {db}.deliveries
-            WHERE recipient_tag != '' AND message_id != '' AND cityHash64(message_id) % {chunks} = {chunk}
-              AND {_tag_of_message(db, messages)} != ''
-        )
-        GROUP BY a, t"""
+    return _view_insert(db, "engagement_from_deliveries", _of_messages(db, messages, chunks, chunk))
 
 
 def tag_sends(db: str, tags: str) -> str:
