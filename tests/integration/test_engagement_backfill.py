@@ -25,16 +25,10 @@ import httpx
 import pytest
 
 from api.engagement_backfill import Backfilled, backfill_engagement
-from deliveries.matching import match_all
-from deliveries.rows import COLUMNS, row
-from pixelpipe import settings as settings_mod
-from pixelpipe.app import build_app, build_components
-from schemas.delivery_events import DeliveryEvent, delivery_id
 from schemas.store import Store, parse_store_url
 from schemas.tokens import Keyring
-from tests.conftest import DATA
-from tests.integration.helpers import embedded_env, hit, wait_for
-from tests.serving import serving
+from tests.integration.engagement_serving import delivered_then_bounced, engagement_app
+from tests.integration.helpers import hit, wait_for
 
 ACME = {"Authorization": "Bearer acme-key-123"}
 OUTLOOK = "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.16827; Pro)"
@@ -85,18 +79,7 @@ def before_0012(store: Store) -> None:
 def served(
     tmp_path_factory: pytest.TempPathFactory, chdb_path: Path
 ) -> Iterator[tuple[httpx.Client, Store, Keyring]]:
-    env = embedded_env(
-        tmp_path_factory.mktemp("data"),
-        chdb_path,
-        PIXELPIPE_GEOIP_ASN_DB=str(DATA / "GeoLite2-ASN-Test.mmdb"),
-        PIXELPIPE_TRUSTED_PROXIES="127.0.0.0/8,::1/128",
-        PIXELPIPE_CLICK_WINDOW_MS="200",
-    )
-    components = build_components(settings_mod.load(env), frozenset({"edge", "process", "api"}))
-    app, _ = build_app(components)
-    store = components.store
-    assert store is not None
-    with serving(app) as base, httpx.Client(base_url=base, timeout=20) as client:
+    with engagement_app(tmp_path_factory.mktemp("data"), chdb_path) as (client, components, store):
         sent = {
             "a1": register(client, "a1", "ann@example.com"),
             "a2": register(client, "a2", "ann@example.com"),
@@ -115,17 +98,8 @@ def served(
             lambda: client.get("/v1/campaigns/spring/stats", headers=ACME).json(),
             lambda s: s.get("opens") == 2 and s.get("clicks") == 2 and s.get("machine_opens") == 1,
         )
-        now_ms = int(time.time() * 1000)
-        events = [
-            DeliveryEvent(
-                delivery_id("acme", "sendgrid", f"d1-{kind}"), "acme", "sendgrid", f"d1-{kind}",
-                kind, now_ms - 60_000, now_ms, message_id="d1", bounce_type=bounce,  # type: ignore[arg-type]
-            )
-            for kind, bounce in (("delivered", ""), ("bounce", "hard"))
-        ]  # fmt: skip
-        store.insert("deliveries", COLUMNS, [row(m) for m in match_all(store.query, store.database, events)])
+        delivered_then_bounced(store, "d1")
         yield client, store, components.settings.keyring
-        store.command(f"DROP DATABASE IF EXISTS {store.database}")
 
 
 def test_the_backfill_gives_back_the_numbers_exactly(served: tuple[httpx.Client, Store, Keyring]) -> None:

@@ -31,15 +31,9 @@ from typing import Any
 import httpx
 import pytest
 
-from deliveries.matching import match_all
-from deliveries.rows import COLUMNS, row
-from pixelpipe import settings as settings_mod
-from pixelpipe.app import build_app, build_components
-from schemas.delivery_events import DeliveryEvent, delivery_id
 from schemas.store import Store
-from tests.conftest import DATA
-from tests.integration.helpers import embedded_env, hit, wait_for
-from tests.serving import serving
+from tests.integration.engagement_serving import delivered_then_bounced, engagement_app
+from tests.integration.helpers import hit, wait_for
 
 ACME = {"Authorization": "Bearer acme-key-123"}
 OUTLOOK = "Microsoft Office/16.0 (Windows NT 10.0; Microsoft Outlook 16.0.16827; Pro)"
@@ -77,18 +71,7 @@ def members(client: httpx.Client, **body: Any) -> list[str]:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterator[tuple[httpx.Client, Store]]:
-    env = embedded_env(
-        tmp_path_factory.mktemp("data"),
-        chdb_path,
-        PIXELPIPE_GEOIP_ASN_DB=str(DATA / "GeoLite2-ASN-Test.mmdb"),
-        PIXELPIPE_TRUSTED_PROXIES="127.0.0.0/8,::1/128",
-        PIXELPIPE_CLICK_WINDOW_MS="200",
-    )
-    components = build_components(settings_mod.load(env), frozenset({"edge", "process", "api"}))
-    app, _ = build_app(components)
-    store = components.store
-    assert store is not None
-    with serving(app) as base, httpx.Client(base_url=base, timeout=20) as client:
+    with engagement_app(tmp_path_factory.mktemp("data"), chdb_path) as (client, _, store):
         sent = {
             "a1": register(client, "spring", "a1", "ann@example.com"),
             "a2": register(client, "spring", "a2", "Ann@Example.com "),  # one recipient however written
@@ -130,16 +113,8 @@ def served(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterato
             lambda: client.get("/v1/campaigns/autumn/stats", headers=ACME).json(),
             lambda s: s.get("clicks") == 1,
         )
-        # dan's mail service: delivered, then a hard bounce, matched by our message id (the loader's path)
-        now_ms = int(time.time() * 1000)
-        events = [
-            DeliveryEvent(
-                delivery_id("acme", "sendgrid", f"d1-{kind}"), "acme", "sendgrid", f"d1-{kind}",
-                kind, now_ms - 60_000, now_ms, message_id="d1", bounce_type=bounce,  # type: ignore[arg-type]
-            )
-            for kind, bounce in (("delivered", ""), ("bounce", "hard"))
-        ]  # fmt: skip
-        store.insert("deliveries", COLUMNS, [row(m) for m in match_all(store.query, store.database, events)])
+        # dan's mail service: delivered, then a hard bounce (the loader's path)
+        delivered_then_bounced(store, "d1")
         # eve refuses tracking after her open, through the consent route (issue 19: history, then the edge
         # stops recording her); gus is put on do-not-track after his
         r = client.put("/v1/recipients/eve@example.com/consent", json={"state": "refused"}, headers=ACME)
@@ -155,7 +130,6 @@ def served(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterato
             lambda s: s.get("opens") == 2,
         )
         yield client, store
-        store.command(f"DROP DATABASE IF EXISTS {store.database}")
 
 
 def test_a_recipients_engagement_is_exact(served: tuple[httpx.Client, Store]) -> None:
