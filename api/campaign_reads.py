@@ -111,6 +111,14 @@ class CampaignReads:
                         self._keep((db, account, campaign_id, variant), signature, computed[campaign_id])
         return values
 
+    def kept_signature(
+        self, db: str, account: str, campaign_id: str, *, variant: Hashable
+    ) -> tuple[int, int] | None:
+        """The signature the kept value was read under (None: nothing kept)."""
+        with self._lock:
+            kept = self._kept.get((db, account, campaign_id, variant))
+        return kept[0] if kept is not None else None
+
     def _keep(self, key: tuple[str, str, str, Hashable], signature: tuple[int, int], value: Any) -> None:
         self._kept[key] = (signature, value)
         self._kept.move_to_end(key)

@@ -25,6 +25,7 @@ from litestar.params import FromPath, QueryParameter
 
 from api import campaign_answers as answers
 from api.context import ApiContext, Cursor, Limit, account_dependency
+from api.report_warmer import ReportAsk
 from api.sql import breakdowns, deliveries, timeseries
 from api.sql.common import BadQuery
 
@@ -127,11 +128,14 @@ class CampaignAnalyticsController(Controller):
         `breakdowns` by `client`, `device`, `os` and `country` (`/breakdown`), `links` (`/links`'s `links`),
         `filtered` (`/filtered`) and `best_time_to_send` (`/best-time`)."""
         try:
-            return answers.campaign_report(
+            answer = answers.campaign_report(
                 ctx, account, campaign_id, include_machine=include_machine, bucket=bucket, tz=tz
             )
         except BadQuery as exc:
             raise _bad(exc) from exc
+        if ctx.report_warmer is not None:
+            ctx.report_warmer.asked(ReportAsk(account, campaign_id, include_machine, bucket, tz))
+        return answer
 
     @get("/{campaign_id:str}/breakdown", sync_to_thread=True)
     def breakdown(

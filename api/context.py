@@ -26,6 +26,7 @@ from api.campaign_reads import CampaignReads
 from api.cookie_auth import session_account
 from api.delivery_numbers import DeliveryNumbers
 from api.errors import PATTERN_WORDS
+from api.report_warmer import ReportWarmer
 from api.session import COOKIE, Sessions
 from api.sql.common import Query
 from api.sql.exact import ExactRead, read_exact
@@ -45,6 +46,8 @@ class ApiContext:
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     webhook_allow_private: bool = False  # PIXELPIPE_WEBHOOK_ALLOW_PRIVATE: see `schemas.webhook_guard`
     retention_days: int = 396  # PIXELPIPE_RETENTION_DAYS: a send older than this is refused
+    # PIXELPIPE_REMINDER_MIN_AFTER_SECONDS: the shortest `remind_if_unopened_after` (issue 20)
+    reminder_min_after_s: int = 60
     sessions: Sessions | None = None  # the dashboard's sign-in sessions (None: bearer keys only)
     # The campaigns' delivery numbers counted so far, per bucket (`api.delivery_numbers`): this process's.
     delivery_numbers: DeliveryNumbers = field(default_factory=DeliveryNumbers, repr=False)
@@ -53,6 +56,8 @@ class ApiContext:
     # Each account's settings (consent mode, tracking base URL), read at most once a second
     # (`api.account_settings`): this process's.
     account_settings: AccountSettingsCache = field(default_factory=AccountSettingsCache, repr=False)
+    # The campaign reports kept ready in the background (`api.report_warmer`; None: off).
+    report_warmer: ReportWarmer | None = field(default=None, repr=False)
 
     def settings(self, account: str) -> AccountSettings:
         """The account's settings, as this process last read them (at most `SETTINGS_TTL_S` old)."""

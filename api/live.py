@@ -28,7 +28,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from api.context import account_dependency
 from api.cookie_auth import session_alive
 from schemas.live import LiveItem, LiveNotices
-from schemas.notices import DELIVERY_NOTICE_TYPES
+from schemas.notices import DELIVERY_NOTICE_TYPES, REMINDER_NOTICE_TYPES
 
 
 @dataclass
@@ -74,7 +74,7 @@ class LiveController(Controller):
                 data_container=LiveEvent,
                 media_type="text/event-stream",
                 description="Server-Sent Events: `open`, `click`, `machine_open`, `delivered`, `bounce`, "
-                "`complaint` and `gap` events, "
+                "`complaint`, `read`, `not_opened`, `unknown` and `gap` events, "
                 "`: keepalive` comments every 15 s; each event's `id` is `EPOCH-SEQ`.",
                 generate_examples=False,
             )
@@ -99,17 +99,22 @@ class LiveController(Controller):
         include_machine: FromQuery[bool] = False,
         include_delivery: FromQuery[bool] = True,
         include_read: FromQuery[bool] = True,
+        include_reminders: FromQuery[bool] = True,
     ) -> ServerSentEvent:
         """Server-Sent Events: `open` and `click` (and `machine_open` with `include_machine=true`) notices of
         the account as they are counted, `read` notices as the read time of a timed human open is
-        measured (after its open; unless `include_read=false`), and `delivered`, `bounce` and `complaint`
-        notices of its messages as their mail service reports them (unless `include_delivery=false`).
-        Reconnect with `Last-Event-ID` to receive what was missed."""
+        measured (after its open; unless `include_read=false`), `delivered`, `bounce` and `complaint`
+        notices of its messages as their mail service reports them (unless `include_delivery=false`), and
+        `not_opened` and `unknown` notices of reminders (`remind_if_unopened_after`) as their time comes
+        without a person's open (unless `include_reminders=false`). Reconnect with `Last-Event-ID` to
+        receive what was missed."""
         types = {"open", "click", "machine_open"} if include_machine else {"open", "click"}
         if include_delivery:
             types |= DELIVERY_NOTICE_TYPES
         if include_read:
             types.add("read")
+        if include_reminders:
+            types |= REMINDER_NOTICE_TYPES
         items = live.stream(account, last_event_id=last_event_id, types=frozenset(types))
         return ServerSentEvent(
             _events(items, session_alive(request)),

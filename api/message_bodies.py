@@ -16,6 +16,7 @@ from api.errors import PATTERN_WORDS
 from api.link_controls import MAX_LIST_UNSUBSCRIBE_CHARS, MAX_LIST_UNSUBSCRIBE_URLS
 from api.openapi import bad_request
 from api.registry import MAX_LINKS, MAX_PROVIDER_MESSAGE_ID, MAX_URL_CHARS
+from schemas.reminders import MAX_AFTER_CHARS
 
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")]
 
@@ -122,6 +123,22 @@ ReadTime = Annotated[
 ]
 
 
+RemindIfUnopenedAfter = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=MAX_AFTER_CHARS,
+        description="Send a `not_opened` notice (webhooks, live feed) when the message has no person's open "
+        "this long after `sent_at` — an `unknown` one when only machine opens came (Apple Mail Privacy "
+        "Protection's prefetch): a duration such as `3d`, `12h`, `90m` or `1d12h` (units s, m, h, d, w), "
+        "from 1 minute to 90 days. A person's click counts as an open (an implied open). Only for a send "
+        "tracked individually with its pixel: a recipient not tracked (`tracking` not `individual`) gets no "
+        "reminder (`reminder.scheduled` false); with `track_opens` false it is refused. Exactly one notice "
+        "per message; registering the message again keeps a reminder already decided.",
+    ),
+]
+
+
 RegistrationRules = bad_request(
     "a recipient that is blank or holds a control character or line break; "
     "`sent_at` older than the retention (PIXELPIPE_RETENTION_DAYS) or more than 15 minutes in the future; "
@@ -132,7 +149,9 @@ RegistrationRules = bad_request(
     "name or password, a query or a fragment; a `list_unsubscribe` that is not a List-Unsubscribe header "
     "value (`<URL>, <URL>`) or a list of at most 10 http(s) or mailto: URLs; a tracked link that, with its "
     "UTM parameters, no longer fits in a click token; "
-    "a `read_time` that is not a boolean"
+    "a `read_time` that is not a boolean; "
+    "a `remind_if_unopened_after` that is not a duration (`3d`, `12h`, `90m`), is shorter than a minute or "
+    "longer than 90 days, or comes with `track_opens` false"
 )
 
 
@@ -159,6 +178,7 @@ class MessageIn(msgspec.Struct, forbid_unknown_fields=True):
     list_unsubscribe: ListUnsubscribe | None = None
     utm: UtmIn | None = None
     read_time: ReadTime = False
+    remind_if_unopened_after: RemindIfUnopenedAfter | None = None
 
 
 MAX_BATCH = 1000  # messages per POST /v1/messages/batch

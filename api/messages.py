@@ -5,8 +5,9 @@ Handlers are thin: parse, call a pure planner (`api.registry`, `api.sql.messages
 worker thread (``sync_to_thread``), shape. Every read is scoped to the caller's account: another account's id
 answers 404, exactly like an unknown one. Message answers read ``events``, ``filtered_hits`` and ``sends`` by
 their indexes (not the rollups). A registration reads the store once and inserts once, all or nothing
-(`_plan`, `_store`); a recipient who must not be tracked gets no pixel and their links untouched (`tracking`).
-Which links are tracked, and why the others are not (``untracked_links``), is `api.link_controls`' decision.
+(`_plan`, `_store`; the reminders asked for, issue 20, in a second insert after the sends); a recipient who
+must not be tracked gets no pixel and their links untouched (`tracking`). Which links are tracked, and why
+the others are not (``untracked_links``), is `api.link_controls`' decision.
 
 Litestar 2.25 cannot share a path between two controllers (both add an OPTIONS handler), so
 ``GET /v1/messages`` is a plain handler (`list_messages`) registered after `MessageController`, which owns
@@ -17,8 +18,8 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final
 
 from litestar import Controller, get, post
@@ -38,11 +39,12 @@ from api.preferences import preferences_url
 from api.registry import REGISTERED_SEND_COLUMNS, BadMessage, Registration, check_sent_at, register
 from api.sql import deliveries, filtered, reads
 from api.sql import messages as sql
-from api.sql.common import BadQuery
+from api.sql.common import BadQuery, iso
 from api.tracking import TrackingDecision, aggregate_pixel_url, decide
 from api.utm import Utm
 from schemas.consent import Tracking, effective_mode
 from schemas.recipient import normalize_recipient
+from schemas.reminders import REMINDER_COLUMNS, BadReminder, ReminderState, parse_after
 from schemas.tokens import recipient_tag
 
 
@@ -203,10 +205,20 @@ class Planned:
     pixel_url: str | None  # individual: the message's; aggregate: the campaign's; none (or track_opens false)
     preferences_url: str | None  # individual only
     links: LinkChoice  # which links are tracked, and why not the others (`api.link_controls`)
+    reminder_after_s: int | None = None  # `remind_if_unopened_after` in seconds (issue 20); None: not asked
 
     @property
     def send_row(self) -> list[Any]:
         return [*self.registration.send_row, self.decision.tracking.value]
+
+    @property
+    def reminder_due(self) -> datetime | None:
+        """When the message's reminder is due (its ``sent_at`` plus the duration); None when none was asked
+        or the send is not tracked individually (nothing would tell a person's open from no open)."""
+        if self.reminder_after_s is None or not self.decision.individual or self.pixel_url is None:
+            return None
+        sent_at: datetime = self.registration.send_row[4]
+        return sent_at + timedelta(seconds=self.reminder_after_s)
 
 
 def _given(data: MessageIn) -> list[LinkSeen]:
@@ -304,7 +316,8 @@ def _plan(
             )
             if data.sent_at is not None:  # the client's own value (a known message keeps its first)
                 check_sent_at(data.sent_at, now=now, retention_days=ctx.retention_days)
-        except BadMessage as exc:
+            after_s = _reminder_after(ctx, data)
+        except (BadMessage, BadReminder) as exc:
             raise ClientException(f"{where}{exc}") from exc
         if previous is None:
             known[message_id] = (data.campaign_id, data.recipient, sent_at, index)
@@ -312,8 +325,21 @@ def _plan(
             ctx, account, plan, decision=decision, base_url=base_url, links=choice,
             track_opens=data.track_opens,
         )  # fmt: skip
-        plans.append(tracked)
+        plans.append(replace(tracked, reminder_after_s=after_s))
     return plans
+
+
+def _reminder_after(ctx: ApiContext, data: MessageIn) -> int | None:
+    """The reminder's duration in seconds (issue 20, `schemas.reminders.parse_after`), None when none was
+    asked; refused for a message without its open pixel, which could only ever be 'not opened'."""
+    if data.remind_if_unopened_after is None:
+        return None
+    if not data.track_opens:
+        raise BadReminder(
+            "remind_if_unopened_after: needs the open pixel, and track_opens is false (nothing would tell "
+            "an open from none)"
+        )
+    return parse_after(data.remind_if_unopened_after, min_s=ctx.reminder_min_after_s)
 
 
 def _base_url(ctx: ApiContext, account_url: str | None, message_url: str | None) -> str:
@@ -357,6 +383,25 @@ def _store(ctx: ApiContext, plans: Sequence[Planned]) -> None:
     once, with its last item's links."""
     rows = {plan.registration.message_id: plan.send_row for plan in plans}
     ctx.store.insert("sends", (*REGISTERED_SEND_COLUMNS, "tracking"), list(rows.values()))
+    last = {plan.registration.message_id: plan for plan in plans}
+    reminders = [_reminder_row(ctx, plan) for plan in last.values() if plan.reminder_due is not None]
+    if reminders:  # after the send: a reminder never waits for a message that is not stored
+        ctx.store.insert("reminders", REMINDER_COLUMNS, reminders)
+
+
+_NEVER: Final = datetime.fromtimestamp(0, UTC)
+
+
+def _reminder_row(ctx: ApiContext, plan: Planned) -> list[Any]:
+    """A ``pending`` reminder (0014): its recipient as the signing key's tag, never the address. Stored
+    again by a repeated registration, it never undoes a decision (`schemas.reminders.ReminderState.rank`)."""
+    account, campaign_id, message_id, recipient, sent_at, registered_at = plan.registration.send_row[:6]
+    tag = recipient_tag(ctx.keyring.signing_key[1], account, recipient).hex()
+    pending = ReminderState.PENDING
+    return [
+        account, campaign_id, message_id, tag, registered_at, sent_at, plan.reminder_due, pending.value,
+        pending.rank, "", 0, _NEVER,
+    ]  # fmt: skip
 
 
 def _answer(plan: Planned) -> dict[str, Any]:
@@ -366,7 +411,7 @@ def _answer(plan: Planned) -> dict[str, Any]:
     `tracking` and `tracking_reason` say how and why (`api.tracking`)."""
     registration, decision = plan.registration, plan.decision
     signed = registration.links if decision.individual else {}
-    return {
+    answer = {
         "message_id": registration.message_id,
         "tracked": decision.individual,
         "tracking": decision.tracking.value,
@@ -376,3 +421,15 @@ def _answer(plan: Planned) -> dict[str, Any]:
         "untracked_links": plan.links.untracked(instead=decision.reason),
         "tracking_preferences_url": plan.preferences_url,
     }
+    if plan.reminder_after_s is not None:  # only when asked: the answer is otherwise as it always was
+        answer["reminder"] = _reminder_answer(plan)
+    return answer
+
+
+def _reminder_answer(plan: Planned) -> dict[str, Any]:
+    """Whether the reminder asked for was scheduled and for when; not scheduled for a send not tracked
+    individually, with its ``tracking_reason`` as the reason."""
+    due = plan.reminder_due
+    if due is None:
+        return {"scheduled": False, "due_at": None, "reason": plan.decision.reason}
+    return {"scheduled": True, "due_at": iso(due), "reason": None}

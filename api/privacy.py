@@ -63,6 +63,7 @@ ERASED_TABLES: Final = (
     ("filtered_hits", sql.ERASED_SCOPE),
     ("deliveries", sql.DELIVERIES_SCOPE),
     ("reads", sql.ERASED_SCOPE),  # read time (issue 18): the held pixels of their timed opens
+    ("reminders", sql.ERASED_SCOPE),  # issue 20: a pending reminder must not fire, a decided one goes too
     ("sends", sql.ERASED_SCOPE),
 )
 # A mutation starts within seconds on an idle engine; then old_parts_lifetime (60 s) and the cleanup thread's
@@ -289,7 +290,7 @@ class PrivacyController(Controller):
         ctx.store.command(hide, consent)
         ctx.store.command(rewrite)
         erased: dict[str, Any] = {"messages": len(messages), **counts}
-        for table in ("deliveries", "reads"):  # a recipient without them is answered as before they existed
+        for table in ("deliveries", "reads", "reminders"):  # none: answered as before they existed
             if not erased[table]:
                 del erased[table]
         if consent_changes:  # and one without consent changes as before them

@@ -30,7 +30,7 @@ from api.context import ApiContext, account_dependency
 from api.openapi import bad_request
 from api.sql import webhooks as sql
 from api.sql.common import iso
-from schemas.notices import WEBHOOK_COLUMNS, WebhookEvent
+from schemas.notices import WEBHOOK_COLUMNS, WEBHOOK_EVENTS, WebhookEvent
 from schemas.tokens import Keyring
 from schemas.webhook_guard import IPAddress, check_addresses, check_url, literal_address
 from schemas.webhook_secrets import SecretUnreadable, hint, seal, unseal
@@ -42,7 +42,7 @@ _resolving = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="pixelp
 
 class WebhookIn(msgspec.Struct, forbid_unknown_fields=True):
     url: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
-    events: Annotated[list[WebhookEvent], msgspec.Meta(min_length=1, max_length=8)]
+    events: Annotated[list[WebhookEvent], msgspec.Meta(min_length=1, max_length=len(WEBHOOK_EVENTS))]
 
 
 def _resolve(host: str, port: int) -> list[IPAddress]:

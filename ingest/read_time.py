@@ -18,11 +18,13 @@ fetch whole images (`schemas.image_proxies`), ``busy`` beyond ``max_held`` held 
 the server could not hold: see `ingest.edge`). Both are counted by reason.
 
 **One timer for every held answer.** While anything is held, one loop timer ticks `TICKS_PER_SECOND` times a
-second; each held answer belongs to the tick of the moment its head left (a wheel of slots), and is written
-to at that tick once a second. So each answer's frames are a second apart and its cap is reached at the cap
-(to a tick), and the writes of many held answers are spread over the second instead of one burst per second
-that would stall the pixels served meanwhile (at 20,000 held: 200 small writes per tick, not 20,000 at once).
-Idle, nothing ticks.
+second; each held answer belongs to the tick of the moment its head left (a wheel of slots), and is written to
+at that tick once a second. So each answer's frames are a second apart and its cap is reached at the cap (to a
+tick), and the writes of many held answers are spread over the second instead of one burst per second that
+would stall the pixels served meanwhile: at 20,000 held, 20 small writes per millisecond's tick, not 20,000 at
+once. A write to a connection costs the edge ~10 us (most of it the kernel's TCP), so a tick of 10 ms (200
+writes) held the loop ~2-3 ms at a time and put the plain pixels' p99 at 9-11 ms with 19,000 held (BENCHMARKS
+section 9); a tick of 1 ms holds it a fraction of a millisecond. Idle, nothing ticks.
 
 Never: block (writes are a frame of 18 bytes to a transport's buffer; a publish never blocks, `bus.port`),
 publish a record twice for one held answer, or hold an answer past the cap.
@@ -46,7 +48,7 @@ from schemas.reads import ReadEnd, ReadRecord, encode_read
 
 log = logging.getLogger(__name__)
 
-TICKS_PER_SECOND: Final = 100
+TICKS_PER_SECOND: Final = 1000
 _TICK_S: Final = 1.0 / TICKS_PER_SECOND
 # A write this many ticks late counts from now: the next comes a second after it, not sooner. Less late, an
 # answer keeps its tick, so small delays of the loop never gather the answers of many ticks into one.

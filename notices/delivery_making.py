@@ -72,6 +72,8 @@ def delivery_notices_of(
                 read_ms=0,
                 read_end="",
                 read_category="",
+                registered_at_ms=0,
+                machine_opens=0,
                 v=NOTICE_VERSION,
             )
         )

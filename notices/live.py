@@ -18,9 +18,10 @@ import orjson
 from prometheus_client import Gauge
 
 from schemas.live import LiveItem
-from schemas.notices import Notice, notice_data
+from schemas.notices import REMINDER_NOTICE_TYPES, Notice, notice_data
 
 LIVE_STREAMS = Gauge("pixelpipe_live_streams", "Open GET /v1/live streams")
+REMINDERS_KEPT = 100_000  # reminder notice ids remembered, so one emitted twice is shown once
 
 
 @dataclass(slots=True)
@@ -70,6 +71,9 @@ class LiveFeed:
         self.epoch = int(clock() * 1000)
         self._seq = 0
         self._rings: dict[str, _Ring] = {}
+        # Reminder notices (issue 20) taken, by id: a reminder emitted again (a crash between its emission
+        # and its record, `notices.reminders`) is the same notice, and shown once.
+        self._reminders: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._streams: dict[str, set[asyncio.Event]] = collections.defaultdict(set)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
@@ -86,6 +90,8 @@ class LiveFeed:
 
     def _append(self, notices: Iterable[Notice], woken: set[str]) -> None:
         for n in notices:
+            if n.type in REMINDER_NOTICE_TYPES and not self._first_reminder(n.id):
+                continue
             self._seq += 1
             ring = self._rings.get(n.account)
             if ring is None:
@@ -94,6 +100,14 @@ class LiveFeed:
                 ring.evicted_through = ring.entries[0][0]
             ring.entries.append((self._seq, n.type, n, n.recipient_tag))
             woken.add(n.account)
+
+    def _first_reminder(self, notice_id: str) -> bool:
+        if notice_id in self._reminders:
+            return False
+        self._reminders[notice_id] = None
+        while len(self._reminders) > REMINDERS_KEPT:
+            self._reminders.popitem(last=False)
+        return True
 
     async def accept(self, notices: Sequence[Notice]) -> None:
         """As a hub sink."""

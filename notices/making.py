@@ -70,6 +70,8 @@ def notices_of(stored: Stored, created_at_ms: int) -> list[Notice]:
                 read_ms=0,
                 read_end="",
                 read_category="",
+                registered_at_ms=0,
+                machine_opens=0,
                 v=NOTICE_VERSION,
             )
         )

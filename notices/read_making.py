@@ -88,6 +88,8 @@ def read_notices_of(reads: Sequence[StoredRead], created_at_ms: int) -> list[Not
                 read_ms=record.read_ms,
                 read_end=record.end.value,
                 read_category=category,
+                registered_at_ms=0,
+                machine_opens=0,
                 v=NOTICE_VERSION,
             )
         )

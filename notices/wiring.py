@@ -20,10 +20,12 @@ from notices.dispatcher import WebhookDispatcher
 from notices.hub import NoticeHub
 from notices.live import LiveFeed
 from notices.making import MessageLookup, Stored
+from notices.reminders import ReminderScheduler, ReminderTiming
 from notices.retries import RetryPolicy
 from processors.reads import StoredRead
 from schemas.delivery_events import DeliveryEvent
 from schemas.store import Store
+from schemas.suppression import DoNotTrack
 from schemas.tokens import Keyring
 from schemas.topics import Topics
 
@@ -42,8 +44,9 @@ class Service(Protocol):
 class Notifications:
     """What one process runs of the notice path, started and stopped in the order that loses nothing.
 
-    Start: dispatcher (opens the outbox) → producers → hub → consumers. Stop, after the processor has drained:
-    live streams end → the hub hands on what is queued → consumers → dispatcher → producers.
+    Start: dispatcher (opens the outbox) → producers → hub → consumers → the reminder lease and scheduler.
+    Stop, after the processor has drained: live streams end → the reminder scheduler (its sinks still take
+    what it emits) and lease → the hub hands on what is queued → consumers → dispatcher → producers.
     """
 
     hub: NoticeHub | None = None
@@ -51,6 +54,8 @@ class Notifications:
     dispatcher: WebhookDispatcher | None = None
     producers: list[Service] = dataclasses.field(default_factory=list)
     consumers: list[Service] = dataclasses.field(default_factory=list)
+    reminders: ReminderScheduler | None = None  # issue 20: with the processor role (on Kafka, the lease's)
+    lease: Service | None = None  # on Kafka: `notices.reminder_lease.ReminderLease`
 
     def listeners(self) -> list[Callable[[Stored], None]]:
         """What the processor's ``on_stored`` must call."""
@@ -85,10 +90,18 @@ class Notifications:
             await self.hub.start()
         for consumer in self.consumers:
             await consumer.start()
+        if self.lease is not None:
+            await self.lease.start()
+        if self.reminders is not None:
+            await self.reminders.start()
 
     async def stop(self) -> None:
         if self.live is not None:
             self.live.close()
+        if self.reminders is not None:
+            await self.reminders.stop()
+        if self.lease is not None:
+            await self.lease.stop()
         if self.hub is not None:
             await self.hub.stop()
         for consumer in self.consumers:
@@ -108,8 +121,11 @@ def in_process(
     policy: RetryPolicy | None = None,
     heartbeat_s: float = 15.0,
     refresh_s: float = 1.0,
+    do_not_track: DoNotTrack | None = None,
+    reminder_timing: ReminderTiming | None = None,
 ) -> Notifications:
-    """One process with the in-process bus: the hub feeds the live feed and the dispatcher directly."""
+    """One process with the in-process bus: the hub feeds the live feed and the dispatcher directly, and the
+    reminder scheduler emits to the hub's sinks."""
     live = LiveFeed(heartbeat_s=heartbeat_s)
     dispatcher = WebhookDispatcher(
         outbox_path=outbox_path,
@@ -119,7 +135,28 @@ def in_process(
         allow_private=allow_private,
     )
     hub = NoticeHub(lookup=MessageLookup(store), sinks=[live.accept, dispatcher.accept], keyring=keyring)
-    return Notifications(hub=hub, live=live, dispatcher=dispatcher)
+    reminders = _reminders(store, hub, do_not_track, reminder_timing)
+    return Notifications(hub=hub, live=live, dispatcher=dispatcher, reminders=reminders)
+
+
+def _reminders(
+    store: Store,
+    hub: NoticeHub,
+    do_not_track: DoNotTrack | None,
+    timing: ReminderTiming | None,
+    owner: Callable[[], bool] | None = None,
+) -> ReminderScheduler:
+    """The reminder scheduler, emitting to the hub's sinks as they are when it emits (the privacy wiring
+    wraps them after this is built, so a suppressed recipient's reminder is held back as a hit's notice is),
+    with the hub's message lookup (an erasure forgets its cache)."""
+    return ReminderScheduler(
+        store,
+        sinks=lambda: hub.sinks,
+        lookup=hub.lookup,
+        do_not_track=do_not_track,
+        owner=owner or (lambda: True),
+        timing=timing,
+    )
 
 
 def on_kafka(
@@ -133,10 +170,14 @@ def on_kafka(
     topic_prefix: str,
     keyring: Keyring,
     allow_private: bool = False,
+    do_not_track: DoNotTrack | None = None,
+    reminder_timing: ReminderTiming | None = None,
 ) -> Notifications:
     """A process on Kafka: with the processor, the hub publishes to the ``enriched`` topic and the dispatcher
-    consumes it as its own group (`notices.kafka.notify_group`) beside the processor; with the API, a
-    group-less consumer tails the topic for this process's live feed."""
+    consumes it as its own group (`notices.kafka.notify_group`) beside the processor, and the reminder
+    scheduler publishes there too while this process holds the reminder lease
+    (`notices.reminder_lease`); with the API, a group-less consumer tails the topic for this process's live
+    feed."""
     from notices import kafka as notice_bus  # noqa: PLC0415 - only distributed roles need aiokafka loaded
 
     n = Notifications()
@@ -155,6 +196,11 @@ def on_kafka(
         n.consumers.append(
             notice_bus.NoticeConsumer(kafka, topics, n.dispatcher.accept, group_id=group, setup=setup)
         )
+        from notices.reminder_lease import ReminderLease, reminder_group  # noqa: PLC0415 - aiokafka, as above
+
+        lease = ReminderLease(kafka, topics, group_id=reminder_group(topic_prefix), setup=setup)
+        n.lease = lease
+        n.reminders = _reminders(store, n.hub, do_not_track, reminder_timing, owner=lease.held)
     if "api" in roles:
         n.live = LiveFeed()
         n.consumers.append(

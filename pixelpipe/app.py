@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -21,6 +21,7 @@ from litestar.openapi.spec import Components as OpenAPIComponents
 from litestar.openapi.spec import SecurityScheme
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api import campaign_answers
 from api.account import AccountController, SettingsIn, SettingsPatch
 from api.campaigns import CampaignAnalyticsController, CampaignController
 from api.consent import ConsentController, ConsentIn
@@ -40,8 +41,10 @@ from api.preferences_routes import choose, preferences_page
 from api.privacy import PrivacyController, PrivacyPropagation, load_suppressed, migrate_plain_suppressions
 from api.recipient_path import raw_recipient, recipient_paths
 from api.recipients import recipient_view
+from api.report_warmer import ReportAsk, ReportWarmer
 from api.session import COOKIE, Sessions
 from api.session_routes import SessionController, SignIn
+from api.sql import campaigns as campaigns_sql
 from api.sql.rollup_upkeep import rollup_retention
 from api.webhooks import WebhookController, WebhookIn
 from bus.dead_letters import DeadLetters
@@ -58,6 +61,7 @@ from ingest.edge import ASGIApp, Edge
 from ingest.preferences_redirect import preferences_redirect
 from ingest.read_time import HeldPixels
 from notices.live import LiveFeed
+from notices.reminders import ReminderTiming
 from notices.wiring import Notifications, in_process, on_kafka
 from pixelpipe.mail_services import MailServiceWiring, mail_service_wiring
 from pixelpipe.privacy import PrivacyWiring, privacy_wiring
@@ -478,7 +482,12 @@ def _notifications(c: Components, store: Store, topics: Topics) -> Notifications
         if "process" not in roles:
             return Notifications(live=LiveFeed())
         return in_process(
-            store, outbox, keyring=settings.keyring, allow_private=settings.webhook_allow_private
+            store,
+            outbox,
+            keyring=settings.keyring,
+            allow_private=settings.webhook_allow_private,
+            do_not_track=c.do_not_track,
+            reminder_timing=_reminder_timing(settings),
         )
     return on_kafka(
         store,
@@ -490,7 +499,13 @@ def _notifications(c: Components, store: Store, topics: Topics) -> Notifications
         topic_prefix=settings.topic_prefix,
         keyring=settings.keyring,
         allow_private=settings.webhook_allow_private,
+        do_not_track=c.do_not_track,
+        reminder_timing=_reminder_timing(settings),
     )
+
+
+def _reminder_timing(settings: Settings) -> ReminderTiming:
+    return ReminderTiming(poll_s=settings.reminder_poll_s, grace_s=settings.reminder_grace_s)
 
 
 def _health_handlers(components: Components) -> list[Any]:
@@ -523,13 +538,62 @@ def _health_handlers(components: Components) -> list[Any]:
     return [healthz, readyz, metrics]
 
 
-def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
+def api_context(
+    settings: Settings, store: Store, do_not_track: DoNotTrack | None, sessions: Sessions
+) -> ApiContext:
+    """The API's context, with its `ReportWarmer` unless ``PIXELPIPE_REPORT_WARM_CAMPAIGNS`` is 0."""
+    per_account = settings.report_warm_campaigns
+    warmer = report_warmer(lambda: ctx, settings.accounts, per_account) if per_account else None
+    ctx = ApiContext(
+        store,
+        settings.keyring,
+        settings.public_url,
+        settings.api_keys,
+        do_not_track=do_not_track,
+        webhook_allow_private=settings.webhook_allow_private,
+        retention_days=settings.retention_days,
+        reminder_min_after_s=settings.reminder_min_after_s,
+        sessions=sessions,
+        report_warmer=warmer,
+    )
+    return ctx
+
+
+def report_warmer(
+    context: Callable[[], ApiContext], accounts: Iterable[str], per_account: int
+) -> ReportWarmer:
+    """The API's `ReportWarmer`: it computes a report as the report route does, and seeds each account's
+    ``per_account`` largest and ``per_account`` newest campaigns."""
+
+    def compute(ask: ReportAsk) -> object:
+        machine, bucket, tz = ask.include_machine, ask.bucket, ask.tz
+        return campaign_answers.campaign_report(
+            context(), ask.account, ask.campaign_id, include_machine=machine, bucket=bucket, tz=tz
+        )
+
+    def seed() -> list[ReportAsk]:
+        ctx = context()
+        db = ctx.store.database
+        asks: dict[ReportAsk, None] = {}
+        for account in sorted(accounts):
+            largest = ctx.read(campaigns_sql.largest_campaigns(db, account, limit=per_account))
+            newest_page = campaigns_sql.campaign_list(db, account, limit=per_account, cursor=None, q=None)
+            newest = ctx.read(newest_page)
+            for row in [*largest, *newest[:per_account]]:
+                asks[ReportAsk(account, str(row[0]))] = None
+        return list(asks)
+
+    return ReportWarmer(compute, seed)
+
+
+def build_app(components: Components) -> tuple[ASGIApp, Litestar]:  # noqa: PLR0915 - the roles' one wiring
     """The ASGI app to serve, and the Litestar app inside it."""
     settings = components.settings
     handlers: list[Any] = _health_handlers(components)
     dependencies: dict[str, Provide] = {}
     store = components.store if "api" in components.roles else None
     files = DashboardFiles(settings.dashboard_dir, {})  # the dashboard's build: the API role serves it
+    warmer: ReportWarmer | None = None
     if store is not None:
         files = DashboardFiles.scan(settings.dashboard_dir)  # its files, and the API docs' assets
         sessions = Sessions.of(
@@ -538,16 +602,8 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
             lifetime_s=settings.session_seconds,
             public_url=settings.public_url,
         )
-        ctx = ApiContext(
-            store,
-            settings.keyring,
-            settings.public_url,
-            settings.api_keys,
-            do_not_track=components.do_not_track,
-            webhook_allow_private=settings.webhook_allow_private,
-            retention_days=settings.retention_days,
-            sessions=sessions,
-        )
+        ctx = api_context(settings, store, components.do_not_track, sessions)
+        warmer = ctx.report_warmer
         # The plain handlers join paths the controllers made (GET /v1/messages, GET /v1/recipients/{r}):
         # register them after. The order is the OpenAPI document's (its paths, and the operation ids
         # Litestar derives for a path that gains a handler).
@@ -588,9 +644,13 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         await components.start()
+        if warmer is not None:
+            warmer.start()
         try:
             yield
         finally:
+            if warmer is not None:
+                await asyncio.to_thread(warmer.stop)
             await components.stop()
 
     litestar = Litestar(

@@ -85,9 +85,17 @@ class Settings:
     kafka_retention: TopicRetention = field(default_factory=TopicRetention)  # hours each topic keeps a hit
     session_seconds: int = 12 * 3600  # PIXELPIPE_SESSION_HOURS: how long a dashboard sign-in lasts
     dashboard_dir: Path = DEFAULT_DASHBOARD_DIR  # the dashboard's build (api.dashboard_files)
+    # Reports kept ready per account at start, and refreshed while asked (api.report_warmer); 0: none.
+    report_warm_campaigns: int = 5
     # Where readers' browsers reach an API process: an edge without the API role redirects the tracking
     # preferences page (`/p/…`, issue 19) there ("": it answers that the page is not served here).
     api_public_url: str = ""
+    # Reminders (issue 20, `notices.reminders`): the shortest `remind_if_unopened_after` a registration may
+    # ask (60 s; lower only for tests and demos), how often the scheduler looks, and how long after a
+    # reminder's due time it decides (the hits received before then are stored by then).
+    reminder_min_after_s: int = 60
+    reminder_poll_s: int = 5
+    reminder_grace_s: int = 60
 
     @property
     def accounts(self) -> frozenset[str]:
@@ -484,5 +492,9 @@ def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port:
         ),
         session_seconds=_session_seconds(env),
         dashboard_dir=_dashboard_dir(env),
+        report_warm_campaigns=_int(env, "PIXELPIPE_REPORT_WARM_CAMPAIGNS", 5, 0, 100),
         api_public_url=_base_url("PIXELPIPE_API_PUBLIC_URL", api_url).rstrip("/") if api_url else "",
+        reminder_min_after_s=_int(env, "PIXELPIPE_REMINDER_MIN_AFTER_SECONDS", 60, 1, 60),
+        reminder_poll_s=_int(env, "PIXELPIPE_REMINDER_POLL_SECONDS", 5, 1, 300),
+        reminder_grace_s=_int(env, "PIXELPIPE_REMINDER_GRACE_SECONDS", 60, 0, 3_600),
     )

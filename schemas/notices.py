@@ -44,14 +44,28 @@ from schemas.wire import required_fields, strict_fields, typed_decoder
 
 NOTICE_VERSION: Final = 1
 
-NoticeType = Literal["open", "machine_open", "click", "delivered", "bounce", "complaint", "read"]
+NoticeType = Literal[
+    "open", "machine_open", "click", "delivered", "bounce", "complaint", "read", "not_opened", "unknown"
+]
 NOTICE_TYPES: Final[frozenset[str]] = frozenset(get_args(NoticeType))
 # The notices of a mail service's delivery events; each is named after the event (`DeliveryEvent.event`).
 DELIVERY_NOTICE_TYPES: Final[frozenset[str]] = frozenset({"delivered", "bounce", "complaint"})
+# A reminder's notices (issue 20, `schemas.reminders`): its time came without a person's open, and nothing at
+# all came (``not_opened``) or only machine opens (``unknown``).
+REMINDER_NOTICE_TYPES: Final[frozenset[str]] = frozenset({"not_opened", "unknown"})
 # What a webhook subscribes to. `first_open` selects the opens with ``first`` set; they still arrive as
 # type "open" (with ``data.first: true``), so a receiver subscribed to both sees each open exactly once.
 WebhookEvent = Literal[
-    "first_open", "open", "click", "machine_open", "delivered", "bounce", "complaint", "read"
+    "first_open",
+    "open",
+    "click",
+    "machine_open",
+    "delivered",
+    "bounce",
+    "complaint",
+    "read",
+    "not_opened",
+    "unknown",
 ]
 WEBHOOK_EVENTS: Final[tuple[str, ...]] = get_args(WebhookEvent)
 
@@ -100,6 +114,9 @@ class Notice:
     read_ms: int = 0  # how long the pixel was held (0 when nothing was measured: busy, proxy)
     read_end: str = ""  # how the measurement ended (`schemas.reads.ReadEnd`)
     read_category: str = ""  # read, skimmed, glanced or unknown; "" until its open's verdict is known
+    # A reminder notice's (issue 20; its ``at_ms`` is when it was due, ``sent_at_ms`` the send's):
+    registered_at_ms: int = 0  # when the message was registered
+    machine_opens: int = 0  # machine opens received before it was due (``unknown``: at least one)
     v: int = NOTICE_VERSION  # last: `schemas.wire.typed_decoder` recognises a record by its tail
 
     @property
@@ -139,6 +156,8 @@ def notice_data(notice: Notice) -> dict[str, Any]:
         return _delivery_data(notice, data)
     if notice.type == "read":
         return _read_data(notice, data)
+    if notice.type in REMINDER_NOTICE_TYPES:
+        return _reminder_data(notice, data)
     data.update(
         first=notice.first,
         at=_iso(notice.at_ms),
@@ -200,6 +219,19 @@ def _read_data(notice: Notice, data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _reminder_data(notice: Notice, data: dict[str, Any]) -> dict[str, Any]:
+    # What the reminder's time found, and when: nothing of a hit's (no hit made it).
+    data.update(
+        at=_iso(notice.at_ms),  # as every notice has it: here when it was due
+        outcome=notice.type,
+        registered_at=_iso(notice.registered_at_ms) if notice.registered_at_ms else None,
+        sent_at=_iso(notice.sent_at_ms) if notice.sent_at_ms else None,
+        due_at=_iso(notice.at_ms),
+        machine_opens=notice.machine_opens,
+    )
+    return data
+
+
 def read_seconds(read_ms: int, end: str) -> float | None:
     """The seconds a read notice shows (as the message timeline does): null when nothing was measured
     (`schemas.reads.UNMEASURED`: the GIF went whole)."""
@@ -221,7 +253,8 @@ _TYPES: Final[dict[str, type]] = {
     "sent_at_ms": int, "link_index": int, "url": str, "client": str, "device": str, "os": str,
     "country": str, "recipient_tag": str, "provider": str, "provider_message_id": str, "provider_type": str,
     "bounce_type": str, "smtp_status": str, "smtp_code": int, "diagnostic": str, "read_of": str,
-    "opened_at_ms": int, "read_ms": int, "read_end": str, "read_category": str, "v": int,
+    "opened_at_ms": int, "read_ms": int, "read_end": str, "read_category": str, "registered_at_ms": int,
+    "machine_opens": int, "v": int,
 }  # fmt: skip
 
 

@@ -184,6 +184,7 @@ class Store:
             ("filtered_hits", "received_at", filtered_days),
             ("deliveries", "occurred_at", events_days),
             ("reads", "opened_at", events_days),  # read time goes with the counted hits it measured
+            ("reminders", "sent_at", events_days),  # issue 20: a reminder goes with its send
         )
         for table, column, days in plan:
             self.command(

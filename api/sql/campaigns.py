@@ -195,6 +195,15 @@ def campaign_list(db: str, account: str, *, limit: int, cursor: str | None, q: s
     )
 
 
+def largest_campaigns(db: str, account: str, *, limit: int) -> Query:
+    """The account's ``limit`` campaigns with the most rollup rows (the reports slowest to compute)."""
+    return Query(
+        f"""SELECT campaign_id FROM {db}.rollups WHERE account = {{account:String}}
+            GROUP BY campaign_id ORDER BY count() DESC, campaign_id ASC LIMIT {{limit:UInt32}}""",
+        {"account": account, "limit": limit},
+    )
+
+
 def campaigns_counts(db: str, account: str, campaign_ids: Sequence[str]) -> tuple[ExactRead, ExactRead]:
     """Human opens and clicks per UTC day (rows ``(campaign, kind, day, hits)``), and messages sent, opened
     and clicked by people (`shape_summary`'s sent, unique opens and unique clicks), of several campaigns."""
