@@ -47,7 +47,7 @@ from api.context import ApiContext, RecipientPath, account_dependency
 from api.erasure_residue import erase_link_labels, erase_webhook_attempts
 from api.sql import consent as consent_sql
 from api.sql import privacy as sql
-from api.sql.rollup_upkeep import rollup_erasure
+from api.sql.rollup_upkeep import engagement_erasure, rollup_erasure
 from schemas.consent import consent_blocks
 from schemas.privacy_change import PrivacyChange, PrivacyNotPublished
 from schemas.recipient import BadRecipient, checked_recipient, normalize_recipient
@@ -273,6 +273,8 @@ class PrivacyController(Controller):
         )
         for statement in rollup_erasure(db):
             ctx.store.command(statement, {**scope, "campaigns": campaigns, "hits": hits})
+        for statement in engagement_erasure(db):  # the recipient's engagement rows, by their tags
+            ctx.store.command(statement, {"account": account, "tags": list(change.recipient_tags)})
         link_labels = erase_link_labels(ctx.store, account, canonical, campaigns)  # api.erasure_residue
         counts = {
             table: ctx.store.query(sql.erased_count(db, table, erased_scope), scope)[0][0]

@@ -18,6 +18,7 @@ from litestar.params import QueryParameter
 from api.context import ApiContext, RecipientPath, account_dependency
 from api.sql import best_time as bt
 from api.sql import consent, deliveries, messages, pages, privacy
+from api.sql import engagement as engagement_sql
 from api.sql import recipients as sql
 from schemas.recipient import normalize_recipient
 
@@ -42,7 +43,9 @@ def recipient_view(
     such opens, of the audience of the campaigns they were sent, then of the account (`basis` says); and
     what their mail service reported: the latest delivery event, whether any message hard-bounced or drew a
     complaint, and how many of their messages had each event; and `tracking`: "off" while they are on
-    do-not-track (their opens and clicks are not recorded), else "on"."""
+    do-not-track (their opens and clicks are not recorded), else "on"; `engagement` (issue 20): their
+    engagement as `GET /v1/recipients/{recipient}/engagement` answers it (without `recipient`), null when
+    none is recorded."""
     db = ctx.store.database
     recipient = normalize_recipient(recipient)  # stored in this form (schemas.recipient)
     message_rows = ctx.read(sql.recipient_messages(db, account, recipient, limit=limit))
@@ -74,9 +77,12 @@ def recipient_view(
     changes = consent.shape_history(ctx.read(consent.consent_history(db, account, tags)))
     state = changes[-1]["state"] if changes else "unknown"
     suppressed = bool(ctx.read(privacy.recipient_suppressed(db, account, tags))[0][0])
+    # Their engagement (issue 20), as GET .../engagement answers it without `recipient`; null when none.
+    (row,) = ctx.read(engagement_sql.recipient_engagement(db, account, tags))
     return {
         **answer,
         **deliveries.shape_recipient_deliveries(delivery),
         "consent": {"state": state, "history": changes},
         "tracking": "off" if suppressed else "on",
+        "engagement": engagement_sql.shape(row[1:]) if engagement_sql.recorded(row) else None,
     }

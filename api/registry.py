@@ -40,8 +40,9 @@ class Registration:
 
 SEND_COLUMNS = ("account", "campaign_id", "message_id", "recipient", "sent_at", "registered_at", "links")
 # What a registration stores (`Registration.send_row`): the columns above and the mail service's id of the
-# message (0007), which its delivery events are matched by.
-REGISTERED_SEND_COLUMNS = (*SEND_COLUMNS, "provider_message_id")
+# message (0007), which its delivery events are matched by, and the recipient's tag (hex, as the token
+# carries it; 0012), which engagement is kept by.
+REGISTERED_SEND_COLUMNS = (*SEND_COLUMNS, "provider_message_id", "recipient_tag")
 
 
 def check_link(url: str) -> str:
@@ -146,6 +147,7 @@ def register(
         now,
         distinct,
         provider_message_id(provider_message),
+        tag.hex(),
     ]
     return Registration(message_id, pixel_url, tracked, row, tuple(distinct))
 

@@ -48,6 +48,7 @@ class Send:
     campaign_id: str
     message_id: str
     recipient: str
+    recipient_tag: str = ""  # hex, as registration stored it ('' for sends stored before 0012)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,7 @@ class Matched:
     event: DeliveryEvent
     matched_by: MatchedBy = ""
     unmatched_reason: str = ""
+    recipient_tag: str = ""  # the matched send's (engagement is kept by it); '' when unmatched
 
     @property
     def matched(self) -> bool:
@@ -128,7 +130,7 @@ def match(event: DeliveryEvent, found: Found) -> Matched:
     filled = dataclasses.replace(
         event, message_id=send.message_id, campaign_id=send.campaign_id, recipient=recipient or send.recipient
     )
-    return Matched(filled, by)
+    return Matched(filled, by, recipient_tag=send.recipient_tag)
 
 
 def unmatched_reason(event: DeliveryEvent) -> str:
@@ -156,22 +158,25 @@ def find_sends(query: RunQuery, database: str, events: Sequence[DeliveryEvent]) 
     found = Found()
     sends = f"{database}.sends"
     if keys := message_keys(events):
-        sql = f"""SELECT account, message_id, argMax(campaign_id, {_LATEST}), argMax(recipient, {_LATEST})
+        sql = f"""SELECT account, message_id, argMax(campaign_id, {_LATEST}), argMax(recipient, {_LATEST}),
+                         argMax(recipient_tag, {_LATEST})
                   FROM {sends}
                   WHERE account IN {{accounts:Array(String)}} AND message_id IN {{ids:Array(String)}}
                   GROUP BY account, message_id"""  # noqa: S608 - database is a validated name; values are bound
         rows = query(sql, {"accounts": sorted({k[0] for k in keys}), "ids": sorted({k[1] for k in keys})})
-        found.by_message_id = {(a, m): Send(c, m, r) for a, m, c, r in rows if (a, m) in keys}
+        found.by_message_id = {(a, m): Send(c, m, r, t) for a, m, c, r, t in rows if (a, m) in keys}
     if keys := provider_keys(events, found):
         sql = f"""SELECT account, provider_message_id, argMax(campaign_id, {_LATEST}),
-                         argMax(message_id, {_LATEST}), argMax(recipient, {_LATEST})
+                         argMax(message_id, {_LATEST}), argMax(recipient, {_LATEST}),
+                         argMax(recipient_tag, {_LATEST})
                   FROM {sends} WHERE account IN {{accounts:Array(String)}}
                       AND provider_message_id IN {{ids:Array(String)}}
                   GROUP BY account, provider_message_id"""  # noqa: S608
         rows = query(sql, {"accounts": sorted({k[0] for k in keys}), "ids": sorted({k[1] for k in keys})})
-        found.by_provider_id = {(a, p): Send(c, m, r) for a, p, c, m, r in rows if (a, p) in keys}
+        found.by_provider_id = {(a, p): Send(c, m, r, t) for a, p, c, m, r, t in rows if (a, p) in keys}
     if keys3 := recipient_keys(events, found):
-        sql = f"""SELECT account, campaign_id, recipient, argMax(message_id, {_LATEST})
+        sql = f"""SELECT account, campaign_id, recipient, argMax(message_id, {_LATEST}),
+                         argMax(recipient_tag, {_LATEST})
                   FROM {sends} WHERE account IN {{accounts:Array(String)}}
                       AND campaign_id IN {{campaigns:Array(String)}}
                       AND recipient IN {{recipients:Array(String)}}
@@ -182,7 +187,7 @@ def find_sends(query: RunQuery, database: str, events: Sequence[DeliveryEvent]) 
             "recipients": sorted({k[2] for k in keys3}),
         }
         found.by_recipient = {
-            (a, c, r): Send(c, m, r) for a, c, r, m in query(sql, parameters) if (a, c, r) in keys3
+            (a, c, r): Send(c, m, r, t) for a, c, r, m, t in query(sql, parameters) if (a, c, r) in keys3
         }
     return found
 

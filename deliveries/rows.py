@@ -13,7 +13,7 @@ TABLE: Final = "deliveries"
 COLUMNS: Final = (
     "delivery_id", "account", "campaign_id", "message_id", "recipient", "provider", "provider_event_id",
     "provider_message_id", "event", "bounce_type", "smtp_status", "smtp_code", "diagnostic", "provider_type",
-    "matched_by", "unmatched_reason", "occurred_at", "received_at",
+    "matched_by", "unmatched_reason", "occurred_at", "received_at", "recipient_tag",
 )  # fmt: skip
 
 
@@ -25,6 +25,7 @@ def row(m: Matched) -> list[Any]:
         e.delivery_id, e.account, e.campaign_id, e.message_id, e.recipient, e.provider, e.provider_event_id,
         e.provider_message_id, e.event, e.bounce_type, e.smtp_status, e.smtp_code, e.diagnostic,
         e.provider_type, m.matched_by, m.unmatched_reason, e.occurred_at_ms, e.received_at_ms,
+        m.recipient_tag,
     ]  # fmt: skip
 
 

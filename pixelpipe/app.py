@@ -29,6 +29,8 @@ from api.context import ApiContext
 from api.dashboard import dashboard
 from api.dashboard_files import DashboardFiles, WatchedBuild
 from api.docs_pages import docs_router, render_plugins
+from api.engagement import SegmentIn, recipient_engagement, segment_query
+from api.engagement_backfill import backfill_engagement
 from api.errors import EXCEPTION_HANDLERS, check_request
 from api.live import LiveController
 from api.mail_services import MailServiceController, MailServiceIn, MailServicePropagation
@@ -319,6 +321,7 @@ def build_components(
         _prepare_store(c.store, settings)
         c.do_not_track = DoNotTrack(settings.keyring)
         migrate_plain_suppressions(c.store, settings.keyring)  # before any reload: the store keeps tags only
+        backfill_engagement(c.store, settings.keyring)  # rows stored before 0012: their recipients' tags
         c.do_not_track.replace(load_suppressed(c.store))
     kafka_source: KafkaSource | None = None
     dead_letters: DeadLetters | None = None
@@ -609,8 +612,12 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:  # noqa: PLR0
         handlers.append(MailServiceController)
         handlers += [AccountController, ConsentController]  # issue 19: settings, recipients' consent
         handlers += [preferences_page, choose]  # /p/{token}: a recipient's page
+        handlers += [
+            recipient_engagement,
+            segment_query,
+            SessionController,
+        ]  # issue 20; the dashboard's sign-in
         dependencies["ctx"] = Provide(lambda: ctx, use_cache=True, sync_to_thread=False)
-        handlers.append(SessionController)  # the dashboard's sign-in
         proxies = settings.trusted_proxies
         sign_in = SignIn(
             sessions, settings.public_url, lambda peer, forwarded: client_ip(peer, forwarded, proxies)
@@ -683,6 +690,7 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:  # noqa: PLR0
             SettingsIn,
             SettingsPatch,
             ConsentIn,
+            SegmentIn,
         ],
     )
     inner = recipient_paths(cast(ASGIApp, litestar))  # a recipient's '/' stays in its path segment

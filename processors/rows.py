@@ -22,6 +22,10 @@ EVENT_COLUMNS: Final = (
     "client", "user_agent", "source",
 )  # fmt: skip
 FILTERED_COLUMNS: Final = (*EVENT_COLUMNS, "token_head")
+# What a processor stores (`row`): the columns above and the recipient's tag (hex of the token's, '' for an
+# invalid token; 0012_engagement.sql), which the engagement rollup is keyed by.
+STORED_EVENT_COLUMNS: Final = (*EVENT_COLUMNS, "recipient_tag")
+STORED_FILTERED_COLUMNS: Final = (*FILTERED_COLUMNS, "recipient_tag")
 TOKEN_HEAD_CHARS: Final = 64  # what edges before the token's shape passed of an invalid token
 
 
@@ -56,9 +60,12 @@ def row(p: ProcessedHit, c: Classification, ip_storage: IpStorage) -> tuple[str,
         g.city, g.time_zone, g.asn, g.as_org, stored_address(h.ip, p.address, ip_storage), a.device, a.os,
         a.client, h.user_agent, p.source,
     ]  # fmt: skip
+    tag = h.recipient_tag if h.token_ok else ""
     if counted:
+        values.append(tag)
         return EVENTS_TABLE, values
     values.append(stored_token_shape(h.token_head))
+    values.append(tag)
     return FILTERED_TABLE, values
 
 
@@ -74,7 +81,7 @@ def plan_inserts(rows_by_table: dict[str, list[list[Any]]]) -> list[InsertPlan]:
     """One insert per table; the dedup token is a digest of the batch's hit ids, so a retry of the same
     batch (same rows) is stored once however the retry happens."""
     plans = []
-    for table, columns in ((EVENTS_TABLE, EVENT_COLUMNS), (FILTERED_TABLE, FILTERED_COLUMNS)):
+    for table, columns in ((EVENTS_TABLE, STORED_EVENT_COLUMNS), (FILTERED_TABLE, STORED_FILTERED_COLUMNS)):
         rows = rows_by_table.get(table) or []
         if rows:
             digest = hashlib.sha256("\n".join(r[0] for r in rows).encode()).hexdigest()[:32]

@@ -5,14 +5,20 @@ erasure of a recipient's hashes. Run by the wiring at start (`pixelpipe.app`) an
 
 from __future__ import annotations
 
+from typing import Final
+
 
 def rollup_retention(db: str, *, events_days: int, filtered_days: int) -> list[str]:
-    """The TTL statement that keeps the rollups in step with `Store.apply_retention`'s retention."""
+    """The TTL statements that keep the rollups and the engagement rollup (0012: a recipient's row goes once
+    their newest send, hit or delivery event is older than the events' retention) in step with
+    `Store.apply_retention`'s retention."""
     events, filtered = int(events_days), int(filtered_days)
     return [
         f"ALTER TABLE {db}.rollups MODIFY TTL last_at + INTERVAL {filtered} DAY DELETE "
         f"WHERE who IN ('bot', 'invalid'), last_at + INTERVAL {events} DAY "
-        "SETTINGS materialize_ttl_after_modify = 0"
+        "SETTINGS materialize_ttl_after_modify = 0",
+        f"ALTER TABLE {db}.engagement MODIFY TTL last_at + INTERVAL {events} DAY "
+        "SETTINGS materialize_ttl_after_modify = 0",
     ]
 
 
@@ -29,3 +35,13 @@ def rollup_erasure(db: str) -> list[str]:
         "WHERE account = {account:String} AND (campaign_id IN {campaigns:Array(String)} OR campaign_id = '') "
         "SETTINGS mutations_sync = 2"
     ]
+
+
+# An erased recipient's engagement rows: by their tags under every key of the keyring (hex), not the address.
+ENGAGEMENT_SCOPE: Final = "account = {account:String} AND recipient_tag IN {tags:Array(String)}"
+
+
+def engagement_erasure(db: str) -> list[str]:
+    """The statements that delete an erased recipient's engagement rows (parameters ``account`` and ``tags``),
+    by a mutation waited for: the rows leave the parts before the answer (`api.erasure_residue`'s reason)."""
+    return [f"ALTER TABLE {db}.engagement DELETE WHERE {ENGAGEMENT_SCOPE} SETTINGS mutations_sync = 2"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from processors.rows import EVENT_COLUMNS, plan_inserts
+from processors.rows import STORED_EVENT_COLUMNS, plan_inserts
 from schemas.store import Store, StoreError, StoreTarget, parse_store_url
 from tests.kafka_broker import _docker_reachable as docker_reachable
 from tests.kafka_broker import image_missing
@@ -75,8 +75,9 @@ def _row(hit_id: str) -> list[object]:
         "reason": "ua:client", "via_proxy": False, "country": "GB", "city": "London",
         "time_zone": "Europe/London", "asn": 0, "as_org": "", "ip": "81.2.69.0", "device": "desktop",
         "os": "Mac OS X", "client": "Apple Mail", "user_agent": "UA", "source": "memory:0:1",
+        "recipient_tag": "",
     }  # fmt: skip
-    return [values[c] for c in EVENT_COLUMNS]
+    return [values[c] for c in STORED_EVENT_COLUMNS]
 
 
 def test_migrations_are_idempotent(from_scratch: None, contract_store: Store) -> None:

@@ -12,7 +12,13 @@ from processors.classify import classify
 from processors.geo import Geo, GeoLookup
 from processors.pipeline import HitProcessor, ProcessedHit
 from processors.ranges import load_ranges
-from processors.rows import EVENT_COLUMNS, FILTERED_COLUMNS, row, stored_token_shape
+from processors.rows import (
+    EVENT_COLUMNS,
+    STORED_EVENT_COLUMNS,
+    STORED_FILTERED_COLUMNS,
+    row,
+    stored_token_shape,
+)
 from processors.useragent import parse_agent
 from schemas.events import RawHit
 from schemas.tokens import token_shape
@@ -38,13 +44,14 @@ def test_a_counted_hit_is_an_events_row(processor: HitProcessor) -> None:
     p = processor.process(HIT, "memory:0:7")
     table, values = row(p, p.classification, "truncate")
     assert table == "events"
-    assert dict(zip(EVENT_COLUMNS, values, strict=True)) == {
+    assert dict(zip(STORED_EVENT_COLUMNS, values, strict=True)) == {
         "hit_id": "h1", "kind": "open", "account": "acme", "campaign_id": "c1", "message_id": "m1",
         # DateTime64(3) columns as integer milliseconds (clickhouse-connect writes them as they are).
         "sent_at": 1_767_225_600_000, "received_at": 1_767_225_612_345, "link_index": -1, "url": "",
         "verdict": "human", "reason": "ua:client", "via_proxy": False, "country": "GB", "city": "London",
         "time_zone": "Europe/London", "asn": 0, "as_org": "", "ip": "81.2.69.0", "device": "desktop",
         "os": "Mac OS X", "client": "Apple Mail", "user_agent": MAIL, "source": "memory:0:7",
+        "recipient_tag": "",
     }  # fmt: skip
 
 
@@ -52,10 +59,10 @@ def test_a_filtered_hit_keeps_only_its_token_shape(processor: HitProcessor) -> N
     p = processor.process(replace(HIT, user_agent="curl/8.4.0"), "s")
     table, values = row(p, p.classification, "truncate")
     assert table == "filtered_hits"
-    assert len(values) == len(FILTERED_COLUMNS)
-    assert (values[9], values[10], values[-1]) == ("bot", "ua:http_library", "not a v1 token, 4 chars")
+    assert len(values) == len(STORED_FILTERED_COLUMNS)
+    assert (values[9], values[10], values[-2]) == ("bot", "ua:http_library", "not a v1 token, 4 chars")
     p = processor.process(replace(HIT, user_agent="curl/8.4.0", token_head=""), "s")
-    assert row(p, p.classification, "truncate")[1][-1] == ""  # a valid token's hit has no head
+    assert row(p, p.classification, "truncate")[1][-2] == ""  # a valid token's hit has no head
 
 
 # A real token's first 64 characters (v1, open, key 1): account "acme", campaign "c", message "m1" readable.
