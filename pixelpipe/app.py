@@ -30,6 +30,8 @@ from api.dashboard_files import DashboardFiles, WatchedBuild
 from api.docs_pages import docs_router, render_plugins
 from api.engagement import SegmentIn, recipient_engagement, segment_query
 from api.errors import EXCEPTION_HANDLERS, check_request
+from api.export_jobs import ExportJobs
+from api.exports import ExportController, ExportIn
 from api.live import LiveController
 from api.mail_services import MailServiceController, MailServiceIn, MailServicePropagation
 from api.message_bodies import BatchIn, InstrumentIn, MessageIn
@@ -123,6 +125,7 @@ class Components:
     sns_transport: httpx.AsyncBaseTransport | None = None  # None: Amazon's hosts (tests hand in answers)
     delivery_loader: DeliveryLoader | None = None  # the process role's: deliveries bus -> store
     held_pixels: HeldPixels | None = None  # the edge's read-time pixels held open (ingest.read_time)
+    exports: ExportJobs | None = None  # the API role's export jobs and their files (api.export_jobs)
     on_deliveries_stored: list[OnStored] = field(default_factory=list)  # the delivery notices' listeners
     _runner_task: asyncio.Task[None] | None = None
     _delivery_task: asyncio.Task[None] | None = None
@@ -168,6 +171,8 @@ class Components:
         if self.delivery_loader is not None:  # after the notice path, like the processor: it publishes there
             self._delivery_task = asyncio.create_task(self.delivery_loader.run(), name="pixelpipe-deliveries")
             self._delivery_task.add_done_callback(_log_crash)
+        if self.exports is not None:
+            self.exports.start()  # the jobs a stop interrupted start over
         if self.store is not None and self.do_not_track is not None:
             self._refresh_task = asyncio.create_task(
                 _refresh_suppressions(self.store, self.do_not_track), name="pixelpipe-dnt"
@@ -204,6 +209,8 @@ class Components:
             await self.delivery_publisher.stop()
         if self.topic_setup is not None:
             await self.topic_setup.stop()
+        if self.exports is not None:  # after its current chunk; before the store closes
+            await asyncio.to_thread(self.exports.stop)
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
 
@@ -317,6 +324,8 @@ def build_components(
         c.do_not_track = DoNotTrack(settings.keyring)
         migrate_plain_suppressions(c.store, settings.keyring)  # before any reload: the store keeps tags only
         c.do_not_track.replace(load_suppressed(c.store))
+    if "api" in roles and c.store is not None:
+        c.exports = ExportJobs(settings.data_dir / "exports", c.store, ttl=settings.export_ttl)  # issue 20
     kafka_source: KafkaSource | None = None
     dead_letters: DeadLetters | None = None
     delivery_source: HitSource | None = None
@@ -545,6 +554,7 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
             webhook_allow_private=settings.webhook_allow_private,
             retention_days=settings.retention_days,
             sessions=sessions,
+            exports=components.exports,
         )
         # The plain handlers join paths the controllers made (GET /v1/messages, GET /v1/recipients/{r}):
         # register them after. The order is the OpenAPI document's (its paths, and the operation ids
@@ -554,7 +564,7 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         handlers.append(MailServiceController)
         handlers += [AccountController, ConsentController]  # issue 19: settings, recipients' consent
         handlers += [preferences_page, choose]  # /p/{token}: a recipient's page
-        handlers += [recipient_engagement, segment_query]  # issue 20: engagement and segments
+        handlers += [recipient_engagement, segment_query, ExportController]  # issue 20: engagement, exports
         dependencies["ctx"] = Provide(lambda: ctx, use_cache=True, sync_to_thread=False)
         handlers.append(SessionController)  # the dashboard's sign-in
         proxies = settings.trusted_proxies
@@ -626,6 +636,7 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
             SettingsPatch,
             ConsentIn,
             SegmentIn,
+            ExportIn,
         ],
     )
     inner = recipient_paths(cast(ASGIApp, litestar))  # a recipient's '/' stays in its path segment

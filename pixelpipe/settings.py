@@ -14,6 +14,7 @@ import secrets
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Final, Literal
 from urllib.parse import urlparse
@@ -88,6 +89,14 @@ class Settings:
     # Where readers' browsers reach an API process: an edge without the API role redirects the tracking
     # preferences page (`/p/…`, issue 19) there ("": it answers that the page is not served here).
     api_public_url: str = ""
+    export_ttl_hours: int = 24  # PIXELPIPE_EXPORT_TTL_HOURS: how long an export's file stays
+
+    @property
+    def export_ttl(self) -> timedelta:
+        """How long an export's file is kept: `export_ttl_hours`, never longer than the retention of what it
+        may hold (the filtered hits' is the shorter)."""
+        days = min(self.retention_days, self.filtered_retention_days)
+        return min(timedelta(hours=self.export_ttl_hours), timedelta(days=days))
 
     @property
     def accounts(self) -> frozenset[str]:
@@ -485,4 +494,5 @@ def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port:
         session_seconds=_session_seconds(env),
         dashboard_dir=_dashboard_dir(env),
         api_public_url=_base_url("PIXELPIPE_API_PUBLIC_URL", api_url).rstrip("/") if api_url else "",
+        export_ttl_hours=_int(env, "PIXELPIPE_EXPORT_TTL_HOURS", 24, 1, 720),
     )

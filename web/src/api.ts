@@ -56,6 +56,7 @@ async function request<T>(method: string, path: string, body?: unknown, signal?:
 
 export const get = <T>(path: string, signal?: AbortSignal): Promise<T> => request<T>("GET", path, undefined, signal);
 export const put = <T>(path: string, body?: unknown): Promise<T> => request<T>("PUT", path, body ?? {});
+export const post = <T>(path: string, body?: unknown): Promise<T> => request<T>("POST", path, body ?? {});
 export const del = <T>(path: string): Promise<T> => request<T>("DELETE", path);
 
 /** The current session, or null when there is none (401). */
@@ -327,4 +328,22 @@ export interface Notice {
   read_category?: string | null;
   read_of?: string;
   [key: string]: unknown;
+}
+
+// Exports (issue 20): POST /v1/exports answers a job; GET /v1/exports/{id} its progress.
+export type ExportKind = "events" | "filtered_hits" | "deliveries" | "segment";
+export type ExportFormat = "csv" | "jsonl" | "parquet";
+
+export interface ExportJob {
+  id: string;
+  kind: ExportKind;
+  format: ExportFormat;
+  campaign_id: string | null;
+  status: "queued" | "running" | "done" | "failed";
+  rows_written: number;
+  rows_total: number | null;
+  progress: number | null;
+  bytes: number;
+  error: string | null;
+  download_url: string | null;
 }
