@@ -19,7 +19,7 @@ from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT, HTTP_4
 
 from api.context import ApiContext, account_dependency
 from api.export_jobs import FORMATS, ExportJob, ExportJobs, TooManyExports
-from api.openapi import bad_request
+from api.openapi import NotFound, bad_request
 from api.sql import campaigns as campaign_sql
 
 CampaignId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
@@ -68,6 +68,10 @@ _RULES: Final = (
     "naming different campaigns"
 )
 ExportRules = bad_request(_RULES)
+
+
+class TooManyExportsQueued(TooManyRequestsException):
+    detail = "the account has 4 exports queued or running; wait for one to finish"
 
 
 class NotDone(ClientException):
@@ -121,7 +125,7 @@ class ExportController(Controller):
         "/",
         status_code=HTTP_202_ACCEPTED,
         sync_to_thread=True,
-        raises=[ExportRules, NotFoundException, TooManyRequestsException],
+        raises=[ExportRules, NotFound, TooManyExportsQueued],
     )
     def create_export(
         self, data: JSONBody[ExportIn], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
@@ -166,7 +170,7 @@ class ExportController(Controller):
                 segment=segment,
             )
         except TooManyExports as exc:
-            raise TooManyRequestsException(str(exc)) from exc
+            raise TooManyExportsQueued(str(exc)) from exc
         return job.answer()
 
     @get("/", sync_to_thread=True)
@@ -182,7 +186,7 @@ class ExportController(Controller):
         `progress` (0-1), `bytes`, `download_url` once done, `error` if it failed."""
         return _job(ctx, account, export_id).answer()
 
-    @get("/{export_id:str}/download", sync_to_thread=True, raises=[NotFoundException, NotDone])
+    @get("/{export_id:str}/download", sync_to_thread=True, raises=[NotFound, NotDone])
     def download_export(
         self, export_id: FromPath[str], account: NamedDependency[str], ctx: NamedDependency[ApiContext]
     ) -> File:
