@@ -561,8 +561,7 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         # Litestar derives for a path that gains a handler).
         handlers += [MessageController, CampaignController, PrivacyController, WebhookController]
         handlers += [CampaignAnalyticsController, MessageTimelineController, list_messages, recipient_view]
-        handlers.append(MailServiceController)
-        handlers += [AccountController, ConsentController]  # issue 19: settings, recipients' consent
+        handlers += [MailServiceController, AccountController, ConsentController]  # 19: settings, consent
         handlers += [preferences_page, choose]  # /p/{token}: a recipient's page
         handlers += [recipient_engagement, segment_query, ExportController]  # issue 20: engagement, exports
         dependencies["ctx"] = Provide(lambda: ctx, use_cache=True, sync_to_thread=False)
