@@ -19,6 +19,7 @@ from litestar.params import JSONBody
 from litestar.status_codes import HTTP_200_OK
 
 from api.context import ApiContext, RecipientPath, account_dependency
+from api.openapi import bad_request
 from api.sql import engagement as sql
 from api.sql.common import BadQuery
 from api.sql.pages import MAX_PAGE
@@ -29,17 +30,31 @@ _ACCOUNT: Final = {"account": account_dependency}
 CampaignId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
 
+ENGAGEMENT_FIELDS: Final = """`sends` (messages sent), `delivered` (messages with a `delivered` event),
+`opened` (messages a person's pixel open reached), `human_opens` (those opens), `implied_opens` (messages a
+person clicked whose pixel never loaded: opened with images blocked; apart from `opened`), `clicked`
+(messages a person clicked), `clicks` (those clicks), `machine_only` (messages opened only by machines, no
+person's open or click), `mpp_only` (of those, by Apple's prefetch), `bounces` (hard-bounced messages),
+`complaints`, `tracked` (sends tracked individually), `engaged` (messages a person opened or clicked),
+`not_tracked` (tracking refused, do-not-track, or never allowed), `status` (`engaged`, `unengaged`,
+`unknown`, `bounced`, `complained`, `not_tracked`), `score` (1-5, null when not tracked; README: Engagement
+and segments), `last_open`, `last_click`, `last_sent` (ISO 8601 or null)"""
+
+
 @get(
     "/v1/recipients/{recipient:str}/engagement",
     dependencies=_ACCOUNT,
     tags=["analytics"],
     sync_to_thread=True,
+    description=f"A recipient's engagement (issue 20), every keyring tag of the address merged: `recipient`, "
+    f"{ENGAGEMENT_FIELDS}. 404 when nothing of theirs is recorded.",
 )
 def recipient_engagement(
     *, recipient: RecipientPath, account: NamedDependency[str], ctx: NamedDependency[ApiContext]
 ) -> dict[str, Any]:
-    """A recipient's engagement since the upgrade to schema 12: messages sent, delivered, opened and clicked
-    by a person (with the opens' and clicks' hits), opened only by machines, bounced, complained; the last
+    """A recipient's engagement: messages sent, delivered, opened and clicked
+    by a person (with the opens' and clicks' hits; `implied_opens`: messages a person clicked whose pixel
+    never loaded, apart from the pixel's `opened`), opened only by machines, bounced, complained; the last
     open, click and send; `status` (engaged, unengaged, unknown, bounced, complained, not_tracked) and
     `score` (1-5, null where tracking was refused or never allowed; README: Engagement)."""
     canonical = normalize_recipient(recipient)
@@ -52,29 +67,57 @@ def recipient_engagement(
 
 
 class ClickedIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A person clicked a link of the campaign: the one at `link_index` (its position in the registration's
+    links, from 0) or with this `url`, not both; neither: any link."""
+
     campaign: CampaignId
     link_index: Annotated[int, msgspec.Meta(ge=0, le=32767)] | None = None
     url: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)] | None = None
 
 
 class CampaignIn(msgspec.Struct, forbid_unknown_fields=True):
+    """A campaign, by id."""
+
     campaign: CampaignId
+
+
+def _described(description: str) -> msgspec.Meta:
+    return msgspec.Meta(description=description)
 
 
 class SegmentIn(msgspec.Struct, forbid_unknown_fields=True):
     """Conditions, all of which a recipient meets (AND); none: every recipient."""
 
-    inactive_days: Annotated[int, msgspec.Meta(ge=1, le=36500)] | None = None
-    min_score: Annotated[int, msgspec.Meta(ge=1, le=5)] | None = None
-    clicked: ClickedIn | None = None
-    opened_not_clicked: CampaignIn | None = None
-    machine_only: bool = False
-    bounced: bool = False
-    complained: bool = False
-    refused_tracking: bool = False
-    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE)] = 100
-    cursor: Annotated[str, msgspec.Meta(max_length=512)] | None = None
-    count: bool = False
+    inactive_days: Annotated[
+        Annotated[int, msgspec.Meta(ge=1, le=36500)] | None, _described("no person's open or click in N days")
+    ] = None
+    min_score: Annotated[
+        Annotated[int, msgspec.Meta(ge=1, le=5)] | None, _described("a score of at least S")
+    ] = None
+    clicked: Annotated[
+        ClickedIn | None, _described("a person clicked this link of the campaign (or any)")
+    ] = None
+    opened: Annotated[
+        CampaignIn | None,
+        _described("a person opened a message of the campaign: a pixel open, or an implied one (a click on a "
+                   "message whose pixel never loaded)"),
+    ] = None  # fmt: skip
+    opened_not_clicked: Annotated[
+        CampaignIn | None, _described("a person opened a message of the campaign and clicked none")
+    ] = None
+    machine_only: Annotated[bool, _described("opened, but only ever by machines")] = False
+    bounced: Annotated[bool, _described("a message hard-bounced")] = False
+    complained: Annotated[bool, _described("they complained (marked a message as spam)")] = False
+    refused_tracking: Annotated[
+        bool, _described("tracking refused (consent, do-not-track) or never allowed (`not_tracked`)")
+    ] = False
+    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE, description="recipients per page at most")] = 100
+    cursor: Annotated[
+        Annotated[str, msgspec.Meta(max_length=512)] | None, _described("the previous page's `next_cursor`")
+    ] = None
+    count: Annotated[
+        bool, _described("add `count`, the segment's size (reads the account's whole table)")
+    ] = False
 
 
 def segment_of(data: SegmentIn) -> sql.Segment:
@@ -88,6 +131,7 @@ def segment_of(data: SegmentIn) -> sql.Segment:
         inactive_days=data.inactive_days,
         min_score=data.min_score,
         clicked=clicked,
+        opened=None if data.opened is None else data.opened.campaign,
         opened_not_clicked=None if data.opened_not_clicked is None else data.opened_not_clicked.campaign,
         machine_only=data.machine_only,
         bounced=data.bounced,
@@ -96,12 +140,24 @@ def segment_of(data: SegmentIn) -> sql.Segment:
     )
 
 
+SegmentRules = bad_request(
+    "a `cursor` this API did not give; `clicked` with both `link_index` and `url`; a field out of its bounds"
+)
+
+
 @post(
     "/v1/segments/query",
     dependencies=_ACCOUNT,
     tags=["analytics"],
     sync_to_thread=True,
     status_code=HTTP_200_OK,
+    raises=[SegmentRules],
+    description="Recipients by engagement (issue 20), every condition of the body holding: "
+    '`{"recipients": [{"recipient", "recipient_tag", ' + ENGAGEMENT_FIELDS + '}], "next_cursor": '
+    'string or null, "count"?: n}`, ordered by recipient tag. A page reads at most 10,000 recipients of '
+    "the account from the cursor on: it may hold fewer than `limit`, even none, while `next_cursor` is not "
+    "null; follow it to the end. Consent: a recipient not tracked appears only in segments resting on no "
+    "tracking condition (`bounced`, `complained`, `refused_tracking`).",
 )
 def segment_query(
     *, data: JSONBody[SegmentIn], account: NamedDependency[str], ctx: NamedDependency[ApiContext]

@@ -29,6 +29,7 @@ from api.dashboard import dashboard
 from api.dashboard_files import DashboardFiles, WatchedBuild
 from api.docs_pages import docs_router, render_plugins
 from api.engagement import SegmentIn, recipient_engagement, segment_query
+from api.engagement_backfill import backfill_engagement
 from api.errors import EXCEPTION_HANDLERS, check_request
 from api.export_jobs import ExportJobs
 from api.exports import ExportController, ExportIn
@@ -323,6 +324,7 @@ def build_components(
         _prepare_store(c.store, settings)
         c.do_not_track = DoNotTrack(settings.keyring)
         migrate_plain_suppressions(c.store, settings.keyring)  # before any reload: the store keeps tags only
+        backfill_engagement(c.store, settings.keyring)  # rows stored before 0012: their recipients' tags
         c.do_not_track.replace(load_suppressed(c.store))
     if "api" in roles and c.store is not None:
         c.exports = ExportJobs(settings.data_dir / "exports", c.store, ttl=settings.export_ttl)  # issue 20
@@ -563,9 +565,13 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         handlers += [CampaignAnalyticsController, MessageTimelineController, list_messages, recipient_view]
         handlers += [MailServiceController, AccountController, ConsentController]  # 19: settings, consent
         handlers += [preferences_page, choose]  # /p/{token}: a recipient's page
-        handlers += [recipient_engagement, segment_query, ExportController]  # issue 20: engagement, exports
+        handlers += [
+            recipient_engagement,
+            segment_query,
+            ExportController,
+            SessionController,
+        ]  # issue 20 (and exports); the dashboard's sign-in
         dependencies["ctx"] = Provide(lambda: ctx, use_cache=True, sync_to_thread=False)
-        handlers.append(SessionController)  # the dashboard's sign-in
         proxies = settings.trusted_proxies
         sign_in = SignIn(
             sessions, settings.public_url, lambda peer, forwarded: client_ip(peer, forwarded, proxies)

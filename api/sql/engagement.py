@@ -5,15 +5,24 @@ One SELECT list (`MEASURES`) serves both, so a recipient's score in a segment is
 Sets are unioned at query time (``groupUniqArrayArray``): a hit or event stored twice is the same hash twice.
 
 **Status**, first that applies: ``complained`` (a complaint), ``bounced`` (a hard bounce), ``not_tracked``
-(tracking refused: the newest ``consent_events`` row of a tag says ``refused``; or never allowed: sends but
-none tracked individually, ``sends.tracking``), ``engaged`` (a person opened or clicked a message),
+(tracking refused: the newest ``consent_events`` row of a tag says ``refused``, or the recipient is
+suppressed now, ``suppression_tags``: do-not-track, or a consent refusal's suppression; or never allowed:
+sends but none tracked individually, ``sends.tracking``), ``engaged`` (a person opened or clicked a message:
+a message whose only sign of a person is a click is opened too),
 ``unknown`` (no person's open or click, but Apple Mail Privacy Protection opened a message, which hides
-whether the reader did; or no send recorded since the upgrade), ``unengaged``.
+whether the reader did; or no send recorded), ``unengaged``.
 
 **Score** (1-5 stars, like Mailchimp's): null when not tracked; 1 when complained or bounced; 3 when unknown;
 else ``1 + floor(4 * (0.75 * e + 0.25 * c) + 0.5)`` where ``e`` = messages a person opened or clicked /
 messages tracked and ``c`` = messages clicked / messages tracked (each capped at 1; the denominator is at
 least the engaged messages, so opens of sends stored before the upgrade cannot exceed 1).
+
+**Implied opens** (issue 20, the definition of campaign stats': ``api/sql/open_rates.py`` of branch e4-rates):
+a message a person clicked whose pixel never loaded (no open of any kind, a person's or a machine's) was
+opened with images blocked. Kept apart from the pixel's opens: ``opened`` counts the messages a person's
+pixel open reached, ``implied_opens`` those only a click shows, so ``opened + implied_opens`` is the messages
+a person opened. A clicked message with a machine open only is not implied (its pixel loaded); it counts in
+``clicked`` and ``engaged``, never in ``machine_only``, whose messages no person opened or clicked.
 """
 
 from __future__ import annotations
@@ -39,6 +48,7 @@ _MERGED: Final = """max(recipient) AS address, groupUniqArrayArray(sent) AS s,
 # The numbers of a merged row (`refused` is a UInt8 expression over it), in `FIELDS` order.
 MEASURES: Final = """length(s) AS sends, length(d) AS delivered_n, length(ho) AS opened,
        length(hoh) AS human_opens,
+       length(arrayFilter(m -> NOT has(ho, m) AND NOT has(mo, m), cl)) AS implied_opens,
        length(cl) AS clicked_n, length(clh) AS clicks,
        length(arrayFilter(m -> NOT has(ho, m) AND NOT has(cl, m), mo)) AS machine_only,
        length(arrayFilter(m -> NOT has(ho, m) AND NOT has(cl, m), mpp)) AS mpp_only,
@@ -56,18 +66,23 @@ MEASURES: Final = """length(s) AS sends, length(d) AS delivered_n, length(ho) AS
        lo, lc, ls"""
 
 FIELDS: Final = (
-    "sends", "delivered", "opened", "human_opens", "clicked", "clicks", "machine_only", "mpp_only",
-    "bounces", "complaints", "tracked", "engaged", "not_tracked", "status", "score", "last_open",
+    "sends", "delivered", "opened", "human_opens", "implied_opens", "clicked", "clicks", "machine_only",
+    "mpp_only", "bounces", "complaints", "tracked", "engaged", "not_tracked", "status", "score", "last_open",
     "last_click", "last_sent",
 )  # fmt: skip
 _TIMES: Final = frozenset({"last_open", "last_click", "last_sent"})
 
 
 def refused_tags(db: str) -> str:
-    """The account's tags whose newest consent change is a refusal (0009 `consent_events`)."""
+    """The account's tags whose tracking is refused now: their newest consent change is a refusal (0009
+    `consent_events`, issue 19: `api.consent_state.record_consent`), or they are suppressed (0005
+    `suppression_tags`, the newest row of a tag says ``tracking`` false: do-not-track, a consent refusal's
+    suppression ``consent_refused``, an erasure)."""
     return (
         f"SELECT tag FROM {db}.consent_events WHERE account = {{account:String}} "
-        "GROUP BY tag HAVING argMax(state, at) = 'refused'"
+        "GROUP BY tag HAVING argMax(state, at) = 'refused' "
+        f"UNION ALL SELECT tag FROM {db}.suppression_tags WHERE account = {{account:String}} "
+        "GROUP BY tag HAVING NOT argMax(tracking, updated_at)"
     )
 
 
@@ -116,6 +131,7 @@ class Segment:
     inactive_days: int | None = None
     min_score: int | None = None
     clicked: CampaignLink | None = None
+    opened: str | None = None
     opened_not_clicked: str | None = None
     machine_only: bool = False
     bounced: bool = False
@@ -128,22 +144,36 @@ class Segment:
             self.inactive_days is not None
             or self.min_score is not None
             or self.clicked is not None
+            or self.opened is not None
             or self.opened_not_clicked is not None
             or self.machine_only
         )
 
 
-def _human(db: str, kind: str, extra: str = "") -> str:
-    """The tags of the persons' hits of one kind in a campaign: a range of the campaign's keys in
-    ``events``."""
+def _human(db: str, kind: str, campaign: str, extra: str = "") -> str:
+    """The tags of the persons' hits of one kind in a campaign (parameter ``campaign``, a name of the
+    segment's parameters): a range of the campaign's keys in ``events``."""
     return (
         f"SELECT DISTINCT recipient_tag FROM {db}.events WHERE account = {{account:String}} "
-        f"AND campaign_id = {{campaign:String}} AND kind = '{kind}' AND verdict = 'human' {extra}"
+        f"AND campaign_id = {{{campaign}:String}} AND kind = '{kind}' AND verdict = 'human' {extra}"
+    )
+
+
+def _opened(db: str, campaign: str) -> str:
+    """The tags of the recipients a person opened a message of the campaign to: a person's pixel open, or an
+    implied open (a person's click on a message with no open of any kind), per message of the campaign's
+    range of ``events`` (a message's rows share its recipient's tag; '' on rows stored before 0012)."""
+    return (
+        f"SELECT max(recipient_tag) FROM {db}.events WHERE account = {{account:String}} "
+        f"AND campaign_id = {{{campaign}:String}} GROUP BY message_id "
+        "HAVING countIf(kind = 'open' AND verdict = 'human') > 0 "
+        "OR (countIf(kind = 'click' AND verdict = 'human') > 0 AND countIf(kind = 'open') = 0)"
     )
 
 
 def _conditions(db: str, seg: Segment) -> tuple[list[str], list[str], dict[str, Any]]:
-    """(conditions on the rollup's tags, before the merge; conditions on the measures; parameters)."""
+    """(conditions on the rollup's tags, before the merge; conditions on the measures; parameters). Each
+    campaign condition has its own parameter, so they may name different campaigns."""
     inner: list[str] = []
     outer: list[str] = []
     params: dict[str, Any] = {}
@@ -155,14 +185,15 @@ def _conditions(db: str, seg: Segment) -> tuple[list[str], list[str], dict[str, 
         elif seg.clicked.url is not None:
             link = "AND url = {url:String}"
             params["url"] = seg.clicked.url
-        inner.append(f"recipient_tag IN ({_human(db, 'click', link)})")
-        params["campaign"] = seg.clicked.campaign
+        inner.append(f"recipient_tag IN ({_human(db, 'click', 'clicked_campaign', link)})")
+        params["clicked_campaign"] = seg.clicked.campaign
+    if seg.opened is not None:
+        inner.append(f"recipient_tag IN ({_opened(db, 'opened_campaign')})")
+        params["opened_campaign"] = seg.opened
     if seg.opened_not_clicked is not None:
-        if "campaign" in params and params["campaign"] != seg.opened_not_clicked:
-            raise BadQuery("clicked and opened_not_clicked must name the same campaign")
-        params["campaign"] = seg.opened_not_clicked
-        inner.append(f"recipient_tag IN ({_human(db, 'open')})")
-        inner.append(f"recipient_tag NOT IN ({_human(db, 'click')})")
+        params["onc_campaign"] = seg.opened_not_clicked
+        inner.append(f"recipient_tag IN ({_human(db, 'open', 'onc_campaign')})")
+        inner.append(f"recipient_tag NOT IN ({_human(db, 'click', 'onc_campaign')})")
     if seg.inactive_days is not None:
         outer.append("greatest(lo, lc) < now() - toIntervalDay({inactive_days:UInt32})")
         params["inactive_days"] = seg.inactive_days

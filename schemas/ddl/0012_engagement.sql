@@ -3,8 +3,9 @@
 -- Who a recipient is, in the store: their keyed tag (`schemas.tokens.recipient_tag` under the keyring's
 -- signing key, lowercase hex), as tokens carry it; '' where unknown (rows stored before this version, hits
 -- of invalid tokens). Sends (registration computes it), events and filtered hits (the raw hit's tag) and
--- delivery events (the matched send's tag) gain `recipient_tag`. Rows stored before this version keep '':
--- engagement starts at the upgrade (an HMAC cannot be computed in SQL; documented in README).
+-- delivery events (the matched send's tag) gain `recipient_tag`. Rows stored before this version get theirs
+-- at start, from Python (an HMAC cannot be computed in SQL): `api.engagement_backfill`, which also adds
+-- them to the engagement rollup. '' stays on invalid tokens' hits and unmatched delivery events.
 --
 -- `engagement`: one row per (account, recipient tag) once merged, fed by materialized views at insert time,
 -- exact like 0002's rollups: each column is the set of 64-bit hashes of messages (cityHash64(message_id)) or

@@ -22,8 +22,9 @@ def measured(
     store: Store, *, tracked: int, opened: int = 0, clicked: int = 0, mpp: int = 0, bounced: int = 0,
     refused: bool = False,
 ) -> dict[str, object]:  # fmt: skip
-    """The status and score of a recipient with ``tracked`` messages sent (1..n), the first ``opened`` opened
-    by a person, the first ``clicked`` clicked, the last ``mpp`` opened by Apple's prefetch."""
+    """The status, score and implied opens of a recipient with ``tracked`` messages sent (1..n), the first
+    ``opened`` opened by a person, the first ``clicked`` clicked (beyond ``opened``: implied opens unless
+    Apple's prefetch opened them), the last ``mpp`` opened by Apple's prefetch."""
     sent = list(range(1, tracked + 1))
 
     def arr(values: list[int]) -> str:
@@ -40,7 +41,7 @@ def measured(
     measures = sql.MEASURES.format(refused="1" if refused else "0")  # the API's own SELECT list
     (row,) = store.query(f"SELECT {measures} FROM ({inner})")
     shaped = sql.shape(row)
-    return {"status": shaped["status"], "score": shaped["score"]}
+    return {"status": shaped["status"], "score": shaped["score"], "implied_opens": shaped["implied_opens"]}
 
 
 @pytest.mark.parametrize(
@@ -54,6 +55,8 @@ def measured(
         ({"tracked": 3, "mpp": 3}, ("unknown", 3)),
         ({"tracked": 1, "bounced": 1}, ("bounced", 1)),
         ({"tracked": 2, "opened": 1, "clicked": 1, "refused": True}, ("not_tracked", None)),
+        # a click on a message whose pixel never loaded: engaged (e = c = 1/2: 1 + floor(2.5) = 3)
+        ({"tracked": 2, "clicked": 1}, ("engaged", 3)),
     ],
 )
 def test_the_readmes_examples(
@@ -61,6 +64,21 @@ def test_the_readmes_examples(
 ) -> None:
     got = measured(store, **numbers)
     assert (got["status"], got["score"]) == expected
+
+
+@pytest.mark.parametrize(
+    ("numbers", "implied"),
+    [
+        ({"tracked": 3, "opened": 1, "clicked": 1}, 0),  # clicked what the pixel showed opened
+        ({"tracked": 3, "opened": 1, "clicked": 3}, 2),  # two clicks on messages whose pixel never loaded
+        ({"tracked": 3, "clicked": 3, "mpp": 1}, 2),  # Apple's prefetch loaded the third one's pixel
+    ],
+)
+def test_implied_opens_are_clicks_on_messages_no_pixel_load_reached(
+    store: Store, numbers: dict[str, int], implied: int
+) -> None:
+    got = measured(store, **numbers)
+    assert (got["implied_opens"], got["status"]) == (implied, "engaged")
 
 
 def test_a_cursor_goes_back_to_its_tag_and_refuses_others() -> None:

@@ -58,6 +58,7 @@ export const get = <T>(path: string, signal?: AbortSignal): Promise<T> => reques
 export const put = <T>(path: string, body?: unknown): Promise<T> => request<T>("PUT", path, body ?? {});
 export const post = <T>(path: string, body?: unknown): Promise<T> => request<T>("POST", path, body ?? {});
 export const del = <T>(path: string): Promise<T> => request<T>("DELETE", path);
+export const post = <T>(path: string, body: unknown): Promise<T> => request<T>("POST", path, body);
 
 /** The current session, or null when there is none (401). */
 export async function currentSession(): Promise<Session | null> {
@@ -297,6 +298,57 @@ export interface Recipient {
   open_history: OpenRecord[];
   best_time_to_send: BestTime;
   tracking?: "on" | "off"; // off: on do-not-track
+}
+
+/** GET /v1/recipients/{r}/engagement (issue 20): counts of messages, but human_opens and clicks (hits). */
+export interface Engagement {
+  recipient: string;
+  sends: number;
+  delivered: number;
+  opened: number; // messages a person's pixel open reached
+  human_opens: number;
+  implied_opens: number; // messages a person clicked whose pixel never loaded
+  clicked: number;
+  clicks: number;
+  machine_only: number;
+  mpp_only: number;
+  bounces: number;
+  complaints: number;
+  tracked: number;
+  engaged: number;
+  not_tracked: boolean;
+  status: "engaged" | "unengaged" | "unknown" | "bounced" | "complained" | "not_tracked";
+  score: number | null;
+  last_open: string | null;
+  last_click: string | null;
+  last_sent: string | null;
+}
+
+/** POST /v1/segments/query's body: conditions, all of which hold. */
+export interface SegmentQuery {
+  inactive_days?: number;
+  min_score?: number;
+  clicked?: { campaign: string; link_index?: number };
+  opened?: { campaign: string };
+  opened_not_clicked?: { campaign: string };
+  machine_only?: boolean;
+  bounced?: boolean;
+  complained?: boolean;
+  refused_tracking?: boolean;
+  limit?: number;
+  cursor?: string;
+  count?: boolean;
+}
+
+export interface SegmentMember extends Omit<Engagement, "recipient"> {
+  recipient: string;
+  recipient_tag: string;
+}
+
+export interface SegmentPage {
+  recipients: SegmentMember[];
+  next_cursor: string | null;
+  count?: number;
 }
 
 /** GET /v1/campaigns/{id}/report: every part of the report, each as its own route answers it. */

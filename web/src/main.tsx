@@ -11,6 +11,7 @@ import { CampaignReport, reportPaths } from "./views/CampaignReport";
 import { Campaigns } from "./views/Campaigns";
 import { MessageView } from "./views/Message";
 import { RecipientView } from "./views/Recipient";
+import { Segments } from "./views/Segments";
 import { SignIn } from "./views/SignIn";
 
 function App() {
@@ -27,7 +28,7 @@ function App() {
   }, []);
 
   useEffect(() => {
-    const titles = { campaigns: "Campaigns", campaign: "Campaign", message: "Message", recipient: "Recipient" };
+    const titles = { campaigns: "Campaigns", campaign: "Campaign", message: "Message", recipient: "Recipient", segments: "Segments" };
     document.title = session ? `${titles[route.view]} · pixelpipe` : "Sign in · pixelpipe";
   }, [route, session]);
 
@@ -53,6 +54,9 @@ function App() {
           <a href={href.campaigns} aria-current={route.view === "campaigns" ? "page" : undefined}>
             Campaigns
           </a>
+          <a href={href.segments} aria-current={route.view === "segments" ? "page" : undefined}>
+            Segments
+          </a>
           <a href="/schema">API docs</a>
         </nav>
         <span class="account" data-testid="account">
@@ -67,6 +71,7 @@ function App() {
         {route.view === "campaign" && <CampaignReport key={route.id} id={route.id} />}
         {route.view === "message" && <MessageView key={route.id} id={route.id} />}
         {route.view === "recipient" && <RecipientView key={route.id} id={route.id} />}
+        {route.view === "segments" && <Segments />}
       </main>
     </>
   );

@@ -1,13 +1,15 @@
-// A recipient: their messages, recent opens, best time to send, and their privacy: do-not-track (on/off) and
-// erasure (after a confirmation). The changes are PUT/DELETE requests with the CSRF token (api.ts).
+// A recipient: their engagement (issue 20), messages, recent opens, best time to send, and their privacy:
+// do-not-track (on/off) and erasure (after a confirmation). The changes are PUT/DELETE requests with the CSRF
+// token (api.ts).
 import { useRef, useState } from "preact/hooks";
-import { del, enc, put, type Recipient } from "../api";
+import { del, enc, put, type Engagement, type Recipient } from "../api";
 import * as fmt from "../format";
 import { useGet, useReady } from "../hooks";
 import { href } from "../route";
 import { Num, Stat } from "../stat";
 import { DataTable } from "../table";
 import { BestTimeView } from "./BestTime";
+import { EngagementView } from "./Engagement";
 
 interface Erased {
   recipient: string;
@@ -17,6 +19,7 @@ interface Erased {
 
 export function RecipientView({ id }: { id: string }) {
   const data = useGet<Recipient>(`/v1/recipients/${enc(id)}`);
+  const engagement = useGet<Engagement>(`/v1/recipients/${enc(id)}/engagement`);
   const [tracking, setTracking] = useState<boolean | null>(null);
   const [erased, setErased] = useState<Erased | null>(null);
   const [busy, setBusy] = useState(false);
@@ -25,7 +28,7 @@ export function RecipientView({ id }: { id: string }) {
   const r = data.data;
   // The API's do-not-track state until this page changes it (then the change's answer).
   const tracked = tracking ?? (r?.tracking === undefined ? null : r.tracking === "on");
-  useReady("recipient", !data.loading);
+  useReady("recipient", !data.loading && !engagement.loading);
 
   const setTrack = async (track: boolean) => {
     setBusy(true);
@@ -105,6 +108,14 @@ export function RecipientView({ id }: { id: string }) {
           </div>
         </dialog>
       </section>
+
+      {!erased && (
+        <section aria-labelledby="engagement-title" class="card">
+          <h2 id="engagement-title">Engagement</h2>
+          {engagement.data && <EngagementView e={engagement.data} />}
+          {engagement.error && <p class="muted">No engagement recorded for this recipient ({engagement.error}).</p>}
+        </section>
+      )}
 
       {data.error && !erased && <p class="error" role="alert">{data.error}</p>}
       {r && !erased && (
