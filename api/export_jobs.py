@@ -149,17 +149,11 @@ def _job_of(raw: bytes) -> ExportJob:
 
 
 def segment_of(conditions: dict[str, Any]) -> engagement.Segment:
-    """The segment of stored conditions (`api.exports` checked them when the job was asked for)."""
-    clicked = conditions.get("clicked")
+    """The segment of stored conditions (`engagement.Segment`'s fields, as `api.exports` checked them)."""
+    fields = dict(conditions)
+    clicked = fields.pop("clicked", None)
     return engagement.Segment(
-        inactive_days=conditions.get("inactive_days"),
-        min_score=conditions.get("min_score"),
-        clicked=None if clicked is None else engagement.CampaignLink(**clicked),
-        opened_not_clicked=(conditions.get("opened_not_clicked") or {}).get("campaign"),
-        machine_only=bool(conditions.get("machine_only")),
-        bounced=bool(conditions.get("bounced")),
-        complained=bool(conditions.get("complained")),
-        refused_tracking=bool(conditions.get("refused_tracking")),
+        **fields, clicked=None if clicked is None else engagement.CampaignLink(**clicked)
     )
 
 

@@ -6,6 +6,7 @@ Every route is scoped to the caller's account: another account's export is a 404
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
 
@@ -18,54 +19,34 @@ from litestar.response import File
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT, HTTP_409_CONFLICT
 
 from api.context import ApiContext, account_dependency
+from api.engagement import SegmentIn, segment_of
 from api.export_jobs import FORMATS, ExportJob, ExportJobs, TooManyExports
 from api.openapi import NotFound, bad_request
 from api.sql import campaigns as campaign_sql
+from api.sql import engagement as engagement_sql
+from api.sql.common import BadQuery
 
 CampaignId = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
-
-
-class ClickedIn(msgspec.Struct, forbid_unknown_fields=True):
-    campaign: CampaignId
-    link_index: Annotated[int, msgspec.Meta(ge=0, le=32767)] | None = None
-    url: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)] | None = None
-
-
-class CampaignIn(msgspec.Struct, forbid_unknown_fields=True):
-    campaign: CampaignId
-
-
-class SegmentConditionsIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
-    """A segment's conditions, as `POST /v1/segments/query` takes them (without its page fields)."""
-
-    inactive_days: Annotated[int, msgspec.Meta(ge=1, le=36500)] | None = None
-    min_score: Annotated[int, msgspec.Meta(ge=1, le=5)] | None = None
-    clicked: ClickedIn | None = None
-    opened_not_clicked: CampaignIn | None = None
-    machine_only: bool = False
-    bounced: bool = False
-    complained: bool = False
-    refused_tracking: bool = False
 
 
 class ExportIn(msgspec.Struct, forbid_unknown_fields=True):
     """What to export. ``kind``: ``events`` (counted opens and clicks), ``filtered_hits`` (bots, invalid
     tokens), ``deliveries`` (the mail services' delivery events) or ``segment`` (the members of ``segment``,
-    with their engagement); ``campaign_id``, ``since``, ``until`` narrow the first three (received, or for
-    delivery events occurred, in [since, until); without ``until``: up to the request)."""
+    with their engagement: its conditions as `POST /v1/segments/query` takes them, whose page fields `limit`,
+    `cursor` and `count` an export ignores); ``campaign_id``, ``since``, ``until`` narrow the first three
+    (received, or for delivery events occurred, in [since, until); without ``until``: up to the request)."""
 
     kind: Literal["events", "filtered_hits", "deliveries", "segment"]
     format: Literal["csv", "jsonl", "parquet"] = "csv"
     campaign_id: CampaignId | None = None
     since: datetime | None = None
     until: datetime | None = None
-    segment: SegmentConditionsIn | None = None
+    segment: SegmentIn | None = None
 
 
 _RULES: Final = (
     "`since` after `until`; `campaign_id`, `since` or `until` with kind `segment`; `segment` with another "
-    "kind; a segment's `clicked` naming both `link_index` and `url`, or `clicked` and `opened_not_clicked` "
-    "naming different campaigns"
+    "kind; a segment's `clicked` naming both `link_index` and `url`"
 )
 ExportRules = bad_request(_RULES)
 
@@ -85,22 +66,15 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _checked_segment(segment: SegmentConditionsIn | None) -> dict[str, Any]:
-    if segment is None:
-        return {}
-    if (
-        segment.clicked is not None
-        and segment.clicked.link_index is not None
-        and segment.clicked.url is not None
-    ):
-        raise ClientException("segment.clicked: give link_index or url, not both")
-    if (
-        segment.clicked is not None
-        and segment.opened_not_clicked is not None
-        and segment.clicked.campaign != segment.opened_not_clicked.campaign
-    ):
-        raise ClientException("segment: clicked and opened_not_clicked must name the same campaign")
-    return dict(msgspec.to_builtins(segment))
+def _segment(db: str, account: str, segment: SegmentIn | None) -> dict[str, Any]:
+    """The segment's conditions as the job keeps them (`api.sql.engagement.Segment`'s fields), checked as
+    `POST /v1/segments/query` checks them (`api.engagement.segment_of`, and the SQL builder's own rules)."""
+    try:
+        seg = segment_of(segment or SegmentIn())
+        engagement_sql.segment_count(db, account, seg)  # refuses what no query can answer
+        return dataclasses.asdict(seg)
+    except BadQuery as exc:
+        raise ClientException(f"segment: {exc}") from exc
 
 
 def _jobs(ctx: ApiContext) -> ExportJobs:
@@ -149,7 +123,7 @@ class ExportController(Controller):
                 raise ClientException(
                     "campaign_id, since and until do not apply to kind segment: use segment"
                 )
-            segment = _checked_segment(data.segment)
+            segment = _segment(ctx.store.database, account, data.segment)
         else:
             if data.segment is not None:
                 raise ClientException(f"segment applies to kind segment only, not {data.kind}")

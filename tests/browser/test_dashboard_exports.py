@@ -4,7 +4,9 @@ the campaign, once). A module of its own: it adds export jobs to the account."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -56,3 +58,34 @@ async def test_export_buttons_show_the_job_and_download_its_file(page: Any, serv
     deliveries = [j for j in (await served.api("/v1/exports"))["exports"] if j["kind"] == "deliveries"]
     assert len(table) == shown["rows"] == deliveries[0]["rows_written"]
     assert {r["campaign_id"] for r in table} <= {dataset.SPRING}
+
+
+async def test_the_segments_page_exports_the_segment_shown(page: Any, served: Served) -> None:
+    await sign_in(page)
+    await page.goto("/#/segments")
+    await page.wait_for_selector("body[data-ready=segments]")
+    await page.get_by_role("button", name="Show recipients").click()  # no condition: every recipient
+    await page.wait_for_selector("body[data-ready=segment-page]")
+    await page.locator("#segment-export-format").select_option("csv")
+    await page.get_by_role("button", name="Export segment members", exact=True).click()
+    await page.locator("[data-testid=export-segment][data-status=done]").wait_for(timeout=60_000)
+    link = page.get_by_test_id("export-segment").get_by_role("link")
+    async with page.expect_download() as info:
+        await link.click()
+    path = Path(await (await info.value).path())
+    text = await asyncio.to_thread(path.read_text)
+    table = list(csv.DictReader(io.StringIO(text, newline="")))
+    async with served.http(headers=dataset.ACME) as client:
+        r = await client.post("/v1/segments/query", json={"limit": 1000, "count": True})
+    assert r.status_code == 200, r.text
+    api = r.json()
+    assert len(table) == api["count"] > 0
+    by_tag = {row["recipient_tag"]: row for row in table}
+    for member in api["recipients"]:
+        row = by_tag[member["recipient_tag"]]
+        assert row["recipient"] == member["recipient"]
+        assert (row["status"], row["sends"], row["clicks"]) == (
+            member["status"],
+            str(member["sends"]),
+            str(member["clicks"]),
+        )

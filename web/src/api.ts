@@ -56,7 +56,6 @@ async function request<T>(method: string, path: string, body?: unknown, signal?:
 
 export const get = <T>(path: string, signal?: AbortSignal): Promise<T> => request<T>("GET", path, undefined, signal);
 export const put = <T>(path: string, body?: unknown): Promise<T> => request<T>("PUT", path, body ?? {});
-export const post = <T>(path: string, body?: unknown): Promise<T> => request<T>("POST", path, body ?? {});
 export const del = <T>(path: string): Promise<T> => request<T>("DELETE", path);
 export const post = <T>(path: string, body: unknown): Promise<T> => request<T>("POST", path, body);
 

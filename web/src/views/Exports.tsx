@@ -2,7 +2,7 @@
 // hits in a chosen format, show the job's progress as the API gives it (rows written of rows counted), then a
 // link to the file. The page computes nothing: every number is the job's own.
 import { useEffect, useRef, useState } from "preact/hooks";
-import { ApiError, get, post, type ExportFormat, type ExportJob, type ExportKind } from "../api";
+import { ApiError, get, post, type ExportFormat, type ExportJob, type ExportKind, type SegmentQuery } from "../api";
 import * as fmt from "../format";
 
 const POLL_MS = 500;
@@ -63,42 +63,75 @@ function useJobs(): [ExportJob[], (job: ExportJob) => void, string | null, (e: s
   return [jobs, add, error, setError];
 }
 
-/** The campaign report's export card. */
-export function ExportCard({ campaign }: { campaign: string }) {
+/** Ask for exports (POST /v1/exports with ``body`` and the chosen format) and follow them. */
+function useExports(body: (kind: ExportKind) => Record<string, unknown>) {
   const [format, setFormat] = useState<ExportFormat>("csv");
   const [jobs, add, error, setError] = useJobs();
   const ask = async (kind: ExportKind) => {
     setError(null);
     try {
-      add(await post<ExportJob>("/v1/exports", { kind, format, campaign_id: campaign }));
+      add(await post<ExportJob>("/v1/exports", { ...body(kind), kind, format }));
     } catch (e) {
       setError(e instanceof ApiError ? e.message : String(e));
     }
   };
-  return (
-    <section aria-labelledby="exports-title" class="card">
-      <h2 id="exports-title">Exports</h2>
-      <div class="toolbar">
-        <label for="export-format">Format</label>
-        <select id="export-format" value={format} onChange={(e) => setFormat((e.target as HTMLSelectElement).value as ExportFormat)}>
-          {FORMATS.map((f) => (
-            <option key={f.value} value={f.value}>
-              {f.label}
-            </option>
-          ))}
-        </select>
-        {KINDS.map((k) => (
-          <button key={k.kind} type="button" class="secondary" onClick={() => ask(k.kind)}>
-            {k.label}
-          </button>
+  const formatChoice = (id: string) => (
+    <>
+      <label for={id}>Format</label>
+      <select id={id} value={format} onChange={(e) => setFormat((e.target as HTMLSelectElement).value as ExportFormat)}>
+        {FORMATS.map((f) => (
+          <option key={f.value} value={f.value}>
+            {f.label}
+          </option>
         ))}
-      </div>
+      </select>
+    </>
+  );
+  const shown = (
+    <>
       {error && <p class="error" role="alert">{error}</p>}
       <ul class="exports">
         {jobs.map((job) => (
           <ExportProgress key={job.id} job={job} />
         ))}
       </ul>
+    </>
+  );
+  return { ask, formatChoice, shown };
+}
+
+/** The campaign report's export card. */
+export function ExportCard({ campaign }: { campaign: string }) {
+  const { ask, formatChoice, shown } = useExports(() => ({ campaign_id: campaign }));
+  return (
+    <section aria-labelledby="exports-title" class="card">
+      <h2 id="exports-title">Exports</h2>
+      <div class="toolbar">
+        {formatChoice("export-format")}
+        {KINDS.map((k) => (
+          <button key={k.kind} type="button" class="secondary" onClick={() => ask(k.kind)}>
+            {k.label}
+          </button>
+        ))}
+      </div>
+      {shown}
     </section>
+  );
+}
+
+/** The Segments page's export of the segment shown (its conditions, without the page's fields). */
+export function SegmentExport({ query }: { query: SegmentQuery }) {
+  const { limit: _limit, cursor: _cursor, count: _count, ...conditions } = query;
+  const { ask, formatChoice, shown } = useExports(() => ({ segment: conditions }));
+  return (
+    <div id="segment-members-export" data-slot="segment-members-export" data-query={JSON.stringify(query)}>
+      <div class="toolbar">
+        {formatChoice("segment-export-format")}
+        <button type="button" class="secondary" onClick={() => ask("segment")}>
+          Export segment members
+        </button>
+      </div>
+      {shown}
+    </div>
   );
 }
