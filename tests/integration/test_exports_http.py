@@ -363,6 +363,26 @@ def test_delete_removes_the_file(served: tuple[httpx.Client, Store, Path]) -> No
     assert client.get("/v1/exports/no-such-export/download", headers=ACME).status_code == 404
 
 
+def test_a_queued_export_is_not_downloadable_and_a_running_one_can_be_deleted(
+    served: tuple[httpx.Client, Store, Path],
+) -> None:
+    client, _, data_dir = served
+    big = ask(client, kind="events", format="jsonl", campaign_id="big")  # a while: 1 M rows
+    small = ask(client, kind="deliveries", format="csv", campaign_id="small")  # behind it, in order
+    r = client.get(f"/v1/exports/{small['id']}/download", headers=ACME)
+    assert r.status_code == 409, r.text
+    assert "not done" in r.json()["detail"]
+    deadline = time.monotonic() + 120
+    while client.get(f"/v1/exports/{big['id']}", headers=ACME).json()["status"] != "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert client.delete(f"/v1/exports/{big['id']}", headers=ACME).status_code == 204  # stops at its chunk
+    assert client.get(f"/v1/exports/{big['id']}", headers=ACME).status_code == 404
+    job = finished(client, small["id"])
+    assert (job["status"], job["rows_written"]) == ("done", 3)
+    assert not list((data_dir / "exports").rglob(f"{big['id']}*"))  # no manifest, no part left behind
+
+
 def test_a_job_interrupted_starts_over_and_expires(
     served: tuple[httpx.Client, Store, Path], tmp_path: Path
 ) -> None:
