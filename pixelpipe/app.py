@@ -472,7 +472,9 @@ def _privacy(c: Components, topics: Topics) -> PrivacyWiring | None:
         c.do_not_track = DoNotTrack(c.settings.keyring)
     if c.do_not_track is None:
         return None
-    return privacy_wiring(c.topic_setup, c.roles, c.do_not_track, lambda: c.notifications)
+    wiring = privacy_wiring(c.topic_setup, c.roles, c.do_not_track, lambda: c.notifications)
+    wiring.exports = c.exports  # an erasure another API process answered deletes this one's export files
+    return wiring
 
 
 def _notifications(c: Components, store: Store, topics: Topics) -> Notifications:

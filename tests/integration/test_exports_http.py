@@ -11,6 +11,7 @@ message's number, received 10 days ago + number ms; 10,000 sends (``r{n}@example
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import threading
@@ -27,7 +28,11 @@ import pytest
 from api.export_jobs import CHUNK_ROWS, ExportJobs
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import build_app, build_components
+from pixelpipe.privacy import PrivacyWiring
+from schemas.privacy_change import PrivacyChange
 from schemas.store import Store
+from schemas.suppression import DoNotTrack
+from schemas.tokens import Keyring
 from tests.integration.helpers import embedded_env
 from tests.serving import serving
 
@@ -423,3 +428,29 @@ def test_erasure_deletes_the_accounts_exports(served: tuple[httpx.Client, Store,
     assert client.get(f"/v1/exports/{job['id']}", headers=ACME).status_code == 404
     assert not list((data_dir / "exports").rglob(f"{job['id']}*"))
     assert client.get("/v1/exports", headers=OTHER).json()["exports"]  # another account's stay
+
+
+async def test_an_erasure_another_process_answered_deletes_this_ones_exports(
+    served: tuple[httpx.Client, Store, Path], tmp_path: Path
+) -> None:
+    """With Kafka each API process follows the privacy topic: an erased recipient's account loses its export
+    files in every process, not only in the one that answered the erasure (`pixelpipe.privacy`)."""
+    _, store, _ = served
+    jobs = ExportJobs(tmp_path / "exports", store, ttl=timedelta(hours=1))
+    jobs.start()
+    try:
+        mine = jobs.submit("acme", "deliveries", "csv", campaign_id="small")
+        theirs = jobs.submit("other", "events", "csv", campaign_id="big")
+        deadline = time.monotonic() + 120
+        wanted = (("acme", mine.id), ("other", theirs.id))
+        while any((j := jobs.get(a, i)) is None or j.status != "done" for a, i in wanted):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.1)
+        wiring = PrivacyWiring(DoNotTrack(Keyring(((1, b"k" * 32),))), lambda: None, exports=jobs)
+        change = PrivacyChange("acme", ("ab" * 8,), tracking=False, erased=True, at_ms=0)
+        await wiring.on_erased([change])
+        assert jobs.get("acme", mine.id) is None
+        assert not list((tmp_path / "exports").rglob(f"{mine.id}*"))
+        assert jobs.get("other", theirs.id) is not None  # another account's stay
+    finally:
+        jobs.stop()
