@@ -26,6 +26,7 @@ from api.campaign_reads import CampaignReads
 from api.cookie_auth import session_account
 from api.delivery_numbers import DeliveryNumbers
 from api.errors import PATTERN_WORDS
+from api.export_jobs import ExportJobs
 from api.report_warmer import ReportWarmer
 from api.session import COOKIE, Sessions
 from api.sql.common import Query
@@ -58,6 +59,8 @@ class ApiContext:
     account_settings: AccountSettingsCache = field(default_factory=AccountSettingsCache, repr=False)
     # The campaign reports kept ready in the background (`api.report_warmer`; None: off).
     report_warmer: ReportWarmer | None = field(default=None, repr=False)
+    # This process's export jobs and their files (`api.export_jobs`; issue 20). None: exports not served.
+    exports: ExportJobs | None = field(default=None, repr=False)
 
     def settings(self, account: str) -> AccountSettings:
         """The account's settings, as this process last read them (at most `SETTINGS_TTL_S` old)."""

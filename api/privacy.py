@@ -300,6 +300,8 @@ class PrivacyController(Controller):
         erased.update(
             link_labels=link_labels, webhook_attempts=erase_webhook_attempts(ctx.store, account, messages)
         )
+        if ctx.exports is not None and (files := ctx.exports.erase_account(account)):
+            erased["exports"] = files  # every export file of the account: any may hold the recipient
         answer: dict[str, Any] = {
             "recipient": canonical,
             "erased": erased,

@@ -32,6 +32,8 @@ from api.docs_pages import docs_router, render_plugins
 from api.engagement import SegmentIn, recipient_engagement, segment_query
 from api.engagement_backfill import backfill_engagement
 from api.errors import EXCEPTION_HANDLERS, check_request
+from api.export_jobs import ExportJobs
+from api.exports import ExportController, ExportIn
 from api.live import LiveController
 from api.mail_services import MailServiceController, MailServiceIn, MailServicePropagation
 from api.message_bodies import BatchIn, InstrumentIn, MessageIn
@@ -128,6 +130,7 @@ class Components:
     sns_transport: httpx.AsyncBaseTransport | None = None  # None: Amazon's hosts (tests hand in answers)
     delivery_loader: DeliveryLoader | None = None  # the process role's: deliveries bus -> store
     held_pixels: HeldPixels | None = None  # the edge's read-time pixels held open (ingest.read_time)
+    exports: ExportJobs | None = None  # the API role's export jobs and their files (api.export_jobs)
     on_deliveries_stored: list[OnStored] = field(default_factory=list)  # the delivery notices' listeners
     _runner_task: asyncio.Task[None] | None = None
     _delivery_task: asyncio.Task[None] | None = None
@@ -173,6 +176,8 @@ class Components:
         if self.delivery_loader is not None:  # after the notice path, like the processor: it publishes there
             self._delivery_task = asyncio.create_task(self.delivery_loader.run(), name="pixelpipe-deliveries")
             self._delivery_task.add_done_callback(_log_crash)
+        if self.exports is not None:
+            self.exports.start()  # the jobs a stop interrupted start over
         if self.store is not None and self.do_not_track is not None:
             self._refresh_task = asyncio.create_task(
                 _refresh_suppressions(self.store, self.do_not_track), name="pixelpipe-dnt"
@@ -209,6 +214,8 @@ class Components:
             await self.delivery_publisher.stop()
         if self.topic_setup is not None:
             await self.topic_setup.stop()
+        if self.exports is not None:  # after its current chunk; before the store closes
+            await asyncio.to_thread(self.exports.stop)
         if self.store is not None:
             await asyncio.to_thread(self.store.close)
 
@@ -323,6 +330,8 @@ def build_components(
         migrate_plain_suppressions(c.store, settings.keyring)  # before any reload: the store keeps tags only
         backfill_engagement(c.store, settings.keyring)  # rows stored before 0012: their recipients' tags
         c.do_not_track.replace(load_suppressed(c.store))
+    if "api" in roles and c.store is not None:
+        c.exports = ExportJobs(settings.data_dir / "exports", c.store, ttl=settings.export_ttl)  # issue 20
     kafka_source: KafkaSource | None = None
     dead_letters: DeadLetters | None = None
     delivery_source: HitSource | None = None
@@ -467,7 +476,9 @@ def _privacy(c: Components, topics: Topics) -> PrivacyWiring | None:
         c.do_not_track = DoNotTrack(c.settings.keyring)
     if c.do_not_track is None:
         return None
-    return privacy_wiring(c.topic_setup, c.roles, c.do_not_track, lambda: c.notifications)
+    wiring = privacy_wiring(c.topic_setup, c.roles, c.do_not_track, lambda: c.notifications)
+    wiring.exports = c.exports  # an erasure another API process answered deletes this one's export files
+    return wiring
 
 
 def _notifications(c: Components, store: Store, topics: Topics) -> Notifications:
@@ -539,7 +550,11 @@ def _health_handlers(components: Components) -> list[Any]:
 
 
 def api_context(
-    settings: Settings, store: Store, do_not_track: DoNotTrack | None, sessions: Sessions
+    settings: Settings,
+    store: Store,
+    do_not_track: DoNotTrack | None,
+    sessions: Sessions,
+    exports: ExportJobs | None = None,
 ) -> ApiContext:
     """The API's context, with its `ReportWarmer` unless ``PIXELPIPE_REPORT_WARM_CAMPAIGNS`` is 0."""
     per_account = settings.report_warm_campaigns
@@ -555,6 +570,7 @@ def api_context(
         reminder_min_after_s=settings.reminder_min_after_s,
         sessions=sessions,
         report_warmer=warmer,
+        exports=exports,
     )
     return ctx
 
@@ -602,21 +618,21 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:  # noqa: PLR0
             lifetime_s=settings.session_seconds,
             public_url=settings.public_url,
         )
-        ctx = api_context(settings, store, components.do_not_track, sessions)
+        ctx = api_context(settings, store, components.do_not_track, sessions, components.exports)
         warmer = ctx.report_warmer
         # The plain handlers join paths the controllers made (GET /v1/messages, GET /v1/recipients/{r}):
         # register them after. The order is the OpenAPI document's (its paths, and the operation ids
         # Litestar derives for a path that gains a handler).
         handlers += [MessageController, CampaignController, PrivacyController, WebhookController]
         handlers += [CampaignAnalyticsController, MessageTimelineController, list_messages, recipient_view]
-        handlers.append(MailServiceController)
-        handlers += [AccountController, ConsentController]  # issue 19: settings, recipients' consent
+        handlers += [MailServiceController, AccountController, ConsentController]  # 19: settings, consent
         handlers += [preferences_page, choose]  # /p/{token}: a recipient's page
         handlers += [
             recipient_engagement,
             segment_query,
+            ExportController,
             SessionController,
-        ]  # issue 20; the dashboard's sign-in
+        ]  # issue 20 (and exports); the dashboard's sign-in
         dependencies["ctx"] = Provide(lambda: ctx, use_cache=True, sync_to_thread=False)
         proxies = settings.trusted_proxies
         sign_in = SignIn(
@@ -691,6 +707,7 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:  # noqa: PLR0
             SettingsPatch,
             ConsentIn,
             SegmentIn,
+            ExportIn,
         ],
     )
     inner = recipient_paths(cast(ASGIApp, litestar))  # a recipient's '/' stays in its path segment

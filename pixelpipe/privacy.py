@@ -12,10 +12,12 @@ Holds no business logic: it picks the pieces for the roles and hands them to eac
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from api.export_jobs import ExportJobs
 from api.privacy import PrivacyPropagation
 from notices.erasure import NotificationEraser, without_suppressed
 from notices.wiring import Notifications
@@ -35,6 +37,7 @@ class PrivacyWiring:
     notifications: Callable[[], Notifications | None]
     feed: PrivacyFeed | None = None
     publisher: PrivacyPublisher | None = None
+    exports: ExportJobs | None = None  # the API role's export files: an account's go with any erasure in it
 
     def readiness(self) -> dict[str, bool]:
         """Not ready until the privacy topic has been read to where it ended at start."""
@@ -90,10 +93,15 @@ class PrivacyWiring:
         return eraser.erase_now(account, tags, messages) if eraser is not None else {}
 
     async def on_erased(self, changes: Sequence[PrivacyChange]) -> None:
-        """The feed's hook: erased recipients leave this process's notice path."""
+        """The feed's hook: erased recipients leave this process's notice path, and their accounts' export
+        files leave its disk (`api.export_jobs`: any may hold them; the process that answered the erasure
+        deleted its own already)."""
         eraser = self._eraser()
         if eraser is not None:
             await eraser.erase(changes)
+        if self.exports is not None:
+            for account in sorted({change.account for change in changes if change.erased}):
+                await asyncio.to_thread(self.exports.erase_account, account)
 
 
 def privacy_wiring(

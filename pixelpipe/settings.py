@@ -14,6 +14,7 @@ import secrets
 import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Final, Literal
 from urllib.parse import urlparse
@@ -96,6 +97,14 @@ class Settings:
     reminder_min_after_s: int = 60
     reminder_poll_s: int = 5
     reminder_grace_s: int = 60
+    export_ttl_hours: int = 24  # PIXELPIPE_EXPORT_TTL_HOURS: how long an export's file stays
+
+    @property
+    def export_ttl(self) -> timedelta:
+        """How long an export's file is kept: `export_ttl_hours`, never longer than the retention of what it
+        may hold (the filtered hits' is the shorter)."""
+        days = min(self.retention_days, self.filtered_retention_days)
+        return min(timedelta(hours=self.export_ttl_hours), timedelta(days=days))
 
     @property
     def accounts(self) -> frozenset[str]:
@@ -497,4 +506,5 @@ def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port:
         reminder_min_after_s=_int(env, "PIXELPIPE_REMINDER_MIN_AFTER_SECONDS", 60, 1, 60),
         reminder_poll_s=_int(env, "PIXELPIPE_REMINDER_POLL_SECONDS", 5, 1, 300),
         reminder_grace_s=_int(env, "PIXELPIPE_REMINDER_GRACE_SECONDS", 60, 0, 3_600),
+        export_ttl_hours=_int(env, "PIXELPIPE_EXPORT_TTL_HOURS", 24, 1, 720),
     )

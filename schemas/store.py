@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,6 +228,35 @@ class Store:
         except (ClickHouseError, OSError) as exc:
             raise _wrap(exc, self.target) from exc
         return list(result.named_results())
+
+    def raw_query(self, sql: str, parameters: Mapping[str, Any] | None = None, *, fmt: str) -> bytes:
+        """The whole answer of ``sql`` in ClickHouse's output format ``fmt`` (``Arrow``, ``CSV``...), as
+        bytes: for answers of bounded size (an export's chunk)."""
+        try:
+            with self._lock:
+                return bytes(self._client.raw_query(sql, parameters=dict(parameters or {}), fmt=fmt))
+        except (ClickHouseError, OSError) as exc:
+            raise _wrap(exc, self.target) from exc
+
+    def raw_stream(
+        self, sql: str, parameters: Mapping[str, Any] | None = None, *, fmt: str, piece: int = 1 << 20
+    ) -> Generator[bytes, None, None]:
+        """The answer of ``sql`` in ClickHouse's output format ``fmt``, in pieces of at most ``piece`` bytes
+        as they come (clickhouse-connect's ``raw_stream``: a server streams every format; chDB streams the
+        formats without a header or footer, CSV, TSV, JSONEachRow, and hands the others whole). The store is
+        held while the generator runs: consume it promptly, and close it (``with contextlib.closing``) when
+        stopping early."""
+        try:
+            with self._lock:
+                # a file-like answer: urllib3's streamed response, or chDB's stream (or its whole answer)
+                stream: Any = self._client.raw_stream(sql, parameters=dict(parameters or {}), fmt=fmt)
+                try:
+                    while data := stream.read(piece):
+                        yield bytes(data)
+                finally:
+                    stream.close()
+        except (ClickHouseError, OSError) as exc:
+            raise _wrap(exc, self.target) from exc
 
     def command(self, sql: str, parameters: Mapping[str, Any] | None = None) -> None:
         try:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from processors.rows import STORED_EVENT_COLUMNS, plan_inserts
@@ -101,6 +102,24 @@ def test_a_retried_batch_is_stored_once(contract_store: Store) -> None:
 def test_parameters_are_bound_not_spliced(contract_store: Store) -> None:
     hostile = "x' OR 1=1 --"
     assert contract_store.query("SELECT {v:String}", {"v": hostile}) == [(hostile,)]
+
+
+def test_answers_in_clickhouse_formats_raw_and_streamed(contract_store: Store) -> None:
+    """What exports read (issue 20): an answer in ClickHouse's own format, whole or in pieces as they come,
+    with bound parameters; a failure mid-way is a StoreError."""
+    sql = "SELECT number AS n, {label:String} AS label FROM numbers(100000)"
+    pieces = list(contract_store.raw_stream(sql, {"label": "a,b"}, fmt="CSV", piece=1 << 16))
+    assert all(len(p) <= 1 << 16 for p in pieces)
+    assert len(pieces) > 1
+    lines = b"".join(pieces).splitlines()
+    assert len(lines) == 100_000
+    assert lines[0] == b'0,"a,b"'
+    assert lines[-1] == b'99999,"a,b"'
+    arrow = contract_store.raw_query("SELECT number AS n FROM numbers(3)", fmt="Arrow")
+    assert pa.ipc.open_file(pa.py_buffer(arrow)).read_all().column("n").to_pylist() == [0, 1, 2]
+    with pytest.raises(StoreError):
+        list(contract_store.raw_stream("SELECT * FROM no_such_table_anywhere", fmt="JSONEachRow"))
+    assert contract_store.query("SELECT 1") == [(1,)]  # the store is free again
 
 
 def test_errors_are_typed(contract_store: Store) -> None:

@@ -380,3 +380,21 @@ export interface Notice {
   read_of?: string;
   [key: string]: unknown;
 }
+
+// Exports (issue 20): POST /v1/exports answers a job; GET /v1/exports/{id} its progress.
+export type ExportKind = "events" | "filtered_hits" | "deliveries" | "segment";
+export type ExportFormat = "csv" | "jsonl" | "parquet";
+
+export interface ExportJob {
+  id: string;
+  kind: ExportKind;
+  format: ExportFormat;
+  campaign_id: string | null;
+  status: "queued" | "running" | "done" | "failed";
+  rows_written: number;
+  rows_total: number | null;
+  progress: number | null;
+  bytes: number;
+  error: string | null;
+  download_url: string | null;
+}

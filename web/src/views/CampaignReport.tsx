@@ -21,6 +21,7 @@ import { href } from "../route";
 import { Num, Stat } from "../stat";
 import { DataTable } from "../table";
 import { BestTimeView } from "./BestTime";
+import { ExportCard } from "./Exports";
 import { ReadTimeCard, readDetail } from "./ReadTime";
 
 const RECONCILE_MS = 10_000;
@@ -221,6 +222,8 @@ export function CampaignReport({ id }: { id: string }) {
         {best.error && <p class="error" role="alert">{best.error}</p>}
         {best.data && <BestTimeView best={best.data.best_time_to_send} />}
       </section>
+
+      <ExportCard campaign={id} />
     </article>
   );
 }

@@ -9,6 +9,7 @@ import { href } from "../route";
 import { Num } from "../stat";
 import { DataTable } from "../table";
 import { STATUS_WORDS } from "./Engagement";
+import { SegmentExport } from "./Exports";
 
 interface Form {
   inactiveDays: string;
@@ -171,9 +172,8 @@ export function Segments() {
             </span>{" "}
             recipients
           </h2>
-          {/* e2-exports: the "Export segment members" button goes in this slot; `data-query` is the segment's
-              POST /v1/segments/query body (conditions only: no limit, cursor or count). */}
-          <div class="toolbar" id="segment-members-export" data-slot="segment-members-export" data-query={JSON.stringify(asked)} />
+          {/* e2-exports: the "Export segment members" button (the segment's conditions, any format). */}
+          <SegmentExport query={asked} />
           <DataTable
             rows={page.recipients}
             caption={`Page ${pageNumber} of the segment, by recipient tag`}
