@@ -26,6 +26,7 @@ from api.context import ApiContext, Cursor, Limit, account_dependency
 from api.sql import best_time as bt
 from api.sql import breakdowns, deliveries, filtered, timeseries
 from api.sql import campaigns as sql
+from api.sql import open_rates as rates
 from api.sql.common import BadQuery
 
 IncludeMachine = Annotated[
@@ -35,16 +36,21 @@ IncludeMachine = Annotated[
     ),
 ]
 
+# What `campaign_summary` keeps per campaign while its rollup parts stay: hit rows, message rows, delivery
+# numbers, MPP-only messages and implied opens.
+Counted = tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], tuple[int, ...] | None, rates.OpenFacts]
+
 
 def campaign_summary(
     ctx: ApiContext, account: str, campaign_id: str, *, include_machine: bool, delivery_fields: bool
 ) -> dict[str, Any]:
     """The campaign's stats from the rollups; NotFoundException for a campaign the account never sent nor
     had a hit of. With delivery data, its delivery numbers too; without, ``delivery_fields`` says whether
-    they are answered (as null, with ``rate_basis`` "sent") or left out."""
+    they are answered (as null, with ``rate_basis`` "sent") or left out. Unique opens and open rates count
+    implied opens, and the MPP-adjusted open rate stands beside them (`api.sql.open_rates`)."""
     db = ctx.store.database
 
-    def counted() -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], tuple[int, ...] | None]:
+    def counted() -> Counted:
         counts = ctx.read(sql.campaign_counts(db, account, campaign_id, include_machine=include_machine))
         hit_rows, message_rows = sql.split_counts(counts)
         if not hit_rows and not any(n for *_, n in message_rows):
@@ -54,10 +60,12 @@ def campaign_summary(
         # The messages by delivery status and those counted as sent without a send (`unregistered_messages`'
         # number), per bucket, counted again only where the data changed (`api.delivery_numbers`).
         numbers = ctx.delivery_numbers.read(ctx.read, db, account, [campaign_id]).get(campaign_id)
-        return hit_rows, message_rows, numbers
+        # MPP-only messages and implied opens (`api.sql.open_rates`): read from `rollups` only.
+        facts = rates.shape_facts(ctx.read(rates.campaign_open_facts(db, account, campaign_id)))
+        return hit_rows, message_rows, numbers, facts
 
     # Read again only when the parts holding the campaign's rollup rows changed (`api.campaign_reads`).
-    hit_rows, message_rows, numbers = ctx.campaign_reads.read(
+    hit_rows, message_rows, numbers, facts = ctx.campaign_reads.read(
         ctx.read, db, account, campaign_id, variant=include_machine, compute=counted
     )
     summary = sql.shape_summary(
@@ -67,12 +75,14 @@ def campaign_summary(
         include_machine=include_machine,
         unregistered=numbers[deliveries.COUNTS.index("unregistered")] if numbers else 0,
     )
+    summary = rates.with_implied_opens(summary, facts)
+    human = sum(int(n) for event, who, n in message_rows if (event, who) == ("open", "human"))
     delivery = None
     if any(kind == "delivery" for kind, *_ in hit_rows):  # the delivery events' hour rollups
         delivery = numbers
-    if delivery is None and not delivery_fields:
-        return summary
-    return deliveries.with_deliveries(summary, delivery)
+    if delivery is not None or delivery_fields:
+        summary = deliveries.with_deliveries(summary, delivery)
+    return rates.with_mpp_adjusted(summary, facts, person_opened=human + facts.implied)
 
 
 def _bad(exc: BadQuery) -> ClientException:
