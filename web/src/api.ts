@@ -134,6 +134,12 @@ export interface Summary {
   bounce_rate?: number | null;
   complaint_rate?: number | null;
   rate_basis?: string | null;
+  // Issue 20: unique_opens = unique_pixel_opens + implied_opens (a person's click, the pixel never loaded);
+  // the open rate without the messages whose only opens are Apple's privacy prefetch.
+  unique_pixel_opens?: number;
+  implied_opens?: number;
+  mpp_only_messages?: number;
+  mpp_adjusted_open_rate?: number;
 }
 
 export interface SeriesPoint {
@@ -211,6 +217,8 @@ export interface MessageStats {
   last_open_at: string | null;
   clicks: number;
   first_click_at?: string | null;
+  opened?: boolean; // a person's open, or implied by a person's click (open_implied: the pixel never loaded)
+  open_implied?: boolean;
   bot_clicks: number;
   bot_opens?: number;
   filtered?: Record<string, number>;
