@@ -10,7 +10,8 @@ hold the campaign's rollup rows (`api.sql.campaigns.campaign_parts`: the sum of 
 name, reading the key columns of the campaign's range only: a few ms) and reuses what it computed under the
 same signature. A campaign being opened right now changes its parts with every insert (each flush of the
 processors), and its answer is computed again each time; a settled one, or one whose neighbours are being
-opened, is answered from here.
+opened, is answered from here. `read_many` does the same for a page of campaigns (the campaign list) with one
+signature query, and computes the changed ones together.
 
 Exact (but for 64-bit signature collisions): what was computed under a signature reads those parts or newer
 ones (a part written between the signature and the read is counted, then the next signature differs and the
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, Final, TypeVar
 
 from api.sql import campaigns as sql
@@ -70,8 +71,48 @@ class CampaignReads:
         value = compute()
         if signature[1] > 0:  # a campaign without rows (unknown, or all erased) is not kept
             with self._lock:
-                self._kept[key] = (signature, value)
-                self._kept.move_to_end(key)
-                while len(self._kept) > self.max_entries:
-                    self._kept.popitem(last=False)
+                self._keep(key, signature, value)
         return value
+
+    def read_many(
+        self,
+        run: Read,
+        db: str,
+        account: str,
+        campaign_ids: Sequence[str],
+        *,
+        variant: Hashable,
+        compute: Callable[[list[str]], Mapping[str, T]],
+    ) -> dict[str, T]:
+        """`read` of several campaigns with one signature query (`api.sql.campaigns.campaigns_parts`):
+        ``compute(changed)`` gives the value of each campaign of ``changed`` (those whose parts changed, or
+        that were never read), in one go."""
+        if not campaign_ids:
+            return {}
+        rows = run(sql.campaigns_parts(db, account, campaign_ids))
+        signatures = {str(c): (int(s), int(n)) for c, s, n in rows}
+        values: dict[str, T] = {}
+        with self._lock:
+            for campaign_id in campaign_ids:
+                key = (db, account, campaign_id, variant)
+                kept = self._kept.get(key)
+                signature = signatures.get(campaign_id, (0, 0))
+                if kept is not None and kept[0] == signature and signature[1] > 0:
+                    self._kept.move_to_end(key)
+                    values[campaign_id] = kept[1]
+        changed = [c for c in campaign_ids if c not in values]
+        if changed:
+            computed = compute(changed)
+            with self._lock:
+                for campaign_id in changed:
+                    values[campaign_id] = computed[campaign_id]
+                    signature = signatures.get(campaign_id, (0, 0))
+                    if signature[1] > 0:
+                        self._keep((db, account, campaign_id, variant), signature, computed[campaign_id])
+        return values
+
+    def _keep(self, key: tuple[str, str, str, Hashable], signature: tuple[int, int], value: Any) -> None:
+        self._kept[key] = (signature, value)
+        self._kept.move_to_end(key)
+        while len(self._kept) > self.max_entries:
+            self._kept.popitem(last=False)

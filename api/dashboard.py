@@ -8,7 +8,9 @@
   JSON 404 under ``/assets/`` and ``/docs-assets/``. ``/favicon.ico`` without one in the build: 204.
 - GET and HEAD (no body), ``If-None-Match`` → 304; another method → 405.
 
-Any other path goes on to the API. `answer` decides (pure, over `DashboardFiles`); `dashboard` moves bytes.
+Any other path goes on to the API. `answer` decides (pure, over `DashboardFiles`); `dashboard` moves bytes,
+over the build as it is on disk now (`api.dashboard_files.WatchedBuild`: a rebuild is served without a
+restart).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any, Final
 
 import msgspec
 
-from api.dashboard_files import REVALIDATE, DashboardFiles, StaticFile
+from api.dashboard_files import REVALIDATE, DashboardFiles, StaticFile, WatchedBuild
 from api.page_headers import DASHBOARD_CSP, FILE_HEADERS, page_headers
 
 Scope = MutableMapping[str, Any]
@@ -103,14 +105,18 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def dashboard(files: DashboardFiles, app: ASGIApp) -> ASGIApp:
-    """``app`` with the dashboard in front of it."""
+def dashboard(build: WatchedBuild, app: ASGIApp) -> ASGIApp:
+    """``app`` with the dashboard in front of it: the build as it is on disk now (`WatchedBuild`)."""
 
     async def served(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
-        found = answer(files, scope["method"], scope["path"], _header(scope, b"if-none-match"))
+        method, path, etag = scope["method"], scope["path"], _header(scope, b"if-none-match")
+        files = build.current()
+        found = answer(files, method, path, etag)
+        if found is not None and found.status == 404 and build.current(missed=True) is not files:
+            found = answer(build.current(), method, path, etag)  # a file of a newer build
         if found is None:
             await app(scope, receive, send)
             return

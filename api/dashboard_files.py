@@ -1,9 +1,11 @@
 """The dashboard's build on disk (``web/dist``, written by ``make install`` with Node, `web/`): which files
 there are, under which URL path, with which content type, validator and caching.
 
-`DashboardFiles.scan` lists the build once, when the app is built: only a file it listed is ever served, by
-its exact URL path, so no path a client writes (``..``, ``%2e%2e``, a symlink out of the build) reaches
-anything else. A rebuild is served after a restart (`make run` builds, then starts).
+`DashboardFiles.scan` lists the build: only a file it listed is ever served, by its exact URL path, so no
+path a client writes (``..``, ``%2e%2e``, a symlink out of the build) reaches anything else. A rebuild
+(``make install`` while pixelpipe runs) is served without a restart: `WatchedBuild` lists it again when its
+``index.html`` changed, or when a file was asked for that the listing lacks (a build still being written),
+looking at most once a second.
 
 Caching: ``/assets/…`` are Vite's content-hashed names (a new build, new names): cached for a year,
 ``immutable``. Everything else (``index.html``, the API docs' copied assets under ``/docs-assets/…``, files at
@@ -14,6 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -120,3 +125,48 @@ class DashboardFiles:
                 cache = IMMUTABLE if hashed else REVALIDATE
                 files[f"/{relative}"] = StaticFile(real, content_type(name), cache, _etag(stat), stat.st_size)
         return cls(root, files)
+
+
+def _index_mark(root: Path) -> tuple[int, int] | None:
+    """What changes when a build rewrites its page: ``index.html``'s modification time and size."""
+    try:
+        stat = (root / INDEX).stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+class WatchedBuild:
+    """The build at ``root`` as last listed, listed again (`DashboardFiles.scan`) when its ``index.html`` has
+    changed (looked at every ``every_s`` seconds, and at once when a request ``missed`` a file: the page may
+    be new), or when a file was missed and ``every_s`` has passed (a file the build wrote after its page): a
+    stat of one file, a listing of a few dozen files per rebuild and at most one a second."""
+
+    def __init__(
+        self, first: DashboardFiles, *, every_s: float = 1.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.every_s = every_s
+        self._clock = clock
+        self._files = first
+        self._mark = _index_mark(first.root)
+        self._looked = clock()
+        self._lock = threading.Lock()
+
+    @property
+    def root(self) -> Path:
+        return self._files.root
+
+    def current(self, *, missed: bool = False) -> DashboardFiles:
+        """The files to serve now; ``missed``: a file was asked for that the current listing lacks."""
+        now = self._clock()
+        due = now - self._looked >= self.every_s
+        if not (due or missed):
+            return self._files
+        with self._lock:
+            mark = _index_mark(self._files.root)  # a miss looks at once: the page may be new
+            if mark != self._mark or (missed and due):
+                self._files = DashboardFiles.scan(self._files.root)
+            if due or mark != self._mark:
+                self._looked = now
+            self._mark = mark
+        return self._files

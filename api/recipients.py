@@ -17,7 +17,7 @@ from litestar.params import QueryParameter
 
 from api.context import ApiContext, RecipientPath, account_dependency
 from api.sql import best_time as bt
-from api.sql import deliveries, messages, pages
+from api.sql import deliveries, messages, pages, privacy
 from api.sql import recipients as sql
 from schemas.recipient import normalize_recipient
 
@@ -41,7 +41,8 @@ def recipient_view(
     to them: the modal hour and weekday of their human opens in their own time zone (GeoIP), or, below 5
     such opens, of the audience of the campaigns they were sent, then of the account (`basis` says); and
     what their mail service reported: the latest delivery event, whether any message hard-bounced or drew a
-    complaint, and how many of their messages had each event."""
+    complaint, and how many of their messages had each event; and `tracking`: "off" while they are on
+    do-not-track (their opens and clicks are not recorded), else "on"."""
     db = ctx.store.database
     recipient = normalize_recipient(recipient)  # stored in this form (schemas.recipient)
     message_rows = ctx.read(sql.recipient_messages(db, account, recipient, limit=limit))
@@ -68,4 +69,10 @@ def recipient_view(
         best=best,
     )
     delivery = ctx.read(deliveries.recipient_deliveries(db, account, recipient))
-    return {**answer, **deliveries.shape_recipient_deliveries(delivery)}
+    tags = [tag.hex() for tag in ctx.keyring.recipient_tags(account, recipient)]
+    suppressed = bool(ctx.read(privacy.recipient_suppressed(db, account, tags))[0][0])
+    return {
+        **answer,
+        **deliveries.shape_recipient_deliveries(delivery),
+        "tracking": "off" if suppressed else "on",
+    }

@@ -24,7 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from api.campaigns import CampaignAnalyticsController, CampaignController
 from api.context import ApiContext
 from api.dashboard import dashboard
-from api.dashboard_files import DashboardFiles
+from api.dashboard_files import DashboardFiles, WatchedBuild
 from api.docs_pages import docs_router, render_plugins
 from api.errors import EXCEPTION_HANDLERS, check_request
 from api.live import LiveController
@@ -579,7 +579,8 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
     document(litestar, bodies=[MessageIn, BatchIn, InstrumentIn, WebhookIn, MailServiceIn])
     inner = recipient_paths(cast(ASGIApp, litestar))  # a recipient's '/' stays in its path segment
     if store is not None:
-        inner = dashboard(files, inner)  # `/`, `/assets/…`: the dashboard's build, in front of the API
+        # `/`, `/assets/…`: the dashboard's build, in front of the API (a rebuild is served without a restart)
+        inner = dashboard(WatchedBuild(files), inner)
     if "edge" not in components.roles or components.publisher is None:
         return inner, litestar
     edge = Edge(

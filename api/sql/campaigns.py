@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from datetime import date, timedelta
 from typing import Any
 
 from api.sql import filtered, pages
@@ -71,6 +72,17 @@ def campaign_parts(db: str, account: str, campaign_id: str) -> Query:
     return Query(
         f"SELECT sum(cityHash64(_part)), count() FROM {db}.rollups WHERE {CAMPAIGN_SCOPE}",
         {"account": account, "campaign_id": campaign_id},
+    )
+
+
+def campaigns_parts(db: str, account: str, campaign_ids: Sequence[str]) -> Query:
+    """`campaign_parts` of several campaigns in one query: rows ``(campaign_id, signature, rows)`` for those
+    with rollup rows."""
+    return Query(
+        f"""SELECT campaign_id, sum(cityHash64(_part)), count() FROM {db}.rollups
+            WHERE account = {{account:String}} AND campaign_id IN {{campaign_ids:Array(String)}}
+            GROUP BY campaign_id""",
+        {"account": account, "campaign_ids": list(campaign_ids)},
     )
 
 
@@ -173,7 +185,8 @@ def campaign_list(db: str, account: str, *, limit: int, cursor: str | None, q: s
 
 
 def campaigns_counts(db: str, account: str, campaign_ids: Sequence[str]) -> tuple[ExactRead, ExactRead]:
-    """Human opens and clicks, and messages sent, of several campaigns."""
+    """Human opens and clicks per UTC day (rows ``(campaign, kind, day, hits)``), and messages sent, opened
+    and clicked by people (`shape_summary`'s sent, unique opens and unique clicks), of several campaigns."""
     scope = "account = {account:String} AND campaign_id IN {campaign_ids:Array(String)}"
     parameters = {"account": account, "campaign_ids": list(campaign_ids)}
     hits = ExactRead(
@@ -182,17 +195,30 @@ def campaigns_counts(db: str, account: str, campaign_ids: Sequence[str]) -> tupl
         keys=("campaign_id", *ROLLUP_KEYS),
         sizes=(("hits", "hits"),),
         parameters=parameters,
-        out=(("campaign_id", "campaign_id"), ("kind", "kind")),
+        out=(("campaign_id", "campaign_id"), ("kind", "kind"), ("day", "toDate(at)")),
     )
     messages = ExactRead(
         f"{db}.rollups",
-        f"{scope} AND rollup = 'messages' AND kind = 'sent'",
+        f"{scope} AND rollup = 'messages' "
+        "AND (kind = 'sent' OR (kind IN ('open', 'click') AND who = 'human'))",
         keys=("campaign_id", *ROLLUP_KEYS),
         sizes=(("messages", "messages"),),
         parameters=parameters,
         out=(("campaign_id", "campaign_id"), ("event", "kind")),
     )
     return hits, messages
+
+
+def _every_day(opens: dict[date, int]) -> list[dict[str, Any]]:
+    """``{day, opens}`` for each UTC day from the first with an open to the last, days without one as 0."""
+    if not opens:
+        return []
+    day, last = min(opens), max(opens)
+    days = []
+    while day <= last:
+        days.append({"day": day.isoformat(), "opens": opens.get(day, 0)})
+        day += timedelta(days=1)
+    return days
 
 
 def shape_campaign_page(
@@ -202,20 +228,35 @@ def shape_campaign_page(
     message_rows: Iterable[tuple[Any, ...]],
     unregistered_rows: Iterable[tuple[Any, ...]] = (),
 ) -> dict[str, Any]:
-    hits = {(c, k): int(n) for c, k, n in hit_rows}
+    hits: Counter[tuple[str, str]] = Counter()
+    opens_by_day: dict[str, dict[date, int]] = {}
+    for c, k, day, n in hit_rows:
+        hits[c, k] += int(n)
+        if k == "open":
+            opens_by_day.setdefault(c, {})[day] = int(n)
     messages = {(c, e): int(n) for c, e, n in message_rows}
     for c, n in unregistered_rows:  # `unregistered_messages`: counted as sent
         messages[c, "sent"] = messages.get((c, "sent"), 0) + int(n)
     items = []
     for campaign_id, first_ms, last_ms in page[:limit]:
+        sent = messages.get((campaign_id, "sent"), 0)
+        unique_opens = messages.get((campaign_id, "open"), 0)
+        unique_clicks = messages.get((campaign_id, "click"), 0)
         items.append(
             {
                 "campaign_id": campaign_id,
-                "sent": messages.get((campaign_id, "sent"), 0),
+                "sent": sent,
                 "first_sent_at": iso_ms(first_ms),
                 "last_sent_at": iso_ms(last_ms),
                 "opens": hits.get((campaign_id, "open"), 0),
                 "clicks": hits.get((campaign_id, "click"), 0),
+                # As the campaign's summary says them; over delivered mail where it has delivery data
+                # (`api.sql.deliveries.with_campaign_deliveries`).
+                "unique_opens": unique_opens,
+                "open_rate": rate(unique_opens, sent),
+                "unique_clicks": unique_clicks,
+                "click_rate": rate(unique_clicks, sent),
+                "opens_by_day": _every_day(opens_by_day.get(campaign_id, {})),
             }
         )
     more = len(page) > limit

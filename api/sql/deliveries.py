@@ -230,12 +230,18 @@ def with_deliveries(summary: dict[str, Any], row: Sequence[Any] | None) -> dict[
 def with_campaign_deliveries(page: dict[str, Any], rows: Iterable[Sequence[Any]]) -> dict[str, Any]:
     """A page of the campaign list (`api.sql.campaigns.shape_campaign_page`) with each campaign's
     ``delivered``, ``bounced`` and ``delivery_rate`` (null without delivery data), from `campaigns_delivery`
-    rows of its campaigns that have some."""
+    rows of its campaigns that have some; their open and click rates over delivered mail, as `with_deliveries`
+    gives them in the summary."""
     by_campaign = {row[0]: row[1:] for row in rows}
     items = []
     for item in page["items"]:
-        delivery = shape_delivery(by_campaign.get(item["campaign_id"]), sent=item["sent"])
-        items.append({**item, **{k: delivery[k] for k in ("delivered", "bounced", "delivery_rate")}})
+        row = by_campaign.get(item["campaign_id"])
+        delivery = shape_delivery(row, sent=item["sent"])
+        listed = {**item, **{k: delivery[k] for k in ("delivered", "bounced", "delivery_rate")}}
+        if row is not None:
+            listed["open_rate"] = rate(item["unique_opens"], delivery["delivered"])
+            listed["click_rate"] = rate(item["unique_clicks"], delivery["delivered"])
+        items.append(listed)
     return {**page, "items": items}
 
 

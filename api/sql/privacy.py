@@ -26,6 +26,17 @@ def suppressed_tags(db: str) -> Query:
     return Query(f"SELECT DISTINCT recipient_tags FROM {db}.suppression_tags FINAL WHERE NOT tracking", {})
 
 
+def recipient_suppressed(db: str, account: str, tags: Sequence[str]) -> Query:
+    """One row ``(suppressed,)``: whether a recipient with these tags (hex, under the keyring's keys) is on
+    do-not-track, by the rule the edge and processors apply (`suppressed_tags`: every tag listed by a tag
+    whose newest row is not tracking)."""
+    return Query(
+        f"SELECT count() > 0 FROM {db}.suppression_tags FINAL WHERE account = {{account:String}} "
+        "AND NOT tracking AND hasAny(recipient_tags, {tags:Array(String)})",
+        {"account": account, "tags": list(tags)},
+    )
+
+
 def plain_suppressions(db: str) -> Query:
     """0004's suppressions by address, to be turned into tags (`api.privacy.migrate_plain_suppressions`)."""
     return Query(

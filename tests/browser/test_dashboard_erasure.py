@@ -1,5 +1,6 @@
 """Erasing a recipient from their page: the page asks for confirmation first (nothing is erased before), and
-once confirmed the API knows the recipient no more. A module of its own: it changes the data."""
+once confirmed the API knows the recipient no more; and do-not-track from their page, as the API says it
+after a reload. A module of its own: it changes the data."""
 
 from __future__ import annotations
 
@@ -37,3 +38,29 @@ async def test_erasure_asks_for_confirmation_then_the_api_shows_the_recipient_er
     assert await status(served, "GET", "/v1/messages/m-bob") == 404
     assert await status(served, "DELETE", "/v1/recipients/bob@example.com") == 404  # nothing left
     assert (await served.api("/v1/campaigns/spring-sale/summary"))["sent"] == 5
+
+
+async def tracking_shown(page: Any) -> str:
+    state = page.get_by_test_id("tracking-state")
+    await page.wait_for_selector("body[data-ready=recipient]")
+    return str(await state.get_attribute("data-tracking"))
+
+
+async def test_do_not_track_is_shown_as_the_api_says_it_after_a_reload(page: Any, served: Served) -> None:
+    await sign_in(page)
+    await page.goto("/#/recipients/cat@example.com")
+    assert await tracking_shown(page) == "on"
+    stop = page.get_by_role("button", name="Stop tracking this recipient")
+    again = page.get_by_role("button", name="Track this recipient again")
+    assert (await stop.is_enabled(), await again.is_enabled()) == (True, False)
+    await stop.click()
+    await page.locator("[data-testid=tracking-state][data-tracking=off]").wait_for()
+    assert (await served.api("/v1/recipients/cat@example.com"))["tracking"] == "off"
+    await page.reload()
+    assert await tracking_shown(page) == "off"  # the API's state, not the page's memory
+    assert (await stop.is_enabled(), await again.is_enabled()) == (False, True)
+    await again.click()
+    await page.locator("[data-testid=tracking-state][data-tracking=on]").wait_for()
+    await page.reload()
+    assert await tracking_shown(page) == "on"
+    assert (await served.api("/v1/recipients/cat@example.com"))["tracking"] == "on"

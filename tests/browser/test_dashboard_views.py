@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -68,6 +69,38 @@ async def test_the_campaign_list_shows_the_apis_numbers(page: Any, served: Serve
         assert {"sent", "unique_opens", "open_rate", "clicks", "click_rate"} <= set(seen)
     assert on_page[f"campaign-{SPRING}-unique_opens"] == ("3", "3")
     assert on_page[f"campaign-{SPRING}-delivered"] == ("5", "5")  # Postmark's events (dataset.deliver)
+
+
+async def test_the_campaign_list_is_one_request_and_shows_each_summarys_numbers(
+    page: Any, served: Served
+) -> None:
+    asked: list[str] = []
+
+    def note(request: Any) -> None:
+        url = urlsplit(request.url)
+        if url.path.startswith("/v1/"):
+            asked.append(url.path)
+
+    page.on("request", note)
+    await sign_in(page)  # "/" is the list
+    await page.wait_for_selector("body[data-ready=campaigns]")
+    assert asked == ["/v1/campaigns"]
+    await page.reload()  # signed in already: the list at once
+    await page.wait_for_selector("body[data-ready=campaigns]")
+    assert asked == ["/v1/campaigns"] * 2
+    on_page = await numbers(page)
+    listed = (await served.api("/v1/campaigns"))["items"]
+    for item in listed:
+        # The list's own numbers are the campaign summary's (its rates over delivered mail where it has
+        # delivery data, as the summary's), exactly.
+        summary = await served.api(f"/v1/campaigns/{item['campaign_id']}/summary")
+        fields = ("sent", "unique_opens", "open_rate", "clicks", "click_rate")
+        assert {f: item[f] for f in fields} == {f: summary[f] for f in fields}
+        seen = assert_equal(on_page, f"campaign-{item['campaign_id']}-", summary)
+        assert set(fields) <= set(seen)
+    spring = next(item for item in listed if item["campaign_id"] == SPRING)
+    assert (spring["delivered"], spring["unique_opens"], spring["open_rate"]) == (5, 3, 0.6)
+    assert on_page[f"campaign-{SPRING}-open_rate"] == ("0.6", "60.00%")
 
 
 async def test_the_campaign_report_shows_the_apis_numbers(page: Any, served: Served) -> None:

@@ -17,6 +17,7 @@ import pytest
 
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import build_app, build_components
+from tests.integration.helpers import wait_for
 from tests.serving import serving
 
 DASHBOARD_CSP = (
@@ -241,3 +242,17 @@ def test_a_process_without_the_api_role_serves_no_dashboard(env: dict[str, str],
     with serving(app) as base:
         assert httpx.get(f"{base}/", timeout=10).status_code == 404
         assert httpx.get(f"{base}/assets/index-Ab12Cd34.js", timeout=10).status_code == 404
+
+
+def test_a_rebuild_is_served_without_a_restart(env: dict[str, str], dist: Path) -> None:
+    """`make install` while pixelpipe runs: the new page and its new hashed assets are served within a
+    second or so (the build is looked at again at most once a second), the old assets are gone."""
+    with api_process(env, dist) as base, httpx.Client(base_url=base, timeout=10) as client:
+        assert client.get("/").content == INDEX
+        new_index = INDEX.replace(b"index-Ab12Cd34.js", b"index-Zx98Wv76.js")
+        (dist / "assets" / "index-Ab12Cd34.js").unlink()
+        (dist / "assets" / "index-Zx98Wv76.js").write_bytes(b"document.title = 'rebuilt';\n")
+        (dist / "index.html").write_bytes(new_index + b"<!-- rebuilt -->")
+        wait_for(lambda: client.get("/").content, lambda page: page.endswith(b"<!-- rebuilt -->"), 10)
+        assert client.get("/assets/index-Zx98Wv76.js").text == "document.title = 'rebuilt';\n"
+        assert client.get("/assets/index-Ab12Cd34.js").status_code == 404

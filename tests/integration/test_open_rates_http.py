@@ -199,3 +199,10 @@ def test_a_message_clicked_without_an_open_says_it_was_opened_by_implication(ser
         "m-machine-click": (0, 1, False, False),  # its pixel loaded: a machine-only open, not implied
         "m-none": (0, 0, False, False),
     }
+
+
+def test_the_reports_summary_carries_them(served: httpx.Client) -> None:
+    report = _json(served, "/v1/campaigns/rates/report")
+    stats = _json(served, "/v1/campaigns/rates/summary")
+    assert {k: report["summary"][k] for k in FIELDS} == {k: stats[k] for k in FIELDS}
+    assert (report["summary"]["implied_opens"], report["summary"]["mpp_adjusted_open_rate"]) == (1, 0.6)

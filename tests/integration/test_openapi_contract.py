@@ -36,6 +36,7 @@ ACCEPTS_WITH_400 = [
     "/v1/messages/batch",
     "/v1/instrument",
     "/v1/campaigns/{campaign_id}/timeseries",
+    "/v1/campaigns/{campaign_id}/report",  # its time series' `tz`
     "/v1/campaigns",
     "/v1/webhooks",  # a host that resolves to a private address
     "/v1/mail-services/{provider}",  # the keys each provider takes (`schemas.mail_services`)

@@ -66,3 +66,34 @@ def test_the_oldest_campaign_leaves_first_beyond_the_bound() -> None:
     assert reads.read(parts, "db", "a", "c1", variant=0, compute=lambda: 99) == 99  # variant 0 was dropped
     assert reads.read(parts, "db", "a", "c1", variant=2, compute=lambda: 99) == 2
     assert repr(reads) == "CampaignReads(2 kept)"
+
+
+class PageParts:
+    """The store's answer to the page's signature query (`campaigns_parts`), as the test sets it."""
+
+    def __init__(self) -> None:
+        self.signatures: dict[str, tuple[int, int]] = {"c1": (11, 3), "c2": (21, 4)}
+
+    def __call__(self, q: Query) -> list[tuple[Any, ...]]:
+        assert "cityHash64(_part)" in q.sql
+        return [(c, *s) for c, s in self.signatures.items() if c in q.parameters["campaign_ids"]]
+
+
+def test_a_page_of_campaigns_computes_only_those_whose_parts_changed_together() -> None:
+    parts, reads, asked = PageParts(), CampaignReads(), []
+
+    def compute(changed: list[str]) -> dict[str, str]:
+        asked.append(changed)
+        return {c: f"{c}@{parts.signatures.get(c, (0, 0))[0]}" for c in changed}
+
+    def page(*ids: str) -> dict[str, str]:
+        return reads.read_many(parts, "db", "a", list(ids), variant="list", compute=compute)
+
+    assert page("c1", "c2", "c3") == {"c1": "c1@11", "c2": "c2@21", "c3": "c3@0"}
+    assert page("c1", "c2", "c3") == {"c1": "c1@11", "c2": "c2@21", "c3": "c3@0"}
+    parts.signatures["c2"] = (22, 5)  # an open of c2 wrote a part
+    assert page("c2", "c1") == {"c2": "c2@22", "c1": "c1@11"}
+    # c3 has no rollup rows: never kept, so computed each time; c2 once more after its change
+    assert asked == [["c1", "c2", "c3"], ["c3"], ["c2"]]
+    assert page() == {}
+    assert reads.read(lambda q: [(11, 3)], "db", "a", "c1", variant="list", compute=lambda: "x") == "c1@11"

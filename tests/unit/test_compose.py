@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from pixelpipe.app import ROLES
-from pixelpipe.settings import load
+from pixelpipe.settings import DEFAULT_DASHBOARD_DIR, load
 
 ROOT = Path(__file__).parent.parent.parent
 COMPOSE = yaml.safe_load((ROOT / "compose.yaml").read_text())
@@ -82,7 +82,7 @@ def test_the_image_builds_every_package_and_the_native_path_without_dev_tools() 
     for package in re.findall(r'"([a-z_]+)"', shipped.group(1)):
         assert f"COPY {package} {package}" in dockerfile, package
     assert "COPY native native" in dockerfile
-    build_stage, runtime_stage = dockerfile.split("\nFROM ")[1:]
+    build_stage, runtime_stage = dockerfile.split("\nFROM ")[-2:]  # after the dashboard's stage
     assert "/usr/local/cargo" in build_stage
     assert "cargo" not in runtime_stage
     assert "gcc" not in runtime_stage
@@ -91,3 +91,27 @@ def test_the_image_builds_every_package_and_the_native_path_without_dev_tools() 
     assert all("--locked" in s and "--no-dev" in s and "--no-group bench" in s for s in syncs)
     assert "PIXELPIPE_NATIVE_EDGE=on" in dockerfile
     assert "native/target" in (ROOT / ".dockerignore").read_text()
+
+
+def test_the_image_builds_the_dashboard_from_its_lock_file_and_serves_it() -> None:
+    """The dashboard's stage (no Docker engine here either): Node installs the packages the lock file pins
+    (`npm ci`), every file of web/ the build reads is copied in, and the runtime stage takes only the build's
+    output, where the API role looks for it by default; no Node in the runtime."""
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    _, web_stage, *_, runtime_stage = dockerfile.split("\nFROM ")
+    assert re.match(r"node:\d+-slim AS web\n", web_stage)
+    assert "COPY web/package.json web/package-lock.json ./" in web_stage
+    assert "RUN npm ci " in web_stage
+    assert "npm install" not in web_stage
+    assert "RUN npm run build" in web_stage
+    copied = {
+        Path(name).name
+        for line in re.findall(r"^COPY (web/[^\n]+)$", web_stage, re.MULTILINE)
+        for name in line.split()[:-1]
+    }
+    sources = {p.name for p in (ROOT / "web").iterdir() if not p.name.startswith(".")}
+    assert sources - {"node_modules", "dist"} <= copied, sources - copied
+    dist = DEFAULT_DASHBOARD_DIR.relative_to(ROOT)
+    assert f"COPY --from=web /web/dist /app/{dist.as_posix()}" in runtime_stage
+    assert "node" not in runtime_stage.split("COPY --from=web")[0].lower()
+    assert {"web/node_modules", "web/dist"} <= set((ROOT / ".dockerignore").read_text().split())

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from api.dashboard import answer
-from api.dashboard_files import IMMUTABLE, REVALIDATE, DashboardFiles, content_type
+from api.dashboard_files import IMMUTABLE, REVALIDATE, DashboardFiles, WatchedBuild, content_type
 from api.docs_pages import SWAGGER_JS, locate
 
 
@@ -65,3 +65,31 @@ def test_the_answer_to_each_path(tmp_path: Path) -> None:
     assert not_built is not None
     assert not_built.status == 200
     assert b"The dashboard is not built" in not_built.body
+
+
+def test_a_rebuild_is_listed_again_once_its_page_changed_or_a_file_was_missed(tmp_path: Path) -> None:
+    root = tmp_path / "dist"
+    root.mkdir()
+    now = [100.0]
+    watched = WatchedBuild(DashboardFiles.scan(root), every_s=1.0, clock=lambda: now[0])
+    assert not watched.current().built  # no build yet
+    (root / "assets").mkdir()
+    (root / "assets" / "index-Ab12.js").write_text("1")
+    (root / "index.html").write_text("<script src=/assets/index-Ab12.js>")
+    assert not watched.current().built  # looked less than a second ago
+    now[0] += 1.0
+    assert sorted(watched.current().files) == ["/assets/index-Ab12.js", "/index.html"]
+    # A file written after the page (the build's last step), asked for: listed on the next look.
+    (root / "docs-assets").mkdir()
+    (root / "docs-assets" / "redoc.js").write_text("2")
+    now[0] += 1.0
+    assert "/docs-assets/redoc.js" not in watched.current().files  # the page is the same: not listed again
+    now[0] += 1.0
+    assert "/docs-assets/redoc.js" in watched.current(missed=True).files
+    # A new build: new hashed names, a new page (another size); the old names are gone.
+    (root / "assets" / "index-Ab12.js").unlink()
+    (root / "assets" / "index-Cd34.js").write_text("3")
+    (root / "index.html").write_text("<script src=/assets/index-Cd34.js></script>")
+    now[0] += 1.0
+    rebuilt = sorted(watched.current().files)
+    assert rebuilt == ["/assets/index-Cd34.js", "/docs-assets/redoc.js", "/index.html"]

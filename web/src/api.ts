@@ -98,6 +98,11 @@ export interface CampaignItem {
   last_sent_at: string | null;
   opens: number;
   clicks: number;
+  unique_opens: number;
+  open_rate: number; // over delivered mail where the campaign has delivery data, as its summary says
+  unique_clicks: number;
+  click_rate: number;
+  opens_by_day: { day: string; opens: number }[];
 }
 
 export interface Page<T> {
@@ -283,6 +288,18 @@ export interface Recipient {
   more_messages: boolean;
   opens: number;
   open_history: OpenRecord[];
+  best_time_to_send: BestTime;
+  tracking?: "on" | "off"; // off: on do-not-track
+}
+
+/** GET /v1/campaigns/{id}/report: every part of the report, each as its own route answers it. */
+export interface Report {
+  campaign_id: string;
+  summary: Summary;
+  timeseries: TimeSeries;
+  breakdowns: Record<"client" | "device" | "os" | "country", Breakdown>;
+  links: LinkRow[];
+  filtered: Filtered;
   best_time_to_send: BestTime;
 }
 

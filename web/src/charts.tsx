@@ -16,11 +16,16 @@ export function loadEcharts(): Promise<Echarts> {
 type WorldMap = typeof import("./worldmap");
 let mapLoading: Promise<WorldMap> | null = null;
 
+let mapLoaded: WorldMap | null = null;
+
 /** The world map's atlas (its own chunk; registers the "world" map with ECharts). */
 export function loadWorldMap(): Promise<WorldMap> {
-  mapLoading ??= import("./worldmap");
+  mapLoading ??= import("./worldmap").then((map) => (mapLoaded = map));
   return mapLoading;
 }
+
+/** The atlas if its chunk has loaded, else null. */
+export const loadedWorldMap = (): WorldMap | null => mapLoaded;
 
 export const PALETTE = ["#1f5fbf", "#c2410c", "#15803d", "#7e22ce", "#b91c1c", "#0e7490", "#a16207"];
 
@@ -54,9 +59,17 @@ export function Chart({ option, label, height = 260, className }: Props) {
       const instance = echarts.init(box.current, null, { renderer: "canvas" });
       draw(instance, latest.current);
       chart.current = instance;
-      // A resize already queued when the view goes away must not reach the disposed chart.
+      // A resize already queued when the view goes away must not reach the disposed chart. The observer's
+      // first call (made for every observed box) finds the size `init` drew at: laid out again only when the
+      // box has really changed, so each chart is drawn once, not twice, on the way to the first paint.
+      let drawn = `${box.current.clientWidth}x${box.current.clientHeight}`;
       observer = new ResizeObserver(() => {
-        if (!instance.isDisposed() && instance.getDom()?.isConnected) instance.resize();
+        const dom = instance.getDom();
+        if (instance.isDisposed() || !dom?.isConnected) return;
+        const size = `${dom.clientWidth}x${dom.clientHeight}`;
+        if (size === drawn) return;
+        drawn = size;
+        instance.resize();
       });
       observer.observe(box.current);
     });

@@ -80,7 +80,7 @@ const first = parse(location.hash);
 if (first.view === "campaign") {
   void loadEcharts();
   void loadWorldMap();
-  prefetch(Object.values(reportPaths(first.id)));
+  prefetch([reportPaths(first.id).report]);
 } else if (first.view === "campaigns") {
   void loadEcharts();
 }

@@ -1,19 +1,18 @@
-// A campaign's report. Every part is fetched at once, in parallel (and the charts library with them), and
-// drawn as it arrives. The live feed adds opens and clicks to the counters as they come, without a request
+// A campaign's report. Every part comes in one answer (GET /v1/campaigns/{id}/report, fetched alongside the
+// charts library), each as its own route gives it. The live feed adds opens and clicks to the counters as they come, without a request
 // per hit: the summary is re-read at most once every RECONCILE_MS to pick up the API's exact numbers.
 import { useCallback, useEffect, useMemo, useRef, useState } from "preact/hooks";
 import {
   enc,
-  type BestTime,
   type Breakdown,
   type BreakdownRow,
   type Filtered,
-  type LinkRow,
   type Notice,
+  type Report,
   type Summary,
   type TimeSeries,
 } from "../api";
-import { Chart, loadEcharts, loadWorldMap } from "../charts";
+import { Chart, loadEcharts, loadedWorldMap, loadWorldMap } from "../charts";
 import * as fmt from "../format";
 import { useGet, useReady, type Loaded } from "../hooks";
 import { useLive } from "../live";
@@ -32,10 +31,14 @@ const DIMENSIONS = [
   { by: "country", title: "Countries" },
 ] as const;
 
+let zoneList: string[] | null = null; // some 430 names: listed once, not at every render of the report
+
 function zones(): string[] {
+  if (zoneList) return zoneList;
   const own = ownZone();
   const all = (Intl as unknown as { supportedValuesOf?: (k: string) => string[] }).supportedValuesOf?.("timeZone") ?? [];
-  return Array.from(new Set(["UTC", own, ...all]));
+  zoneList = Array.from(new Set(["UTC", own, ...all]));
+  return zoneList;
 }
 
 type Bucket = "minute" | "hour" | "day";
@@ -55,6 +58,8 @@ export function reportPaths(id: string, includeMachine = false, bucket: Bucket =
     device: `${base}/breakdown?by=device&include_machine=${machine}`,
     os: `${base}/breakdown?by=os&include_machine=${machine}`,
     country: `${base}/breakdown?by=country&include_machine=${machine}`,
+    // Every part above in one answer: what the report draws first (one request, one campaign check).
+    report: `${base}/report?bucket=${bucket}&tz=${enc(tz)}&include_machine=${machine}`,
   };
 }
 
@@ -64,19 +69,25 @@ export function CampaignReport({ id }: { id: string }) {
   const [tz, setTz] = useState(ownZone);
   const paths = reportPaths(id, includeMachine, bucket, tz);
   const [reconciled, setReconciled] = useState(0);
+  const zoneOptions = useMemo(() => zones().map((z) => <option key={z} value={z}>{z}</option>), []);
 
   const [chartsReady, setChartsReady] = useState(false);
   useEffect(() => void Promise.all([loadEcharts(), loadWorldMap()]).then(() => setChartsReady(true)), []);
-  const summary = useGet<Summary>(paths.summary, reconciled);
-  const series = useGet<TimeSeries>(paths.series);
-  const links = useGet<{ links: LinkRow[] }>(paths.links);
-  const filtered = useGet<Filtered>(paths.filtered);
-  const best = useGet<{ best_time_to_send: BestTime }>(paths.best);
+  // The report in one request; the summary alone again when the live feed asks for the exact numbers.
+  const report = useGet<Report>(paths.report);
+  const summaryAgain = useGet<Summary>(reconciled > 0 ? paths.summary : null, reconciled);
+  const r = report.data;
+  const part = <T,>(data: T | undefined): Loaded<T> => ({ data: data ?? null, error: report.error, loading: report.loading });
+  const summary = reconciled > 0 && summaryAgain.data ? summaryAgain : part(r?.summary);
+  const series = part(r?.timeseries);
+  const links = part(r ? { links: r.links } : undefined);
+  const filtered = part(r?.filtered);
+  const best = part(r ? { best_time_to_send: r.best_time_to_send } : undefined);
   const breakdowns = {
-    client: useGet<Breakdown>(paths.client),
-    device: useGet<Breakdown>(paths.device),
-    os: useGet<Breakdown>(paths.os),
-    country: useGet<Breakdown>(paths.country),
+    client: part(r?.breakdowns.client),
+    device: part(r?.breakdowns.device),
+    os: part(r?.breakdowns.os),
+    country: part(r?.breakdowns.country),
   };
   const parts = [summary, series, links, filtered, best, ...Object.values(breakdowns)];
   useReady("report", chartsReady && parts.every((p) => !p.loading && (p.data !== null || p.error !== null)));
@@ -154,11 +165,7 @@ export function CampaignReport({ id }: { id: string }) {
           </select>
           <label for="tz">Time zone</label>
           <select id="tz" value={tz} onChange={(e) => setTz((e.target as HTMLSelectElement).value)}>
-            {zones().map((z) => (
-              <option key={z} value={z}>
-                {z}
-              </option>
-            ))}
+            {zoneOptions}
           </select>
         </div>
         {series.error && <p class="error" role="alert">{series.error}</p>}
@@ -333,16 +340,18 @@ function SeriesView({ series }: { series: TimeSeries }) {
   const [open, setOpen] = useState(false); // the table is drawn only when asked for: a month is 720 rows
   const option = useMemo(() => {
     const names = points.map((p) => p.t.slice(0, series.bucket === "day" ? 10 : 16).replace("T", " "));
+    // A long campaign is thousands of hours: its bars are drawn in one batch (ECharts' large mode).
     const lines = [
       { name: "Opens", type: "line", data: points.map((p) => p.opens), showSymbol: points.length < 60 },
       { name: "Clicks", type: "line", data: points.map((p) => p.clicks), showSymbol: points.length < 60 },
-      { name: "Machine opens", type: "bar", data: points.map((p) => p.machine_opens), barMaxWidth: 12 },
+      { name: "Machine opens", type: "bar", data: points.map((p) => p.machine_opens), barMaxWidth: 12, large: true },
     ];
     return {
       tooltip: { trigger: "axis" },
       legend: { top: 0 },
       grid: { left: 45, right: 15, top: 35, bottom: 40 },
-      xAxis: { type: "category", data: names },
+      // About a dozen labels, chosen here: ECharts' own choice measures the labels of every bucket.
+      xAxis: { type: "category", data: names, axisLabel: { interval: Math.max(0, Math.ceil(names.length / 12) - 1) } },
       yAxis: { type: "value", minInterval: 1 },
       series: lines,
     };
@@ -412,8 +421,9 @@ function BreakdownCard({ by, title, data }: { by: string; title: string; data: L
 
 /** Opens per country on a world map; countries the atlas has no shape for are still in the ranking below. */
 function WorldMap({ rows }: { rows: BreakdownRow[] }) {
-  const [atlas, setAtlas] = useState<{ atlasName: (code: string) => string | null } | null>(null);
-  useEffect(() => void loadWorldMap().then(setAtlas), []);
+  // At once when its chunk is in (the report is marked drawn only then), so the map is drawn with the rest.
+  const [atlas, setAtlas] = useState<{ atlasName: (code: string) => string | null } | null>(loadedWorldMap);
+  useEffect(() => void (atlas || loadWorldMap().then(setAtlas)), []);
   const option = useMemo(() => {
     if (!atlas) return null;
     const data = rows

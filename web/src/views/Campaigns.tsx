@@ -1,7 +1,7 @@
-// Campaigns: the account's campaigns (GET /v1/campaigns, searched by the API's `q`), each row completed by its
-// summary (unique opens, rates, delivered) and a daily trend, fetched a few at a time; sorted in the page.
+// Campaigns: the account's campaigns (GET /v1/campaigns, searched by the API's `q`), one request per page:
+// each row's numbers, rates and daily trend are the list's own fields; sorted in the page.
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { enc, get, type CampaignItem, type Page, type Summary, type TimeSeries } from "../api";
+import { get, type CampaignItem, type Page } from "../api";
 import { Chart, loadEcharts } from "../charts";
 import { useReady } from "../hooks";
 import * as fmt from "../format";
@@ -10,25 +10,7 @@ import { Num } from "../stat";
 import { DataTable, type Column } from "../table";
 import { EmptyState } from "./EmptyState";
 
-interface Row extends CampaignItem {
-  summary?: Summary;
-  trend?: number[];
-  failed?: boolean; // its summary or trend could not be read: shown as dashes
-}
-
-const PARALLEL = 4;
-
-/** Run `work` over `items`, at most PARALLEL at a time, calling `done` as each finishes. */
-function pool<T>(items: T[], work: (item: T) => Promise<void>, signal: AbortSignal): void {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length && !signal.aborted) {
-      const item = items[next++];
-      await work(item).catch(() => undefined);
-    }
-  };
-  for (let i = 0; i < PARALLEL; i++) void worker();
-}
+type Row = CampaignItem;
 
 function Sparkline({ points, id }: { points: number[]; id: string }) {
   const option = useMemo(
@@ -39,7 +21,7 @@ function Sparkline({ points, id }: { points: number[]; id: string }) {
       // One day of data is one point: drawn as a dot, since a line needs two.
       series: [{ type: "line", data: points, showSymbol: points.length < 2, symbolSize: 5, lineStyle: { width: 1.5 }, areaStyle: { opacity: 0.15 } }],
     }),
-    [points],
+    [points.join()],
   );
   return <Chart option={option} height={28} className="spark" label={`Opens per day of ${id}: ${points.join(", ")}`} />;
 }
@@ -63,28 +45,10 @@ export function Campaigns() {
     setState("loading");
     get<Page<CampaignItem>>(`/v1/campaigns?${params}`, abort.signal).then(
       (page) => {
-        const fresh: Row[] = page.items.map((item) => ({ ...item }));
+        const fresh: Row[] = page.items;
         setRows((old) => (cursor ? [...old, ...fresh] : fresh));
         setMore(page.next_cursor);
         setState("ready");
-        const update = (id: string, patch: Partial<Row>) =>
-          setRows((old) => old.map((r) => (r.campaign_id === id ? { ...r, ...patch } : r)));
-        pool(
-          fresh,
-          async (row) => {
-            const id = enc(row.campaign_id);
-            try {
-              const [summary, series] = await Promise.all([
-                get<Summary>(`/v1/campaigns/${id}/summary`, abort.signal),
-                get<TimeSeries>(`/v1/campaigns/${id}/timeseries?bucket=day`, abort.signal),
-              ]);
-              update(row.campaign_id, { summary, trend: series.series.map((p) => p.opens) });
-            } catch {
-              if (!abort.signal.aborted) update(row.campaign_id, { failed: true });
-            }
-          },
-          abort.signal,
-        );
       },
       (e: Error) => {
         if (abort.signal.aborted) return;
@@ -117,30 +81,34 @@ export function Campaigns() {
       id: "unique_opens",
       header: "Unique opens",
       numeric: true,
-      value: (r) => r.summary?.unique_opens ?? null,
-      render: (r) => <Num value={r.summary?.unique_opens} testid={`campaign-${r.campaign_id}-unique_opens`} />,
+      value: (r) => r.unique_opens,
+      render: (r) => <Num value={r.unique_opens} testid={`campaign-${r.campaign_id}-unique_opens`} />,
     },
     {
       id: "open_rate",
       header: "Open rate",
       numeric: true,
-      value: (r) => r.summary?.open_rate ?? null,
-      render: (r) => <Num kind="rate" value={r.summary?.open_rate} testid={`campaign-${r.campaign_id}-open_rate`} />,
+      value: (r) => r.open_rate,
+      render: (r) => <Num kind="rate" value={r.open_rate} testid={`campaign-${r.campaign_id}-open_rate`} />,
     },
     { id: "clicks", header: "Clicks", numeric: true, value: (r) => r.clicks, render: (r) => <Num value={r.clicks} testid={`campaign-${r.campaign_id}-clicks`} /> },
     {
       id: "click_rate",
       header: "Click rate",
       numeric: true,
-      value: (r) => r.summary?.click_rate ?? null,
-      render: (r) => <Num kind="rate" value={r.summary?.click_rate} testid={`campaign-${r.campaign_id}-click_rate`} />,
+      value: (r) => r.click_rate,
+      render: (r) => <Num kind="rate" value={r.click_rate} testid={`campaign-${r.campaign_id}-click_rate`} />,
     },
     {
       id: "trend",
       header: "Trend",
-      value: (r) => (r.trend ? r.trend.reduce((a, b) => a + b, 0) : null),
+      value: (r) => r.opens,
       render: (r) =>
-        r.trend?.length ? <Sparkline points={r.trend} id={r.campaign_id} /> : <span class="muted">{r.trend ? "no opens" : r.failed ? "—" : "…"}</span>,
+        r.opens_by_day.length ? (
+          <Sparkline points={r.opens_by_day.map((d) => d.opens)} id={r.campaign_id} />
+        ) : (
+          <span class="muted">no opens</span>
+        ),
     },
   ];
 
@@ -150,7 +118,7 @@ export function Campaigns() {
     setApplied(query.trim());
   };
 
-  useReady("campaigns", state === "ready" && rows.every((r) => r.failed || (r.summary !== undefined && r.trend !== undefined)));
+  useReady("campaigns", state === "ready");
   if (state === "ready" && !rows.length && !applied) return <EmptyState />;
 
   return (

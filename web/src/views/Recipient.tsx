@@ -23,6 +23,8 @@ export function RecipientView({ id }: { id: string }) {
   const [problem, setProblem] = useState<string | null>(null);
   const dialog = useRef<HTMLDialogElement>(null);
   const r = data.data;
+  // The API's do-not-track state until this page changes it (then the change's answer).
+  const tracked = tracking ?? (r?.tracking === undefined ? null : r.tracking === "on");
   useReady("recipient", !data.loading);
 
   const setTrack = async (track: boolean) => {
@@ -67,18 +69,18 @@ export function RecipientView({ id }: { id: string }) {
           clicks and filtered hits and stops tracking them.
         </p>
         <div class="toolbar">
-          <button type="button" class="secondary" disabled={busy || erased !== null} onClick={() => setTrack(false)}>
+          <button type="button" class="secondary" disabled={busy || erased !== null || tracked === false} onClick={() => setTrack(false)}>
             Stop tracking this recipient
           </button>
-          <button type="button" class="secondary" disabled={busy || erased !== null} onClick={() => setTrack(true)}>
+          <button type="button" class="secondary" disabled={busy || erased !== null || tracked === true} onClick={() => setTrack(true)}>
             Track this recipient again
           </button>
           <button type="button" class="danger" disabled={busy || erased !== null} onClick={() => dialog.current?.showModal()}>
             Erase this recipient…
           </button>
         </div>
-        <p role="status" data-testid="tracking-state">
-          {tracking === null ? "" : tracking ? "Tracking is on for this recipient." : "Do-not-track is on: nothing more is recorded for this recipient."}
+        <p role="status" data-testid="tracking-state" data-tracking={tracked === null ? "" : tracked ? "on" : "off"}>
+          {tracked === null ? "" : tracked ? "Tracking is on for this recipient." : "Do-not-track is on: nothing more is recorded for this recipient."}
         </p>
         {problem && <p class="error" role="alert">{problem}</p>}
         {erased && (
