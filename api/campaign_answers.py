@@ -102,8 +102,9 @@ def campaign_summary(
     return _summary(campaign_id, counted, include_machine=include_machine, delivery_fields=delivery_fields)
 
 
-# One campaign's rows of the list's reads: (hits, messages, unregistered, delivery numbers or None).
-ListRows = tuple[Rows, Rows, Rows, tuple[int, ...] | None]
+# One campaign's rows of the list's reads: (hits, messages, unregistered, delivery numbers or None, implied
+# opens).
+ListRows = tuple[Rows, Rows, Rows, tuple[int, ...] | None, int]
 
 
 def campaign_page(
@@ -127,7 +128,8 @@ def campaign_page(
                 rows[row[0]][i].append(row)
         with_data = [row[0] for row in ctx.read(deliveries.campaigns_with_deliveries(db, account, changed))]
         numbers = ctx.delivery_numbers.read(ctx.read, db, account, with_data) if with_data else {}
-        return {c: (*rows[c], numbers.get(c)) for c in changed}
+        implied = {str(c): int(n) for c, n in ctx.read(rates.campaigns_implied_opens(db, account, changed))}
+        return {c: (*rows[c], numbers.get(c), implied.get(c, 0)) for c in changed}
 
     kept = ctx.campaign_reads.read_many(ctx.read, db, account, ids, variant="list", compute=counted)
     every = [kept[c] for c in ids]
@@ -136,9 +138,11 @@ def campaign_page(
         limit,
         [row for hits, *_ in every for row in hits],
         [row for _, messages, *_ in every for row in messages],
-        [row for *_, unregistered, _ in every for row in unregistered],
+        [row for *_, unregistered, _, _ in every for row in unregistered],
     )
-    delivery_rows = [(c, *numbers) for c, (*_, numbers) in zip(ids, every, strict=True) if numbers]
+    # Unique opens and open rates count implied opens, as the summary's do (`api.sql.open_rates`).
+    answer = rates.with_listed_implied_opens(answer, {c: kept[c][4] for c in ids})
+    delivery_rows = [(c, *numbers) for c, (*_, numbers, _) in zip(ids, every, strict=True) if numbers]
     return deliveries.with_campaign_deliveries(answer, delivery_rows)
 
 

@@ -29,7 +29,7 @@ and the non-MPP machine set beside it), counted per bucket and again only where 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +69,43 @@ def campaign_open_facts(db: str, account: str, campaign_id: str) -> Query:
               GROUP BY bucket)""",
         {"account": account, "campaign_id": campaign_id, "mpp_reasons": list(MPP_REASONS)},
     )
+
+
+def campaigns_implied_opens(db: str, account: str, campaign_ids: Sequence[str]) -> Query:
+    """Rows ``(campaign_id, n)``: implied opens of several campaigns (the campaign list), as
+    `campaign_open_facts` counts them; campaigns without one have no row."""
+    return Query(
+        f"""SELECT campaign_id, sum(length(arrayDistinct(arrayConcat(opened, clicked))) - length(opened)) AS n
+            FROM (
+              SELECT campaign_id, bucket,
+                     arrayDistinct(arrayFlatten(groupArrayIf(messages, kind = 'open'))) AS opened,
+                     arrayDistinct(arrayFlatten(groupArrayIf(messages, kind = 'click'))) AS clicked
+              FROM {db}.rollups
+              WHERE account = {{account:String}} AND campaign_id IN {{campaign_ids:Array(String)}}
+                AND `rollup` = 'messages'
+                AND ((kind = 'open' AND who = 'any') OR (kind = 'click' AND who = 'human'))
+              GROUP BY campaign_id, bucket)
+            GROUP BY campaign_id HAVING n > 0""",
+        {"account": account, "campaign_ids": list(campaign_ids)},
+    )
+
+
+def with_listed_implied_opens(page: dict[str, Any], implied: Mapping[str, int]) -> dict[str, Any]:
+    """A page of the campaign list whose unique opens and open rates (over sent) count each campaign's implied
+    opens, as its summary does (`with_implied_opens`); ``implied_opens`` beside them."""
+    items = []
+    for item in page["items"]:
+        n = int(implied.get(item["campaign_id"], 0))
+        unique_opens = int(item["unique_opens"]) + n
+        items.append(
+            {
+                **item,
+                "unique_opens": unique_opens,
+                "implied_opens": n,
+                "open_rate": rate(unique_opens, item["sent"]),
+            }
+        )
+    return {**page, "items": items}
 
 
 def shape_facts(rows: Iterable[tuple[Any, ...]]) -> OpenFacts:

@@ -206,3 +206,12 @@ def test_the_reports_summary_carries_them(served: httpx.Client) -> None:
     stats = _json(served, "/v1/campaigns/rates/summary")
     assert {k: report["summary"][k] for k in FIELDS} == {k: stats[k] for k in FIELDS}
     assert (report["summary"]["implied_opens"], report["summary"]["mpp_adjusted_open_rate"]) == (1, 0.6)
+
+
+def test_the_campaign_list_counts_implied_opens_as_the_summary_does(served: httpx.Client) -> None:
+    listed = {c["campaign_id"]: c for c in _json(served, "/v1/campaigns")["items"]}
+    for campaign_id in ("rates", "rates-dlv"):
+        stats = _json(served, f"/v1/campaigns/{campaign_id}/summary")
+        fields = ("unique_opens", "implied_opens", "open_rate")
+        assert {k: listed[campaign_id][k] for k in fields} == {k: stats[k] for k in fields}, campaign_id
+    assert (listed["rates"]["unique_opens"], listed["rates"]["implied_opens"]) == (3, 1)
