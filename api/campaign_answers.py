@@ -7,8 +7,9 @@ The report reads what the separate routes read, with fewer queries and one campa
 are the summary's hour rows (`api.sql.campaigns.campaign_counts` holds `campaign_hits`' rows), the four
 breakdowns are one exact read (`api.sql.breakdowns.breakdowns`). It is kept, like the stats inputs, while
 the parts holding the campaign's rollup rows stay the same (`api.campaign_reads`: every part of it is read
-from those rows), so a settled campaign's report costs one signature query; the best time falls back to
-the whole account's audience below 5 opens, which other campaigns change, and is then read each time.
+from those rows), so a settled campaign's report costs one signature query; the campaign pixel's opens
+(issue 19, a table of their own) are read each time, and so is the best time when it falls back to the whole
+account's audience below 5 opens, which other campaigns change.
 Never writes.
 """
 
@@ -20,8 +21,9 @@ from typing import Any
 from litestar.exceptions import NotFoundException
 
 from api.context import ApiContext
+from api.sql import aggregate_opens as aggregate
 from api.sql import best_time as bt
-from api.sql import breakdowns, deliveries, filtered, timeseries
+from api.sql import breakdowns, deliveries, filtered, reads, timeseries
 from api.sql import campaigns as sql
 from api.sql import open_rates as rates
 from api.sql.common import Query
@@ -37,14 +39,15 @@ def require_campaign(ctx: ApiContext, account: str, campaign_id: str) -> None:
         raise NotFoundException(f"no campaign {campaign_id!r}")
 
 
-# A campaign's hour rows, message rows, delivery numbers, and MPP-only messages and implied opens.
-Counted = tuple[Rows, Rows, tuple[int, ...] | None, rates.OpenFacts]
+# A campaign's hour rows, message rows, delivery numbers, read time (issue 18), and MPP-only messages and
+# implied opens (issue 20).
+Counted = tuple[Rows, Rows, tuple[int, ...] | None, dict[str, Any], rates.OpenFacts]
 
 
 def _counted(ctx: ApiContext, account: str, campaign_id: str, *, include_machine: bool) -> Counted:
     """The campaign's hour rows ``(kind, verdict, reason, hits)``, its message rows, its delivery numbers and
-    its `api.sql.open_rates.OpenFacts`; NotFoundException for a campaign the account never sent nor had a hit
-    of."""
+    its read time and its `api.sql.open_rates.OpenFacts`; NotFoundException for a campaign the account never
+    sent nor had a hit of."""
     db = ctx.store.database
 
     def counted() -> Counted:
@@ -57,9 +60,14 @@ def _counted(ctx: ApiContext, account: str, campaign_id: str, *, include_machine
         # The messages by delivery status and those counted as sent without a send (`unregistered_messages`'
         # number), per bucket, counted again only where the data changed (`api.delivery_numbers`).
         numbers = ctx.delivery_numbers.read(ctx.read, db, account, [campaign_id]).get(campaign_id)
+        # Read time (issue 18) from ``reads``, mirrored into the rollups' parts (0010): never stale.
+        read_rows: Rows = []
+        if ctx.read(reads.campaign_has_reads(db, account, campaign_id)):
+            read_rows = ctx.read(reads.campaign_read_time(db, account, campaign_id))
+        read_time = reads.shape_read_time(read_rows[0] if read_rows else None)
         # MPP-only messages and implied opens (`api.sql.open_rates`): read from `rollups` only.
         facts = rates.shape_facts(ctx.read(rates.campaign_open_facts(db, account, campaign_id)))
-        return hit_rows, message_rows, numbers, facts
+        return hit_rows, message_rows, numbers, read_time, facts
 
     # Read again only when the parts holding the campaign's rollup rows changed (`api.campaign_reads`).
     kept = ctx.campaign_reads
@@ -69,11 +77,12 @@ def _counted(ctx: ApiContext, account: str, campaign_id: str, *, include_machine
 def _summary(
     campaign_id: str,
     counted: Counted,
+    aggregate_rows: Rows,
     *,
     include_machine: bool,
     delivery_fields: bool,
 ) -> dict[str, Any]:
-    hit_rows, message_rows, numbers, facts = counted
+    hit_rows, message_rows, numbers, read_time, facts = counted
     summary = sql.shape_summary(
         campaign_id,
         hit_rows,
@@ -84,12 +93,23 @@ def _summary(
     # Unique opens and rates count implied opens; the MPP-adjusted rate beside them (`api.sql.open_rates`).
     summary = rates.with_implied_opens(summary, facts)
     human = sum(int(n) for event, who, n in message_rows if (event, who) == ("open", "human"))
+    # The campaign pixel's opens (issue 19), when it has any or sent one.
+    summary.update(aggregate.shape_aggregate(aggregate_rows, include_machine=include_machine) or {})
+    if delivery_fields or read_time["measured"] or read_time["unknown"]:
+        summary["read_time"] = dict(read_time)  # a copy: the kept value is shared
     delivery = None
     if any(kind == "delivery" for kind, *_ in hit_rows):  # the delivery events' hour rollups
         delivery = numbers
     if delivery is not None or delivery_fields:
+        if delivery_fields:  # /stats answers the sends tracked individually (the rates' basis), all of them too
+            summary.setdefault("tracked_sends", summary["sent"])
         summary = deliveries.with_deliveries(summary, delivery)
     return rates.with_mpp_adjusted(summary, facts, person_opened=human + facts.implied)
+
+
+def _aggregate_rows(ctx: ApiContext, account: str, campaign_id: str) -> Rows:
+    """The campaign pixel's counts (issue 19): never kept, a small table of its own."""
+    return ctx.read(aggregate.aggregate_counts(ctx.store.database, account, campaign_id))
 
 
 def campaign_summary(
@@ -97,9 +117,14 @@ def campaign_summary(
 ) -> dict[str, Any]:
     """The campaign's stats from the rollups; NotFoundException for a campaign the account never sent nor
     had a hit of. With delivery data, its delivery numbers too; without, ``delivery_fields`` says whether
-    they are answered (as null, with ``rate_basis`` "sent") or left out."""
+    they are answered (as null, with ``rate_basis`` "sent") or left out. The same for read time (issue 18):
+    ``read_time`` with the campaign's read records, else zeros with ``delivery_fields`` (`/stats`) or left
+    out (`/summary` answers as it did before read time)."""
     counted = _counted(ctx, account, campaign_id, include_machine=include_machine)
-    return _summary(campaign_id, counted, include_machine=include_machine, delivery_fields=delivery_fields)
+    aggregate_rows = _aggregate_rows(ctx, account, campaign_id)
+    return _summary(
+        campaign_id, counted, aggregate_rows, include_machine=include_machine, delivery_fields=delivery_fields
+    )
 
 
 # One campaign's rows of the list's reads: (hits, messages, unregistered, delivery numbers or None, implied
@@ -150,7 +175,18 @@ def breakdown_rows(
     ctx: ApiContext, account: str, campaign_id: str, by: breakdowns.Dimension, *, include_machine: bool
 ) -> list[dict[str, Any]]:
     q = breakdowns.breakdown(ctx.store.database, account, campaign_id, by, include_machine=include_machine)
-    return breakdowns.shape_breakdown(ctx.read(q))
+    rows = breakdowns.shape_breakdown(ctx.read(q))
+    return _with_client_read_time(ctx, account, campaign_id, rows) if by == "client" else rows
+
+
+def _with_client_read_time(
+    ctx: ApiContext, account: str, campaign_id: str, rows: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The breakdown by client with each client's read time (issue 18)."""
+    db = ctx.store.database
+    timed = ctx.read(reads.campaign_has_reads(db, account, campaign_id))
+    per_client = ctx.read(reads.client_read_time(db, account, campaign_id)) if timed else []
+    return reads.with_client_read_time(rows, per_client)
 
 
 def timeseries_answer(
@@ -234,9 +270,8 @@ def campaign_report(
     db = ctx.store.database
     timeseries.zone(tz)  # refused before anything is read
 
-    def computed() -> tuple[dict[str, Any], bt.BestTime]:
+    def computed() -> tuple[dict[str, Any], Counted, bt.BestTime]:
         counted = _counted(ctx, account, campaign_id, include_machine=include_machine)
-        summary = _summary(campaign_id, counted, include_machine=include_machine, delivery_fields=False)
         rows = ctx.read(breakdowns.breakdowns(db, account, campaign_id, DIMENSIONS, include_machine))
         series = timeseries_answer(
             ctx,
@@ -249,24 +284,38 @@ def campaign_report(
             include_machine=include_machine,
         )
         parts = {
-            "summary": summary,
             "timeseries": _without_id(series),
             "breakdowns": {
-                by: {"by": by, "include_machine": include_machine, "rows": shaped}
+                by: {
+                    "by": by,
+                    "include_machine": include_machine,
+                    "rows": _with_client_read_time(ctx, account, campaign_id, shaped)
+                    if by == "client"
+                    else shaped,
+                }
                 for by, shaped in breakdowns.shape_breakdowns(rows, DIMENSIONS).items()
             },
             "links": link_rows(ctx, account, campaign_id),
             # The hour rows of the summary's read are `campaign_hits`' rows.
             "filtered": filtered.shape_filtered(counted[0]),
         }
-        return parts, _campaign_best_time(ctx, account, campaign_id)
+        return parts, counted, _campaign_best_time(ctx, account, campaign_id)
 
     variant = ("report", include_machine, bucket, tz)
-    parts, campaign_best = ctx.campaign_reads.read(
+    parts, counted, campaign_best = ctx.campaign_reads.read(
         ctx.read, db, account, campaign_id, variant=variant, compute=computed
     )
+    # What other tables or campaigns change is read each time: the campaign pixel's opens, and the best time
+    # of the whole account's audience below 5 opens of the campaign's.
+    summary = _summary(
+        campaign_id,
+        counted,
+        _aggregate_rows(ctx, account, campaign_id),
+        include_machine=include_machine,
+        delivery_fields=False,
+    )
     best = _sufficient(ctx, account, campaign_best)
-    return {"campaign_id": campaign_id, **parts, "best_time_to_send": best.as_dict()}
+    return {"campaign_id": campaign_id, "summary": summary, **parts, "best_time_to_send": best.as_dict()}
 
 
 def _without_id(answer: dict[str, Any]) -> dict[str, Any]:

@@ -51,10 +51,14 @@ class CampaignController(Controller):
     ) -> dict[str, Any]:
         """Sends, opens, unique opens, machine opens, clicks, rates and filtered hits of a campaign; with
         delivery data from its mail service, delivered, deferred, bounced (hard, soft), dropped, complaints,
-        unsubscribes and their rates, and open and click rates over delivered mail (`rate_basis`). Unique
-        opens count implied opens (`implied_opens`: a person's click on a message whose pixel never loaded;
-        `unique_pixel_opens` without them); `mpp_adjusted_open_rate` leaves out of both sides the messages
-        whose only opens are Apple Mail Privacy Protection's prefetch (`mpp_only_messages`)."""
+        unsubscribes and their rates, and open and click rates over delivered mail (`rate_basis`); and
+        `read_time`, how long the timed opens (messages registered with `read_time`) stayed on screen:
+        `read` (8 s or more), `skimmed` (2-8 s), `glanced` (under 2 s), `unknown` (not measurable: a machine
+        open, a filtered one, an image proxy, the edge busy), `measured` and `median_seconds` of the
+        measured (null when none). Unique opens count implied opens (`implied_opens`: a person's click on a
+        message whose pixel never loaded; `unique_pixel_opens` without them); `mpp_adjusted_open_rate` leaves
+        out of both sides the messages whose only opens are Apple Mail Privacy Protection's prefetch
+        (`mpp_only_messages`)."""
         # Read from the rollups (exact, ~20 ms at 10 M events).
         return answers.campaign_summary(
             ctx, account, campaign_id, include_machine=False, delivery_fields=True
@@ -99,7 +103,8 @@ class CampaignAnalyticsController(Controller):
         """The campaign's stats (sent, opens, unique opens, rates, clicks, bot clicks, filtered hits by
         reason) from the rollups; `include_machine=true` counts machine opens as opens (the MPP switch). A
         campaign with delivery data also gets the delivery numbers of `/stats`, and open and click rates
-        over delivered mail (`rate_basis`). Implied opens and the MPP-adjusted open rate as in `/stats`."""
+        over delivered mail (`rate_basis`). A campaign with timed opens measured also gets `read_time`, as
+        in `/stats`. Implied opens and the MPP-adjusted open rate as in `/stats`."""
         # Without delivery data the summary answers as it did before delivery events existed.
         return answers.campaign_summary(
             ctx, account, campaign_id, include_machine=include_machine, delivery_fields=False
@@ -144,7 +149,9 @@ class CampaignAnalyticsController(Controller):
         include_machine: IncludeMachine = False,
     ) -> dict[str, Any]:
         """Opens, unique opens, clicks and unique clicks of the campaign per country, mail client, device
-        type or OS, most opens first; `key` null: unknown (proxy and machine opens carry none)."""
+        type or OS, most opens first; `key` null: unknown (proxy and machine opens carry none). By client,
+        each row also has `read_time` (as in `/stats`) of the timed opens of that client; a client with
+        timed opens but no counted open has a row of its own, so the rows add up to the campaign's."""
         answers.require_campaign(ctx, account, campaign_id)
         rows = answers.breakdown_rows(ctx, account, campaign_id, by, include_machine=include_machine)
         return {"campaign_id": campaign_id, "by": by, "include_machine": include_machine, "rows": rows}

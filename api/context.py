@@ -20,6 +20,7 @@ from litestar import Request
 from litestar.di import NamedDependency, Provide
 from litestar.params import Parameter, QueryParameter
 
+from api.account_settings import AccountSettings, AccountSettingsCache
 from api.auth import account_of
 from api.campaign_reads import CampaignReads
 from api.cookie_auth import session_account
@@ -49,6 +50,13 @@ class ApiContext:
     delivery_numbers: DeliveryNumbers = field(default_factory=DeliveryNumbers, repr=False)
     # Each campaign's stats inputs, kept while the parts holding its rollup rows stay (`api.campaign_reads`).
     campaign_reads: CampaignReads = field(default_factory=CampaignReads, repr=False)
+    # Each account's settings (consent mode, tracking base URL), read at most once a second
+    # (`api.account_settings`): this process's.
+    account_settings: AccountSettingsCache = field(default_factory=AccountSettingsCache, repr=False)
+
+    def settings(self, account: str) -> AccountSettings:
+        """The account's settings, as this process last read them (at most `SETTINGS_TTL_S` old)."""
+        return self.account_settings.get(self.read, self.store.database, account)
 
     def read(self, q: Query | ExactRead) -> list[tuple[Any, ...]]:
         """The rows of ``q``: one query, or the one or two of an exact read of the rollups."""

@@ -2,12 +2,20 @@
 
 This module owns the rewrite rules for `POST /v1/instrument`. It is pure: it never performs I/O, never signs
 or registers anything (the caller registers `find_links` and hands `rewrite_html` the tracked URLs), and
-never raises on malformed HTML. The output is the input byte for byte except for two kinds of edit:
+never raises on malformed HTML. The output is the input byte for byte except for three kinds of edit:
 
 * the value of the first ``href`` of each link tag (``<a>``, ``<area>``, Outlook's VML ``<v:...>`` shapes)
   whose URL is absolute ``http``/``https`` and present in ``tracked`` is replaced by the tracked URL,
-  attribute-escaped and in the original quote style;
-* one pixel ``<img>`` goes right before the last ``</body>`` end tag, or at the end without one.
+  attribute-escaped and in the original quote style, unless the tag carries a no-track marker;
+* each no-track marker attribute of a link tag (``data-pixelpipe-track="off"``, ``clicktracking=off``,
+  ``data-pm-no-track``, ``ses:no-track``: `api.link_controls.is_no_track_marker`) is removed with the
+  whitespace before it, and nothing else of the tag changes (the whitespace stays when a ``/`` follows, so
+  ``<a href=x data-pm-no-track/>`` does not become ``<a href=x/>``);
+* one pixel ``<img>`` goes right before the last ``</body>`` end tag, or at the end without one (none when
+  the caller gives no pixel URL).
+
+`scan_links` reports every link tag's href (web or not) with its text and attributes, for
+`api.link_controls` to decide which to track.
 
 Left alone on purpose: every other scheme and relative links (``mailto:``, ``tel:``, ``#top``, ``/path``,
 ``//host/path``, ``javascript:``; the click endpoint only redirects to http(s), and a ``<base href>`` is not
@@ -29,6 +37,8 @@ from html.entities import html5
 from html.parser import HTMLParser
 from typing import Final
 from urllib.parse import urlsplit
+
+from api.link_controls import LinkSeen, is_no_track_marker
 
 PIXEL_TAG: Final = (
     '<img src="{src}" width="1" height="1" alt="" style="display:block;border:0;width:1px;height:1px" />'
@@ -52,6 +62,7 @@ _CONDITIONAL_COMMENT = re.compile(r"\[if\b[^\]]*\]>(?P<content>.*)<!\[endif\]\s*
 _NEWLINE = re.compile("\n")
 # Elements whose content browsers read as text, not tags; html.parser itself knows only script and style.
 _RAW_TEXT_ELEMENTS: Final = frozenset({"title", "textarea", "xmp", "iframe", "noembed", "noframes"})
+_MAX_LINK_TEXT: Final = 1000  # characters of a link's text kept for `api.link_controls`
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,29 +79,52 @@ def pixel_tag(pixel_url: str) -> str:
 
 
 def find_links(html: str) -> list[str]:
-    """The distinct http(s) URLs that `rewrite_html` would track, decoded as a browser reads them."""
-    return _distinct(href.url for href in _scan(html).hrefs)
+    """The distinct http(s) URLs of the document's link tags, decoded as a browser reads them (marked ones
+    included: `api.link_controls` decides)."""
+    return _distinct(href.url for href in _scan(html).hrefs if href.web)
 
 
-def rewrite_html(html: str, *, pixel_url: str, tracked: Mapping[str, str]) -> str:
-    """``html`` with each link whose URL is a key of ``tracked`` pointing at its value, plus the pixel."""
+def scan_links(html: str) -> list[LinkSeen]:
+    """Every link tag's href (web or not, empty ones left out), in document order: its decoded URL, whether
+    the tag carries a no-track marker, the link's text (with the ``alt`` and ``title`` of images in it; an
+    ``<area>``'s own ``alt``; whitespace collapsed) and the tag's other attributes."""
+    return [
+        LinkSeen(
+            url=href.url,
+            web=href.web,
+            marked=href.marked,
+            text=" ".join("".join(href.text).split())[:_MAX_LINK_TEXT],
+            attributes=href.attributes,
+        )
+        for href in _scan(html).hrefs
+        if href.url
+    ]
+
+
+def rewrite_html(html: str, *, pixel_url: str | None, tracked: Mapping[str, str]) -> str:
+    """``html`` with each unmarked link whose URL is a key of ``tracked`` pointing at its value, every
+    no-track marker removed, and the pixel (if ``pixel_url``)."""
     return _rewrite(html, _scan(html), pixel_url=pixel_url, tracked=tracked)
 
 
 def instrument_html(html: str, *, pixel_url: str, track: Callable[[str], str | None]) -> InstrumentedHtml:
     """Both steps at once; ``track`` maps an original URL to its tracked URL, or None to leave it alone."""
     findings = _scan(html)
-    links = _distinct(href.url for href in findings.hrefs)
+    links = _distinct(href.url for href in findings.hrefs if href.web)
     tracked = {url: tracked_url for url in links if (tracked_url := track(url)) is not None}
     return InstrumentedHtml(_rewrite(html, findings, pixel_url=pixel_url, tracked=tracked), tuple(links))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Href:
     url: str
     start: int  # span of the attribute value in the document, quotes included
     end: int
     quote: str  # '"', "'", or "" when unquoted
+    web: bool = True
+    marked: bool = False  # the tag carries a no-track marker: never rewritten
+    attributes: tuple[tuple[str, str | None], ...] = ()
+    text: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -98,20 +132,23 @@ class _Findings:
     hrefs: list[_Href] = field(default_factory=list)
     body_ends: list[int] = field(default_factory=list)
     conditional_comments: list[tuple[int, int]] = field(default_factory=list)
+    markers: list[tuple[int, int]] = field(default_factory=list)  # no-track markers' spans, to remove
 
 
 def _distinct(urls: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(urls))
 
 
-def _rewrite(document: str, findings: _Findings, *, pixel_url: str, tracked: Mapping[str, str]) -> str:
+def _rewrite(document: str, findings: _Findings, *, pixel_url: str | None, tracked: Mapping[str, str]) -> str:
     edits = [
         (href.start, href.end, _attribute_value(tracked[href.url], href.quote))
         for href in findings.hrefs
-        if href.url in tracked
+        if href.web and not href.marked and href.url in tracked
     ]
-    pixel_at = findings.body_ends[-1] if findings.body_ends else len(document)
-    edits.append((pixel_at, pixel_at, pixel_tag(pixel_url)))
+    edits += [(start, end, "") for start, end in findings.markers]
+    if pixel_url is not None:
+        pixel_at = findings.body_ends[-1] if findings.body_ends else len(document)
+        edits.append((pixel_at, pixel_at, pixel_tag(pixel_url)))
     edits.sort(key=lambda edit: edit[0])
     pieces: list[str] = []
     cursor = 0
@@ -168,6 +205,8 @@ class _Scanner(HTMLParser):
         self._line_starts = [begin, *(match.end() for match in _NEWLINE.finditer(document, begin, end))]
         self._findings = findings
         self._outlook_only = outlook_only
+        self._open: _Href | None = None  # the link whose text is being read
+        self._open_tag = ""
 
     def position(self) -> int:
         """Offset in the document of the construct being parsed (html.parser counts lines by "\\n" only)."""
@@ -177,29 +216,63 @@ class _Scanner(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _RAW_TEXT_ELEMENTS:
             self.set_cdata_mode(tag)
-        else:
-            self._find_href(tag, attrs)
+            return
+        self._words_of(tag, attrs)
+        if self._find_href(tag, attrs) is not None:
+            self._open_tag = tag
 
     def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         # The default also calls handle_endtag, and `<body/>` must not count as the end of the body.
+        self._words_of(tag, attrs)
         self._find_href(tag, attrs)
 
-    def _find_href(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag not in {"a", "area"} and not tag.startswith("v:"):
+    def handle_data(self, data: str) -> None:
+        if self._open is not None and self.cdata_elem is None:  # not a <style> or <script> in a link
+            self._open.text.append(data)
+
+    def _words_of(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        """What a tag inside the open link adds to its text: an image's ``alt`` and ``title``, a line break's
+        space. A new ``<a>`` ends the open one (links do not nest)."""
+        if self._open is None:
             return
+        if tag == "a" and self._open_tag == "a":
+            self._open = None
+        elif tag == "img":
+            words = (value for name, value in attrs if name in ("alt", "title") and value)
+            self._open.text.extend(f" {value} " for value in words)
+        elif tag == "br":
+            self._open.text.append(" ")
+
+    def _find_href(self, tag: str, attrs: list[tuple[str, str | None]]) -> _Href | None:
+        """Record the link tag's href and no-track markers; the href, now the open link, if it has one."""
+        if tag not in {"a", "area"} and not tag.startswith("v:"):
+            return None
         raw = self.get_starttag_text()
         start = self.position()
         if raw is None or not self._document.startswith(raw, start):
-            return
-        parsed = next((value for name, value in attrs if name == "href"), None)
-        href = _locate_href(raw, parsed)
-        if href is not None:
-            value_start, value_end, quote, url = href
-            self._findings.hrefs.append(_Href(url, start + value_start, start + value_end, quote))
+            return None
+        marked = any(is_no_track_marker(name, value) for name, value in attrs)
+        located = _read_link_tag(raw, attrs)
+        if located is None:
+            return None
+        found, markers = located
+        self._findings.markers += [(start + begin, start + end) for begin, end in markers]
+        if found is None:
+            return None
+        value_start, value_end, quote, url = found
+        others = tuple((name, value) for name, value in attrs if name != "href")
+        href = _Href(url, start + value_start, start + value_end, quote, _is_web_url(url), marked, others)
+        if tag == "area":
+            href.text += [value for name, value in attrs if name == "alt" and value]
+        self._findings.hrefs.append(href)
+        self._open = href
+        return href
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "body" and not self._outlook_only:
             self._findings.body_ends.append(self.position())
+        if self._open is not None and tag == self._open_tag:
+            self._open = None
 
     def handle_comment(self, data: str) -> None:
         if self._outlook_only:
@@ -214,29 +287,57 @@ class _Scanner(HTMLParser):
             )
 
 
-def _locate_href(raw_tag: str, parsed: str | None) -> tuple[int, int, str, str] | None:
-    """(value start, value end, quote, URL) of the first href in a start tag's text, if it is a web link."""
+def _read_link_tag(
+    raw_tag: str, parsed: list[tuple[str, str | None]]
+) -> tuple[tuple[int, int, str, str] | None, list[tuple[int, int]]] | None:
+    """Read a link tag's text: (value start, value end, quote, URL) of its first href (None without one, or
+    an empty one), and the spans of its no-track markers. None when this reading and html.parser's
+    (``parsed``) disagree on the href: markup too odd to touch. A marker is removed only where html.parser
+    saw it too."""
     name = _TAG_NAME.match(raw_tag)
     if name is None:
         return None
+    parsed_href = next((value for name, value in parsed if name == "href"), None)
+    parsed_markers = {name for name, value in parsed if is_no_track_marker(name, value)}
+    href: tuple[int, int, str, str] | None = None
+    seen_href = False
+    markers = []
     at = name.end()
     while (attribute := _ATTRIBUTE.match(raw_tag, at)) is not None:
         at = attribute.end()
-        if attribute["name"].lower() != "href":
-            continue
+        attribute_name = attribute["name"].lower()
         value = attribute["value"]
-        if value is None:
-            return None
-        quote = value[0] if value[:1] in {'"', "'"} else ""
-        inner = value[1:-1] if quote else value
-        # Only act where html.parser saw the same attribute: a disagreement means markup too odd to touch.
-        if unescape(inner) != parsed:
-            return None
-        url = _decode_attribute(inner).strip(_ASCII_WHITESPACE)
-        if not _is_web_url(url):
-            return None
-        return attribute.start("value"), attribute.end("value"), quote, url
-    return None
+        quote, inner = ("", "") if value is None else _unquoted(value)
+        if attribute_name == "href" and not seen_href:
+            seen_href = True
+            # Only act where html.parser saw the same attribute: a disagreement means markup too odd to touch.
+            if value is None or unescape(inner) != parsed_href:
+                return None
+            url = _decode_attribute(inner).strip(_ASCII_WHITESPACE)
+            if url:
+                href = (attribute.start("value"), attribute.end("value"), quote, url)
+        elif attribute_name in parsed_markers and is_no_track_marker(
+            attribute_name, None if value is None else unescape(inner)
+        ):
+            markers.append(_marker_span(raw_tag, attribute))
+    return href, markers
+
+
+def _unquoted(value: str) -> tuple[str, str]:
+    """An attribute value's quote ('"', "'" or "") and its text inside the quotes."""
+    quote = value[0] if value[:1] in {'"', "'"} else ""
+    return quote, value[1:-1] if quote else value
+
+
+def _marker_span(raw_tag: str, attribute: re.Match[str]) -> tuple[int, int]:
+    """The span to remove for a marker attribute: it and the whitespace before it, but the whitespace is
+    kept when a ``/`` follows (``<a href=x data-pm-no-track/>`` must not become ``<a href=x/>``)."""
+    start = attribute.start("name")
+    end = attribute.end()
+    if raw_tag[end : end + 1] != "/":
+        while start > attribute.start() and raw_tag[start - 1] in _ASCII_WHITESPACE:
+            start -= 1
+    return start, end
 
 
 def _is_web_url(url: str) -> bool:

@@ -1,12 +1,13 @@
-"""`GET /v1/live`: the account's opens and clicks as they are counted, and its messages' delivery events
-(delivered, bounce, complaint) as they are stored, as Server-Sent Events.
+"""`GET /v1/live`: the account's opens and clicks as they are counted, the read time of its timed opens as
+each measurement ends, and its messages' delivery events (delivered, bounce, complaint) as they are stored,
+as Server-Sent Events.
 
 Owns the HTTP shape of the stream; the notices, their ids and the resume logic are the feed's, reached
 through the port `schemas.live.LiveNotices` (`notices.live.LiveFeed`: a ring buffer per account in this
 process, handed in by `pixelpipe.app`). Each event is
-``id: EPOCH-SEQ``, ``event: open|click|machine_open|delivered|bounce|complaint``, ``data: {...}`` (the
-notice's public JSON; ``data.id`` is the hit's or the delivery event's id, stable across processes, for
-deduplication); a ``: keepalive`` comment every
+``id: EPOCH-SEQ``, ``event: open|click|machine_open|read|delivered|bounce|complaint``, ``data: {...}`` (the
+notice's public JSON; ``data.id`` is the hit's, the read's or the delivery event's id, stable across
+processes, for deduplication); a ``: keepalive`` comment every
 15 s; a ``gap`` event when a resume cannot be proven complete. Never streams another account's notices,
 and never holds anything up: a stream only reads the ring. A stream opened with the dashboard's session
 cookie ends once that session has expired or was signed out (at its next event or keepalive).
@@ -34,7 +35,9 @@ from schemas.notices import DELIVERY_NOTICE_TYPES
 class LiveEvent:
     """One event of the stream, as the OpenAPI document describes it (comments are not events)."""
 
-    event: Literal["open", "click", "machine_open", "delivered", "bounce", "complaint", "gap"] | None = None
+    event: (
+        Literal["open", "click", "machine_open", "read", "delivered", "bounce", "complaint", "gap"] | None
+    ) = None
     data: str | None = None  # JSON: the notice (`data.id`: the hit or delivery id), or `{"reason"}` of a gap
     id: str | None = None  # EPOCH-SEQ: send it back as `Last-Event-ID`
     retry: int | None = None  # ms: how long to wait before reconnecting
@@ -95,14 +98,18 @@ class LiveController(Controller):
         ] = None,
         include_machine: FromQuery[bool] = False,
         include_delivery: FromQuery[bool] = True,
+        include_read: FromQuery[bool] = True,
     ) -> ServerSentEvent:
         """Server-Sent Events: `open` and `click` (and `machine_open` with `include_machine=true`) notices of
-        the account as they are counted, and `delivered`, `bounce` and `complaint` notices of its messages as
-        their mail service reports them (unless `include_delivery=false`). Reconnect with `Last-Event-ID` to
-        receive what was missed."""
+        the account as they are counted, `read` notices as the read time of a timed human open is
+        measured (after its open; unless `include_read=false`), and `delivered`, `bounce` and `complaint`
+        notices of its messages as their mail service reports them (unless `include_delivery=false`).
+        Reconnect with `Last-Event-ID` to receive what was missed."""
         types = {"open", "click", "machine_open"} if include_machine else {"open", "click"}
         if include_delivery:
             types |= DELIVERY_NOTICE_TYPES
+        if include_read:
+            types.add("read")
         items = live.stream(account, last_event_id=last_event_id, types=frozenset(types))
         return ServerSentEvent(
             _events(items, session_alive(request)),

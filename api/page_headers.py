@@ -1,5 +1,5 @@
-"""The security headers of the pages a browser renders: the dashboard (and its not-built page) and the API
-docs. Pure constants.
+"""The security headers of the pages a browser renders: the dashboard (and its not-built page), the API
+docs and the tracking preferences page. Pure constants.
 
 Content-Security-Policy, same origin only: scripts from this process's files, never inline (an injected
 ``<script>`` does not run) and never eval; requests (``fetch``, ``EventSource``) to this origin only; no
@@ -18,6 +18,12 @@ _COMMON: Final = (
 )
 DASHBOARD_CSP: Final = f"{_COMMON}; img-src 'self' data:; font-src 'self'"
 DOCS_CSP: Final = f"{_COMMON}; img-src 'self' data: blob:; font-src 'self' data:; worker-src 'self' blob:"
+# The tracking preferences page (`api.preferences`): no script, no image, no request at all; its own inline
+# style; its form posts to itself.
+PREFERENCES_CSP: Final = (
+    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; "
+    "frame-ancestors 'none'"
+)
 
 
 def page_headers(csp: str) -> dict[str, str]:

@@ -45,12 +45,14 @@ from litestar.status_codes import HTTP_200_OK
 
 from api.context import ApiContext, RecipientPath, account_dependency
 from api.erasure_residue import erase_link_labels, erase_webhook_attempts
+from api.sql import consent as consent_sql
 from api.sql import privacy as sql
 from api.sql.rollup_upkeep import rollup_erasure
-from schemas.privacy_change import PrivacyChange, PrivacyNotPublished, privacy_change
+from schemas.consent import consent_blocks
+from schemas.privacy_change import PrivacyChange, PrivacyNotPublished
 from schemas.recipient import BadRecipient, checked_recipient, normalize_recipient
 from schemas.store import Store
-from schemas.tokens import Keyring
+from schemas.tokens import Keyring, recipient_tag
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,7 @@ ERASED_TABLES: Final = (
     ("events", sql.ERASED_SCOPE),
     ("filtered_hits", sql.ERASED_SCOPE),
     ("deliveries", sql.DELIVERIES_SCOPE),
+    ("reads", sql.ERASED_SCOPE),  # read time (issue 18): the held pixels of their timed opens
     ("sends", sql.ERASED_SCOPE),
 )
 # A mutation starts within seconds on an idle engine; then old_parts_lifetime (60 s) and the cleanup thread's
@@ -135,8 +138,27 @@ def _set_tracking(
     tracking: bool,
     reason: str,
 ) -> PrivacyChange:
+    return set_suppression(
+        ctx, propagation, account, ctx.keyring.recipient_tags(account, recipient), tracking=tracking,
+        reason=reason, first=recipient_tag(ctx.keyring.signing_key[1], account, recipient),
+    )  # fmt: skip
+
+
+def set_suppression(
+    ctx: ApiContext,
+    propagation: PrivacyPropagation,
+    account: str,
+    tags: frozenset[bytes],
+    *,
+    tracking: bool,
+    reason: str,
+    first: bytes | None = None,
+) -> PrivacyChange:
+    """Record whether the recipient of ``tags`` is tracked, and why (``reason``: ``opt_out``/``opt_in``
+    (do-not-track), ``erased``, ``consent_refused``/``consent`` (`api.consent_state`)): in the store, this
+    process's set, and on the privacy topic. The record names ``tags``, ``first`` first (the signing key's
+    tag, known when the address is: the topic's compaction key)."""
     now = datetime.now(UTC)
-    tags = ctx.keyring.recipient_tags(account, recipient)
     # The recipient as stored may carry tags of keys since retired: the change is for all of them.
     known = ctx.read(sql.known_tags(ctx.store.database, account, [tag.hex() for tag in tags]))
     every = tags.union(*(frozenset(bytes.fromhex(t) for t in row[0]) for row in known))
@@ -148,8 +170,10 @@ def _set_tracking(
             ctx.do_not_track.remove_tags(every)
         else:
             ctx.do_not_track.add_tags(every)
-    change = privacy_change(
-        ctx.keyring, account, recipient, tracking=tracking, erased=reason == "erased",
+    lead = [first] if first is not None else []
+    ordered = (*lead, *sorted(tags - set(lead)))
+    change = PrivacyChange(
+        account, tuple(tag.hex() for tag in ordered), tracking=tracking, erased=reason == "erased",
         at_ms=int(now.timestamp() * 1000),
     )  # fmt: skip
     if propagation.publish is not None:
@@ -160,6 +184,15 @@ def _set_tracking(
                 f"the change is stored but not yet passed on to every process ({exc}); repeat the request"
             ) from exc
     return change
+
+
+def _consent_scope(ctx: ApiContext, account: str, recipient: str) -> dict[str, Any]:
+    """The parameters of `api.sql.consent.ERASED_CONSENT` for a recipient: their tags under every key, and
+    those stored with their consent changes (keys since retired). Tags, never the address: the mutation's
+    text stays on disk."""
+    tags = {tag.hex() for tag in ctx.keyring.recipient_tags(account, recipient)}
+    stored = ctx.read(consent_sql.known_consent_tags(ctx.store.database, account, sorted(tags)))
+    return {"account": account, "tags": sorted(tags.union(*(row[0] for row in stored)))}
 
 
 class PrivacyController(Controller):
@@ -188,8 +221,15 @@ class PrivacyController(Controller):
         ctx: NamedDependency[ApiContext],
         privacy: NamedDependency[PrivacyPropagation],
     ) -> dict[str, Any]:
-        """Record this recipient's opens and clicks again."""
+        """Record this recipient's opens and clicks again (unless they refused tracking where the account
+        manages consent: they stay untracked, `tracking_reason` "consent_refused")."""
         canonical = _canonical(recipient)
+        tags = ctx.keyring.recipient_tags(account, canonical)
+        states = ctx.read(consent_sql.consent_states(ctx.store.database, account, [t.hex() for t in tags]))
+        if consent_blocks(ctx.settings(account).consent_mode, consent_sql.newest_state(states)):
+            # Do-not-track is lifted; the refusal still holds (`api.consent_state`): its own reason.
+            _set_tracking(ctx, privacy, account, canonical, tracking=False, reason="consent_refused")
+            return {"recipient": canonical, "tracking": False, "tracking_reason": "consent_refused"}
         _set_tracking(ctx, privacy, account, canonical, tracking=True, reason="opt_in")
         return {"recipient": canonical, "tracking": True}
 
@@ -201,9 +241,9 @@ class PrivacyController(Controller):
         ctx: NamedDependency[ApiContext],
         privacy: NamedDependency[PrivacyPropagation],
     ) -> dict[str, Any]:
-        """Erase a recipient: their sends, opens, clicks, filtered hits and delivery events (bounces,
-        complaints...), and the webhook deliveries and cached facts that name them; further hits are not
-        recorded."""
+        """Erase a recipient: their sends, opens, clicks, filtered hits, read times and delivery events
+        (bounces, complaints...), and the webhook deliveries and cached facts that name them; further hits
+        are not recorded."""
         db = ctx.store.database
         canonical = _canonical(recipient)
         messages = sorted(
@@ -213,7 +253,10 @@ class PrivacyController(Controller):
                 if normalize_recipient(stored) == canonical  # sends registered before the rule
             }
         )
-        if not messages:
+        # Their consent history (issue 19: proof kept until the recipient is erased), by any of their tags.
+        consent = _consent_scope(ctx, account, canonical)
+        consent_changes = ctx.store.query(consent_sql.erased_consent_count(db), consent)[0][0]
+        if not messages and not consent_changes:
             raise NotFoundException(f"no recipient {canonical!r}")
         # Suppress first (here, in the store and on the topic): a hit arriving during the deletes is then not
         # recorded either, and the notices still on their way are held back.
@@ -240,9 +283,15 @@ class PrivacyController(Controller):
             hide, rewrite = sql.erasure(db, table, erased_scope)
             ctx.store.command(hide, scope)
             ctx.store.command(rewrite)
+        hide, rewrite = sql.erasure(db, "consent_events", consent_sql.ERASED_CONSENT)
+        ctx.store.command(hide, consent)
+        ctx.store.command(rewrite)
         erased: dict[str, Any] = {"messages": len(messages), **counts}
-        if not erased["deliveries"]:  # a recipient without delivery events is answered as before them
-            del erased["deliveries"]
+        for table in ("deliveries", "reads"):  # a recipient without them is answered as before they existed
+            if not erased[table]:
+                del erased[table]
+        if consent_changes:  # and one without consent changes as before them
+            erased["consent_changes"] = consent_changes
         if privacy.erase_notifications is not None:  # this process's outbox and cache; others via the topic
             erased.update(privacy.erase_notifications(account, change.recipient_tags, messages))
         erased.update(

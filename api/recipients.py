@@ -17,7 +17,7 @@ from litestar.params import QueryParameter
 
 from api.context import ApiContext, RecipientPath, account_dependency
 from api.sql import best_time as bt
-from api.sql import deliveries, messages, pages, privacy
+from api.sql import consent, deliveries, messages, pages, privacy
 from api.sql import recipients as sql
 from schemas.recipient import normalize_recipient
 
@@ -69,10 +69,14 @@ def recipient_view(
         best=best,
     )
     delivery = ctx.read(deliveries.recipient_deliveries(db, account, recipient))
-    tags = [tag.hex() for tag in ctx.keyring.recipient_tags(account, recipient)]
+    # Their consent to tracking and its whole history (issue 19): the proof, with the rest of their data.
+    tags = sorted(t.hex() for t in ctx.keyring.recipient_tags(account, recipient))
+    changes = consent.shape_history(ctx.read(consent.consent_history(db, account, tags)))
+    state = changes[-1]["state"] if changes else "unknown"
     suppressed = bool(ctx.read(privacy.recipient_suppressed(db, account, tags))[0][0])
     return {
         **answer,
         **deliveries.shape_recipient_deliveries(delivery),
+        "consent": {"state": state, "history": changes},
         "tracking": "off" if suppressed else "on",
     }

@@ -1,20 +1,24 @@
 """Registering a sent message: its pixel token, its tracked links, and the row for ``sends``. Pure.
 
-Tokens are stateless and deterministic: the same message (account, campaign, id, sent_at) and link give the
-same URL, so registering a message again returns the same URLs.
+Tokens are stateless and deterministic: the same message (account, campaign, id, sent_at), link and UTM
+parameters give the same URL, so registering a message again returns the same URLs. A click token signs the
+link's destination with its UTM parameters (`api.utm`), so the edge redirects exactly there and a token whose
+destination was changed fails its signature. Which links are tracked is `api.link_controls`' decision; the
+others are registered (stored with the send) but get no token.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from api.utm import Utm, with_utm
 from schemas.errors import PixelpipeError
 from schemas.recipient import BadRecipient, checked_recipient
-from schemas.tokens import Claim, Keyring, TokenKind, recipient_tag, sign
+from schemas.tokens import MAX_TOKEN_CHARS, Claim, Keyring, TokenKind, recipient_tag, sign
 
 MAX_LINKS = 1000
 MAX_URL_CHARS = 2048
@@ -29,8 +33,9 @@ class BadMessage(PixelpipeError, ValueError):
 class Registration:
     message_id: str
     pixel_url: str
-    links: dict[str, str]  # original URL -> tracked URL
+    links: dict[str, str]  # original URL -> tracked URL, for the links tracked
     send_row: list[Any]
+    registered: tuple[str, ...] = ()  # every distinct link, tracked or not, in order
 
 
 SEND_COLUMNS = ("account", "campaign_id", "message_id", "recipient", "sent_at", "registered_at", "links")
@@ -101,7 +106,14 @@ def register(
     links: Sequence[str],
     now: datetime,
     provider_message: str | None = None,
+    track: Collection[str] | None = None,
+    utm: Utm | None = None,
+    read_time: bool = False,
 ) -> Registration:
+    """Plan a message's registration: its pixel, a click token for each link in ``track`` (every link when
+    None) whose destination is the link with ``utm`` appended, and its ``sends`` row (every link).
+    ``read_time``: the pixel measures how long the open stays on screen (issue 18): its token is a
+    `TokenKind.TIMED_OPEN`, so the edge holds its answer without a lookup."""
     if len(links) > MAX_LINKS:
         raise BadMessage(f"at most {MAX_LINKS} links per message")
     if sent_at.tzinfo is None:
@@ -116,11 +128,13 @@ def register(
     distinct = list(dict.fromkeys(check_link(u) for u in links))
     tag = recipient_tag(keyring.signing_key[1], account, recipient)
     base = Claim(TokenKind.OPEN, account, campaign_id, message_id, seconds, recipient_tag=tag)
-    pixel_url = f"{public_url}/o/{sign(base, keyring)}.gif"
+    pixel = replace(base, kind=TokenKind.TIMED_OPEN) if read_time else base
+    pixel_url = f"{public_url}/o/{sign(pixel, keyring)}.gif"
     click = replace(base, kind=TokenKind.CLICK)
     tracked = {
-        url: f"{public_url}/c/{sign(replace(click, link_index=i, url=url), keyring)}"
+        url: f"{public_url}/c/{_click_token(replace(click, link_index=i, url=url), keyring, utm)}"
         for i, url in enumerate(distinct)
+        if track is None or url in track
     }
     sent = datetime.fromtimestamp(seconds, UTC)
     row = [
@@ -133,4 +147,17 @@ def register(
         distinct,
         provider_message_id(provider_message),
     ]
-    return Registration(message_id, pixel_url, tracked, row)
+    return Registration(message_id, pixel_url, tracked, row, tuple(distinct))
+
+
+def _click_token(claim: Claim, keyring: Keyring, utm: Utm | None) -> str:
+    """The signed token of a click on ``claim.url``, its destination with the UTM parameters appended."""
+    if utm is not None:
+        claim = replace(claim, url=with_utm(claim.url, utm))
+    token = sign(claim, keyring)
+    if len(token) > MAX_TOKEN_CHARS:  # the edge would refuse it
+        raise BadMessage(
+            f"links: {claim.url[:80]!r}...: the link, with its UTM parameters and the message's ids, is too "
+            f"long for a click token ({MAX_TOKEN_CHARS} characters); shorten it or its UTM values"
+        )
+    return token

@@ -103,7 +103,7 @@ def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return max(runs, key=lambda r: (not r["disturbed"], r["rps"]))
 
 
-def _measured(
+def measured(
     base: str, paths: list[str], duration_s: float, pid: int, broker_pid: int | None = None, **wrk: Any
 ) -> dict[str, Any]:
     """One wrk run, with how busy each CPU was and how much of a CPU the server process (tree) and the
@@ -137,7 +137,7 @@ def _measured(
     return {**best, "attempts": len(attempts)}
 
 
-def _wait_acked(edge: Role, timeout_s: float = 60) -> dict[str, float]:
+def wait_acked(edge: Role, timeout_s: float = 60) -> dict[str, float]:
     """Wait until Kafka acknowledged everything the edge published; return the edge's counters."""
     deadline = time.monotonic() + timeout_s
     while True:
@@ -251,7 +251,7 @@ def summarize_stacks(
     }
 
 
-def _warm(edge: Role, paths: list[str], broker_pid: int) -> list[float]:
+def warm(edge: Role, paths: list[str], broker_pid: int) -> list[float]:
     """Load the edge in steps of `WARM_STEP_S` for at least `WARM_MIN_S`, then until the broker's CPU per
     pixel in the last step is within `WARM_SETTLED` of the lowest seen (at most `WARM_MAX_S`); returns that
     CPU per step, in µs."""
@@ -270,9 +270,9 @@ def _measure_edge(
     edge: Role, paths: list[str], duration_s: float, broker_pid: int
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """A saturation run of the edge, and what its counters say Kafka received meanwhile."""
-    counts_before = _wait_acked(edge)
-    run = _measured(edge.base, paths, duration_s, edge.pid, broker_pid)
-    counts = _wait_acked(edge)
+    counts_before = wait_acked(edge)
+    run = measured(edge.base, paths, duration_s, edge.pid, broker_pid)
+    counts = wait_acked(edge)
     return run, {k: counts[k] - counts_before[k] for k in counts}
 
 
@@ -300,13 +300,13 @@ def main() -> None:  # noqa: PLR0915 - one straight script: start, measure, prof
             edge = Role(["edge"], env, tmp / "edge.log", cpus=SERVER_CPU).start()
             broker_pid = kafka_pid(tmp / "kafka")
             try:
-                result["broker_warmup_us_per_px"] = _warm(edge, paths, broker_pid)
+                result["broker_warmup_us_per_px"] = warm(edge, paths, broker_pid)
                 for n in range(rounds):
                     print(f"round {n + 1}/{rounds}", flush=True)
                     if "nginx" not in missing:
                         with nginx(tmp / "nginx", SERVER_CPU) as (url, master):
                             run_wrk(url, paths, duration_s=2)
-                            nginx_runs.append(_measured(url, paths, duration, master.pid))
+                            nginx_runs.append(measured(url, paths, duration, master.pid))
                             print(f"  nginx: {_line(nginx_runs[-1])}", flush=True)
                     run, check = _measure_edge(edge, paths, duration, broker_pid)
                     edge_runs.append(run)
@@ -314,24 +314,24 @@ def main() -> None:  # noqa: PLR0915 - one straight script: start, measure, prof
                     print(f"  edge : {_line(run)}; Kafka: {check}", flush=True)
                 paced_rate = max(500.0, round(_best(edge_runs)["rps"] / 2, -2))
                 result["paced_rps"] = paced_rate
-                edge_paced = _measured(edge.base, paths, duration, edge.pid, broker_pid, paced_rps=paced_rate)
+                edge_paced = measured(edge.base, paths, duration, edge.pid, broker_pid, paced_rps=paced_rate)
                 print(f"  edge  paced at {paced_rate:.0f}/s: {_line(edge_paced)}", flush=True)
                 result["edge_paced"] = edge_paced
                 if "nginx" not in missing:
                     with nginx(tmp / "nginx", SERVER_CPU) as (url, master):
-                        nginx_paced = _measured(url, paths, duration, master.pid, paced_rps=paced_rate)
+                        nginx_paced = measured(url, paths, duration, master.pid, paced_rps=paced_rate)
                     print(f"  nginx paced at {paced_rate:.0f}/s: {_line(nginx_paced)}", flush=True)
                     result["nginx_paced"] = nginx_paced
                 print("profiling the edge with py-spy", flush=True)
                 result["profile"] = _profile(edge, paths, 10.0, tmp / "edge-profile.txt")
-                result["kafka_after_profile"] = _wait_acked(edge)
+                result["kafka_after_profile"] = wait_acked(edge)
             finally:
                 edge.stop()
         print("pixelpipe serve (all roles, in-process bus) on the same core", flush=True)
         serve = Role(["serve"], role_env(tmp / "serve"), tmp / "serve.log", cpus=SERVER_CPU).start()
         try:
             run_wrk(serve.base, paths, duration_s=3)
-            serve_run = _measured(serve.base, paths, duration, serve.pid)
+            serve_run = measured(serve.base, paths, duration, serve.pid)
             time.sleep(2)
             m = scrape(serve.base)
             result["serve"] = serve_run

@@ -9,6 +9,14 @@ Two ways in, one logic: `Edge.serve` hands each `Answer` to a callback, which th
 (`ingest.http_protocol`) turns straight into bytes on the socket, below ASGI (a pixel's GIF is on its way
 before the hit is recorded); `Edge.__call__` is the same as an ASGI app (for any other server, and for the
 rare request that protocol passes on), which sends the answer after the hit is recorded.
+
+**Timed opens** (read time, issue 18: `schemas.tokens.TokenKind.TIMED_OPEN`, told from a plain open by the
+token's first characters, before anything is verified). A plain open's GIF leaves first, as above. A timed
+open is verified and published first, exactly as an open (the hit id its read record will name), then
+answered with a `TimedAnswer`: the edge's HTTP protocol holds it (`ingest.read_time`). The ASGI path does not
+hold: it sends the read-time GIF whole (`ReadEnd.BUSY`, counted as ``asgi``), so a graceful shutdown never
+waits on a held ASGI response. A timed token that does not verify, or a recipient on do-not-track, gets the
+plain GIF, as a plain open does; a HEAD gets the read-time GIF's head, holds nothing and publishes nothing.
 """
 
 from __future__ import annotations
@@ -23,11 +31,15 @@ from urllib.parse import quote, urlsplit
 
 from bus.port import EncodedHitPublisher, HitPublisher
 from ingest import metrics
+from ingest.aggregate import AggregatePixels
 from ingest.client_ip import Network, client_ip
 from ingest.native import NativeEdge, PixelPath, pixel_path
+from ingest.read_time import HeldPixels, TimedOpen
+from schemas.aggregate_opens import looks_aggregate
 from schemas.events import SCHEMA_VERSION, HitKind, RawHit
+from schemas.reads import ReadEnd
 from schemas.suppression import DoNotTrack
-from schemas.tokens import Claim, InvalidToken, Keyring, TokenKind, token_shape, verify
+from schemas.tokens import Claim, InvalidToken, Keyring, TokenKind, token_shape, token_starts, verify
 from schemas.wire import fast_constructor
 
 log = logging.getLogger(__name__)
@@ -180,7 +192,38 @@ def redirect(location: bytes) -> Answer:
     )
 
 
-Respond = Callable[[Answer], None]
+def read_time_answers(pixels: HeldPixels) -> tuple[Answer, Answer, Answer]:
+    """The read-time GIF's answers: its head with the first frame (what a held answer writes at once), the
+    whole animation at once (an answer not held), and the answer to a HEAD. All declare the whole length."""
+    headers = (
+        (b"content-type", b"image/gif"),
+        (b"content-length", str(pixels.gif.content_length).encode()),
+        (b"cache-control", NO_STORE),
+        (b"pragma", b"no-cache"),
+        (b"expires", b"0"),
+    )
+    return Answer(200, headers, pixels.gif.head), Answer(200, headers, pixels.gif.whole), Answer(200, headers)
+
+
+# A timed open is told from a plain one by its first characters, before anything is verified.
+_TIMED_STARTS: Final = token_starts(TokenKind.TIMED_OPEN)
+
+
+def looks_timed(token: str) -> bool:
+    """Whether ``token`` says it is a timed open (unverified: `verify` decides what it is)."""
+    return token[:3] in _TIMED_STARTS
+
+
+@dataclass(frozen=True, slots=True)
+class TimedAnswer:
+    """A verified timed open, published: its answer is the read-time GIF, held by the server that can
+    (`ingest.http_protocol`), else sent whole (`Edge.whole_answer`, the ASGI path)."""
+
+    opened: TimedOpen
+    user_agent: str
+
+
+Respond = Callable[[Answer | TimedAnswer], None]
 
 
 class Edge:
@@ -200,6 +243,7 @@ class Edge:
         do_not_track: DoNotTrack | None = None,
         clock: Callable[[], float] = time.time,
         native: NativeEdge = "auto",
+        read_time: HeldPixels | None = None,
     ) -> None:
         self.keyring = keyring
         self.publisher = publisher
@@ -213,6 +257,14 @@ class Edge:
         if isinstance(publisher, EncodedHitPublisher):
             self.pixel_path = pixel_path(keyring, native, self.trusted_proxies)
             self._publish_encoded = publisher.publish_encoded
+        # Campaign pixels (issue 19, `ingest.aggregate`): published through the encoded path (every publisher
+        # of the edge has one: the memory bus's and Kafka's).
+        encoded = getattr(publisher, "publish_encoded", None)
+        self.aggregate = AggregatePixels(keyring, encoded, self.trusted_proxies, clock) if encoded else None
+        # The held read-time pixels (the edge's HTTP protocol holds them; `pixelpipe.app` stops them).
+        self.read_time = read_time or HeldPixels(publisher, cap_s=25, max_held=5_000, clock=clock)
+        answers = read_time_answers(self.read_time)
+        self.read_time_head, self.read_time_whole, self.read_time_head_only = answers
         # The counters' children, bound once: `.labels()` per hit costs a locked lookup.
         self._hits = {
             (kind, token): metrics.HITS.labels(kind, token)
@@ -224,7 +276,7 @@ class Edge:
         if scope["type"] == "http":
             path: str = scope["path"]
             if path.startswith(("/o/", "/c/")):
-                answers: list[Answer] = []
+                answers: list[Answer | TimedAnswer] = []
                 peer = scope.get("client")
                 self.serve(
                     scope["method"],
@@ -233,13 +285,24 @@ class Edge:
                     scope.get("headers") or (),
                     answers.append,
                 )
-                for answer in answers:
+                for given in answers:
+                    answer = given if isinstance(given, Answer) else self.whole_answer(given)
                     await send(
                         {"type": "http.response.start", "status": answer.status, "headers": answer.headers}
                     )
                     await send({"type": "http.response.body", "body": answer.body})
                 return
         await self.fallback(scope, receive, send)
+
+    def whole_answer(self, timed: TimedAnswer) -> Answer:
+        """The ASGI path's answer to a timed open: the whole read-time GIF, its record published
+        (`ReadEnd.PROXY` for a proxy's, else `ReadEnd.BUSY`, counted as ``asgi``): this path holds nothing."""
+        pixels = self.read_time
+        if pixels.unheld_reason(timed.user_agent) is ReadEnd.PROXY:
+            pixels.unheld(timed.opened, ReadEnd.PROXY)
+        else:
+            pixels.unheld(timed.opened, ReadEnd.BUSY, "asgi")
+        return self.read_time_whole
 
     def serve(
         self,
@@ -268,14 +331,40 @@ class Edge:
         respond: Respond,
     ) -> None:
         if method != "GET":
-            respond(PIXEL_HEAD if method == "HEAD" else METHOD_NOT_ALLOWED)
+            if method == "HEAD":
+                respond(self.read_time_head_only if looks_timed(token) else PIXEL_HEAD)
+            else:
+                respond(METHOD_NOT_ALLOWED)
+            return
+        token = token.removesuffix(".gif")
+        if looks_timed(token) and self.read_time.measures:
+            self._timed_pixel(token, peer, headers, respond)
             return
         # Answer first: the GIF goes out before anything else happens.
         respond(PIXEL)
         try:
-            self._record("open", token.removesuffix(".gif"), TokenKind.OPEN, peer, headers)
+            if looks_aggregate(token) and self.aggregate and self.aggregate.record(token, peer, headers):
+                return  # a campaign pixel: an aggregate open, naming nobody (`ingest.aggregate`)
+            self._record("open", token, TokenKind.OPEN, peer, headers)
         except Exception:  # the email is already served; a bug here must not surface
             log.exception("could not record a pixel hit")
+
+    def _timed_pixel(
+        self, token: str, peer: str | None, headers: Sequence[tuple[bytes, bytes]], respond: Respond
+    ) -> None:
+        """Publish the open first (its hit id is the one its read record names), then answer: the read-time
+        GIF for a verified timed open, the plain GIF for anything else (a forged token, do-not-track)."""
+        published: list[RawHit] = []
+        claim: Claim | None = None
+        try:
+            claim = self._record("open", token, TokenKind.OPEN, peer, headers, published=published)
+        except Exception:
+            log.exception("could not record a pixel hit")
+        if claim is None or not claim.read_time or not published:
+            respond(PIXEL)
+            return
+        hit = published[0]
+        respond(TimedAnswer(TimedOpen.of(hit), hit.user_agent))
 
     def _click(
         self,
@@ -327,8 +416,10 @@ class Edge:
         headers: Sequence[tuple[bytes, bytes]],
         *,
         publish: bool = True,
+        published: list[RawHit] | None = None,
     ) -> Claim | None:
-        """Verify the token, publish the raw hit (valid or not), and return the claim if it verified."""
+        """Verify the token, publish the raw hit (valid or not; also appended to ``published`` if given),
+        and return the claim if it verified."""
         received_at_ms = int(self.clock() * 1000)
         ip = client_ip(
             peer,
@@ -346,15 +437,16 @@ class Edge:
         self._hits[kind, "ok" if claim else "invalid"].inc()
         if not publish:
             return claim
-        self.publisher.publish(
-            raw_hit(
-                kind=kind,
-                token=token,
-                claim=claim,
-                error=error,
-                received_at_ms=received_at_ms,
-                ip=ip,
-                user_agent=user_agent,
-            )
+        hit = raw_hit(
+            kind=kind,
+            token=token,
+            claim=claim,
+            error=error,
+            received_at_ms=received_at_ms,
+            ip=ip,
+            user_agent=user_agent,
         )
+        self.publisher.publish(hit)
+        if published is not None:
+            published.append(hit)
         return claim

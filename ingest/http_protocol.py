@@ -9,6 +9,14 @@ alone: a pipelined request behind one still running, a connection whose peer is 
 buffer over its high-water mark: the ASGI path waits for it), an upgrade, a URL that is not ASCII.
 Keep-alive follows uvicorn: HTTP/1.0 or ``Connection: close`` gets ``connection: close`` and a close.
 
+**Read-time pixels held below ASGI.** A timed open answered here (`ingest.edge.TimedAnswer`) gets the
+read-time GIF's head at once, and `ingest.read_time.HeldPixels` writes the rest a frame a second. Until its
+trailer the response is in progress, as an ASGI response would be (`_HeldCycle` stands in for uvicorn's
+cycle): a request pipelined behind it waits in uvicorn's queue and starts once the trailer is written
+(uvicorn's ``on_response_complete``), no keep-alive or idle timer runs, and the cap never evicts it. The
+client's close ends the measurement (``closed``); a graceful shutdown ends it (``stopped``) and closes the
+connection at once instead of waiting for the cap.
+
 **One write per response on the ASGI path too.** Each response's head is held back until what follows it,
 so a response that is complete at once leaves in one ``write`` system call instead of two. A held head
 waits for at most the rest of the current event-loop iteration: the response's next write takes it along,
@@ -41,8 +49,9 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from ingest import metrics
 from ingest.client_ip import client_ip, forwarded_for_counts
 from ingest.connection_bounds import DEFAULT_BOUNDS, ConnectionBounds, ConnectionTable, connection_table
-from ingest.edge import BAD_LINK, METHOD_NOT_ALLOWED, PIXEL, PIXEL_HEAD, Answer, Edge
+from ingest.edge import BAD_LINK, METHOD_NOT_ALLOWED, PIXEL, PIXEL_HEAD, Answer, Edge, TimedAnswer
 from ingest.native import PixelPath
+from ingest.read_time import Held
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +120,49 @@ class _Answered:
 
 
 _ANSWERED: Final = _Answered()
+
+
+class _Discarded:
+    """Where the body of a request whose answer is held goes: nowhere (a pixel reads no body)."""
+
+    def __iadd__(self, data: bytes) -> _Discarded:
+        return self
+
+    def __len__(self) -> int:
+        return 0
+
+
+_DISCARDED: Final = _Discarded()
+
+
+class _HeldCycle:
+    """Stands in for uvicorn's ``RequestResponseCycle`` of a timed open held below ASGI: in progress until
+    its trailer (see the module's docstring). It is the held answer's connection for
+    `ingest.read_time.HeldPixels` (`ingest.read_time.HeldConnection`)."""
+
+    __slots__ = ("_protocol", "body", "disconnected", "held", "keep_alive", "more_body", "response_complete")
+    message_event: Final = _Answered.message_event
+
+    def __init__(self, protocol: EdgeHttpProtocol, keep_alive: bool) -> None:
+        self._protocol = protocol
+        self.keep_alive = keep_alive
+        self.response_complete = False
+        self.disconnected = False
+        self.more_body = True
+        self.body = _DISCARDED  # uvicorn adds a request's body to it (``cycle.body += …``): dropped
+        self.held: Held | None = None
+
+    def write(self, data: bytes) -> None:
+        transport = self._protocol.transport
+        if not transport.is_closing():
+            transport.write(data)
+
+    def complete(self) -> None:
+        self.response_complete = True
+        self._protocol.held_complete(self)
+
+    def close(self) -> None:
+        self._protocol.close_held()
 
 
 class _HeadCoalescer:
@@ -384,6 +436,9 @@ class EdgeHttpProtocol(BoundedHttpProtocol):
     # cancelling and re-arming one per request, as uvicorn does: the timer, when it fires, waits on for what
     # remains of the timeout since this answer.
     _answered_at: float
+    # The timed open whose answer is held (`ingest.read_time`) until its trailer; ``self.cycle`` is another
+    # once a request is pipelined behind it, as with uvicorn's cycles.
+    _held: _HeldCycle | None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -398,6 +453,15 @@ class EdgeHttpProtocol(BoundedHttpProtocol):
         self._forwarded_for_counts = forwarded_for_counts(self._peer, proxies)
         self._between_messages = True
         self._answered_at = -math.inf
+        self._held = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        held = self._held
+        if held is not None:  # the client closed it: the measurement
+            self._held = None
+            if held.held is not None:
+                held.held.lost()
+        super().connection_lost(exc)
 
     # -- the native fast path
 
@@ -488,7 +552,10 @@ class EdgeHttpProtocol(BoundedHttpProtocol):
         self.cycle = cast(RequestResponseCycle, _ANSWERED)
         return edge.serve(method, path, self._peer, self.headers, self._respond)
 
-    def _respond(self, answer: Answer) -> None:
+    def _respond(self, answer: Answer | TimedAnswer) -> None:
+        if not isinstance(answer, Answer):
+            self._hold(answer)
+            return
         keep_alive = self._keep_alive
         default_headers = self.server_state.default_headers
         self.transport.write(_ENCODED.get(answer, default_headers, keep_alive, self._with_body))
@@ -497,6 +564,39 @@ class EdgeHttpProtocol(BoundedHttpProtocol):
         elif not self._declares_body():
             self._reading_head = True  # the message completes as this returns: no body deadline for it
         self.on_response_complete()  # counts the request; pipelining and the keep-alive timer as uvicorn does
+
+    # -- read-time pixels held
+
+    def _hold(self, timed: TimedAnswer) -> None:
+        """The read-time GIF's head now, the rest from `ingest.read_time.HeldPixels`; or, when it may not be
+        held (a proxy, the cap of held pixels), the whole GIF now."""
+        edge = cast(Edge, self._edge)
+        pixels = edge.read_time
+        end = pixels.unheld_reason(timed.user_agent)
+        if end is not None:
+            pixels.unheld(timed.opened, end)
+            self._respond(edge.read_time_whole)
+            return
+        keep_alive = self._keep_alive
+        default_headers = self.server_state.default_headers
+        self.transport.write(encode_answer(edge.read_time_head, default_headers, keep_alive))
+        held = self._held = _HeldCycle(self, keep_alive)
+        self.cycle = cast(RequestResponseCycle, held)
+        if not self._declares_body():
+            self._reading_head = True  # the message completes as this returns: no body deadline for it
+        held.held = pixels.hold(timed.opened, held)
+
+    def held_complete(self, held: _HeldCycle) -> None:
+        """``held``'s trailer is written: the response is complete, as uvicorn completes one."""
+        if self._held is held:
+            self._held = None
+        if not held.keep_alive:
+            self.transport.close()
+        self.on_response_complete()  # counts it; starts a pipelined request, or the keep-alive timer
+
+    def close_held(self) -> None:
+        self._held = None
+        self._close_connection()
 
     # -- the ASGI path
 
@@ -509,6 +609,14 @@ class EdgeHttpProtocol(BoundedHttpProtocol):
         super()._start_asgi_task(cycle, app)
 
     def shutdown(self) -> None:
+        held = self._held
+        if held is not None:  # ends it now (``stopped``, closed): a held pixel never holds up a shutdown
+            self._held = None
+            if held.held is not None:
+                held.held.stop()
+            else:
+                self._close_connection()
+            return
         self._coalescer.flush()
         super().shutdown()
 

@@ -39,3 +39,21 @@ CONNECTIONS_CLOSED = Counter(
     "longest waiting, beyond the connection cap), refused (beyond the cap, none waiting)",
     ["reason"],
 )
+
+# -- read time (ingest.read_time)
+READ_TIME_HELD = Gauge(
+    "pixelpipe_read_time_held", "Read-time pixels held open now (timed opens being measured)"
+)
+READ_TIME_RECORDS = Counter(
+    "pixelpipe_read_time_records_total",
+    "Read records published, by how the measurement ended: closed (the client closed the connection), cap "
+    "(the whole animation was sent), stopped (the edge stopped first), busy and proxy (not held: sent whole)",
+    ["end"],
+)
+READ_TIME_UNHELD = Counter(
+    "pixelpipe_read_time_unheld_total",
+    "Timed opens answered with the whole GIF at once, nothing measured, by reason: busy (at "
+    "PIXELPIPE_READ_TIME_MAX_HELD), proxy (a client known to fetch whole images), asgi (served by the ASGI "
+    "path: pipelined behind another request, a peer not reading, or another server than the edge's)",
+    ["reason"],
+)

@@ -12,7 +12,7 @@ BENCH_RUN := $(UV) run python -m
 BENCH_FLAGS ?=
 
 .PHONY: bench bench-full bench-processors bench-edge bench-slowloris bench-e2e bench-queries bench-scaling \
-	bench-notices bench-outage bench-deliveries bench-dashboard
+	bench-notices bench-outage bench-deliveries bench-dashboard bench-read-time
 
 bench: install ## the quick benchmarks
 	$(BENCH_RUN) bench.processors $(BENCH_FLAGS)
@@ -43,6 +43,11 @@ bench-edge: install
 # A real pixel's latency while 2,000 slowloris connections hold on (issue 14): about 3 minutes.
 bench-slowloris: install
 	$(BENCH_RUN) bench.edge_slowloris $(BENCH_FLAGS)
+
+# Plain pixels' rate and p99 while 20,000 read-time pixels are held open, and the memory per held one
+# (issue 18; BENCH_FLAGS="--held 5000" on a busy machine): about 6 minutes.
+bench-read-time: install
+	$(BENCH_RUN) bench.read_time $(BENCH_FLAGS)
 
 bench-e2e: install
 	$(BENCH_RUN) bench.end_to_end $(BENCH_FLAGS)

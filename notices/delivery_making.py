@@ -67,6 +67,11 @@ def delivery_notices_of(
                 smtp_status=event.smtp_status,
                 smtp_code=event.smtp_code,
                 diagnostic=event.diagnostic,
+                read_of="",
+                opened_at_ms=0,
+                read_ms=0,
+                read_end="",
+                read_category="",
                 v=NOTICE_VERSION,
             )
         )

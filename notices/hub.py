@@ -1,12 +1,13 @@
-"""The notice hub: takes each batch the processor stored (hits) and each batch the delivery loader stored (a
-mail service's delivery events) and hands their notices to the sinks, in the order they were stored.
+"""The notice hub: takes each batch the processor stored (hits, then the flush's read records) and each batch
+the delivery loader stored (a mail service's delivery events) and hands their notices to the sinks, in the
+order they were stored.
 
-Must never block or raise in `NoticeHub.publish` or `NoticeHub.publish_deliveries` (called between an insert
-and its commit); never let a sink's failure or slowness reach the processor or the loader (the queue is
-bounded: past the bound a batch is dropped and counted in ``pixelpipe_notices_dropped_total``). On Kafka the
-processor and the delivery loader commit offsets only once `NoticeHub.durable` says the notices of what they
-stored were handed to every sink (`processors.runner`, `deliveries.loader`): both kinds of batch wait in one
-queue, so one ticket covers both.
+Must never block or raise in `NoticeHub.publish`, `NoticeHub.publish_reads` or `NoticeHub.publish_deliveries`
+(called between an insert and its commit); never let a sink's failure or slowness reach the processor or the
+loader (the queue is bounded: past the bound a batch is dropped and counted in
+``pixelpipe_notices_dropped_total``). On Kafka the processor and the delivery loader commit offsets only once
+`NoticeHub.durable` says the notices of what they stored were handed to every sink (`processors.runner`,
+`deliveries.loader`): every kind of batch waits in one queue, so one ticket covers them all.
 The sinks: in one process the live feed and the webhook dispatcher; on Kafka the ``enriched`` topic's
 producer (`notices.kafka`).
 """
@@ -25,7 +26,9 @@ from prometheus_client import Counter
 
 from notices.delivery_making import delivery_notices_of
 from notices.making import MessageLookup, Stored, notices_of
+from notices.read_making import read_notices_of
 from notices.retries import until_taken
+from processors.reads import StoredRead
 from schemas.backoff import Backoff
 from schemas.delivery_events import DeliveryEvent
 from schemas.notices import Notice
@@ -35,10 +38,13 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 NoticeSink = Callable[[Sequence[Notice]], Awaitable[None]]
-# A queued batch: its publish number, and either stored hits or stored delivery events (the other is empty).
-_Batch = tuple[int, Stored, Sequence[DeliveryEvent]]
+# A queued batch: its publish number, and stored hits, stored delivery events or stored read records (one of
+# the three; the others empty).
+_Batch = tuple[int, Stored, Sequence[DeliveryEvent], Sequence[StoredRead]]
 
-NOTICES = Counter("pixelpipe_notices_total", "Notices made from stored hits and delivery events", ["type"])
+NOTICES = Counter(
+    "pixelpipe_notices_total", "Notices made from stored hits, read records and delivery events", ["type"]
+)
 NOTICES_DROPPED = Counter("pixelpipe_notices_dropped_total", "Notices dropped: the hub's queue was full")
 MAX_PASS: Final = 5000  # stored hits (and delivery events) the hub takes on in one pass
 
@@ -94,15 +100,23 @@ class NoticeHub:
 
     def publish(self, stored: Stored) -> None:
         """The runner's ``on_stored`` callback. Never blocks, never raises."""
-        self._enqueue(stored, (), "stored hits")
+        self._enqueue(stored, (), (), "stored hits")
+
+    def publish_reads(self, reads: Sequence[StoredRead]) -> None:
+        """The runner's ``on_reads_stored`` callback: a flush's stored read records, handed on after the
+        flush's hits, so a read's notice follows its open's (`notices.read_making`). Never blocks, never
+        raises."""
+        self._enqueue((), (), reads, "read records")
 
     def publish_deliveries(self, events: Sequence[DeliveryEvent]) -> None:
         """The delivery loader's ``on_stored`` callback: delivery events stored (matched or not; only some
         make a notice, `notices.delivery_making`). Never blocks, never raises."""
-        self._enqueue((), events, "delivery events")
+        self._enqueue((), events, (), "delivery events")
 
-    def _enqueue(self, stored: Stored, events: Sequence[DeliveryEvent], what: str) -> None:
-        size = len(stored) + len(events)
+    def _enqueue(
+        self, stored: Stored, events: Sequence[DeliveryEvent], reads: Sequence[StoredRead], what: str
+    ) -> None:
+        size = len(stored) + len(events) + len(reads)
         if not size:
             return
         # The bound is against falling behind: a batch is always taken when nothing else waits.
@@ -112,7 +126,7 @@ class NoticeHub:
             log.warning("notice queue full: dropped a batch of %d %s", size, what)
             return
         self._published += 1
-        self._queue.append((self._published, stored, events))
+        self._queue.append((self._published, stored, events, reads))
         self._queued += size
         if self._wake is not None:
             self._wake.set()
@@ -198,9 +212,11 @@ class NoticeHub:
 
     def _notices_of(self, batches: Sequence[_Batch], created_at_ms: int) -> list[Notice]:
         notices: list[Notice] = []
-        for _, stored, events in batches:
+        for _, stored, events, reads in batches:
             if stored:
                 notices.extend(notices_of(stored, created_at_ms))
+            elif reads:
+                notices.extend(read_notices_of(reads, created_at_ms))
             else:
                 notices.extend(delivery_notices_of(events, created_at_ms, self.keyring))
         return notices
@@ -224,4 +240,4 @@ class NoticeHub:
 
 
 def _size(batch: _Batch) -> int:
-    return len(batch[1]) + len(batch[2])
+    return len(batch[1]) + len(batch[2]) + len(batch[3])

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from notices.read_making import named_all, unnamed
 from processors.pipeline import ProcessedHit
 from schemas.notices import DELIVERY_NOTICE_TYPES, NOTICE_VERSION, Notice, notice_type
 from schemas.store import Store
@@ -64,6 +65,11 @@ def notices_of(stored: Stored, created_at_ms: int) -> list[Notice]:
                 smtp_status="",
                 smtp_code=0,
                 diagnostic="",
+                read_of="",
+                opened_at_ms=0,
+                read_ms=0,
+                read_end="",
+                read_category="",
                 v=NOTICE_VERSION,
             )
         )
@@ -84,7 +90,10 @@ class MessageLookup:
     (ties by hit id) — rather than remembered, so a restart or a replay gives the same answer. Known answers
     are kept in a bounded LRU: the first open of a message never changes once stored (short of an
     out-of-order hit from the edge's spool older than it, which then is marked first too). Blocking: run it in
-    a worker thread. A delivery notice passes as it is: it comes complete from its matched event.
+    a worker thread. A delivery notice passes as it is: it comes complete from its matched event. A read
+    notice gets its recipient as a hit's does; one whose open the processor did not judge is named by its
+    open's verdict in ``events`` (one query per campaign of such notices), and left out when its open is not
+    there (`notices.read_making.named`).
     """
 
     def __init__(self, store: Store, cache_size: int = 100_000) -> None:
@@ -96,6 +105,7 @@ class MessageLookup:
     def complete(self, notices: Sequence[Notice]) -> list[Notice]:
         want_recipient: dict[tuple[str, str], set[str]] = collections.defaultdict(set)
         want_first: dict[tuple[str, str], set[str]] = collections.defaultdict(set)
+        want_verdict: dict[tuple[str, str], set[tuple[str, str]]] = collections.defaultdict(set)
         for n in notices:
             if n.type in DELIVERY_NOTICE_TYPES:
                 continue
@@ -105,6 +115,8 @@ class MessageLookup:
                 want_recipient[(n.account, n.campaign_id)].add(n.message_id)
             if n.type == "open" and facts.first_open is None:
                 want_first[(n.account, n.campaign_id)].add(n.message_id)
+            if unnamed(n):
+                want_verdict[(n.account, n.campaign_id)].add((n.message_id, n.read_of))
         db = self.store.database
         for (account, campaign_id), messages in want_recipient.items():
             rows = self.store.query(
@@ -127,6 +139,22 @@ class MessageLookup:
             )
             for message_id, first_open in rows:
                 self._facts((account, message_id)).first_open = str(first_open)
+        open_verdicts: dict[str, str] = {}
+        for (account, campaign_id), opens in want_verdict.items():
+            rows = self.store.query(
+                f"""SELECT hit_id, any(verdict) FROM {db}.events
+                    WHERE account = {{account:String}} AND campaign_id = {{campaign_id:String}}
+                      AND message_id IN {{messages:Array(String)}} AND kind = 'open'
+                      AND hit_id IN {{hits:Array(String)}}
+                    GROUP BY hit_id""",  # noqa: S608 - db is a validated name; values are bound
+                {
+                    "account": account,
+                    "campaign_id": campaign_id,
+                    "messages": sorted({m for m, _ in opens}),
+                    "hits": sorted({h for _, h in opens}),
+                },
+            )
+            open_verdicts.update((str(hit_id), str(verdict)) for hit_id, verdict in rows)
         completed = []
         for n in notices:
             if n.type in DELIVERY_NOTICE_TYPES:
@@ -135,7 +163,7 @@ class MessageLookup:
             facts = self._facts(n.message_key)
             first = n.type == "open" and facts.first_open == n.id
             completed.append(_completed(n, recipient=facts.recipient or "", first=first))
-        return completed
+        return named_all(completed, open_verdicts) if want_verdict else completed
 
     def __len__(self) -> int:
         """Messages whose facts are kept."""

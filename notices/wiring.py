@@ -21,6 +21,7 @@ from notices.hub import NoticeHub
 from notices.live import LiveFeed
 from notices.making import MessageLookup, Stored
 from notices.retries import RetryPolicy
+from processors.reads import StoredRead
 from schemas.delivery_events import DeliveryEvent
 from schemas.store import Store
 from schemas.tokens import Keyring
@@ -54,6 +55,12 @@ class Notifications:
     def listeners(self) -> list[Callable[[Stored], None]]:
         """What the processor's ``on_stored`` must call."""
         return [self.hub.publish] if self.hub is not None else []
+
+    def read_listeners(self) -> list[Callable[[Sequence[StoredRead]], None]]:
+        """What the processor's ``on_reads_stored`` must call with a flush's stored read records (right after
+        ``on_stored``; on the event loop, never blocks): `NoticeHub.publish_reads`, whose ``read`` notices
+        `durable` covers too."""
+        return [self.hub.publish_reads] if self.hub is not None else []
 
     def delivery_listeners(self) -> list[Callable[[Sequence[DeliveryEvent]], None]]:
         """What the delivery loader's ``on_stored`` must call with the events it stored (on the event loop;

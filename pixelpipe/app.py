@@ -21,7 +21,9 @@ from litestar.openapi.spec import Components as OpenAPIComponents
 from litestar.openapi.spec import SecurityScheme
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from api.account import AccountController, SettingsIn, SettingsPatch
 from api.campaigns import CampaignAnalyticsController, CampaignController
+from api.consent import ConsentController, ConsentIn
 from api.context import ApiContext
 from api.dashboard import dashboard
 from api.dashboard_files import DashboardFiles, WatchedBuild
@@ -32,6 +34,7 @@ from api.mail_services import MailServiceController, MailServiceIn, MailServiceP
 from api.message_bodies import BatchIn, InstrumentIn, MessageIn
 from api.messages import MessageController, MessageTimelineController, list_messages
 from api.openapi import document
+from api.preferences_routes import choose, preferences_page
 from api.privacy import PrivacyController, PrivacyPropagation, load_suppressed, migrate_plain_suppressions
 from api.recipient_path import raw_recipient, recipient_paths
 from api.recipients import recipient_view
@@ -50,6 +53,8 @@ from deliveries.port import DeliveryPublisher, MailServiceDirectory
 from ingest import native
 from ingest.client_ip import client_ip
 from ingest.edge import ASGIApp, Edge
+from ingest.preferences_redirect import preferences_redirect
+from ingest.read_time import HeldPixels
 from notices.live import LiveFeed
 from notices.wiring import Notifications, in_process, on_kafka
 from pixelpipe.mail_services import MailServiceWiring, mail_service_wiring
@@ -59,6 +64,7 @@ from processors.cloud_ranges import REFRESHED_DIR, cloud_summary, load_classific
 from processors.flood import ReplayFlood
 from processors.geo import GeoLookup
 from processors.pipeline import HitProcessor
+from processors.reads import OnReadsStored, StoredRead
 from processors.runner import HitRunner, Stored
 from schemas.delivery_events import DeliveryEvent
 from schemas.errors import PixelpipeError
@@ -104,6 +110,7 @@ class Components:
     source: HitSource | None = None
     runner: HitRunner | None = None
     on_stored: list[Callable[[Stored], None]] = field(default_factory=list)
+    on_reads_stored: list[OnReadsStored] = field(default_factory=list)  # the read notices' listeners
     do_not_track: DoNotTrack | None = None
     notifications: Notifications | None = None
     privacy: PrivacyWiring | None = None
@@ -114,6 +121,7 @@ class Components:
     mail_service_wiring: MailServiceWiring | None = None  # what feeds it, and the API's propagation
     sns_transport: httpx.AsyncBaseTransport | None = None  # None: Amazon's hosts (tests hand in answers)
     delivery_loader: DeliveryLoader | None = None  # the process role's: deliveries bus -> store
+    held_pixels: HeldPixels | None = None  # the edge's read-time pixels held open (ingest.read_time)
     on_deliveries_stored: list[OnStored] = field(default_factory=list)  # the delivery notices' listeners
     _runner_task: asyncio.Task[None] | None = None
     _delivery_task: asyncio.Task[None] | None = None
@@ -166,6 +174,10 @@ class Components:
 
     async def stop(self) -> None:
         """Stop taking hits, drain what is in flight, commit, close. Bounded by STOP_DEADLINE_S."""
+        if self.held_pixels is not None:
+            # First: their read records (``stopped``) go to the bus before the processor drains it and the
+            # publisher stops. The edge's HTTP protocol ended those it held at the server's shutdown already.
+            await self.held_pixels.stop()
         if self.privacy is not None:
             await self.privacy.stop()
         if self.mail_service_wiring is not None:
@@ -230,6 +242,14 @@ def _log_crash(task: asyncio.Task[None]) -> None:
 def _store_stored(components: Components) -> Callable[[Stored], None]:
     def fan_out(stored: Stored) -> None:
         for listener in components.on_stored:
+            listener(stored)
+
+    return fan_out
+
+
+def _reads_stored(components: Components) -> OnReadsStored:
+    def fan_out(stored: Sequence[StoredRead]) -> None:
+        for listener in components.on_reads_stored:
             listener(stored)
 
     return fan_out
@@ -314,36 +334,26 @@ def build_components(
         c.publisher, c.source = memory, memory
     if "edge" not in roles and memory is not None:
         c.publisher = None
+    if "edge" in roles and c.publisher is not None:
+        c.held_pixels = HeldPixels(
+            c.publisher, cap_s=settings.read_time_cap_s, max_held=settings.read_time_max_held
+        )
     if c.kafka is None and roles & {"edge", "process"} == {"edge", "process"}:
         # One process: the in-memory queue is the ingest's publisher and the loader's source.
         delivery_bus = MemoryDeliveryBus(settings.bus_capacity)
         c.delivery_publisher, delivery_source = delivery_bus, delivery_bus
     if "process" in roles and c.source is not None and c.store is not None:
-        geo = GeoLookup(settings.geoip_city_db, settings.geoip_asn_db)
-        if geo.bundled_snapshot:
-            log.warning(
-                "GeoIP: using the bundled GeoLite2-City snapshot from 2018; locations will be dated. "
-                "Point PIXELPIPE_GEOIP_CITY_DB at a current GeoLite2/GeoIP2 City file."
-            )
-        ranges, clouds = load_classification_ranges(settings.data_dir / REFRESHED_DIR)
-        log.info("cloud ranges: %s", "; ".join(cloud_summary(cloud) for cloud in clouds))
-        samples = [cloud.platform for cloud in clouds if not cloud.complete]
-        if samples:
-            log.warning(
-                "cloud ranges: %s use the bundled samples (a few ranges each); download the published lists "
-                "and run `pixelpipe ranges refresh` (README, Cloud scanners)",
-                ", ".join(samples),
-            )
         c.runner = HitRunner(
             source=c.source,
             store=c.store,
-            processor=HitProcessor(geo, ranges),
+            processor=_hit_processor(settings),
             ip_storage=settings.ip_storage,
             click_window_ms=settings.click_window_ms,
             flood=ReplayFlood(settings.replay_flood_limit, settings.replay_flood_window_s * 1000),
             flush_interval_s=settings.flush_interval_ms / 1000,
             dead_letters=dead_letters,
             on_stored=_store_stored(c),
+            on_reads_stored=_reads_stored(c),
             # Kafka: raw offsets wait until the notices are on the enriched topic. The memory bus commits
             # nothing and cannot replay: waiting there would only turn a stuck outbox into dropped hits.
             notices_durable=_notices_durable(c) if kafka_source is not None else None,
@@ -369,8 +379,30 @@ def build_components(
     if c.store is not None:
         c.notifications = _notifications(c, c.store, topics)
         c.on_stored.extend(c.notifications.listeners())
+        c.on_reads_stored.extend(c.notifications.read_listeners())
         c.on_deliveries_stored.extend(c.notifications.delivery_listeners())
     return c
+
+
+def _hit_processor(settings: Settings) -> HitProcessor:
+    """The processors' pure step with its GeoIP databases and classification ranges (the curated ones and
+    the cloud platforms', refreshed or the bundled samples: said in the log)."""
+    geo = GeoLookup(settings.geoip_city_db, settings.geoip_asn_db)
+    if geo.bundled_snapshot:
+        log.warning(
+            "GeoIP: using the bundled GeoLite2-City snapshot from 2018; locations will be dated. "
+            "Point PIXELPIPE_GEOIP_CITY_DB at a current GeoLite2/GeoIP2 City file."
+        )
+    ranges, clouds = load_classification_ranges(settings.data_dir / REFRESHED_DIR)
+    log.info("cloud ranges: %s", "; ".join(cloud_summary(cloud) for cloud in clouds))
+    samples = [cloud.platform for cloud in clouds if not cloud.complete]
+    if samples:
+        log.warning(
+            "cloud ranges: %s use the bundled samples (a few ranges each); download the published lists "
+            "and run `pixelpipe ranges refresh` (README, Cloud scanners)",
+            ", ".join(samples),
+        )
+    return HitProcessor(geo, ranges)
 
 
 def _kafka(bootstrap: str, topics: Topics, roles: frozenset[str]) -> tuple[KafkaConfig, TopicSetup]:
@@ -519,6 +551,8 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         handlers += [MessageController, CampaignController, PrivacyController, WebhookController]
         handlers += [CampaignAnalyticsController, MessageTimelineController, list_messages, recipient_view]
         handlers.append(MailServiceController)
+        handlers += [AccountController, ConsentController]  # issue 19: settings, recipients' consent
+        handlers += [preferences_page, choose]  # /p/{token}: a recipient's page
         dependencies["ctx"] = Provide(lambda: ctx, use_cache=True, sync_to_thread=False)
         handlers.append(SessionController)  # the dashboard's sign-in
         proxies = settings.trusted_proxies
@@ -541,6 +575,8 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         sns = SnsRequests(components.sns_transport)
         limit = settings.delivery_max_body_bytes
         handlers += ingest_routes(DeliveryIngest(directory, publisher, sns=sns, max_body_bytes=limit))
+    if "edge" in components.roles and store is None:  # the preferences page lives with the API (issue 19)
+        handlers.append(preferences_redirect(settings.api_public_url))
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -576,7 +612,19 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         debug=False,
         middleware=[raw_recipient],  # `recipient` path parameters as the client encoded them
     )
-    document(litestar, bodies=[MessageIn, BatchIn, InstrumentIn, WebhookIn, MailServiceIn])
+    document(
+        litestar,
+        bodies=[
+            MessageIn,
+            BatchIn,
+            InstrumentIn,
+            WebhookIn,
+            MailServiceIn,
+            SettingsIn,
+            SettingsPatch,
+            ConsentIn,
+        ],
+    )
     inner = recipient_paths(cast(ASGIApp, litestar))  # a recipient's '/' stays in its path segment
     if store is not None:
         # `/`, `/assets/…`: the dashboard's build, in front of the API (a rebuild is served without a restart)
@@ -590,5 +638,6 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:
         fallback=inner,
         do_not_track=components.do_not_track,
         native=settings.native_edge,
+        read_time=components.held_pixels,
     )
     return edge, litestar

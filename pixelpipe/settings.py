@@ -85,6 +85,9 @@ class Settings:
     kafka_retention: TopicRetention = field(default_factory=TopicRetention)  # hours each topic keeps a hit
     session_seconds: int = 12 * 3600  # PIXELPIPE_SESSION_HOURS: how long a dashboard sign-in lasts
     dashboard_dir: Path = DEFAULT_DASHBOARD_DIR  # the dashboard's build (api.dashboard_files)
+    # Where readers' browsers reach an API process: an edge without the API role redirects the tracking
+    # preferences page (`/p/…`, issue 19) there ("": it answers that the page is not served here).
+    api_public_url: str = ""
 
     @property
     def accounts(self) -> frozenset[str]:
@@ -370,12 +373,17 @@ def _public_url(env: Mapping[str, str], host: str, port: int) -> tuple[str, bool
     """PIXELPIPE_PUBLIC_URL, or this process's own address; and whether it was set."""
     given = env.get("PIXELPIPE_PUBLIC_URL", "")
     public_url = given or f"http://{host}:{port}"
-    parsed = urlparse(public_url)
+    return _base_url("PIXELPIPE_PUBLIC_URL", public_url), bool(given)
+
+
+def _base_url(variable: str, url: str) -> str:
+    """``url`` if it is an http(s) base URL without credentials (readers are sent to it)."""
+    parsed = urlparse(url)
     if "@" in parsed.netloc:  # it goes into every email: a password there would be sent to every reader
-        raise SettingsError("PIXELPIPE_PUBLIC_URL", "must not carry credentials (user:password@); not shown")
+        raise SettingsError(variable, "must not carry credentials (user:password@); not shown")
     if parsed.scheme not in ("http", "https") or not parsed.netloc or parsed.query or parsed.fragment:
-        raise SettingsError("PIXELPIPE_PUBLIC_URL", f"{public_url!r} is not an http(s) base URL")
-    return public_url, bool(given)
+        raise SettingsError(variable, f"{url!r} is not an http(s) base URL")
+    return url
 
 
 def data_dir_of(env: Mapping[str, str] | None = None) -> Path:
@@ -433,6 +441,7 @@ def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port:
     max_connections = _max_connections(env, fd_reserve, open_files)
     delivery_max_body_bytes = _int(env, "PIXELPIPE_DELIVERY_MAX_BODY_BYTES", 26_214_400, 1_024, 1_073_741_824)
     read_time_max_held = _read_time_max_held(env, max_connections)
+    api_url = env.get("PIXELPIPE_API_PUBLIC_URL", "")
 
     return Settings(
         keyring=keyring,
@@ -475,4 +484,5 @@ def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port:
         ),
         session_seconds=_session_seconds(env),
         dashboard_dir=_dashboard_dir(env),
+        api_public_url=_base_url("PIXELPIPE_API_PUBLIC_URL", api_url).rstrip("/") if api_url else "",
     )

@@ -40,3 +40,8 @@ COMMIT_FAILURES = Counter(
     "pixelpipe_commit_failures_total",
     "Offset commits the group refused (a rebalance or an evicted member); the partitions' next owner replays",
 )
+READS = Counter(
+    "pixelpipe_reads_total",
+    "Read records (issue 18): stored in reads, or dropped for a do-not-track recipient (suppressed)",
+    ["outcome"],
+)

@@ -15,7 +15,8 @@ Delivery order, per batch (at-least-once from the bus, idempotent into ClickHous
    ClickHouse per fetch): the net for the cases the replay cannot agree (clocks further apart than the
    skew allowed, an eviction, other settings), so no hit is on both sides;
 4. every ``flush_interval`` (or sooner when the batch is large) insert the rows into ClickHouse, each table
-   with a deduplication token derived from the batch's hit ids — retried with backoff (0.1 s doubling to
+   with a deduplication token derived from the batch's hit ids (``reads``, the batch's read records,
+   `processors.reads`: from their ``read_of``s) — retried with backoff (0.1 s doubling to
    5 s), for as long as the failure may pass (`StoreError.retriable`: the store away, slow or overloaded;
    nothing is committed meanwhile, so nothing is lost). A table's insert the store refuses for good (its
    schema lacks what the rows carry, a row holds a value its column refuses) is not retried: the hits of
@@ -63,14 +64,18 @@ from bus.dead_letters import DeadLetters, LogDeadLetters, dead_letter
 from bus.port import BusRecord, HitSource
 from bus.tickets import settle
 from processors import metrics
+from processors.aggregate import PendingAggregate, aggregate_row, judge, plan_aggregate_insert
 from processors.flood import FLOOD, ReplayFlood
 from processors.pipeline import HitProcessor, ProcessedHit
 from processors.privacy import IpStorage
+from processors.reads import OnReadsStored, RecentOpens, StoredRead, plan_read_insert, read_row
 from processors.rows import InsertPlan, plan_inserts, row
 from processors.window import ClickBurstWindow, Released
+from schemas.aggregate_opens import MalformedAggregateOpen, decode_aggregate, is_aggregate_line
 from schemas.backoff import Backoff, retrying
 from schemas.errors import PixelpipeError
 from schemas.events import MalformedHit, RawHit, decode_hit, encode_hit, join_hits, split_hits
+from schemas.reads import MalformedRead, ReadRecord, decode_read, encode_read, is_read_line
 from schemas.store import Store, StoreError
 from schemas.suppression import DoNotTrack
 from schemas.verdicts import Classification
@@ -93,8 +98,22 @@ class RewindableSource(Protocol):
 class _Pending:
     rows: dict[str, list[list[Any]]] = field(default_factory=dict)
     stored: list[tuple[ProcessedHit, Classification]] = field(default_factory=list)
+    aggregates: list[PendingAggregate] = field(default_factory=list)  # issue 19: `processors.aggregate`
+    reads: list[StoredRead] = field(default_factory=list)  # issue 18: `processors.reads`
     since: float = 0.0
     count: int = 0
+
+    def add_aggregate(self, aggregate: PendingAggregate) -> None:
+        if not self.count:
+            self.since = time.monotonic()
+        self.aggregates.append(aggregate)
+        self.count += 1
+
+    def add_read(self, read: StoredRead) -> None:
+        if not self.count:
+            self.since = time.monotonic()
+        self.reads.append(read)
+        self.count += 1
 
     def add(self, processed: ProcessedHit, classification: Classification, ip_storage: IpStorage) -> None:
         table, values = row(processed, classification, ip_storage)
@@ -149,8 +168,12 @@ class HitRunner:
         drain_on_stop: bool = False,
         do_not_track: DoNotTrack | None = None,
         flood: ReplayFlood | None = None,
+        on_reads_stored: OnReadsStored | None = None,
+        recent_opens: RecentOpens | None = None,
     ) -> None:
-        """``notices_durable``: called right after ``on_stored``; returns what completes once the notices of
+        """``on_reads_stored``: called with each flush's stored read records (`processors.reads`), right
+        after ``on_stored``; ``recent_opens``: the opens' classifications kept for them.
+        ``notices_durable``: called right after ``on_stored``; returns what completes once the notices of
         every hit handed to ``on_stored`` so far are durable (`notices.hub.NoticeHub.durable`). Offsets
         are committed only past flushes whose ticket completed. ``max_unsettled``: flushes allowed to wait
         for their notices before the loop stops fetching. ``settle_deadline_s``: how long a rebalance or a
@@ -167,6 +190,8 @@ class HitRunner:
         self.max_batch = max_batch
         self.dead_letters = dead_letters or LogDeadLetters()
         self.on_stored = on_stored
+        self.on_reads_stored = on_reads_stored
+        self.recent_opens = recent_opens if recent_opens is not None else RecentOpens()
         self.notices_durable = notices_durable
         self.max_unsettled = max_unsettled
         self.settle_deadline_s = settle_deadline_s
@@ -390,13 +415,41 @@ class HitRunner:
         """Judge a hit read before the committed offset again, for the flood filter's state only: it was
         stored (or dead-lettered, or suppressed) by the run that read it first; nothing of it is stored,
         notified or committed now."""
+        if is_read_line(raw):
+            return  # a read record takes no part in the flood filter; it was stored by the run before
         try:
             hit = decode_hit(raw)
         except MalformedHit:
             return
         if self._suppressed(hit):
             return  # as `_process` does: a suppressed hit never took part
-        self.flood.classify(self.processor.process(hit, record.source), record.partition)
+        c = self.flood.classify(self.processor.process(hit, record.source), record.partition)
+        if hit.kind == "open" and hit.token_ok:
+            self.recent_opens.remember(hit.hit_id, c)  # for its read record, which may come after the replay
+
+    def _take_read(self, record: BusRecord, raw: bytes) -> str | None:
+        """Decode a read record and queue it for the next flush, unless its recipient is on do-not-track;
+        the reason when it is no read record (a dead letter, as a malformed hit)."""
+        try:
+            read = decode_read(raw)
+        except MalformedRead as exc:
+            return str(exc)
+        dnt = self.do_not_track
+        if dnt is not None and dnt.suppressed_hex(read.recipient_tag):
+            metrics.READS.labels("suppressed").inc()  # opted out after the edge published it: never stored
+            return None
+        self._pending.add_read(StoredRead(read, record.source, self.recent_opens.get(read.read_of)))
+        return None
+
+    def _take_aggregate(self, record: BusRecord, raw: bytes) -> list[tuple[BusRecord, str]]:
+        """Judge an aggregate open, queue its row for the next flush; its dead letter if it is malformed."""
+        try:
+            aggregate = decode_aggregate(raw)
+        except MalformedAggregateOpen as exc:
+            return [(dataclasses.replace(record, value=raw), str(exc))]
+        judged = aggregate_row(aggregate, judge(self.processor, aggregate, record.source))
+        self._pending.add_aggregate(PendingAggregate(judged, raw, record.source))
+        return []
 
     def _process(
         self, records: list[BusRecord], stored: Mapping[str, str]
@@ -414,26 +467,25 @@ class HitRunner:
                     continue
                 del self._replay_until[record.partition]  # replayed: judge from here on
             self._next_offsets[record.partition] = record.offset + 1
+            if is_aggregate_line(raw):  # a campaign pixel's open, naming nobody (`processors.aggregate`)
+                bad.extend(self._take_aggregate(record, raw))
+                continue
+            if is_read_line(raw):
+                reason = self._take_read(record, raw)
+                if reason is not None:
+                    bad.append((_line_of(record, raw), reason))
+                continue
             try:
                 hit = decode_hit(raw)
             except MalformedHit as exc:
                 # One bad hit of a record of many is dead-lettered alone, with the record's position.
-                bad.append(
-                    (record if raw is record.value else dataclasses.replace(record, value=raw), str(exc))
-                )
+                bad.append((_line_of(record, raw), str(exc)))
                 continue
             if self._suppressed(hit):
                 metrics.SUPPRESSED.inc()  # opted out after the edge published it: still never stored
                 continue
             processed = self.processor.process(hit, record.source)
-            c = self.flood.classify(processed, record.partition)
-            before = stored.get(hit.hit_id)
-            if before is not None and processed.classification.verdict.counted:
-                # The side it is stored on: a flood stays one, a counted hit stays counted.
-                if before == FLOOD.reason:
-                    c = FLOOD
-                elif not before:
-                    c = processed.classification
+            c = _stored_side(processed, self.flood.classify(processed, record.partition), stored)
             released: list[Released[ProcessedHit]]
             if hit.kind == "click" and hit.token_ok:
                 released = self.window.admit(
@@ -447,6 +499,8 @@ class HitRunner:
                 )
             else:
                 released = [Released(processed, c)]
+            if hit.kind == "open" and hit.token_ok:
+                self.recent_opens.remember(hit.hit_id, c)  # for the read record that may follow
             for r in released:
                 self._pending.add(r.item, r.classification, self.ip_storage)
         return bad, hits
@@ -461,8 +515,7 @@ class HitRunner:
         pending, self._pending = self._pending, _Pending()
         ticket: asyncio.Future[None] | None = None
         if pending.count:
-            refused = await self._insert(plan_inserts(pending.rows))
-            stored = await self._dead_letter_refused(pending.stored, refused) if refused else pending.stored
+            stored, reads = await self._store(pending)
             now_ms = self.clock() * 1000
             kinds: collections.Counter[tuple[str, str]] = collections.Counter()
             for processed, classification in stored:
@@ -472,7 +525,11 @@ class HitRunner:
                 metrics.HITS.labels(kind, verdict).inc(count)
             if stored and self.on_stored is not None:
                 self.on_stored(stored)
-            if stored and self.notices_durable is not None:
+            if reads:
+                metrics.READS.labels("stored").inc(len(reads))
+                if self.on_reads_stored is not None:
+                    self.on_reads_stored(reads)
+            if (stored or reads) and self.notices_durable is not None:
                 ticket = asyncio.ensure_future(self.notices_durable())
         offsets = self._commit_offsets()
         if offsets:
@@ -482,6 +539,26 @@ class HitRunner:
             else:
                 self._uncommitted.append(_Uncommitted(offsets, ticket))
         await self._commit_settled()
+
+    async def _store(self, pending: _Pending) -> tuple[Stored, list[StoredRead]]:
+        """Insert what is pending (hits, the campaign pixel's opens, read records), each table under its own
+        deduplication token; dead-letter what a table refused for good. The hits and reads stored."""
+        plans = plan_inserts(pending.rows)
+        aggregates = plan_aggregate_insert([a.row for a in pending.aggregates])
+        read_plan = plan_read_insert([read_row(r.record, r.source) for r in pending.reads])
+        if read_plan is not None:
+            plans.append(read_plan)
+        refused = await self._insert([*plans, aggregates] if aggregates else plans)
+        if aggregates is not None and (failed := refused.get(aggregates.table)) is not None:
+            why = f"the store refused the insert into {aggregates.table}: {failed.label}"
+            for a in pending.aggregates:
+                await self._dead_letter(_record_at(a.source, a.line), why)
+        stored = await self._dead_letter_refused(pending.stored, refused) if refused else pending.stored
+        reads = pending.reads
+        if read_plan is not None and read_plan.table in refused:
+            await self._dead_letter_reads(reads, refused[read_plan.table])
+            reads = []
+        return stored, reads
 
     async def _commit_settled(self) -> None:
         """Commit the offsets of the leading flushes whose notices are durable, in order. Call with the lock
@@ -575,6 +652,18 @@ class HitRunner:
             metrics.STORE_REFUSED.labels(table, code, exc.name or "none").inc(len(hits))
         return stored
 
+    async def _dead_letter_reads(self, reads: Sequence[StoredRead], exc: StoreError) -> None:
+        """Send read records whose insert the store refused for good to the dead letters, one record per
+        source record (its read records, newline-delimited), as `_dead_letter_refused` does for hits."""
+        by_source: dict[str, list[ReadRecord]] = {}
+        for read in reads:
+            by_source.setdefault(read.source, []).append(read.record)
+        reason = f"the store refused the insert into reads: {exc.label}"
+        for source, records in by_source.items():
+            await self._dead_letter(_record_at(source, join_hits([encode_read(r) for r in records])), reason)
+        code = "none" if exc.code is None else str(exc.code)
+        metrics.STORE_REFUSED.labels("reads", code, exc.name or "none").inc(len(reads))
+
     async def _dead_letter(self, record: BusRecord, reason: str) -> None:
         """`bus.dead_letters.dead_letter`, given up when stopping."""
         await dead_letter(self.dead_letters, record, reason, give_up=self._stopping.is_set)
@@ -587,15 +676,35 @@ def _record_at(source: str, value: bytes) -> BusRecord:
     return BusRecord(value, int(partition), int(offset), topic)
 
 
+def _stored_side(processed: ProcessedHit, c: Classification, stored: Mapping[str, str]) -> Classification:
+    """``c`` (the flood filter's), or, for a hit read again, the side it is stored on (`_stored_floods`):
+    a flood stays one, a counted hit stays counted."""
+    before = stored.get(processed.hit.hit_id)
+    if before is not None and processed.classification.verdict.counted:
+        if before == FLOOD.reason:
+            return FLOOD
+        if not before:
+            return processed.classification
+    return c
+
+
+def _line_of(record: BusRecord, raw: bytes) -> BusRecord:
+    """``record`` with only its line ``raw`` (one bad line of many is dead-lettered alone)."""
+    return record if raw is record.value else dataclasses.replace(record, value=raw)
+
+
 def _decodable(records: list[BusRecord]) -> Iterator[RawHit]:
-    """The hits of ``records`` that decode."""
+    """The hits of ``records`` that decode (read records are no hits)."""
     for _, raw in _hits_of(records):
+        if is_read_line(raw):
+            continue
         with contextlib.suppress(MalformedHit):
             yield decode_hit(raw)
 
 
 def _hits_of(records: list[BusRecord]) -> Iterator[tuple[BusRecord, bytes]]:
-    """Each hit of each record (a record holds one or more: `schemas.events.join_hits`), with its record."""
+    """Each line of each record (a record holds one or more: `schemas.events.join_hits`; a line is a hit or
+    a read record, `schemas.reads.is_read_line`), with its record."""
     for record in records:
         for raw in split_hits(record.value):
             yield record, raw

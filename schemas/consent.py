@@ -65,6 +65,24 @@ def tracking_of(
     return Tracking.NONE
 
 
+def consent_blocks(mode: ConsentMode, state: ConsentState) -> bool:
+    """Whether the edge must stop recording the recipient's hits (a suppression, reason ``consent_refused``,
+    through the privacy topic, as do-not-track): a refusal, in every mode (the recipient said no; the
+    preferences page offers it in every mode). A recipient who merely has not granted consent under
+    ``opt_in`` is never given an individual pixel at registration, so the edge needs no list of them."""
+    del mode  # every mode honours a refusal
+    return state is ConsentState.REFUSED
+
+
+def effective_mode(mode: ConsentMode, state: ConsentState) -> ConsentMode:
+    """The mode a send is decided under: ``off`` tracks everyone not on do-not-track, but a recipient who
+    refused is honoured in every mode (`consent_blocks`), so a refusal under ``off`` is decided as under
+    ``opt_out`` (the aggregate pixel may still count the campaign's opens)."""
+    if mode is ConsentMode.OFF and state is ConsentState.REFUSED:
+        return ConsentMode.OPT_OUT
+    return mode
+
+
 # A consent change as stored (0009 `consent_events`): per account and recipient tag (never the address; the
 # tags under every key of the keyring, as `suppression_tags`), the state, how it was given (``api``: the
 # sender's call; ``preferences_page``: the recipient on the page of `tracking_preferences_url`; ``import``),

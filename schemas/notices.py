@@ -13,6 +13,13 @@ and no hit fields: ``verdict`` and ``reason`` are empty (a report is not a judge
 (`notice_data`) shows neither them nor what only a hit has (``first``, ``sent_at``, client, device, OS,
 country, ``via_proxy``).
 
+A timed open's measurement makes a notice too (``read``, issue 18: a *read notice*, `notices.read_making`),
+once the processor stored its read record (`schemas.reads.ReadRecord`): the open's message, ``read_of``
+(the open's hit id), how long it stayed on screen and what that is called (`schemas.reads.read_category`).
+Its ``id`` is ``<read_of>:read`` (one read per open, stable across replays), ``at_ms`` when the measurement
+ended. Only a counted human open (an ``open`` notice) makes a read notice, so a receiver of opens always has
+the open before its read (same message, same lane); a machine open's read is ``unknown`` and makes none.
+
 ``first`` marks the first human open of a message: the open with the earliest ``received_at`` (ties broken by
 hit id) among those stored. It is decided with a ClickHouse lookup after the hit is stored, never from
 memory, so it survives restarts and replays (`notices.making.MessageLookup`).
@@ -31,18 +38,21 @@ import msgspec
 import orjson
 
 from schemas.errors import PixelpipeError
+from schemas.reads import UNMEASURED
 from schemas.secret import Secret
 from schemas.wire import required_fields, strict_fields, typed_decoder
 
 NOTICE_VERSION: Final = 1
 
-NoticeType = Literal["open", "machine_open", "click", "delivered", "bounce", "complaint"]
+NoticeType = Literal["open", "machine_open", "click", "delivered", "bounce", "complaint", "read"]
 NOTICE_TYPES: Final[frozenset[str]] = frozenset(get_args(NoticeType))
 # The notices of a mail service's delivery events; each is named after the event (`DeliveryEvent.event`).
 DELIVERY_NOTICE_TYPES: Final[frozenset[str]] = frozenset({"delivered", "bounce", "complaint"})
 # What a webhook subscribes to. `first_open` selects the opens with ``first`` set; they still arrive as
 # type "open" (with ``data.first: true``), so a receiver subscribed to both sees each open exactly once.
-WebhookEvent = Literal["first_open", "open", "click", "machine_open", "delivered", "bounce", "complaint"]
+WebhookEvent = Literal[
+    "first_open", "open", "click", "machine_open", "delivered", "bounce", "complaint", "read"
+]
 WEBHOOK_EVENTS: Final[tuple[str, ...]] = get_args(WebhookEvent)
 
 
@@ -84,6 +94,12 @@ class Notice:
     smtp_status: str = ""  # the enhanced status code (RFC 3463), e.g. "5.1.1"
     smtp_code: int = 0  # the basic reply code, e.g. 550; 0 when not given
     diagnostic: str = ""  # the mail server's diagnostic text
+    # A read notice's (empty on the others'; ``verdict`` holds its open's verdict, "" until it is known):
+    read_of: str = ""  # the open's hit id
+    opened_at_ms: int = 0  # when the edge answered the open
+    read_ms: int = 0  # how long the pixel was held (0 when nothing was measured: busy, proxy)
+    read_end: str = ""  # how the measurement ended (`schemas.reads.ReadEnd`)
+    read_category: str = ""  # read, skimmed, glanced or unknown; "" until its open's verdict is known
     v: int = NOTICE_VERSION  # last: `schemas.wire.typed_decoder` recognises a record by its tail
 
     @property
@@ -121,6 +137,8 @@ def notice_data(notice: Notice) -> dict[str, Any]:
     data = _about(notice)
     if notice.type in DELIVERY_NOTICE_TYPES:
         return _delivery_data(notice, data)
+    if notice.type == "read":
+        return _read_data(notice, data)
     data.update(
         first=notice.first,
         at=_iso(notice.at_ms),
@@ -169,6 +187,25 @@ def _delivery_data(notice: Notice, data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _read_data(notice: Notice, data: dict[str, Any]) -> dict[str, Any]:
+    # The measurement and its name, and nothing of a hit's: the open it measured is ``read_of``.
+    data.update(
+        at=_iso(notice.at_ms),
+        read_of=notice.read_of,
+        opened_at=_iso(notice.opened_at_ms),
+        read_seconds=read_seconds(notice.read_ms, notice.read_end),
+        end=notice.read_end,
+        read_category=notice.read_category or "unknown",
+    )
+    return data
+
+
+def read_seconds(read_ms: int, end: str) -> float | None:
+    """The seconds a read notice shows (as the message timeline does): null when nothing was measured
+    (`schemas.reads.UNMEASURED`: the GIF went whole)."""
+    return None if end in UNMEASURED else read_ms / 1000
+
+
 def created_at_iso(notice: Notice) -> str:
     return _iso(notice.created_at_ms)
 
@@ -183,7 +220,8 @@ _TYPES: Final[dict[str, type]] = {
     "created_at_ms": int, "verdict": str, "reason": str, "via_proxy": bool, "first": bool, "recipient": str,
     "sent_at_ms": int, "link_index": int, "url": str, "client": str, "device": str, "os": str,
     "country": str, "recipient_tag": str, "provider": str, "provider_message_id": str, "provider_type": str,
-    "bounce_type": str, "smtp_status": str, "smtp_code": int, "diagnostic": str, "v": int,
+    "bounce_type": str, "smtp_status": str, "smtp_code": int, "diagnostic": str, "read_of": str,
+    "opened_at_ms": int, "read_ms": int, "read_end": str, "read_category": str, "v": int,
 }  # fmt: skip
 
 

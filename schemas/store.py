@@ -183,6 +183,7 @@ class Store:
             ("events", "received_at", events_days),
             ("filtered_hits", "received_at", filtered_days),
             ("deliveries", "occurred_at", events_days),
+            ("reads", "opened_at", events_days),  # read time goes with the counted hits it measured
         )
         for table, column, days in plan:
             self.command(

@@ -270,6 +270,14 @@ def verify(token: str, keyring: Keyring, expect: TokenKind | None = None) -> Cla
 _KIND_NAMES: Final = {kind.value: kind.name.lower() for kind in TokenKind}
 
 
+def token_starts(kind: TokenKind) -> frozenset[str]:
+    """The first three base64url characters of every v1 token of ``kind`` (version, kind and 2 bits of the
+    key id): what tells a token's kind before anything is verified (`verify` decides what it really is)."""
+    return frozenset(
+        base64.urlsafe_b64encode(bytes((VERSION, kind, key)))[:3].decode("ascii") for key in range(256)
+    )
+
+
 def token_shape(token: str, *, truncated_at: int | None = None) -> str:
     """What pixelpipe keeps of a token that did not verify: its version, kind and key id, and its length --
     e.g. ``v1 open key 2, 87 chars`` (``64+ chars`` for a head cut at ``truncated_at``). Never the token

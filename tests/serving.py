@@ -23,6 +23,16 @@ def free_port() -> int:
 def serving(app: Any, port: int | None = None, *, http: Any = "h11", loop: str = "auto") -> Iterator[str]:
     """Serve ``app`` on 127.0.0.1; yield its base URL; shut it down (running its lifespan) on exit.
     ``http``, ``loop``: uvicorn's HTTP protocol (a name or a class) and event loop."""
+    with serving_server(app, port, http=http, loop=loop) as (base, _):
+        yield base
+
+
+@contextmanager
+def serving_server(
+    app: Any, port: int | None = None, *, http: Any = "h11", loop: str = "auto"
+) -> Iterator[tuple[str, uvicorn.Server]]:
+    """`serving`, yielding the uvicorn server too: a test may begin its graceful shutdown
+    (``server.should_exit = True``) while it still holds connections."""
     port = port or free_port()
     config = uvicorn.Config(
         app,
@@ -44,7 +54,7 @@ def serving(app: Any, port: int | None = None, *, http: Any = "h11", loop: str =
             raise RuntimeError("the test server did not start")
         time.sleep(0.01)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", server
     finally:
         server.should_exit = True
         thread.join(timeout=20)

@@ -68,7 +68,9 @@ def campaign_counts(db: str, account: str, campaign_id: str, *, include_machine:
 def campaign_parts(db: str, account: str, campaign_id: str) -> Query:
     """A signature of the data parts holding the campaign's rollup rows: the sum of a hash of each row's part
     name, and the number of rows (`api.campaign_reads`). Reads the key columns of the campaign's range
-    only."""
+    only. Read time's numbers (`api.sql.reads`, from ``reads``) are covered too: every insert into ``reads``
+    writes a ``reads`` row into the rollups (``0013_reads_rollup.sql``), and an erasure rewrites the
+    rollups' parts."""
     return Query(
         f"SELECT sum(cityHash64(_part)), count() FROM {db}.rollups WHERE {CAMPAIGN_SCOPE}",
         {"account": account, "campaign_id": campaign_id},
@@ -137,11 +139,17 @@ def shape_summary(
     dropped = filtered.tally(hit_rows)
     messages = {(event, verdict): int(n) for event, verdict, n in message_rows}
     sent = messages.get(("sent", ""), 0) + unregistered
+    # Sends without individual tracking (0010: those outside the 'individual' set) have no pixel or tracked
+    # link of their own: the rates are over the others. Answered (`tracked_sends`, `rate_basis`) only where
+    # a campaign has some, so a campaign without is answered as before. A message with hits but no send was
+    # tracked (its hits came through its pixel or links).
+    tracked = messages.get(("sent", "individual"), 0) + unregistered
+    untracked = sent - tracked
     opens, unique_opens = hits["open", "human"], messages.get(("open", "human"), 0)
     if include_machine:
         opens, unique_opens = opens + hits["open", "machine"], messages.get(("open", "any"), 0)
     unique_clicks = messages.get(("click", "human"), 0)
-    return {
+    summary = {
         "campaign_id": campaign_id,
         "include_machine": include_machine,
         "sent": sent,
@@ -149,14 +157,17 @@ def shape_summary(
         "unique_opens": unique_opens,
         "machine_opens": hits["open", "machine"],
         "unique_machine_opens": messages.get(("open", "machine"), 0),
-        "open_rate": rate(unique_opens, sent),
+        "open_rate": rate(unique_opens, tracked),
         "clicks": hits["click", "human"],
         "unique_clicks": unique_clicks,
         "bot_clicks": dropped.bot_clicks,
         "bot_opens": dropped.bot_opens,
-        "click_rate": rate(unique_clicks, sent),
+        "click_rate": rate(unique_clicks, tracked),
         "filtered": dropped.by_reason,
     }
+    if untracked:
+        summary.update(tracked_sends=tracked, rate_basis="tracked_sends")
+    return summary
 
 
 def campaign_list(db: str, account: str, *, limit: int, cursor: str | None, q: str | None) -> Query:
@@ -200,11 +211,13 @@ def campaigns_counts(db: str, account: str, campaign_ids: Sequence[str]) -> tupl
     messages = ExactRead(
         f"{db}.rollups",
         f"{scope} AND rollup = 'messages' "
-        "AND (kind = 'sent' OR (kind IN ('open', 'click') AND who = 'human'))",
+        # sent: all ('') and those tracked individually (0010's 'individual' rows, the rates' basis)
+        "AND ((kind = 'sent' AND who IN ('', 'individual')) "
+        "OR (kind IN ('open', 'click') AND who = 'human'))",
         keys=("campaign_id", *ROLLUP_KEYS),
         sizes=(("messages", "messages"),),
         parameters=parameters,
-        out=(("campaign_id", "campaign_id"), ("event", "kind")),
+        out=(("campaign_id", "campaign_id"), ("event", "kind"), ("who", "who")),
     )
     return hits, messages
 
@@ -234,31 +247,33 @@ def shape_campaign_page(
         hits[c, k] += int(n)
         if k == "open":
             opens_by_day.setdefault(c, {})[day] = int(n)
-    messages = {(c, e): int(n) for c, e, n in message_rows}
-    for c, n in unregistered_rows:  # `unregistered_messages`: counted as sent
-        messages[c, "sent"] = messages.get((c, "sent"), 0) + int(n)
+    messages = {(c, e, who): int(n) for c, e, who, n in message_rows}
+    unregistered = {c: int(n) for c, n in unregistered_rows}  # `unregistered_messages`: counted as sent
     items = []
     for campaign_id, first_ms, last_ms in page[:limit]:
-        sent = messages.get((campaign_id, "sent"), 0)
-        unique_opens = messages.get((campaign_id, "open"), 0)
-        unique_clicks = messages.get((campaign_id, "click"), 0)
-        items.append(
-            {
-                "campaign_id": campaign_id,
-                "sent": sent,
-                "first_sent_at": iso_ms(first_ms),
-                "last_sent_at": iso_ms(last_ms),
-                "opens": hits.get((campaign_id, "open"), 0),
-                "clicks": hits.get((campaign_id, "click"), 0),
-                # As the campaign's summary says them; over delivered mail where it has delivery data
-                # (`api.sql.deliveries.with_campaign_deliveries`).
-                "unique_opens": unique_opens,
-                "open_rate": rate(unique_opens, sent),
-                "unique_clicks": unique_clicks,
-                "click_rate": rate(unique_clicks, sent),
-                "opens_by_day": _every_day(opens_by_day.get(campaign_id, {})),
-            }
-        )
+        # As `shape_summary` counts them: the rates over the sends tracked individually.
+        sent = messages.get((campaign_id, "sent", ""), 0) + unregistered.get(campaign_id, 0)
+        tracked = messages.get((campaign_id, "sent", "individual"), 0) + unregistered.get(campaign_id, 0)
+        unique_opens = messages.get((campaign_id, "open", "human"), 0)
+        unique_clicks = messages.get((campaign_id, "click", "human"), 0)
+        item = {
+            "campaign_id": campaign_id,
+            "sent": sent,
+            "first_sent_at": iso_ms(first_ms),
+            "last_sent_at": iso_ms(last_ms),
+            "opens": hits.get((campaign_id, "open"), 0),
+            "clicks": hits.get((campaign_id, "click"), 0),
+            # As the campaign's summary says them; over delivered mail where it has delivery data
+            # (`api.sql.deliveries.with_campaign_deliveries`).
+            "unique_opens": unique_opens,
+            "open_rate": rate(unique_opens, tracked),
+            "unique_clicks": unique_clicks,
+            "click_rate": rate(unique_clicks, tracked),
+            "opens_by_day": _every_day(opens_by_day.get(campaign_id, {})),
+        }
+        if tracked != sent:  # sends without individual tracking (issue 19), as the summary answers them
+            item["tracked_sends"] = tracked
+        items.append(item)
     more = len(page) > limit
     last = page[limit - 1] if more else None
     return {"items": items, "next_cursor": pages.encode_cursor(int(last[2]), last[0]) if last else None}

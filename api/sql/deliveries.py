@@ -41,6 +41,7 @@ class Flag(IntFlag):
     COMPLAINT = 64
     UNSUBSCRIBE = 128
     SENT = 256  # registered (a send): no part of a status; a message without it counts as sent all the same
+    TRACKED = 512  # sent with individual tracking (issue 19, 0010): the rates' denominator
 
 
 # (status, tests): the first status any of whose tests holds; a test (mask, want) holds when f & mask == want.
@@ -94,13 +95,15 @@ _EVENT_FLAGS: Final = {
 }
 
 
-def flag_sql(event: str, bounce_type: str, read: str, sent: str = "false") -> str:
+def flag_sql(event: str, bounce_type: str, read: str, sent: str = "false", tracked: str = "false") -> str:
     """`event_flag` as a ClickHouse expression (UInt16) over the columns ``event`` and ``bounce_type``;
-    ``read``: the condition of a row that is a counted open or click, ``sent``: of a row that is a send."""
+    ``read``: the condition of a row that is a counted open or click, ``sent``: of a row that is a send,
+    ``tracked``: of a row that is a send tracked individually (checked first)."""
     events = ", ".join(f"{event} = '{name}', {int(flag)}" for name, flag in _EVENT_FLAGS.items())
     hard, soft = int(Flag.HARD), int(Flag.SOFT)
     return (
-        f"toUInt16(multiIf({sent}, {int(Flag.SENT)}, {read}, {int(Flag.READ)}, "
+        f"toUInt16(multiIf({tracked}, {int(Flag.SENT | Flag.TRACKED)}, {sent}, {int(Flag.SENT)}, "
+        f"{read}, {int(Flag.READ)}, "
         f"{event} = 'bounce', if({bounce_type} = 'hard', {hard}, {soft}), {events}, 0))"
     )
 
@@ -109,17 +112,24 @@ def flag_sql(event: str, bounce_type: str, read: str, sent: str = "false") -> st
 COUNTS: Final = (
     "delivered", "delivered_inferred", "hard", "soft", "dropped", "deferred", "complaints", "unsubscribes",
     "unregistered",  # messages with an event or a hit but no send: counted as sent (`api.sql.campaigns`)
+    "delivered_tracked",  # delivered and tracked individually (issue 19): the open and click rates' basis
 )  # fmt: skip
 
 
 # A rollup row's flag: its kind, who = the event, label = the bounce type (0007).
-_ROLLUP_FLAG: Final = flag_sql("who", "label", "kind IN ('open', 'click')", "kind = 'sent'")
+_ROLLUP_FLAG: Final = flag_sql(
+    "who", "label", "kind IN ('open', 'click')", "kind = 'sent'", "kind = 'sent' AND who = 'individual'"
+)
 STATUS_COUNTS: Final = f"""countIf(s = 'delivered') AS delivered,
     countIf(s = 'delivered' AND bitAnd(f, {int(Flag.DELIVERED)}) = 0) AS delivered_inferred,
     countIf(s = 'hard'), countIf(s = 'soft'), countIf(s = 'dropped'), countIf(s = 'deferred'),
     countIf(bitAnd(f, {int(Flag.COMPLAINT)}) != 0), countIf(bitAnd(f, {int(Flag.UNSUBSCRIBE)}) != 0),
     countIf(bitAnd(f, {int(Flag.SENT)}) = 0) AS unregistered"""
-"""`COUNTS` over rows ``(f: the flags of one message, s: its status)`` (`status_sql`)."""
+"""`COUNTS` but the last over rows ``(f: the flags of one message, s: its status)`` (`status_sql`)."""
+# `COUNTS`' last: delivered and tracked individually (or with hits but no send: they were), from the rollups'
+# 'individual' sends (0010); the raw reference (`api.sql.reference`) has no such rows.
+TRACKED_COUNT: Final = f"""countIf(s = 'delivered'
+    AND (bitAnd(f, {int(Flag.TRACKED)}) != 0 OR bitAnd(f, {int(Flag.SENT)}) = 0)) AS delivered_tracked"""
 
 
 def campaigns_with_deliveries(db: str, account: str, campaign_ids: Sequence[str]) -> Query:
@@ -167,7 +177,7 @@ def campaigns_delivery(
         only = " AND bucket IN {buckets:Array(UInt16)}"
         parameters["buckets"] = list(buckets)
     return Query(
-        f"""SELECT campaign_id, b, {STATUS_COUNTS}
+        f"""SELECT campaign_id, b, {STATUS_COUNTS}, {TRACKED_COUNT}
             FROM (
               SELECT campaign_id, b, m, groupBitOr(flag) AS f, {status_sql("f")} AS s
               FROM (
@@ -218,12 +228,21 @@ def shape_delivery(row: Sequence[Any] | None, *, sent: int) -> dict[str, Any]:
 def with_deliveries(summary: dict[str, Any], row: Sequence[Any] | None) -> dict[str, Any]:
     """A campaign summary (`api.sql.campaigns.shape_summary`) with its delivery numbers; with delivery data,
     open and click rates over delivered mail (`rate_basis`). Every open and click proves delivery, so the
-    rates stay at most 1."""
+    rates stay at most 1. A campaign with sends not tracked individually (``tracked_sends`` in the summary)
+    has its rates over those tracked: ``rate_basis`` ``tracked_sends``, or with delivery data
+    ``tracked_delivered`` (delivered and tracked individually, also answered)."""
     delivery = shape_delivery(row, sent=summary["sent"])
     out = {**summary, **delivery}
+    untracked = summary.get("tracked_sends", summary["sent"]) != summary["sent"]
+    if untracked:  # sends without individual tracking (issue 19): the rates are over the others
+        out["rate_basis"] = "tracked_sends"
     if row is not None:
-        out["open_rate"] = rate(summary["unique_opens"], delivery["delivered"])
-        out["click_rate"] = rate(summary["unique_clicks"], delivery["delivered"])
+        basis = delivery["delivered"]
+        if untracked:
+            basis = out["tracked_delivered"] = int(row[COUNTS.index("delivered_tracked")])
+            out["rate_basis"] = "tracked_delivered"
+        out["open_rate"] = rate(summary["unique_opens"], basis)
+        out["click_rate"] = rate(summary["unique_clicks"], basis)
     return out
 
 
@@ -238,9 +257,12 @@ def with_campaign_deliveries(page: dict[str, Any], rows: Iterable[Sequence[Any]]
         row = by_campaign.get(item["campaign_id"])
         delivery = shape_delivery(row, sent=item["sent"])
         listed = {**item, **{k: delivery[k] for k in ("delivered", "bounced", "delivery_rate")}}
-        if row is not None:
-            listed["open_rate"] = rate(item["unique_opens"], delivery["delivered"])
-            listed["click_rate"] = rate(item["unique_clicks"], delivery["delivered"])
+        if row is not None:  # `with_deliveries`' basis: delivered, or delivered and tracked individually
+            basis = delivery["delivered"]
+            if item.get("tracked_sends", item["sent"]) != item["sent"]:
+                basis = int(row[COUNTS.index("delivered_tracked")])
+            listed["open_rate"] = rate(item["unique_opens"], basis)
+            listed["click_rate"] = rate(item["unique_clicks"], basis)
         items.append(listed)
     return {**page, "items": items}
 

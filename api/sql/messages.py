@@ -10,12 +10,13 @@ stored twice (a replay) still counts once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from api.sql import pages
 from api.sql.common import CAMPAIGN_SCOPE, Query, iso, iso_ms
 from api.sql.filtered import Filtered
+from api.sql.reads import open_read
 
 _SLACK: Final = 16  # extra rows a message page reads, for copies of re-registered messages
 
@@ -107,10 +108,11 @@ def shape_stats(
 
 
 def message_timeline(db: str, account: str, campaign_id: str, message_id: str) -> Query:
-    """Every counted open and click of a message, oldest first (a hit stored twice is listed once)."""
+    """Every counted open and click of a message, oldest first (a hit stored twice is listed once), with
+    its hit id last (an open's read record is found by it: `api.sql.reads.message_reads`)."""
     return Query(
         f"""SELECT toUnixTimestamp64Milli(received_at), kind, verdict, reason, client, device, os, country,
-                   city, via_proxy, link_index, url
+                   city, via_proxy, link_index, url, hit_id
             FROM {db}.events
             WHERE {CAMPAIGN_SCOPE} AND message_id = {{message_id:String}}
             ORDER BY received_at, hit_id LIMIT 1 BY hit_id""",
@@ -118,26 +120,35 @@ def message_timeline(db: str, account: str, campaign_id: str, message_id: str) -
     )
 
 
-def shape_timeline(rows: Iterable[tuple[Any, ...]]) -> list[dict[str, Any]]:
+def shape_timeline(
+    rows: Iterable[tuple[Any, ...]], reads: Mapping[str, tuple[int, str]] | None = None
+) -> list[dict[str, Any]]:
+    """The timeline's hits; each open with its ``read_seconds`` and ``read_category`` (read time, issue 18:
+    `api.sql.reads.open_read` over ``reads``, the message's read records by hit id; null when the open was
+    not timed)."""
     out = []
-    for at, kind, verdict, reason, client, device, os_, country, city, via_proxy, link_index, url in rows:
-        click = kind == "click"
-        out.append(
-            {
-                "at": iso_ms(at),
-                "kind": kind,
-                "verdict": verdict,
-                "reason": reason,
-                "client": client or None,
-                "device": device or None,
-                "os": os_ or None,
-                "country": country or None,
-                "city": city or None,
-                "via_proxy": bool(via_proxy),
-                "link_index": int(link_index) if click else None,
-                "url": url if click else None,
-            }
+    for row in rows:
+        at, kind, verdict, reason, client, device, os_, country, city, via_proxy, link_index, url, hit_id = (
+            row
         )
+        click = kind == "click"
+        entry: dict[str, Any] = {
+            "at": iso_ms(at),
+            "kind": kind,
+            "verdict": verdict,
+            "reason": reason,
+            "client": client or None,
+            "device": device or None,
+            "os": os_ or None,
+            "country": country or None,
+            "city": city or None,
+            "via_proxy": bool(via_proxy),
+            "link_index": int(link_index) if click else None,
+            "url": url if click else None,
+        }
+        if kind == "open":
+            entry["read_seconds"], entry["read_category"] = open_read(reads or {}, str(hit_id), str(verdict))
+        out.append(entry)
     return out
 
 

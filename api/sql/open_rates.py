@@ -97,12 +97,13 @@ def with_listed_implied_opens(page: dict[str, Any], implied: Mapping[str, int]) 
     for item in page["items"]:
         n = int(implied.get(item["campaign_id"], 0))
         unique_opens = int(item["unique_opens"]) + n
+        basis = int(item.get("tracked_sends", item["sent"]))  # the sends tracked individually (issue 19)
         items.append(
             {
                 **item,
                 "unique_opens": unique_opens,
                 "implied_opens": n,
-                "open_rate": rate(unique_opens, item["sent"]),
+                "open_rate": rate(unique_opens, basis),
             }
         )
     return {**page, "items": items}
@@ -115,8 +116,8 @@ def shape_facts(rows: Iterable[tuple[Any, ...]]) -> OpenFacts:
 
 
 def with_implied_opens(summary: dict[str, Any], facts: OpenFacts) -> dict[str, Any]:
-    """A campaign summary (`api.sql.campaigns.shape_summary`, open rate over sent) whose unique opens and open
-    rate count implied opens: ``unique_opens`` = ``unique_pixel_opens`` + ``implied_opens`` (with the machine
+    """A campaign summary (`api.sql.campaigns.shape_summary`, open rate over the sends tracked individually:
+    ``tracked_sends`` where some are not, else sent) whose unique opens and open rate count implied opens: ``unique_opens`` = ``unique_pixel_opens`` + ``implied_opens`` (with the machine
     switch, the pixel's opens by anyone: an implied message has none, so the sum stays a count of messages).
     ``opens`` (pixel loads) is unchanged."""
     pixel = int(summary["unique_opens"])
@@ -125,7 +126,7 @@ def with_implied_opens(summary: dict[str, Any], facts: OpenFacts) -> dict[str, A
     out["unique_opens"] = unique_opens
     out["unique_pixel_opens"] = pixel
     out["implied_opens"] = facts.implied
-    out["open_rate"] = rate(unique_opens, int(summary["sent"]))
+    out["open_rate"] = rate(unique_opens, int(summary.get("tracked_sends", summary["sent"])))
     return out
 
 
@@ -136,10 +137,13 @@ def mpp_adjusted_open_rate(person_opened: int, basis: int, mpp_only: int) -> flo
 
 
 def with_mpp_adjusted(summary: dict[str, Any], facts: OpenFacts, *, person_opened: int) -> dict[str, Any]:
-    """A campaign summary with ``mpp_only_messages`` and ``mpp_adjusted_open_rate``, over its rate basis:
-    delivered when ``rate_basis`` says so (`api.sql.deliveries.with_deliveries`), else sent.
+    """A campaign summary with ``mpp_only_messages`` and ``mpp_adjusted_open_rate``, over its rate basis
+    (``rate_basis``: delivered, tracked_sends or tracked_delivered, as `api.sql.deliveries.with_deliveries`
+    and `api.sql.campaigns.shape_summary` set it), else sent.
     ``person_opened``: messages a person opened, pixel or implied, whatever the machine switch says."""
-    basis = summary["delivered"] if summary.get("rate_basis") == "delivered" else summary["sent"]
+    basis = summary.get(str(summary.get("rate_basis") or "sent"))  # each basis is answered under its name
+    if basis is None:
+        basis = summary["sent"]
     return {
         **summary,
         "mpp_only_messages": facts.mpp_only,

@@ -78,10 +78,12 @@ def recipient_deliveries(db: str) -> str:
 
 
 def erased_hits(db: str) -> str:
-    """The hit ids of the erased messages, counted and filtered (for the rollups' hashes)."""
+    """The hit ids of the erased messages, counted and filtered, and the open hit ids of their read records
+    (read time, ``0013_reads_rollup.sql``), for the rollups' hashes."""
     return (
         f"SELECT hit_id FROM {db}.events WHERE {ERASED_SCOPE} "
-        f"UNION ALL SELECT hit_id FROM {db}.filtered_hits WHERE {ERASED_SCOPE}"
+        f"UNION ALL SELECT hit_id FROM {db}.filtered_hits WHERE {ERASED_SCOPE} "
+        f"UNION ALL SELECT read_of FROM {db}.reads WHERE {ERASED_SCOPE}"
     )
 
 

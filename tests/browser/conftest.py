@@ -117,20 +117,26 @@ class Served:
         return r.json()
 
 
-@pytest.fixture(scope="module")
-def served(
-    tmp_path_factory: pytest.TempPathFactory, chdb_path: Path, dashboard_dist: Path
-) -> Iterator[Served]:
-    """`pixelpipe serve` (edge, processors and API) as its CLI builds it, on a real socket, with one
-    module's data; the dashboard is served from ``dashboard_dist``."""
-    env = embedded_env(
-        tmp_path_factory.mktemp("data"),
+def served_env(data_dir: Path, chdb_path: Path, dashboard_dist: Path) -> dict[str, str]:
+    """The environment of a served pixelpipe of the browser tests: acme's and globex's keys, the ASN test
+    DB, the loopback as a trusted proxy (the tests' pixels say where they come from), the dashboard build."""
+    return embedded_env(
+        data_dir,
         chdb_path,
         PIXELPIPE_API_KEYS=f"acme={dataset.ACME_KEY},globex={dataset.GLOBEX_KEY}",
         PIXELPIPE_GEOIP_ASN_DB=str(DATA / "GeoLite2-ASN-Test.mmdb"),
         PIXELPIPE_TRUSTED_PROXIES="127.0.0.0/8,::1/128",
         PIXELPIPE_DASHBOARD_DIR=str(dashboard_dist),
     )
+
+
+@pytest.fixture(scope="module")
+def served(
+    tmp_path_factory: pytest.TempPathFactory, chdb_path: Path, dashboard_dist: Path
+) -> Iterator[Served]:
+    """`pixelpipe serve` (edge, processors and API) as its CLI builds it, on a real socket, with one
+    module's data; the dashboard is served from ``dashboard_dist``."""
+    env = served_env(tmp_path_factory.mktemp("data"), chdb_path, dashboard_dist)
     components = build_components(settings_mod.load(env), frozenset({"edge", "process", "api"}))
     app, _ = build_app(components)
     with serving(app) as base, httpx.Client(base_url=base, timeout=10) as client:

@@ -7,7 +7,8 @@ import contextlib
 import sqlite3
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -15,7 +16,9 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
+from bus.port import BusRecord
 from schemas.events import RawHit
+from schemas.reads import ReadEnd, ReadRecord
 from tests.conftest import DATA, SECRET
 
 BROWSER = (
@@ -135,3 +138,58 @@ async def group_progress(bootstrap: str, topic: str, group: str) -> dict[int, tu
     finally:
         await consumer.stop()
         await admin.close()
+
+
+def read_record(hit: RawHit, read_ms: int, end: ReadEnd = ReadEnd.CLOSED) -> ReadRecord:
+    """The read record the edge publishes when the held pixel of the timed open ``hit`` ends after
+    ``read_ms`` (issue 18)."""
+    return ReadRecord(
+        read_of=hit.hit_id,
+        account=hit.account,
+        campaign_id=hit.campaign_id,
+        message_id=hit.message_id,
+        recipient_tag=hit.recipient_tag,
+        opened_at_ms=hit.received_at_ms,
+        ended_at_ms=hit.received_at_ms + read_ms,
+        read_ms=read_ms,
+        end=end,
+    )
+
+
+@dataclass
+class ListSource:
+    """A bus source of records given up front, fetched once, in order; the commits it was given."""
+
+    records: list[BusRecord]
+    commits: list[dict[int, int]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        return None
+
+    async def fetch(self, max_records: int, timeout_s: float) -> list[BusRecord]:
+        batch, self.records = self.records[:max_records], self.records[max_records:]
+        if not batch:
+            await asyncio.sleep(min(timeout_s, 0.01))
+        return batch
+
+    async def commit(self, next_offsets: Mapping[int, int]) -> None:
+        self.commits.append(dict(next_offsets))
+
+    async def stop(self) -> None:
+        return None
+
+
+@dataclass
+class CollectedDeadLetters:
+    """Dead letters kept in a list: (record, reason)."""
+
+    letters: list[tuple[BusRecord, str]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        return None
+
+    async def send(self, record: BusRecord, reason: str) -> None:
+        self.letters.append((record, reason))
+
+    async def stop(self) -> None:
+        return None

@@ -5,8 +5,7 @@ do-not-track recipients dropped, a malformed record dead-lettered, and the in-pr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -24,6 +23,7 @@ from schemas.store import Store
 from schemas.suppression import DoNotTrack
 from schemas.tokens import Keyring
 from tests.deliveries_data import OCCURRED_MS, delivery
+from tests.integration.helpers import CollectedDeadLetters, ListSource
 
 KEYS = Keyring(((1, b"k" * 32),))
 
@@ -36,43 +36,6 @@ def register(store: Store, *sends: tuple[str, str, str, str, int]) -> None:
     columns = ["account", "campaign_id", "message_id", "recipient", "provider_message_id", "sent_at",
                "registered_at", "links"]  # fmt: skip
     store.insert("sends", columns, rows)
-
-
-@dataclass
-class ListSource:
-    """Records given up front, fetched once, in order; the commits it was given."""
-
-    records: list[BusRecord]
-    commits: list[dict[int, int]] = field(default_factory=list)
-
-    async def start(self) -> None:
-        return None
-
-    async def fetch(self, max_records: int, timeout_s: float) -> list[BusRecord]:
-        batch, self.records = self.records[:max_records], self.records[max_records:]
-        if not batch:
-            await asyncio.sleep(min(timeout_s, 0.01))
-        return batch
-
-    async def commit(self, next_offsets: Mapping[int, int]) -> None:
-        self.commits.append(dict(next_offsets))
-
-    async def stop(self) -> None:
-        return None
-
-
-@dataclass
-class CollectedDeadLetters:
-    letters: list[tuple[BusRecord, str]] = field(default_factory=list)
-
-    async def start(self) -> None:
-        return None
-
-    async def send(self, record: BusRecord, reason: str) -> None:
-        self.letters.append((record, reason))
-
-    async def stop(self) -> None:
-        return None
 
 
 def records(*batches: Sequence[DeliveryEvent] | bytes) -> list[BusRecord]:

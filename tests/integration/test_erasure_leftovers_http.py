@@ -3,6 +3,8 @@
 - a link label that only the erased recipient had (or that names them) is gone from the rollups and `/links`;
 - their webhook attempts are gone from `webhook_deliveries` (on disk: a mutation, not a masking DELETE) and
   from `/deliveries`;
+- their read times (issue 18: `reads`, the held pixels of their timed opens) are gone from the table, its
+  parts on disk, the campaign's `read_time` and their timeline, and the other recipients' stay;
 - an invalid token's row keeps only the token's shape, never its head (which decodes to the message);
 - an address with `/` (or `%`, `+`, unicode) can be opted out and erased;
 - a suppressed recipient's registration gets no pixel and no tracked links.
@@ -25,13 +27,17 @@ from litestar import Litestar, Request, Response, post
 from ingest.http_protocol import EdgeHttpProtocol
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import Components, build_app, build_components
+from schemas.events import RawHit, encode_hit
+from schemas.reads import encode_read
 from schemas.store import Store
-from tests.integration.helpers import hit, path_of, wait_for
+from schemas.tokens import recipient_tag
+from tests.integration.helpers import BROWSER, RESIDENTIAL, hit, path_of, read_record, wait_for
 from tests.serving import serving
 
 ACME = {"Authorization": "Bearer acme-key-123"}
 SHARED = "https://shop.example.com/sale"
-UNSUB = "https://shop.example.com/unsub?email=ann%40example.com"  # ann's own link
+# ann's own link (not an unsubscribe link: those are never tracked, issue 19, so never a click's label)
+OWN = "https://shop.example.com/wishlist?email=ann%40example.com"
 REFER = "https://shop.example.com/refer?friend=Ann@Example.com"  # in bob's email, names ann
 
 
@@ -87,21 +93,21 @@ def test_erasure_drops_the_link_labels_that_were_the_recipients(
     running: tuple[httpx.Client, Components],
 ) -> None:
     client, components = running
-    ann = register(client, "ann@example.com", [SHARED, UNSUB])
-    bob = register(client, "bob@example.com", [SHARED, REFER, UNSUB])  # UNSUB listed, never clicked by bob
+    ann = register(client, "ann@example.com", [SHARED, OWN])
+    bob = register(client, "bob@example.com", [SHARED, REFER, OWN])  # OWN listed, never clicked by bob
     cy = register(client, "cy@example.com", [SHARED])
     # one link per message (two distinct links of a message within the window would be a scanner's burst)
-    hit(client, ann["links"][UNSUB])
+    hit(client, ann["links"][OWN])
     hit(client, bob["links"][REFER])
     hit(client, cy["links"][SHARED])
     wait_for(lambda: len(links(client)), lambda n: n == 3, timeout_s=10)
     assert [(row["url"], row["clicks"]) for row in links(client)] == [
-        (SHARED, 1), (REFER, 1), (UNSUB, 1),
+        (SHARED, 1), (REFER, 1), (OWN, 1),
     ]  # fmt: skip
 
     r = client.delete("/v1/recipients/ann@example.com", headers=ACME)
     assert r.status_code == 200, r.text
-    # UNSUB: only ann clicked it (bob's email lists it, but the label is ann's address); REFER names ann
+    # OWN: only ann clicked it (bob's email lists it, but the label is ann's address); REFER names ann
     assert r.json()["erased"]["link_labels"] == 2
     assert [(row["url"], row["clicks"], row["unique_clicks"]) for row in links(client)] == [(SHARED, 1, 1)]
     store = store_of(components)
@@ -251,6 +257,8 @@ def test_a_suppressed_recipient_is_registered_untracked(running: tuple[httpx.Cli
     one = register(client, " ann@example.com", [SHARED], message_id="m1")
     assert one == {
         "message_id": "m1", "tracked": False, "pixel_url": None, "links": {SHARED: SHARED},
+        "tracking": "none", "tracking_reason": "do_not_track", "tracking_preferences_url": None,  # issue 19
+        "untracked_links": [{"url": SHARED, "reason": "do_not_track"}],
     }  # fmt: skip
     r = client.post(
         "/v1/messages/batch",
@@ -274,6 +282,8 @@ def test_a_suppressed_recipient_is_registered_untracked(running: tuple[httpx.Cli
     assert r.status_code == 201, r.text
     assert r.json() == {
         "message_id": "m4", "tracked": False, "pixel_url": None, "links": {SHARED: SHARED}, "html": html,
+        "tracking": "none", "tracking_reason": "do_not_track", "tracking_preferences_url": None,  # issue 19
+        "untracked_links": [{"url": SHARED, "reason": "do_not_track"}],
     }  # fmt: skip
     # the sends are registered (counted as sent) all the same
     assert client.get("/v1/campaigns/c/stats", headers=ACME).json()["sent"] == 4
@@ -302,3 +312,45 @@ def test_a_campaign_whose_only_recipient_was_erased_still_answers_with_zeros(
         assert r.status_code == 200, (path, r.text)
         body = r.json()
         assert (body["sent"], body["opens"], body["unique_opens"], body["open_rate"]) == (0, 0, 0, 0.0)
+
+
+def test_erasure_takes_the_recipients_read_times_off_the_disk(
+    running: tuple[httpx.Client, Components],
+) -> None:
+    client, components = running
+    store = store_of(components)
+    db = store.database
+    publisher = components.publisher
+    assert publisher is not None
+    secret = components.settings.keyring.signing_key[1]
+    sent = {
+        who: register(client, who, [], read_time=True)["message_id"] for who in ("ann@x.org", "bob@x.org")
+    }
+    now_ms = int(time.time() * 1000)
+    for i, (who, read_ms) in enumerate((("ann@x.org", 9_000), ("ann@x.org", 3_000), ("bob@x.org", 1_000))):
+        # the open and its read record, as the edge publishes a timed open's
+        open_ = RawHit(
+            hit_id=f"{now_ms:012x}{i:016x}", kind="open", received_at_ms=now_ms, ip=RESIDENTIAL,
+            user_agent=BROWSER, token_ok=True, account="acme", campaign_id="c", message_id=sent[who],
+            sent_at=now_ms // 1000 - 60, recipient_tag=recipient_tag(secret, "acme", who).hex(),
+        )  # fmt: skip
+        read = read_record(open_, read_ms)
+        publisher.publish_encoded(open_.partition_key, encode_hit(open_))
+        publisher.publish_encoded(read.partition_key, encode_read(read))
+
+    def read_time() -> dict[str, Any]:
+        return dict(client.get("/v1/campaigns/c/stats", headers=ACME).json()["read_time"])
+
+    wait_for(read_time, lambda rt: rt["measured"] == 3)
+    r = client.delete("/v1/recipients/ann@x.org", headers=ACME)
+    assert r.status_code == 200, r.text
+    assert r.json()["erased"]["reads"] == 2
+    assert read_time() == {
+        "read": 0, "skimmed": 0, "glanced": 1, "unknown": 0, "measured": 1, "median_seconds": 1.0,
+    }  # fmt: skip
+
+    def on_disk() -> list[tuple[Any, ...]]:  # a lightweight DELETE only hides rows: read with the mask off
+        return store.query(f"SELECT message_id FROM {db}.reads SETTINGS apply_deleted_mask = 0")
+
+    wait_for(on_disk, lambda rows: rows == [(sent["bob@x.org"],)], timeout_s=60)
+    assert client.get(f"/v1/messages/{sent['ann@x.org']}/timeline", headers=ACME).status_code == 404

@@ -303,7 +303,7 @@ def test_an_erased_recipient_leaves_the_data_files_by_the_deadline_given(
     client, components = running
     marker = _marker()
     address = f"Erase.Me.{marker}@Example.org"
-    link = f"https://example.com/unsubscribe?who={marker}link"
+    link = f"https://example.com/profile?who={marker}link"  # not an unsubscribe link: those are never tracked
     agent = f"Mozilla/5.0 (Windows NT 10.0; Win64; x64) Firefox/125.0 {marker}ua"
     sent = register(client, address, links=[link])
     kept = register(client, "stays@example.com")

@@ -80,7 +80,9 @@ def test_a_batch_registers_every_message_as_the_single_endpoint_does(served: Ser
     assert [a["message_id"] for a in answers[:2]] == ["m-1", "m-2"]
     generated = answers[2]["message_id"]
     assert len(generated) == 22  # secrets.token_urlsafe(16), as for a single registration
-    assert [set(a) for a in answers] == [{"message_id", "tracked", "pixel_url", "links"}] * 3
+    fields = {"message_id", "tracked", "pixel_url", "links", "untracked_links"}
+    fields |= {"tracking", "tracking_reason", "tracking_preferences_url"}  # issue 19
+    assert [set(a) for a in answers] == [fields] * 3
     assert [a["tracked"] for a in answers] == [True] * 3
     assert list(answers[0]["links"]) == [SALE, FAQ]
     assert answers[1]["links"] == answers[2]["links"] == {}

@@ -36,7 +36,7 @@ from notices.retries import RetryPolicy
 from notices.signing import verify
 from notices.wiring import Notifications, in_process
 from pixelpipe import settings as settings_mod
-from pixelpipe.app import build_app, build_components
+from pixelpipe.app import Components, build_app, build_components
 from schemas.notices import WEBHOOK_COLUMNS, Notice, Webhook
 from schemas.secret import Secret
 from schemas.store import Store
@@ -116,6 +116,7 @@ class Running:
     # notice is here, its deliveries (if any) are in the outbox.
     counted: list[Notice]
     outbox: Path
+    components: Components | None = None  # what runs: its bus publisher stands in for the edge
 
     def deliveries(self) -> list[str]:
         """The state of every delivery in the outbox; none "pending" means no attempt can follow."""
@@ -160,14 +161,16 @@ def pixelpipe(
     wired = components.notifications
     assert wired is not None
     components.on_stored[:] = [f for f in components.on_stored if f not in wired.listeners()]
+    components.on_reads_stored[:] = [f for f in components.on_reads_stored if f not in wired.read_listeners()]
     components.notifications = notifications
     components.on_stored.extend(notifications.listeners())
+    components.on_reads_stored.extend(notifications.read_listeners())
     app, _ = build_app(components)
     with (
         serving(app) as base,
         httpx.Client(base_url=base, timeout=10) as client,
     ):
-        yield Running(client, base, notifications, counted, outbox)
+        yield Running(client, base, notifications, counted, outbox, components)
 
 
 def register(client: httpx.Client, message_id: str, headers: dict[str, str] = ACME) -> dict[str, Any]:

@@ -441,6 +441,9 @@ def test_campaigns_page_by_latest_send_and_filter_by_name(data: Store) -> None:
         {
             "campaign_id": "autumn", "sent": 2, "first_sent_at": iso(at(days=1)),
             "last_sent_at": iso(at(days=1)), "opens": 7, "clicks": 0,
+            # the list's own rates and trend (issue 17: the page needs no request per campaign)
+            "unique_opens": 2, "open_rate": 1.0, "unique_clicks": 0, "click_rate": 0.0,
+            "opens_by_day": [{"day": "2026-11-24", "opens": 6}, {"day": "2026-11-25", "opens": 1}],
         }
     ]  # fmt: skip
     second = page(1, first["next_cursor"])

@@ -10,10 +10,12 @@ from typing import Any
 import pytest
 
 from api.erasure_residue import names_recipient
+from api.privacy import ERASED_TABLES
+from api.sql import privacy as privacy_sql
 from notices.attempts import AttemptLog
 from notices.deliveries import Delivery
 from notices.outbox import PendingDelivery
-from schemas.store import StoreError
+from schemas.store import Store, StoreError
 
 
 @pytest.mark.parametrize(
@@ -147,3 +149,47 @@ def test_rows_of_a_failed_flush_are_not_kept_for_an_erased_message() -> None:
     store.fail = False
     asyncio.run(log.flush())
     assert [(row[0], row[4]) for row in store.rows] == [("acme", "m-bob")]
+
+
+def test_every_table_that_keeps_a_message_id_is_erased_by_message(store: Store) -> None:
+    """A table whose rows name a message (``message_id``) is one an erasure deletes by the erased messages:
+    `api.privacy.ERASED_TABLES`, or the attempt log (`api.erasure_residue.erase_webhook_attempts`). So a
+    table added later (``reads``, issue 18's read time) cannot be forgotten."""
+    rows = store.query(
+        "SELECT DISTINCT c.table FROM system.columns AS c INNER JOIN system.tables AS t "
+        "ON t.database = c.database AND t.name = c.table "
+        "WHERE c.database = {db:String} AND c.name = 'message_id' AND t.engine LIKE '%MergeTree'",
+        {"db": store.database},
+    )
+    keeping = {str(table) for (table,) in rows}
+    erased = {table for table, _ in ERASED_TABLES} | {"webhook_deliveries"}
+    assert "reads" in keeping
+    assert keeping <= erased, f"not erased: {sorted(keeping - erased)}"
+
+
+def test_an_erasure_deletes_the_reads_of_the_erased_messages(store: Store) -> None:
+    """The erasure's statements over ``reads`` (`api.sql.privacy.erasure` with the erased scope) hide the
+    erased messages' read records at once and leave the others."""
+    db = store.database
+    columns = ("read_of", "account", "campaign_id", "message_id", "opened_at", "ended_at", "read_ms", "end")
+    at = 1_767_225_612_345
+    store.insert(
+        "reads",
+        columns,
+        [
+            ["h1", "acme", "c", "m-ann", at, at + 9_000, 9_000, "closed"],
+            ["h2", "acme", "c", "m-ann", at, at + 1_000, 1_000, "closed"],
+            ["h3", "acme", "c", "m-bob", at, at + 4_000, 4_000, "closed"],
+            ["h4", "globex", "c", "m-ann", at, at + 4_000, 4_000, "closed"],  # another account's m-ann
+        ],
+    )
+    scope = {"account": "acme", "messages": ["m-ann"]}
+    scoped = dict(ERASED_TABLES)["reads"]
+    assert store.query(privacy_sql.erased_count(db, "reads", scoped), scope) == [(2,)]
+    hide, rewrite = privacy_sql.erasure(db, "reads", scoped)
+    store.command(hide, scope)
+    store.command(rewrite)
+    assert store.query(f"SELECT account, read_of FROM {db}.reads ORDER BY read_of") == [
+        ("acme", "h3"),
+        ("globex", "h4"),
+    ]

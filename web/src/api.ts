@@ -139,12 +139,23 @@ export interface Summary {
   bounce_rate?: number | null;
   complaint_rate?: number | null;
   rate_basis?: string | null;
+  read_time?: ReadTime | null; // issue 18: how long timed opens stayed on screen
   // Issue 20: unique_opens = unique_pixel_opens + implied_opens (a person's click, the pixel never loaded);
   // the open rate without the messages whose only opens are Apple's privacy prefetch.
   unique_pixel_opens?: number;
   implied_opens?: number;
   mpp_only_messages?: number;
   mpp_adjusted_open_rate?: number;
+}
+
+/** Read time (issue 18): timed opens by how long they stayed on screen; all zeros without timed opens. */
+export interface ReadTime {
+  read: number; // 8 s or more
+  skimmed: number; // 2 to 8 s
+  glanced: number; // under 2 s
+  unknown: number; // not measurable (image proxies, prefetch, bots, the edge at its cap)
+  measured: number; // read + skimmed + glanced
+  median_seconds: number | null; // of the measured; null when none
 }
 
 export interface SeriesPoint {
@@ -170,6 +181,7 @@ export interface BreakdownRow {
   unique_opens: number;
   clicks: number;
   unique_clicks: number;
+  read_time?: ReadTime | null; // issue 18, on the breakdown by client
 }
 
 export interface Breakdown {
@@ -243,6 +255,8 @@ export interface TimelineItem {
   via_proxy?: boolean | null;
   link_index?: number | null;
   url?: string | null;
+  read_seconds?: number | null; // issue 18: an open's read time (null: not timed, or nothing measured)
+  read_category?: string | null; // read, skimmed, glanced, unknown; null when the open was not timed
   [key: string]: unknown;
 }
 
@@ -317,5 +331,8 @@ export interface Notice {
   os?: string | null;
   country?: string | null;
   url?: string | null;
+  read_seconds?: number | null; // a `read` notice's (issue 18)
+  read_category?: string | null;
+  read_of?: string;
   [key: string]: unknown;
 }

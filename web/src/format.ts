@@ -3,6 +3,7 @@
 //   count: the integer with "," thousands separators (1,234,567)
 //   rate:  the API's fraction (4 decimals) as a percentage with 2 decimals (0.6667 -> "66.67%")
 //   time:  ISO-8601 in UTC, to the second ("2026-12-03 21:57:52 UTC")
+//   seconds: read time to a tenth of a second ("6.2 s")
 
 export function count(n: number | null | undefined): string {
   if (n === null || n === undefined) return "—";
@@ -18,6 +19,12 @@ export function rate(r: number | null | undefined): string {
   const whole = Math.trunc(basisPoints / 100);
   const cents = String(Math.abs(basisPoints % 100)).padStart(2, "0");
   return `${whole}.${cents}%`;
+}
+
+/** Seconds of read time, to a tenth ("6.2 s"); the exact value is in `data-value`. */
+export function seconds(s: number | null | undefined): string {
+  if (s === null || s === undefined) return "—";
+  return `${s.toFixed(1)} s`;
 }
 
 export function time(iso: string | null | undefined): string {

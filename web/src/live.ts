@@ -3,7 +3,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { Notice } from "./api";
 
-export const LIVE_TYPES = ["open", "click", "machine_open", "delivered", "bounce", "complaint"] as const;
+export const LIVE_TYPES = ["open", "click", "machine_open", "read", "delivered", "bounce", "complaint"] as const;
 
 export type LiveState = "connecting" | "live" | "reconnecting";
 

@@ -19,6 +19,7 @@ const REASONS: Record<string, string> = {
 const PREFIXES: [string, string][] = [
   ["token:", "The pixel or link token did not verify (forged, truncated or altered), so the hit belongs to no message."],
   ["gateway_range:", "A security gateway (e.g. Microsoft 365, Proofpoint, Mimecast) loaded it while scanning the email."],
+  ["cloud_", "A security scanner on a cloud platform (AWS, Google Cloud, Azure, …) loaded it right after delivery."],
 ];
 
 export function explain(reason: string): string {

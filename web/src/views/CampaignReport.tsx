@@ -21,6 +21,7 @@ import { href } from "../route";
 import { Num, Stat } from "../stat";
 import { DataTable } from "../table";
 import { BestTimeView } from "./BestTime";
+import { ReadTimeCard, readDetail } from "./ReadTime";
 
 const RECONCILE_MS = 10_000;
 const FEED_SIZE = 50;
@@ -153,6 +154,8 @@ export function CampaignReport({ id }: { id: string }) {
           {shown && <WhoOpened s={shown} />}
         </section>
       </div>
+
+      <ReadTimeCard readTime={shown?.read_time} clients={breakdowns.client.data?.rows ?? null} />
 
       <section aria-labelledby="time-title" class="card">
         <h2 id="time-title">Opens and clicks over time</h2>
@@ -490,6 +493,7 @@ function LiveFeed({ feed }: { feed: Notice[] }) {
           {n.client ? ` · ${n.client}` : ""}
           {n.country ? ` · ${n.country}` : ""}
           {n.url ? <span class="url"> · {n.url}</span> : ""}
+          {readDetail(n)}
         </li>
       ))}
     </ol>

@@ -5,6 +5,7 @@ import { useGet, useReady } from "../hooks";
 import { href } from "../route";
 import { Stat } from "../stat";
 import { DataTable } from "../table";
+import { ReadCell } from "./ReadTime";
 
 type Row = TimelineItem & { n: number };
 
@@ -13,7 +14,7 @@ export function MessageView({ id }: { id: string }) {
   const timeline = useGet<{ timeline: TimelineItem[] }>(`/v1/messages/${enc(id)}/timeline`);
   const m = stats.data;
   useReady("message", !stats.loading && !timeline.loading);
-  const readKey = (item: Row) => Object.keys(item).find((k) => k.includes("read"));
+  const timed = timeline.data?.timeline.some((item) => item.read_category) ?? false;
   return (
     <article aria-labelledby="message-title">
       <p class="crumbs">
@@ -79,12 +80,15 @@ export function MessageView({ id }: { id: string }) {
               { id: "device", header: "Device", value: (r) => r.device ?? null },
               { id: "os", header: "OS", value: (r) => r.os ?? null },
               { id: "where", header: "Where", value: (r) => [r.city, r.country].filter(Boolean).join(", ") || null },
+              // Read time (issue 18): shown when an open of the message was timed.
+              ...(timed
+                ? [{ id: "read", header: "Read time", numeric: true, value: (r: Row) => r.read_seconds ?? null, render: (r: Row) => <ReadCell seconds={r.read_seconds} category={r.read_category} testid={`timeline-${r.n}-read`} /> }]
+                : []),
               {
                 id: "detail",
                 header: "Detail",
                 value: (r) => {
-                  const read = readKey(r);
-                  const parts = [r.url, r.via_proxy ? "through a mail proxy" : null, read && r[read] !== null ? `read ${String(r[read])} s` : null];
+                  const parts: (string | null | undefined)[] = [r.url, r.via_proxy ? "through a mail proxy" : null];
                   if (r.kind === "delivery") {
                     for (const k of ["bounce_type", "provider", "provider_type", "smtp_status", "smtp_code", "diagnostic"]) {
                       if (r[k] !== null && r[k] !== undefined) parts.push(`${k.replace("_", " ")}: ${String(r[k])}`);

@@ -1,0 +1,380 @@
+"""Read time's cost at the edge (issue 18): plain pixels' rate and p99 with N read-time pixels held open, and
+the edge's memory per held connection.
+
+How: as `bench.edge_vs_nginx` (its measuring functions, the same cores): ``pixelpipe edge`` on CPU 0
+(``SERVER_CPU``) publishing to a private Kafka broker; ``wrk`` on CPU 1 with 64 connections over 1,000 plain
+pixels, first at saturation, then paced at half the edge's saturation rate (latency at a given load); nginx's
+``empty_gif`` on CPU 0 once, for the ratio. Then the same two edge runs again while a holder (its own process,
+on CPU 1) keeps N timed opens' pixels held: it opens N connections, asks each for a timed open's pixel, reads
+the frames as they come (one a second per connection), and asks again on the same connection if a response
+ends. The cap is set past the phase (``PIXELPIPE_READ_TIME_CAP_SECONDS=300``), so the N stay held while wrk
+runs; the held-connection cap is N. Reported: both runs' rate, p50, p99, the ratio to nginx, the edge's CPU
+share, its RSS idle and with N held ((with - idle) / N per connection), and the edge's own count of held
+pixels and read records afterwards (every connection the holder closed makes one ``closed`` record).
+
+The edge's open-file limit bounds N: each held connection is a file descriptor, in the edge and in the
+holder, and a process here may not raise its hard limit. N beyond ``hard limit - 1,000`` is lowered to it,
+and the result says so.
+
+    uv run python -m bench.read_time                   # quick: 10 s per run, N = 20,000 (or what fits)
+    uv run python -m bench.read_time --held 5000       # a smaller N (a busy machine)
+    uv run python -m bench.read_time --full            # 30 s per run
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.common import (
+    LOAD_CPU,
+    PYTHON,
+    ROOT,
+    SECRET,
+    SERVER_CPU,
+    BenchError,
+    Role,
+    argparser,
+    cleanup,
+    conditions,
+    ensure_tools,
+    kafka,
+    kafka_pid,
+    metric,
+    nginx,
+    pinned,
+    pixel_paths,
+    role_env,
+    run_wrk,
+    scrape,
+    scratch,
+    wait_quiet,
+    write_result,
+)
+from bench.edge_vs_nginx import TARGET_P99_MS, measured, wait_acked, warm
+
+CAP_S = 300
+FD_SPARE = 1_000  # file descriptors a process keeps beside the held connections (wrk's, Kafka's, the spool)
+RAMP_PER_S = 1_000  # new held connections a second while the holder ramps up
+
+
+# -- the holder (a subprocess: ``python -m bench.read_time --hold HOST PORT N SECONDS``)
+
+
+class _Held(asyncio.Protocol):
+    """One connection holding a timed open's pixel: it reads the response as it comes and, should the
+    response end (the cap), asks again."""
+
+    def __init__(self, request: bytes, stats: dict[str, int], live: set[_Held]) -> None:
+        self._request = request
+        self._stats = stats
+        self._live = live
+        self._buf = b""
+        self._left = -1  # body bytes still to come; -1 while reading a head
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self._live.add(self)
+        self.transport.write(self._request)  # type: ignore[union-attr]
+
+    def data_received(self, data: bytes) -> None:
+        self._stats["bytes"] += len(data)
+        if self._left < 0:
+            self._buf += data
+            head, sep, body = self._buf.partition(b"\r\n\r\n")
+            if not sep:
+                return
+            self._buf = b""
+            self._stats["heads"] += 1
+            lines = head.lower().split(b"\r\n")
+            self._left = next(int(line[15:]) for line in lines if line.startswith(b"content-length:"))
+            data = body
+        self._left -= len(data)
+        if self._left <= 0:
+            self._stats["completed"] += 1
+            self._left = -1
+            if self.transport is not None:
+                self.transport.write(self._request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._live.discard(self)
+        self._stats["lost"] += 1
+        self.transport = None
+
+
+def _requests(count: int) -> list[bytes]:
+    from pixelpipe.settings import parse_secret
+    from schemas.tokens import Claim, TokenKind, sign
+
+    keyring = parse_secret(SECRET)
+    sent_at = int(time.time()) - 3600
+    ua = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Thunderbird/128.0"
+    claims = [Claim(TokenKind.TIMED_OPEN, "bench", "read-time", f"h-{i:06d}", sent_at) for i in range(count)]
+    return [
+        f"GET /o/{sign(c, keyring)}.gif HTTP/1.1\r\nHost: bench\r\nUser-Agent: {ua}\r\n\r\n".encode()
+        for c in claims
+    ]
+
+
+async def _hold(host: str, port: int, count: int, seconds: float) -> dict[str, Any]:
+    """Open ``count`` held connections (`RAMP_PER_S` a second, in concurrent batches), then keep them for
+    ``seconds`` or until SIGTERM; report what was held."""
+    loop = asyncio.get_running_loop()
+    stats = {"opened": 0, "connect_errors": 0, "heads": 0, "completed": 0, "lost": 0, "bytes": 0}
+    live: set[_Held] = set()
+    requests = _requests(count)
+
+    async def open_one(request: bytes) -> None:
+        try:
+            await loop.create_connection(lambda: _Held(request, stats, live), host, port)
+            stats["opened"] += 1
+        except OSError:
+            stats["connect_errors"] += 1
+
+    started = time.monotonic()
+    batch = 50
+    for at in range(0, count, batch):
+        await asyncio.gather(*(open_one(r) for r in requests[at : at + batch]))
+        ahead = started + (at + batch) / RAMP_PER_S - time.monotonic()
+        if ahead > 0:
+            await asyncio.sleep(ahead)
+    ramp_s = time.monotonic() - started
+    print(json.dumps({"ramped": True, "ramp_s": round(ramp_s, 1), "live": len(live)}), flush=True)
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    samples: list[tuple[float, int]] = []
+    until = time.monotonic() + seconds
+    while not stop.is_set() and time.monotonic() < until:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+        samples.append((round(time.monotonic() - started, 1), len(live)))
+    for held in list(live):
+        if held.transport is not None:
+            held.transport.close()
+    await asyncio.sleep(0.5)
+    return {**stats, "ramp_s": round(ramp_s, 1), "live_samples": samples}
+
+
+def _hold_main(argv: list[str]) -> None:
+    from pixelpipe.limits import raise_open_file_limit
+
+    raise_open_file_limit()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    host, port, count, seconds = argv[0], int(argv[1]), int(argv[2]), float(argv[3])
+    print(json.dumps(asyncio.run(_hold(host, port, count, seconds))), flush=True)
+
+
+# -- the benchmark
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise BenchError(f"no VmRSS for {pid}")
+
+
+def _held_now(edge: Role, timeout_s: float = 120) -> int:
+    """The edge's held pixels now (its ``/metrics`` may answer slowly on a busy machine: asked again)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return int(metric(scrape(edge.base), "pixelpipe_read_time_held"))
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
+def _edge_runs(
+    edge: Role, paths: list[str], duration: float, broker: int, paced: float | None
+) -> dict[str, Any]:
+    """A saturation run and a paced one (at ``paced``, else half the saturation rate)."""
+    saturated = measured(edge.base, paths, duration, edge.pid, broker)
+    rate = paced or max(500.0, round(saturated["rps"] / 2, -2))
+    paced_run = measured(edge.base, paths, duration, edge.pid, broker, paced_rps=rate)
+    print(f"    saturated: {_line(saturated)}", flush=True)
+    print(f"    paced at {rate:,.0f}/s: {_line(paced_run)}", flush=True)
+    return {"saturated": saturated, "paced": paced_run, "paced_rps": rate}
+
+
+def _line(r: dict[str, Any]) -> str:
+    return (
+        f"{r['rps']:,.0f} px/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, non-2xx {r['non_2xx']}, "
+        f"socket errors {r['socket_errors']}, the edge used {r['server_cpu_share']:.0%} of a CPU"
+    )
+
+
+def _held_phase(
+    edge: Role, paths: list[str], duration: float, broker: int, *, held: int, paced: float
+) -> dict[str, Any]:
+    """The edge runs again while the holder keeps ``held`` pixels held; RSS with them."""
+    seconds = 3600  # after the ramp, at most: SIGTERM ends it once both runs (and their retries) are done
+    where = ["127.0.0.1", str(edge.port)]
+    command = [PYTHON, "-m", "bench.read_time", "--hold", *where, str(held), str(seconds)]
+    holder = subprocess.Popen(pinned(command, LOAD_CPU), cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    if holder.stdout is None:
+        raise BenchError("the holder has no output")
+    ramp = json.loads(holder.stdout.readline())
+    deadline = time.monotonic() + 60
+    while (now := _held_now(edge)) < held * 0.99 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(3)  # past the first frames of the last connections
+    rss_held = _rss_kib(edge.pid)
+    held_before = _held_now(edge)
+    print(f"  {held_before:,} held (in {ramp['ramp_s']} s); edge RSS {rss_held / 1024:,.0f} MiB", flush=True)
+    runs = _edge_runs(edge, paths, duration, broker, paced)
+    held_after = _held_now(edge)
+    rss_after = _rss_kib(edge.pid)
+    holder.terminate()
+    out, _ = holder.communicate(timeout=60)
+    lines = [line for line in out.strip().splitlines() if line.startswith("{")]
+    hold = json.loads(lines[-1]) if lines and "opened" in lines[-1] else {"no_report": out[-500:]}
+    return {
+        **runs,
+        "held_requested": held,
+        "held_at_start": held_before,
+        "held_at_end": held_after,
+        "waited_for_held": now,
+        "rss_kib_held": rss_held,
+        "rss_kib_held_after_runs": rss_after,
+        "holder": hold,
+        "holder_ramp_s": ramp["ramp_s"],
+    }
+
+
+_REASONS = ("busy", "proxy", "asgi")
+
+
+def _afterwards(edge: Role) -> dict[str, Any]:
+    """The edge's read-time counters once the holder left."""
+    m = scrape(edge.base)
+    ends = ("closed", "cap", "stopped", "busy", "proxy")
+    return {
+        "read_records": {end: metric(m, "pixelpipe_read_time_records_total", {"end": end}) for end in ends},
+        "unheld": {r: metric(m, "pixelpipe_read_time_unheld_total", {"reason": r}) for r in _REASONS},
+        "held_after_holder_left": metric(m, "pixelpipe_read_time_held"),
+    }
+
+
+def _fitting(held: int) -> tuple[int, str | None]:
+    """``held``, or as many as the open-file limit lets the edge and the holder hold (and why)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or held + FD_SPARE <= hard:
+        return held, None
+    fits = hard - FD_SPARE
+    return fits, f"{held:,} held connections do not fit the open-file hard limit {hard:,}: {fits:,} held"
+
+
+def main() -> None:  # noqa: PLR0915 - one straight script: start, measure, stop
+    if len(sys.argv) > 1 and sys.argv[1] == "--hold":
+        _hold_main(sys.argv[2:])
+        return
+    parser = argparser(__doc__)
+    parser.add_argument("--held", type=int, default=20_000, help="read-time pixels held (default 20,000)")
+    args = parser.parse_args()
+    duration = 30.0 if args.full else 10.0
+    missing = ensure_tools("wrk", "nginx")
+    if "wrk" in missing:
+        raise SystemExit("bench: wrk is needed (apt-get install -y wrk)")
+    held, lowered = _fitting(args.held)
+    if lowered:
+        print(f"bench: {lowered}", flush=True)
+    tmp = scratch("read-time")
+    paths = pixel_paths(1000)
+    result: dict[str, Any] = {"mode": "full" if args.full else "quick", "duration_s": duration, "held": held}
+    result["held_lowered"] = lowered
+    result["conditions_start"] = wait_quiet(0.15, args.wait_quiet) if args.wait_quiet else conditions()
+    try:
+        with kafka(tmp / "kafka", LOAD_CPU) as bootstrap:
+            env = role_env(
+                tmp / "edge",
+                PIXELPIPE_KAFKA_BOOTSTRAP=bootstrap,
+                PIXELPIPE_TOPIC_PREFIX=f"bench{time.time_ns()}",
+                PIXELPIPE_FD_RESERVE="256",
+                PIXELPIPE_MAX_CONNECTIONS=str(held + 500),
+                PIXELPIPE_READ_TIME_MAX_HELD=str(held),
+                PIXELPIPE_READ_TIME_CAP_SECONDS=str(CAP_S),
+            )
+            edge = Role(["edge"], env, tmp / "edge.log", cpus=SERVER_CPU).start()
+            broker = kafka_pid(tmp / "kafka")
+            try:
+                result["broker_warmup_us_per_px"] = warm(edge, paths, broker)
+                if "nginx" not in missing:
+                    with nginx(tmp / "nginx", SERVER_CPU) as (url, master):
+                        run_wrk(url, paths, duration_s=2)
+                        result["nginx"] = measured(url, paths, duration, master.pid)
+                    print(f"  nginx: {_line(result['nginx'])}", flush=True)
+                print("  the edge, nothing held:", flush=True)
+                before = wait_acked(edge)
+                result["plain"] = _edge_runs(edge, paths, duration, broker, None)
+                time.sleep(2)
+                result["rss_kib_idle"] = _rss_kib(edge.pid)
+                print(f"  edge RSS idle {result['rss_kib_idle'] / 1024:,.0f} MiB", flush=True)
+                print(f"  the edge, {held:,} read-time pixels held:", flush=True)
+                paced = result["plain"]["paced_rps"]
+                result["held_runs"] = _held_phase(edge, paths, duration, broker, held=held, paced=paced)
+                time.sleep(3)
+                after = wait_acked(edge)
+                result.update(_afterwards(edge))
+                result["kafka"] = {k: after[k] - before[k] for k in after}
+            finally:
+                edge.stop()
+    finally:
+        cleanup(tmp)
+    result["conditions_end"] = conditions()
+    _summarize(result)
+    write_result("read_time", result)
+
+
+def _summarize(result: dict[str, Any]) -> None:
+    held = result["held_runs"]
+    per_conn = (held["rss_kib_held"] - result["rss_kib_idle"]) * 1024 / max(1, held["held_at_start"])
+    result["rss_bytes_per_held"] = round(per_conn)
+    nginx_rps = result.get("nginx", {}).get("rps")
+    summary = {
+        "plain_rps": result["plain"]["saturated"]["rps"],
+        "held_rps": held["saturated"]["rps"],
+        "plain_p99_paced_ms": result["plain"]["paced"]["p99_ms"],
+        "held_p99_paced_ms": held["paced"]["p99_ms"],
+        "plain_p99_saturated_ms": result["plain"]["saturated"]["p99_ms"],
+        "held_p99_saturated_ms": held["saturated"]["p99_ms"],
+        "paced_rps": result["plain"]["paced_rps"],
+    }
+    if nginx_rps:
+        summary["ratio_plain"] = round(summary["plain_rps"] / nginx_rps, 3)
+        summary["ratio_held"] = round(summary["held_rps"] / nginx_rps, 3)
+    summary["p99_paced_target_met"] = summary["held_p99_paced_ms"] <= TARGET_P99_MS
+    result["summary"] = summary
+    print(f"\nread time: {held['held_at_start']:,} pixels held (asked {result['held']:,})")
+    if result["held_lowered"]:
+        print(f"  ({result['held_lowered']})")
+    for name, key in (("nothing held", "plain"), ("pixels held", "held")):
+        print(
+            f"  {name:>12}: {summary[f'{key}_rps']:,.0f} px/s"
+            + (f" ({summary[f'ratio_{key}']:.2f} x nginx)" if nginx_rps else "")
+            + f", p99 {summary[f'{key}_p99_saturated_ms']:.2f} ms saturated, "
+            f"{summary[f'{key}_p99_paced_ms']:.2f} ms paced at {summary['paced_rps']:,.0f}/s"
+        )
+    print(f"  RSS per held connection: {per_conn:,.0f} bytes ({result['rss_kib_idle'] / 1024:,.0f} MiB idle)")
+    print(f"  read records: {result['read_records']}; not held: {result['unheld']}")
+
+
+if __name__ == "__main__":
+    main()

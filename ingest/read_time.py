@@ -1,0 +1,270 @@
+"""The held pixels of one edge process: read time measured at the edge (issue 18).
+
+A timed open (`schemas.tokens.TokenKind.TIMED_OPEN`) is published as an open at once by `ingest.edge`; its
+answer is the read-time GIF (`ingest.read_gif.ReadGif`). Its head (the header and the first frame) goes out
+at once, and from then on this module owns the connection's answer: one `FRAME` a second, then `TRAILER`,
+then the response is complete and the connection serves on (keep-alive, pipelining). The measurement ends
+exactly once, with exactly one `schemas.reads.ReadRecord` published through the edge's publisher (same topic
+and partition as its open):
+
+- ``closed``: the client closed the connection (`Held.lost`): the time the email stayed on screen;
+- ``cap``: the trailer was written (the whole animation: the cap): on screen at least that long;
+- ``stopped``: the edge stopped first (`Held.stop`, `HeldPixels.stop`): the connection is closed, and the
+  time so far is a lower bound.
+
+``read_ms`` is monotonic time from the head's write to the end. A timed open that is not held gets the
+whole GIF at once and a record with ``read_ms`` 0 (`HeldPixels.unheld`): ``proxy`` for a client known to
+fetch whole images (`schemas.image_proxies`), ``busy`` beyond ``max_held`` held at once (and for a request
+the server could not hold: see `ingest.edge`). Both are counted by reason.
+
+**One timer for every held answer.** While anything is held, one loop timer ticks `TICKS_PER_SECOND` times a
+second; each held answer belongs to the tick of the moment its head left (a wheel of slots), and is written
+to at that tick once a second. So each answer's frames are a second apart and its cap is reached at the cap
+(to a tick), and the writes of many held answers are spread over the second instead of one burst per second
+that would stall the pixels served meanwhile (at 20,000 held: 200 small writes per tick, not 20,000 at once).
+Idle, nothing ticks.
+
+Never: block (writes are a frame of 18 bytes to a transport's buffer; a publish never blocks, `bus.port`),
+publish a record twice for one held answer, or hold an answer past the cap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from bus.port import EncodedHitPublisher, HitPublisher
+from ingest import metrics
+from ingest.read_gif import FRAME, TRAILER, ReadGif
+from schemas.events import RawHit
+from schemas.image_proxies import fetches_whole_images
+from schemas.reads import ReadEnd, ReadRecord, encode_read
+
+log = logging.getLogger(__name__)
+
+TICKS_PER_SECOND: Final = 100
+_TICK_S: Final = 1.0 / TICKS_PER_SECOND
+# A write this many ticks late counts from now: the next comes a second after it, not sooner. Less late, an
+# answer keeps its tick, so small delays of the loop never gather the answers of many ticks into one.
+_LATE_TICKS: Final = TICKS_PER_SECOND // 10
+
+_RECORDS: Final = {end: metrics.READ_TIME_RECORDS.labels(end.value) for end in ReadEnd}
+_UNHELD: Final = {reason: metrics.READ_TIME_UNHELD.labels(reason) for reason in ("busy", "proxy", "asgi")}
+
+
+@dataclass(frozen=True, slots=True)
+class TimedOpen:
+    """What a read record repeats of its open (a published `RawHit` of a verified timed open)."""
+
+    hit_id: str
+    account: str
+    campaign_id: str
+    message_id: str
+    recipient_tag: str  # hex, as the open's
+    opened_at_ms: int
+
+    @classmethod
+    def of(cls, hit: RawHit) -> TimedOpen:
+        return cls(
+            hit.hit_id, hit.account, hit.campaign_id, hit.message_id, hit.recipient_tag, hit.received_at_ms
+        )
+
+    def record(self, end: ReadEnd, read_ms: int, ended_at_ms: int) -> ReadRecord:
+        return ReadRecord(
+            read_of=self.hit_id,
+            account=self.account,
+            campaign_id=self.campaign_id,
+            message_id=self.message_id,
+            recipient_tag=self.recipient_tag,
+            opened_at_ms=self.opened_at_ms,
+            ended_at_ms=ended_at_ms,
+            read_ms=read_ms,
+            end=end,
+        )
+
+
+class HeldConnection(Protocol):
+    """The server's side of one held answer (the edge's HTTP protocol)."""
+
+    def write(self, data: bytes) -> None:
+        """Write ``data`` (a frame, the trailer) to the connection."""
+
+    def complete(self) -> None:
+        """The trailer is written: the response is complete (the connection serves on, or closes)."""
+
+    def close(self) -> None:
+        """Close the connection now (the edge stops)."""
+
+
+class Held:
+    """One held answer: its open, its connection, what it has sent, and the tick it is due at."""
+
+    __slots__ = ("_pixels", "connection", "due", "ended", "opened", "sent", "started")
+
+    def __init__(
+        self, pixels: HeldPixels, opened: TimedOpen, connection: HeldConnection, started: float, due: int
+    ) -> None:
+        self._pixels = pixels
+        self.opened = opened
+        self.connection = connection
+        self.started = started  # monotonic seconds, when the head was written
+        self.sent = 1  # frames sent: the head carries the first
+        self.due = due  # the tick of its next write
+        self.ended = False
+
+    def lost(self) -> None:
+        """The client closed the connection: the measurement ends ``closed`` (nothing if it had ended)."""
+        self._pixels.end(self, ReadEnd.CLOSED)
+
+    def stop(self) -> None:
+        """End it ``stopped`` and close the connection (the server shuts the connection down)."""
+        if not self.ended:
+            self._pixels.end(self, ReadEnd.STOPPED)
+            self.connection.close()
+
+
+class HeldPixels:
+    """The held read-time answers of one edge process, and the one timer that writes their frames."""
+
+    def __init__(
+        self,
+        publisher: HitPublisher,
+        *,
+        cap_s: int,
+        max_held: int,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.gif: Final = ReadGif(frames=cap_s)
+        self.max_held = max_held
+        # Read records go out as lines (`bus.port.EncodedHitPublisher`: the memory bus and Kafka's both take
+        # them); without, nothing can be published, and the edge answers timed opens as plain opens.
+        self._lines: EncodedHitPublisher | None = None
+        if isinstance(publisher, EncodedHitPublisher):
+            self._lines = publisher
+        self.measures: Final = self._lines is not None
+        self._clock = clock
+        self._monotonic = monotonic
+        self._slots: list[dict[Held, None]] = [{} for _ in range(TICKS_PER_SECOND)]
+        self._count = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._origin = 0.0  # loop time of tick 0
+        self._tick = 0  # the last tick done
+
+    @property
+    def held(self) -> int:
+        return self._count
+
+    # -- admission
+
+    def unheld_reason(self, user_agent: str) -> ReadEnd | None:
+        """Why this answer may not be held (`ReadEnd.PROXY`, `ReadEnd.BUSY`), or None: it may."""
+        if fetches_whole_images(user_agent):
+            return ReadEnd.PROXY
+        if self._count >= self.max_held:
+            return ReadEnd.BUSY
+        return None
+
+    def unheld(self, opened: TimedOpen, end: ReadEnd, reason: str | None = None) -> None:
+        """A timed open answered with the whole GIF (``end`` busy or proxy): its record (nothing measured),
+        counted by ``reason`` (the end's name unless given)."""
+        _UNHELD[reason or end.value].inc()
+        self._publish(opened.record(end, 0, int(self._clock() * 1000)))
+
+    def hold(self, opened: TimedOpen, connection: HeldConnection) -> Held:
+        """Hold ``connection``'s answer, whose head was just written (call `unheld_reason` first)."""
+        loop = asyncio.get_running_loop()
+        if self._timer is None:
+            self._loop, self._origin, self._tick = loop, loop.time(), 0
+            self._timer = loop.call_at(self._origin + _TICK_S, self._on_timer)
+        now_tick = max(self._tick, int((loop.time() - self._origin) / _TICK_S))
+        held = Held(self, opened, connection, self._monotonic(), now_tick + TICKS_PER_SECOND)
+        self._slots[held.due % TICKS_PER_SECOND][held] = None
+        self._count += 1
+        metrics.READ_TIME_HELD.inc()
+        return held
+
+    # -- the end of a held answer
+
+    def end(self, held: Held, end: ReadEnd) -> None:
+        """End ``held``'s measurement (once: later calls do nothing) and publish its record."""
+        if held.ended:
+            return
+        held.ended = True
+        self._slots[held.due % TICKS_PER_SECOND].pop(held, None)
+        self._count -= 1
+        metrics.READ_TIME_HELD.dec()
+        read_ms = max(0, round((self._monotonic() - held.started) * 1000))
+        self._publish(held.opened.record(end, read_ms, int(self._clock() * 1000)))
+
+    async def stop(self) -> None:
+        """End every held answer ``stopped`` (each closed, each record published) and stop the timer: the
+        edge's graceful stop, before its publisher stops."""
+        for slot in self._slots:
+            for held in list(slot):
+                try:
+                    held.stop()
+                except Exception:
+                    log.exception("could not stop a held read-time pixel")
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _publish(self, record: ReadRecord) -> None:
+        _RECORDS[record.end].inc()
+        lines = self._lines
+        if lines is None:
+            return
+        try:
+            lines.publish_encoded(record.partition_key, encode_read(record))
+        except Exception:  # never raises by contract; a bug must not end the edge's callbacks
+            log.exception("could not publish a read record")
+
+    # -- the timer
+
+    def _on_timer(self) -> None:
+        loop = self._loop
+        if loop is None:  # stopped meanwhile
+            return
+        target = int((loop.time() - self._origin) / _TICK_S)
+        # Every tick since the last, once each at most (a loop late by more than a second visits each slot
+        # once: an answer due long ago gets one frame now, not a burst).
+        first = max(self._tick + 1, target - TICKS_PER_SECOND + 1)
+        for tick in range(first, target + 1):
+            slot = self._slots[tick % TICKS_PER_SECOND]
+            if slot:
+                for held in list(slot):
+                    if held.due <= tick and not held.ended:
+                        self._advance(held, tick if target - tick < _LATE_TICKS else target)
+        self._tick = max(self._tick, target)
+        if self._count:
+            self._timer = loop.call_at(self._origin + (self._tick + 1) * _TICK_S, self._on_timer)
+        else:
+            self._timer = None
+
+    def _advance(self, held: Held, tick: int) -> None:
+        """``held``'s write of this second: the next frame, or once all are sent, the trailer and the end.
+        ``tick``: its tick (a late one's is now: its next write is a second from now, in another slot)."""
+        try:
+            if held.sent < self.gif.frames:
+                held.connection.write(FRAME)
+                held.sent += 1
+                slot = held.due % TICKS_PER_SECOND
+                held.due = tick + TICKS_PER_SECOND
+                if held.due % TICKS_PER_SECOND != slot:  # late: it moves to now's slot
+                    del self._slots[slot][held]
+                    self._slots[held.due % TICKS_PER_SECOND][held] = None
+                return
+            held.connection.write(TRAILER)
+            self.end(held, ReadEnd.CAP)
+            held.connection.complete()
+        except Exception:
+            log.exception("could not write a held read-time pixel")
+            if not held.ended:
+                self.end(held, ReadEnd.CLOSED)
+                held.connection.close()
