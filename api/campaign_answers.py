@@ -65,8 +65,9 @@ def _counted(ctx: ApiContext, account: str, campaign_id: str, *, include_machine
         if ctx.read(reads.campaign_has_reads(db, account, campaign_id)):
             read_rows = ctx.read(reads.campaign_read_time(db, account, campaign_id))
         read_time = reads.shape_read_time(read_rows[0] if read_rows else None)
-        # MPP-only messages and implied opens (`api.sql.open_rates`): read from `rollups` only.
-        facts = rates.shape_facts(ctx.read(rates.campaign_open_facts(db, account, campaign_id)))
+        # MPP-only messages and implied opens, per bucket, counted again only where the data changed
+        # (`api.open_numbers`).
+        facts = ctx.open_numbers.facts(ctx.read, db, account, [campaign_id])[campaign_id]
         return hit_rows, message_rows, numbers, read_time, facts
 
     # Read again only when the parts holding the campaign's rollup rows changed (`api.campaign_reads`).
@@ -101,7 +102,8 @@ def _summary(
     if any(kind == "delivery" for kind, *_ in hit_rows):  # the delivery events' hour rollups
         delivery = numbers
     if delivery is not None or delivery_fields:
-        if delivery_fields:  # /stats answers the sends tracked individually (the rates' basis), all of them too
+        # /stats answers the sends tracked individually (the rates' basis), all of them too
+        if delivery_fields:
             summary.setdefault("tracked_sends", summary["sent"])
         summary = deliveries.with_deliveries(summary, delivery)
     return rates.with_mpp_adjusted(summary, facts, person_opened=human + facts.implied)
@@ -153,8 +155,8 @@ def campaign_page(
                 rows[row[0]][i].append(row)
         with_data = [row[0] for row in ctx.read(deliveries.campaigns_with_deliveries(db, account, changed))]
         numbers = ctx.delivery_numbers.read(ctx.read, db, account, with_data) if with_data else {}
-        implied = {str(c): int(n) for c, n in ctx.read(rates.campaigns_implied_opens(db, account, changed))}
-        return {c: (*rows[c], numbers.get(c), implied.get(c, 0)) for c in changed}
+        facts = ctx.open_numbers.facts(ctx.read, db, account, changed)
+        return {c: (*rows[c], numbers.get(c), facts[c].implied) for c in changed}
 
     kept = ctx.campaign_reads.read_many(ctx.read, db, account, ids, variant="list", compute=counted)
     every = [kept[c] for c in ids]

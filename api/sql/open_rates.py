@@ -1,4 +1,4 @@
-"""Open rates that machine opens cannot inflate or hide: a campaign's implied opens and its MPP-adjusted open
+r"""Open rates that machine opens cannot inflate or hide: a campaign's implied opens and its MPP-adjusted open
 rate, from the message sets of the rollups (``schemas/ddl/0002_rollups.sql``). Pure; every query is scoped by
 ``{account:String}``.
 
@@ -14,27 +14,27 @@ rate, from the message sets of the rollups (``schemas/ddl/0002_rollups.sql``). P
   messages). A person's click on an MPP-only message does not bring it back into the rate: that would keep,
   of the hidden readers, exactly those who clicked, and inflate the rate.
 
-Exact: implied opens per bucket of message hashes (buckets never share a message), the human-click set minus
-the opened-by-anyone set (the 'any' rows); MPP-only messages over the hour rows' message sets (hour rows keep
-the reason, the messages rows do not), one row per distinct message.
+Exact, per bucket of message hashes (0002's 'messages' buckets: a message is in one bucket only, so the
+campaign's numbers are the sums over its buckets): implied opens = |clicked by a person \ opened by anyone|
+(0002's 'click'/'human' and 'open'/'any' rows); MPP-only messages = |opened by anyone \ opened otherwise
+than by Apple's prefetch| (the 'opened'/'not_mpp' rows of ``0015_mpp_sets.sql``). `api.open_numbers` counts
+them per bucket (`campaigns_open_counts`) and again only for the buckets whose parts changed (`open_parts`),
+as `api.delivery_numbers` does for the delivery numbers: a settled campaign costs nothing more (its stats are
+kept, `api.campaign_reads`), a campaign being opened costs a signature query and the buckets its new opens
+touched.
 
-Cost (measured on chDB, 2 loaded cores, a campaign of 1.4 M messages, 40 % opened by MPP): the MPP-only
-count 0.5-2.6 s (a GROUP BY over every (hour, message) open), implied opens 0.2-0.6 s; the stats' other reads
-take ~20 ms. Campaign stats compute them inside `api.campaign_reads` (kept while the campaign's rollup parts
-stay), so a settled campaign pays once, but a large campaign being opened right now pays at every flush. The
-way out is a per-bucket set of MPP-opened messages (a ``messages`` rollup row ``who = 'mpp'``, migration 0015,
-and the non-MPP machine set beside it), counted per bucket and again only where parts changed, as
-`api.delivery_numbers` does: not built yet.
+Before 0015 the MPP-only count was a GROUP BY over every (hour, message) open of the campaign, since hour rows
+keep the reason and the message rows did not: 0.5-2.6 s for a campaign of 1.4 M messages on two loaded
+cores, paid at every flush while the campaign was being opened (BENCHMARKS section 4, issue 20).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-from api.sql.common import CAMPAIGN_SCOPE, Query, rate
-from schemas.verdicts import MPP_REASONS
+from api.sql.common import Query, rate
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,54 +45,61 @@ class OpenFacts:
     implied: int = 0
 
 
-def campaign_open_facts(db: str, account: str, campaign_id: str) -> Query:
-    """Rows ``(fact, n)`` for 'mpp_only' and 'implied' (`shape_facts`). Reads ``rollups`` only."""
-    return Query(
-        f"""SELECT 'mpp_only' AS fact, countIf(only_mpp) AS n
-            FROM (
-              SELECT m, min(who = 'machine' AND label IN {{mpp_reasons:Array(String)}}) AS only_mpp
-              FROM (
-                SELECT who, label, arrayJoin(messages) AS m FROM {db}.rollups
-                WHERE {CAMPAIGN_SCOPE} AND `rollup` = 'hour' AND kind = 'open'
-                  AND who IN ('human', 'machine'))
-              GROUP BY m)
-            UNION ALL
-            SELECT 'implied' AS fact,
-                   sum(length(arrayDistinct(arrayConcat(opened, clicked))) - length(opened)) AS n
-            FROM (
-              SELECT bucket,
-                     arrayDistinct(arrayFlatten(groupArrayIf(messages, kind = 'open'))) AS opened,
-                     arrayDistinct(arrayFlatten(groupArrayIf(messages, kind = 'click'))) AS clicked
-              FROM {db}.rollups
-              WHERE {CAMPAIGN_SCOPE} AND `rollup` = 'messages'
-                AND ((kind = 'open' AND who = 'any') OR (kind = 'click' AND who = 'human'))
-              GROUP BY bucket)""",
-        {"account": account, "campaign_id": campaign_id, "mpp_reasons": list(MPP_REASONS)},
-    )
+# What `campaigns_open_counts` answers per bucket, in its column order (`api.open_numbers`' numbers).
+OPEN_COUNTS: Final = ("mpp_only", "implied")
+
+# The rollup rows the numbers are read from: opened by anyone and clicked by a person (0002), opened otherwise
+# than by Apple's prefetch (0015).
+_OPEN_ROWS: Final = (
+    "account = {account:String} AND campaign_id IN {campaign_ids:Array(String)} "
+    "AND ((`rollup` = 'messages' "
+    "AND ((kind = 'open' AND who = 'any') OR (kind = 'click' AND who = 'human'))) "
+    "OR (`rollup` = 'opened' AND kind = 'open' AND who = 'not_mpp'))"
+)
 
 
-def campaigns_implied_opens(db: str, account: str, campaign_ids: Sequence[str]) -> Query:
-    """Rows ``(campaign_id, n)``: implied opens of several campaigns (the campaign list), as
-    `campaign_open_facts` counts them; campaigns without one have no row."""
+def open_parts(db: str, account: str, campaign_ids: Sequence[str]) -> Query:
+    """Per campaign and bucket of message hashes, a signature of the parts holding the rows its numbers are
+    counted from (as `api.sql.deliveries.delivery_parts` signs the delivery numbers' rows): rows
+    ``(campaign_id, bucket, signature)``."""
     return Query(
-        f"""SELECT campaign_id, sum(length(arrayDistinct(arrayConcat(opened, clicked))) - length(opened)) AS n
-            FROM (
-              SELECT campaign_id, bucket,
-                     arrayDistinct(arrayFlatten(groupArrayIf(messages, kind = 'open'))) AS opened,
-                     arrayDistinct(arrayFlatten(groupArrayIf(messages, kind = 'click'))) AS clicked
-              FROM {db}.rollups
-              WHERE account = {{account:String}} AND campaign_id IN {{campaign_ids:Array(String)}}
-                AND `rollup` = 'messages'
-                AND ((kind = 'open' AND who = 'any') OR (kind = 'click' AND who = 'human'))
-              GROUP BY campaign_id, bucket)
-            GROUP BY campaign_id HAVING n > 0""",
+        f"""SELECT campaign_id, bucket, sum(cityHash64(_part)) FROM {db}.rollups
+            WHERE {_OPEN_ROWS} GROUP BY campaign_id, bucket""",
         {"account": account, "campaign_ids": list(campaign_ids)},
     )
 
 
+def campaigns_open_counts(
+    db: str, account: str, campaign_ids: Sequence[str], buckets: Sequence[int] | None = None
+) -> Query:
+    """Per campaign and bucket of message hashes, its MPP-only messages and implied opens (`OPEN_COUNTS`):
+    rows ``(campaign_id, bucket, mpp_only, implied)``, each a set difference of the bucket's sets (unions of
+    its rows: parts not merged yet, replays). ``buckets``: only these (None: all)."""
+    parameters: dict[str, Any] = {"account": account, "campaign_ids": list(campaign_ids)}
+    only = ""
+    if buckets is not None:
+        only = " AND bucket IN {buckets:Array(UInt16)}"
+        parameters["buckets"] = list(buckets)
+    return Query(
+        f"""SELECT campaign_id, bucket,
+                   length(arrayDistinct(arrayConcat(opened, not_mpp))) - length(not_mpp) AS mpp_only,
+                   length(arrayDistinct(arrayConcat(opened, clicked))) - length(opened) AS implied
+            FROM (
+              SELECT campaign_id, bucket,
+                     arrayDistinct(arrayFlatten(
+                       groupArrayIf(messages, `rollup` = 'messages' AND kind = 'open'))) AS opened,
+                     arrayDistinct(arrayFlatten(groupArrayIf(messages, kind = 'click'))) AS clicked,
+                     arrayDistinct(arrayFlatten(groupArrayIf(messages, `rollup` = 'opened'))) AS not_mpp
+              FROM {db}.rollups WHERE {_OPEN_ROWS}{only}
+              GROUP BY campaign_id, bucket)""",
+        parameters,
+    )
+
+
 def with_listed_implied_opens(page: dict[str, Any], implied: Mapping[str, int]) -> dict[str, Any]:
-    """A page of the campaign list whose unique opens and open rates (over sent) count each campaign's implied
-    opens, as its summary does (`with_implied_opens`); ``implied_opens`` beside them."""
+    """A page of the campaign list whose unique opens and open rates (over the sends tracked individually, as
+    the list answers them) count each campaign's implied opens, as its summary does (`with_implied_opens`);
+    ``implied_opens`` beside them."""
     items = []
     for item in page["items"]:
         n = int(implied.get(item["campaign_id"], 0))
@@ -109,17 +116,20 @@ def with_listed_implied_opens(page: dict[str, Any], implied: Mapping[str, int]) 
     return {**page, "items": items}
 
 
-def shape_facts(rows: Iterable[tuple[Any, ...]]) -> OpenFacts:
-    """`campaign_open_facts` rows as `OpenFacts` (a missing fact is 0)."""
-    n = {str(fact): int(value) for fact, value in rows}
-    return OpenFacts(mpp_only=n.get("mpp_only", 0), implied=n.get("implied", 0))
+def shape_facts(counts: Sequence[int] | None) -> OpenFacts:
+    """A campaign's `OPEN_COUNTS` (None: no rows, nothing opened nor clicked) as `OpenFacts`."""
+    if counts is None:
+        return OpenFacts()
+    n = dict(zip(OPEN_COUNTS, counts, strict=True))
+    return OpenFacts(mpp_only=int(n["mpp_only"]), implied=int(n["implied"]))
 
 
 def with_implied_opens(summary: dict[str, Any], facts: OpenFacts) -> dict[str, Any]:
     """A campaign summary (`api.sql.campaigns.shape_summary`, open rate over the sends tracked individually:
-    ``tracked_sends`` where some are not, else sent) whose unique opens and open rate count implied opens: ``unique_opens`` = ``unique_pixel_opens`` + ``implied_opens`` (with the machine
-    switch, the pixel's opens by anyone: an implied message has none, so the sum stays a count of messages).
-    ``opens`` (pixel loads) is unchanged."""
+    ``tracked_sends`` where some are not, else sent) whose unique opens and open rate count implied opens:
+    ``unique_opens`` = ``unique_pixel_opens`` + ``implied_opens`` (with the machine switch, the pixel's opens
+    by anyone: an implied message has none, so the sum stays a count of messages). ``opens`` (pixel loads) is
+    unchanged."""
     pixel = int(summary["unique_opens"])
     unique_opens = pixel + facts.implied
     out = dict(summary)

@@ -48,6 +48,7 @@ PERSON = (APPLE_MAIL, "81.2.69.160")
 CLICKER = (BROWSER, "81.2.69.161")
 LINK = "https://shop.example.com/a"
 SENT = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+REGISTERED: dict[str, dict[str, Any]] = {}  # message id -> its registration's answer (pixel and link URLs)
 DELIVERY_COLUMNS = (
     "delivery_id", "account", "campaign_id", "message_id", "recipient", "provider", "provider_event_id",
     "provider_message_id", "event", "bounce_type", "smtp_status", "smtp_code", "diagnostic", "provider_type",
@@ -75,7 +76,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, chdb_path: Path) -> Iterato
     store = components.store
     assert store is not None
     with serving(app) as base, httpx.Client(base_url=base, timeout=10, headers=ACME) as client:
-        sent: dict[str, dict[str, Any]] = {}
+        sent = REGISTERED
         messages = [
             ("rates", m) for m in ("human", "mpp", "both", "click", "machine-click", "mpp-click", "none")
         ]
@@ -215,3 +216,26 @@ def test_the_campaign_list_counts_implied_opens_as_the_summary_does(served: http
         fields = ("unique_opens", "implied_opens", "open_rate")
         assert {k: listed[campaign_id][k] for k in fields} == {k: stats[k] for k in fields}, campaign_id
     assert (listed["rates"]["unique_opens"], listed["rates"]["implied_opens"]) == (3, 1)
+
+
+def test_new_opens_are_counted_where_they_came(served: httpx.Client) -> None:
+    """Last (it adds opens): a person opens m-mpp and m-click's pixel loads, so m-mpp is no longer MPP-only
+    and m-click no longer implied; the campaign's numbers are counted again (`api.open_numbers`: the buckets
+    the new opens touched)."""
+    for m in ("m-mpp", "m-click"):
+        assert hit(served, str(REGISTERED[m]["pixel_url"]), ua=PERSON[0], ip=PERSON[1]).status_code == 200
+    stats, _ = wait_for(
+        lambda: _json(served, "/v1/campaigns/rates/stats"), lambda s: s["unique_pixel_opens"] == 4, 30
+    )
+    assert {k: stats[k] for k in FIELDS} == {
+        "sent": 7,
+        "opens": 4,
+        "unique_opens": 4,  # m-human, m-both, m-mpp, m-click: every one by its pixel now
+        "unique_pixel_opens": 4,
+        "implied_opens": 0,
+        "open_rate": 0.5714,
+        "unique_machine_opens": 4,
+        "unique_clicks": 3,
+        "mpp_only_messages": 1,  # m-mpp-click
+        "mpp_adjusted_open_rate": 0.6667,  # 4 / (7 - 1)
+    }

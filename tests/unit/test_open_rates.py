@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import re
+from importlib import resources
 from typing import Any
 
 from api.sql import open_rates
@@ -21,10 +23,19 @@ def test_the_mpp_reasons_are_the_classifiers_apple_prefetch_rules() -> None:
     assert apple == set(MPP_REASONS)
 
 
-def test_facts_from_rows_missing_ones_are_zero() -> None:
-    assert open_rates.shape_facts([("implied", 3), ("mpp_only", 5)]) == OpenFacts(mpp_only=5, implied=3)
-    assert open_rates.shape_facts([("mpp_only", 2)]) == OpenFacts(mpp_only=2, implied=0)
-    assert open_rates.shape_facts([]) == OpenFacts()
+def test_the_mpp_sets_migration_leaves_out_exactly_the_mpp_reasons() -> None:
+    """0015's view and backfill name the reasons in SQL: each list must be `MPP_REASONS`."""
+    sql = (resources.files("schemas.ddl") / "0015_mpp_sets.sql").read_text()
+    lists = re.findall(r"NOT IN \(([^)]*)\)", sql)
+    assert len(lists) == 2
+    for listed in lists:
+        assert tuple(name.strip().strip("'") for name in listed.split(",")) == MPP_REASONS
+
+
+def test_facts_from_counts_none_is_zero() -> None:
+    assert open_rates.OPEN_COUNTS == ("mpp_only", "implied")
+    assert open_rates.shape_facts((5, 3)) == OpenFacts(mpp_only=5, implied=3)
+    assert open_rates.shape_facts(None) == OpenFacts()
 
 
 def test_implied_opens_join_unique_opens_and_the_open_rate() -> None:
@@ -67,8 +78,14 @@ def test_a_message_is_opened_by_implication_only_when_clicked_and_its_pixel_neve
     assert not open_implied(opens=0, machine_opens=0, clicks=0)
 
 
-def test_the_facts_query_is_scoped_by_account_and_campaign() -> None:
-    q = open_rates.campaign_open_facts("db", "acme", "launch")
-    assert q.parameters == {"account": "acme", "campaign_id": "launch", "mpp_reasons": list(MPP_REASONS)}
-    assert "account = {account:String} AND campaign_id = {campaign_id:String}" in q.sql
-    assert "FROM db.rollups" in q.sql
+def test_the_per_bucket_queries_are_scoped_by_account_and_campaigns() -> None:
+    for q in (
+        open_rates.open_parts("db", "acme", ["launch"]),
+        open_rates.campaigns_open_counts("db", "acme", ["launch"]),
+    ):
+        assert q.parameters == {"account": "acme", "campaign_ids": ["launch"]}
+        assert "account = {account:String} AND campaign_id IN {campaign_ids:Array(String)}" in q.sql
+        assert "FROM db.rollups" in q.sql
+    some = open_rates.campaigns_open_counts("db", "acme", ["launch"], [3, 9])
+    assert some.parameters["buckets"] == [3, 9]
+    assert "bucket IN {buckets:Array(UInt16)}" in some.sql
