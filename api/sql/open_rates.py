@@ -34,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from api.sql.common import Query, rate
+from api.sql.common import Query, bucket_parts, only_buckets, rate
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,13 +60,9 @@ _OPEN_ROWS: Final = (
 
 def open_parts(db: str, account: str, campaign_ids: Sequence[str]) -> Query:
     """Per campaign and bucket of message hashes, a signature of the parts holding the rows its numbers are
-    counted from (as `api.sql.deliveries.delivery_parts` signs the delivery numbers' rows): rows
-    ``(campaign_id, bucket, signature)``."""
-    return Query(
-        f"""SELECT campaign_id, bucket, sum(cityHash64(_part)) FROM {db}.rollups
-            WHERE {_OPEN_ROWS} GROUP BY campaign_id, bucket""",
-        {"account": account, "campaign_ids": list(campaign_ids)},
-    )
+    counted from (`api.sql.common.bucket_parts`), as `api.sql.deliveries.delivery_parts` signs the delivery
+    numbers' rows."""
+    return bucket_parts(db, _OPEN_ROWS, account, campaign_ids)
 
 
 def campaigns_open_counts(
@@ -76,10 +72,7 @@ def campaigns_open_counts(
     rows ``(campaign_id, bucket, mpp_only, implied)``, each a set difference of the bucket's sets (unions of
     its rows: parts not merged yet, replays). ``buckets``: only these (None: all)."""
     parameters: dict[str, Any] = {"account": account, "campaign_ids": list(campaign_ids)}
-    only = ""
-    if buckets is not None:
-        only = " AND bucket IN {buckets:Array(UInt16)}"
-        parameters["buckets"] = list(buckets)
+    only = only_buckets(parameters, buckets)
     return Query(
         f"""SELECT campaign_id, bucket,
                    length(arrayDistinct(arrayConcat(opened, not_mpp))) - length(not_mpp) AS mpp_only,
