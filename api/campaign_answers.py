@@ -25,6 +25,7 @@ from api.sql import aggregate_opens as aggregate
 from api.sql import best_time as bt
 from api.sql import breakdowns, deliveries, filtered, reads, timeseries
 from api.sql import campaigns as sql
+from api.sql import open_rates as rates
 from api.sql.common import Query
 from api.sql.exact import ExactRead
 
@@ -38,12 +39,15 @@ def require_campaign(ctx: ApiContext, account: str, campaign_id: str) -> None:
         raise NotFoundException(f"no campaign {campaign_id!r}")
 
 
-Counted = tuple[Rows, Rows, tuple[int, ...] | None, dict[str, Any]]
+# A campaign's hour rows, message rows, delivery numbers, read time (issue 18), and MPP-only messages and
+# implied opens (issue 20).
+Counted = tuple[Rows, Rows, tuple[int, ...] | None, dict[str, Any], rates.OpenFacts]
 
 
 def _counted(ctx: ApiContext, account: str, campaign_id: str, *, include_machine: bool) -> Counted:
     """The campaign's hour rows ``(kind, verdict, reason, hits)``, its message rows, its delivery numbers and
-    its read time; NotFoundException for a campaign the account never sent nor had a hit of."""
+    its read time and its `api.sql.open_rates.OpenFacts`; NotFoundException for a campaign the account never
+    sent nor had a hit of."""
     db = ctx.store.database
 
     def counted() -> Counted:
@@ -60,7 +64,11 @@ def _counted(ctx: ApiContext, account: str, campaign_id: str, *, include_machine
         read_rows: Rows = []
         if ctx.read(reads.campaign_has_reads(db, account, campaign_id)):
             read_rows = ctx.read(reads.campaign_read_time(db, account, campaign_id))
-        return hit_rows, message_rows, numbers, reads.shape_read_time(read_rows[0] if read_rows else None)
+        read_time = reads.shape_read_time(read_rows[0] if read_rows else None)
+        # MPP-only messages and implied opens, per bucket, counted again only where the data changed
+        # (`api.open_numbers`).
+        facts = ctx.open_numbers.facts(ctx.read, db, account, [campaign_id])[campaign_id]
+        return hit_rows, message_rows, numbers, read_time, facts
 
     # Read again only when the parts holding the campaign's rollup rows changed (`api.campaign_reads`).
     kept = ctx.campaign_reads
@@ -75,7 +83,7 @@ def _summary(
     include_machine: bool,
     delivery_fields: bool,
 ) -> dict[str, Any]:
-    hit_rows, message_rows, numbers, read_time = counted
+    hit_rows, message_rows, numbers, read_time, facts = counted
     summary = sql.shape_summary(
         campaign_id,
         hit_rows,
@@ -83,6 +91,9 @@ def _summary(
         include_machine=include_machine,
         unregistered=numbers[deliveries.COUNTS.index("unregistered")] if numbers else 0,
     )
+    # Unique opens and rates count implied opens; the MPP-adjusted rate beside them (`api.sql.open_rates`).
+    summary = rates.with_implied_opens(summary, facts)
+    human = sum(int(n) for event, who, n in message_rows if (event, who) == ("open", "human"))
     # The campaign pixel's opens (issue 19), when it has any or sent one.
     summary.update(aggregate.shape_aggregate(aggregate_rows, include_machine=include_machine) or {})
     if delivery_fields or read_time["measured"] or read_time["unknown"]:
@@ -90,11 +101,12 @@ def _summary(
     delivery = None
     if any(kind == "delivery" for kind, *_ in hit_rows):  # the delivery events' hour rollups
         delivery = numbers
-    if delivery is None and not delivery_fields:
-        return summary
-    if delivery_fields:  # /stats answers the sends tracked individually (the rates' basis), all of them too
-        summary.setdefault("tracked_sends", summary["sent"])
-    return deliveries.with_deliveries(summary, delivery)
+    if delivery is not None or delivery_fields:
+        # /stats answers the sends tracked individually (the rates' basis), all of them too
+        if delivery_fields:
+            summary.setdefault("tracked_sends", summary["sent"])
+        summary = deliveries.with_deliveries(summary, delivery)
+    return rates.with_mpp_adjusted(summary, facts, person_opened=human + facts.implied)
 
 
 def _aggregate_rows(ctx: ApiContext, account: str, campaign_id: str) -> Rows:
@@ -117,8 +129,9 @@ def campaign_summary(
     )
 
 
-# One campaign's rows of the list's reads: (hits, messages, unregistered, delivery numbers or None).
-ListRows = tuple[Rows, Rows, Rows, tuple[int, ...] | None]
+# One campaign's rows of the list's reads: (hits, messages, unregistered, delivery numbers or None, implied
+# opens).
+ListRows = tuple[Rows, Rows, Rows, tuple[int, ...] | None, int]
 
 
 def campaign_page(
@@ -142,7 +155,8 @@ def campaign_page(
                 rows[row[0]][i].append(row)
         with_data = [row[0] for row in ctx.read(deliveries.campaigns_with_deliveries(db, account, changed))]
         numbers = ctx.delivery_numbers.read(ctx.read, db, account, with_data) if with_data else {}
-        return {c: (*rows[c], numbers.get(c)) for c in changed}
+        facts = ctx.open_numbers.facts(ctx.read, db, account, changed)
+        return {c: (*rows[c], numbers.get(c), facts[c].implied) for c in changed}
 
     kept = ctx.campaign_reads.read_many(ctx.read, db, account, ids, variant="list", compute=counted)
     every = [kept[c] for c in ids]
@@ -151,9 +165,11 @@ def campaign_page(
         limit,
         [row for hits, *_ in every for row in hits],
         [row for _, messages, *_ in every for row in messages],
-        [row for *_, unregistered, _ in every for row in unregistered],
+        [row for *_, unregistered, _, _ in every for row in unregistered],
     )
-    delivery_rows = [(c, *numbers) for c, (*_, numbers) in zip(ids, every, strict=True) if numbers]
+    # Unique opens and open rates count implied opens, as the summary's do (`api.sql.open_rates`).
+    answer = rates.with_listed_implied_opens(answer, {c: kept[c][4] for c in ids})
+    delivery_rows = [(c, *numbers) for c, (*_, numbers, _) in zip(ids, every, strict=True) if numbers]
     return deliveries.with_campaign_deliveries(answer, delivery_rows)
 
 

@@ -1,17 +1,18 @@
 """A campaign's stats inputs kept with the data parts they were read from, and read again only when those
 parts change.
 
-A campaign's stats (`api.campaigns.campaign_summary`) read every rollup row of the campaign: the exact
-counts (`api.sql.campaigns.campaign_counts`, unions of message sets: 25-35 ms for the benchmark's largest
-campaign of 1.4 M messages) and the delivery numbers (`api.delivery_numbers`). A ClickHouse part never
-changes (an insert, a merge, a mutation or a TTL writes a new part under a new name), so the same parts hold
-the same rows and give the same answer. Each read therefore first asks for the signature of the parts that
-hold the campaign's rollup rows (`api.sql.campaigns.campaign_parts`: the sum of a hash of each row's part
-name, reading the key columns of the campaign's range only: a few ms) and reuses what it computed under the
-same signature. A campaign being opened right now changes its parts with every insert (each flush of the
-processors), and its answer is computed again each time; a settled one, or one whose neighbours are being
-opened, is answered from here. `read_many` does the same for a page of campaigns (the campaign list) with one
-signature query, and computes the changed ones together.
+A campaign's stats (`api.campaigns.campaign_summary`) read every rollup row of the campaign: the exact counts
+(`api.sql.campaigns.campaign_counts`, unions of message sets: 25-35 ms for the benchmark's largest campaign of
+1.4 M messages), the delivery numbers (`api.delivery_numbers`) and the MPP-only messages and implied opens
+(`api.open_numbers`). A ClickHouse part never changes (an insert, a merge, a mutation or a TTL writes a new
+part under a new name), so the same parts hold the same rows and give the same answer. Each read therefore
+first asks for the signature of the parts that hold the campaign's rollup rows
+(`api.sql.campaigns.campaign_parts`: the sum of a hash of each row's part name, reading the key columns of the
+campaign's range only: a few ms) and reuses what it computed under the same signature. A campaign being opened
+right now changes its parts with every insert (each flush of the processors), and its answer is computed again
+each time; a settled one, or one whose neighbours are being opened, is answered from here. `read_many` does
+the same for a page of campaigns (the campaign list) with one signature query, and computes the changed ones
+together.
 
 Exact (but for 64-bit signature collisions): what was computed under a signature reads those parts or newer
 ones (a part written between the signature and the read is counted, then the next signature differs and the

@@ -27,6 +27,7 @@ from api.cookie_auth import session_account
 from api.delivery_numbers import DeliveryNumbers
 from api.errors import PATTERN_WORDS
 from api.export_jobs import ExportJobs
+from api.open_numbers import OpenNumbers
 from api.report_warmer import ReportWarmer
 from api.session import COOKIE, Sessions
 from api.sql.common import Query
@@ -52,6 +53,8 @@ class ApiContext:
     sessions: Sessions | None = None  # the dashboard's sign-in sessions (None: bearer keys only)
     # The campaigns' delivery numbers counted so far, per bucket (`api.delivery_numbers`): this process's.
     delivery_numbers: DeliveryNumbers = field(default_factory=DeliveryNumbers, repr=False)
+    # The campaigns' MPP-only messages and implied opens counted so far, per bucket (`api.open_numbers`).
+    open_numbers: OpenNumbers = field(default_factory=OpenNumbers, repr=False)
     # Each campaign's stats inputs, kept while the parts holding its rollup rows stay (`api.campaign_reads`).
     campaign_reads: CampaignReads = field(default_factory=CampaignReads, repr=False)
     # Each account's settings (consent mode, tracking base URL), read at most once a second

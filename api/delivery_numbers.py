@@ -1,113 +1,24 @@
 """The campaigns' delivery numbers (`api.sql.deliveries.COUNTS`: messages by delivery status, and the messages
 counted as sent without a send), exact and fast: counted per bucket of message hashes, and read again only
-for the buckets whose data changed since this process last counted them.
+for the buckets whose data changed since this process last counted them (`api.bucket_numbers`).
 
 Why: a message's status needs every set it is in (delivered, bounced, opened ...), so the numbers cannot be
 summed from the rollups' lengths as opens are; counting them means a union of every message of the
-campaign (~1.4 M in the benchmark's largest campaign: ~1 s on two cores). But the sets of a bucket change
-only when a part holding its rows changes, and a ClickHouse part never changes: an insert, a merge or a
-mutation (an erasure, a TTL) writes a new part under a new name. So each answer first reads, per bucket, a
-signature of the parts holding its rows (`api.sql.deliveries.delivery_parts`: a few ms), then counts the
-buckets whose signature differs from the one their cached counts were made with, and adjusts the totals. A
-live campaign's new events touch some of its 4096 buckets; a merge into the campaign's big part makes one
-answer count them all again.
-
-Exact (but for 64-bit signature collisions): a bucket's counts are those of the parts it was listed with,
-or newer (a part written between the listing and the count is counted, then the bucket is counted again
-next time). The cache is this process's (a bounded LRU of campaigns), guarded by a lock: handlers run in
-worker threads.
+campaign (~1.4 M in the benchmark's largest campaign: ~1 s on two cores). The buckets' parts are signed by
+`api.sql.deliveries.delivery_parts` and counted by `api.sql.deliveries.campaigns_delivery`.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from typing import Any, Final
-
+from api.bucket_numbers import MAX_CAMPAIGNS, BucketNumbers
 from api.sql import deliveries
-from api.sql.common import Query
-
-MAX_CAMPAIGNS: Final = 256  # campaigns whose bucket counts are kept
-
-Read = Callable[[Query], list[tuple[Any, ...]]]
-Counts = tuple[int, ...]  # `COUNTS`
-_NOTHING: Final[Counts] = (0,) * len(deliveries.COUNTS)
 
 
-class _Campaign:
-    """One campaign's buckets (bucket -> (signature, counts)) and their sum."""
-
-    __slots__ = ("buckets", "totals")
-
-    def __init__(self) -> None:
-        self.buckets: dict[int, tuple[int, Counts]] = {}
-        self.totals: list[int] = list(_NOTHING)
-
-    def put(self, bucket: int, signature: int, counts: Counts) -> None:
-        old = self.buckets.get(bucket, (0, _NOTHING))[1]
-        self.buckets[bucket] = (signature, counts)
-        self.totals = [t - o + n for t, o, n in zip(self.totals, old, counts, strict=True)]
-
-    def drop(self, bucket: int) -> None:
-        self.put(bucket, 0, _NOTHING)
-        del self.buckets[bucket]
-
-
-class DeliveryNumbers:
-    """Per (database, account, campaign), the counts of each bucket and the parts they were counted from."""
+class DeliveryNumbers(BucketNumbers):
+    """Per (database, account, campaign), the delivery counts of each bucket and the parts they were counted
+    from."""
 
     def __init__(self, max_campaigns: int = MAX_CAMPAIGNS) -> None:
-        self.max_campaigns = max_campaigns
-        self._campaigns: OrderedDict[tuple[str, str, str], _Campaign] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        return f"DeliveryNumbers({len(self._campaigns)} campaigns)"
-
-    def read(self, run: Read, db: str, account: str, campaign_ids: Sequence[str]) -> dict[str, Counts]:
-        """Each campaign's `COUNTS`, for the campaigns of ``campaign_ids`` that have rows (none: left out)."""
-        listed: dict[str, dict[int, int]] = {}
-        for campaign_id, bucket, signature in run(deliveries.delivery_parts(db, account, campaign_ids)):
-            listed.setdefault(campaign_id, {})[int(bucket)] = int(signature)
-        with self._lock:
-            known = {c: self._campaigns.get((db, account, c)) for c in listed}
-            stale = {
-                c: [
-                    b
-                    for b, sig in buckets.items()
-                    if (k := known[c]) is None or k.buckets.get(b, (None,))[0] != sig
-                ]
-                for c, buckets in listed.items()
-            }
-        stale = {c: buckets for c, buckets in stale.items() if buckets}
-        counted: dict[str, dict[int, Counts]] = {c: {} for c in stale}
-        if stale:
-            every = sorted({b for buckets in stale.values() for b in buckets})
-            # One read for every stale bucket of these campaigns (another campaign's unchanged buckets that
-            # come back too are counted all the same).
-            q = deliveries.campaigns_delivery(
-                db, account, sorted(stale), None if len(every) == 4096 else every
-            )
-            for campaign_id, bucket, *counts in run(q):
-                if campaign_id in counted:
-                    counted[campaign_id][int(bucket)] = tuple(int(n) for n in counts)
-        totals: dict[str, Counts] = {}
-        with self._lock:
-            for campaign_id, buckets in listed.items():
-                key = (db, account, campaign_id)
-                campaign = self._campaigns.get(key) or _Campaign()
-                for bucket in stale.get(campaign_id, ()):
-                    # a recounted bucket without a row holds no message any more (an erasure emptied it)
-                    campaign.put(bucket, buckets[bucket], counted[campaign_id].get(bucket, _NOTHING))
-                for bucket in [b for b in campaign.buckets if b not in buckets]:
-                    campaign.drop(bucket)
-                self._remember(key, campaign)
-                totals[campaign_id] = tuple(campaign.totals)
-        return totals
-
-    def _remember(self, key: tuple[str, str, str], campaign: _Campaign) -> None:
-        self._campaigns[key] = campaign
-        self._campaigns.move_to_end(key)
-        while len(self._campaigns) > self.max_campaigns:
-            self._campaigns.popitem(last=False)
+        super().__init__(
+            deliveries.delivery_parts, deliveries.campaigns_delivery, len(deliveries.COUNTS), max_campaigns
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Final
 
 
 class Verdict(StrEnum):
@@ -16,6 +17,12 @@ class Verdict(StrEnum):
     def counted(self) -> bool:
         """Counted events go to the events table; the rest are filtered hits, stored with their reason."""
         return self in (Verdict.HUMAN, Verdict.MACHINE)
+
+
+# The machine-open reasons that are Apple Mail Privacy Protection's prefetch (`processors.classify`'s rules
+# apple_mpp and apple_mpp_asn): a message whose only opens have one of them says nothing of its reader (the
+# MPP-adjusted open rate leaves it out, `api.sql.open_rates`).
+MPP_REASONS: Final = ("apple_mpp", "apple_mpp_asn")
 
 
 @dataclass(frozen=True, slots=True)

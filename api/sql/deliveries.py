@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from enum import IntFlag
 from typing import Any, Final
 
-from api.sql.common import CAMPAIGN_SCOPE, Query, iso, iso_ms, rate
+from api.sql.common import CAMPAIGN_SCOPE, Query, bucket_parts, iso, iso_ms, only_buckets, rate
 from api.sql.exact import ROLLUP_KEYS, ExactRead
 
 
@@ -151,16 +151,10 @@ _STATUS_ROWS: Final = (
 
 
 def delivery_parts(db: str, account: str, campaign_ids: Sequence[str]) -> Query:
-    """Per campaign and bucket of message hashes, a signature of the data parts that hold its rows: the sum
-    of a hash of each row's part name. A part never changes (an insert, merge or mutation writes a new one,
-    under a new name) and neither do its rows, so a bucket with the same signature holds the same sets: its
-    counts need not be read again (`api.delivery_numbers`). Two different sets of parts give the same
-    signature with p ~ 2^-64."""
-    return Query(
-        f"""SELECT campaign_id, bucket, sum(cityHash64(_part)) FROM {db}.rollups
-            WHERE {_STATUS_ROWS} GROUP BY campaign_id, bucket""",
-        {"account": account, "campaign_ids": list(campaign_ids)},
-    )
+    """Per campaign and bucket of message hashes, a signature of the data parts that hold its rows
+    (`api.sql.common.bucket_parts`): a bucket with the same signature holds the same sets, so its counts
+    need not be read again (`api.delivery_numbers`)."""
+    return bucket_parts(db, _STATUS_ROWS, account, campaign_ids)
 
 
 def campaigns_delivery(
@@ -172,10 +166,7 @@ def campaigns_delivery(
     ``delivered_inferred``: delivered without a ``delivered`` event. ``buckets``: only these (None: all).
     Rows ``(campaign_id, bucket, *COUNTS)``; a message's bucket is its hash % 4096, as the rollups'."""
     parameters: dict[str, Any] = {"account": account, "campaign_ids": list(campaign_ids)}
-    only = ""
-    if buckets is not None:
-        only = " AND bucket IN {buckets:Array(UInt16)}"
-        parameters["buckets"] = list(buckets)
+    only = only_buckets(parameters, buckets)
     return Query(
         f"""SELECT campaign_id, b, {STATUS_COUNTS}, {TRACKED_COUNT}
             FROM (

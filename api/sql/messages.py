@@ -68,6 +68,12 @@ def message_counts(db: str, account: str, campaign_id: str, message_id: str) -> 
     )
 
 
+def open_implied(opens: int, machine_opens: int, clicks: int) -> bool:
+    """A message is opened by implication when a person clicked it and its pixel never loaded (no open of any
+    kind: a machine open means the pixel did load, so images were not blocked)."""
+    return bool(clicks) and not opens and not machine_opens
+
+
 def shape_stats(
     message_id: str,
     send: tuple[Any, ...],
@@ -92,6 +98,9 @@ def shape_stats(
         "last_open_at": iso(last_open) if opens else None,
         "clicks": clicks,
         "first_click_at": iso(first_click) if clicks else None,
+        # A person's click on a message whose pixel never loaded proves it was opened (`api.sql.open_rates`).
+        "opened": bool(opens) or open_implied(opens, machine_opens, clicks),
+        "open_implied": open_implied(opens, machine_opens, clicks),
         "bot_clicks": dropped.bot_clicks,
         "bot_opens": dropped.bot_opens,
         "filtered": dropped.by_reason,

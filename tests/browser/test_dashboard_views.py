@@ -116,6 +116,12 @@ async def test_the_campaign_report_shows_the_apis_numbers(page: Any, served: Ser
     assert {"sent", "delivered", "unique_opens", "open_rate", "clicks", "click_rate", "machine_opens"} <= set(
         seen
     )
+    # Issue 20: dan's only open is Apple's prefetch, so the MPP-adjusted rate is 3 / (5 delivered - 1); no
+    # clicked message lacks an open, so no implied opens.
+    assert {"mpp_adjusted_open_rate", "mpp_only_messages", "implied_opens"} <= set(seen)
+    adjusted = (summary["mpp_only_messages"], summary["mpp_adjusted_open_rate"], summary["implied_opens"])
+    assert adjusted == (1, 0.75, 0)
+    assert "Apple Mail Privacy Protection" in await page.get_by_test_id("mpp-explained").inner_text()
     # Its breakdowns, top links and filtered hits: each table's numbers are its route's rows.
     report = f"/v1/campaigns/{SPRING}"
     for by in ("client", "device", "os", "country"):
@@ -203,6 +209,8 @@ async def test_the_message_and_recipient_views_show_the_apis_numbers(page: Any, 
     seen = assert_equal(await numbers(page), "message-", message)
     assert {"opens", "machine_opens", "clicks"} <= set(seen)
     assert (message["opens"], message["machine_opens"], message["clicks"]) == (2, 1, 1)
+    assert (message["opened"], message["open_implied"]) == (True, False)
+    assert await page.get_by_test_id("message-opened").inner_text() == "yes"
     await open_view(page, "recipient")
     recipient = await served.api("/v1/recipients/ann@example.com")
     on_page = await numbers(page)

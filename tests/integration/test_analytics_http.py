@@ -124,6 +124,11 @@ def test_summary_with_and_without_machine_opens(pipeline: httpx.Client) -> None:
         "bot_opens": 1,
         "click_rate": 0.25,
         "filtered": {"ua:http_library": 2},
+        # issue 20: no clicked message without an open; m-dan's only open is Apple's prefetch
+        "unique_pixel_opens": 3,
+        "implied_opens": 0,
+        "mpp_only_messages": 1,
+        "mpp_adjusted_open_rate": 1.0,
     }
     machine = summary(pipeline, "launch", include_machine="true")
     assert (machine["opens"], machine["unique_opens"], machine["open_rate"]) == (9, 4, 1.0)

@@ -141,6 +141,12 @@ export interface Summary {
   complaint_rate?: number | null;
   rate_basis?: string | null;
   read_time?: ReadTime | null; // issue 18: how long timed opens stayed on screen
+  // Issue 20: unique_opens = unique_pixel_opens + implied_opens (a person's click, the pixel never loaded);
+  // the open rate without the messages whose only opens are Apple's privacy prefetch.
+  unique_pixel_opens?: number;
+  implied_opens?: number;
+  mpp_only_messages?: number;
+  mpp_adjusted_open_rate?: number;
 }
 
 /** Read time (issue 18): timed opens by how long they stayed on screen; all zeros without timed opens. */
@@ -229,6 +235,8 @@ export interface MessageStats {
   last_open_at: string | null;
   clicks: number;
   first_click_at?: string | null;
+  opened?: boolean; // a person's open, or implied by a person's click (open_implied: the pixel never loaded)
+  open_implied?: boolean;
   bot_clicks: number;
   bot_opens?: number;
   filtered?: Record<string, number>;

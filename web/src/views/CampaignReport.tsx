@@ -247,6 +247,20 @@ function Numbers({ s }: { s: Summary }) {
       {has("unsubscribes") && <Stat field="unsubscribes" label="Unsubscribes" value={s.unsubscribes} />}
       <Stat field="unique_opens" label="Unique opens" value={s.unique_opens} />
       <Stat field="open_rate" label="Open rate" value={s.open_rate} kind="rate" />
+      {s.mpp_adjusted_open_rate !== undefined && (
+        <>
+          <Stat field="mpp_adjusted_open_rate" label="MPP-adjusted open rate" value={s.mpp_adjusted_open_rate} kind="rate" />
+          <Stat field="mpp_only_messages" label="MPP-only messages" value={s.mpp_only_messages} />
+          <Stat field="implied_opens" label="Implied opens" value={s.implied_opens} />
+          <div class="stat note">
+            <dt>What these mean</dt>
+            <dd class="muted" data-testid="mpp-explained">
+              MPP-adjusted: the open rate without messages only Apple Mail Privacy Protection's prefetch opened
+              (whether anyone read them is hidden). Implied opens: a person clicked, the pixel never loaded.
+            </dd>
+          </div>
+        </>
+      )}
       <Stat field="opens" label="Opens" value={s.opens} />
       <Stat field="clicks" label="Clicks" value={s.clicks} />
       <Stat field="unique_clicks" label="Unique clicks" value={s.unique_clicks} />
@@ -296,6 +310,7 @@ function Funnel({ s }: { s: Summary }) {
         {delivers(s) && s.bounces && ` (hard ${fmt.count(s.bounces.hard)}, soft ${fmt.count(s.bounces.soft)})`}
         {delivers(s) && typeof s.complaints === "number" && ` · complaints ${fmt.count(s.complaints)}`}
         {!delivers(s) && " · no delivery events from a mail service yet"}
+        {!!s.implied_opens && ` · opened includes ${fmt.count(s.implied_opens)} implied by a click`}
       </p>
     </>
   );

@@ -40,6 +40,12 @@ export function MessageView({ id }: { id: string }) {
             <Stat field="clicks" label="Clicks" value={m.clicks} prefix="message" />
             <Stat field="bot_clicks" label="Bot clicks" value={m.bot_clicks} prefix="message" />
             {m.bot_opens !== undefined && <Stat field="bot_opens" label="Bot opens" value={m.bot_opens} prefix="message" />}
+            {m.opened !== undefined && (
+              <div class="stat">
+                <dt>Opened</dt>
+                <dd data-testid="message-opened">{m.open_implied ? "yes, implied by a click" : m.opened ? "yes" : "no"}</dd>
+              </div>
+            )}
             <div class="stat">
               <dt>First open</dt>
               <dd class="time" data-testid="message-first_open_at">{fmt.time(m.first_open_at)}</dd>
