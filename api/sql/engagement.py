@@ -17,7 +17,7 @@ else ``1 + floor(4 * (0.75 * e + 0.25 * c) + 0.5)`` where ``e`` = messages a per
 messages tracked and ``c`` = messages clicked / messages tracked (each capped at 1; the denominator is at
 least the engaged messages, so opens of sends stored before the upgrade cannot exceed 1).
 
-**Implied opens** (issue 20, the definition of campaign stats': ``api/sql/open_rates.py`` of branch e4-rates):
+**Implied opens** (issue 20, the definition of campaign stats': ``api/sql/open_rates.py``):
 a message a person clicked whose pixel never loaded (no open of any kind, a person's or a machine's) was
 opened with images blocked. Kept apart from the pixel's opens: ``opened`` counts the messages a person's
 pixel open reached, ``implied_opens`` those only a click shows, so ``opened + implied_opens`` is the messages
