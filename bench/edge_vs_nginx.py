@@ -31,6 +31,7 @@ from __future__ import annotations
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,25 +105,37 @@ def _best(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def measured(
-    base: str, paths: list[str], duration_s: float, pid: int, broker_pid: int | None = None, **wrk: Any
+    base: str,
+    paths: list[str],
+    duration_s: float,
+    pid: int,
+    broker_pid: int | None = None,
+    *,
+    peers: Sequence[int] = (),
+    **wrk: Any,
 ) -> dict[str, Any]:
     """One wrk run, with how busy each CPU was and how much of a CPU the server process (tree) and the
     broker (on wrk's CPU: its CPU is wrk's loss) used. When other work took more than 15 % of the server's
     CPU meanwhile, the run is marked disturbed and repeated (twice at most, after waiting for a quieter
-    moment); every attempt is kept."""
+    moment); every attempt is kept. ``peers``: processes on the server's CPU that are part of what is
+    measured (`bench.read_time`'s second edge): their CPU is theirs (``peers_cpu_share``), not a
+    disturbance."""
     attempts: list[dict[str, Any]] = []
     for _ in range(3):
         cpus, server = per_cpu_times(), tree_cpu_seconds(pid)
+        peer_before = sum(tree_cpu_seconds(p) for p in peers)
         broker = tree_cpu_seconds(broker_pid) if broker_pid else 0.0
         run = run_wrk(base, paths, duration_s=duration_s, **wrk)
         share = (tree_cpu_seconds(pid) - server) / run.duration_s
+        peer_share = (sum(tree_cpu_seconds(p) for p in peers) - peer_before) / run.duration_s
         busy = per_cpu_busy(cpus)
-        others = max(0.0, busy[f"cpu{SERVER_CPU}"] - share)
+        others = max(0.0, busy[f"cpu{SERVER_CPU}"] - share - peer_share)
         broker_share = (tree_cpu_seconds(broker_pid) - broker) / run.duration_s if broker_pid else None
         attempts.append(
             {
                 **run.as_dict(),
                 "server_cpu_share": round(share, 3),
+                "peers_cpu_share": round(peer_share, 3),
                 "broker_cpu_share": None if broker_share is None else round(broker_share, 3),
                 "others_on_server_cpu": round(others, 3),
                 "cpu_busy": busy,

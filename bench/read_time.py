@@ -216,12 +216,14 @@ def _held_now(edge: Role, timeout_s: float = 120) -> int:
 
 
 def _edge_runs(
-    edge: Role, paths: list[str], duration: float, broker: int, paced: float | None
+    edges: list[Role], paths: list[str], duration: float, broker: int, paced: float | None
 ) -> dict[str, Any]:
-    """A saturation run and a paced one (at ``paced``, else half the saturation rate)."""
-    saturated = measured(edge.base, paths, duration, edge.pid, broker)
+    """A saturation run and a paced one (at ``paced``, else half the saturation rate) of the first edge; the
+    others (holding their share of the pixels on the same core) are its peers, not a disturbance."""
+    edge, peers = edges[0], [e.pid for e in edges[1:]]
+    saturated = measured(edge.base, paths, duration, edge.pid, broker, peers=peers)
     rate = paced or max(500.0, round(saturated["rps"] / 2, -2))
-    paced_run = measured(edge.base, paths, duration, edge.pid, broker, paced_rps=rate)
+    paced_run = measured(edge.base, paths, duration, edge.pid, broker, peers=peers, paced_rps=rate)
     print(f"    saturated: {_line(saturated)}", flush=True)
     print(f"    paced at {rate:,.0f}/s: {_line(paced_run)}", flush=True)
     return {"saturated": saturated, "paced": paced_run, "paced_rps": rate}
@@ -265,7 +267,7 @@ def _held_phase(
         f"edge RSS {rss_held / 1024:,.0f} MiB",
         flush=True,
     )
-    runs = _edge_runs(edge, paths, duration, broker, paced)
+    runs = _edge_runs(edges, paths, duration, broker, paced)
     held_after = [_held_now(e) for e in edges]
     rss_after = _rss_kib(edge.pid)
     reports = []
@@ -376,7 +378,7 @@ def main() -> None:  # noqa: PLR0915 - one straight script: start, measure, stop
                     print(f"  nginx: {_line(result['nginx'])}", flush=True)
                 print("  the edge, nothing held:", flush=True)
                 before = wait_acked(edge)
-                result["plain"] = _edge_runs(edge, paths, duration, broker, None)
+                result["plain"] = _edge_runs(edges, paths, duration, broker, None)
                 time.sleep(2)
                 result["rss_kib_idle"] = _rss_kib(edge.pid)
                 print(f"  edge RSS idle {result['rss_kib_idle'] / 1024:,.0f} MiB", flush=True)
