@@ -19,9 +19,9 @@ from litestar.response import File
 from litestar.status_codes import HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT, HTTP_409_CONFLICT
 
 from api.context import ApiContext, account_dependency
-from api.engagement import SegmentIn, segment_of
 from api.export_jobs import FORMATS, ExportJob, ExportJobs, TooManyExports
 from api.openapi import NotFound, bad_request
+from api.segment_bodies import SegmentIn, segment_of
 from api.sql import campaigns as campaign_sql
 from api.sql import engagement as engagement_sql
 from api.sql.common import BadQuery

@@ -29,7 +29,7 @@ from api.context import ApiContext
 from api.dashboard import dashboard
 from api.dashboard_files import DashboardFiles, WatchedBuild
 from api.docs_pages import docs_router, render_plugins
-from api.engagement import SegmentIn, recipient_engagement, segment_query
+from api.engagement import recipient_engagement, segment_query
 from api.engagement_backfill import backfill_engagement
 from api.errors import EXCEPTION_HANDLERS, check_request
 from api.export_jobs import ExportJobs
@@ -44,6 +44,7 @@ from api.privacy import PrivacyController, PrivacyPropagation, load_suppressed, 
 from api.recipient_path import raw_recipient, recipient_paths
 from api.recipients import recipient_view
 from api.report_warmer import ReportAsk, ReportWarmer
+from api.segment_bodies import SegmentIn
 from api.session import COOKIE, Sessions
 from api.session_routes import SessionController, SignIn
 from api.sql import campaigns as campaigns_sql
