@@ -31,6 +31,7 @@ import os
 import queue
 import secrets
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -283,14 +284,21 @@ class ExportJobs:
         return job
 
     def get(self, account: str, job_id: str) -> ExportJob | None:
+        """The job, or None: there is none, or it expired (its file goes at the next sweep, unserved)."""
         with self._lock:
-            return self._jobs.get((account, job_id))
+            job = self._jobs.get((account, job_id))
+        return None if job is None or self._expired(job, self.clock()) else job
 
     def of_account(self, account: str) -> list[ExportJob]:
-        """The account's jobs, newest first."""
+        """The account's jobs, newest first (not the expired)."""
+        now = self.clock()
         with self._lock:
-            jobs = [j for (a, _), j in self._jobs.items() if a == account]
+            jobs = [j for (a, _), j in self._jobs.items() if a == account and not self._expired(j, now)]
         return sorted(jobs, key=lambda j: (j.created_at, j.id), reverse=True)
+
+    @staticmethod
+    def _expired(job: ExportJob, now: datetime) -> bool:
+        return job.expires_at is not None and job.expires_at <= now
 
     def path(self, job: ExportJob) -> Path:
         """Where a done job's file is."""
@@ -305,10 +313,16 @@ class ExportJobs:
             self._remove(job)
         return True
 
-    def erase_account(self, account: str) -> int:
-        """Delete every export of the account (an erasure: their files may hold the recipient). How many."""
+    def erase_account(self, account: str, *, asked_by: datetime | None = None) -> int:
+        """Delete the account's exports asked for by ``asked_by`` (an erasure then: their files may hold the
+        recipient; None: every one). An export asked for after the erasure holds nothing of theirs and stays:
+        the privacy feed hands every process each erasure again at its start. How many."""
         with self._lock:
-            doomed = [j for (a, _), j in self._jobs.items() if a == account]
+            doomed = [
+                j
+                for (a, _), j in self._jobs.items()
+                if a == account and (asked_by is None or j.created_at <= asked_by)
+            ]
             for job in doomed:
                 del self._jobs[(account, job.id)]
                 self._remove(job)
@@ -318,7 +332,7 @@ class ExportJobs:
         """Delete the jobs past their expiry, with their files. How many."""
         now = self.clock()
         with self._lock:
-            expired = [j for j in self._jobs.values() if j.expires_at is not None and j.expires_at <= now]
+            expired = [j for j in self._jobs.values() if self._expired(j, now)]
             for job in expired:
                 del self._jobs[(job.account, job.id)]
                 self._remove(job)
@@ -362,18 +376,25 @@ class ExportJobs:
     # -- the worker
 
     def _work(self) -> None:
+        swept = time.monotonic()
         while not self._stopping.is_set():
             try:
-                item = self._queue.get(timeout=SWEEP_S)
-            except queue.Empty:
-                self.sweep()
-                continue
-            if item is None:
-                continue
-            job = self.get(*item)
-            if job is None or job.status != "queued":
-                continue
-            self._run(job)
+                if time.monotonic() - swept >= SWEEP_S:  # also between jobs: a busy queue does not keep files
+                    swept = time.monotonic()
+                    self.sweep()
+                try:
+                    item = self._queue.get(timeout=SWEEP_S)
+                except queue.Empty:
+                    continue
+                if item is None:
+                    continue
+                job = self.get(*item)
+                if job is None or job.status != "queued":
+                    continue
+                self._run(job)
+            except Exception:  # the disk full, a file gone: this job or sweep, never the worker
+                log.exception("the export worker's turn failed")
+                time.sleep(1)
 
     def _run(self, job: ExportJob) -> None:
         part = self._part(job)

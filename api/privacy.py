@@ -273,8 +273,6 @@ class PrivacyController(Controller):
         )
         for statement in rollup_erasure(db):
             ctx.store.command(statement, {**scope, "campaigns": campaigns, "hits": hits})
-        for statement in engagement_erasure(db):  # the recipient's engagement rows, by their tags
-            ctx.store.command(statement, {"account": account, "tags": list(change.recipient_tags)})
         link_labels = erase_link_labels(ctx.store, account, canonical, campaigns)  # api.erasure_residue
         counts = {
             table: ctx.store.query(sql.erased_count(db, table, erased_scope), scope)[0][0]
@@ -286,6 +284,11 @@ class PrivacyController(Controller):
             hide, rewrite = sql.erasure(db, table, erased_scope)
             ctx.store.command(hide, scope)
             ctx.store.command(rewrite)
+        # The recipient's engagement rows, by their tags and address: after their sources are hidden, so a row
+        # a view wrote meanwhile (a process that had not applied the suppression yet) goes too.
+        for statement in engagement_erasure(db):
+            tags = list(change.recipient_tags)
+            ctx.store.command(statement, {"account": account, "tags": tags, "recipient": canonical})
         hide, rewrite = sql.erasure(db, "consent_events", consent_sql.ERASED_CONSENT)
         ctx.store.command(hide, consent)
         ctx.store.command(rewrite)

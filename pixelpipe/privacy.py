@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from api.export_jobs import ExportJobs
@@ -93,15 +94,21 @@ class PrivacyWiring:
         return eraser.erase_now(account, tags, messages) if eraser is not None else {}
 
     async def on_erased(self, changes: Sequence[PrivacyChange]) -> None:
-        """The feed's hook: erased recipients leave this process's notice path, and their accounts' export
-        files leave its disk (`api.export_jobs`: any may hold them; the process that answered the erasure
-        deleted its own already)."""
+        """The feed's hook: erased recipients leave this process's notice path, and the export files their
+        accounts asked for before the erasure leave its disk (`api.export_jobs`: any may hold them; the
+        process that answered the erasure deleted its own already). A later export holds nothing of theirs
+        and stays when the feed hands the erasure again, as it does at every start."""
         eraser = self._eraser()
         if eraser is not None:
             await eraser.erase(changes)
         if self.exports is not None:
-            for account in sorted({change.account for change in changes if change.erased}):
-                await asyncio.to_thread(self.exports.erase_account, account)
+            latest: dict[str, int] = {}
+            for change in changes:
+                if change.erased:
+                    latest[change.account] = max(latest.get(change.account, 0), change.at_ms)
+            for account, at_ms in sorted(latest.items()):
+                asked_by = datetime.fromtimestamp(at_ms / 1000, UTC)
+                await asyncio.to_thread(self.exports.erase_account, account, asked_by=asked_by)
 
 
 def privacy_wiring(

@@ -157,30 +157,48 @@ class Segment:
         )
 
 
-def _human(db: str, kind: str, campaign: str, extra: str = "") -> str:
+# A page's tags: its window of the rollup (`segment_window`), also the campaign conditions' (their sets of
+# tags stay the window's, not the campaign's: a third of the time of a large campaign's page).
+_WINDOW: Final = "recipient_tag > {after:String} AND recipient_tag <= {upto:String}"
+
+
+def _human(db: str, kind: str, campaign: str, extra: str = "", *, window: str = "") -> str:
     """The tags of the persons' hits of one kind in a campaign (parameter ``campaign``, a name of the
-    segment's parameters): a range of the campaign's keys in ``events``."""
+    segment's parameters): a range of the campaign's keys in ``events`` (``window``: and of these tags)."""
     return (
         f"SELECT DISTINCT recipient_tag FROM {db}.events WHERE account = {{account:String}} "
         f"AND campaign_id = {{{campaign}:String}} AND kind = '{kind}' AND verdict = 'human' {extra}"
+        + (f" AND {window}" if window else "")
     )
 
 
-def _opened(db: str, campaign: str) -> str:
+def _opened(db: str, campaign: str, *, window: str = "") -> str:
     """The tags of the recipients a person opened a message of the campaign to: a person's pixel open, or an
     implied open (a person's click on a message with no open of any kind), per message of the campaign's
     range of ``events`` (a message's rows share its recipient's tag; '' on rows stored before 0012)."""
     return (
         f"SELECT max(recipient_tag) FROM {db}.events WHERE account = {{account:String}} "
-        f"AND campaign_id = {{{campaign}:String}} GROUP BY message_id "
+        f"AND campaign_id = {{{campaign}:String}} {f'AND {window} ' if window else ''}GROUP BY message_id "
         "HAVING countIf(kind = 'open' AND verdict = 'human') > 0 "
         "OR (countIf(kind = 'click' AND verdict = 'human') > 0 AND countIf(kind = 'open') = 0)"
     )
 
 
-def _conditions(db: str, seg: Segment) -> tuple[list[str], list[str], dict[str, Any]]:
+def _opened_not_clicked(db: str, campaign: str, *, window: str = "") -> str:
+    """The tags of the recipients a person opened a message of the campaign to, and who clicked none: the
+    persons' opens and clicks of the campaign's range of ``events``, read once."""
+    return (
+        f"SELECT recipient_tag FROM {db}.events WHERE account = {{account:String}} "
+        f"AND campaign_id = {{{campaign}:String}} AND kind IN ('open', 'click') AND verdict = 'human' "
+        + (f"AND {window} " if window else "")
+        + "GROUP BY recipient_tag HAVING countIf(kind = 'click') = 0"
+    )
+
+
+def _conditions(db: str, seg: Segment, *, window: str = "") -> tuple[list[str], list[str], dict[str, Any]]:
     """(conditions on the rollup's tags, before the merge; conditions on the measures; parameters). Each
-    campaign condition has its own parameter, so they may name different campaigns."""
+    campaign condition has its own parameter, so they may name different campaigns. ``window``: a page's
+    range of tags, which the campaign conditions' sets keep to."""
     inner: list[str] = []
     outer: list[str] = []
     params: dict[str, Any] = {}
@@ -192,17 +210,21 @@ def _conditions(db: str, seg: Segment) -> tuple[list[str], list[str], dict[str, 
         elif seg.clicked.url is not None:
             link = "AND url = {url:String}"
             params["url"] = seg.clicked.url
-        inner.append(f"recipient_tag IN ({_human(db, 'click', 'clicked_campaign', link)})")
+        inner.append(f"recipient_tag IN ({_human(db, 'click', 'clicked_campaign', link, window=window)})")
         params["clicked_campaign"] = seg.clicked.campaign
     if seg.opened is not None:
-        inner.append(f"recipient_tag IN ({_opened(db, 'opened_campaign')})")
+        inner.append(f"recipient_tag IN ({_opened(db, 'opened_campaign', window=window)})")
         params["opened_campaign"] = seg.opened
     if seg.opened_not_clicked is not None:
         params["onc_campaign"] = seg.opened_not_clicked
-        inner.append(f"recipient_tag IN ({_human(db, 'open', 'onc_campaign')})")
-        inner.append(f"recipient_tag NOT IN ({_human(db, 'click', 'onc_campaign')})")
+        inner.append(f"recipient_tag IN ({_opened_not_clicked(db, 'onc_campaign', window=window)})")
     if seg.inactive_days is not None:
-        outer.append("greatest(lo, lc) < now() - toIntervalDay({inactive_days:UInt32})")
+        # In seconds as Int64: `now() - toIntervalDay(N)` wraps DateTime for N over ~20,500 days (a date in
+        # the future: everyone "inactive"). Never active (epoch 0) is inactive for any N.
+        outer.append(
+            "(toUnixTimestamp(greatest(lo, lc)) = 0 OR toInt64(toUnixTimestamp(greatest(lo, lc))) "
+            "< toInt64(toUnixTimestamp(now())) - 86400 * toInt64({inactive_days:UInt32}))"
+        )
         params["inactive_days"] = seg.inactive_days
     if seg.min_score is not None:
         outer.append("score >= {min_score:UInt8}")
@@ -226,9 +248,9 @@ PAGE_WINDOW: Final = 10_000
 
 
 def _segment_sql(db: str, seg: Segment, *, paged: bool) -> tuple[str, dict[str, Any]]:
-    inner, outer, params = _conditions(db, seg)
+    inner, outer, params = _conditions(db, seg, window=_WINDOW if paged else "")
     if paged:
-        inner.append("recipient_tag > {after:String} AND recipient_tag <= {upto:String}")
+        inner.append(_WINDOW)
     where = " AND ".join(["account = {account:String}", *inner])
     refused = f"tag IN ({refused_tags(db)})"
     having = " AND ".join(outer) or "1"

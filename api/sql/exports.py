@@ -239,7 +239,8 @@ def column_names(kind: TableKind) -> tuple[str, ...]:
 
 _SEGMENT_SELECT: Final = (
     ("tag", "recipient_tag"), ("address", "recipient"), ("sends", "sends"), ("delivered_n", "delivered"),
-    ("opened", "opened"), ("human_opens", "human_opens"), ("clicked_n", "clicked"), ("clicks", "clicks"),
+    ("opened", "opened"), ("human_opens", "human_opens"), ("implied_opens", "implied_opens"),
+    ("clicked_n", "clicked"), ("clicks", "clicks"),
     ("machine_only", "machine_only"), ("mpp_only", "mpp_only"), ("bounces", "bounces"),
     ("complaints", "complaints"), ("tracked_n", "tracked"), ("engaged_n", "engaged"),
     ("not_tracked", "not_tracked"), ("status", "status"), ("score", "score"),

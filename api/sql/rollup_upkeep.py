@@ -37,11 +37,15 @@ def rollup_erasure(db: str) -> list[str]:
     ]
 
 
-# An erased recipient's engagement rows: by their tags under every key of the keyring (hex), not the address.
-ENGAGEMENT_SCOPE: Final = "account = {account:String} AND recipient_tag IN {tags:Array(String)}"
+# An erased recipient's engagement rows: by their tags under every key of the keyring (hex), and by the
+# address the rows keep (a tag under a key retired from the keyring is found by it).
+ENGAGEMENT_SCOPE: Final = (
+    "account = {account:String} AND (recipient_tag IN {tags:Array(String)} OR recipient = {recipient:String})"
+)
 
 
 def engagement_erasure(db: str) -> list[str]:
-    """The statements that delete an erased recipient's engagement rows (parameters ``account`` and ``tags``),
+    """The statements that delete an erased recipient's engagement rows (parameters ``account``, ``tags`` and
+    ``recipient``),
     by a mutation waited for: the rows leave the parts before the answer (`api.erasure_residue`'s reason)."""
     return [f"ALTER TABLE {db}.engagement DELETE WHERE {ENGAGEMENT_SCOPE} SETTINGS mutations_sync = 2"]

@@ -223,6 +223,8 @@ def test_segments_combine_and_respect_consent(served: tuple[httpx.Client, Store]
     # inactive for a day: no person's open or click within it (never counts as inactive since ever)
     assert members(client, inactive_days=1) == ["bob@example.com", "cy@example.com", "dan@example.com"]
     assert members(client, inactive_days=1, machine_only=True) == ["bob@example.com"]
+    # the largest N (100 years, past where a DateTime minus N days wraps): the never active, not the active
+    assert members(client, inactive_days=36500) == ["bob@example.com", "cy@example.com", "dan@example.com"]
     assert segment(client, min_score=1, count=True)["count"] == 7  # eve, gus, hal: never scored
     for r in segment(client, refused_tracking=True)["recipients"]:
         assert (r["status"], r["score"]) == ("not_tracked", None)
@@ -268,6 +270,11 @@ def test_segment_pages_follow_the_cursor(served: tuple[httpx.Client, Store]) -> 
 
 def test_erasure_takes_the_recipients_engagement(served: tuple[httpx.Client, Store]) -> None:
     client, store = served
+    # a row under a key since retired from the keyring: its tag is no longer computed, its address is kept
+    store.command(
+        f"INSERT INTO {store.database}.engagement (account, recipient_tag, recipient, last_at) "
+        "VALUES ('acme', 'retired-key-tag', 'cy@example.com', now())"
+    )
     assert client.delete("/v1/recipients/cy@example.com", headers=ACME).status_code == 200
     assert client.get("/v1/recipients/cy@example.com/engagement", headers=ACME).status_code == 404
     left = store.query(

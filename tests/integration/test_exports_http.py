@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from api.export_jobs import CHUNK_ROWS, ExportJobs
+from api.sql.exports import SEGMENT_COLUMNS
 from pixelpipe import settings as settings_mod
 from pixelpipe.app import build_app, build_components
 from pixelpipe.privacy import PrivacyWiring
@@ -307,6 +308,8 @@ def test_segment_members_export(served: tuple[httpx.Client, Store, Path], tmp_pa
     assert t0["recipient"] == "r0@example.com"
     assert t0["sends"] == "1"
     assert t0["clicks"] == "25"
+    assert list(table[0]) == [*SEGMENT_COLUMNS]  # the numbers of POST /v1/segments/query, implied_opens too
+    assert "implied_opens" in table[0]
     # a condition: every recipient clicked link 0 of big
     job = finished(
         client,
@@ -411,6 +414,8 @@ def test_a_job_interrupted_starts_over_and_expires(
         path = again.path(current)
         assert path.read_bytes().count(b"\n") == 3
         now[0] += timedelta(hours=1, seconds=1)
+        assert again.get("acme", job.id) is None  # expired: not served, before any sweep
+        assert again.of_account("acme") == []
         assert again.sweep() == 1
         assert not path.exists()
         assert not manifest.exists()
@@ -446,11 +451,17 @@ async def test_an_erasure_another_process_answered_deletes_this_ones_exports(
         while any((j := jobs.get(a, i)) is None or j.status != "done" for a, i in wanted):
             assert time.monotonic() < deadline
             await asyncio.sleep(0.1)
+        erased_at_ms = int(time.time() * 1000)
+        await asyncio.sleep(0.01)
+        later = jobs.submit("acme", "deliveries", "csv", campaign_id="small")  # asked after the erasure
         wiring = PrivacyWiring(DoNotTrack(Keyring(((1, b"k" * 32),))), lambda: None, exports=jobs)
-        change = PrivacyChange("acme", ("ab" * 8,), tracking=False, erased=True, at_ms=0)
+        change = PrivacyChange("acme", ("ab" * 8,), tracking=False, erased=True, at_ms=erased_at_ms)
         await wiring.on_erased([change])
         assert jobs.get("acme", mine.id) is None
         assert not list((tmp_path / "exports").rglob(f"{mine.id}*"))
         assert jobs.get("other", theirs.id) is not None  # another account's stay
+        # The feed hands every erasure again at a process's start: an export asked for after it stays.
+        await wiring.on_erased([change])
+        assert jobs.get("acme", later.id) is not None
     finally:
         jobs.stop()
