@@ -62,6 +62,9 @@ class ApiContext:
     account_settings: AccountSettingsCache = field(default_factory=AccountSettingsCache, repr=False)
     # The campaign reports kept ready in the background (`api.report_warmer`; None: off).
     report_warmer: ReportWarmer | None = field(default=None, repr=False)
+    # Tells this process's webhook dispatcher that a webhook was created or deleted (`notices.directory`'s
+    # `invalidate`; None: no dispatcher here, other processes reload within a second).
+    webhooks_changed: Callable[[], None] | None = field(default=None, repr=False)
     # This process's export jobs and their files (`api.export_jobs`; issue 20). None: exports not served.
     exports: ExportJobs | None = field(default=None, repr=False)
 

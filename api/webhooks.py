@@ -131,6 +131,8 @@ class WebhookController(Controller):
         ctx.store.insert(
             "webhooks", WEBHOOK_COLUMNS, [[account, webhook_id, url, events, sealed, now, now, False]]
         )
+        if ctx.webhooks_changed is not None:  # this process's dispatcher meets it from the next notice on
+            ctx.webhooks_changed()
         return {
             "id": webhook_id,
             "url": url,
@@ -172,6 +174,8 @@ class WebhookController(Controller):
             WEBHOOK_COLUMNS,
             [[account, webhook_id, url, list(events), "", created_at, now, True]],
         )
+        if ctx.webhooks_changed is not None:
+            ctx.webhooks_changed()
 
     @get("/{webhook_id:str}/deliveries", sync_to_thread=True)
     def deliveries(

@@ -67,15 +67,29 @@ class WebhookDirectory:
         self._by_account: dict[str, list[Webhook]] = {}
         self._by_id: dict[str, Webhook] = {}
         self._loaded_at: float | None = None
+        self._stale = False  # a change this process made: reload before the next match
         self._lock: asyncio.Lock | None = None
 
+    def invalidate(self) -> None:
+        """A webhook was created or deleted in this process (the API role beside the dispatcher): the next
+        `fresh` reloads, so a notice made after the change meets it (from any thread)."""
+        self._stale = True
+
+    def _current(self) -> bool:
+        return (
+            not self._stale
+            and self._loaded_at is not None
+            and self.clock() - self._loaded_at < self.refresh_s
+        )
+
     async def fresh(self) -> None:
-        if self._loaded_at is not None and self.clock() - self._loaded_at < self.refresh_s:
+        if self._current():
             return
         self._lock = self._lock or asyncio.Lock()
         async with self._lock:
-            if self._loaded_at is not None and self.clock() - self._loaded_at < self.refresh_s:
+            if self._current():
                 return
+            self._stale = False  # a change during the load marks it stale again
             try:
                 webhooks = await asyncio.to_thread(self._load)
             except StoreError as exc:

@@ -555,7 +555,9 @@ def api_context(
     store: Store,
     do_not_track: DoNotTrack | None,
     sessions: Sessions,
+    *,
     exports: ExportJobs | None = None,
+    webhooks_changed: Callable[[], None] | None = None,
 ) -> ApiContext:
     """The API's context, with its `ReportWarmer` unless ``PIXELPIPE_REPORT_WARM_CAMPAIGNS`` is 0."""
     per_account = settings.report_warm_campaigns
@@ -572,6 +574,7 @@ def api_context(
         sessions=sessions,
         report_warmer=warmer,
         exports=exports,
+        webhooks_changed=webhooks_changed,
     )
     return ctx
 
@@ -619,7 +622,16 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:  # noqa: PLR0
             lifetime_s=settings.session_seconds,
             public_url=settings.public_url,
         )
-        ctx = api_context(settings, store, components.do_not_track, sessions, components.exports)
+        n = components.notifications
+        changed = n.dispatcher.directory.invalidate if n is not None and n.dispatcher is not None else None
+        ctx = api_context(
+            settings,
+            store,
+            components.do_not_track,
+            sessions,
+            exports=components.exports,
+            webhooks_changed=changed,
+        )
         warmer = ctx.report_warmer
         # The plain handlers join paths the controllers made (GET /v1/messages, GET /v1/recipients/{r}):
         # register them after. The order is the OpenAPI document's (its paths, and the operation ids

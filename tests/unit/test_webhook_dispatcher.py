@@ -152,3 +152,17 @@ async def test_a_deleted_webhook_gets_nothing_more(tmp_path: Path) -> None:
         assert receiver.attempts == {"m1-1": 1}
     finally:
         await d.stop()
+
+
+async def test_a_webhook_this_process_created_meets_the_next_notice() -> None:
+    """Within the reload interval a new webhook is not seen, unless this process made it (the API beside the
+    dispatcher calls `invalidate`): then the next match reloads."""
+    hooks: list[Webhook] = []
+    directory = WebhookDirectory(lambda: list(hooks), refresh_s=3600)
+    await directory.fresh()
+    hooks.append(webhook("wh_new"))
+    await directory.fresh()
+    assert directory.of_account("acme") == []  # another process's change: within refresh_s
+    directory.invalidate()
+    await directory.fresh()
+    assert [w.webhook_id for w in directory.of_account("acme")] == [hooks[0].webhook_id]
