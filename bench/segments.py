@@ -139,6 +139,7 @@ def measure(store: Store, segment: sql.Segment, runs: int) -> dict[str, Any]:
         "members": members,
         "p50_ms": round(statistics.median(times), 1),
         "p99_ms": round(p99, 1),
+        "max_ms": round(times[-1], 1),
         "count_ms": round(count_ms, 1),
     }
 
