@@ -25,6 +25,7 @@ from api.auth import account_of
 from api.campaign_reads import CampaignReads
 from api.cookie_auth import session_account
 from api.delivery_numbers import DeliveryNumbers
+from api.engagement_backfill import EngagementBackfill
 from api.errors import PATTERN_WORDS
 from api.export_jobs import ExportJobs
 from api.open_numbers import OpenNumbers
@@ -65,6 +66,9 @@ class ApiContext:
     # Tells this process's webhook dispatcher that a webhook was created or deleted (`notices.directory`'s
     # `invalidate`; None: no dispatcher here, other processes reload within a second).
     webhooks_changed: Callable[[], None] | None = field(default=None, repr=False)
+    # The backfill of rows stored before 0012 while it runs in this process (`api.engagement_backfill`): an
+    # erasure tells it, so the recipient's engagement rows are deleted again when it ends.
+    engagement_backfill: EngagementBackfill | None = field(default=None, repr=False)
     # This process's export jobs and their files (`api.export_jobs`; issue 20). None: exports not served.
     exports: ExportJobs | None = field(default=None, repr=False)
 

@@ -12,9 +12,12 @@ every send's recipient in that form).
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from api.erasure_residue import erase_engagement
 from api.sql import engagement_backfill as sql
 from schemas.recipient import normalize_recipient
 from schemas.store import Store
@@ -79,3 +82,65 @@ def backfill_engagement(store: Store, keyring: Keyring) -> Backfilled:
         deliveries,
     )
     return Backfilled(len(pairs), int(events), int(deliveries))
+
+
+class EngagementBackfill:
+    """`backfill_engagement` in a thread of its own, so that a process starts at once (the edge answers, the
+    API serves) while a large store is tagged (minutes at 10 M events: BENCHMARKS section 10).
+
+    Erasure meanwhile: the backfill may have read an erased recipient's rows before they were hidden and
+    write their engagement rows after the erasure deleted them. So every erasure while it runs (this
+    process's, and the privacy feed's from other processes) is recorded (`erased`), and their engagement rows
+    are deleted again once the backfill has written its last row.
+    """
+
+    def __init__(self, store: Store, keyring: Keyring) -> None:
+        self.store = store
+        self.keyring = keyring
+        self.result: Backfilled | None = None  # once it ended
+        self._lock = threading.Lock()
+        self._running = False
+        self._erased: list[tuple[str, list[str], str | None]] = []
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def start(self) -> None:
+        with self._lock:
+            self._running = True
+        self._thread = threading.Thread(target=self.run, name="engagement-backfill", daemon=True)
+        self._thread.start()
+
+    def join(self, timeout_s: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+
+    def run(self) -> None:
+        """The backfill, then the engagement erasure of whoever was erased meanwhile (a failure is logged: a
+        backfill cut short runs again whole at the next start)."""
+        with self._lock:
+            self._running = True
+        try:
+            self.result = backfill_engagement(self.store, self.keyring)
+        except Exception:
+            log.exception(
+                "engagement: the backfill of rows stored before schema 12 failed; it runs again at start"
+            )
+        finally:
+            with self._lock:
+                self._running = False
+                erased, self._erased = self._erased, []
+            for account, tags, recipient in erased:
+                try:
+                    erase_engagement(self.store, account, tags, recipient)
+                except Exception:
+                    log.exception("engagement: could not erase again what the backfill may have written")
+
+    def erased(self, account: str, tags: Sequence[str], recipient: str | None = None) -> None:
+        """An erasure (before its deletes): its engagement rows are deleted again when the backfill ends.
+        ``recipient``: the address (None when another process answered: by tags only)."""
+        with self._lock:
+            if self._running:
+                self._erased.append((account, list(tags), recipient))

@@ -13,6 +13,9 @@ rollups. Two things still named them:
   goes.
 - **The webhook attempt log** (`webhook_deliveries`, one row per attempt with message and hit ids, kept 30
   days): the erased messages' rows are deleted.
+- **The engagement rollup** (issue 20: one row per account and recipient tag, keeping the address): the
+  rows of the recipient's tags under every key of the keyring, and of the tags its rows keep under the
+  address (a key since retired), read first so that the mutation names tags only.
 
 Both are mutations (`ALTER TABLE … DELETE`, waited for), which rewrite the parts: a lightweight `DELETE`
 would only mask the rows. Their text (ClickHouse keeps it in the table's `mutation_*.txt` files) names
@@ -26,6 +29,7 @@ from collections.abc import Sequence
 from typing import Final
 from urllib.parse import unquote, unquote_plus
 
+from api.sql.rollup_upkeep import engagement_erasure, engagement_tags_of
 from schemas.store import Store
 
 _SYNC: Final = "SETTINGS mutations_sync = 2"
@@ -94,3 +98,16 @@ def erase_webhook_attempts(store: Store, account: str, messages: Sequence[str]) 
     if count:
         store.command(f"ALTER TABLE {db}.webhook_deliveries DELETE WHERE {where} {_SYNC}", scope)
     return count
+
+
+def erase_engagement(store: Store, account: str, tags: Sequence[str], recipient: str | None) -> None:
+    """Delete the recipient's engagement rows: by ``tags`` (hex, the keyring's) and by the tags of the rows
+    that keep the address ``recipient`` (None: tags only, as another process's erasure gives them)."""
+    db = store.database
+    found = list(tags)
+    if recipient is not None:
+        query = engagement_tags_of(db)
+        found += [t for (t,) in store.query(query, {"account": account, "recipient": recipient})]
+    scope = {"account": account, "tags": sorted(set(found))}
+    for statement in engagement_erasure(db):
+        store.command(statement, scope)

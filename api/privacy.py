@@ -44,10 +44,10 @@ from litestar.exceptions import ClientException, NotFoundException, ServiceUnava
 from litestar.status_codes import HTTP_200_OK
 
 from api.context import ApiContext, RecipientPath, account_dependency
-from api.erasure_residue import erase_link_labels, erase_webhook_attempts
+from api.erasure_residue import erase_engagement, erase_link_labels, erase_webhook_attempts
 from api.sql import consent as consent_sql
 from api.sql import privacy as sql
-from api.sql.rollup_upkeep import engagement_erasure, rollup_erasure
+from api.sql.rollup_upkeep import rollup_erasure
 from schemas.consent import consent_blocks
 from schemas.privacy_change import PrivacyChange, PrivacyNotPublished
 from schemas.recipient import BadRecipient, checked_recipient, normalize_recipient
@@ -262,6 +262,8 @@ class PrivacyController(Controller):
         # Suppress first (here, in the store and on the topic): a hit arriving during the deletes is then not
         # recorded either, and the notices still on their way are held back.
         change = _set_tracking(ctx, privacy, account, canonical, tracking=False, reason="erased")
+        if ctx.engagement_backfill is not None:  # it may write their engagement rows after the deletes below
+            ctx.engagement_backfill.erased(account, change.recipient_tags, canonical)
         scope: dict[str, Any] = {"account": account, "messages": messages}
         found = ctx.store.query(sql.recipient_deliveries(db), {**scope, "recipient": canonical})
         scope["deliveries"] = sorted({delivery_id for delivery_id, _ in found})
@@ -286,9 +288,7 @@ class PrivacyController(Controller):
             ctx.store.command(rewrite)
         # The recipient's engagement rows, by their tags and address: after their sources are hidden, so a row
         # a view wrote meanwhile (a process that had not applied the suppression yet) goes too.
-        for statement in engagement_erasure(db):
-            tags = list(change.recipient_tags)
-            ctx.store.command(statement, {"account": account, "tags": tags, "recipient": canonical})
+        erase_engagement(ctx.store, account, change.recipient_tags, canonical)  # api.erasure_residue
         hide, rewrite = sql.erasure(db, "consent_events", consent_sql.ERASED_CONSENT)
         ctx.store.command(hide, consent)
         ctx.store.command(rewrite)

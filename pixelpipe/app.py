@@ -30,7 +30,7 @@ from api.dashboard import dashboard
 from api.dashboard_files import DashboardFiles, WatchedBuild
 from api.docs_pages import docs_router, render_plugins
 from api.engagement import recipient_engagement, segment_query
-from api.engagement_backfill import backfill_engagement
+from api.engagement_backfill import EngagementBackfill
 from api.errors import EXCEPTION_HANDLERS, check_request
 from api.export_jobs import ExportJobs
 from api.exports import ExportController, ExportIn
@@ -132,6 +132,7 @@ class Components:
     delivery_loader: DeliveryLoader | None = None  # the process role's: deliveries bus -> store
     held_pixels: HeldPixels | None = None  # the edge's read-time pixels held open (ingest.read_time)
     exports: ExportJobs | None = None  # the API role's export jobs and their files (api.export_jobs)
+    engagement_backfill: EngagementBackfill | None = None  # rows stored before 0012, tagged from start
     on_deliveries_stored: list[OnStored] = field(default_factory=list)  # the delivery notices' listeners
     _runner_task: asyncio.Task[None] | None = None
     _delivery_task: asyncio.Task[None] | None = None
@@ -157,6 +158,8 @@ class Components:
         return checks
 
     async def start(self) -> None:
+        if self.engagement_backfill is not None:
+            self.engagement_backfill.start()  # its own thread: the process serves meanwhile
         if self.topic_setup is not None:
             self.topic_setup.start()  # in the background: a broker away at start must not stop the process
         if self.privacy is not None:
@@ -329,7 +332,8 @@ def build_components(
         _prepare_store(c.store, settings)
         c.do_not_track = DoNotTrack(settings.keyring)
         migrate_plain_suppressions(c.store, settings.keyring)  # before any reload: the store keeps tags only
-        backfill_engagement(c.store, settings.keyring)  # rows stored before 0012: their recipients' tags
+        # rows stored before 0012: their recipients' tags, in the background from start (`Components.start`)
+        c.engagement_backfill = EngagementBackfill(c.store, settings.keyring)
         c.do_not_track.replace(load_suppressed(c.store))
     if "api" in roles and c.store is not None:
         c.exports = ExportJobs(settings.data_dir / "exports", c.store, ttl=settings.export_ttl)  # issue 20
@@ -479,6 +483,7 @@ def _privacy(c: Components, topics: Topics) -> PrivacyWiring | None:
         return None
     wiring = privacy_wiring(c.topic_setup, c.roles, c.do_not_track, lambda: c.notifications)
     wiring.exports = c.exports  # an erasure another API process answered deletes this one's export files
+    wiring.engagement_backfill = c.engagement_backfill
     return wiring
 
 
@@ -558,6 +563,7 @@ def api_context(
     *,
     exports: ExportJobs | None = None,
     webhooks_changed: Callable[[], None] | None = None,
+    engagement_backfill: EngagementBackfill | None = None,
 ) -> ApiContext:
     """The API's context, with its `ReportWarmer` unless ``PIXELPIPE_REPORT_WARM_CAMPAIGNS`` is 0."""
     per_account = settings.report_warm_campaigns
@@ -575,6 +581,7 @@ def api_context(
         report_warmer=warmer,
         exports=exports,
         webhooks_changed=webhooks_changed,
+        engagement_backfill=engagement_backfill,
     )
     return ctx
 
@@ -631,6 +638,7 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:  # noqa: PLR0
             sessions,
             exports=components.exports,
             webhooks_changed=changed,
+            engagement_backfill=components.engagement_backfill,
         )
         warmer = ctx.report_warmer
         # The plain handlers join paths the controllers made (GET /v1/messages, GET /v1/recipients/{r}):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from api.engagement_backfill import EngagementBackfill
 from api.export_jobs import ExportJobs
 from api.privacy import PrivacyPropagation
 from notices.erasure import NotificationEraser, without_suppressed
@@ -39,6 +40,8 @@ class PrivacyWiring:
     feed: PrivacyFeed | None = None
     publisher: PrivacyPublisher | None = None
     exports: ExportJobs | None = None  # the API role's export files: an account's go with any erasure in it
+    # The engagement backfill running in this process: an erasure meanwhile is erased again at its end.
+    engagement_backfill: EngagementBackfill | None = None
 
     def readiness(self) -> dict[str, bool]:
         """Not ready until the privacy topic has been read to where it ended at start."""
@@ -98,6 +101,11 @@ class PrivacyWiring:
         accounts asked for before the erasure leave its disk (`api.export_jobs`: any may hold them; the
         process that answered the erasure deleted its own already). A later export holds nothing of theirs
         and stays when the feed hands the erasure again, as it does at every start."""
+        backfill = self.engagement_backfill
+        if backfill is not None and backfill.running:
+            for change in changes:
+                if change.erased:
+                    backfill.erased(change.account, change.recipient_tags)
         eraser = self._eraser()
         if eraser is not None:
             await eraser.erase(changes)

@@ -37,15 +37,23 @@ def rollup_erasure(db: str) -> list[str]:
     ]
 
 
-# An erased recipient's engagement rows: by their tags under every key of the keyring (hex), and by the
-# address the rows keep (a tag under a key retired from the keyring is found by it).
-ENGAGEMENT_SCOPE: Final = (
-    "account = {account:String} AND (recipient_tag IN {tags:Array(String)} OR recipient = {recipient:String})"
-)
+# An erased recipient's engagement rows: by their tags (hex), never by the address: a mutation's text stays
+# on disk (`mutation_N.txt`), so the tags kept under the address (a key retired from the keyring) are read
+# first (`engagement_tags_of`) and added to the keyring's.
+ENGAGEMENT_SCOPE: Final = "account = {account:String} AND recipient_tag IN {tags:Array(String)}"
+
+
+def engagement_tags_of(db: str) -> str:
+    """The tags of the engagement rows that keep this address (parameters ``account``, ``recipient``): a
+    query, not stored."""
+    return (
+        f"SELECT DISTINCT recipient_tag FROM {db}.engagement "
+        "WHERE account = {account:String} AND recipient = {recipient:String}"
+    )
 
 
 def engagement_erasure(db: str) -> list[str]:
-    """The statements that delete an erased recipient's engagement rows (parameters ``account``, ``tags`` and
-    ``recipient``),
-    by a mutation waited for: the rows leave the parts before the answer (`api.erasure_residue`'s reason)."""
+    """The statements that delete an erased recipient's engagement rows (parameters ``account`` and ``tags``:
+    the keyring's and `engagement_tags_of`'s), by a mutation waited for: the rows leave the parts before the
+    answer (`api.erasure_residue`'s reason)."""
     return [f"ALTER TABLE {db}.engagement DELETE WHERE {ENGAGEMENT_SCOPE} SETTINGS mutations_sync = 2"]

@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
-from api.engagement_backfill import Backfilled, backfill_engagement
+from api.engagement_backfill import Backfilled, EngagementBackfill, backfill_engagement
 from schemas.store import Store, parse_store_url
 from schemas.tokens import Keyring
 from tests.integration.engagement_serving import delivered_then_bounced, engagement_app
@@ -176,3 +176,28 @@ def test_a_store_at_13_without_12_gets_12(chdb_path: Path) -> None:
         assert store.migrate() == []
     finally:
         store.command(f"DROP DATABASE IF EXISTS {db}")
+
+
+def test_an_erasure_while_the_backfill_runs_is_erased_again_at_its_end(
+    served: tuple[httpx.Client, Store, Keyring],
+) -> None:
+    """The backfill runs beside the API (`EngagementBackfill`, from start): it may have read an erased
+    recipient's rows before the erasure hid them and write their engagement row after the erasure deleted
+    it. The erasure tells it; its end deletes the row again, by the tags kept under the address too."""
+    _, store, keyring = served
+    db = store.database
+    backfill = EngagementBackfill(store, keyring)
+    backfill._running = True
+    backfill.erased("acme", ["not-this-one"], "late@example.com")  # an erasure answered meanwhile
+    backfill.erased("acme", ["t-late-other"])  # another process's, by tags only
+    late = "('acme', 't-late', 'late@example.com', now()), ('acme', 't-late-other', '', now())"
+    store.command(f"INSERT INTO {db}.engagement (account, recipient_tag, recipient, last_at) VALUES {late}")
+    backfill.run()  # the backfill's last rows written: then the erasures again
+    left = store.query(
+        f"SELECT count() FROM {db}.engagement WHERE recipient_tag IN ('t-late', 't-late-other') "
+        "SETTINGS apply_deleted_mask = 0"
+    )
+    assert left == [(0,)]
+    assert not backfill.running
+    backfill.erased("acme", ["t-after"], "after@example.com")  # after its end: nothing kept to do
+    assert backfill._erased == []
