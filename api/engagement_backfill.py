@@ -132,9 +132,15 @@ class EngagementBackfill:
             with self._lock:
                 self._running = False
                 erased, self._erased = self._erased, []
-            for account, tags, recipient in erased:
+            by_account: dict[str, tuple[set[str], set[str]]] = {}
+            for account, tags, recipient in erased:  # one mutation per account (the feed replays many)
+                tags_of, addresses = by_account.setdefault(account, (set(), set()))
+                tags_of.update(tags)
+                if recipient is not None:
+                    addresses.add(recipient)
+            for account, (tags_of, addresses) in sorted(by_account.items()):
                 try:
-                    erase_engagement(self.store, account, tags, recipient)
+                    erase_engagement(self.store, account, sorted(tags_of), sorted(addresses))
                 except Exception:
                     log.exception("engagement: could not erase again what the backfill may have written")
 

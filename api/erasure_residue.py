@@ -100,14 +100,14 @@ def erase_webhook_attempts(store: Store, account: str, messages: Sequence[str]) 
     return count
 
 
-def erase_engagement(store: Store, account: str, tags: Sequence[str], recipient: str | None) -> None:
-    """Delete the recipient's engagement rows: by ``tags`` (hex, the keyring's) and by the tags of the rows
-    that keep the address ``recipient`` (None: tags only, as another process's erasure gives them)."""
+def erase_engagement(store: Store, account: str, tags: Sequence[str], recipients: Sequence[str] = ()) -> None:
+    """Delete recipients' engagement rows, in one mutation: by ``tags`` (hex, the keyring's) and by the tags
+    of the rows that keep one of the addresses ``recipients`` (none: by tags only, as another process's
+    erasure gives them)."""
     db = store.database
-    found = list(tags)
-    if recipient is not None:
+    found = set(tags)
+    for recipient in recipients:
         query = engagement_tags_of(db)
-        found += [t for (t,) in store.query(query, {"account": account, "recipient": recipient})]
-    scope = {"account": account, "tags": sorted(set(found))}
+        found.update(t for (t,) in store.query(query, {"account": account, "recipient": recipient}))
     for statement in engagement_erasure(db):
-        store.command(statement, scope)
+        store.command(statement, {"account": account, "tags": sorted(found)})

@@ -288,7 +288,7 @@ class PrivacyController(Controller):
             ctx.store.command(rewrite)
         # The recipient's engagement rows, by their tags and address: after their sources are hidden, so a row
         # a view wrote meanwhile (a process that had not applied the suppression yet) goes too.
-        erase_engagement(ctx.store, account, change.recipient_tags, canonical)  # api.erasure_residue
+        erase_engagement(ctx.store, account, change.recipient_tags, [canonical])  # api.erasure_residue
         hide, rewrite = sql.erasure(db, "consent_events", consent_sql.ERASED_CONSENT)
         ctx.store.command(hide, consent)
         ctx.store.command(rewrite)
