@@ -101,7 +101,6 @@ class EngagementBackfill:
         self._lock = threading.Lock()
         self._running = False
         self._erased: list[tuple[str, list[str], str | None]] = []
-        self._thread: threading.Thread | None = None
 
     @property
     def running(self) -> bool:
@@ -110,12 +109,7 @@ class EngagementBackfill:
     def start(self) -> None:
         with self._lock:
             self._running = True
-        self._thread = threading.Thread(target=self.run, name="engagement-backfill", daemon=True)
-        self._thread.start()
-
-    def join(self, timeout_s: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout_s)
+        threading.Thread(target=self.run, name="engagement-backfill", daemon=True).start()
 
     def run(self) -> None:
         """The backfill, then the engagement erasure of whoever was erased meanwhile (a failure is logged: a

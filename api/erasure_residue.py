@@ -105,9 +105,8 @@ def erase_engagement(store: Store, account: str, tags: Sequence[str], recipients
     of the rows that keep one of the addresses ``recipients`` (none: by tags only, as another process's
     erasure gives them)."""
     db = store.database
-    found = set(tags)
+    found, query = set(tags), engagement_tags_of(db)
     for recipient in recipients:
-        query = engagement_tags_of(db)
         found.update(t for (t,) in store.query(query, {"account": account, "recipient": recipient}))
     for statement in engagement_erasure(db):
         store.command(statement, {"account": account, "tags": sorted(found)})

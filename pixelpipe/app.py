@@ -555,17 +555,14 @@ def _health_handlers(components: Components) -> list[Any]:
     return [healthz, readyz, metrics]
 
 
-def api_context(
-    settings: Settings,
-    store: Store,
-    do_not_track: DoNotTrack | None,
-    sessions: Sessions,
-    *,
-    exports: ExportJobs | None = None,
-    webhooks_changed: Callable[[], None] | None = None,
-    engagement_backfill: EngagementBackfill | None = None,
-) -> ApiContext:
-    """The API's context, with its `ReportWarmer` unless ``PIXELPIPE_REPORT_WARM_CAMPAIGNS`` is 0."""
+def api_context(components: Components, store: Store, sessions: Sessions) -> ApiContext:
+    """The API's context, from what the process built: its `ReportWarmer` unless
+    ``PIXELPIPE_REPORT_WARM_CAMPAIGNS`` is 0, its export jobs, its backfill, and its dispatcher's webhook
+    directory told of webhooks the API creates or deletes."""
+    settings, n = components.settings, components.notifications
+    webhooks_changed = (
+        n.dispatcher.directory.invalidate if n is not None and n.dispatcher is not None else None
+    )
     per_account = settings.report_warm_campaigns
     warmer = report_warmer(lambda: ctx, settings.accounts, per_account) if per_account else None
     ctx = ApiContext(
@@ -573,15 +570,15 @@ def api_context(
         settings.keyring,
         settings.public_url,
         settings.api_keys,
-        do_not_track=do_not_track,
+        do_not_track=components.do_not_track,
         webhook_allow_private=settings.webhook_allow_private,
         retention_days=settings.retention_days,
         reminder_min_after_s=settings.reminder_min_after_s,
         sessions=sessions,
         report_warmer=warmer,
-        exports=exports,
+        exports=components.exports,
         webhooks_changed=webhooks_changed,
-        engagement_backfill=engagement_backfill,
+        engagement_backfill=components.engagement_backfill,
     )
     return ctx
 
@@ -629,17 +626,7 @@ def build_app(components: Components) -> tuple[ASGIApp, Litestar]:  # noqa: PLR0
             lifetime_s=settings.session_seconds,
             public_url=settings.public_url,
         )
-        n = components.notifications
-        changed = n.dispatcher.directory.invalidate if n is not None and n.dispatcher is not None else None
-        ctx = api_context(
-            settings,
-            store,
-            components.do_not_track,
-            sessions,
-            exports=components.exports,
-            webhooks_changed=changed,
-            engagement_backfill=components.engagement_backfill,
-        )
+        ctx = api_context(components, store, sessions)
         warmer = ctx.report_warmer
         # The plain handlers join paths the controllers made (GET /v1/messages, GET /v1/recipients/{r}):
         # register them after. The order is the OpenAPI document's (its paths, and the operation ids

@@ -101,11 +101,10 @@ class PrivacyWiring:
         accounts asked for before the erasure leave its disk (`api.export_jobs`: any may hold them; the
         process that answered the erasure deleted its own already). A later export holds nothing of theirs
         and stays when the feed hands the erasure again, as it does at every start."""
-        backfill = self.engagement_backfill
-        if backfill is not None and backfill.running:
+        if self.engagement_backfill is not None:  # kept only while it runs
             for change in changes:
                 if change.erased:
-                    backfill.erased(change.account, change.recipient_tags)
+                    self.engagement_backfill.erased(change.account, change.recipient_tags)
         eraser = self._eraser()
         if eraser is not None:
             await eraser.erase(changes)
