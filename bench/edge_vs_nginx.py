@@ -112,6 +112,7 @@ def measured(
     broker_pid: int | None = None,
     *,
     peers: Sequence[int] = (),
+    apart: Sequence[int] = (),
     **wrk: Any,
 ) -> dict[str, Any]:
     """One wrk run, with how busy each CPU was and how much of a CPU the server process (tree) and the
@@ -119,14 +120,17 @@ def measured(
     CPU meanwhile, the run is marked disturbed and repeated (twice at most, after waiting for a quieter
     moment); every attempt is kept. ``peers``: processes on the server's CPU that are part of what is
     measured (`bench.read_time`'s second edge): their CPU is theirs (``peers_cpu_share``), not a
-    disturbance."""
+    disturbance. ``apart``: processes of the server's tree on another CPU (`bench.read_time`'s holder
+    processes): their CPU is not the server's share (``apart_cpu_share``)."""
     attempts: list[dict[str, Any]] = []
     for _ in range(3):
         cpus, server = per_cpu_times(), tree_cpu_seconds(pid)
         peer_before = sum(tree_cpu_seconds(p) for p in peers)
+        apart_before = sum(tree_cpu_seconds(p) for p in apart)
         broker = tree_cpu_seconds(broker_pid) if broker_pid else 0.0
         run = run_wrk(base, paths, duration_s=duration_s, **wrk)
-        share = (tree_cpu_seconds(pid) - server) / run.duration_s
+        apart_share = (sum(tree_cpu_seconds(p) for p in apart) - apart_before) / run.duration_s
+        share = (tree_cpu_seconds(pid) - server) / run.duration_s - apart_share
         peer_share = (sum(tree_cpu_seconds(p) for p in peers) - peer_before) / run.duration_s
         busy = per_cpu_busy(cpus)
         others = max(0.0, busy[f"cpu{SERVER_CPU}"] - share - peer_share)
@@ -136,6 +140,7 @@ def measured(
                 **run.as_dict(),
                 "server_cpu_share": round(share, 3),
                 "peers_cpu_share": round(peer_share, 3),
+                "apart_cpu_share": round(apart_share, 3),
                 "broker_cpu_share": None if broker_share is None else round(broker_share, 3),
                 "others_on_server_cpu": round(others, 3),
                 "cpu_busy": busy,

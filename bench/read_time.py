@@ -1,25 +1,32 @@
 """Read time's cost at the edge (issue 18): plain pixels' rate and p99 with N read-time pixels held open, and
-the edge's memory per held connection.
+the memory per held connection.
 
 How: as `bench.edge_vs_nginx` (its measuring functions, the same cores): ``pixelpipe edge`` on CPU 0
 (``SERVER_CPU``) publishing to a private Kafka broker; ``wrk`` on CPU 1 with 64 connections over 1,000 plain
 pixels, first at saturation, then paced at half the edge's saturation rate (latency at a given load); nginx's
-``empty_gif`` on CPU 0 once, for the ratio. Then the same two edge runs again while a holder (its own process,
-on CPU 1) keeps N timed opens' pixels held: it opens N connections, asks each for a timed open's pixel, reads
-the frames as they come (one a second per connection), and asks again on the same connection if a response
-ends. The cap is set past the phase (``PIXELPIPE_READ_TIME_CAP_SECONDS=300``), so the N stay held while wrk
-runs; the held-connection cap is N. Reported: both runs' rate, p50, p99, the ratio to nginx, the edge's CPU
-share, its RSS idle and with N held ((with - idle) / N per connection), and the edge's own count of held
-pixels and read records afterwards (every connection the holder closed makes one ``closed`` record).
+``empty_gif`` on CPU 0 once, for the ratio. Then the same two edge runs again while clients (processes of
+their own, on CPU 1) keep N timed opens' pixels held: each opens its share of the N connections, asks each for
+a timed open's pixel, reads the frames as they come (one a second per connection), and asks again on the same
+connection if a response ends. The cap is set past the phase (``PIXELPIPE_READ_TIME_CAP_SECONDS=300``), so
+the N stay held while wrk runs; the held-connection cap is N.
 
-The open-file limit bounds one process's share of N: each held connection is a file descriptor, in the edge
-and in the holder, and a process here may not raise its hard limit (20,000). N beyond ``hard limit - 1,000``
-is spread evenly over as many edge processes as it takes, all on the server's core (as an operator runs
-several edge processes behind one address), each with its own holder; wrk measures the first, whose core the
-others' frame writes share. The result says so.
+The edge hands held pixels to its read-time holder processes (``PIXELPIPE_READ_TIME_HOLDERS``,
+`ingest.holder_link`), which write the frames; the benchmark moves them to CPU 1 (``--holder-cpu``) as they
+start, as an operator gives them cores of their own, and reports their CPU apart from the edge's.
+``--holders 0`` measures the edge holding its pixels itself (its own core writes the frames).
 
-    uv run python -m bench.read_time                   # quick: 10 s per run, N = 20,000 (or what fits)
+Reported: both runs' rate, p50, p99, the ratio to nginx, the edge's CPU share (and the holders'), the edge's
+and the holders' RSS idle and with N held ((with - idle) / N per connection), and the edge's own count of
+held pixels and read records afterwards (every connection a client closed makes one ``closed`` record).
+
+The open-file limit bounds one process's share of N: each held connection is a file descriptor in its holder
+and in its client, and a process here may not raise its hard limit (20,000). So N is spread over as many
+clients and holders as it takes (``hard limit - 1,000`` each at most); the edge itself keeps only the
+connections in flight.
+
+    uv run python -m bench.read_time                   # quick: 10 s per run, N = 20,000
     uv run python -m bench.read_time --held 5000       # a smaller N (a busy machine)
+    uv run python -m bench.read_time --holders 0       # the edge holds them itself (N must fit its limit)
     uv run python -m bench.read_time --full            # 30 s per run
 """
 
@@ -54,6 +61,7 @@ from bench.common import (
     kafka_pid,
     metric,
     nginx,
+    pin,
     pinned,
     pixel_paths,
     role_env,
@@ -215,65 +223,103 @@ def _held_now(edge: Role, timeout_s: float = 120) -> int:
             time.sleep(1)
 
 
+def _holder_pids(edge: Role) -> list[int]:
+    """The edge's read-time holder processes (its children running `ingest.read_holder`)."""
+    pids = []
+    with contextlib.suppress(OSError):
+        for child in Path(f"/proc/{edge.pid}/task/{edge.pid}/children").read_text().split():
+            with contextlib.suppress(OSError):
+                if b"ingest.read_holder" in Path(f"/proc/{child}/cmdline").read_bytes():
+                    pids.append(int(child))
+    return pids
+
+
+class _Placement:
+    """Moves the edge's holder processes onto ``cpu`` as they appear (they start at the first hand-over)."""
+
+    def __init__(self, edge: Role, cpu: str | None) -> None:
+        self._edge = edge
+        self._cpu = cpu
+        self.pids: list[int] = []
+
+    def update(self) -> list[int]:
+        for pid in _holder_pids(self._edge):
+            if pid not in self.pids:
+                if self._cpu is not None:
+                    pin(pid, self._cpu)
+                self.pids.append(pid)
+        return self.pids
+
+
 def _edge_runs(
-    edges: list[Role], paths: list[str], duration: float, broker: int, paced: float | None
+    edge: Role, paths: list[str], duration: float, broker: int, paced: float | None, *, apart: list[int]
 ) -> dict[str, Any]:
-    """A saturation run and a paced one (at ``paced``, else half the saturation rate) of the first edge; the
-    others (holding their share of the pixels on the same core) are its peers, not a disturbance."""
-    edge, peers = edges[0], [e.pid for e in edges[1:]]
-    saturated = measured(edge.base, paths, duration, edge.pid, broker, peers=peers)
+    """A saturation run and a paced one (at ``paced``, else half the saturation rate); ``apart``: the holder
+    processes (the edge's children, on another CPU), whose CPU is reported apart from the edge's."""
+    saturated = measured(edge.base, paths, duration, edge.pid, broker, apart=apart)
     rate = paced or max(500.0, round(saturated["rps"] / 2, -2))
-    paced_run = measured(edge.base, paths, duration, edge.pid, broker, peers=peers, paced_rps=rate)
+    paced_run = measured(edge.base, paths, duration, edge.pid, broker, apart=apart, paced_rps=rate)
     print(f"    saturated: {_line(saturated)}", flush=True)
     print(f"    paced at {rate:,.0f}/s: {_line(paced_run)}", flush=True)
     return {"saturated": saturated, "paced": paced_run, "paced_rps": rate}
 
 
 def _line(r: dict[str, Any]) -> str:
+    holders = f", the holders {r['apart_cpu_share']:.0%}" if r.get("apart_cpu_share") else ""
     return (
         f"{r['rps']:,.0f} px/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, non-2xx {r['non_2xx']}, "
-        f"socket errors {r['socket_errors']}, the edge used {r['server_cpu_share']:.0%} of a CPU"
+        f"socket errors {r['socket_errors']}, the edge used {r['server_cpu_share']:.0%} of a CPU{holders}"
     )
 
 
-def _holder(edge: Role, held: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:
-    """A holder process (on the load CPU) keeping ``held`` of ``edge``'s read-time pixels; its ramp report."""
+def _client(edge: Role, held: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """A client process (on the load CPU) keeping ``held`` of ``edge``'s read-time pixels; its ramp report."""
     seconds = 3600  # after the ramp, at most: SIGTERM ends it once both runs (and their retries) are done
     where = ["127.0.0.1", str(edge.port)]
     command = [PYTHON, "-m", "bench.read_time", "--hold", *where, str(held), str(seconds)]
-    holder = subprocess.Popen(pinned(command, LOAD_CPU), cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    if holder.stdout is None:
-        raise BenchError("the holder has no output")
-    return holder, json.loads(holder.stdout.readline())
+    client = subprocess.Popen(pinned(command, LOAD_CPU), cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    if client.stdout is None:
+        raise BenchError("the client has no output")
+    return client, json.loads(client.stdout.readline())
 
 
 def _held_phase(
-    edges: list[Role], shares: list[int], paths: list[str], duration: float, broker: int, *, paced: float
+    edge: Role,
+    shares: list[int],
+    paths: list[str],
+    duration: float,
+    broker: int,
+    *,
+    paced: float,
+    place: _Placement,
 ) -> dict[str, Any]:
-    """The first edge runs again while holders keep ``shares[i]`` pixels held at ``edges[i]`` (every edge on
-    the server's core); the first edge's RSS with its share."""
-    holders = [_holder(edge, share) for edge, share in zip(edges, shares, strict=True)]
+    """The edge runs again while clients keep ``shares[i]`` pixels held; RSS with them held."""
+    clients = []
+    for share in shares:
+        clients.append(_client(edge, share))
+        place.update()
     deadline = time.monotonic() + 60
-    for edge, share in zip(edges, shares, strict=True):
-        while _held_now(edge) < share * 0.99 and time.monotonic() < deadline:
-            time.sleep(0.5)
+    while _held_now(edge) < sum(shares) * 0.99 and time.monotonic() < deadline:
+        place.update()
+        time.sleep(0.5)
     time.sleep(3)  # past the first frames of the last connections
-    edge = edges[0]
+    holders = place.update()
     rss_held = _rss_kib(edge.pid)
-    held_before = [_held_now(e) for e in edges]
-    ramps = [ramp["ramp_s"] for _, ramp in holders]
+    rss_holders = [_rss_kib(pid) for pid in holders]
+    held_before = _held_now(edge)
+    handed = int(metric(scrape(edge.base), "pixelpipe_read_time_handed_over"))
+    ramps = [ramp["ramp_s"] for _, ramp in clients]
     print(
-        f"  {sum(held_before):,} held ({' + '.join(f'{h:,}' for h in held_before)}, in {max(ramps)} s); "
-        f"edge RSS {rss_held / 1024:,.0f} MiB",
+        f"  {held_before:,} held ({handed:,} by {len(holders)} holders, in {max(ramps)} s); "
+        f"edge RSS {rss_held / 1024:,.0f} MiB, holders' {sum(rss_holders) / 1024:,.0f} MiB",
         flush=True,
     )
-    runs = _edge_runs(edges, paths, duration, broker, paced)
-    held_after = [_held_now(e) for e in edges]
-    rss_after = _rss_kib(edge.pid)
+    runs = _edge_runs(edge, paths, duration, broker, paced, apart=holders)
+    held_after = _held_now(edge)
     reports = []
-    for holder, _ in holders:
-        holder.terminate()
-        out, _ = holder.communicate(timeout=60)
+    for client, _ in clients:
+        client.terminate()
+        out, _ = client.communicate(timeout=60)
         lines = [line for line in out.strip().splitlines() if line.startswith("{")]
         reports.append(
             json.loads(lines[-1]) if lines and "opened" in lines[-1] else {"no_report": out[-500:]}
@@ -281,52 +327,40 @@ def _held_phase(
     return {
         **runs,
         "held_requested": sum(shares),
-        "held_at_start": sum(held_before),
-        "held_at_end": sum(held_after),
-        "held_per_edge_at_start": held_before,
-        "held_per_edge_at_end": held_after,
-        "measured_edge_held_at_start": held_before[0],
+        "held_at_start": held_before,
+        "held_at_end": held_after,
+        "handed_over_at_start": handed,
+        "holders": len(holders),
         "rss_kib_held": rss_held,
-        "rss_kib_held_after_runs": rss_after,
-        "holders": reports,
-        "holder_ramp_s": max(ramps),
+        "rss_kib_holders": rss_holders,
+        "clients": reports,
+        "client_ramp_s": max(ramps),
     }
 
 
 _REASONS = ("busy", "proxy", "asgi")
 
 
-def _afterwards(edges: list[Role]) -> dict[str, Any]:
-    """The edges' read-time counters (summed) once the holders left."""
-    scraped = [scrape(edge.base) for edge in edges]
+def _afterwards(edge: Role) -> dict[str, Any]:
+    """The edge's read-time counters once the clients left."""
+    scraped = scrape(edge.base)
     ends = ("closed", "cap", "stopped", "busy", "proxy")
-
-    def total(name: str, labels: dict[str, str] | None = None) -> float:
-        return sum(metric(m, name, labels) for m in scraped)
-
     return {
-        "read_records": {end: total("pixelpipe_read_time_records_total", {"end": end}) for end in ends},
-        "unheld": {r: total("pixelpipe_read_time_unheld_total", {"reason": r}) for r in _REASONS},
-        "held_after_holder_left": total("pixelpipe_read_time_held"),
+        "read_records": {e: metric(scraped, "pixelpipe_read_time_records_total", {"end": e}) for e in ends},
+        "unheld": {r: metric(scraped, "pixelpipe_read_time_unheld_total", {"reason": r}) for r in _REASONS},
+        "held_after_clients_left": metric(scraped, "pixelpipe_read_time_held"),
+        "holders_lost": metric(scraped, "pixelpipe_read_time_holders_lost_total"),
     }
 
 
-def _shares(held: int) -> tuple[list[int], str | None]:
-    """``held`` spread evenly over as few edge processes as the open-file hard limit allows (each held
-    connection is a file descriptor in its edge and in its holder), and why when more than one."""
+def _shares(held: int) -> list[int]:
+    """``held`` spread evenly over as few processes as the open-file hard limit allows (each held connection
+    is a file descriptor in its client and in its holder)."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or held + FD_SPARE <= hard:
-        return [held], None
-    per_process = hard - FD_SPARE
-    count = -(-held // per_process)
-    shares = [held // count + (1 if i < held % count else 0) for i in range(count)]
-    split = " + ".join(f"{s:,}" for s in shares)
-    why = (
-        f"{held:,} held connections do not fit one process's open-file hard limit {hard:,} (which a process "
-        f"here may not raise): held by {count} edge processes on the server's core, {split}; "
-        "wrk measures the first"
-    )
-    return shares, why
+        return [held]
+    count = -(-held // (hard - FD_SPARE))
+    return [held // count + (1 if i < held % count else 0) for i in range(count)]
 
 
 def main() -> None:  # noqa: PLR0915 - one straight script: start, measure, stop
@@ -335,40 +369,45 @@ def main() -> None:  # noqa: PLR0915 - one straight script: start, measure, stop
         return
     parser = argparser(__doc__)
     parser.add_argument("--held", type=int, default=20_000, help="read-time pixels held (default 20,000)")
+    parser.add_argument(
+        "--holders", type=int, default=None, help="holder processes (default: as the open-file limit needs)"
+    )
+    parser.add_argument("--holder-cpu", default=LOAD_CPU, help=f"where the holders run (default {LOAD_CPU})")
     args = parser.parse_args()
     duration = 30.0 if args.full else 10.0
     missing = ensure_tools("wrk", "nginx")
     if "wrk" in missing:
         raise SystemExit("bench: wrk is needed (apt-get install -y wrk)")
-    shares, spread = _shares(args.held)
-    if spread:
-        print(f"bench: {spread}", flush=True)
+    shares = _shares(args.held)
+    holders = len(shares) if args.holders is None else args.holders
+    if holders == 0 and len(shares) > 1:
+        raise SystemExit(f"bench: {args.held:,} held do not fit the edge's open-file limit without holders")
     tmp = scratch("read-time")
     paths = pixel_paths(1000)
     result: dict[str, Any] = {
         "mode": "full" if args.full else "quick",
         "duration_s": duration,
         "held": args.held,
+        "client_shares": shares,
+        "holders": holders,
+        "holder_cpu": args.holder_cpu,
     }
-    result["held_shares"] = shares
-    result["held_spread"] = spread
     result["conditions_start"] = wait_quiet(0.15, args.wait_quiet) if args.wait_quiet else conditions()
     try:
         with kafka(tmp / "kafka", LOAD_CPU) as bootstrap:
-            edges: list[Role] = []
+            env = role_env(
+                tmp / "edge",
+                PIXELPIPE_KAFKA_BOOTSTRAP=bootstrap,
+                PIXELPIPE_TOPIC_PREFIX=f"bench{time.time_ns()}",
+                PIXELPIPE_FD_RESERVE="256",
+                PIXELPIPE_READ_TIME_MAX_HELD=str(args.held),
+                PIXELPIPE_READ_TIME_HOLDERS=str(holders),
+                PIXELPIPE_READ_TIME_CAP_SECONDS=str(CAP_S),
+            )
+            if holders == 0:
+                env["PIXELPIPE_MAX_CONNECTIONS"] = str(args.held + 500)
+            edge = Role(["edge"], env, tmp / "edge.log", cpus=SERVER_CPU).start()
             try:
-                for i, share in enumerate(shares):
-                    env = role_env(
-                        tmp / f"edge{i}",
-                        PIXELPIPE_KAFKA_BOOTSTRAP=bootstrap,
-                        PIXELPIPE_TOPIC_PREFIX=f"bench{time.time_ns()}",
-                        PIXELPIPE_FD_RESERVE="256",
-                        PIXELPIPE_MAX_CONNECTIONS=str(share + 500),
-                        PIXELPIPE_READ_TIME_MAX_HELD=str(share),
-                        PIXELPIPE_READ_TIME_CAP_SECONDS=str(CAP_S),
-                    )
-                    edges.append(Role(["edge"], env, tmp / f"edge{i}.log", cpus=SERVER_CPU).start())
-                edge = edges[0]
                 broker = kafka_pid(tmp / "kafka")
                 result["broker_warmup_us_per_px"] = warm(edge, paths, broker)
                 if "nginx" not in missing:
@@ -378,20 +417,21 @@ def main() -> None:  # noqa: PLR0915 - one straight script: start, measure, stop
                     print(f"  nginx: {_line(result['nginx'])}", flush=True)
                 print("  the edge, nothing held:", flush=True)
                 before = wait_acked(edge)
-                result["plain"] = _edge_runs(edges, paths, duration, broker, None)
+                result["plain"] = _edge_runs(edge, paths, duration, broker, None, apart=[])
                 time.sleep(2)
                 result["rss_kib_idle"] = _rss_kib(edge.pid)
                 print(f"  edge RSS idle {result['rss_kib_idle'] / 1024:,.0f} MiB", flush=True)
-                print(f"  the edge, {sum(shares):,} read-time pixels held:", flush=True)
+                print(f"  the edge, {args.held:,} read-time pixels held:", flush=True)
                 paced = result["plain"]["paced_rps"]
-                result["held_runs"] = _held_phase(edges, shares, paths, duration, broker, paced=paced)
+                place = _Placement(edge, args.holder_cpu if holders else None)
+                phase = _held_phase(edge, shares, paths, duration, broker, paced=paced, place=place)
+                result["held_runs"] = phase
                 time.sleep(3)
                 after = wait_acked(edge)
-                result.update(_afterwards(edges))
+                result.update(_afterwards(edge))
                 result["kafka"] = {k: after[k] - before[k] for k in after}
             finally:
-                for role in edges:
-                    role.stop()
+                edge.stop()
     finally:
         cleanup(tmp)
     result["conditions_end"] = conditions()
@@ -401,9 +441,8 @@ def main() -> None:  # noqa: PLR0915 - one straight script: start, measure, stop
 
 def _summarize(result: dict[str, Any]) -> None:
     held = result["held_runs"]
-    per_conn = (
-        (held["rss_kib_held"] - result["rss_kib_idle"]) * 1024 / max(1, held["measured_edge_held_at_start"])
-    )
+    count = max(1, held["held_at_start"])
+    per_conn = ((held["rss_kib_held"] - result["rss_kib_idle"]) + sum(held["rss_kib_holders"])) * 1024 / count
     result["rss_bytes_per_held"] = round(per_conn)
     nginx_rps = result.get("nginx", {}).get("rps")
     summary = {
@@ -414,15 +453,18 @@ def _summarize(result: dict[str, Any]) -> None:
         "plain_p99_saturated_ms": result["plain"]["saturated"]["p99_ms"],
         "held_p99_saturated_ms": held["saturated"]["p99_ms"],
         "paced_rps": result["plain"]["paced_rps"],
+        "holders_cpu_share_saturated": held["saturated"].get("apart_cpu_share"),
     }
     if nginx_rps:
         summary["ratio_plain"] = round(summary["plain_rps"] / nginx_rps, 3)
         summary["ratio_held"] = round(summary["held_rps"] / nginx_rps, 3)
     summary["p99_paced_target_met"] = summary["held_p99_paced_ms"] <= TARGET_P99_MS
     result["summary"] = summary
-    print(f"\nread time: {held['held_at_start']:,} pixels held (asked {result['held']:,})")
-    if result["held_spread"]:
-        print(f"  ({result['held_spread']})")
+    print(
+        f"\nread time: {held['held_at_start']:,} pixels held (asked {result['held']:,}), "
+        f"{held['handed_over_at_start']:,} by {held['holders']} holder processes "
+        f"on CPU {result['holder_cpu']}"
+    )
     for name, key in (("nothing held", "plain"), ("pixels held", "held")):
         print(
             f"  {name:>12}: {summary[f'{key}_rps']:,.0f} px/s"
@@ -430,7 +472,10 @@ def _summarize(result: dict[str, Any]) -> None:
             + f", p99 {summary[f'{key}_p99_saturated_ms']:.2f} ms saturated, "
             f"{summary[f'{key}_p99_paced_ms']:.2f} ms paced at {summary['paced_rps']:,.0f}/s"
         )
-    print(f"  RSS per held connection: {per_conn:,.0f} bytes ({result['rss_kib_idle'] / 1024:,.0f} MiB idle)")
+    print(
+        f"  RSS per held connection: {per_conn:,.0f} bytes (the edge's growth and the holders' whole RSS; "
+        f"the edge {result['rss_kib_idle'] / 1024:,.0f} MiB idle)"
+    )
     print(f"  read records: {result['read_records']}; not held: {result['unheld']}")
 
 

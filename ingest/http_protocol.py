@@ -38,9 +38,12 @@ the connection cap the longest-waiting connection is closed. Each such close is 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
+import socket
 import urllib.parse
+from collections.abc import Callable
 from typing import Any, ClassVar, Final, TypeVar, cast
 
 from uvicorn._types import ASGI3Application
@@ -51,7 +54,7 @@ from ingest.client_ip import client_ip, forwarded_for_counts
 from ingest.connection_bounds import DEFAULT_BOUNDS, ConnectionBounds, ConnectionTable, connection_table
 from ingest.edge import BAD_LINK, METHOD_NOT_ALLOWED, PIXEL, PIXEL_HEAD, Answer, Edge, TimedAnswer
 from ingest.native import PixelPath
-from ingest.read_time import Held
+from ingest.read_time import Adopt, Held
 
 log = logging.getLogger(__name__)
 
@@ -416,6 +419,29 @@ def bounded(protocol: type[_P], bounds: ConnectionBounds) -> type[_P]:
     return cast(type[_P], type(protocol.__name__, (protocol,), {"bounds": bounds}))
 
 
+_ADOPTING: Final[set[asyncio.Task[None]]] = set()
+
+
+def _adopt(
+    loop: asyncio.AbstractEventLoop,
+    factory: Callable[[], EdgeHttpProtocol],
+    sock: socket.socket,
+    pending: bytes,
+) -> None:
+    async def adopt() -> None:
+        try:
+            _, protocol = await loop.connect_accepted_socket(factory, sock)
+        except OSError:
+            sock.close()
+            return
+        if pending and not protocol.transport.is_closing():
+            protocol.data_received(pending)
+
+    task = loop.create_task(adopt())
+    _ADOPTING.add(task)
+    task.add_done_callback(_ADOPTING.discard)
+
+
 class EdgeHttpProtocol(BoundedHttpProtocol):
     """uvicorn's ``HttpToolsProtocol`` answering pixels and clicks itself when the app is an `Edge`, with
     `_HeadCoalescer` between the ASGI path's responses and the socket.
@@ -439,6 +465,7 @@ class EdgeHttpProtocol(BoundedHttpProtocol):
     # The timed open whose answer is held (`ingest.read_time`) until its trailer; ``self.cycle`` is another
     # once a request is pipelined behind it, as with uvicorn's cycles.
     _held: _HeldCycle | None
+    _handing: bool  # a held answer may go to a read-time holder once the current read is parsed
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -454,6 +481,7 @@ class EdgeHttpProtocol(BoundedHttpProtocol):
         self._between_messages = True
         self._answered_at = -math.inf
         self._held = None
+        self._handing = False
 
     def connection_lost(self, exc: Exception | None) -> None:
         held = self._held
@@ -501,6 +529,9 @@ class EdgeHttpProtocol(BoundedHttpProtocol):
                 edge.record_pixel_line(recipient_tag, key, line)
                 return
         super().data_received(data)
+        if self._handing:  # a timed open was held in what was just read: its holder may take it now
+            self._handing = False
+            self._hand_over()
 
     # -- below ASGI
 
@@ -585,6 +616,43 @@ class EdgeHttpProtocol(BoundedHttpProtocol):
         if not self._declares_body():
             self._reading_head = True  # the message completes as this returns: no body deadline for it
         held.held = pixels.hold(timed.opened, held)
+        self._handing = pixels.holders is not None and self.scheme == "http"
+
+    def _hand_over(self) -> None:
+        """Hand the held answer's connection to a read-time holder (`ingest.holder_link`) if nothing else is
+        in flight on it: no request pipelined behind it or partly read, no byte of the head unsent. Then this
+        protocol is done with the connection (its descriptor closes, the socket lives on in the holder).
+        Otherwise it stays held here."""
+        held = self._held
+        transport = self.transport
+        if (
+            held is None
+            or held.held is None
+            or self.cycle is not cast(RequestResponseCycle, held)
+            or self.pipeline
+            or not self._between_messages
+            or transport.is_closing()
+            or transport.get_write_buffer_size()
+        ):
+            return
+        holders = cast(Edge, self._edge).read_time.holders
+        sock = transport.get_extra_info("socket")
+        if holders is None or sock is None:
+            return
+        if not holders.hand_over(held.held, sock.fileno(), held.keep_alive, self._adopter()):
+            return
+        self._held = None
+        self.cycle = cast(RequestResponseCycle, _ANSWERED)
+        self.server_state.total_requests += 1
+        transport.abort()  # this process's descriptor: no FIN, no RST while the holder has the socket
+
+    def _adopter(self) -> Adopt:
+        """How a connection handed back by a holder (its answer complete, kept alive) is served on: by a new
+        protocol like this one, fed what its client sent meanwhile."""
+        factory = functools.partial(
+            type(self), config=self.config, server_state=self.server_state, app_state=self.app_state
+        )
+        return functools.partial(_adopt, self.loop, factory)
 
     def held_complete(self, held: _HeldCycle) -> None:
         """``held``'s trailer is written: the response is complete, as uvicorn completes one."""

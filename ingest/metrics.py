@@ -57,3 +57,11 @@ READ_TIME_UNHELD = Counter(
     "path: pipelined behind another request, a peer not reading, or another server than the edge's)",
     ["reason"],
 )
+READ_TIME_HANDED = Gauge(
+    "pixelpipe_read_time_handed_over",
+    "Of the read-time pixels held, those whose frames a holder process writes (PIXELPIPE_READ_TIME_HOLDERS)",
+)
+READ_TIME_HOLDERS_LOST = Counter(
+    "pixelpipe_read_time_holders_lost_total",
+    "Read-time holder processes that exited while this edge ran (their held pixels ended stopped)",
+)

@@ -26,6 +26,12 @@ once. A write to a connection costs the edge ~10 us (most of it the kernel's TCP
 writes) held the loop ~2-3 ms at a time and put the plain pixels' p99 at 9-11 ms with 19,000 held (BENCHMARKS
 section 9); a tick of 1 ms holds it a fraction of a millisecond. Idle, nothing ticks.
 
+**Held elsewhere** (`HeldPixels.holders`, `ingest.holder_link`): with read-time holders configured, the edge's
+HTTP protocol hands a held answer's connection, once its head is written, to a holder process
+(`ingest.read_holder`), which runs this same timer over it; the answer stays counted here (`release`) until
+the holder reports its end, and its record is published here (`end` with the holder's ``read_ms``). The
+frames' writes then cost the holder's core, not the edge's.
+
 Never: block (writes are a frame of 18 bytes to a transport's buffer; a publish never blocks, `bus.port`),
 publish a record twice for one held answer, or hold an answer past the cap.
 """
@@ -34,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -129,26 +136,51 @@ class Held:
             self.connection.close()
 
 
+# A connection handed back by a holder at its answer's end (keep-alive): the socket and what the client sent
+# meanwhile; the edge serves on with it.
+Adopt = Callable[[socket.socket, bytes], None]
+
+
+class Holders(Protocol):
+    """Where held answers may go instead of this process's timer (`ingest.holder_link.ReadHolders`)."""
+
+    def hand_over(self, held: Held, fd: int, keep_alive: bool, adopt: Adopt) -> bool:
+        """Hand ``held``'s connection (``fd``, its head written, nothing else in flight) to a holder: True if
+        taken (the caller then closes its own descriptor; the holder has its own), False to hold it here."""
+
+    async def stop(self) -> None:
+        """End every held answer handed over (``stopped``, records published) and stop the holders."""
+
+
+# What a holder reports when a measurement ends (`HeldPixels` given ``on_end``): the answer, how, the ms read.
+OnEnd = Callable[[Held, ReadEnd, int], None]
+
+
 class HeldPixels:
-    """The held read-time answers of one edge process, and the one timer that writes their frames."""
+    """The held read-time answers of one edge process (or of one holder process: ``on_end``), and the one
+    timer that writes their frames."""
 
     def __init__(
         self,
-        publisher: HitPublisher,
+        publisher: HitPublisher | None,
         *,
         cap_s: int,
         max_held: int,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        on_end: OnEnd | None = None,
     ) -> None:
         self.gif: Final = ReadGif(frames=cap_s)
         self.max_held = max_held
         # Read records go out as lines (`bus.port.EncodedHitPublisher`: the memory bus and Kafka's both take
-        # them); without, nothing can be published, and the edge answers timed opens as plain opens.
+        # them); without, nothing can be published, and the edge answers timed opens as plain opens. A holder
+        # process publishes nothing: it reports each end (``on_end``) to its edge.
         self._lines: EncodedHitPublisher | None = None
         if isinstance(publisher, EncodedHitPublisher):
             self._lines = publisher
-        self.measures: Final = self._lines is not None
+        self._on_end = on_end
+        self.measures: Final = self._lines is not None or on_end is not None
+        self.holders: Holders | None = None  # set by whoever starts holder processes (`pixelpipe.app`)
         self._clock = clock
         self._monotonic = monotonic
         self._slots: list[dict[Held, None]] = [{} for _ in range(TICKS_PER_SECOND)]
@@ -183,30 +215,46 @@ class HeldPixels:
         loop = asyncio.get_running_loop()
         if self._timer is None:
             self._loop, self._origin, self._tick = loop, loop.time(), 0
-            self._timer = loop.call_at(self._origin + _TICK_S, self._on_timer)
+            self._timer = loop.call_later(_TICK_S, self._on_timer)
         now_tick = max(self._tick, int((loop.time() - self._origin) / _TICK_S))
         held = Held(self, opened, connection, self._monotonic(), now_tick + TICKS_PER_SECOND)
         self._slots[held.due % TICKS_PER_SECOND][held] = None
         self._count += 1
-        metrics.READ_TIME_HELD.inc()
+        if self._on_end is None:
+            metrics.READ_TIME_HELD.inc()
         return held
+
+    def release(self, held: Held) -> None:
+        """``held`` is written to elsewhere from now (a holder process): off this timer, still counted as held
+        until `end` reports what was measured there."""
+        self._slots[held.due % TICKS_PER_SECOND].pop(held, None)
 
     # -- the end of a held answer
 
-    def end(self, held: Held, end: ReadEnd) -> None:
-        """End ``held``'s measurement (once: later calls do nothing) and publish its record."""
+    def end(self, held: Held, end: ReadEnd, read_ms: int | None = None) -> None:
+        """End ``held``'s measurement (once: later calls do nothing) and publish its record (or report it:
+        ``on_end``). ``read_ms``: measured elsewhere (a holder's); by default, from its head until now."""
         if held.ended:
             return
         held.ended = True
         self._slots[held.due % TICKS_PER_SECOND].pop(held, None)
         self._count -= 1
+        if read_ms is None:
+            read_ms = max(0, round((self._monotonic() - held.started) * 1000))
+        if self._on_end is not None:
+            self._on_end(held, end, read_ms)
+            return
         metrics.READ_TIME_HELD.dec()
-        read_ms = max(0, round((self._monotonic() - held.started) * 1000))
         self._publish(held.opened.record(end, read_ms, int(self._clock() * 1000)))
 
     async def stop(self) -> None:
         """End every held answer ``stopped`` (each closed, each record published) and stop the timer: the
-        edge's graceful stop, before its publisher stops."""
+        edge's graceful stop, before its publisher stops. Those handed to holders first."""
+        if self.holders is not None:
+            try:
+                await self.holders.stop()
+            except Exception:
+                log.exception("could not stop the read-time holders")
         for slot in self._slots:
             for held in list(slot):
                 try:
@@ -245,7 +293,11 @@ class HeldPixels:
                         self._advance(held, tick if target - tick < _LATE_TICKS else target)
         self._tick = max(self._tick, target)
         if self._count:
-            self._timer = loop.call_at(self._origin + (self._tick + 1) * _TICK_S, self._on_timer)
+            # A tick from now, not at the next tick's exact time: uvloop rounds a timer's delay to whole
+            # milliseconds, so a call at the next tick's time came back early, found no new tick, and asked
+            # again, spinning through most of each millisecond (98,000 calls a second; measured). Each call
+            # visits every tick passed since the last, so a late call loses nothing.
+            self._timer = loop.call_later(_TICK_S, self._on_timer)
         else:
             self._timer = None
 

@@ -61,6 +61,7 @@ from deliveries.port import DeliveryPublisher, MailServiceDirectory
 from ingest import native
 from ingest.client_ip import client_ip
 from ingest.edge import ASGIApp, Edge
+from ingest.holder_link import ReadHolders
 from ingest.preferences_redirect import preferences_redirect
 from ingest.read_time import HeldPixels
 from notices.live import LiveFeed
@@ -356,9 +357,7 @@ def build_components(
     if "edge" not in roles and memory is not None:
         c.publisher = None
     if "edge" in roles and c.publisher is not None:
-        c.held_pixels = HeldPixels(
-            c.publisher, cap_s=settings.read_time_cap_s, max_held=settings.read_time_max_held
-        )
+        c.held_pixels = _held_pixels(c.publisher, settings)
     if c.kafka is None and roles & {"edge", "process"} == {"edge", "process"}:
         # One process: the in-memory queue is the ingest's publisher and the loader's source.
         delivery_bus = MemoryDeliveryBus(settings.bus_capacity)
@@ -403,6 +402,15 @@ def build_components(
         c.on_reads_stored.extend(c.notifications.read_listeners())
         c.on_deliveries_stored.extend(c.notifications.delivery_listeners())
     return c
+
+
+def _held_pixels(publisher: HitPublisher, settings: Settings) -> HeldPixels:
+    """The edge's held read-time pixels, and its holder processes (started at the first hand-over: none
+    while nothing is held)."""
+    pixels = HeldPixels(publisher, cap_s=settings.read_time_cap_s, max_held=settings.read_time_max_held)
+    if settings.read_time_holders:
+        pixels.holders = ReadHolders(pixels, settings.read_time_holders, settings.read_time_cap_s)
+    return pixels
 
 
 def _hit_processor(settings: Settings) -> HitProcessor:

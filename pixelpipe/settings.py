@@ -80,6 +80,7 @@ class Settings:
     # Read time (ingest.read_time): how long a timed open's pixel is held at most, and how many at once.
     read_time_cap_s: int = 25
     read_time_max_held: int = 5_000
+    read_time_holders: int = 1  # processes that write held pixels' frames (ingest.holder_link); 0: the edge
     secret_generated: bool = False
     api_keys_generated: bool = False
     public_url_given: bool = False  # PIXELPIPE_PUBLIC_URL was set (else http://HOST:PORT of this process)
@@ -221,18 +222,21 @@ def _max_connections(env: Mapping[str, str], fd_reserve: int, open_files: int) -
     return value
 
 
-def _read_time_max_held(env: Mapping[str, str], max_connections: int) -> int:
+def _read_time_max_held(env: Mapping[str, str], max_connections: int, holders: int) -> int:
     """The cap on held read-time pixels: ``PIXELPIPE_READ_TIME_MAX_HELD``, by default half the connection cap
-    (held connections are connections: the other half stays for everything else); never over the cap."""
+    (held connections are connections: the other half stays for everything else). Held by the edge itself
+    (no holders), never over the cap; held by holder processes, they are the holders' descriptors, not the
+    edge's connections."""
     default = max(1, max_connections // 2)
     raw = env.get("PIXELPIPE_READ_TIME_MAX_HELD")
     if raw is None or raw == "":
         return default
     value = _int(env, "PIXELPIPE_READ_TIME_MAX_HELD", default, 0, 10_000_000)
-    if value > max_connections:
+    if value > max_connections and not holders:
         raise SettingsError(
             "PIXELPIPE_READ_TIME_MAX_HELD",
-            f"{value} held pixels exceed the connection cap {max_connections} (PIXELPIPE_MAX_CONNECTIONS)",
+            f"{value} held pixels exceed the connection cap {max_connections} (PIXELPIPE_MAX_CONNECTIONS) "
+            "and no holder processes hold them (PIXELPIPE_READ_TIME_HOLDERS=0)",
         )
     return value
 
@@ -457,7 +461,8 @@ def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port:
     fd_reserve = _int(env, "PIXELPIPE_FD_RESERVE", min(1_024, open_files // 4), 16, 1_000_000)
     max_connections = _max_connections(env, fd_reserve, open_files)
     delivery_max_body_bytes = _int(env, "PIXELPIPE_DELIVERY_MAX_BODY_BYTES", 26_214_400, 1_024, 1_073_741_824)
-    read_time_max_held = _read_time_max_held(env, max_connections)
+    read_time_holders = _int(env, "PIXELPIPE_READ_TIME_HOLDERS", 1, 0, 64)
+    read_time_max_held = _read_time_max_held(env, max_connections, read_time_holders)
     api_url = env.get("PIXELPIPE_API_PUBLIC_URL", "")
 
     return Settings(
@@ -490,6 +495,7 @@ def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port:
         delivery_max_body_bytes=delivery_max_body_bytes,
         read_time_cap_s=_int(env, "PIXELPIPE_READ_TIME_CAP_SECONDS", 25, 1, 300),
         read_time_max_held=read_time_max_held,
+        read_time_holders=read_time_holders,
         secret_generated=secret_generated,
         api_keys_generated=api_keys_generated,
         public_url_given=public_url_given,

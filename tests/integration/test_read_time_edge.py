@@ -15,10 +15,12 @@ before. Every test runs on the Python path alone and with the native fast path i
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +31,7 @@ from prometheus_client import REGISTRY
 
 from bus.memory import MemoryBus
 from ingest.edge import PIXEL_GIF, Edge
+from ingest.holder_link import ReadHolders
 from ingest.http_protocol import EdgeHttpProtocol
 from ingest.native import NativeEdge
 from ingest.read_gif import FRAME, ReadGif
@@ -56,6 +59,14 @@ NO_STORE = "no-store, no-cache, must-revalidate, private"
 
 def _sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def _eventually(value: Callable[[], float], within_s: float = 2.0) -> float:
+    """``value()`` once it is not 0, or at the deadline."""
+    deadline = time.monotonic() + within_s
+    while not (found := value()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return found
 
 
 class _TappedBus(MemoryBus):
@@ -101,6 +112,7 @@ class _Server:
     pixels: HeldPixels
     do_not_track: DoNotTrack
     uvicorn_server: uvicorn.Server
+    holders: int
 
     def connect(self) -> _Conn:
         return _Conn(socket.create_connection((self.host, self.port), timeout=15))
@@ -165,21 +177,25 @@ def _get(path: str, *extra: str, method: str = "GET", ua: str = UA) -> bytes:
 
 
 @contextmanager
-def _serving(native: NativeEdge, **env: str) -> Iterator[_Server]:
+def _serving(native: NativeEdge, holders: int, **env: str) -> Iterator[_Server]:
     """A real edge (`Edge` + `EdgeHttpProtocol` on uvloop) whose read-time settings come from the
-    environment (``PIXELPIPE_READ_TIME_CAP_SECONDS=3`` unless ``env`` says otherwise)."""
+    environment (``PIXELPIPE_READ_TIME_CAP_SECONDS=3`` unless ``env`` says otherwise), with ``holders``
+    holder processes (`ingest.holder_link`; 0: the edge holds its pixels itself)."""
     settings = settings_mod.load(
         {
             "PIXELPIPE_SECRET": f"1:{SECRET}",
             "PIXELPIPE_API_KEYS": "acme=acme-key-123",
             "PIXELPIPE_READ_TIME_CAP_SECONDS": str(CAP_S),
             "PIXELPIPE_NATIVE_EDGE": native,
+            "PIXELPIPE_READ_TIME_HOLDERS": str(holders),
             **env,
         }
     )
     assert settings.keyring == KEYS
     bus = _TappedBus()
     pixels = HeldPixels(bus, cap_s=settings.read_time_cap_s, max_held=settings.read_time_max_held)
+    if settings.read_time_holders:  # as `pixelpipe.app` does
+        pixels.holders = ReadHolders(pixels, settings.read_time_holders, settings.read_time_cap_s)
     do_not_track = DoNotTrack(settings.keyring)
 
     async def fallback(scope: Any, receive: Any, send: Any) -> None:
@@ -206,7 +222,7 @@ def _serving(native: NativeEdge, **env: str) -> Iterator[_Server]:
     assert (edge.pixel_path is not None) == (native == "on")
     with serving_server(edge, http=EdgeHttpProtocol, loop="uvloop") as (base, uvicorn_server):
         host, port = base.removeprefix("http://").split(":")
-        yield _Server(host, int(port), bus, pixels, do_not_track, uvicorn_server)
+        yield _Server(host, int(port), bus, pixels, do_not_track, uvicorn_server, holders)
 
 
 @pytest.fixture(scope="module", params=["off", "on"], ids=["python", "native"])
@@ -216,9 +232,14 @@ def native(request: pytest.FixtureRequest) -> NativeEdge:
     return request.param  # type: ignore[no-any-return]
 
 
+@pytest.fixture(scope="module", params=[0, 1], ids=["in-edge", "holder"])
+def holders(request: pytest.FixtureRequest) -> int:
+    return request.param  # type: ignore[no-any-return]
+
+
 @pytest.fixture(scope="module")
-def _module_server(native: NativeEdge) -> Iterator[_Server]:
-    with _serving(native) as server:
+def _module_server(native: NativeEdge, holders: int) -> Iterator[_Server]:
+    with _serving(native, holders) as server:
         yield server
 
 
@@ -268,6 +289,10 @@ def test_a_client_that_closes_at_1_s_makes_one_closed_record_of_about_1_s(server
         hits = server.bus.wait_hits(1)  # the open is published at once, before anything is measured
         assert server.bus.reads() == []
         assert _sample("pixelpipe_read_time_held") >= 1
+        # Held by a holder process (its frames written there) when there is one, by the edge otherwise
+        # (handed over just after the head was written, in the server's thread).
+        handed = _eventually if server.holders else (lambda value: value())
+        assert handed(lambda: _sample("pixelpipe_read_time_handed_over")) == server.holders
         time.sleep(1.0)
     reads = server.bus.wait_reads(1)
     assert len(hits) == 1
@@ -322,6 +347,26 @@ def test_a_pixel_pipelined_behind_a_held_one_is_answered_after_it_in_order(serve
     assert [h.message_id for h in hits] == ["msg-1", "msg-plain"]
     assert [r.end for r in reads] == ["cap"]
     _assert_names_the_open(reads[0], hits[0])
+
+
+def test_a_request_sent_while_held_is_answered_after_the_trailer(server: _Server) -> None:
+    """Sent once the head has arrived (so, with a holder, after the hand-over): it waits for the trailer,
+    and the connection then serves it (handed back by the holder with what the client sent meanwhile)."""
+    with server.connect() as conn:
+        conn.send(_get(f"/o/{TIMED}.gif"))
+        conn.head()
+        assert conn.body(len(GIF.head)) == GIF.head
+        conn.send(_get(f"/o/{PLAIN}.gif") + _get("/other"))
+        rest = conn.body(GIF.content_length - len(GIF.head))
+        second = conn.response()
+        third = conn.response()
+        hits = server.bus.wait_hits(2)
+        reads = server.bus.wait_reads(1)
+    assert GIF.head + rest == GIF.whole
+    assert second.body == PIXEL_GIF
+    assert third.body == b"fallback"
+    assert [h.message_id for h in hits] == ["msg-1", "msg-plain"]
+    assert [r.end for r in reads] == ["cap"]
 
 
 def test_connection_close_gets_the_whole_animation_then_a_close(server: _Server) -> None:
@@ -444,8 +489,8 @@ def test_a_plain_open_is_answered_as_before(server: _Server) -> None:
 # -- the cap of held pixels; a graceful stop
 
 
-def test_beyond_max_held_the_gif_goes_whole_busy_and_is_counted(native: NativeEdge) -> None:
-    with _serving(native, PIXELPIPE_READ_TIME_MAX_HELD="1") as server:
+def test_beyond_max_held_the_gif_goes_whole_busy_and_is_counted(native: NativeEdge, holders: int) -> None:
+    with _serving(native, holders, PIXELPIPE_READ_TIME_MAX_HELD="1") as server:
         busy_before = _sample("pixelpipe_read_time_unheld_total", reason="busy")
         with server.connect() as first, server.connect() as second:
             first.send(_get(f"/o/{TIMED}.gif"))
@@ -467,8 +512,10 @@ def test_beyond_max_held_the_gif_goes_whole_busy_and_is_counted(native: NativeEd
     assert sorted(r.read_of for r in reads) == sorted(h.hit_id for h in hits)
 
 
-def test_a_graceful_stop_ends_a_held_pixel_at_once_with_a_stopped_record(native: NativeEdge) -> None:
-    with _serving(native, PIXELPIPE_READ_TIME_CAP_SECONDS="60") as server, server.connect() as conn:
+def test_a_graceful_stop_ends_a_held_pixel_at_once_with_a_stopped_record(
+    native: NativeEdge, holders: int
+) -> None:
+    with _serving(native, holders, PIXELPIPE_READ_TIME_CAP_SECONDS="60") as server, server.connect() as conn:
         conn.send(_get(f"/o/{TIMED}.gif"))
         conn.head()
         assert conn.body(len(ReadGif(60).head)) == ReadGif(60).head
@@ -477,10 +524,43 @@ def test_a_graceful_stop_ends_a_held_pixel_at_once_with_a_stopped_record(native:
         server.uvicorn_server.should_exit = True  # uvicorn's graceful shutdown, as on SIGTERM
         rest = conn.rest()  # closed by the server, long before the cap
         closed_after = time.monotonic() - stop_asked
-        reads = server.bus.reads()
+        reads = server.bus.wait_reads(1)  # a holder's report reaches the edge just after it closed
         hits = server.bus.hits()
     assert closed_after < 5
     assert set(rest) <= set(FRAME)  # at most a frame or two, never the trailer
     assert [r.end for r in reads] == ["stopped"]
     assert 1000 <= reads[0].read_ms <= 6000
     assert reads[0].read_of == hits[0].hit_id
+
+
+def test_a_holder_that_dies_ends_its_pixels_stopped_and_another_is_started(native: NativeEdge) -> None:
+    with _serving(native, 1, PIXELPIPE_READ_TIME_CAP_SECONDS="60") as server:
+        holders = server.pixels.holders
+        assert isinstance(holders, ReadHolders)
+        lost_before = _sample("pixelpipe_read_time_holders_lost_total")
+        with server.connect() as conn:
+            conn.send(_get(f"/o/{TIMED}.gif"))
+            conn.head()
+            assert conn.body(len(ReadGif(60).head)) == ReadGif(60).head
+            hits = server.bus.wait_hits(1)
+            assert _eventually(lambda: _sample("pixelpipe_read_time_handed_over")) == 1
+            pid = holders.links[0].pid
+            assert pid is not None
+            time.sleep(0.5)
+            os.kill(pid, signal.SIGKILL)
+            assert set(conn.rest()) <= set(FRAME)  # closed with the holder
+        reads = server.bus.wait_reads(1)
+        assert [(r.end, r.read_of) for r in reads] == [("stopped", hits[0].hit_id)]
+        assert 300 <= reads[0].read_ms <= 5000
+        assert server.pixels.held == 0
+        assert _sample("pixelpipe_read_time_holders_lost_total") == lost_before + 1
+        time.sleep(1.1)  # a holder is started again at most once a second
+        with server.connect() as conn:
+            conn.send(_get(f"/o/{TIMED}.gif"))
+            conn.head()
+            assert conn.body(len(ReadGif(60).head)) == ReadGif(60).head
+            server.bus.wait_hits(2)
+            assert _eventually(lambda: _sample("pixelpipe_read_time_handed_over")) == 1
+            assert holders.links[0].pid not in (None, pid)
+        reads = server.bus.wait_reads(2)
+    assert [r.end for r in reads] == ["stopped", "closed"]

@@ -86,3 +86,31 @@ def test_a_malformed_bound_names_its_variable(
     tmp_path: Path, variable: str, value: str, message: str
 ) -> None:
     assert str(refusal(tmp_path, variable, value)) == f"{variable}: {message}"
+
+
+@pytest.mark.usefixtures("open_files")
+def test_read_time_holders_and_held_pixels(tmp_path: Path) -> None:
+    env = {**GOOD, "PIXELPIPE_DATA_DIR": str(tmp_path)}
+    s = load(env)
+    assert (s.read_time_holders, s.read_time_max_held, s.read_time_cap_s) == (1, 5_000, 25)
+    # Held by holder processes, held pixels are the holders' descriptors: over the edge's connection cap.
+    s = load({**env, "PIXELPIPE_READ_TIME_HOLDERS": "2", "PIXELPIPE_READ_TIME_MAX_HELD": "20000"})
+    assert (s.read_time_holders, s.read_time_max_held, s.max_connections) == (2, 20_000, 10_000)
+    s = load({**env, "PIXELPIPE_READ_TIME_HOLDERS": "0", "PIXELPIPE_READ_TIME_MAX_HELD": "10000"})
+    assert (s.read_time_holders, s.read_time_max_held) == (0, 10_000)
+
+
+@pytest.mark.usefixtures("open_files")
+@pytest.mark.parametrize(
+    ("base", "variable", "value"),
+    [
+        ({"PIXELPIPE_READ_TIME_HOLDERS": "0"}, "PIXELPIPE_READ_TIME_MAX_HELD", "10001"),
+        ({}, "PIXELPIPE_READ_TIME_HOLDERS", "65"),
+        ({}, "PIXELPIPE_READ_TIME_HOLDERS", "-1"),
+        ({}, "PIXELPIPE_READ_TIME_HOLDERS", "two"),
+    ],
+)
+def test_malformed_read_time_holding_stops_start_up_naming_it(
+    tmp_path: Path, base: dict[str, str], variable: str, value: str
+) -> None:
+    refusal(tmp_path, variable, value, {**GOOD, **base})
