@@ -11,8 +11,8 @@ connection if a response ends. The cap is set past the phase (``PIXELPIPE_READ_T
 the N stay held while wrk runs; the held-connection cap is N.
 
 The edge hands held pixels to its read-time holder processes (``PIXELPIPE_READ_TIME_HOLDERS``,
-`ingest.holder_link`), which write the frames; the benchmark moves them to CPU 1 (``--holder-cpu``) as they
-start, as an operator gives them cores of their own, and reports their CPU apart from the edge's.
+`ingest.holder_link`), which write the frames at a lower priority than the edge's; they run on the edge's
+core (``--holder-cpu`` moves them elsewhere as they start), and their CPU and writes are reported apart.
 ``--holders 0`` measures the edge holding its pixels itself (its own core writes the frames).
 
 Reported: both runs' rate, p50, p99, the ratio to nginx, the edge's CPU share (and the holders'), the edge's
@@ -72,6 +72,7 @@ from bench.common import (
     write_result,
 )
 from bench.edge_vs_nginx import TARGET_P99_MS, measured, wait_acked, warm
+from ingest.read_gif import FRAME
 
 CAP_S = 300
 FD_SPARE = 1_000  # file descriptors a process keeps beside the held connections (wrk's, Kafka's, the spool)
@@ -172,6 +173,8 @@ async def _hold(host: str, port: int, count: int, seconds: float) -> dict[str, A
             await asyncio.sleep(ahead)
     ramp_s = time.monotonic() - started
     print(json.dumps({"ramped": True, "ramp_s": round(ramp_s, 1), "live": len(live)}), flush=True)
+    await asyncio.sleep(READ_EVERY_S + 1)  # every connection read once since the ramp: count from here
+    counted_from, bytes_then = time.monotonic(), stats["bytes"]
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     samples: list[tuple[float, int]] = []
@@ -180,11 +183,15 @@ async def _hold(host: str, port: int, count: int, seconds: float) -> dict[str, A
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), 1.0)
         samples.append((round(time.monotonic() - started, 1), len(live)))
+    # Frames that arrived per held connection per second (one is the schedule; reads every `READ_EVERY_S`
+    # make it exact to within one read's batch).
+    frames = (stats["bytes"] - bytes_then) / len(FRAME)
+    rate = frames / max(1, len(live)) / max(1e-9, time.monotonic() - counted_from)
     for held in list(live):
         if held.transport is not None:
             held.transport.close()
     await asyncio.sleep(0.5)
-    return {**stats, "ramp_s": round(ramp_s, 1), "live_samples": samples}
+    return {**stats, "ramp_s": round(ramp_s, 1), "live_samples": samples, "frames_per_held_s": round(rate, 3)}
 
 
 def _hold_main(argv: list[str]) -> None:
@@ -239,33 +246,70 @@ class _Placement:
 
     def __init__(self, edge: Role, cpu: str | None) -> None:
         self._edge = edge
-        self._cpu = cpu
+        self.cpu = cpu
         self.pids: list[int] = []
 
     def update(self) -> list[int]:
         for pid in _holder_pids(self._edge):
             if pid not in self.pids:
-                if self._cpu is not None:
-                    pin(pid, self._cpu)
+                if self.cpu is not None:
+                    pin(pid, self.cpu)
                 self.pids.append(pid)
         return self.pids
 
 
+def _writes(pids: list[int]) -> int:
+    """Write system calls made so far by ``pids`` (``/proc/PID/io`` ``syscw``: a frame's write is one)."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+                if line.startswith("syscw:"):
+                    total += int(line.split()[1])
+    return total
+
+
 def _edge_runs(
-    edge: Role, paths: list[str], duration: float, broker: int, paced: float | None, *, apart: list[int]
+    edge: Role,
+    paths: list[str],
+    duration: float,
+    broker: int,
+    paced: float | None,
+    *,
+    holders: list[int],
+    holders_on_server_cpu: bool,
+    again: bool = False,
 ) -> dict[str, Any]:
-    """A saturation run and a paced one (at ``paced``, else half the saturation rate); ``apart``: the holder
-    processes (the edge's children, on another CPU), whose CPU is reported apart from the edge's."""
-    saturated = measured(edge.base, paths, duration, edge.pid, broker, apart=apart)
+    """A saturation run and a paced one (at ``paced``, else half the saturation rate), and with ``again``
+    a second saturation run. ``holders``: the edge's holder processes, whose CPU is reported apart from the
+    edge's (and counted as the server's own work, not a disturbance, when they share its CPU), and how many
+    writes a second they made."""
+    peers = holders if holders_on_server_cpu else []
+
+    def run(**wrk: Any) -> dict[str, Any]:
+        started, writes = time.monotonic(), _writes(holders)
+        result = measured(edge.base, paths, duration, edge.pid, broker, peers=peers, apart=holders, **wrk)
+        result["holder_writes_per_s"] = round((_writes(holders) - writes) / (time.monotonic() - started))
+        return result
+
+    saturated = run()
     rate = paced or max(500.0, round(saturated["rps"] / 2, -2))
-    paced_run = measured(edge.base, paths, duration, edge.pid, broker, apart=apart, paced_rps=rate)
+    paced_run = run(paced_rps=rate)
     print(f"    saturated: {_line(saturated)}", flush=True)
     print(f"    paced at {rate:,.0f}/s: {_line(paced_run)}", flush=True)
-    return {"saturated": saturated, "paced": paced_run, "paced_rps": rate}
+    runs = {"saturated": saturated, "paced": paced_run, "paced_rps": rate}
+    if again:
+        runs["saturated_again"] = run()
+        print(f"    saturated again: {_line(runs['saturated_again'])}", flush=True)
+    return runs
 
 
 def _line(r: dict[str, Any]) -> str:
-    holders = f", the holders {r['apart_cpu_share']:.0%}" if r.get("apart_cpu_share") else ""
+    holders = (
+        f", the holders {r['apart_cpu_share']:.0%} ({r['holder_writes_per_s']:,} writes/s)"
+        if r.get("apart_cpu_share")
+        else ""
+    )
     return (
         f"{r['rps']:,.0f} px/s, p50 {r['p50_ms']:.2f} ms, p99 {r['p99_ms']:.2f} ms, non-2xx {r['non_2xx']}, "
         f"socket errors {r['socket_errors']}, the edge used {r['server_cpu_share']:.0%} of a CPU{holders}"
@@ -314,7 +358,11 @@ def _held_phase(
         f"edge RSS {rss_held / 1024:,.0f} MiB, holders' {sum(rss_holders) / 1024:,.0f} MiB",
         flush=True,
     )
-    runs = _edge_runs(edge, paths, duration, broker, paced, apart=holders)
+    on_server_cpu = place.cpu in (None, SERVER_CPU)
+    runs = _edge_runs(
+        edge, paths, duration, broker, paced, holders=holders, holders_on_server_cpu=on_server_cpu, again=True
+    )
+
     held_after = _held_now(edge)
     reports = []
     for client, _ in clients:
@@ -372,7 +420,9 @@ def main() -> None:  # noqa: PLR0915 - one straight script: start, measure, stop
     parser.add_argument(
         "--holders", type=int, default=None, help="holder processes (default: as the open-file limit needs)"
     )
-    parser.add_argument("--holder-cpu", default=LOAD_CPU, help=f"where the holders run (default {LOAD_CPU})")
+    parser.add_argument(
+        "--holder-cpu", default=None, help="move the holders to this CPU (default: they stay on the edge's)"
+    )
     args = parser.parse_args()
     duration = 30.0 if args.full else 10.0
     missing = ensure_tools("wrk", "nginx")
@@ -411,13 +461,12 @@ def main() -> None:  # noqa: PLR0915 - one straight script: start, measure, stop
                 broker = kafka_pid(tmp / "kafka")
                 result["broker_warmup_us_per_px"] = warm(edge, paths, broker)
                 if "nginx" not in missing:
-                    with nginx(tmp / "nginx", SERVER_CPU) as (url, master):
-                        run_wrk(url, paths, duration_s=2)
-                        result["nginx"] = measured(url, paths, duration, master.pid)
-                    print(f"  nginx: {_line(result['nginx'])}", flush=True)
+                    result["nginx"] = _nginx(tmp, paths, duration)
                 print("  the edge, nothing held:", flush=True)
                 before = wait_acked(edge)
-                result["plain"] = _edge_runs(edge, paths, duration, broker, None, apart=[])
+                result["plain"] = _edge_runs(
+                    edge, paths, duration, broker, None, holders=[], holders_on_server_cpu=False
+                )
                 time.sleep(2)
                 result["rss_kib_idle"] = _rss_kib(edge.pid)
                 print(f"  edge RSS idle {result['rss_kib_idle'] / 1024:,.0f} MiB", flush=True)
@@ -430,6 +479,14 @@ def main() -> None:  # noqa: PLR0915 - one straight script: start, measure, stop
                 after = wait_acked(edge)
                 result.update(_afterwards(edge))
                 result["kafka"] = {k: after[k] - before[k] for k in after}
+                # This machine's rate drifts by 10-20 % over minutes: the plain runs and nginx again, after,
+                # and the ratios from both.
+                print("  the edge, nothing held again:", flush=True)
+                result["plain_after"] = _edge_runs(
+                    edge, paths, duration, broker, paced, holders=[], holders_on_server_cpu=False
+                )
+                if "nginx" not in missing:
+                    result["nginx_after"] = _nginx(tmp, paths, duration)
             finally:
                 edge.stop()
     finally:
@@ -439,19 +496,34 @@ def main() -> None:  # noqa: PLR0915 - one straight script: start, measure, stop
     write_result("read_time", result)
 
 
+def _nginx(tmp: Path, paths: list[str], duration: float) -> dict[str, Any]:
+    with nginx(tmp / "nginx", SERVER_CPU) as (url, master):
+        run_wrk(url, paths, duration_s=2)
+        run = measured(url, paths, duration, master.pid)
+    print(f"  nginx: {_line(run)}", flush=True)
+    return run
+
+
+def _mean(*values: float) -> float:
+    return round(sum(values) / len(values), 1)
+
+
 def _summarize(result: dict[str, Any]) -> None:
     held = result["held_runs"]
     count = max(1, held["held_at_start"])
     per_conn = ((held["rss_kib_held"] - result["rss_kib_idle"]) + sum(held["rss_kib_holders"])) * 1024 / count
     result["rss_bytes_per_held"] = round(per_conn)
-    nginx_rps = result.get("nginx", {}).get("rps")
+    nginx_runs = [result[k]["rps"] for k in ("nginx", "nginx_after") if k in result]
+    nginx_rps = _mean(*nginx_runs) if nginx_runs else None
+    plain, after = result["plain"], result["plain_after"]
     summary = {
-        "plain_rps": result["plain"]["saturated"]["rps"],
-        "held_rps": held["saturated"]["rps"],
-        "plain_p99_paced_ms": result["plain"]["paced"]["p99_ms"],
+        "nginx_rps": nginx_rps,
+        "plain_rps": _mean(plain["saturated"]["rps"], after["saturated"]["rps"]),
+        "held_rps": _mean(held["saturated"]["rps"], held["saturated_again"]["rps"]),
+        "plain_p99_paced_ms": max(plain["paced"]["p99_ms"], after["paced"]["p99_ms"]),
         "held_p99_paced_ms": held["paced"]["p99_ms"],
-        "plain_p99_saturated_ms": result["plain"]["saturated"]["p99_ms"],
-        "held_p99_saturated_ms": held["saturated"]["p99_ms"],
+        "plain_p99_saturated_ms": max(plain["saturated"]["p99_ms"], after["saturated"]["p99_ms"]),
+        "held_p99_saturated_ms": max(held["saturated"]["p99_ms"], held["saturated_again"]["p99_ms"]),
         "paced_rps": result["plain"]["paced_rps"],
         "holders_cpu_share_saturated": held["saturated"].get("apart_cpu_share"),
     }
@@ -463,8 +535,9 @@ def _summarize(result: dict[str, Any]) -> None:
     print(
         f"\nread time: {held['held_at_start']:,} pixels held (asked {result['held']:,}), "
         f"{held['handed_over_at_start']:,} by {held['holders']} holder processes "
-        f"on CPU {result['holder_cpu']}"
+        f"on CPU {result['holder_cpu'] or SERVER_CPU}"
     )
+    print("  (each rate the mean of two runs: nothing held before and after, held twice; nginx too)")
     for name, key in (("nothing held", "plain"), ("pixels held", "held")):
         print(
             f"  {name:>12}: {summary[f'{key}_rps']:,.0f} px/s"
@@ -477,6 +550,8 @@ def _summarize(result: dict[str, Any]) -> None:
         f"the edge {result['rss_kib_idle'] / 1024:,.0f} MiB idle)"
     )
     print(f"  read records: {result['read_records']}; not held: {result['unheld']}")
+    rates = [c.get("frames_per_held_s") for c in held["clients"]]
+    print(f"  frames per held pixel per second (the schedule is 1): {rates}")
 
 
 if __name__ == "__main__":

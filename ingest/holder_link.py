@@ -16,16 +16,18 @@ holder's ``read_ms``), so the records, the metrics and the cap on held pixels ar
 cap, a kept-alive connection comes back with what the client sent meanwhile, and the edge serves on with it
 (``adopt``); otherwise the holder closes it.
 
-**Never lost, never twice.** A hand-over that cannot be sent at once (the pair's buffer full, no holder
-running) is held by the edge itself, as with no holders. A holder that dies ends its answers ``stopped``
-(the kernel closed their connections with it) and is started again at the next hand-over, at most once a
-second. A graceful stop asks each holder to end its answers (``stopped``, closed) and waits for their
-reports, at most `STOP_WAIT_S`; what is still missing then is ended ``stopped`` here.
+**Never lost, never twice.** A hand-over the holder has not read yet waits in the edge's queue (in order,
+with a copy of the descriptor and the head's time: the holder writes the frames owed since); beyond
+`MAX_QUEUED` waiting, or with no holder running, the edge holds the pixel itself, as with no holders. A
+holder that dies ends its answers ``stopped`` (the kernel closed their connections with it) and is started
+again at the next hand-over, at most once a second. A graceful stop asks each holder to end its answers
+(``stopped``, closed) and waits for their reports, at most `STOP_WAIT_S`; what is still missing then is
+ended ``stopped`` here.
 
-**Messages** (orjson objects, one per packet): edge to holder ``{"hold": [timed open], "keep_alive": b}``
-with the connection's descriptor, ``{"stop": true}``; holder to edge ``{"end": hit_id, "as": end,
-"read_ms": n}`` (with the descriptor and ``"pending"`` when a kept-alive connection comes back), then
-``{"stopped": true}``.
+**Messages** (orjson objects, one per packet): edge to holder ``{"hold": [timed open], "keep_alive": b,
+"head_at": monotonic seconds}`` with the connection's descriptor, ``{"stop": true}``; holder to edge
+``{"end": hit_id, "as": end, "read_ms": n}`` (with the descriptor and ``"pending"`` when a kept-alive
+connection comes back), then ``{"stopped": true}``.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ from schemas.reads import ReadEnd
 log = logging.getLogger(__name__)
 
 STOP_WAIT_S: Final = 5.0
+# Hand-overs queued for a holder that has not read them yet (each keeps its connection's descriptor open
+# here); beyond, the edge holds the pixel itself.
+MAX_QUEUED: Final = 10_000
 _RESTART_EVERY_S: Final = 1.0
 _MAX_PACKET: Final = 1 << 16
 _MAX_FDS: Final = 4
@@ -86,17 +91,6 @@ class Channel:
     def fileno(self) -> int:
         return self.sock.fileno()
 
-    def try_send(self, message: dict[str, Any], fds: tuple[int, ...] = ()) -> bool:
-        """Send now, or not at all (False: the buffer is full, or packets wait ahead of it). ``fds`` stay the
-        caller's: the packet carries copies."""
-        if self._outbox:
-            return False
-        try:
-            socket.send_fds(self.sock, [orjson.dumps(message)], list(fds))
-        except (BlockingIOError, InterruptedError):
-            return False
-        return True
-
     def send(self, message: dict[str, Any], owned_fds: tuple[int, ...] = ()) -> None:
         """Send now or, the buffer full, as soon as it drains, in order. ``owned_fds`` become the channel's:
         each is closed once sent (or when the channel closes)."""
@@ -126,6 +120,11 @@ class Channel:
     @property
     def flushed(self) -> bool:
         return not self._outbox
+
+    @property
+    def backlog(self) -> int:
+        """Packets waiting to be sent."""
+        return len(self._outbox)
 
     def receive(self) -> tuple[list[tuple[dict[str, Any], list[int]]], bool]:
         """What has arrived (each message with its descriptors, now the caller's), and whether the other end
@@ -173,10 +172,11 @@ class HolderLink:
         self._name = name
         self._channel: Channel | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._gone: list[subprocess.Popen[bytes]] = []  # holders that exited, not reaped yet
         self._away: dict[str, tuple[Held, Adopt]] = {}
         self._started_at = -_RESTART_EVERY_S
         self._stopped: asyncio.Event | None = None
-        self._stopping = False
+        self.stopping = False  # no more hand-overs; a connection handed back is closed
 
     @property
     def held(self) -> int:
@@ -187,12 +187,15 @@ class HolderLink:
         return self._process.pid if self._process is not None else None
 
     def hand_over(self, held: Held, fd: int, keep_alive: bool, adopt: Adopt) -> bool:
-        channel = self._channel if not self._stopping and self._running() else None
+        channel = self._channel if not self.stopping and self._running() else None
         if channel is None:
             return False
-        message = {"hold": encode_timed_open(held.opened), "keep_alive": keep_alive}
-        if not channel.try_send(message, (fd,)):
+        if channel.backlog >= MAX_QUEUED:
             return False
+        # Sent now or, the holder busy (the pair's buffer full), as soon as it reads: the head's time goes
+        # with it, so the holder's frames and measurement count from the head, not from when it read.
+        message = {"hold": encode_timed_open(held.opened), "keep_alive": keep_alive, "head_at": held.started}
+        channel.send(message, (os.dup(fd),))
         self._pixels.release(held)
         self._away[held.opened.hit_id] = (held, adopt)
         metrics.READ_TIME_HANDED.inc()
@@ -213,6 +216,7 @@ class HolderLink:
         return True
 
     def _start(self) -> None:
+        self._reap()
         name = self._name
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
@@ -260,7 +264,7 @@ class HolderLink:
                 back = socket.socket(fileno=fds[0])
                 for fd in fds[1:]:
                     os.close(fd)
-                if self._stopping:
+                if self.stopping:
                     back.close()
                 else:
                     adopt(back, str(message.get("pending", "")).encode("latin-1"))
@@ -274,7 +278,7 @@ class HolderLink:
             with contextlib.suppress(RuntimeError):
                 asyncio.get_running_loop().remove_reader(channel.fileno())
             channel.close()
-            if not self._stopping:
+            if not self.stopping:
                 metrics.READ_TIME_HOLDERS_LOST.inc()
                 log.error("read-time holder %s gone: its %d held pixels end stopped", self._name, self.held)
         away, self._away = self._away, {}
@@ -283,12 +287,18 @@ class HolderLink:
             self._pixels.end(held, ReadEnd.STOPPED)
         if self._stopped is not None:
             self._stopped.set()
-        process = self._process
-        if process is not None and process.poll() is None and not self._stopping:
-            process.kill()
+        if not self.stopping and self._process is not None:
+            # Gone, or going (its end of the pair closed): made sure of, and reaped once it has exited.
+            if self._process.poll() is None:
+                self._process.kill()
+            self._gone.append(self._process)
+            self._process = None
+
+    def _reap(self) -> None:
+        self._gone = [process for process in self._gone if process.poll() is None]
 
     async def stop(self) -> None:
-        self._stopping = True
+        self.stopping = True
         channel = self._channel
         if channel is not None:
             self._stopped = asyncio.Event()
@@ -303,6 +313,9 @@ class HolderLink:
             except TimeoutError:
                 process.kill()
                 await asyncio.to_thread(process.wait)
+        for gone in self._gone:
+            await asyncio.to_thread(gone.wait)
+        self._gone.clear()
 
 
 class ReadHolders:
@@ -312,15 +325,34 @@ class ReadHolders:
     def __init__(self, pixels: HeldPixels, count: int, cap_s: int) -> None:
         self.links: Final = [HolderLink(pixels, cap_s, f"{os.getpid()}-{index}") for index in range(count)]
         self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop_task: asyncio.Future[Any] | None = None
 
     def hand_over(self, held: Held, fd: int, keep_alive: bool, adopt: Adopt) -> bool:
         if self._stopping:
             return False
+        self._loop = asyncio.get_running_loop()
         return any(
             link.hand_over(held, fd, keep_alive, adopt)
             for link in sorted(self.links, key=lambda candidate: candidate.held)
         )
 
+    def stop_soon(self) -> None:
+        """`stop`, begun now from a signal handler (the server's graceful stop begins): the answers held by
+        holders end when those the edge holds do (at the server's shutdown of its connections), and none
+        comes back to the edge meanwhile."""
+        self._stopping = True
+        for link in self.links:
+            link.stopping = True
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._begin_stop)
+
     async def stop(self) -> None:
         self._stopping = True
-        await asyncio.gather(*(link.stop() for link in self.links))
+        await self._begin_stop()
+
+    def _begin_stop(self) -> asyncio.Future[Any]:
+        if self._stop_task is None:
+            self._stop_task = asyncio.gather(*(link.stop() for link in self.links))
+        return self._stop_task

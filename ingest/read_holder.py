@@ -9,6 +9,14 @@ client sent meanwhile), ``stopped`` when the edge asks it to stop. It publishes 
 the edge builds and publishes the records. Its open-file limit is the edge's, raised at the edge's start
 (`pixelpipe.limits`), which a child inherits.
 
+It runs at the lowest priority there is (Linux's ``SCHED_IDLE``; elsewhere niceness `NICENESS`): its work
+is a frame a second per connection, which can come late (`ingest.read_time` then writes the frames owed
+together, keeping the animation's timeline), while the edge's is answering pixels now. Where the two share a
+core, an edge that wakes up preempts it at once (a niceness alone let it finish its slice, ~3 ms: the plain
+pixels' p99 rose from 1.6 to 5.1 ms, BENCHMARKS section 9), and it writes at most
+`ingest.read_time.WRITES_PER_TURN` frames between two looks at its connections, so a close is noticed within
+one turn even when it is far behind.
+
 It ignores SIGINT and SIGTERM (a terminal's Ctrl-C and a service manager reach the whole process group): the
 edge's graceful stop asks it to end what it holds first, and it exits when the edge's end of the pair
 closes, whatever the edge's fate (its held connections close with it).
@@ -17,10 +25,13 @@ closes, whatever the edge's fate (its held connections close with it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
 import socket
 import sys
+import time
 from typing import Any, Final, cast
 
 from ingest.holder_link import Channel, decode_timed_open
@@ -32,6 +43,7 @@ log = logging.getLogger("ingest.read_holder")
 # What a held connection's client may send while it waits (pipelined requests), kept to hand back; beyond it
 # the holder stops reading it (the edge's bounds apply once it is back).
 MAX_PENDING: Final = 65_536
+NICENESS: Final = 19
 
 
 class HeldSocket(asyncio.Protocol):
@@ -114,27 +126,31 @@ class Holder:
             sock.close()  # the edge ends it ``stopped`` (no report from here)
             return
         connection = HeldSocket(self, opened.hit_id, bool(message.get("keep_alive")))
-        task = asyncio.get_running_loop().create_task(self._hold(opened, sock, connection))
+        head_at = message.get("head_at")
+        head_at = float(head_at) if isinstance(head_at, int | float) else None
+        task = asyncio.get_running_loop().create_task(self._hold(opened, sock, connection, head_at))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _hold(self, opened: TimedOpen, sock: socket.socket, connection: HeldSocket) -> None:
+    async def _hold(
+        self, opened: TimedOpen, sock: socket.socket, connection: HeldSocket, head_at: float | None
+    ) -> None:
         hit_id = opened.hit_id
         loop = asyncio.get_running_loop()
         try:
             await loop.connect_accepted_socket(lambda: connection, sock)
         except OSError:
             sock.close()
-            self._report(hit_id, ReadEnd.CLOSED, 0)
+            self._report(hit_id, ReadEnd.CLOSED, _since(head_at))
             return
         transport = connection.transport
         if self._stopping or transport is None or transport.is_closing():
             if transport is not None:
                 transport.abort()
             if not self._stopping:
-                self._report(hit_id, ReadEnd.CLOSED, 0)
+                self._report(hit_id, ReadEnd.CLOSED, _since(head_at))
             return
-        connection.held = self.pixels.hold(opened, connection)
+        connection.held = self.pixels.hold(opened, connection, head_at)
         self._sockets[hit_id] = connection
 
     def ended(self, held: Held, end: ReadEnd, read_ms: int) -> None:
@@ -185,6 +201,11 @@ class Holder:
         self.done.set()
 
 
+def _since(head_at: float | None) -> int:
+    """Milliseconds since the head was written (0 if unknown)."""
+    return 0 if head_at is None else max(0, round((time.monotonic() - head_at) * 1000))
+
+
 async def _serve(fd: int, cap_s: int) -> None:
     channel = Channel(socket.socket(fileno=fd))
     holder = Holder(channel, cap_s)
@@ -195,9 +216,21 @@ async def _serve(fd: int, cap_s: int) -> None:
     channel.close()
 
 
+def _yield_to_everything() -> None:
+    """Below every other process's priority (see the module's docstring): Linux's ``SCHED_IDLE``, which
+    any other task waking up preempts at once; elsewhere the highest niceness."""
+    with contextlib.suppress(OSError):
+        os.nice(NICENESS)
+    policy = getattr(os, "SCHED_IDLE", None)
+    if policy is not None:
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, policy, os.sched_param(0))
+
+
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _yield_to_everything()
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s holder {argv[3]} %(levelname)s %(message)s")
     try:
         import uvloop  # noqa: PLC0415  # as the edge's server: the same loop writes the frames

@@ -22,15 +22,20 @@ second; each held answer belongs to the tick of the moment its head left (a whee
 at that tick once a second. So each answer's frames are a second apart and its cap is reached at the cap (to a
 tick), and the writes of many held answers are spread over the second instead of one burst per second that
 would stall the pixels served meanwhile: at 20,000 held, 20 small writes per millisecond's tick, not 20,000 at
-once. A write to a connection costs the edge ~10 us (most of it the kernel's TCP), so a tick of 10 ms (200
-writes) held the loop ~2-3 ms at a time and put the plain pixels' p99 at 9-11 ms with 19,000 held (BENCHMARKS
-section 9); a tick of 1 ms holds it a fraction of a millisecond. Idle, nothing ticks.
+once. A write to a connection costs ~14 us on this machine's loopback (a third of it Python, the rest the
+kernel's TCP, both ends of it), so a tick of 10 ms (200 writes) held the loop ~2-3 ms at a time and put the
+plain pixels' p99 at 9-11 ms with 19,000 held (BENCHMARKS section 9); a tick of 1 ms holds it a fraction of a
+millisecond. Idle, nothing ticks. **A late write carries every frame owed**: when the loop comes late to a
+tick (a busy process), the answer gets all the frames due since its last write in one write, and keeps its
+tick; so the animation keeps its timeline (the trailer at the cap), and a process short of CPU makes fewer,
+larger writes instead of falling behind.
 
 **Held elsewhere** (`HeldPixels.holders`, `ingest.holder_link`): with read-time holders configured, the edge's
 HTTP protocol hands a held answer's connection, once its head is written, to a holder process
 (`ingest.read_holder`), which runs this same timer over it; the answer stays counted here (`release`) until
 the holder reports its end, and its record is published here (`end` with the holder's ``read_ms``). The
-frames' writes then cost the holder's core, not the edge's.
+frames' writes then cost the holder, which runs below the edge's priority: where they share a core, the
+plain pixels come first and the held ones' frames come late, several to a write.
 
 Never: block (writes are a frame of 18 bytes to a transport's buffer; a publish never blocks, `bus.port`),
 publish a record twice for one held answer, or hold an answer past the cap.
@@ -56,10 +61,9 @@ from schemas.reads import ReadEnd, ReadRecord, encode_read
 log = logging.getLogger(__name__)
 
 TICKS_PER_SECOND: Final = 1000
+# At most about this many writes per turn of the loop (whole ticks: a tick's answers are written together).
+WRITES_PER_TURN: Final = 64
 _TICK_S: Final = 1.0 / TICKS_PER_SECOND
-# A write this many ticks late counts from now: the next comes a second after it, not sooner. Less late, an
-# answer keeps its tick, so small delays of the loop never gather the answers of many ticks into one.
-_LATE_TICKS: Final = TICKS_PER_SECOND // 10
 
 _RECORDS: Final = {end: metrics.READ_TIME_RECORDS.labels(end.value) for end in ReadEnd}
 _UNHELD: Final = {reason: metrics.READ_TIME_UNHELD.labels(reason) for reason in ("busy", "proxy", "asgi")}
@@ -109,20 +113,37 @@ class HeldConnection(Protocol):
         """Close the connection now (the edge stops)."""
 
 
+class _Elsewhere:
+    """The connection of an answer written to elsewhere (`HeldPixels.release`): nothing to do here."""
+
+    def write(self, data: bytes) -> None:
+        return None
+
+    def complete(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+_ELSEWHERE: Final = _Elsewhere()
+
+
 class Held:
     """One held answer: its open, its connection, what it has sent, and the tick it is due at."""
 
-    __slots__ = ("_pixels", "connection", "due", "ended", "opened", "sent", "started")
+    __slots__ = ("_pixels", "connection", "due", "ended", "first", "opened", "sent", "started")
 
     def __init__(
-        self, pixels: HeldPixels, opened: TimedOpen, connection: HeldConnection, started: float, due: int
+        self, pixels: HeldPixels, opened: TimedOpen, connection: HeldConnection, started: float, first: int
     ) -> None:
         self._pixels = pixels
         self.opened = opened
         self.connection = connection
         self.started = started  # monotonic seconds, when the head was written
         self.sent = 1  # frames sent: the head carries the first
-        self.due = due  # the tick of its next write
+        self.first = first  # the tick its head left: its writes are due a whole number of seconds after
+        self.due = first + TICKS_PER_SECOND  # the tick of its next write
         self.ended = False
 
     def lost(self) -> None:
@@ -147,6 +168,9 @@ class Holders(Protocol):
     def hand_over(self, held: Held, fd: int, keep_alive: bool, adopt: Adopt) -> bool:
         """Hand ``held``'s connection (``fd``, its head written, nothing else in flight) to a holder: True if
         taken (the caller then closes its own descriptor; the holder has its own), False to hold it here."""
+
+    def stop_soon(self) -> None:
+        """Begin `stop` now (from a signal handler: the server's graceful stop begins)."""
 
     async def stop(self) -> None:
         """End every held answer handed over (``stopped``, records published) and stop the holders."""
@@ -210,14 +234,21 @@ class HeldPixels:
         _UNHELD[reason or end.value].inc()
         self._publish(opened.record(end, 0, int(self._clock() * 1000)))
 
-    def hold(self, opened: TimedOpen, connection: HeldConnection) -> Held:
-        """Hold ``connection``'s answer, whose head was just written (call `unheld_reason` first)."""
+    def hold(self, opened: TimedOpen, connection: HeldConnection, head_at: float | None = None) -> Held:
+        """Hold ``connection``'s answer, whose head was just written (call `unheld_reason` first), or was
+        written at ``head_at`` (monotonic seconds: a holder process given it by its edge; the clock is the
+        machine's, the same in both), so its frames and its read time count from then."""
         loop = asyncio.get_running_loop()
         if self._timer is None:
             self._loop, self._origin, self._tick = loop, loop.time(), 0
             self._timer = loop.call_later(_TICK_S, self._on_timer)
-        now_tick = max(self._tick, int((loop.time() - self._origin) / _TICK_S))
-        held = Held(self, opened, connection, self._monotonic(), now_tick + TICKS_PER_SECOND)
+        now = self._monotonic()
+        if head_at is None:
+            first_tick = max(self._tick, int((loop.time() - self._origin) / _TICK_S))
+        else:  # its due ticks may have passed: its slot's next visit writes what it is owed
+            head_at = min(head_at, now)
+            first_tick = int((loop.time() - (now - head_at) - self._origin) // _TICK_S)
+        held = Held(self, opened, connection, now if head_at is None else head_at, first_tick)
         self._slots[held.due % TICKS_PER_SECOND][held] = None
         self._count += 1
         if self._on_end is None:
@@ -226,8 +257,10 @@ class HeldPixels:
 
     def release(self, held: Held) -> None:
         """``held`` is written to elsewhere from now (a holder process): off this timer, still counted as held
-        until `end` reports what was measured there."""
+        until `end` reports what was measured there. Its connection here is let go (with the protocol, the
+        parser and the transport behind it: nothing of them is needed again)."""
         self._slots[held.due % TICKS_PER_SECOND].pop(held, None)
+        held.connection = _ELSEWHERE
 
     # -- the end of a held answer
 
@@ -246,6 +279,12 @@ class HeldPixels:
             return
         metrics.READ_TIME_HELD.dec()
         self._publish(held.opened.record(end, read_ms, int(self._clock() * 1000)))
+
+    def stop_soon(self) -> None:
+        """The server's graceful stop begins (a signal handler): the holders end what they hold now, as the
+        server ends the answers held here when it shuts its connections down."""
+        if self.holders is not None:
+            self.holders.stop_soon()
 
     async def stop(self) -> None:
         """End every held answer ``stopped`` (each closed, each record published) and stop the timer: the
@@ -283,14 +322,22 @@ class HeldPixels:
             return
         target = int((loop.time() - self._origin) / _TICK_S)
         # Every tick since the last, once each at most (a loop late by more than a second visits each slot
-        # once: an answer due long ago gets one frame now, not a burst).
+        # once: an answer due long ago gets one write now, with every frame it is owed).
         first = max(self._tick + 1, target - TICKS_PER_SECOND + 1)
+        writes = 0
         for tick in range(first, target + 1):
             slot = self._slots[tick % TICKS_PER_SECOND]
             if slot:
                 for held in list(slot):
                     if held.due <= tick and not held.ended:
-                        self._advance(held, tick if target - tick < _LATE_TICKS else target)
+                        self._advance(held, target)
+                        writes += 1
+                if writes >= WRITES_PER_TURN and tick < target:
+                    # The rest on the loop's next turn: what the loop has to read meanwhile (a client's close,
+                    # a pixel) waits for one turn's writes at most, however late this timer is.
+                    self._tick = tick
+                    self._timer = loop.call_later(0, self._on_timer)
+                    return
         self._tick = max(self._tick, target)
         if self._count:
             # A tick from now, not at the next tick's exact time: uvloop rounds a timer's delay to whole
@@ -301,22 +348,27 @@ class HeldPixels:
         else:
             self._timer = None
 
-    def _advance(self, held: Held, tick: int) -> None:
-        """``held``'s write of this second: the next frame, or once all are sent, the trailer and the end.
-        ``tick``: its tick (a late one's is now: its next write is a second from now, in another slot)."""
+    def _advance(self, held: Held, now: int) -> None:
+        """``held``'s write at tick ``now`` (the tick it was due at, or later if the loop was late): every
+        frame owed by now, one a second since its head, in one write (so a late write carries the frames it
+        missed and the animation keeps its timeline; a busy process makes fewer, larger writes); from the
+        cap on, what is left of the animation with the trailer, and the end. It keeps its tick: its next
+        write is due a whole number of seconds after its head."""
         try:
-            if held.sent < self.gif.frames:
-                held.connection.write(FRAME)
-                held.sent += 1
-                slot = held.due % TICKS_PER_SECOND
-                held.due = tick + TICKS_PER_SECOND
-                if held.due % TICKS_PER_SECOND != slot:  # late: it moves to now's slot
-                    del self._slots[slot][held]
-                    self._slots[held.due % TICKS_PER_SECOND][held] = None
+            frames = self.gif.frames
+            seconds = (now - held.first) // TICKS_PER_SECOND
+            if seconds >= frames:
+                rest = frames - held.sent
+                held.connection.write(FRAME * rest + TRAILER if rest > 0 else TRAILER)
+                held.sent = frames
+                self.end(held, ReadEnd.CAP)
+                held.connection.complete()
                 return
-            held.connection.write(TRAILER)
-            self.end(held, ReadEnd.CAP)
-            held.connection.complete()
+            owed = seconds + 1 - held.sent
+            if owed > 0:
+                held.connection.write(FRAME if owed == 1 else FRAME * owed)
+                held.sent += owed
+            held.due = held.first + (seconds + 1) * TICKS_PER_SECOND
         except Exception:
             log.exception("could not write a held read-time pixel")
             if not held.ended:

@@ -188,6 +188,15 @@ class Components:
                 _refresh_suppressions(self.store, self.do_not_track), name="pixelpipe-dnt"
             )
 
+    def stop_soon(self) -> None:
+        """The server's graceful stop begins (uvicorn's signal handler): what would hold its shutdown up ends
+        now: the live streams (each open one would hold it for its whole timeout), and the read-time pixels
+        held by holder processes (as the server ends those the edge holds, with its connections)."""
+        if self.notifications is not None and self.notifications.live is not None:
+            self.notifications.live.close_soon()
+        if self.held_pixels is not None:
+            self.held_pixels.stop_soon()
+
     async def stop(self) -> None:
         """Stop taking hits, drain what is in flight, commit, close. Bounded by STOP_DEADLINE_S."""
         if self.held_pixels is not None:

@@ -202,9 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         proxy_headers=False,
     )
     tune_gc()
-    live = components.notifications.live if components.notifications is not None else None
-    # Open /v1/live streams would hold uvicorn's graceful shutdown for its whole timeout: end them first.
-    _Server(config, on_exit=live.close_soon if live is not None else None).run()
+    # Open /v1/live streams would hold uvicorn's graceful shutdown for its whole timeout: end them first; the
+    # read-time holders end their held pixels as the server ends its own.
+    _Server(config, on_exit=components.stop_soon).run()
     return 0
 
 

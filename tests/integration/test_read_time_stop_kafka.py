@@ -2,7 +2,8 @@
 process on Kafka) is sent SIGTERM while it holds a timed open's answer. It closes that connection at once,
 exits 0 within the README's 10 s, and the read record it measured (``stopped``, the seconds it held) is on the
 raw-hit topic, after its open, on the open's partition: published before the process exited. With the native
-fast path on and off."""
+fast path on and off, and the pixel held by the edge itself or by its holder process (`ingest.holder_link`),
+which the edge stops first and which leaves no process behind."""
 
 from __future__ import annotations
 
@@ -57,9 +58,25 @@ async def _lines(bootstrap: str, topics: Topics) -> list[tuple[int, int, int, by
         await source.stop()
 
 
+def _holders_left(edge_pid: int) -> list[str]:
+    """Holder processes of the stopped edge still running (their command line names the edge's pid)."""
+    left = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            name = f"{edge_pid}-".encode()
+            if b"ingest.read_holder" in cmdline and any(a.startswith(name) for a in cmdline):
+                left.append(proc.name)
+    return left
+
+
+@pytest.mark.parametrize("holders", ["0", "1"], ids=["in-edge", "holder"])
 @pytest.mark.parametrize("native", ["off", "on"], ids=["python", "native"])
 def test_sigterm_ends_a_held_pixel_and_its_stopped_record_is_on_the_topic(
-    tmp_path: Path, kafka_bootstrap: str, native: NativeEdge
+    tmp_path: Path, kafka_bootstrap: str, native: NativeEdge, holders: str
 ) -> None:
     if native == "on":
         require_native()
@@ -70,6 +87,7 @@ def test_sigterm_ends_a_held_pixel_and_its_stopped_record_is_on_the_topic(
         PIXELPIPE_DATA_DIR=str(tmp_path / "edge"),
         PIXELPIPE_READ_TIME_CAP_SECONDS=str(CAP_S),
         PIXELPIPE_NATIVE_EDGE=native,
+        PIXELPIPE_READ_TIME_HOLDERS=holders,
     )
     keyring = settings_mod.load(env).keyring
     token = sign(Claim(TokenKind.TIMED_OPEN, "acme", "spring", "msg-1", 1_700_000_000), keyring)
@@ -96,6 +114,7 @@ def test_sigterm_ends_a_held_pixel_and_its_stopped_record_is_on_the_topic(
     finally:
         edge.stop()
     assert code == 0, edge.log.read_text()[-3000:]
+    assert not _holders_left(edge.proc.pid)
     assert took < 10
     assert set(rest) <= set(FRAME)  # a frame or two, the connection closed long before the cap
     assert len(rest) < 5 * len(FRAME)

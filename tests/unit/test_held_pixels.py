@@ -1,7 +1,7 @@
 """`ingest.read_time.HeldPixels` on a loop whose clock the test moves: one frame a second for each held
 answer at the tick it was held on, the trailer at the cap, one record per answer however it ends, the writes
-of answers held at different moments spread over different ticks, a late loop sending one frame and not a
-burst, and who is not held (proxies, beyond the cap)."""
+of answers held at different moments spread over different ticks, a late loop sending the frames owed in one
+write (a turn's worth of answers at a time), and who is not held (proxies, beyond the cap)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from bus.memory import MemoryBus
-from ingest.read_gif import FRAME, TRAILER
-from ingest.read_time import TICKS_PER_SECOND, HeldPixels, TimedOpen
+from ingest.read_gif import FRAME, TRAILER, ReadGif
+from ingest.read_time import TICKS_PER_SECOND, WRITES_PER_TURN, HeldPixels, TimedOpen
 from schemas.events import RawHit
 from schemas.reads import ReadRecord, decode_read, is_read_line
 
@@ -125,16 +125,33 @@ def test_answers_held_at_different_moments_are_written_at_different_ticks(
     assert (len(first.written), len(second.written)) == (1, 1)
 
 
-def test_a_late_loop_sends_one_frame_not_a_burst(loop: asyncio.AbstractEventLoop, clock: _Clock) -> None:
+def test_a_late_loop_sends_the_frames_owed_in_one_write_and_keeps_the_timeline(
+    loop: asyncio.AbstractEventLoop, clock: _Clock
+) -> None:
     pixels = _pixels(clock, _Bus(100), cap_s=10)
     conn = _Connection()
     _in_loop(loop, lambda: pixels.hold(OPENED, conn))
-    _advance(pixels, clock, 3.5, step=3.5)  # the loop was blocked for 3.5 s
-    assert conn.written == [FRAME]
-    _advance(pixels, clock, 0.9)
-    assert conn.written == [FRAME]
-    _advance(pixels, clock, 0.2)  # a second after the late frame
-    assert conn.written == [FRAME, FRAME]
+    _advance(pixels, clock, 3.5, step=3.5)  # the loop was blocked for 3.5 s: frames 2, 3 and 4 were due
+    assert conn.written == [FRAME * 3]
+    _advance(pixels, clock, 0.4)  # 3.9 s after the head
+    assert conn.written == [FRAME * 3]
+    _advance(pixels, clock, 0.2)  # 4.1 s: the fifth frame, on its own second again
+    assert conn.written == [FRAME * 3, FRAME]
+
+
+def test_a_loop_late_past_the_cap_sends_the_rest_and_the_trailer_in_one_write(
+    loop: asyncio.AbstractEventLoop, clock: _Clock
+) -> None:
+    bus = _Bus(100)
+    pixels = _pixels(clock, bus, cap_s=5)
+    conn = _Connection()
+    _in_loop(loop, lambda: pixels.hold(OPENED, conn))
+    _advance(pixels, clock, 1.1)
+    _advance(pixels, clock, 6.0, step=6.0)
+    assert conn.written == [FRAME, FRAME * 3 + TRAILER]
+    assert b"".join(conn.written) == ReadGif(5).whole[len(ReadGif(5).head) :]
+    assert [r.end for r in bus.records()] == ["cap"]
+    assert pixels.held == 0
 
 
 def test_the_clients_close_makes_one_closed_record(loop: asyncio.AbstractEventLoop, clock: _Clock) -> None:
@@ -192,3 +209,20 @@ def test_a_publisher_of_hits_only_measures_nothing() -> None:
 
     assert not HeldPixels(HitsOnly(), cap_s=3, max_held=1).measures
     assert HeldPixels(MemoryBus(1), cap_s=3, max_held=1).measures
+
+
+def test_a_late_timer_writes_a_turn_at_a_time(loop: asyncio.AbstractEventLoop, clock: _Clock) -> None:
+    """100 answers held a tick apart, the loop 2 s late: one call of the timer writes whole ticks until it
+    has written `WRITES_PER_TURN` or more, and leaves the rest to the loop's next turn (so a close waiting to
+    be read waits one turn's writes at most); the next call writes the rest."""
+    pixels = _pixels(clock, _Bus(1000), cap_s=10, max_held=1000)
+    conns = [_Connection() for _ in range(100)]
+    for conn in conns:
+        _in_loop(loop, lambda conn=conn: pixels.hold(OPENED, conn))  # type: ignore[misc]
+        clock.now += 1 / TICKS_PER_SECOND
+    clock.now += 2.0
+    pixels._on_timer()
+    assert sum(1 for c in conns if c.written) == WRITES_PER_TURN
+    assert all(c.written == [FRAME * 2] for c in conns[:WRITES_PER_TURN])  # the frames of 2 s, in one write
+    pixels._on_timer()
+    assert all(c.written == [FRAME * 2] for c in conns)
