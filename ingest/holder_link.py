@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import errno
 import logging
 import os
 import socket
@@ -56,8 +57,10 @@ STOP_WAIT_S: Final = 5.0
 # here); beyond, the edge holds the pixel itself.
 MAX_QUEUED: Final = 10_000
 _RESTART_EVERY_S: Final = 1.0
-_MAX_PACKET: Final = 1 << 16
+_RESTART_MAX_S: Final = 60.0
+_MAX_PACKET: Final = 1 << 18  # a message's most: a hand-back carries at most MAX_PENDING bytes, JSON-escaped
 _MAX_FDS: Final = 4
+_THIS_PACKET: Final = frozenset({errno.EMSGSIZE, errno.ENOBUFS})  # errors of one packet, not of the pair
 
 
 def encode_timed_open(opened: TimedOpen) -> list[Any]:
@@ -107,9 +110,11 @@ class Channel:
                     asyncio.get_running_loop().add_writer(self.sock.fileno(), self.flush)
                     self._writing = True
                 return
-            except OSError:  # the other end is gone: what waits is dropped with it
-                self._drop_outbox()
-                return
+            except OSError as exc:
+                if exc.errno not in _THIS_PACKET:  # the other end is gone: what waits is dropped with it
+                    self._drop_outbox()
+                    return
+                log.warning("a message to a read-time holder could not be sent (%s); dropped", exc.strerror)
             self._outbox.popleft()
             for fd in fds:
                 os.close(fd)
@@ -132,7 +137,7 @@ class Channel:
         received: list[tuple[dict[str, Any], list[int]]] = []
         while True:
             try:
-                data, fds, _, _ = socket.recv_fds(self.sock, _MAX_PACKET, _MAX_FDS)
+                data, fds, flags, _ = socket.recv_fds(self.sock, _MAX_PACKET, _MAX_FDS)
             except (BlockingIOError, InterruptedError):
                 return received, False
             except OSError:
@@ -141,6 +146,11 @@ class Channel:
                 for fd in fds:
                     os.close(fd)
                 return received, True
+            if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+                log.error("a read-time holder's message was cut short; dropped")
+                for fd in fds:
+                    os.close(fd)
+                continue
             try:
                 received.append((orjson.loads(data), fds))
             except orjson.JSONDecodeError:
@@ -166,15 +176,19 @@ class Channel:
 class HolderLink:
     """One holder process and what it holds for this edge (started at its first hand-over)."""
 
-    def __init__(self, pixels: HeldPixels, cap_s: int, name: str) -> None:
+    def __init__(self, pixels: HeldPixels, cap_s: int, name: str, cpus: frozenset[int] = frozenset()) -> None:
         self._pixels = pixels
         self._cap_s = cap_s
         self._name = name
+        self._cpus = ",".join(str(cpu) for cpu in sorted(cpus))
         self._channel: Channel | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._gone: list[subprocess.Popen[bytes]] = []  # holders that exited, not reaped yet
         self._away: dict[str, tuple[Held, Adopt]] = {}
         self._started_at = -_RESTART_EVERY_S
+        # Doubled at each loss of a holder (one that dies as it starts must not take a second's pixels with it
+        # every second), back to a second once one reports.
+        self._restart_after = _RESTART_EVERY_S
         self._stopped: asyncio.Event | None = None
         self.stopping = False  # no more hand-overs; a connection handed back is closed
 
@@ -195,7 +209,11 @@ class HolderLink:
         # Sent now or, the holder busy (the pair's buffer full), as soon as it reads: the head's time goes
         # with it, so the holder's frames and measurement count from the head, not from when it read.
         message = {"hold": encode_timed_open(held.opened), "keep_alive": keep_alive, "head_at": held.started}
-        channel.send(message, (os.dup(fd),))
+        try:
+            copy = os.dup(fd)
+        except OSError:  # out of descriptors: held here
+            return False
+        channel.send(message, (copy,))
         self._pixels.release(held)
         self._away[held.opened.hit_id] = (held, adopt)
         metrics.READ_TIME_HANDED.inc()
@@ -205,7 +223,7 @@ class HolderLink:
         if self._channel is not None:
             return True
         now = time.monotonic()
-        if now - self._started_at < _RESTART_EVERY_S:
+        if now - self._started_at < self._restart_after:
             return False
         self._started_at = now
         try:
@@ -220,8 +238,9 @@ class HolderLink:
         name = self._name
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
+            command = [sys.executable, "-m", "ingest.read_holder", str(theirs.fileno()), str(self._cap_s)]
             self._process = subprocess.Popen(  # noqa: S603  # our own interpreter and module
-                [sys.executable, "-m", "ingest.read_holder", str(theirs.fileno()), str(self._cap_s), name],
+                [*command, name, self._cpus],
                 pass_fds=(theirs.fileno(),),
                 stdin=subprocess.DEVNULL,
             )
@@ -239,6 +258,8 @@ class HolderLink:
         if channel is None:
             return
         messages, closed = channel.receive()
+        if messages:
+            self._restart_after = _RESTART_EVERY_S
         for message, fds in messages:
             try:
                 self._on_message(message, fds)
@@ -252,22 +273,20 @@ class HolderLink:
 
     def _on_message(self, message: dict[str, Any], fds: list[int]) -> None:
         if "end" in message:
+            end, read_ms = ReadEnd(message["as"]), int(message["read_ms"])
+            pending = str(message.get("pending", "")).encode("latin-1")
             entry = self._away.pop(str(message["end"]), None)
-            if entry is None:
-                for fd in fds:
-                    os.close(fd)
-                return
-            held, adopt = entry
-            metrics.READ_TIME_HANDED.dec()
-            self._pixels.end(held, ReadEnd(message["as"]), int(message["read_ms"]))
+            if entry is not None:
+                held = entry[0]
+                metrics.READ_TIME_HANDED.dec()
+                self._pixels.end(held, end, read_ms)
+            for fd in fds[1:]:
+                os.close(fd)
             if fds:
-                back = socket.socket(fileno=fds[0])
-                for fd in fds[1:]:
-                    os.close(fd)
-                if self.stopping:
-                    back.close()
+                if entry is None or self.stopping:
+                    os.close(fds[0])
                 else:
-                    adopt(back, str(message.get("pending", "")).encode("latin-1"))
+                    entry[1](socket.socket(fileno=fds[0]), pending)
         elif "stopped" in message and self._stopped is not None:
             self._stopped.set()
 
@@ -280,6 +299,7 @@ class HolderLink:
             channel.close()
             if not self.stopping:
                 metrics.READ_TIME_HOLDERS_LOST.inc()
+                self._restart_after = min(_RESTART_MAX_S, self._restart_after * 2)
                 log.error("read-time holder %s gone: its %d held pixels end stopped", self._name, self.held)
         away, self._away = self._away, {}
         metrics.READ_TIME_HANDED.dec(len(away))
@@ -322,8 +342,12 @@ class ReadHolders:
     """This edge's holder processes (`ingest.read_time.Holders`): each hand-over goes to the one holding
     fewest."""
 
-    def __init__(self, pixels: HeldPixels, count: int, cap_s: int) -> None:
-        self.links: Final = [HolderLink(pixels, cap_s, f"{os.getpid()}-{index}") for index in range(count)]
+    def __init__(
+        self, pixels: HeldPixels, count: int, cap_s: int, cpus: frozenset[int] = frozenset()
+    ) -> None:
+        self.links: Final = [
+            HolderLink(pixels, cap_s, f"{os.getpid()}-{index}", cpus) for index in range(count)
+        ]
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_task: asyncio.Future[Any] | None = None

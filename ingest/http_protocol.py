@@ -428,14 +428,14 @@ def _adopt(
     sock: socket.socket,
     pending: bytes,
 ) -> None:
+    protocol = factory()
+    protocol.adopted_pending = pending  # read in `connection_made`, before anything the socket still holds
+
     async def adopt() -> None:
         try:
-            _, protocol = await loop.connect_accepted_socket(factory, sock)
+            await loop.connect_accepted_socket(lambda: protocol, sock)
         except OSError:
             sock.close()
-            return
-        if pending and not protocol.transport.is_closing():
-            protocol.data_received(pending)
 
     task = loop.create_task(adopt())
     _ADOPTING.add(task)
@@ -466,6 +466,7 @@ class EdgeHttpProtocol(BoundedHttpProtocol):
     # once a request is pipelined behind it, as with uvicorn's cycles.
     _held: _HeldCycle | None
     _handing: bool  # a held answer may go to a read-time holder once the current read is parsed
+    adopted_pending: bytes = b""  # what a client sent while a holder held its answer (`_adopt`)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -482,6 +483,9 @@ class EdgeHttpProtocol(BoundedHttpProtocol):
         self._answered_at = -math.inf
         self._held = None
         self._handing = False
+        pending, self.adopted_pending = self.adopted_pending, b""
+        if pending:  # a connection handed back by a read-time holder: what its client sent meanwhile, first
+            self.data_received(pending)
 
     def connection_lost(self, exc: Exception | None) -> None:
         held = self._held

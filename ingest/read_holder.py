@@ -1,21 +1,22 @@
 """A read-time holder: a process that writes the frames of held pixels handed to it by an edge (issue 18).
 
-``python -m ingest.read_holder FD CAP_SECONDS NAME``, started by `ingest.holder_link.HolderLink` with ``FD``
-its end of a ``SOCK_SEQPACKET`` pair (the messages are described there). Each connection handed over has its
-head written already; this process adopts it (an asyncio transport on the same socket), holds it on
-`ingest.read_time.HeldPixels`' timer, a frame a second, and reports how its measurement ended: ``closed``
-when the client closes it, ``cap`` after the trailer (and hands a kept-alive connection back with what the
-client sent meanwhile), ``stopped`` when the edge asks it to stop. It publishes nothing and opens nothing:
-the edge builds and publishes the records. Its open-file limit is the edge's, raised at the edge's start
-(`pixelpipe.limits`), which a child inherits.
+``python -m ingest.read_holder FD CAP_SECONDS NAME [CPUS]``, started by `ingest.holder_link.HolderLink` with
+``FD`` its end of a ``SOCK_SEQPACKET`` pair (the messages are described there) and ``CPUS`` where to run
+(``PIXELPIPE_READ_TIME_HOLDER_CPUS``). Each connection handed over has its head written already; this
+process adopts it (an asyncio transport on the same socket), holds it on `ingest.read_time.HeldPixels`'
+timer, a frame a second, and reports how its measurement ended: ``closed`` when the client closes it,
+``cap`` after the trailer (and hands a kept-alive connection back with what the client sent meanwhile, at
+most `MAX_PENDING` bytes: beyond, it is closed), ``stopped`` when the edge asks it to stop. It publishes
+nothing and opens nothing: the edge builds and publishes the records. Its open-file limit is the edge's,
+raised at the edge's start (`pixelpipe.limits`), which a child inherits.
 
 It runs at the lowest priority there is (Linux's ``SCHED_IDLE``; elsewhere niceness `NICENESS`): its work
 is a frame a second per connection, which can come late (`ingest.read_time` then writes the frames owed
-together, keeping the animation's timeline), while the edge's is answering pixels now. Where the two share a
-core, an edge that wakes up preempts it at once (a niceness alone let it finish its slice, ~3 ms: the plain
-pixels' p99 rose from 1.6 to 5.1 ms, BENCHMARKS section 9), and it writes at most
+together, keeping the animation's timeline), while the edge's is answering pixels now, and whatever else
+shares its core (an edge, a load generator) preempts it at once. It writes at most
 `ingest.read_time.WRITES_PER_TURN` frames between two looks at its connections, so a close is noticed within
-one turn even when it is far behind.
+one turn even when it is far behind. Priority does not make a core bigger: on the edge's own core, 20,000
+held pixels' frames still raised the plain pixels' p99 (BENCHMARKS section 9); holders belong on other cores.
 
 It ignores SIGINT and SIGTERM (a terminal's Ctrl-C and a service manager reach the whole process group): the
 edge's graceful stop asks it to end what it holds first, and it exits when the edge's end of the pair
@@ -41,8 +42,8 @@ from schemas.reads import ReadEnd
 log = logging.getLogger("ingest.read_holder")
 
 # What a held connection's client may send while it waits (pipelined requests), kept to hand back; beyond it
-# the holder stops reading it (the edge's bounds apply once it is back).
-MAX_PENDING: Final = 65_536
+# the holder stops reading it and closes it at the cap (a mail client sends nothing while an image loads).
+MAX_PENDING: Final = 16_384
 NICENESS: Final = 19
 
 
@@ -109,19 +110,25 @@ class Holder:
     def on_readable(self) -> None:
         messages, closed = self._channel.receive()
         for message, fds in messages:
-            if "hold" in message and len(fds) == 1:
-                self._adopt(message, fds[0])
-            elif "stop" in message:
-                self._start_stop()
-            else:
-                for fd in fds:
-                    socket.close(fd)
+            try:
+                if "hold" in message and len(fds) == 1:
+                    self._adopt(message, fds.pop())
+                elif "stop" in message:
+                    self._start_stop()
+            except Exception:  # the edge ends it ``stopped`` when it stops, or when this holder does
+                log.exception("a message from the edge could not be handled")
+            for fd in fds:
+                socket.close(fd)
         if closed:  # the edge is gone: end what is held (the reports go nowhere) and exit
             self._start_stop()
 
     def _adopt(self, message: dict[str, object], fd: int) -> None:
-        opened = decode_timed_open(cast(list[Any], message["hold"]))
         sock = socket.socket(fileno=fd)
+        try:
+            opened = decode_timed_open(cast(list[Any], message["hold"]))
+        except (KeyError, TypeError, ValueError):
+            sock.close()
+            raise
         if self._stopping:
             sock.close()  # the edge ends it ``stopped`` (no report from here)
             return
@@ -169,6 +176,7 @@ class Holder:
         message: dict[str, object] = {"end": connection.hit_id, "as": ReadEnd.CAP.value, "read_ms": read_ms}
         if (
             connection.keep_alive
+            and len(connection.pending) <= MAX_PENDING
             and transport is not None
             and not transport.is_closing()
             and transport.get_write_buffer_size() == 0
@@ -231,6 +239,11 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     _yield_to_everything()
+    if len(argv) > 4 and argv[4]:  # PIXELPIPE_READ_TIME_HOLDER_CPUS
+        try:
+            os.sched_setaffinity(0, {int(cpu) for cpu in argv[4].split(",")})
+        except (OSError, ValueError, AttributeError) as exc:
+            log.warning("cannot run on CPUs %s: %s", argv[4], exc)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s holder {argv[3]} %(levelname)s %(message)s")
     try:
         import uvloop  # noqa: PLC0415  # as the edge's server: the same loop writes the frames

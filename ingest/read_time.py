@@ -209,6 +209,7 @@ class HeldPixels:
         self._monotonic = monotonic
         self._slots: list[dict[Held, None]] = [{} for _ in range(TICKS_PER_SECOND)]
         self._count = 0
+        self._elsewhere = 0  # of them, those written to elsewhere (`release`): the timer has nothing for them
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._origin = 0.0  # loop time of tick 0
@@ -261,6 +262,7 @@ class HeldPixels:
         parser and the transport behind it: nothing of them is needed again)."""
         self._slots[held.due % TICKS_PER_SECOND].pop(held, None)
         held.connection = _ELSEWHERE
+        self._elsewhere += 1
 
     # -- the end of a held answer
 
@@ -272,6 +274,8 @@ class HeldPixels:
         held.ended = True
         self._slots[held.due % TICKS_PER_SECOND].pop(held, None)
         self._count -= 1
+        if held.connection is _ELSEWHERE:
+            self._elsewhere -= 1
         if read_ms is None:
             read_ms = max(0, round((self._monotonic() - held.started) * 1000))
         if self._on_end is not None:
@@ -339,7 +343,7 @@ class HeldPixels:
                     self._timer = loop.call_later(0, self._on_timer)
                     return
         self._tick = max(self._tick, target)
-        if self._count:
+        if self._count > self._elsewhere:  # nothing to write for those held elsewhere
             # A tick from now, not at the next tick's exact time: uvloop rounds a timer's delay to whole
             # milliseconds, so a call at the next tick's time came back early, found no new tick, and asked
             # again, spinning through most of each millisecond (98,000 calls a second; measured). Each call

@@ -418,7 +418,9 @@ def _held_pixels(publisher: HitPublisher, settings: Settings) -> HeldPixels:
     while nothing is held)."""
     pixels = HeldPixels(publisher, cap_s=settings.read_time_cap_s, max_held=settings.read_time_max_held)
     if settings.read_time_holders:
-        pixels.holders = ReadHolders(pixels, settings.read_time_holders, settings.read_time_cap_s)
+        pixels.holders = ReadHolders(
+            pixels, settings.read_time_holders, settings.read_time_cap_s, settings.read_time_holder_cpus
+        )
     return pixels
 
 

@@ -81,6 +81,7 @@ class Settings:
     read_time_cap_s: int = 25
     read_time_max_held: int = 5_000
     read_time_holders: int = 1  # processes that write held pixels' frames (ingest.holder_link); 0: the edge
+    read_time_holder_cpus: frozenset[int] = frozenset()  # where the holders run; empty: where the edge may
     secret_generated: bool = False
     api_keys_generated: bool = False
     public_url_given: bool = False  # PIXELPIPE_PUBLIC_URL was set (else http://HOST:PORT of this process)
@@ -220,6 +221,24 @@ def _max_connections(env: Mapping[str, str], fd_reserve: int, open_files: int) -
             f"(PIXELPIPE_FD_RESERVE) exceed the open-file limit {open_files}",
         )
     return value
+
+
+def _cpu_list(env: Mapping[str, str], variable: str) -> frozenset[int]:
+    """A set of CPUs as ``taskset -c`` writes it (``1``, ``1,3``, ``2-5``); empty when unset."""
+    raw = env.get(variable, "").strip()
+    if not raw:
+        return frozenset()
+    count = os.cpu_count() or 1
+    cpus: set[int] = set()
+    for part in raw.split(","):
+        first, _, last = part.strip().partition("-")
+        if not first.isdigit() or (last and not last.isdigit()):
+            raise SettingsError(variable, f"{part.strip()!r} is not a CPU number or a range like 2-5")
+        low, high = int(first), int(last or first)
+        if low > high or high >= count:
+            raise SettingsError(variable, f"{part.strip()!r}: this machine's CPUs are 0..{count - 1}")
+        cpus.update(range(low, high + 1))
+    return frozenset(cpus)
 
 
 def _read_time_max_held(env: Mapping[str, str], max_connections: int, holders: int) -> int:
@@ -496,6 +515,7 @@ def load(env: Mapping[str, str] | None = None, *, host: str = "127.0.0.1", port:
         read_time_cap_s=_int(env, "PIXELPIPE_READ_TIME_CAP_SECONDS", 25, 1, 300),
         read_time_max_held=read_time_max_held,
         read_time_holders=read_time_holders,
+        read_time_holder_cpus=_cpu_list(env, "PIXELPIPE_READ_TIME_HOLDER_CPUS"),
         secret_generated=secret_generated,
         api_keys_generated=api_keys_generated,
         public_url_given=public_url_given,

@@ -114,3 +114,16 @@ def test_malformed_read_time_holding_stops_start_up_naming_it(
     tmp_path: Path, base: dict[str, str], variable: str, value: str
 ) -> None:
     refusal(tmp_path, variable, value, {**GOOD, **base})
+
+
+@pytest.mark.usefixtures("open_files")
+def test_the_holders_cpus_are_read_as_taskset_writes_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 8)
+    env = {**GOOD, "PIXELPIPE_DATA_DIR": str(tmp_path)}
+    assert load(env).read_time_holder_cpus == frozenset()
+    assert load({**env, "PIXELPIPE_READ_TIME_HOLDER_CPUS": "1"}).read_time_holder_cpus == {1}
+    assert load({**env, "PIXELPIPE_READ_TIME_HOLDER_CPUS": "1, 3-5"}).read_time_holder_cpus == {1, 3, 4, 5}
+    for bad in ("8", "x", "3-1", "1,,2", "-1"):
+        refusal(tmp_path, "PIXELPIPE_READ_TIME_HOLDER_CPUS", bad, env)
