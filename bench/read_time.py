@@ -11,8 +11,9 @@ connection if a response ends. The cap is set past the phase (``PIXELPIPE_READ_T
 the N stay held while wrk runs; the held-connection cap is N.
 
 The edge hands held pixels to its read-time holder processes (``PIXELPIPE_READ_TIME_HOLDERS``,
-`ingest.holder_link`), which write the frames at a lower priority than the edge's; they run on the edge's
-core (``--holder-cpu`` moves them elsewhere as they start), and their CPU and writes are reported apart.
+`ingest.holder_link`), which write the frames at the lowest priority; the benchmark moves them to CPU 1 as
+they start (``--holder-cpu``; ``--holder-cpu 0``: the edge's core), as an operator gives them cores of
+their own (``PIXELPIPE_READ_TIME_HOLDER_CPUS``), and their CPU and writes are reported apart.
 ``--holders 0`` measures the edge holding its pixels itself (its own core writes the frames).
 
 Reported: both runs' rate, p50, p99, the ratio to nginx, the edge's CPU share (and the holders'), the edge's
@@ -421,7 +422,9 @@ def main() -> None:  # noqa: PLR0915 - one straight script: start, measure, stop
         "--holders", type=int, default=None, help="holder processes (default: as the open-file limit needs)"
     )
     parser.add_argument(
-        "--holder-cpu", default=None, help="move the holders to this CPU (default: they stay on the edge's)"
+        "--holder-cpu",
+        default=LOAD_CPU,
+        help=f"the CPU the holders are moved to as they start (default {LOAD_CPU}; '': where they are)",
     )
     args = parser.parse_args()
     duration = 30.0 if args.full else 10.0
@@ -472,7 +475,7 @@ def main() -> None:  # noqa: PLR0915 - one straight script: start, measure, stop
                 print(f"  edge RSS idle {result['rss_kib_idle'] / 1024:,.0f} MiB", flush=True)
                 print(f"  the edge, {args.held:,} read-time pixels held:", flush=True)
                 paced = result["plain"]["paced_rps"]
-                place = _Placement(edge, args.holder_cpu if holders else None)
+                place = _Placement(edge, (args.holder_cpu or None) if holders else None)
                 phase = _held_phase(edge, shares, paths, duration, broker, paced=paced, place=place)
                 result["held_runs"] = phase
                 time.sleep(3)
