@@ -356,12 +356,19 @@ def nginx(workdir: Path, cpus: str | None) -> Iterator[tuple[str, subprocess.Pop
         stop(proc)
 
 
+def children(pid: int) -> list[int]:
+    """A process's child processes (none once it has gone)."""
+    with contextlib.suppress(OSError):
+        return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    return []
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """CPU seconds of a process and its children (nginx: the master and its worker)."""
     total = process_cpu_seconds(pid)
-    with contextlib.suppress(OSError):
-        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-            total += tree_cpu_seconds(int(child))
+    with contextlib.suppress(OSError):  # a child that exits meanwhile ends the count there, as before
+        for child in children(pid):
+            total += tree_cpu_seconds(child)
     return total
 
 

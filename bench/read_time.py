@@ -55,6 +55,7 @@ from bench.common import (
     BenchError,
     Role,
     argparser,
+    children,
     cleanup,
     conditions,
     ensure_tools,
@@ -234,11 +235,10 @@ def _held_now(edge: Role, timeout_s: float = 120) -> int:
 def _holder_pids(edge: Role) -> list[int]:
     """The edge's read-time holder processes (its children running `ingest.read_holder`)."""
     pids = []
-    with contextlib.suppress(OSError):
-        for child in Path(f"/proc/{edge.pid}/task/{edge.pid}/children").read_text().split():
-            with contextlib.suppress(OSError):
-                if b"ingest.read_holder" in Path(f"/proc/{child}/cmdline").read_bytes():
-                    pids.append(int(child))
+    for child in children(edge.pid):
+        with contextlib.suppress(OSError):
+            if b"ingest.read_holder" in Path(f"/proc/{child}/cmdline").read_bytes():
+                pids.append(child)
     return pids
 
 

@@ -1,7 +1,7 @@
 """The edge's side of its read-time holders: processes of their own that write held pixels' frames (issue 18).
 
 A held read-time answer costs a write a second until its cap; at 20,000 held that is 20,000 writes a second,
-about 40 % of a core on this machine (BENCHMARKS section 9), taken from the plain pixels served by the same
+about 20 % of a core on this machine (BENCHMARKS section 9), taken from the plain pixels served by the same
 core. So the edge can hand held answers to holder processes (``PIXELPIPE_READ_TIME_HOLDERS``), which the
 operator (or the kernel's scheduler) puts on other cores: the edge's work per held pixel is then its head and
 one hand-over, and the frames cost the holder's core.
@@ -20,7 +20,8 @@ cap, a kept-alive connection comes back with what the client sent meanwhile, and
 with a copy of the descriptor and the head's time: the holder writes the frames owed since); beyond
 `MAX_QUEUED` waiting, or with no holder running, the edge holds the pixel itself, as with no holders. A
 holder that dies ends its answers ``stopped`` (the kernel closed their connections with it) and is started
-again at the next hand-over, at most once a second. A graceful stop asks each holder to end its answers
+again at a later hand-over, a second after its last start, the wait doubling with each loss (up to a
+minute) until a holder reports again. A graceful stop asks each holder to end its answers
 (``stopped``, closed) and waits for their reports, at most `STOP_WAIT_S`; what is still missing then is
 ended ``stopped`` here.
 

@@ -102,7 +102,6 @@ class Holder:
         self._channel = channel
         self.pixels = HeldPixels(None, cap_s=cap_s, max_held=sys.maxsize, on_end=self.ended)
         self._sockets: dict[str, HeldSocket] = {}
-        self._stopping = False
         self.done = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._stop_task: asyncio.Task[None] | None = None
@@ -193,10 +192,13 @@ class Holder:
     def _report(self, hit_id: str, end: ReadEnd, read_ms: int) -> None:
         self._channel.send({"end": hit_id, "as": end.value, "read_ms": read_ms})
 
+    @property
+    def _stopping(self) -> bool:
+        return self._stop_task is not None
+
     def _start_stop(self) -> None:
         if self._stop_task is not None:
             return
-        self._stopping = True
         self._stop_task = asyncio.get_running_loop().create_task(self._stop())
 
     async def _stop(self) -> None:
@@ -238,13 +240,13 @@ def _yield_to_everything() -> None:
 def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s holder {argv[3]} %(levelname)s %(message)s")
     _yield_to_everything()
     if len(argv) > 4 and argv[4]:  # PIXELPIPE_READ_TIME_HOLDER_CPUS
         try:
             os.sched_setaffinity(0, {int(cpu) for cpu in argv[4].split(",")})
         except (OSError, ValueError, AttributeError) as exc:
             log.warning("cannot run on CPUs %s: %s", argv[4], exc)
-    logging.basicConfig(level=logging.INFO, format=f"%(asctime)s holder {argv[3]} %(levelname)s %(message)s")
     try:
         import uvloop  # noqa: PLC0415  # as the edge's server: the same loop writes the frames
 
