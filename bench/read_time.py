@@ -6,7 +6,7 @@ How: as `bench.edge_vs_nginx` (its measuring functions, the same cores): ``pixel
 pixels, first at saturation, then paced at half the edge's saturation rate (latency at a given load); nginx's
 ``empty_gif`` on CPU 0 once, for the ratio. Then the same two edge runs again while clients (processes of
 their own, on CPU 1) keep N timed opens' pixels held: each opens its share of the N connections, asks each for
-a timed open's pixel, reads the frames as they come (one a second per connection), and asks again on the same
+a timed open's pixel, reads the frames every 5 s at the lowest priority (`_Held`), and asks again on the same
 connection if a response ends. The cap is set past the phase (``PIXELPIPE_READ_TIME_CAP_SECONDS=300``), so
 the N stay held while wrk runs; the held-connection cap is N.
 
@@ -33,13 +33,14 @@ connections in flight.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import resource
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -82,59 +83,61 @@ RAMP_PER_S = 1_000  # new held connections a second while the holder ramps up
 READ_EVERY_S = 5.0  # how often the holder reads a held connection (see `_Held`)
 
 
-# -- the holder (a subprocess: ``python -m bench.read_time --hold HOST PORT N SECONDS``)
+# -- the clients (subprocesses: ``python -m bench.read_time --hold HOST PORT N SECONDS``)
 
 
-class _Held(asyncio.Protocol):
+class _Held:
     """One connection holding a timed open's pixel: it reads the response and, should the response end (the
-    cap), asks again. It reads in batches, every `READ_EVERY_S` (the frames wait in its socket's receive
-    buffer meanwhile; a few hundred bytes): the holder shares wrk's core, and reading each connection's frame
-    the second it comes (19,000 wake-ups a second) took enough of that core to delay wrk's own measuring. The
-    edge's work is the same either way: a write of each frame, a second apart, into the connection."""
+    cap), asks again on the same connection. The client reads its connections in sweeps, every `READ_EVERY_S`
+    (the frames wait in each socket's receive buffer meanwhile: a few hundred bytes), with plain non-blocking
+    reads, and runs at the lowest priority (``SCHED_IDLE``): it stands for mail clients on other machines, and
+    shares wrk's core here. Reading each frame the second it came (19,000 wake-ups a second), then reading
+    every 5 s through asyncio transports (a resume, a wake-up and a pause per connection), took 10 % of that
+    core, which wrk then lacked. The edge's work is the same either way: a write of each frame, a second
+    apart, into the connection, and the client's kernel acknowledging it."""
 
-    def __init__(self, request: bytes, stats: dict[str, int], live: set[_Held]) -> None:
+    __slots__ = ("_buf", "_left", "_request", "sock")
+
+    def __init__(self, sock: socket.socket, request: bytes) -> None:
+        self.sock = sock
         self._request = request
-        self._stats = stats
-        self._live = live
         self._buf = b""
         self._left = -1  # body bytes still to come; -1 while reading a head
-        self.transport: asyncio.Transport | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self._live.add(self)
-        self.transport.write(self._request)  # type: ignore[union-attr]
+    def read(self, stats: dict[str, int]) -> bool:
+        """Everything the connection has now; False once it is closed."""
+        while True:
+            try:
+                data = self.sock.recv(65_536)
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
+            if not data:
+                return False
+            stats["bytes"] += len(data)
+            self._take(data, stats)
 
-    def _resume(self) -> None:
-        if self.transport is not None:
-            self.transport.resume_reading()
-
-    def data_received(self, data: bytes) -> None:
-        if self.transport is not None:
-            self.transport.pause_reading()
-            asyncio.get_running_loop().call_later(READ_EVERY_S, self._resume)
-        self._stats["bytes"] += len(data)
-        if self._left < 0:
-            self._buf += data
-            head, sep, body = self._buf.partition(b"\r\n\r\n")
-            if not sep:
-                return
-            self._buf = b""
-            self._stats["heads"] += 1
-            lines = head.lower().split(b"\r\n")
-            self._left = next(int(line[15:]) for line in lines if line.startswith(b"content-length:"))
-            data = body
-        self._left -= len(data)
-        if self._left <= 0:
-            self._stats["completed"] += 1
-            self._left = -1
-            if self.transport is not None:
-                self.transport.write(self._request)
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._live.discard(self)
-        self._stats["lost"] += 1
-        self.transport = None
+    def _take(self, data: bytes, stats: dict[str, int]) -> None:
+        while data:
+            if self._left < 0:
+                self._buf += data
+                head, sep, body = self._buf.partition(b"\r\n\r\n")
+                if not sep:
+                    return
+                self._buf = b""
+                stats["heads"] += 1
+                lines = head.lower().split(b"\r\n")
+                self._left = next(int(line[15:]) for line in lines if line.startswith(b"content-length:"))
+                data = body
+            used = min(len(data), self._left)
+            self._left -= used
+            data = data[used:]
+            if self._left == 0:
+                stats["completed"] += 1
+                self._left = -1
+                with contextlib.suppress(OSError):
+                    self.sock.sendall(self._request)
 
 
 def _requests(count: int) -> list[bytes]:
@@ -151,63 +154,69 @@ def _requests(count: int) -> list[bytes]:
     ]
 
 
-async def _hold(host: str, port: int, count: int, seconds: float) -> dict[str, Any]:
-    """Open ``count`` held connections (`RAMP_PER_S` a second, in concurrent batches), then keep them for
-    ``seconds`` or until SIGTERM; report what was held."""
-    loop = asyncio.get_running_loop()
-    stats = {"opened": 0, "connect_errors": 0, "heads": 0, "completed": 0, "lost": 0, "bytes": 0}
-    live: set[_Held] = set()
-    requests = _requests(count)
+def _sweep(live: list[_Held], stats: dict[str, int]) -> list[_Held]:
+    """Read every connection once; the ones still open."""
+    still = []
+    for held in live:
+        if held.read(stats):
+            still.append(held)
+        else:
+            stats["lost"] += 1
+            held.sock.close()
+    return still
 
-    async def open_one(request: bytes) -> None:
+
+def _hold(host: str, port: int, count: int, seconds: float) -> dict[str, Any]:
+    """Open ``count`` held connections (`RAMP_PER_S` a second), then keep them for ``seconds`` or until
+    SIGTERM; report what was held."""
+    stats = {"opened": 0, "connect_errors": 0, "heads": 0, "completed": 0, "lost": 0, "bytes": 0}
+    live: list[_Held] = []
+    started = time.monotonic()
+    for at, request in enumerate(_requests(count)):
         try:
-            await loop.create_connection(lambda: _Held(request, stats, live), host, port)
-            stats["opened"] += 1
+            sock = socket.create_connection((host, port), timeout=30)
+            sock.sendall(request)
+            sock.setblocking(False)
         except OSError:
             stats["connect_errors"] += 1
-
-    started = time.monotonic()
-    batch = 50
-    for at in range(0, count, batch):
-        await asyncio.gather(*(open_one(r) for r in requests[at : at + batch]))
-        ahead = started + (at + batch) / RAMP_PER_S - time.monotonic()
-        if ahead > 0:
-            await asyncio.sleep(ahead)
+            continue
+        stats["opened"] += 1
+        live.append(_Held(sock, request))
+        ahead = started + (at + 1) / RAMP_PER_S - time.monotonic()
+        if ahead > 0.01:
+            time.sleep(ahead)
     ramp_s = time.monotonic() - started
     print(json.dumps({"ramped": True, "ramp_s": round(ramp_s, 1), "live": len(live)}), flush=True)
-    await asyncio.sleep(READ_EVERY_S + 1)  # every connection read once since the ramp: count from here
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    live = _sweep(live, stats)  # every connection read once since the ramp: count from here
     counted_from, bytes_then = time.monotonic(), stats["bytes"]
-    stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
     samples: list[tuple[float, int]] = []
-    until = time.monotonic() + seconds
+    until = counted_from + seconds
+    next_sweep = counted_from + READ_EVERY_S
     while not stop.is_set() and time.monotonic() < until:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), 1.0)
+        stop.wait(1.0)
         samples.append((round(time.monotonic() - started, 1), len(live)))
-    # Frames that arrived per held connection per second (one is the schedule; reads every `READ_EVERY_S`
-    # make it exact to within one read's batch).
+        if time.monotonic() >= next_sweep:
+            live = _sweep(live, stats)
+            next_sweep += READ_EVERY_S
+    live = _sweep(live, stats)
+    # Frames that arrived per held connection per second (one is the schedule): exact, both ends swept.
     frames = (stats["bytes"] - bytes_then) / len(FRAME)
     rate = frames / max(1, len(live)) / max(1e-9, time.monotonic() - counted_from)
-    for held in list(live):
-        if held.transport is not None:
-            held.transport.close()
-    await asyncio.sleep(0.5)
+    for held in live:
+        held.sock.close()
     return {**stats, "ramp_s": round(ramp_s, 1), "live_samples": samples, "frames_per_held_s": round(rate, 3)}
 
 
 def _hold_main(argv: list[str]) -> None:
+    from ingest.read_holder import yield_to_everything
     from pixelpipe.limits import raise_open_file_limit
 
     raise_open_file_limit()
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    yield_to_everything()
     host, port, count, seconds = argv[0], int(argv[1]), int(argv[2]), float(argv[3])
-    print(json.dumps(asyncio.run(_hold(host, port, count, seconds))), flush=True)
+    print(json.dumps(_hold(host, port, count, seconds)), flush=True)
 
 
 # -- the benchmark
@@ -298,7 +307,7 @@ def _edge_runs(
     paced_run = run(paced_rps=rate)
     print(f"    saturated: {_line(saturated)}", flush=True)
     print(f"    paced at {rate:,.0f}/s: {_line(paced_run)}", flush=True)
-    runs = {"saturated": saturated, "paced": paced_run, "paced_rps": rate}
+    runs: dict[str, Any] = {"saturated": saturated, "paced": paced_run, "paced_rps": rate}
     if again:
         runs["saturated_again"] = run()
         print(f"    saturated again: {_line(runs['saturated_again'])}", flush=True)

@@ -226,7 +226,7 @@ async def _serve(fd: int, cap_s: int) -> None:
     channel.close()
 
 
-def _yield_to_everything() -> None:
+def yield_to_everything() -> None:
     """Below every other process's priority (see the module's docstring): Linux's ``SCHED_IDLE``, which
     any other task waking up preempts at once; elsewhere the highest niceness."""
     with contextlib.suppress(OSError):
@@ -241,7 +241,7 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     logging.basicConfig(level=logging.INFO, format=f"%(asctime)s holder {argv[3]} %(levelname)s %(message)s")
-    _yield_to_everything()
+    yield_to_everything()
     if len(argv) > 4 and argv[4]:  # PIXELPIPE_READ_TIME_HOLDER_CPUS
         try:
             os.sched_setaffinity(0, {int(cpu) for cpu in argv[4].split(",")})
