@@ -79,8 +79,8 @@ from ingest.read_gif import FRAME
 
 CAP_S = 300
 FD_SPARE = 1_000  # file descriptors a process keeps beside the held connections (wrk's, Kafka's, the spool)
-RAMP_PER_S = 1_000  # new held connections a second while the holder ramps up
-READ_EVERY_S = 5.0  # how often the holder reads a held connection (see `_Held`)
+RAMP_PER_S = 1_000  # new held connections a second while a client ramps up
+READ_EVERY_S = 5.0  # how often a client reads its held connections (see `_Held`)
 
 
 # -- the clients (subprocesses: ``python -m bench.read_time --hold HOST PORT N SECONDS``)
