@@ -429,6 +429,7 @@ def _adopt(
     pending: bytes,
 ) -> None:
     protocol = factory()
+    protocol.adopted = True
     protocol.adopted_pending = pending  # read in `connection_made`, before anything the socket still holds
 
     async def adopt() -> None:
@@ -466,7 +467,8 @@ class EdgeHttpProtocol(BoundedHttpProtocol):
     # once a request is pipelined behind it, as with uvicorn's cycles.
     _held: _HeldCycle | None
     _handing: bool  # a held answer may go to a read-time holder once the current read is parsed
-    adopted_pending: bytes = b""  # what a client sent while a holder held its answer (`_adopt`)
+    adopted: bool = False  # a kept-alive connection handed back by a read-time holder (`_adopt`)
+    adopted_pending: bytes = b""  # what its client sent while the holder held its answer
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -483,9 +485,20 @@ class EdgeHttpProtocol(BoundedHttpProtocol):
         self._answered_at = -math.inf
         self._held = None
         self._handing = False
+        if not self.adopted:
+            return
+        # A connection handed back by a read-time holder, its answer complete: what its client sent meanwhile
+        # first; with nothing, it is a kept-alive connection between requests (the idle timeout, evicted
+        # first at the connection cap), not a new one awaiting its first head.
         pending, self.adopted_pending = self.adopted_pending, b""
-        if pending:  # a connection handed back by a read-time holder: what its client sent meanwhile, first
+        if pending:
             self.data_received(pending)
+        elif self._head_timer is not None and not self.transport.is_closing():
+            self._cancel_head_timer()
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+            self._table.wait(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         held = self._held

@@ -32,7 +32,7 @@ from prometheus_client import REGISTRY
 from bus.memory import MemoryBus
 from ingest.edge import PIXEL_GIF, Edge
 from ingest.holder_link import ReadHolders
-from ingest.http_protocol import EdgeHttpProtocol
+from ingest.http_protocol import EdgeHttpProtocol, bounded
 from ingest.native import NativeEdge
 from ingest.read_gif import FRAME, ReadGif
 from ingest.read_time import HeldPixels
@@ -220,7 +220,8 @@ def _serving(native: NativeEdge, holders: int, **env: str) -> Iterator[_Server]:
         read_time=pixels,
     )
     assert (edge.pixel_path is not None) == (native == "on")
-    with serving_server(edge, http=EdgeHttpProtocol, loop="uvloop") as (base, uvicorn_server):
+    protocol = bounded(EdgeHttpProtocol, settings.connection_bounds)  # as `pixelpipe.cli` serves it
+    with serving_server(edge, http=protocol, loop="uvloop") as (base, uvicorn_server):
         host, port = base.removeprefix("http://").split(":")
         yield _Server(host, int(port), bus, pixels, do_not_track, uvicorn_server, holders)
 
@@ -331,6 +332,27 @@ def test_reading_to_the_cap_gets_the_whole_animation_and_the_connection_serves_o
     assert [h.message_id for h in hits] == ["msg-1", "msg-plain"]
     _assert_names_the_open(reads[0], hits[0])
     assert len(server.bus.reads()) == 1
+
+
+def test_after_the_cap_an_idle_kept_alive_connection_closes_at_the_idle_timeout(
+    native: NativeEdge, holders: int
+) -> None:
+    """Once the animation is complete, the connection waits for its next request as any kept-alive one:
+    closed at the idle timeout (1 s here), counted ``idle_timeout``, not at the header timeout (10 s), even
+    when a holder wrote the frames and handed it back."""
+    with _serving(native, holders, PIXELPIPE_IDLE_TIMEOUT_MS="1000") as server, server.connect() as conn:
+        idle_before = _sample("pixelpipe_http_connections_closed_total", reason="idle_timeout")
+        header_before = _sample("pixelpipe_http_connections_closed_total", reason="header_timeout")
+        conn.send(_get(f"/o/{TIMED}.gif"))
+        conn.head()
+        assert conn.body(GIF.content_length) == GIF.whole
+        completed = time.monotonic()
+        assert conn.rest() == b""  # closed by the edge
+        closed_after = time.monotonic() - completed
+        assert [r.end for r in server.bus.wait_reads(1)] == ["cap"]
+    assert 0.5 <= closed_after < 5
+    assert _sample("pixelpipe_http_connections_closed_total", reason="idle_timeout") == idle_before + 1
+    assert _sample("pixelpipe_http_connections_closed_total", reason="header_timeout") == header_before
 
 
 def test_a_pixel_pipelined_behind_a_held_one_is_answered_after_it_in_order(server: _Server) -> None:
