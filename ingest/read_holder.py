@@ -10,14 +10,6 @@ most `MAX_PENDING` bytes: beyond, it is closed), ``stopped`` when the edge asks 
 nothing and opens nothing: the edge builds and publishes the records. Its open-file limit is the edge's,
 raised at the edge's start (`pixelpipe.limits`), which a child inherits.
 
-Its timer ticks `HOLDER_TICKS_PER_SECOND` times a second, not the edge's 1,000: the edge's tick is fine
-because the frames are written on the loop that answers its pixels, and a tick's writes hold that loop; here
-nothing waits on this loop but the frames, and every tick is a wake-up of this process, a switch in and out
-of whatever shares its core. At 20,000 held on wrk's core (BENCHMARKS section 9), 2,000 wake-ups a second
-(two holders at 1,000) cost the plain pixels 6-12 % of their saturated rate, 200 (at 100) within the runs'
-noise; 20 (at 10) bunched the writes, and the clients' delayed acknowledgements with them, into bursts that
-the kernel handles at a higher priority than any process, and the plain pixels' paced p99 rose to 6.6 ms.
-
 It runs at the lowest priority there is (Linux's ``SCHED_IDLE``; elsewhere niceness `NICENESS`): its work
 is a frame a second per connection, which can come late (`ingest.read_time` then writes the frames owed
 together, keeping the animation's timeline), while the edge's is answering pixels now, and whatever else
@@ -53,8 +45,6 @@ log = logging.getLogger("ingest.read_holder")
 # the holder stops reading it and closes it at the cap (a mail client sends nothing while an image loads).
 MAX_PENDING: Final = 16_384
 NICENESS: Final = 19
-# A tick every 10 ms: each held pixel's frames a second apart to within it (see the module's docstring).
-HOLDER_TICKS_PER_SECOND: Final = 100
 
 
 class HeldSocket(asyncio.Protocol):
@@ -110,13 +100,7 @@ class Holder:
 
     def __init__(self, channel: Channel, cap_s: int) -> None:
         self._channel = channel
-        self.pixels = HeldPixels(
-            None,
-            cap_s=cap_s,
-            max_held=sys.maxsize,
-            on_end=self.ended,
-            ticks_per_second=HOLDER_TICKS_PER_SECOND,
-        )
+        self.pixels = HeldPixels(None, cap_s=cap_s, max_held=sys.maxsize, on_end=self.ended)
         self._sockets: dict[str, HeldSocket] = {}
         self.done = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()

@@ -17,19 +17,18 @@ whole GIF at once and a record with ``read_ms`` 0 (`HeldPixels.unheld`): ``proxy
 fetch whole images (`schemas.image_proxies`), ``busy`` beyond ``max_held`` held at once (and for a request
 the server could not hold: see `ingest.edge`). Both are counted by reason.
 
-**One timer for every held answer.** While anything is held, one loop timer ticks ``ticks_per_second`` times a
-second (the edge's own: `TICKS_PER_SECOND`; a holder process's: coarser, see `ingest.read_holder`); each held
-answer belongs to the tick of the moment its head left (a wheel of slots), and is written to at that tick once
-a second. So each answer's frames are a second apart and its cap is reached at the cap (to a tick), and the
-writes of many held answers are spread over the second instead of one burst per second that would stall the
-pixels served meanwhile: at 20,000 held, 20 small writes per millisecond's tick, not 20,000 at once. A write
-to a connection costs ~14 us on this machine's loopback (a third of it Python, the rest the kernel's TCP, both
-ends of it), so a tick of 10 ms (200 writes) held the loop ~2-3 ms at a time and put the plain pixels' p99 at
-9-11 ms with 19,000 held (BENCHMARKS section 9); a tick of 1 ms holds it a fraction of a millisecond (a holder
-process, which holds no pixel of its own, ticks less often). Idle, nothing ticks. **A late write carries every
-frame owed**: when the loop comes late to a tick (a busy process), the answer gets all the frames due since
-its last write in one write, and keeps its tick; so the animation keeps its timeline (the trailer at the cap),
-and a process short of CPU makes fewer, larger writes instead of falling behind.
+**One timer for every held answer.** While anything is held, one loop timer ticks `TICKS_PER_SECOND` times a
+second; each held answer belongs to the tick of the moment its head left (a wheel of slots), and is written to
+at that tick once a second. So each answer's frames are a second apart and its cap is reached at the cap (to a
+tick), and the writes of many held answers are spread over the second instead of one burst per second that
+would stall the pixels served meanwhile: at 20,000 held, 20 small writes per millisecond's tick, not 20,000 at
+once. A write to a connection costs ~14 us on this machine's loopback (a third of it Python, the rest the
+kernel's TCP, both ends of it), so a tick of 10 ms (200 writes) held the loop ~2-3 ms at a time and put the
+plain pixels' p99 at 9-11 ms with 19,000 held (BENCHMARKS section 9); a tick of 1 ms holds it a fraction of a
+millisecond. Idle, nothing ticks. **A late write carries every frame owed**: when the loop comes late to a
+tick (a busy process), the answer gets all the frames due since its last write in one write, and keeps its
+tick; so the animation keeps its timeline (the trailer at the cap), and a process short of CPU makes fewer,
+larger writes instead of falling behind.
 
 **Held elsewhere** (`HeldPixels.holders`, `ingest.holder_link`): with read-time holders configured, the edge's
 HTTP protocol hands a held answer's connection, once its head is written, to a holder process
@@ -64,6 +63,7 @@ log = logging.getLogger(__name__)
 TICKS_PER_SECOND: Final = 1000
 # At most about this many writes per turn of the loop (whole ticks: a tick's answers are written together).
 WRITES_PER_TURN: Final = 64
+_TICK_S: Final = 1.0 / TICKS_PER_SECOND
 
 _RECORDS: Final = {end: metrics.READ_TIME_RECORDS.labels(end.value) for end in ReadEnd}
 _UNHELD: Final = {reason: metrics.READ_TIME_UNHELD.labels(reason) for reason in ("busy", "proxy", "asgi")}
@@ -143,7 +143,7 @@ class Held:
         self.started = started  # monotonic seconds, when the head was written
         self.sent = 1  # frames sent: the head carries the first
         self.first = first  # the tick its head left: its writes are due a whole number of seconds after
-        self.due = first + pixels.ticks_per_second  # the tick of its next write
+        self.due = first + TICKS_PER_SECOND  # the tick of its next write
         self.ended = False
 
     def lost(self) -> None:
@@ -193,7 +193,6 @@ class HeldPixels:
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         on_end: OnEnd | None = None,
-        ticks_per_second: int = TICKS_PER_SECOND,
     ) -> None:
         self.gif: Final = ReadGif(frames=cap_s)
         self.max_held = max_held
@@ -208,9 +207,7 @@ class HeldPixels:
         self.holders: Holders | None = None  # set by whoever starts holder processes (`pixelpipe.app`)
         self._clock = clock
         self._monotonic = monotonic
-        self.ticks_per_second: Final = ticks_per_second
-        self._tick_s: Final = 1.0 / ticks_per_second
-        self._slots: list[dict[Held, None]] = [{} for _ in range(ticks_per_second)]
+        self._slots: list[dict[Held, None]] = [{} for _ in range(TICKS_PER_SECOND)]
         self._count = 0
         self._elsewhere = 0  # of them, those written to elsewhere (`release`): the timer has nothing for them
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -245,15 +242,15 @@ class HeldPixels:
         loop = asyncio.get_running_loop()
         if self._timer is None:
             self._loop, self._origin, self._tick = loop, loop.time(), 0
-            self._timer = loop.call_later(self._tick_s, self._on_timer)
+            self._timer = loop.call_later(_TICK_S, self._on_timer)
         now = self._monotonic()
         if head_at is None:
-            first_tick = max(self._tick, int((loop.time() - self._origin) / self._tick_s))
+            first_tick = max(self._tick, int((loop.time() - self._origin) / _TICK_S))
         else:  # its due ticks may have passed: its slot's next visit writes what it is owed
             head_at = min(head_at, now)
-            first_tick = int((loop.time() - (now - head_at) - self._origin) // self._tick_s)
+            first_tick = int((loop.time() - (now - head_at) - self._origin) // _TICK_S)
         held = Held(self, opened, connection, now if head_at is None else head_at, first_tick)
-        self._slots[held.due % self.ticks_per_second][held] = None
+        self._slots[held.due % TICKS_PER_SECOND][held] = None
         self._count += 1
         if self._on_end is None:
             metrics.READ_TIME_HELD.inc()
@@ -263,7 +260,7 @@ class HeldPixels:
         """``held`` is written to elsewhere from now (a holder process): off this timer, still counted as held
         until `end` reports what was measured there. Its connection here is let go (with the protocol, the
         parser and the transport behind it: nothing of them is needed again)."""
-        self._slots[held.due % self.ticks_per_second].pop(held, None)
+        self._slots[held.due % TICKS_PER_SECOND].pop(held, None)
         held.connection = _ELSEWHERE
         self._elsewhere += 1
 
@@ -275,7 +272,7 @@ class HeldPixels:
         if held.ended:
             return
         held.ended = True
-        self._slots[held.due % self.ticks_per_second].pop(held, None)
+        self._slots[held.due % TICKS_PER_SECOND].pop(held, None)
         self._count -= 1
         if held.connection is _ELSEWHERE:
             self._elsewhere -= 1
@@ -327,14 +324,13 @@ class HeldPixels:
         loop = self._loop
         if loop is None:  # stopped meanwhile
             return
-        ticks = self.ticks_per_second
-        target = int((loop.time() - self._origin) / self._tick_s)
+        target = int((loop.time() - self._origin) / _TICK_S)
         # Every tick since the last, once each at most (a loop late by more than a second visits each slot
         # once: an answer due long ago gets one write now, with every frame it is owed).
-        first = max(self._tick + 1, target - ticks + 1)
+        first = max(self._tick + 1, target - TICKS_PER_SECOND + 1)
         writes = 0
         for tick in range(first, target + 1):
-            slot = self._slots[tick % ticks]
+            slot = self._slots[tick % TICKS_PER_SECOND]
             if slot:
                 for held in list(slot):
                     if held.due <= tick and not held.ended:
@@ -352,7 +348,7 @@ class HeldPixels:
             # milliseconds, so a call at the next tick's time came back early, found no new tick, and asked
             # again, spinning through most of each millisecond (98,000 calls a second; measured). Each call
             # visits every tick passed since the last, so a late call loses nothing.
-            self._timer = loop.call_later(self._tick_s, self._on_timer)
+            self._timer = loop.call_later(_TICK_S, self._on_timer)
         else:
             self._timer = None
 
@@ -364,8 +360,7 @@ class HeldPixels:
         write is due a whole number of seconds after its head."""
         try:
             frames = self.gif.frames
-            ticks = self.ticks_per_second
-            seconds = (now - held.first) // ticks
+            seconds = (now - held.first) // TICKS_PER_SECOND
             if seconds >= frames:
                 rest = frames - held.sent
                 held.connection.write(FRAME * rest + TRAILER if rest > 0 else TRAILER)
@@ -377,7 +372,7 @@ class HeldPixels:
             if owed > 0:
                 held.connection.write(FRAME if owed == 1 else FRAME * owed)
                 held.sent += owed
-            held.due = held.first + (seconds + 1) * ticks
+            held.due = held.first + (seconds + 1) * TICKS_PER_SECOND
         except Exception:
             log.exception("could not write a held read-time pixel")
             if not held.ended:

@@ -12,7 +12,6 @@ import pytest
 
 from bus.memory import MemoryBus
 from ingest.read_gif import FRAME, TRAILER, ReadGif
-from ingest.read_holder import HOLDER_TICKS_PER_SECOND
 from ingest.read_time import TICKS_PER_SECOND, WRITES_PER_TURN, HeldPixels, TimedOpen
 from schemas.events import RawHit
 from schemas.reads import ReadRecord, decode_read, is_read_line
@@ -64,17 +63,8 @@ def loop(clock: _Clock) -> Iterator[asyncio.AbstractEventLoop]:
     loop.close()
 
 
-def _pixels(
-    clock: _Clock, bus: MemoryBus, cap_s: int = 3, max_held: int = 10, ticks: int = TICKS_PER_SECOND
-) -> HeldPixels:
-    return HeldPixels(
-        bus,
-        cap_s=cap_s,
-        max_held=max_held,
-        clock=lambda: 1_700_000_000.0,
-        monotonic=clock,
-        ticks_per_second=ticks,
-    )
+def _pixels(clock: _Clock, bus: MemoryBus, cap_s: int = 3, max_held: int = 10) -> HeldPixels:
+    return HeldPixels(bus, cap_s=cap_s, max_held=max_held, clock=lambda: 1_700_000_000.0, monotonic=clock)
 
 
 def _in_loop(loop: asyncio.AbstractEventLoop, call: Callable[[], object]) -> object:
@@ -92,13 +82,11 @@ def _advance(pixels: HeldPixels, clock: _Clock, seconds: float, step: float = 1 
         pixels._on_timer()
 
 
-@pytest.mark.parametrize("ticks", [TICKS_PER_SECOND, HOLDER_TICKS_PER_SECOND])
 def test_a_frame_a_second_then_the_trailer_at_the_cap_and_one_cap_record(
-    loop: asyncio.AbstractEventLoop, clock: _Clock, ticks: int
+    loop: asyncio.AbstractEventLoop, clock: _Clock
 ) -> None:
-    """As fine a timer as the edge's own, or as coarse as a holder process's."""
     bus = _Bus(100)
-    pixels = _pixels(clock, bus, ticks=ticks)
+    pixels = _pixels(clock, bus)
     conn = _Connection()
     held = _in_loop(loop, lambda: pixels.hold(OPENED, conn))
     assert pixels.held == 1
